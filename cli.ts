@@ -1,0 +1,199 @@
+/**
+ * The giftwrap command line.
+ *
+ *   deno task plan <recipe> [--json]        print the plan (stages, shapes, budgets, warnings)
+ *   deno task validate <recipe> [--strict]  check the schema and every compiler rule, run nothing
+ *   deno task schema [--out FILE]           write the recipe's JSON Schema
+ *   deno task run <recipe>                  train
+ *
+ * A recipe is a .ts or .js module (its default export, or an export named `recipe`), a .json
+ * recipe, a plan written by `plan --json`, or a URL to one of them.
+ *
+ * Exit codes: 0 success; 2 an invalid recipe or invalid usage, one line per problem on stderr and
+ * never a stack trace; 1 an internal error.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import {
+  type Backend,
+  type CompileOptions,
+  formatIssue,
+  formatPlan,
+  type LoadedRecipe,
+  loadRecipe,
+  type Plan,
+  planHash,
+  recipeJsonSchema,
+  RecipeLoadError,
+  safeCompile,
+  validateRecipe,
+} from "./dsl/mod.ts";
+
+/** Exit codes of the command line. */
+export const EXIT = { ok: 0, internal: 1, invalid: 2 } as const;
+
+/** A user mistake already reported on stderr: exit 2 without another word. */
+class Reported extends Error {}
+
+const BACKENDS = ["auto", "wasm", "cpu", "webgpu", "tensorflow"] as const;
+
+function backendOption() {
+  return new Option("--backend <name>", "override the recipe's backend").choices(BACKENDS);
+}
+
+/** Loads and compiles a recipe, printing every problem as one line on stderr. */
+async function compileFile(
+  specifier: string,
+  options: CompileOptions,
+): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
+  const loaded = await loadRecipe(specifier);
+  const result = safeCompile(loaded.input, options);
+  if (!result.ok) {
+    for (const issue of result.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
+    throw new Reported();
+  }
+  const plan = result.plan;
+  if (loaded.planHash !== undefined && loaded.planHash !== planHash(plan)) {
+    console.error(
+      `${specifier}: warning: the plan file records hash ${loaded.planHash}, ` +
+        `but its recipe compiles to ${planHash(plan)} here (another giftwrap version?)`,
+    );
+  }
+  return { loaded, plan };
+}
+
+function printWarnings(specifier: string, plan: Plan): void {
+  for (const w of plan.warnings) console.error(`${specifier}: warning: ${formatIssue(w)}`);
+}
+
+function compileOptions(options: { backend?: Backend }): CompileOptions {
+  return options.backend === undefined ? {} : { backend: options.backend };
+}
+
+/** Writes `text` to `path` through a temporary file and a rename, so a crash leaves no half file. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const temporary = `${path}.${Deno.pid}.tmp`;
+  try {
+    await Deno.writeTextFile(temporary, text);
+    await Deno.rename(temporary, path);
+  } catch (e) {
+    await Deno.remove(temporary).catch(() => {});
+    const reason = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    console.error(`${path}: cannot write: ${reason}`);
+    throw new Reported();
+  }
+}
+
+function program() {
+  const cli = new Command()
+    .name("giftwrap")
+    .description("On-policy RL fine-tuning of language models: GIFT, GRPO, DAPO, GSPO and more.")
+    .exitOverride()
+    .showSuggestionAfterError();
+
+  cli.command("plan")
+    .description("compile a recipe and print its plan")
+    .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
+    .option("--json", "print the plan as JSON (what to share)")
+    .addOption(backendOption())
+    .action(async (specifier, options) => {
+      const { plan } = await compileFile(specifier, compileOptions(options));
+      if (options.json) {
+        console.log(JSON.stringify({ hash: planHash(plan), ...plan }, null, 2));
+        printWarnings(specifier, plan);
+      } else {
+        console.log(formatPlan(plan).trimEnd());
+      }
+    });
+
+  cli.command("validate")
+    .description("check a recipe against the schema and every compiler rule, without running it")
+    .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
+    .addOption(
+      new Option("--format <format>", "text, or json to print the recipe as JSON").choices(
+        ["text", "json"] as const,
+      ).default("text" as const),
+    )
+    .option("--strict", "treat warnings as errors")
+    .action(async (specifier, options) => {
+      const { loaded, plan } = await compileFile(specifier, {});
+      printWarnings(specifier, plan);
+      if (options.strict && plan.warnings.length > 0) throw new Reported();
+      if (options.format === "json") {
+        const validated = validateRecipe(loaded.input);
+        if (validated.ok) console.log(JSON.stringify(validated.recipe, null, 2));
+      } else {
+        const warnings = plan.warnings.length;
+        console.log(
+          `${specifier}: ok · plan ${planHash(plan)} · ${warnings} warning${
+            warnings === 1 ? "" : "s"
+          }`,
+        );
+      }
+    });
+
+  cli.command("schema")
+    .description("write the recipe's JSON Schema (draft 2020-12)")
+    .option("--out <file>", "where to write it; - for stdout", "recipe.schema.json")
+    .action(async (options) => {
+      const text = JSON.stringify(recipeJsonSchema(), null, 2) + "\n";
+      if (options.out === "-") {
+        await Deno.stdout.write(new TextEncoder().encode(text));
+        return;
+      }
+      await writeAtomically(options.out, text);
+      console.log(`wrote ${options.out}`);
+    });
+
+  cli.command("run")
+    .description("train: execute a recipe's plan")
+    .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
+    .addOption(backendOption())
+    .option("--runs-dir <dir>", "where run directories go", "runs")
+    .option("--resume <dir>", "continue a run from its last complete checkpoint")
+    .action(async (specifier, options) => {
+      const { plan } = await compileFile(specifier, compileOptions(options));
+      printWarnings(specifier, plan);
+      const runtime = new URL("./runtime/mod.ts", import.meta.url);
+      const present = await Deno.stat(runtime).then(() => true, () => false);
+      if (!present) {
+        console.error(
+          `giftwrap: plan ${
+            planHash(plan)
+          } compiled, but this checkout has no runtime/ to execute it; ` +
+            "'deno task plan' shows what it would do",
+        );
+        Deno.exitCode = EXIT.internal;
+        return;
+      }
+      const { execute } = await import(runtime.href);
+      await execute(plan, { runsDir: options.runsDir, resume: options.resume ?? null });
+    });
+
+  return cli;
+}
+
+/** Runs the command line on `args` and returns the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  Deno.exitCode = EXIT.ok;
+  try {
+    await program().parseAsync([...args], { from: "user" });
+    return Deno.exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.invalid;
+    if (e instanceof Reported) return EXIT.invalid;
+    if (e instanceof RecipeLoadError) {
+      console.error(e.message);
+      return EXIT.invalid;
+    }
+    const message = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    console.error(`giftwrap: internal error: ${message}`);
+    if (Deno.env.get("GIFTWRAP_DEBUG") && e instanceof Error) console.error(e.stack);
+    else console.error("giftwrap: set GIFTWRAP_DEBUG=1 to see where");
+    return EXIT.internal;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,858 @@
+/**
+ * `compile()`: lowers a recipe to a `Plan`. Pure and deterministic: the same recipe and options
+ * give the same plan, with no I/O and no tensors. It validates the recipe, resolves every default,
+ * computes the shapes, the stages in execution order and their budgets, and rejects inconsistent
+ * recipes before any tensor exists, each problem with a suggested fix. Legal but doubtful recipes
+ * compile with warnings.
+ *
+ * @module
+ */
+
+import {
+  activationBytes,
+  floatBytes,
+  forwardFlops,
+  headDim,
+  type ModelShape,
+  parameterCount,
+  samplingBytes,
+  samplingFlops,
+  trainFlops,
+} from "./budget.ts";
+import { fillDefaults, type SchemaLike, unionKinds } from "./_schema_walk.ts";
+import { count } from "./format.ts";
+import { type Issue, RecipeError } from "./issues.ts";
+import {
+  lossFormula,
+  type ObjectiveAxes,
+  objectiveAxes,
+  type Resolved,
+  type ResolvedObjective,
+  usesReference,
+} from "./objectives.ts";
+import {
+  type BackendName,
+  type ModelSpec,
+  type Plan,
+  PLAN_FORMAT,
+  type RewardSpec,
+  type Stage,
+} from "./plan.ts";
+import {
+  type Backend,
+  type Objective,
+  type Recipe,
+  RecipeSchema,
+  type RewardSource,
+  type Sampling,
+  type Verifier,
+  VerifierSchema,
+} from "./schema.ts";
+import {
+  charVocabSize,
+  DEFAULT_MAX_NEW_TOKENS,
+  SPECIAL_TOKENS,
+  type TaskSpec,
+  taskSpec,
+} from "./tasks.ts";
+import { validateRecipe } from "./validate.ts";
+
+/** Options of `compile()`. */
+export interface CompileOptions {
+  /**
+   * Overrides the recipe's `backend`, as the CLI's `--backend` does.
+   * @default the recipe's backend
+   */
+  backend?: Backend;
+  /**
+   * Backends present on the machine, from which `auto` picks the fastest. The compiler does not
+   * probe (it is pure); the runtime passes what it found.
+   * @default ["wasm", "cpu"], which need nothing but the npm packages
+   */
+  available?: readonly BackendName[];
+}
+
+/** The outcome of `safeCompile()`. */
+export type CompileResult = { ok: true; plan: Plan } | { ok: false; issues: Issue[] };
+
+/** Backends in order of speed, fastest first, for `auto`. */
+export const BACKEND_PREFERENCE: readonly BackendName[] = ["tensorflow", "webgpu", "wasm", "cpu"];
+
+const DEFAULT_AVAILABLE: readonly BackendName[] = ["wasm", "cpu"];
+const SCHEMA = RecipeSchema as unknown as SchemaLike;
+const VERIFIER_KINDS = unionKinds(VerifierSchema as unknown as SchemaLike);
+
+/**
+ * Compiles a recipe to its plan, or throws a `RecipeError` listing every problem.
+ *
+ * @example
+ * ```ts
+ * const plan = compile(recipe);
+ * console.log(formatPlan(plan));
+ * ```
+ */
+export function compile(recipe: Recipe, options: CompileOptions = {}): Plan {
+  const result = safeCompile(recipe, options);
+  if (!result.ok) throw new RecipeError(result.issues);
+  return result.plan;
+}
+
+/**
+ * Validates and compiles any value, returning the plan or every problem as data.
+ *
+ * @example
+ * ```ts
+ * const result = safeCompile(JSON.parse(text));
+ * if (!result.ok) for (const issue of result.issues) console.error(formatIssue(issue));
+ * ```
+ */
+export function safeCompile(input: unknown, options: CompileOptions = {}): CompileResult {
+  const validated = validateRecipe(input);
+  if (!validated.ok) return validated;
+  const given = validated.recipe;
+  const r = fillDefaults(SCHEMA, given) as Recipe;
+  const d: Diagnostics = { errors: [], warnings: [] };
+
+  const task = resolveTask(r, d);
+  const sampling = resolveSampling(r, task);
+  const model = resolveModel(r, task, sampling, d);
+  const objective = resolveObjective(r.objective);
+  const axes = objectiveAxes(objective);
+  const reference = resolveReference(given, objective, axes, d);
+  const rewards = resolveRewards(r, sampling, axes, d);
+  const updates = resolveUpdates(given, r, objective, axes, reference.kind, d);
+  const evaluation = resolveEval(r, task, rewards, d);
+  const checkpoint = resolveCheckpoint(r, d);
+  if (d.errors.length > 0) return { ok: false, issues: d.errors };
+
+  const recipe = fillDefaults(SCHEMA, {
+    ...r,
+    $schema: undefined,
+    policy: {
+      ...r.policy,
+      kvHeads: model.kvHeads,
+      ffnDim: model.ffnDim,
+      contextLength: model.contextLength,
+    },
+    reference: reference.kind === "checkpoint"
+      ? { checkpoint: reference.checkpoint! }
+      : reference.kind,
+    rewards: rewards.map(({ source, weight, success, name }) => ({
+      source,
+      weight,
+      success,
+      name,
+    })),
+    sampling,
+    objective,
+    miniBatches: updates.miniBatches,
+  }) as Recipe;
+
+  const P = r.group.prompts;
+  const G = r.group.size;
+  const shapes = {
+    prompts: P,
+    groupSize: G,
+    rows: P * G,
+    promptTokens: task.promptTokens,
+    newTokens: sampling.maxNewTokens,
+    sequenceTokens: task.promptTokens + sampling.maxNewTokens,
+    vocab: model.vocab,
+    miniBatchRows: (P / updates.miniBatches) * G,
+    miniBatchGroups: P / updates.miniBatches,
+  };
+  const schedule = {
+    steps: r.steps,
+    miniBatches: updates.miniBatches,
+    epochs: updates.epochs,
+    optimizerStepsPerBatch: updates.miniBatches * updates.epochs,
+    evalEvery: evaluation.every,
+    evalProblems: evaluation.problems,
+    evalMetric: evaluation.metric,
+    evaluations: evaluation.count,
+    checkpointEvery: checkpoint.every,
+    checkpointKeep: checkpoint.keep,
+  };
+  const plan: Omit<Plan, "stages" | "budget"> = {
+    format: PLAN_FORMAT,
+    name: r.name,
+    seed: r.seed ?? 0,
+    recipe,
+    backend: resolveBackend(r, options),
+    model,
+    tokenizer: {
+      kind: "char",
+      specials: [...SPECIAL_TOKENS],
+      alphabet: task.alphabet,
+      vocab: model.vocab,
+    },
+    data: {
+      kind: r.data.kind,
+      description: task.description,
+      train: task.train,
+      eval: task.eval,
+      distinctProblems: task.distinctProblems,
+    },
+    reference,
+    rewards,
+    objective: {
+      kind: objective.kind,
+      options: objective,
+      axes,
+      formula: lossFormula(objective, axes),
+    },
+    sampling,
+    optimizer: r.optimizer as Resolved<Recipe["optimizer"]>,
+    shapes,
+    schedule,
+    warnings: d.warnings,
+  };
+  return { ok: true, plan: { ...plan, ...lower(plan) } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolution and cross-field checks. Each function resolves one part of the recipe and records
+// the problems it finds; `compile()` fails if any error was recorded.
+
+interface Diagnostics {
+  errors: Issue[];
+  warnings: Issue[];
+}
+
+function resolveTask(r: Recipe, d: Diagnostics): TaskSpec {
+  const task = taskSpec(r.data);
+  const wanted = (task.train ?? 0) + (task.eval ?? 0);
+  if (
+    r.data.kind === "addition" && task.distinctProblems !== null && wanted > task.distinctProblems
+  ) {
+    const digits = r.data.digits ?? 2;
+    d.errors.push({
+      path: "data.train",
+      message:
+        `addition of ${digits}-digit numbers has ${task.distinctProblems} distinct problems, ` +
+        `but train ${task.train} + eval ${task.eval} = ${wanted} were asked for`,
+      hint: `raise data.digits to ${
+        digits + 1
+      }, or ask for at most ${task.distinctProblems} problems`,
+    });
+  }
+  return task;
+}
+
+function resolveSampling(r: Recipe, task: TaskSpec): Resolved<Sampling> {
+  const s = r.sampling ?? {};
+  return {
+    temperature: s.temperature ?? 1,
+    topP: s.topP ?? 1,
+    topK: s.topK ?? 0,
+    maxNewTokens: s.maxNewTokens ?? task.answerTokens ?? DEFAULT_MAX_NEW_TOKENS,
+    stop: s.stop ?? [],
+  };
+}
+
+function resolveModel(
+  r: Recipe,
+  task: TaskSpec,
+  sampling: Resolved<Sampling>,
+  d: Diagnostics,
+): ModelSpec {
+  const p = r.policy;
+  const layers = p.layers ?? 2;
+  const dModel = p.dModel ?? 128;
+  const heads = p.heads ?? 4;
+  const kvHeads = p.kvHeads ?? heads;
+  const ffnDim = p.ffnDim ?? Math.ceil((8 * dModel) / 3 / 32) * 32;
+  const vocab = charVocabSize(task.alphabet);
+  const needed = task.promptTokens + sampling.maxNewTokens;
+  const contextLength = p.contextLength ?? needed;
+  if (dModel % heads !== 0) {
+    d.errors.push({
+      path: "policy.heads",
+      message: `expected a divisor of policy.dModel (${dModel}), got ${heads}`,
+      hint: `use one of ${divisors(dModel).filter((h) => h <= 64).join(", ")}`,
+    });
+  } else if ((dModel / heads) % 2 !== 0) {
+    d.errors.push({
+      path: "policy.heads",
+      message:
+        `rotary embeddings need an even head width, but dModel / heads = ${dModel} / ${heads} ` +
+        `= ${dModel / heads}`,
+      hint: "choose heads so that dModel / heads is even",
+    });
+  }
+  if (heads % kvHeads !== 0) {
+    d.errors.push({
+      path: "policy.kvHeads",
+      message: `expected a divisor of policy.heads (${heads}), got ${kvHeads}`,
+      hint: `use one of ${divisors(heads).join(", ")}`,
+    });
+  }
+  if (contextLength < needed) {
+    d.errors.push({
+      path: "policy.contextLength",
+      message: `expected at least ${needed} (${task.promptTokens} prompt tokens + ` +
+        `${sampling.maxNewTokens} new tokens), got ${contextLength}`,
+      hint: `raise policy.contextLength to ${needed}, or lower sampling.maxNewTokens`,
+    });
+  }
+  if (sampling.topK >= vocab) {
+    d.warnings.push({
+      path: "sampling.topK",
+      message:
+        `top-k of ${sampling.topK} keeps the whole vocabulary of ${vocab}, so it filters nothing`,
+      hint: "omit sampling.topK, or set it below the vocabulary size",
+    });
+  }
+  const shape: ModelShape = {
+    layers,
+    dModel,
+    heads,
+    kvHeads,
+    ffnDim,
+    vocab,
+    tiedEmbeddings: p.tiedEmbeddings ?? true,
+  };
+  const w = p.warmStart;
+  return {
+    kind: "tinyGpt",
+    ...shape,
+    headDim: headDim(shape),
+    contextLength,
+    ropeTheta: p.ropeTheta ?? 10_000,
+    normEps: p.normEps ?? 1e-5,
+    params: parameterCount(shape),
+    warmStart: w === undefined
+      ? null
+      : { sftSteps: w.sftSteps, lr: w.lr ?? 1e-3, batchSize: w.batchSize ?? 64 },
+  };
+}
+
+/** Fills the defaults no annotation can state: an unset upper clip equals the lower one. */
+function resolveObjective(o: Objective): ResolvedObjective {
+  if ((o.kind === "grpo" || o.kind === "drGrpo") && o.epsilonHigh === undefined) {
+    return { ...o, epsilonHigh: o.epsilon } as ResolvedObjective;
+  }
+  return o as ResolvedObjective;
+}
+
+function resolveReference(
+  given: Recipe,
+  objective: ResolvedObjective,
+  axes: ObjectiveAxes,
+  d: Diagnostics,
+): Plan["reference"] {
+  const used = usesReference(axes);
+  const declared = given.reference;
+  const ref = declared ?? (used ? "initial" : "none");
+  const kind = typeof ref === "string" ? ref : "checkpoint";
+  const checkpoint = typeof ref === "string" ? null : ref.checkpoint;
+  if (kind === "none" && axes.implicitReward) {
+    d.errors.push({
+      path: "reference",
+      message:
+        `${objective.kind} needs a reference for its implicit reward Σ log π/π_ref, got 'none'`,
+      hint:
+        "use reference: 'initial' (the paper's frozen π_ref) or 'rollout' (the sampling policy)",
+    });
+  }
+  if (kind === "none" && axes.kl !== null) {
+    const isDefault = !("beta" in given.objective);
+    d.errors.push({
+      path: "objective.beta",
+      message:
+        `a KL coefficient of ${axes.kl.beta}${isDefault ? ` (${objective.kind}'s default)` : ""} ` +
+        "needs a reference, but reference is 'none'",
+      hint: "set objective.beta to 0, or reference to 'initial'",
+    });
+  }
+  if (declared !== undefined && !used && (kind === "initial" || kind === "checkpoint")) {
+    d.warnings.push({
+      path: "reference",
+      message:
+        `${objective.kind} without a KL term does not read the reference; its log-probs cost a ` +
+        "forward pass per step and serve only the KL metric",
+      hint: "set reference: 'none' to skip them, or objective.beta above 0 to use them",
+    });
+  }
+  return { kind, checkpoint, used };
+}
+
+const BUILT_IN_RANGES: Partial<Record<RewardSource["kind"], [number, number]>> = {
+  exactMatch: [0, 1],
+  numericAnswer: [0, 1],
+  regexFormat: [0, 1],
+  overlongPenalty: [-1, 0],
+};
+
+function resolveRewards(
+  r: Recipe,
+  sampling: Resolved<Sampling>,
+  axes: ObjectiveAxes,
+  d: Diagnostics,
+): RewardSpec[] {
+  const names = new Map<string, number>();
+  const counts = new Map<string, number>();
+  const specs = r.rewards.map((entry, i): RewardSpec => {
+    const at = `rewards[${i}]`;
+    let source = entry.source;
+    if (source.kind === "overlongPenalty") {
+      const maxTokens = source.maxTokens ?? sampling.maxNewTokens;
+      source = { ...source, maxTokens };
+      if (source.buffer > maxTokens) {
+        d.errors.push({
+          path: `${at}.source.buffer`,
+          message: `expected a buffer of at most maxTokens (${maxTokens}), got ${source.buffer}`,
+          hint: `lower the buffer to ${Math.max(1, Math.floor(maxTokens / 4))} or so`,
+        });
+      }
+    }
+    checkVerifier(source, `${at}.source`, d);
+    const range = BUILT_IN_RANGES[source.kind] ??
+      ("range" in source && source.range !== undefined ? source.range : null);
+    if (range !== null && range[0] > range[1]) {
+      d.errors.push({
+        path: `${at}.source.range`,
+        message: `expected [low, high] with low <= high, got [${range[0]}, ${range[1]}]`,
+        hint: `write [${range[1]}, ${range[0]}]`,
+      });
+    }
+    const n = (counts.get(source.kind) ?? 0) + 1;
+    counts.set(source.kind, n);
+    const name = entry.name ?? (n === 1 ? source.kind : `${source.kind}_${n}`);
+    const earlier = names.get(name);
+    if (earlier !== undefined) {
+      d.errors.push({
+        path: `${at}.name`,
+        message:
+          `expected a name no other reward has, got '${name}', the name of rewards[${earlier}]`,
+        hint: `rename one of them with name: '...'`,
+      });
+    }
+    names.set(name, i);
+    return { name, source, weight: entry.weight ?? 1, success: entry.success === true, range };
+  });
+
+  const marked = specs.flatMap((s, i) => (s.success ? [i] : []));
+  for (const i of marked.slice(1)) {
+    d.errors.push({
+      path: `rewards[${i}].success`,
+      message: `at most one reward can be the success signal, but rewards[${marked[0]}] already is`,
+      hint: `remove success: true from all but one source`,
+    });
+  }
+  if (marked.length === 0 && specs.length === 1 && r.rewards[0]!.success !== false) {
+    specs[0]!.success = true;
+  }
+  if (axes.dynamicSampling !== null && !specs.some((s) => s.success)) {
+    d.errors.push({
+      path: "rewards",
+      message: "dapo's dynamic sampling drops groups whose success rewards are all equal, " +
+        "but no reward is marked success: true",
+      hint: "mark one source with success: true, or set objective.dynamicSampling to false",
+    });
+  }
+  if (specs.every((s) => s.weight === 0)) {
+    d.errors.push({
+      path: "rewards",
+      message: "every reward has weight 0, so there is nothing to learn",
+      hint: "give at least one source a non-zero weight",
+    });
+  }
+  return specs;
+}
+
+function checkVerifier(source: RewardSource | Verifier, path: string, d: Diagnostics): void {
+  if (source.kind !== "regexFormat") return;
+  try {
+    new RegExp(source.pattern, source.flags ?? "");
+  } catch (e) {
+    d.errors.push({
+      path: `${path}.pattern`,
+      message: `expected a valid regular expression, got '${source.pattern}' (${
+        (e as Error).message
+      })`,
+    });
+  }
+}
+
+function resolveUpdates(
+  given: Recipe,
+  r: Recipe,
+  objective: ResolvedObjective,
+  axes: ObjectiveAxes,
+  reference: Plan["reference"]["kind"],
+  d: Diagnostics,
+): { miniBatches: number; epochs: number } {
+  const { size: G, prompts: P } = r.group;
+  if (G < 2) {
+    d.errors.push({
+      path: "group.size",
+      message: `a group needs at least 2 completions to compare, got ${G}`,
+      hint: "set group.size to 2 or more (8 is common)",
+    });
+  }
+  // GIFT's implicit reward only moves after an update, so GIFT defaults to several per batch.
+  const miniBatches = given.miniBatches ??
+    (objective.kind === "gift" ? divisors(P).find((k) => k > 1) ?? 1 : 1);
+  const epochs = r.epochs ?? 1;
+  if (P % miniBatches !== 0) {
+    d.errors.push({
+      path: "miniBatches",
+      message: `expected a divisor of group.prompts (${P}) so that every mini-batch holds whole ` +
+        `groups, got ${miniBatches}`,
+      hint: `use one of ${divisors(P).join(", ")}`,
+    });
+  }
+  if (axes.implicitReward && reference === "rollout" && miniBatches * epochs === 1) {
+    const tail = objective.kind === "gift" ? " and GIFT reduces to normalised REINFORCE" : "";
+    d.warnings.push({
+      path: "miniBatches",
+      message: "with reference 'rollout' and one optimiser step per batch, the implicit reward " +
+        `is always 0${tail}`,
+      hint: "use miniBatches or epochs of 2 or more, or reference: 'initial'",
+    });
+  }
+  return { miniBatches, epochs };
+}
+
+function resolveEval(
+  r: Recipe,
+  task: TaskSpec,
+  rewards: readonly RewardSpec[],
+  d: Diagnostics,
+): { every: number | null; problems: number; metric: Verifier | null; count: number } {
+  const e = r.eval ?? {};
+  const every = e.every ?? null;
+  if (every === 0) {
+    d.errors.push({
+      path: "eval.every",
+      message: "expected a positive number of steps, got 0 (0 does not turn evaluation off)",
+      hint: "omit eval.every to evaluate only at step 0 and at the end",
+    });
+  } else if (every !== null && every > r.steps) {
+    d.warnings.push({
+      path: "eval.every",
+      message: `every ${every} steps is beyond the run's ${r.steps} steps, ` +
+        "so evaluation runs only at step 0 and at the end",
+      hint: `set eval.every to at most ${r.steps}`,
+    });
+  }
+  let problems = task.eval ?? 0;
+  if (e.limit !== undefined && e.limit > problems) {
+    d.warnings.push({
+      path: "eval.limit",
+      message: `a limit of ${e.limit} is more than the ${problems} eval problems, so all are used`,
+    });
+  }
+  problems = Math.min(problems, e.limit ?? problems);
+  if (problems === 0) {
+    d.warnings.push({
+      path: "data.eval",
+      message: "the eval split is empty, so no evaluation runs",
+      hint: "hold out problems with data.eval",
+    });
+  }
+  const success = rewards.find((s) => s.success);
+  const fromSuccess = success !== undefined && VERIFIER_KINDS.includes(success.source.kind)
+    ? success.source as Verifier
+    : null;
+  const metric = e.metric ?? fromSuccess;
+  if (e.metric !== undefined) checkVerifier(e.metric, "eval.metric", d);
+  if (problems > 0 && metric === null) {
+    const why = success === undefined
+      ? "no reward is the success signal"
+      : `the success reward (${success.source.kind}) is not a verifier`;
+    d.errors.push({
+      path: "eval.metric",
+      message: `missing; accuracy needs a verifier (${VERIFIER_KINDS.join(", ")}) and ${why}`,
+      hint: "set eval.metric, for example { kind: 'numericAnswer' }",
+    });
+  }
+  const steps = r.steps;
+  const periodic = every !== null && every > 0 ? Math.floor(steps / every) : 0;
+  const endExtra = every !== null && every > 0 && steps % every === 0 ? 0 : 1;
+  return { every, problems, metric, count: problems === 0 ? 0 : 1 + periodic + endExtra };
+}
+
+function resolveCheckpoint(r: Recipe, d: Diagnostics): { every: number | null; keep: number } {
+  const every = r.checkpoint?.every ?? null;
+  if (every === 0) {
+    d.errors.push({
+      path: "checkpoint.every",
+      message: "expected a positive number of steps, got 0 (0 does not turn checkpoints off)",
+      hint: "omit checkpoint.every to write only the final checkpoint",
+    });
+  } else if (every !== null && every > r.steps) {
+    d.warnings.push({
+      path: "checkpoint.every",
+      message: `every ${every} steps is beyond the run's ${r.steps} steps, so only the final ` +
+        "checkpoint is written",
+    });
+  }
+  return { every, keep: r.checkpoint?.keep ?? 3 };
+}
+
+function resolveBackend(r: Recipe, options: CompileOptions): Plan["backend"] {
+  const requested = options.backend ?? r.backend ?? "auto";
+  if (requested !== "auto") {
+    const reason = options.backend !== undefined
+      ? "set by the caller, overriding the recipe"
+      : "set by the recipe";
+    return { name: requested, requested, reason };
+  }
+  const available = options.available ?? DEFAULT_AVAILABLE;
+  const name = BACKEND_PREFERENCE.find((b) => available.includes(b)) ?? "cpu";
+  return { name, requested, reason: `auto: the fastest backend present (${available.join(", ")})` };
+}
+
+/** "1 step", "3 steps", "1,024 rows". */
+function plural(k: number, word: string, words = `${word}s`): string {
+  return `${count(k)} ${k === 1 ? word : words}`;
+}
+
+function divisors(n: number): number[] {
+  const out: number[] = [];
+  for (let k = 1; k <= n; k++) if (n % k === 0) out.push(k);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lowering: the stages in execution order and the budgets.
+
+function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "budget"> {
+  const { model, shapes, schedule, sampling, objective, reference } = plan;
+  const { axes } = objective;
+  const { rows: B, prompts: P, groupSize: G, promptTokens: Tp, newTokens: n, sequenceTokens: T } =
+    shapes;
+  const needsOld = axes.ratio !== null || reference.kind === "rollout";
+  const frozen = reference.kind === "initial" || reference.kind === "checkpoint";
+  const evalFlops = samplingFlops(model, schedule.evalProblems, Tp, n);
+  const flops = {
+    sample: samplingFlops(model, B, Tp, n),
+    oldLogp: needsOld ? forwardFlops(model, B, T) : 0,
+    reference: frozen ? forwardFlops(model, B, T) : 0,
+    update: schedule.epochs * trainFlops(model, B, T),
+    total: 0,
+  };
+  flops.total = flops.sample + flops.oldLogp + flops.reference + flops.update;
+
+  const stages: Stage[] = [];
+  const add = (stage: Stage) => stages.push(stage);
+
+  // Setup: the policy, its warm start, the frozen reference, the first evaluation.
+  add({
+    when: "setup",
+    name: "init",
+    detail: `tinyGpt from seed ${plan.seed}: ${plural(model.params, "parameter")}`,
+    shapes: { embedding: [model.vocab, model.dModel] },
+    flops: 0,
+  });
+  const w = model.warmStart;
+  if (w !== null && w.sftSteps > 0) {
+    add({
+      when: "setup",
+      name: "warm start",
+      detail:
+        `${plural(w.sftSteps, "supervised step")} on reference answers, batch ${w.batchSize}, ` +
+        `lr ${w.lr} (cached by content hash)`,
+      shapes: { tokens: [w.batchSize, T] },
+      flops: w.sftSteps * trainFlops(model, w.batchSize, T),
+    });
+  }
+  if (frozen) {
+    add({
+      when: "setup",
+      name: "reference",
+      detail: reference.kind === "initial"
+        ? `freeze a copy of the policy${
+          w !== null && w.sftSteps > 0 ? " after the warm start" : ""
+        } as π_ref`
+        : `load π_ref from '${reference.checkpoint}'`,
+      shapes: {},
+      flops: 0,
+    });
+  }
+  const evalStage = (when: Stage["when"], what: string): Stage => ({
+    when,
+    name: "eval",
+    detail: `${what}: greedy decoding of ${plural(schedule.evalProblems, "eval problem")}, ` +
+      `scored by ${schedule.evalMetric?.kind}`,
+    shapes: { ids: [schedule.evalProblems, T] },
+    flops: evalFlops,
+    ...(when === "periodic" && schedule.evalEvery !== null ? { every: schedule.evalEvery } : {}),
+  });
+  if (schedule.evalProblems > 0) add(evalStage("setup", "step 0"));
+
+  // Every step: sample → score → old and reference log-probs → advantages → update.
+  const top = [
+    `temperature ${sampling.temperature}`,
+    ...(sampling.topP < 1 ? [`top-p ${sampling.topP}`] : []),
+    ...(sampling.topK > 0 ? [`top-k ${sampling.topK}`] : []),
+  ].join(", ");
+  add({
+    when: "step",
+    name: "sample",
+    detail: `${G} completions for each of ${P} prompts, at most ${n} new tokens, ${top}, KV cache`,
+    shapes: { ids: [B, T], mask: [B, n], sampleLogp: [B, n] },
+    flops: flops.sample,
+  });
+  add({
+    when: "step",
+    name: "score",
+    detail: plan.rewards.map((s) => `${s.weight} × ${s.name}${s.success ? " (success)" : ""}`).join(
+      " + ",
+    ),
+    shapes: { rewards: [B], bySource: [plan.rewards.length, B] },
+    flops: 0,
+  });
+  if (axes.dynamicSampling !== null) {
+    const success = plan.rewards.find((s) => s.success)!;
+    add({
+      when: "step",
+      name: "filter",
+      detail: `drop groups whose ${success.name} rewards are all equal and sample more prompts ` +
+        `until ${P} groups remain (at most ${axes.dynamicSampling.maxRounds} rounds)`,
+      shapes: { groups: [P, G] },
+      flops: 0,
+    });
+  }
+  const partition = `in the update's ${
+    plural(schedule.miniBatches, "mini-batch", "mini-batches")
+  } of ${shapes.miniBatchRows} rows`;
+  if (needsOld) {
+    add({
+      when: "step",
+      name: "old log-probs",
+      detail: `log π_old of the completions, no gradient, ${partition}` +
+        (reference.kind === "rollout" ? "; also the reference (rollout)" : ""),
+      shapes: { oldLogp: [B, n] },
+      flops: flops.oldLogp,
+    });
+  }
+  if (frozen) {
+    add({
+      when: "step",
+      name: "reference log-probs",
+      detail: `log π_ref under the frozen reference, no gradient, ${partition}` +
+        (reference.used ? "" : " (for the KL metric only)"),
+      shapes: { refLogp: [B, n] },
+      flops: flops.reference,
+    });
+  }
+  add(advantageStage(plan));
+  add({
+    when: "step",
+    name: "update",
+    detail:
+      `${plural(schedule.miniBatches, "mini-batch", "mini-batches")} × ${
+        plural(schedule.epochs, "epoch")
+      } of ` +
+      `${
+        plural(shapes.miniBatchGroups, "group")
+      }: ${objective.formula}; AdamW lr ${plan.optimizer.lr}, ` +
+      `clip grad norm ${plan.optimizer.clipGradNorm}`,
+    shapes: { logp: [shapes.miniBatchRows, n] },
+    flops: flops.update,
+  });
+
+  // Periodic and final stages.
+  if (
+    schedule.evalEvery !== null && schedule.evalProblems > 0 && schedule.evalEvery <= schedule.steps
+  ) {
+    add(evalStage("periodic", `every ${plural(schedule.evalEvery, "step")}`));
+  }
+  if (schedule.checkpointEvery !== null && schedule.checkpointEvery <= schedule.steps) {
+    add({
+      when: "periodic",
+      name: "checkpoint",
+      detail: `weights, optimiser and RNG state; keep the last ${schedule.checkpointKeep}`,
+      shapes: {},
+      flops: 0,
+      every: schedule.checkpointEvery,
+    });
+  }
+  if (schedule.evalProblems > 0) add(evalStage("end", "final"));
+  add({
+    when: "end",
+    name: "checkpoint",
+    detail: "final weights, optimiser and RNG state",
+    shapes: {},
+    flops: 0,
+  });
+
+  const weights = floatBytes(model.params);
+  const activations = Math.max(
+    2 * activationBytes(model, shapes.miniBatchRows, T),
+    samplingBytes(model, B, T),
+  );
+  const peakBytes = {
+    weights,
+    optimizer: 3 * weights,
+    reference: frozen ? weights : 0,
+    activations,
+    total: 0,
+  };
+  peakBytes.total = peakBytes.weights + peakBytes.optimizer + peakBytes.reference +
+    peakBytes.activations;
+  const warmStart = stages.find((s) => s.name === "warm start")?.flops ?? 0;
+  const train = schedule.steps * flops.total;
+  const evaluation = schedule.evaluations * evalFlops;
+  return {
+    stages,
+    budget: {
+      perStep: {
+        tokensSampled: B * n,
+        samplingCalls: n,
+        forwardPasses: (needsOld ? 1 : 0) + (frozen ? 1 : 0) + schedule.epochs,
+        backwardPasses: schedule.epochs,
+        optimizerSteps: schedule.optimizerStepsPerBatch,
+        flops,
+        peakBytes,
+      },
+      run: {
+        tokensSampled: schedule.steps * B * n,
+        flops: { warmStart, train, eval: evaluation, total: warmStart + train + evaluation },
+      },
+    },
+  };
+}
+
+function advantageStage(plan: Omit<Plan, "stages" | "budget">): Stage {
+  const { axes } = plan.objective;
+  const { prompts: P, groupSize: G, rows: B } = plan.shapes;
+  if (axes.loss === "dpo-pairs") {
+    return {
+      when: "step",
+      name: "pairs",
+      detail:
+        "the best and the worst completion of each group; groups whose rewards tie are skipped",
+      shapes: { pairs: [P, 2] },
+      flops: 0,
+    };
+  }
+  if (axes.advantage === null) {
+    return {
+      when: "step",
+      name: "targets",
+      detail: "σ(r) for every row",
+      shapes: { targets: [B] },
+      flops: 0,
+    };
+  }
+  const a = axes.advantage;
+  const penalty = axes.kl?.placement === "reward"
+    ? `r ← r − ${axes.kl.beta}·KL(k3) per sequence; then `
+    : "";
+  const formula = a.baseline === "leave-one-out"
+    ? "A = r − mean of the other G − 1 rewards"
+    : a.scale === "group-std"
+    ? `${axes.loss === "gift" ? "Â" : "A"} = (r − mean_g r) / (std_g r + ${a.epsilon}), sample std`
+    : "A = r − mean_g r";
+  return {
+    when: "step",
+    name: "advantages",
+    detail: penalty + formula,
+    shapes: { advantages: [P, G] },
+    flops: 0,
+  };
+}

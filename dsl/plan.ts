@@ -1,0 +1,183 @@
+/**
+ * The plan: what `compile()` makes of a recipe. Plain, printable data with every default resolved,
+ * the backend, the tensor shapes, the stages in execution order and their budgets, and the
+ * warnings. `planHash()` is its stable content hash, recorded with every run.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import type { Issue } from "./issues.ts";
+import type { ObjectiveAxes, Resolved, ResolvedObjective } from "./objectives.ts";
+import type {
+  Backend,
+  Optimizer,
+  Recipe,
+  RewardSource,
+  Sampling,
+  Verifier,
+  WarmStart,
+} from "./schema.ts";
+
+/** The format tag of a plan; it changes when the plan's layout does. */
+export const PLAN_FORMAT = "giftwrap.plan/1";
+
+/** A concrete backend (what `auto` resolves to). */
+export type BackendName = Exclude<Backend, "auto">;
+
+/** The model, every dimension resolved. */
+export interface ModelSpec {
+  kind: "tinyGpt";
+  layers: number;
+  dModel: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffnDim: number;
+  vocab: number;
+  contextLength: number;
+  tiedEmbeddings: boolean;
+  ropeTheta: number;
+  normEps: number;
+  /** Every parameter of the model. */
+  params: number;
+  warmStart: Resolved<WarmStart> | null;
+}
+
+/** One reward source, resolved. */
+export interface RewardSpec {
+  /** Its name in the logs. */
+  name: string;
+  source: RewardSource;
+  weight: number;
+  /** Whether this is the success signal (accuracy, DAPO's filtering). */
+  success: boolean;
+  /** The range its scores fall in; null when the source does not declare one. */
+  range: [number, number] | null;
+}
+
+/** One stage of execution, in order. */
+export interface Stage {
+  /** Once before training, in every step, every `every` steps, or once at the end. */
+  when: "setup" | "step" | "periodic" | "end";
+  name: string;
+  detail: string;
+  /** Tensor shapes the stage produces or works on, by name. */
+  shapes: Record<string, number[]>;
+  /** Estimated FLOPs of one occurrence. */
+  flops: number;
+  /** For periodic stages: every how many steps. */
+  every?: number;
+}
+
+/** The plan of a recipe. */
+export interface Plan {
+  format: typeof PLAN_FORMAT;
+  name: string;
+  seed: number;
+  /** The recipe with every default written out; itself a valid recipe. */
+  recipe: Recipe;
+  backend: { name: BackendName; requested: Backend; reason: string };
+  model: ModelSpec;
+  tokenizer: { kind: "char"; specials: string[]; alphabet: string; vocab: number };
+  data: {
+    kind: string;
+    description: string;
+    train: number | null;
+    eval: number | null;
+    distinctProblems: number | null;
+  };
+  reference: {
+    kind: "initial" | "rollout" | "none" | "checkpoint";
+    checkpoint: string | null;
+    /** Whether the objective reads it (otherwise it is not computed). */
+    used: boolean;
+  };
+  rewards: RewardSpec[];
+  objective: {
+    kind: ResolvedObjective["kind"];
+    options: ResolvedObjective;
+    axes: ObjectiveAxes;
+    formula: string;
+  };
+  sampling: Resolved<Sampling>;
+  optimizer: Resolved<Optimizer>;
+  shapes: {
+    /** P */
+    prompts: number;
+    /** G */
+    groupSize: number;
+    /** B = P·G */
+    rows: number;
+    promptTokens: number;
+    newTokens: number;
+    /** T = promptTokens + newTokens */
+    sequenceTokens: number;
+    vocab: number;
+    miniBatchRows: number;
+    miniBatchGroups: number;
+  };
+  schedule: {
+    steps: number;
+    miniBatches: number;
+    epochs: number;
+    optimizerStepsPerBatch: number;
+    evalEvery: number | null;
+    evalProblems: number;
+    evalMetric: Verifier | null;
+    /** Evaluations in the run: at step 0, every `evalEvery` steps, and at the end. */
+    evaluations: number;
+    checkpointEvery: number | null;
+    checkpointKeep: number;
+  };
+  stages: Stage[];
+  budget: {
+    perStep: {
+      /** B · newTokens: an upper bound, as completions may stop early. */
+      tokensSampled: number;
+      /** Model calls while sampling: one prefill, then one per further token. */
+      samplingCalls: number;
+      /** Forward passes over the batch outside sampling (old, reference, update). */
+      forwardPasses: number;
+      backwardPasses: number;
+      optimizerSteps: number;
+      flops: { sample: number; oldLogp: number; reference: number; update: number; total: number };
+      peakBytes: {
+        weights: number;
+        /** Gradients and AdamW's two moments. */
+        optimizer: number;
+        reference: number;
+        activations: number;
+        total: number;
+      };
+    };
+    run: {
+      tokensSampled: number;
+      flops: { warmStart: number; train: number; eval: number; total: number };
+    };
+  };
+  warnings: Issue[];
+}
+
+/** JSON with object keys sorted at every depth: the same data always gives the same text. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
+    return Object.fromEntries(
+      Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]),
+    );
+  });
+}
+
+/**
+ * A stable content hash of a plan: the first 16 hex digits of the SHA-256 of its canonical JSON.
+ * Two recipes with the same content (a TypeScript recipe and its JSON twin) have the same hash.
+ *
+ * @example
+ * ```ts
+ * planHash(compile(recipe)); // "5d0c2a4b9e1f3a77"
+ * ```
+ */
+export function planHash(plan: Plan): string {
+  return createHash("sha256").update(canonicalJson(plan)).digest("hex").slice(0, 16);
+}

@@ -1,0 +1,72 @@
+/**
+ * What the compiler knows about each data source without reading it: the characters the tokenizer
+ * needs, the longest prompt and answer, and the split sizes. The runtime builds its tokenizer and
+ * its problems from the same definitions, so the plan's shapes are the shapes it runs with.
+ *
+ * @module
+ */
+
+import type { Data } from "./schema.ts";
+
+/** Special tokens of the character tokenizer, in id order (0, 1, 2). */
+export const SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"] as const;
+
+/** Every printable ASCII character and the newline: the alphabet of free-text data. */
+export const PRINTABLE_ASCII: string = "\n" +
+  Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join("");
+
+/** What the compiler knows of a data source. */
+export interface TaskSpec {
+  /** One line for the plan. */
+  description: string;
+  /** The characters the tokenizer maps to ids after the special tokens. */
+  alphabet: string;
+  /** Longest prompt in tokens, the leading `<bos>` included. */
+  promptTokens: number;
+  /** Longest reference answer in tokens, the closing `<eos>` included; null when unknown. */
+  answerTokens: number | null;
+  /** Train problems; null when only the file knows. */
+  train: number | null;
+  /** Eval problems; null when only the file knows. */
+  eval: number | null;
+  /** How many distinct problems the task can produce; null when unbounded or unknown. */
+  distinctProblems: number | null;
+}
+
+/** The task spec of a data source whose defaults are filled in. */
+export function taskSpec(data: Data): TaskSpec {
+  switch (data.kind) {
+    case "addition": {
+      const digits = data.digits ?? 2;
+      const operand = 10 ** digits;
+      return {
+        description: `addition of two ${digits}-digit numbers: 'a+b=' → 'c'`,
+        alphabet: "0123456789+=",
+        promptTokens: 1 + digits + 1 + digits + 1, // <bos> a + b =
+        answerTokens: digits + 1 + 1, // the sum has at most digits+1 digits, then <eos>
+        train: data.train ?? 5000,
+        eval: data.eval ?? 500,
+        distinctProblems: operand * operand,
+      };
+    }
+    case "jsonl":
+      return {
+        description: `JSON Lines from '${data.path}' (prompt: '${data.prompt ?? "prompt"}', ` +
+          `answer: '${data.answer ?? "answer"}')`,
+        alphabet: PRINTABLE_ASCII,
+        promptTokens: data.maxPromptTokens ?? 256,
+        answerTokens: null,
+        train: null,
+        eval: data.eval ?? 0,
+        distinctProblems: null,
+      };
+  }
+}
+
+/** The vocabulary size of the character tokenizer over `alphabet`. */
+export function charVocabSize(alphabet: string): number {
+  return SPECIAL_TOKENS.length + [...new Set(alphabet)].length;
+}
+
+/** Completion length when the recipe does not set `sampling.maxNewTokens`. */
+export const DEFAULT_MAX_NEW_TOKENS = 256;

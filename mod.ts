@@ -1,0 +1,28 @@
+/**
+ * giftwrap: on-policy RL fine-tuning of language models in TypeScript, built around GIFT
+ * (Group-relative Implicit Fine-Tuning), with GRPO, Dr. GRPO, DAPO, GSPO, RLOO, online DPO and UNA
+ * as baselines.
+ *
+ * Write a recipe with the builders, compile it to a plan, print or run the plan.
+ *
+ * @example
+ * ```ts
+ * import { compile, formatPlan, gift, recipe, rewards, tasks, tinyGpt } from "./mod.ts";
+ *
+ * const addition = recipe({
+ *   name: "addition-gift",
+ *   policy: tinyGpt({ layers: 2, dModel: 128 }),
+ *   data: tasks.addition({ digits: 2 }),
+ *   rewards: [{ source: rewards.numericAnswer() }],
+ *   group: { size: 8, prompts: 16 },
+ *   objective: gift(),
+ *   optimizer: { lr: 3e-4 },
+ *   steps: 150,
+ * });
+ * console.log(formatPlan(compile(addition)));
+ * ```
+ *
+ * @module
+ */
+
+export * from "./dsl/mod.ts";
