@@ -80,18 +80,29 @@ async function writeAtomically(path: string, text: string): Promise<void> {
     await Deno.rename(temporary, path);
   } catch (e) {
     await Deno.remove(temporary).catch(() => {});
-    const reason = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    const reason = e instanceof Deno.errors.NotFound
+      ? "its directory does not exist"
+      : e instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : e instanceof Deno.errors.IsADirectory
+      ? "it is a directory"
+      : (e instanceof Error ? e.message.split("\n")[0]! : String(e)).replaceAll(temporary, path);
     console.error(`${path}: cannot write: ${reason}`);
     throw new Reported();
   }
 }
 
-function program() {
+/** The commands; an action that ends without throwing but must not exit 0 calls `fail(code)`. */
+function program(fail: (code: number) => void) {
   const cli = new Command()
     .name("giftwrap")
     .description("On-policy RL fine-tuning of language models: GIFT, GRPO, DAPO, GSPO and more.")
     .exitOverride()
-    .showSuggestionAfterError();
+    // Commander puts "(Did you mean …?)" on a line of its own; keep one line per problem.
+    .configureOutput({
+      outputError: (text, write) =>
+        write(text.replace(/\n\(Did you mean (.*)\?\)\n/, " (did you mean $1?)\n")),
+    });
 
   cli.command("plan")
     .description("compile a recipe and print its plan")
@@ -165,7 +176,7 @@ function program() {
           } compiled, but this checkout has no runtime/ to execute it; ` +
             "'deno task plan' shows what it would do",
         );
-        Deno.exitCode = EXIT.internal;
+        fail(EXIT.internal);
         return;
       }
       const { execute } = await import(runtime.href);
@@ -177,10 +188,10 @@ function program() {
 
 /** Runs the command line on `args` and returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
-  Deno.exitCode = EXIT.ok;
+  let code: number = EXIT.ok;
   try {
-    await program().parseAsync([...args], { from: "user" });
-    return Deno.exitCode;
+    await program((c) => code = c).parseAsync([...args], { from: "user" });
+    return code;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     if (e instanceof Reported) return EXIT.invalid;

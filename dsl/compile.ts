@@ -471,6 +471,7 @@ function checkVerifier(source: RewardSource | Verifier, path: string, d: Diagnos
       message: `expected a valid regular expression, got '${source.pattern}' (${
         (e as Error).message
       })`,
+      hint: "escape a literal ( ) [ ] { } . * + ? ^ $ | or \\ with a backslash",
     });
   }
 }
@@ -624,7 +625,10 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
   const { axes } = objective;
   const { rows: B, prompts: P, groupSize: G, promptTokens: Tp, newTokens: n, sequenceTokens: T } =
     shapes;
-  const needsOld = axes.ratio !== null || reference.kind === "rollout";
+  // π_old is read by a ratio, and is the reference under "rollout". With one optimiser step per
+  // batch it equals π detached at that step, so no separate pass is needed (as in TRL).
+  const readsOld = axes.ratio !== null || reference.kind === "rollout";
+  const needsOld = readsOld && schedule.optimizerStepsPerBatch > 1;
   const frozen = reference.kind === "initial" || reference.kind === "checkpoint";
   const evalFlops = samplingFlops(model, schedule.evalProblems, Tp, n);
   const flops = {
@@ -740,17 +744,17 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
     });
   }
   add(advantageStage(plan));
+  const batches = plural(schedule.miniBatches, "mini-batch", "mini-batches");
+  const epochs = plural(schedule.epochs, "epoch");
+  const groups = plural(shapes.miniBatchGroups, "group");
+  const optimizer = `AdamW lr ${plan.optimizer.lr}, clip grad norm ${plan.optimizer.clipGradNorm}`;
+  const detached = readsOld && !needsOld
+    ? "; π_old is π detached (one optimiser step per batch)"
+    : "";
   add({
     when: "step",
     name: "update",
-    detail:
-      `${plural(schedule.miniBatches, "mini-batch", "mini-batches")} × ${
-        plural(schedule.epochs, "epoch")
-      } of ` +
-      `${
-        plural(shapes.miniBatchGroups, "group")
-      }: ${objective.formula}; AdamW lr ${plan.optimizer.lr}, ` +
-      `clip grad norm ${plan.optimizer.clipGradNorm}`,
+    detail: `${batches} × ${epochs} of ${groups}: ${objective.formula}; ${optimizer}${detached}`,
     shapes: { logp: [shapes.miniBatchRows, n] },
     flops: flops.update,
   });

@@ -117,7 +117,13 @@ export function formatPlan(plan: Plan): string {
   const m = b.peakBytes;
   lines.push("", "budget per step");
   const budget = (label: string, text: string) => lines.push(`  ${label.padEnd(16)} ${text}`);
-  budget("tokens sampled", `${count(b.tokensSampled)} at most (B × new tokens)`);
+  const rounds = plan.objective.axes.dynamicSampling?.maxRounds;
+  budget(
+    "tokens sampled",
+    rounds === undefined
+      ? `${count(b.tokensSampled)} at most (B × new tokens)`
+      : `${count(b.tokensSampled)} per sampling round (B × new tokens), up to ${rounds} rounds`,
+  );
   budget(
     "passes",
     `${b.samplingCalls} sampling calls · ${b.forwardPasses} forward · ${b.backwardPasses} backward · ` +
@@ -153,7 +159,11 @@ export function formatPlan(plan: Plan): string {
 function referenceText(plan: Plan): string {
   const { kind, checkpoint, used } = plan.reference;
   const what = {
-    initial: "a frozen copy of the starting policy",
+    initial: `a frozen copy of the policy${
+      plan.model.warmStart !== null && plan.model.warmStart.sftSteps > 0
+        ? " after the warm start"
+        : ""
+    }`,
     rollout: "the policy that sampled the batch",
     none: "no reference",
     checkpoint: `loaded from '${checkpoint}'`,
@@ -194,7 +204,7 @@ export function flopsText(flops: number): string {
 
 /** Bytes with a binary prefix: "12.3 MiB". */
 export function bytesText(bytes: number): string {
-  if (bytes === 0) return "0 B";
+  if (bytes < 1024) return `${bytes} B`;
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   let x = bytes;

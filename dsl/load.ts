@@ -9,6 +9,7 @@
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { jsonSyntaxError } from "./_json_error.ts";
 import { PLAN_FORMAT } from "./plan.ts";
 
 /** A recipe as read from its file, not yet validated. */
@@ -70,14 +71,14 @@ export async function loadRecipe(specifier: string): Promise<LoadedRecipe> {
     return { specifier, url, format: "json", input: parsed };
   }
   if (MODULE.test(url.pathname)) {
-    if (url.protocol === "file:") await readText(url, fail); // a clear error for a missing file
     let module: Record<string, unknown>;
     try {
-      module = await import(url.href);
+      module = await import(await moduleUrl(url, fail));
     } catch (e) {
+      if (e instanceof RecipeLoadError) throw e;
       return fail(`cannot load the module: ${firstLine(e)}`);
     }
-    const input = module["default"] ?? module["recipe"];
+    const input = "default" in module ? module["default"] : module["recipe"];
     if (input === undefined) {
       const names = Object.keys(module);
       const found = names.length === 0 ? "it exports nothing" : `it exports ${names.join(", ")}`;
@@ -88,6 +89,21 @@ export async function loadRecipe(specifier: string): Promise<LoadedRecipe> {
     return { specifier, url, format: "module", input };
   }
   return fail("expected a .ts, .js or .json recipe");
+}
+
+/**
+ * What to import for a module recipe. A local file is imported from its path (after a read that
+ * gives a clear error when it is missing). A remote one is fetched and imported from a `data:`
+ * URL: always the current text, never written to Deno's cache or to the lock file. Its imports
+ * must therefore be absolute URLs.
+ */
+async function moduleUrl(url: URL, fail: (problem: string) => never): Promise<string> {
+  const text = await readText(url, fail);
+  if (url.protocol === "file:") return url.href;
+  const type = /\.(ts|mts)$/.test(url.pathname) ? "application/typescript" : "text/javascript";
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return `data:${type};base64,${btoa(binary)}`;
 }
 
 async function readText(url: URL, fail: (problem: string) => never): Promise<string> {
@@ -118,18 +134,9 @@ function parseJson(text: string, fail: (problem: string) => never): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const message = firstLine(e);
-    const position = /at position (\d+)/.exec(message);
-    if (position === null) return fail(`invalid JSON: ${message}`);
-    const offset = Number(position[1]);
-    const before = text.slice(0, offset).split("\n");
-    const line = before.length;
-    const column = before[before.length - 1]!.length + 1;
-    const what = message.replace(/ in JSON at position \d+.*$/, "").replace(
-      / at position \d+.*$/,
-      "",
-    );
-    return fail(`invalid JSON at line ${line}, column ${column}: ${what}`);
+    const at = jsonSyntaxError(text);
+    if (at === undefined) return fail(`invalid JSON: ${firstLine(e)}`);
+    return fail(`invalid JSON at line ${at.line}, column ${at.column}: ${at.message}`);
   }
 }
 

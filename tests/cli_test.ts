@@ -1,0 +1,294 @@
+/**
+ * Tests of the command line (`cli.ts`) as a user meets it: a subprocess, its exit code, stdout and
+ * stderr. Exit codes: 0 success; 2 an invalid recipe or invalid usage, one line per problem on
+ * stderr and never a stack trace; 1 an internal error.
+ *
+ * Each subprocess is a fresh `deno run` (about 0.3 s); independent ones run in parallel.
+ */
+
+import assert from "node:assert/strict";
+
+const CLI = new URL("../cli.ts", import.meta.url);
+const ROOT = new URL("../", import.meta.url);
+
+/** What one run of the command line gave. */
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `giftwrap <args>` in `cwd` (the repository root unless given). */
+async function giftwrap(args: readonly string[], cwd: string | URL = ROOT): Promise<Outcome> {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-net",
+      "--allow-import",
+      decodeURIComponent(CLI.pathname),
+      ...args,
+    ],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const { code, stdout, stderr } = await command.output();
+  const text = new TextDecoder();
+  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+}
+
+/** The lines of `text`, without the final newline. */
+function lines(text: string): string[] {
+  const trimmed = text.trimEnd();
+  return trimmed === "" ? [] : trimmed.split("\n");
+}
+
+/** Asserts that `stderr` holds no stack trace. */
+function assertNoStack(stderr: string): void {
+  for (const line of lines(stderr)) assert.doesNotMatch(line, /^\s+at /, `a stack frame: ${line}`);
+  assert.ok(!stderr.includes("error: Uncaught"), `an uncaught error:\n${stderr}`);
+}
+
+/** Asserts that `outcome` is a usage error: exit 2, one line on stderr, nothing on stdout. */
+function assertUsageError(outcome: Outcome, what: string): void {
+  assert.equal(outcome.code, 2, `${what}: exit code\n${outcome.stderr}`);
+  assert.equal(lines(outcome.stderr).length, 1, `${what}: not one line:\n${outcome.stderr}`);
+  assert.equal(outcome.stdout, "", `${what}: stdout`);
+  assertNoStack(outcome.stderr);
+}
+
+/** The hash in the first line of the text plan, `plan <name> · hash <16 hex digits>`. */
+function textHash(stdout: string): string {
+  const match = /^plan addition-gift · hash ([0-9a-f]{16})$/m.exec(stdout);
+  assert.ok(match !== null, `no plan line in:\n${stdout}`);
+  return match[1]!;
+}
+
+/** Runs `body` with a fresh temporary directory, removed afterwards. */
+async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "giftwrap_cli_" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The front door as JSON, with one change; `loadRecipe()` reads JSON without a cache. */
+async function frontDoorWith(change: Record<string, unknown>): Promise<string> {
+  const text = await Deno.readTextFile(new URL("recipes/addition_gift.json", ROOT));
+  return JSON.stringify({ ...JSON.parse(text), ...change }, null, 2);
+}
+
+Deno.test("giftwrap plan prints the plan and its hash, as text and as JSON", async () => {
+  const [text, json, twin] = await Promise.all([
+    giftwrap(["plan", "recipes/addition_gift.ts"]),
+    giftwrap(["plan", "recipes/addition_gift.ts", "--json"]),
+    giftwrap(["plan", "recipes/addition_gift.json", "--json"]),
+  ]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal(twin.code, 0, twin.stderr);
+  const hash = textHash(text.stdout);
+
+  const plan = JSON.parse(json.stdout);
+  assert.equal(plan.hash, hash);
+  assert.equal(plan.format, "giftwrap.plan/1");
+  assert.equal(plan.shapes.prompts, 16);
+  assert.equal(plan.shapes.groupSize, 8);
+  assert.equal(plan.shapes.rows, 128); // B = P·G = 16 · 8
+
+  // The JSON twin compiles to the same plan.
+  assert.equal(JSON.parse(twin.stdout).hash, hash);
+});
+
+Deno.test("giftwrap validate --format json prints the JSON twin", async () => {
+  const [outcome, twinText] = await Promise.all([
+    giftwrap(["validate", "recipes/addition_gift.ts", "--format", "json"]),
+    Deno.readTextFile(new URL("recipes/addition_gift.json", ROOT)),
+  ]);
+  assert.equal(outcome.code, 0, outcome.stderr);
+  const { $schema, ...twin } = JSON.parse(twinText);
+  assert.equal($schema, "../recipe.schema.json");
+  assert.deepEqual(JSON.parse(outcome.stdout), twin);
+});
+
+Deno.test("giftwrap plan reads back its own --json output with the same hash", async () => {
+  await withTempDir(async (dir) => {
+    const first = await giftwrap(["plan", "recipes/addition_gift.ts", "--json"]);
+    assert.equal(first.code, 0, first.stderr);
+    const hash = JSON.parse(first.stdout).hash;
+    await Deno.writeTextFile(`${dir}/plan.json`, first.stdout);
+
+    const [text, json] = await Promise.all([
+      giftwrap(["plan", "plan.json"], dir),
+      giftwrap(["plan", "plan.json", "--json"], dir),
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(textHash(text.stdout), hash);
+    assert.equal(text.stderr, "", "a warning about the recorded hash");
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(JSON.parse(json.stdout).hash, hash);
+    assert.equal(json.stderr, "");
+  });
+});
+
+Deno.test("giftwrap reports usage errors as one line with exit code 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/broken.json`, '{\n  "name": "x",\n  "seed": 1,,\n}\n');
+    const [noRecipe, unknownCommand, typo, badBackend, missing, broken] = await Promise.all([
+      giftwrap(["plan"]),
+      giftwrap(["frobnicate", "recipes/addition_gift.ts"]),
+      giftwrap(["plna", "recipes/addition_gift.ts"]),
+      giftwrap(["plan", "recipes/addition_gift.ts", "--backend", "gpu"]),
+      giftwrap(["plan", "missing.json"], dir),
+      giftwrap(["validate", "broken.json"], dir),
+    ]);
+    assertUsageError(noRecipe, "no recipe argument");
+    assert.match(noRecipe.stderr, /recipe/);
+    assertUsageError(unknownCommand, "unknown command");
+    assert.match(unknownCommand.stderr, /frobnicate/);
+    assertUsageError(typo, "a misspelt command");
+    assert.equal(typo.stderr, "error: unknown command 'plna' (did you mean plan?)\n");
+    assertUsageError(badBackend, "--backend gpu");
+    assert.match(badBackend.stderr, /gpu/);
+    assertUsageError(missing, "missing file");
+    assert.equal(missing.stderr, "missing.json: cannot read: no such file\n");
+    assertUsageError(broken, "invalid JSON");
+    assert.equal(
+      broken.stderr,
+      "broken.json: invalid JSON at line 3, column 13: expected a double-quoted key, found ','\n",
+    );
+  });
+});
+
+Deno.test("giftwrap validate reports an invalid recipe, one line per problem naming the file", async () => {
+  await withTempDir(async (dir) => {
+    // Schema problems: an unknown key, a number out of range, a missing field.
+    const schema = await frontDoorWith({ group: { szie: 8, prompts: 16 }, steps: -1 });
+    await Deno.writeTextFile(`${dir}/bad_schema.json`, schema);
+    // A compiler problem: eval.every of 0.
+    await Deno.writeTextFile(
+      `${dir}/bad_compile.json`,
+      await frontDoorWith({ eval: { every: 0 } }),
+    );
+    // A module that throws when imported.
+    await Deno.writeTextFile(`${dir}/throws.ts`, 'throw new Error("boom");\n');
+
+    const [badSchema, badCompile, throws] = await Promise.all([
+      giftwrap(["validate", "bad_schema.json"], dir),
+      giftwrap(["plan", "bad_compile.json"], dir),
+      giftwrap(["validate", "throws.ts"], dir),
+    ]);
+    for (
+      const [name, outcome] of [["bad_schema.json", badSchema], [
+        "bad_compile.json",
+        badCompile,
+      ]] as const
+    ) {
+      assert.equal(outcome.code, 2, outcome.stderr);
+      assert.equal(outcome.stdout, "");
+      assert.ok(lines(outcome.stderr).length >= 1);
+      for (const line of lines(outcome.stderr)) assert.ok(line.startsWith(`${name}: `), line);
+      assertNoStack(outcome.stderr);
+    }
+    assert.match(badSchema.stderr, /^bad_schema\.json: group\.szie: .*did you mean 'group\.size'/m);
+    assert.match(badSchema.stderr, /^bad_schema\.json: group\.size: missing/m);
+    assert.match(badSchema.stderr, /^bad_schema\.json: steps: .*got -1/m);
+    assert.match(badCompile.stderr, /^bad_compile\.json: eval\.every: /m);
+
+    assertUsageError(throws, "a module that throws");
+    assert.equal(throws.stderr, "throws.ts: cannot load the module: boom\n");
+  });
+});
+
+Deno.test("giftwrap validate --strict fails on a warning", async () => {
+  await withTempDir(async (dir) => {
+    // eval.every beyond steps compiles, with a warning.
+    await Deno.writeTextFile(`${dir}/late_eval.json`, await frontDoorWith({ steps: 5 }));
+    const [lenient, strict] = await Promise.all([
+      giftwrap(["validate", "late_eval.json"], dir),
+      giftwrap(["validate", "late_eval.json", "--strict"], dir),
+    ]);
+    assert.equal(lenient.code, 0, lenient.stderr);
+    assert.match(lenient.stdout, /^late_eval\.json: ok · plan [0-9a-f]{16} · 1 warning$/m);
+    assert.match(lenient.stderr, /^late_eval\.json: warning: eval\.every: /);
+
+    assert.equal(strict.code, 2, strict.stderr);
+    assert.equal(strict.stdout, "");
+    assert.equal(lines(strict.stderr).length, 1, strict.stderr);
+    assert.match(strict.stderr, /^late_eval\.json: warning: eval\.every: /);
+    assertNoStack(strict.stderr);
+  });
+});
+
+Deno.test("giftwrap schema --out writes the committed recipe.schema.json", async () => {
+  await withTempDir(async (dir) => {
+    const [written, stdout, committed] = await Promise.all([
+      giftwrap(["schema", "--out", `${dir}/s.json`]),
+      giftwrap(["schema", "--out", "-"]),
+      Deno.readTextFile(new URL("recipe.schema.json", ROOT)),
+    ]);
+    assert.equal(written.code, 0, written.stderr);
+    assert.equal(written.stdout, `wrote ${dir}/s.json\n`);
+    assert.equal(await Deno.readTextFile(`${dir}/s.json`), committed);
+    assert.equal(stdout.code, 0, stdout.stderr);
+    assert.equal(stdout.stdout, committed);
+    assert.deepEqual(
+      (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name),
+      ["s.json"],
+      "a temporary file left behind",
+    );
+  });
+});
+
+Deno.test("giftwrap schema --out reports an unwritable path and leaves no temporary file", async () => {
+  await withTempDir(async (dir) => {
+    // The temporary file is written, then the rename onto a directory fails.
+    await Deno.mkdir(`${dir}/taken.json`);
+    const [nowhere, taken] = await Promise.all([
+      giftwrap(["schema", "--out", "/nonexistent-dir/s.json"], dir),
+      giftwrap(["schema", "--out", "taken.json"], dir),
+    ]);
+    assertUsageError(nowhere, "a missing directory");
+    assert.equal(
+      nowhere.stderr,
+      "/nonexistent-dir/s.json: cannot write: its directory does not exist\n",
+    );
+    assertUsageError(taken, "a directory in the way");
+    assert.equal(taken.stderr, "taken.json: cannot write: it is a directory\n");
+    const left = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+    assert.deepEqual(left, ["taken.json"], "a temporary file left behind");
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(`${dir}/taken.json`)), []);
+  });
+});
+
+const HAS_RUNTIME = (() => {
+  try {
+    Deno.statSync(new URL("runtime/mod.ts", ROOT));
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "giftwrap run says there is no runtime/ yet, with the plan hash and exit code 1",
+  ignore: HAS_RUNTIME,
+  async fn() {
+    const [run, plan] = await Promise.all([
+      giftwrap(["run", "recipes/addition_gift.ts"]),
+      giftwrap(["plan", "recipes/addition_gift.ts"]),
+    ]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(run.stdout, "");
+    assert.equal(lines(run.stderr).length, 1, run.stderr);
+    assert.match(run.stderr, /runtime\//);
+    assert.ok(run.stderr.includes(textHash(plan.stdout)), run.stderr);
+    assertNoStack(run.stderr);
+  },
+});

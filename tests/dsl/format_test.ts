@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import {
+  bytesText,
+  compile,
+  count,
+  dapo,
+  drGrpo,
+  flopsText,
+  formatPlan,
+  gift,
+  grpo,
+  gspo,
+  onlineDpo,
+  type Recipe,
+  recipe,
+  rewards,
+  rloo,
+  una,
+} from "../../mod.ts";
+import frontDoor from "../../recipes/addition_gift.ts";
+
+// Golden tests: the printed plan of each objective preset, on the front-door recipe, is pinned in
+// tests/dsl/golden/<preset>.txt. After an intended change, rewrite them with
+//   UPDATE_GOLDEN=1 deno task test
+// and read the diff: it is the change in what giftwrap will do.
+
+const { reference: _declared, ...door } = frontDoor;
+
+const PRESETS: Record<string, Recipe> = {
+  gift: frontDoor,
+  grpo: recipe({ ...door, name: "addition-grpo", objective: grpo() }),
+  drGrpo: recipe({ ...door, name: "addition-drgrpo", objective: drGrpo() }),
+  dapo: recipe({
+    ...door,
+    name: "addition-dapo",
+    rewards: [
+      { source: rewards.numericAnswer(), success: true },
+      { source: rewards.overlongPenalty({ buffer: 2 }), weight: 0.5 },
+    ],
+    objective: dapo(),
+  }),
+  gspo: recipe({ ...door, name: "addition-gspo", objective: gspo() }),
+  rloo: recipe({ ...door, name: "addition-rloo", objective: rloo() }),
+  onlineDpo: recipe({ ...door, name: "addition-online-dpo", objective: onlineDpo() }),
+  una: recipe({ ...door, name: "addition-una", objective: una() }),
+};
+
+const update = Deno.env.get("UPDATE_GOLDEN") === "1";
+
+for (const [preset, r] of Object.entries(PRESETS)) {
+  Deno.test(`formatPlan() prints the ${preset} preset as its golden file`, async () => {
+    const golden = new URL(`./golden/${preset}.txt`, import.meta.url);
+    const text = formatPlan(compile(r));
+    if (update) await Deno.writeTextFile(golden, text);
+    assert.equal(text, await Deno.readTextFile(golden));
+  });
+}
+
+Deno.test("formatPlan() lists the stages in execution order", () => {
+  const text = formatPlan(compile({ ...PRESETS["grpo"]!, miniBatches: 2 }));
+  const order = ["init", "warm start", "reference", "eval", "sample", "score", "old log-probs"]
+    .concat(["reference log-probs", "advantages", "update", "eval", "eval", "checkpoint"]);
+  const names = [...text.matchAll(/^ {2,3}\d+ {2}(\S+(?: \S+)*?) {2,}/gm)].map((m) => m[1]);
+  assert.deepEqual(names, order);
+});
+
+Deno.test("formatPlan() prints the warnings", () => {
+  const text = formatPlan(compile({ ...frontDoor, reference: "rollout", miniBatches: 1 }));
+  assert.match(
+    text,
+    /\nwarnings\n {2}- miniBatches: with reference 'rollout' and one optimiser step/,
+  );
+  assert.match(formatPlan(compile(frontDoor)), /\nwarnings: none\n$/);
+});
+
+Deno.test("count(), flopsText() and bytesText() print numbers without a locale", () => {
+  assert.equal(count(0), "0");
+  assert.equal(count(999), "999");
+  assert.equal(count(1000), "1,000");
+  assert.equal(count(1234567), "1,234,567");
+  assert.equal(flopsText(0), "0 FLOP");
+  assert.equal(flopsText(999), "999 FLOP");
+  assert.equal(flopsText(1_234_000_000), "1.23 GFLOP");
+  assert.equal(flopsText(5e15), "5 PFLOP");
+  assert.equal(bytesText(1023), "1023 B");
+  assert.equal(bytesText(1024), "1 KiB");
+  assert.equal(bytesText(3 * 1024 * 1024 / 2), "1.5 MiB");
+});
+
+Deno.test("formatPlan() names the front door's objective and its defaults", () => {
+  const text = formatPlan(compile(recipe({ ...frontDoor, objective: gift({ betaC: 2 }) })));
+  assert.match(text, /^ {2}objective {3}gift · betaC 2 · stdEpsilon 0\.000001$/m);
+  assert.match(text, /mean over rows of \(Â − 2·ũ\)²/);
+});

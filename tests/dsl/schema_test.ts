@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { Ajv2020 } from "ajv/dist/2020";
+import { compile, type Recipe, recipeJsonSchema } from "../../mod.ts";
+import { ObjectiveSchema } from "../../dsl/schema.ts";
+import { base } from "./_fixtures.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+
+Deno.test("recipe.schema.json is what `deno task schema` writes from the TypeBox schema", async () => {
+  const committed = await Deno.readTextFile(new URL("recipe.schema.json", ROOT));
+  assert.equal(committed, JSON.stringify(recipeJsonSchema(), null, 2) + "\n");
+});
+
+Deno.test("recipeJsonSchema() is a valid draft 2020-12 schema that validates the JSON twin by itself", async () => {
+  const schema = recipeJsonSchema();
+  assert.equal(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+  const ajv = new Ajv2020({ strict: true, discriminator: true });
+  assert.equal(ajv.validateSchema(schema), true, JSON.stringify(ajv.errors));
+  const validate = ajv.compile(schema);
+  const twin = JSON.parse(await Deno.readTextFile(new URL("recipes/addition_gift.json", ROOT)));
+  assert.equal(validate(twin), true, JSON.stringify(validate.errors));
+  assert.equal(validate({ ...twin, group: { szie: 8, prompts: 16 } }), false);
+});
+
+Deno.test("compile() takes the objectives' defaults from the schema's annotations", () => {
+  // The defaults are written once, in dsl/schema.ts; the resolved options must equal them.
+  const variants = (ObjectiveSchema as unknown as {
+    oneOf: { properties: Record<string, { const?: string; default?: unknown }> }[];
+  }).oneOf;
+  assert.equal(variants.length, 8);
+  for (const variant of variants) {
+    const kind = variant.properties["kind"]!.const!;
+    const objective = { kind } as Recipe["objective"];
+    const options = compile({ ...base, objective, reference: "initial" }).objective
+      .options as Record<string, unknown>;
+    for (const [key, property] of Object.entries(variant.properties)) {
+      if (key === "kind") continue;
+      if (property.default !== undefined) {
+        assert.equal(options[key], property.default, `${kind}.${key}`);
+      } else assert.equal(options[key], options["epsilon"], `${kind}.${key} defaults to epsilon`);
+    }
+    assert.deepEqual(Object.keys(options).sort(), Object.keys(variant.properties).sort(), kind);
+  }
+});

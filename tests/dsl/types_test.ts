@@ -1,0 +1,70 @@
+// Type-level tests. `deno test` type-checks this file: each `@ts-expect-error` must sit on a line
+// that is a type error, or the check (and so the test run) fails. Each case is also run, to show
+// that the JSON route (no type checker) rejects the same mistake at validation.
+
+import assert from "node:assert/strict";
+import {
+  dapo,
+  gift,
+  grpo,
+  http,
+  jsonl,
+  type Recipe,
+  recipe,
+  rewards,
+  tasks,
+  tinyGpt,
+  una,
+  validateRecipe,
+} from "../../mod.ts";
+import { base } from "./_fixtures.ts";
+
+function rejected(input: unknown): boolean {
+  return !validateRecipe(input).ok;
+}
+
+Deno.test("gift() does not accept a clipping option (type error and validation error)", () => {
+  // @ts-expect-error: epsilon is a clipping option of grpo, dapo, …, not one of GIFT's
+  const objective = gift({ epsilon: 0.2 });
+  assert.ok(rejected({ ...base, objective }));
+});
+
+Deno.test("each objective builder accepts only its own options", () => {
+  // @ts-expect-error: dynamicSampling belongs to dapo
+  assert.ok(rejected({ ...base, objective: grpo({ dynamicSampling: true }) }));
+  // @ts-expect-error: una takes only beta
+  assert.ok(rejected({ ...base, objective: una({ epsilon: 0.2 }) }));
+  // @ts-expect-error: betaC belongs to gift
+  assert.ok(rejected({ ...base, objective: dapo({ betaC: 1 }) }));
+  // @ts-expect-error: beta must be a number
+  assert.ok(rejected({ ...base, objective: grpo({ beta: "0.04" }) }));
+});
+
+Deno.test("recipe() rejects misspelt keys, wrong types and missing fields", () => {
+  // @ts-expect-error: szie is not a key of group
+  assert.ok(rejected(recipe({ ...base, group: { szie: 8, prompts: 16 } })));
+  // @ts-expect-error: 'frozen' is not a reference
+  assert.ok(rejected(recipe({ ...base, reference: "frozen" })));
+  // @ts-expect-error: the optimizer needs a learning rate
+  assert.ok(rejected(recipe({ ...base, optimizer: {} })));
+  // @ts-expect-error: layers is a number
+  assert.ok(rejected({ ...base, policy: tinyGpt({ layers: "2" }) }));
+  // @ts-expect-error: an http source needs a url
+  assert.ok(rejected({ ...base, rewards: [{ source: http({}) }] }));
+  // @ts-expect-error: addition has no vocabulary option
+  assert.ok(rejected({ ...base, data: tasks.addition({ vocab: 20 }) }));
+});
+
+Deno.test("recipes compose by spreading, and the builders' results are recipe parts", () => {
+  const composed: Recipe = recipe({ ...base, name: "composed", objective: grpo({ beta: 0.01 }) });
+  const fromFile: Recipe = recipe({
+    ...base,
+    data: jsonl("data/train.jsonl", { prompt: "question", answer: "answer", eval: 10 }),
+    rewards: [
+      { source: rewards.numericAnswer({ tolerance: 0.5 }), success: true },
+      { source: rewards.regexFormat("^\\d+$", { flags: "m" }), weight: 0.1 },
+    ],
+  });
+  assert.ok(validateRecipe(composed).ok);
+  assert.ok(validateRecipe(fromFile).ok);
+});
