@@ -20,7 +20,7 @@ import {
   trainFlops,
 } from "./budget.ts";
 import { fillDefaults, type SchemaLike, unionKinds } from "./_schema_walk.ts";
-import { count } from "./format.ts";
+import { num, plural } from "./format.ts";
 import { type Issue, RecipeError } from "./issues.ts";
 import {
   lossFormula,
@@ -527,7 +527,7 @@ function resolveEval(
   if (every === 0) {
     d.errors.push({
       path: "eval.every",
-      message: "expected a positive number of steps, got 0 (0 does not turn evaluation off)",
+      message: "expected a positive number of steps, got 0, which does not turn evaluation off",
       hint: "omit eval.every to evaluate only at step 0 and at the end",
     });
   } else if (every !== null && every > r.steps) {
@@ -580,7 +580,7 @@ function resolveCheckpoint(r: Recipe, d: Diagnostics): { every: number | null; k
   if (every === 0) {
     d.errors.push({
       path: "checkpoint.every",
-      message: "expected a positive number of steps, got 0 (0 does not turn checkpoints off)",
+      message: "expected a positive number of steps, got 0, which does not turn checkpoints off",
       hint: "omit checkpoint.every to write only the final checkpoint",
     });
   } else if (every !== null && every > r.steps) {
@@ -603,12 +603,11 @@ function resolveBackend(r: Recipe, options: CompileOptions): Plan["backend"] {
   }
   const available = options.available ?? DEFAULT_AVAILABLE;
   const name = BACKEND_PREFERENCE.find((b) => available.includes(b)) ?? "cpu";
-  return { name, requested, reason: `auto: the fastest backend present (${available.join(", ")})` };
-}
-
-/** "1 step", "3 steps", "1,024 rows". */
-function plural(k: number, word: string, words = `${word}s`): string {
-  return `${count(k)} ${k === 1 ? word : words}`;
+  return {
+    name,
+    requested,
+    reason: `auto: the fastest present of ${available.join(", ")}`,
+  };
 }
 
 function divisors(n: number): number[] {
@@ -658,7 +657,7 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
       name: "warm start",
       detail:
         `${plural(w.sftSteps, "supervised step")} on reference answers, batch ${w.batchSize}, ` +
-        `lr ${w.lr} (cached by content hash)`,
+        `lr ${num(w.lr)} (cached by content hash)`,
       shapes: { tokens: [w.batchSize, T] },
       flops: w.sftSteps * trainFlops(model, w.batchSize, T),
     });
@@ -747,7 +746,9 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
   const batches = plural(schedule.miniBatches, "mini-batch", "mini-batches");
   const epochs = plural(schedule.epochs, "epoch");
   const groups = plural(shapes.miniBatchGroups, "group");
-  const optimizer = `AdamW lr ${plan.optimizer.lr}, clip grad norm ${plan.optimizer.clipGradNorm}`;
+  const optimizer = `AdamW lr ${num(plan.optimizer.lr)}, clip grad norm ${
+    num(plan.optimizer.clipGradNorm)
+  }`;
   const detached = readsOld && !needsOld
     ? "; π_old is π detached (one optimiser step per batch)"
     : "";
@@ -850,7 +851,9 @@ function advantageStage(plan: Omit<Plan, "stages" | "budget">): Stage {
   const formula = a.baseline === "leave-one-out"
     ? "A = r − mean of the other G − 1 rewards"
     : a.scale === "group-std"
-    ? `${axes.loss === "gift" ? "Â" : "A"} = (r − mean_g r) / (std_g r + ${a.epsilon}), sample std`
+    ? `${axes.loss === "gift" ? "Â" : "A"} = (r − mean_g r) / (std_g r + ${
+      num(a.epsilon)
+    }), sample std`
     : "A = r − mean_g r";
   return {
     when: "step",

@@ -1,12 +1,15 @@
 /**
  * `formatPlan()`: the plan as text, stages in execution order with their shapes and budgets.
  * The output depends on nothing but the plan (no locale, no clock), so golden tests can pin it.
+ * Lines are wrapped at 100 columns.
  *
  * @module
  */
 
 import { formatIssue } from "./issues.ts";
 import { type Plan, planHash, type RewardSpec, type Stage } from "./plan.ts";
+
+const WIDTH = 100;
 
 /**
  * Prints a plan for people: the resolved recipe, the stages in execution order with their tensor
@@ -18,78 +21,71 @@ import { type Plan, planHash, type RewardSpec, type Stage } from "./plan.ts";
  * ```
  */
 export function formatPlan(plan: Plan): string {
-  const lines: string[] = [];
-  const row = (label: string, text: string) => lines.push(`  ${label.padEnd(11)} ${text}`);
-  const { model, shapes, schedule, objective, optimizer } = plan;
+  const { model, shapes, schedule, objective, optimizer, sampling, tokenizer, data } = plan;
+  const lines: string[] = [`plan ${plan.name} · hash ${planHash(plan)}`];
+  // A labelled row: the parts joined by " · ", wrapped under the label's column.
+  const row = (label: string, parts: readonly string[]) =>
+    lines.push(...wrap(parts.join(" · "), `  ${label.padEnd(11)} `, " ".repeat(14)));
 
-  lines.push(`plan ${plan.name} · hash ${planHash(plan)}`);
-  row(
-    "run",
-    `seed ${plan.seed} · ${
-      count(schedule.steps)
-    } steps · backend ${plan.backend.name} (${plan.backend.reason})`,
-  );
-  row(
-    "policy",
-    `${model.kind} · ${model.layers} layers · d ${model.dModel} · ${model.heads} heads ` +
-      `(${model.kvHeads} kv, width ${model.headDim}) · ffn ${model.ffnDim} · context ${model.contextLength} · ` +
-      `${model.tiedEmbeddings ? "tied" : "untied"} embeddings · ${count(model.params)} parameters`,
-  );
-  row(
-    "tokenizer",
-    `${plan.tokenizer.kind} · vocabulary ${plan.tokenizer.vocab} ` +
-      `(${plan.tokenizer.specials.join(" ")} + ${
-        plan.tokenizer.vocab - plan.tokenizer.specials.length
-      } characters)`,
-  );
-  row("reference", referenceText(plan));
-  const sizes = plan.data.train === null
-    ? `${count(plan.data.eval ?? 0)} rows held out for eval`
-    : `${count(plan.data.train)} train / ${count(plan.data.eval ?? 0)} eval problems`;
-  row("data", `${plan.data.description} · ${sizes}`);
+  row("run", [`seed ${plan.seed}`, plural(schedule.steps, "step")]);
+  row("backend", [plan.backend.name, plan.backend.reason]);
+  row("policy", [
+    model.kind,
+    plural(model.layers, "layer"),
+    `d ${model.dModel}`,
+    `${model.heads} heads of width ${model.headDim}, ${model.kvHeads} for keys and values`,
+    `ffn ${model.ffnDim}`,
+    `context ${model.contextLength}`,
+    `${model.tiedEmbeddings ? "tied" : "untied"} embeddings`,
+    plural(model.params, "parameter"),
+  ]);
+  row("tokenizer", [
+    `${tokenizer.kind}, vocabulary ${tokenizer.vocab}: ${tokenizer.specials.join(" ")} and ` +
+    plural(tokenizer.vocab - tokenizer.specials.length, "character"),
+  ]);
+  row("reference", [referenceText(plan)]);
+  row("data", [
+    data.description,
+    data.train === null
+      ? `${count(data.eval ?? 0)} rows held out for eval`
+      : `${count(data.train)} train and ${count(data.eval ?? 0)} eval problems`,
+  ]);
   plan.rewards.forEach((r, i) => row(i === 0 ? "rewards" : "", rewardText(r)));
-  const options = Object.entries(objective.options).filter(([k]) => k !== "kind").map(([k, v]) =>
-    `${k} ${v}`
-  );
-  row("objective", [objective.kind, ...options].join(" · "));
-  row("", objective.formula);
-  row(
-    "shapes",
-    `P ${shapes.prompts} × G ${shapes.groupSize} = B ${shapes.rows} rows · T ${shapes.sequenceTokens} = ` +
-      `${shapes.promptTokens} prompt + ${shapes.newTokens} new tokens · V ${shapes.vocab}`,
-  );
-  row(
-    "updates",
-    `${schedule.miniBatches} mini-batch${
-      schedule.miniBatches === 1 ? "" : "es"
-    } × ${schedule.epochs} ` +
-      `epoch${schedule.epochs === 1 ? "" : "s"} = ${schedule.optimizerStepsPerBatch} optimiser ` +
-      `step${
-        schedule.optimizerStepsPerBatch === 1 ? "" : "s"
-      } per batch, ${shapes.miniBatchRows} rows ` +
-      `(${shapes.miniBatchGroups} group${shapes.miniBatchGroups === 1 ? "" : "s"}) each`,
-  );
-  row(
-    "optimizer",
-    `AdamW · lr ${optimizer.lr} · betas ${optimizer.betas.join(", ")} · eps ${optimizer.eps} · ` +
-      `weight decay ${optimizer.weightDecay} · clip grad norm ${
-        optimizer.clipGradNorm || "off"
-      } · ` +
-      `${optimizer.schedule}${
-        optimizer.warmupSteps > 0 ? ` after ${optimizer.warmupSteps} warm-up updates` : ""
-      }`,
-  );
-  const sampling = plan.sampling;
-  row(
-    "sampling",
-    `temperature ${sampling.temperature} · top-p ${sampling.topP} · top-k ${
-      sampling.topK || "off"
-    } · ` +
-      `${sampling.maxNewTokens} new tokens at most` +
-      (sampling.stop.length > 0
-        ? ` · stop ${sampling.stop.map((s) => JSON.stringify(s)).join(", ")}`
-        : ""),
-  );
+  row("objective", [objective.kind, ...options(objective.options)]);
+  row("", [objective.formula]);
+  row("shapes", [
+    `P ${shapes.prompts} × G ${shapes.groupSize} = B ${shapes.rows} rows`,
+    `T ${shapes.sequenceTokens} = ${shapes.promptTokens} prompt + ${shapes.newTokens} new tokens`,
+    `V ${shapes.vocab}`,
+  ]);
+  row("updates", [
+    `${plural(schedule.miniBatches, "mini-batch", "mini-batches")} × ` +
+    `${plural(schedule.epochs, "epoch")} = ${
+      plural(schedule.optimizerStepsPerBatch, "optimiser step")
+    } ` +
+    `per batch, each on ${plural(shapes.miniBatchRows, "row")} ` +
+    `(${plural(shapes.miniBatchGroups, "group")})`,
+  ]);
+  row("optimizer", [
+    "AdamW",
+    `lr ${num(optimizer.lr)}`,
+    `betas ${optimizer.betas.map(num).join(", ")}`,
+    `eps ${num(optimizer.eps)}`,
+    `weight decay ${num(optimizer.weightDecay)}`,
+    `clip grad norm ${optimizer.clipGradNorm === 0 ? "off" : num(optimizer.clipGradNorm)}`,
+    optimizer.warmupSteps > 0
+      ? `${optimizer.schedule} after ${plural(optimizer.warmupSteps, "warm-up update")}`
+      : optimizer.schedule,
+  ]);
+  row("sampling", [
+    `temperature ${num(sampling.temperature)}`,
+    `top-p ${num(sampling.topP)}`,
+    `top-k ${sampling.topK === 0 ? "off" : sampling.topK}`,
+    `at most ${plural(sampling.maxNewTokens, "new token")}`,
+    ...(sampling.stop.length > 0
+      ? [`stop at ${sampling.stop.map((s) => JSON.stringify(s)).join(", ")}`]
+      : []),
+  ]);
 
   lines.push("", "stages");
   const headings: Record<Stage["when"], string> = {
@@ -102,85 +98,146 @@ export function formatPlan(plan: Plan): string {
   plan.stages.forEach((stage, i) => {
     if (stage.when !== last) lines.push(`  ${headings[stage.when]}`);
     last = stage.when;
-    const number = String(i + 1).padStart(4);
-    lines.push(`${number}  ${stage.name.padEnd(20)} ${stage.detail}`);
-    const shapes = Object.entries(stage.shapes).map(([name, s]) => `${name} [${s.join(", ")}]`);
+    const indent = " ".repeat(27);
+    lines.push(
+      ...wrap(stage.detail, `${String(i + 1).padStart(4)}  ${stage.name.padEnd(20)} `, indent),
+    );
     const extra = [
-      ...shapes,
+      ...Object.entries(stage.shapes).map(([name, s]) => `${name} [${s.join(", ")}]`),
       ...(stage.flops > 0 ? [flopsText(stage.flops)] : []),
     ];
-    if (extra.length > 0) lines.push(`${" ".repeat(27)}${extra.join(" · ")}`);
+    if (extra.length > 0) lines.push(...wrap(extra.join(" · "), indent, indent));
   });
 
-  const b = plan.budget.perStep;
-  const f = b.flops;
-  const m = b.peakBytes;
+  const { perStep, run } = plan.budget;
+  const budget = (label: string, text: string) =>
+    lines.push(...wrap(text, `  ${label.padEnd(16)} `, " ".repeat(19)));
+  // A total and its non-zero parts: "5.65 GFLOP (sample 1.04 GFLOP, update 3.45 GFLOP)".
+  const split = (total: string, parts: [string, number][], unit: (x: number) => string) => {
+    const shown = parts.filter(([, x]) => x > 0).map(([name, x]) => `${name} ${unit(x)}`);
+    return shown.length > 1 ? `${total} (${shown.join(", ")})` : total;
+  };
+  const rounds = objective.axes.dynamicSampling?.maxRounds;
   lines.push("", "budget per step");
-  const budget = (label: string, text: string) => lines.push(`  ${label.padEnd(16)} ${text}`);
-  const rounds = plan.objective.axes.dynamicSampling?.maxRounds;
   budget(
     "tokens sampled",
     rounds === undefined
-      ? `${count(b.tokensSampled)} at most (B × new tokens)`
-      : `${count(b.tokensSampled)} per sampling round (B × new tokens), up to ${rounds} rounds`,
+      ? `${count(perStep.tokensSampled)} at most (B × new tokens)`
+      : `${
+        count(perStep.tokensSampled)
+      } per sampling round (B × new tokens), up to ${rounds} rounds`,
   );
   budget(
     "passes",
-    `${b.samplingCalls} sampling calls · ${b.forwardPasses} forward · ${b.backwardPasses} backward · ` +
-      `${b.optimizerSteps} optimiser step${b.optimizerSteps === 1 ? "" : "s"}`,
+    [
+      plural(perStep.samplingCalls, "sampling call"),
+      `${perStep.forwardPasses} forward`,
+      `${perStep.backwardPasses} backward`,
+      plural(perStep.optimizerSteps, "optimiser step"),
+    ].join(" · "),
   );
+  const f = perStep.flops;
   budget(
     "FLOPs",
-    `${flopsText(f.total)} (sample ${flopsText(f.sample)} · old ${flopsText(f.oldLogp)} · ` +
-      `reference ${flopsText(f.reference)} · update ${flopsText(f.update)})`,
+    split(flopsText(f.total), [
+      ["sample", f.sample],
+      ["old log-probs", f.oldLogp],
+      ["reference", f.reference],
+      ["update", f.update],
+    ], flopsText),
   );
+  const m = perStep.peakBytes;
   budget(
     "peak tensors",
-    `≈ ${bytesText(m.total)} (weights ${bytesText(m.weights)} · gradients and AdamW ${
-      bytesText(m.optimizer)
-    } · ` +
-      `reference ${bytesText(m.reference)} · activations ${bytesText(m.activations)})`,
+    split(`≈ ${bytesText(m.total)}`, [
+      ["weights", m.weights],
+      ["gradients and AdamW", m.optimizer],
+      ["reference", m.reference],
+      ["activations", m.activations],
+    ], bytesText),
   );
-  const run = plan.budget.run;
   lines.push("", "budget for the run");
   budget("tokens sampled", `${count(run.tokensSampled)} at most`);
-  budget("evaluations", `${schedule.evaluations} × ${count(schedule.evalProblems)} problems`);
+  budget("evaluations", `${schedule.evaluations} × ${plural(schedule.evalProblems, "problem")}`);
   budget(
     "FLOPs",
-    `${flopsText(run.flops.total)} (warm start ${flopsText(run.flops.warmStart)} · ` +
-      `train ${flopsText(run.flops.train)} · eval ${flopsText(run.flops.eval)})`,
+    split(flopsText(run.flops.total), [
+      ["warm start", run.flops.warmStart],
+      ["train", run.flops.train],
+      ["eval", run.flops.eval],
+    ], flopsText),
   );
 
   lines.push("", plan.warnings.length === 0 ? "warnings: none" : "warnings");
-  for (const w of plan.warnings) lines.push(`  - ${formatIssue(w)}`);
+  for (const w of plan.warnings) lines.push(...wrap(formatIssue(w), "  - ", "    "));
   return lines.join("\n") + "\n";
 }
 
 function referenceText(plan: Plan): string {
   const { kind, checkpoint, used } = plan.reference;
+  if (kind === "none") return `none (${plan.objective.kind} reads no reference)`;
+  const warm = plan.model.warmStart !== null && plan.model.warmStart.sftSteps > 0;
   const what = {
-    initial: `a frozen copy of the policy${
-      plan.model.warmStart !== null && plan.model.warmStart.sftSteps > 0
-        ? " after the warm start"
-        : ""
-    }`,
+    initial: `a frozen copy of the policy${warm ? " after the warm start" : ""}`,
     rollout: "the policy that sampled the batch",
-    none: "no reference",
     checkpoint: `loaded from '${checkpoint}'`,
   }[kind];
-  if (kind === "none") return `none (${plan.objective.kind} reads no reference)`;
   return `${kind}: ${what}${
-    used ? "" : ` (not read by ${plan.objective.kind}; the KL metric only)`
+    used ? "" : `, not read by ${plan.objective.kind} (the KL metric only)`
   }`;
 }
 
-function rewardText(r: RewardSpec): string {
-  const options = Object.entries(r.source).filter(([k]) => k !== "kind").map(([k, v]) =>
-    `${k} ${Array.isArray(v) ? `[${v.join(", ")}]` : typeof v === "string" ? JSON.stringify(v) : v}`
-  );
-  const source = [r.source.kind, ...options].join(" ");
-  const range = r.range === null ? "range undeclared" : `range [${r.range.join(", ")}]`;
-  return `${r.name}: ${source} · weight ${r.weight}${r.success ? " · success" : ""} · ${range}`;
+function rewardText(r: RewardSpec): string[] {
+  const source = [r.source.kind, ...options(r.source)].join(" ");
+  return [
+    r.name === r.source.kind ? source : `${r.name}: ${source}`,
+    `weight ${num(r.weight)}`,
+    ...(r.success ? ["success"] : []),
+    r.range === null ? "range undeclared" : `range [${r.range.map(num).join(", ")}]`,
+  ];
+}
+
+/** `key value` for each field of a node but its kind. */
+function options(node: object): string[] {
+  return Object.entries(node).filter(([k]) => k !== "kind").map(([k, v]) => {
+    const value = Array.isArray(v)
+      ? `[${v.map((x) => typeof x === "number" ? num(x) : String(x)).join(", ")}]`
+      : typeof v === "number"
+      ? num(v)
+      : typeof v === "string"
+      ? JSON.stringify(v)
+      : String(v);
+    return `${k} ${value}`;
+  });
+}
+
+/** Breaks `text` at spaces so that no line passes `WIDTH` columns (a longer word stays whole). */
+function wrap(text: string, first: string, rest: string): string[] {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const word of text.split(" ")) {
+    if (!empty && line.length + 1 + word.length > WIDTH) {
+      lines.push(line);
+      line = rest + word;
+    } else {
+      line += (empty ? "" : " ") + word;
+    }
+    empty = false;
+  }
+  lines.push(line);
+  return lines;
+}
+
+/** A number as people write it: 0.0003, 1e-6, 10000 (small magnitudes in exponent form). */
+export function num(x: number): string {
+  if (x !== 0 && Math.abs(x) < 1e-3) return x.toExponential();
+  return String(x);
+}
+
+/** "1 step", "3 steps", "1,024 rows". */
+export function plural(k: number, word: string, words = `${word}s`): string {
+  return `${count(k)} ${k === 1 ? word : words}`;
 }
 
 /** 1234567 → "1,234,567" (no locale). */

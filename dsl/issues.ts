@@ -18,7 +18,7 @@ export interface Issue {
 
 /** Thrown by `compile()` when a recipe is invalid; `issues` holds every problem found. */
 export class RecipeError extends Error {
-  /** Every problem found, in the order of the recipe's fields. */
+  /** Every problem found. */
   readonly issues: readonly Issue[];
 
   constructor(issues: readonly Issue[]) {
@@ -33,7 +33,7 @@ export class RecipeError extends Error {
 }
 
 /**
- * One line for an issue: `path: message (fix: hint)`.
+ * One line for an issue: `path: message; fix: hint`.
  *
  * @example
  * ```ts
@@ -43,7 +43,7 @@ export class RecipeError extends Error {
  */
 export function formatIssue(issue: Issue): string {
   const where = issue.path === "" ? "recipe" : issue.path;
-  const fix = issue.hint === undefined ? "" : ` (fix: ${issue.hint})`;
+  const fix = issue.hint === undefined ? "" : `; fix: ${issue.hint}`;
   return `${where}: ${issue.message}${fix}`;
 }
 

@@ -42,9 +42,9 @@ function validator(): ValidateFunction {
  *
  * @example
  * ```ts
- * const result = validateRecipe({ name: "x", group: { szie: 8 } });
- * if (!result.ok) console.log(result.issues[0]);
- * // { path: "group.szie", message: "unknown key (did you mean 'group.size'?)" }
+ * const result = validateRecipe({ ...recipe, group: { szie: 8, prompts: 16 } });
+ * if (!result.ok) console.log(result.issues);
+ * // [{ path: "group.szie", message: "unknown key (did you mean 'group.size'?)" }]
  * ```
  */
 export function validateRecipe(input: unknown): ValidationResult {
@@ -68,7 +68,11 @@ function explain(errors: readonly ErrorObject[]): Issue[] {
     const issue = explainOne(error);
     if (issue !== undefined) add(issue);
   }
-  return issues;
+  // A misspelt key is one mistake: "did you mean 'group.size'?" covers "group.size: missing".
+  const suggested = new Set(
+    issues.flatMap((i) => /^unknown key \(did you mean '([^']+)'\?\)$/.exec(i.message)?.[1] ?? []),
+  );
+  return issues.filter((i) => !(i.message.startsWith("missing") && suggested.has(i.path)));
 }
 
 /**

@@ -89,6 +89,6 @@ Deno.test("count(), flopsText() and bytesText() print numbers without a locale",
 
 Deno.test("formatPlan() names the front door's objective and its defaults", () => {
   const text = formatPlan(compile(recipe({ ...frontDoor, objective: gift({ betaC: 2 }) })));
-  assert.match(text, /^ {2}objective {3}gift · betaC 2 · stdEpsilon 0\.000001$/m);
+  assert.match(text, /^ {2}objective {3}gift · betaC 2 · stdEpsilon 1e-6$/m);
   assert.match(text, /mean over rows of \(Â − 2·ũ\)²/);
 });
