@@ -1,0 +1,77 @@
+// The README shows real output; these tests keep it real. When a change to the compiler changes
+// what the README shows, they fail: run the commands the README shows and paste their output.
+
+import assert from "node:assert/strict";
+import { compile, loadRecipe, planHash } from "../mod.ts";
+import frontDoor from "../recipes/addition_gift.ts";
+import { runMain } from "./_main.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const README = await Deno.readTextFile(new URL("README.md", ROOT));
+
+/** The fenced block that follows the first line containing `marker`. */
+function blockAfter(marker: string): string {
+  const at = README.indexOf(marker);
+  assert.ok(at >= 0, `README has no '${marker}'`);
+  const open = README.indexOf("```", at);
+  const start = README.indexOf("\n", open) + 1;
+  return README.slice(start, README.indexOf("```", start));
+}
+
+/** The lines after the line containing `command`, up to the end of its fenced block. */
+function outputOf(command: string): string[] {
+  const at = README.indexOf(command);
+  assert.ok(at >= 0, `README has no '${command}'`);
+  const start = README.indexOf("\n", at) + 1;
+  return README.slice(start, README.indexOf("```", start)).split("\n").filter((l) => l !== "");
+}
+
+/** Writes a README snippet to a temporary file, its "./mod.ts" imports pointed at this checkout. */
+async function writeSnippet(dir: string, name: string, text: string): Promise<string> {
+  const path = `${dir}/${name}`;
+  const fixed = text.replaceAll('"./mod.ts"', JSON.stringify(new URL("mod.ts", ROOT).href))
+    .replaceAll('"./recipes/', `"${new URL("recipes/", ROOT).href}`);
+  await Deno.writeTextFile(path, fixed);
+  return path;
+}
+
+Deno.test("README: the first recipe compiles to the plan hash shown", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = await writeSnippet(dir, "my_recipe.ts", blockAfter("Save this as `my_recipe.ts`"));
+    const shown = /^plan my-first-gift · hash ([0-9a-f]{16})$/m.exec(
+      blockAfter("See what it will do"),
+    );
+    assert.ok(shown, "the README shows no plan line");
+    const plan = compile((await loadRecipe(file)).input as typeof frontDoor);
+    assert.equal(planHash(plan), shown[1]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("README: the error examples print exactly the lines shown", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const examples: [string, string][] = [
+      ["broken.json", "Here is `broken.json`"],
+      ["broken_grpo.ts", "`broken_grpo.ts`:"],
+    ];
+    for (const [file, marker] of examples) {
+      const path = await writeSnippet(dir, file, blockAfter(marker));
+      const shown = outputOf(`$ deno task -q validate ${file}`).filter((l) =>
+        l.startsWith(`${file}: `)
+      );
+      assert.ok(shown.length > 0, `no output shown for ${file}`);
+      const ran = await runMain(["validate", path]);
+      assert.equal(ran.code, 2);
+      assert.deepEqual(ran.stderr.map((l) => l.replace(`${dir}/`, "")), shown);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("README: the note on `deno task run` shows the front door's plan hash", () => {
+  assert.ok(README.includes(`giftwrap: plan ${planHash(compile(frontDoor))} compiled`));
+});
