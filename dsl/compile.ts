@@ -524,20 +524,7 @@ function resolveEval(
 ): { every: number | null; problems: number; metric: Verifier | null; count: number } {
   const e = r.eval ?? {};
   const every = e.every ?? null;
-  if (every === 0) {
-    d.errors.push({
-      path: "eval.every",
-      message: "expected a positive number of steps, got 0, which does not turn evaluation off",
-      hint: "omit eval.every to evaluate only at step 0 and at the end",
-    });
-  } else if (every !== null && every > r.steps) {
-    d.warnings.push({
-      path: "eval.every",
-      message: `every ${every} steps is beyond the run's ${r.steps} steps, ` +
-        "so evaluation runs only at step 0 and at the end",
-      hint: `set eval.every to at most ${r.steps}`,
-    });
-  }
+  checkEvery("eval.every", every, r.steps, "evaluation runs only at step 0 and at the end", d);
   let problems = task.eval ?? 0;
   if (e.limit !== undefined && e.limit > problems) {
     d.warnings.push({
@@ -577,20 +564,31 @@ function resolveEval(
 
 function resolveCheckpoint(r: Recipe, d: Diagnostics): { every: number | null; keep: number } {
   const every = r.checkpoint?.every ?? null;
+  checkEvery("checkpoint.every", every, r.steps, "only the final checkpoint is written", d);
+  return { every, keep: r.checkpoint?.keep ?? 3 };
+}
+
+/** A period in steps: 0 is an error (it does not mean never), one beyond the run a warning. */
+function checkEvery(
+  path: string,
+  every: number | null,
+  steps: number,
+  without: string,
+  d: Diagnostics,
+): void {
   if (every === 0) {
     d.errors.push({
-      path: "checkpoint.every",
-      message: "expected a positive number of steps, got 0, which does not turn checkpoints off",
-      hint: "omit checkpoint.every to write only the final checkpoint",
+      path,
+      message: "expected a positive number of steps, got 0, which does not mean never",
+      hint: `omit ${path}, and ${without}`,
     });
-  } else if (every !== null && every > r.steps) {
+  } else if (every !== null && every > steps) {
     d.warnings.push({
-      path: "checkpoint.every",
-      message: `every ${every} steps is beyond the run's ${r.steps} steps, so only the final ` +
-        "checkpoint is written",
+      path,
+      message: `every ${every} steps is beyond the run's ${steps} steps, so ${without}`,
+      hint: `set ${path} to at most ${steps}`,
     });
   }
-  return { every, keep: r.checkpoint?.keep ?? 3 };
 }
 
 function resolveBackend(r: Recipe, options: CompileOptions): Plan["backend"] {

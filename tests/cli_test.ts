@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { withTempDir } from "./_helpers.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
@@ -66,16 +67,6 @@ function textHash(stdout: string): string {
   const match = /^plan addition-gift · hash ([0-9a-f]{16})$/m.exec(stdout);
   assert.ok(match !== null, `no plan line in:\n${stdout}`);
   return match[1]!;
-}
-
-/** Runs `body` with a fresh temporary directory, removed afterwards. */
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "giftwrap_cli_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** The front door as JSON, with one change; `loadRecipe()` reads JSON without a cache. */

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { compile, loadRecipe, planHash } from "../mod.ts";
 import frontDoor from "../recipes/addition_gift.ts";
-import { runMain } from "./_main.ts";
+import { runMain, withTempDir } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const README = await Deno.readTextFile(new URL("README.md", ROOT));
@@ -36,8 +36,7 @@ async function writeSnippet(dir: string, name: string, text: string): Promise<st
 }
 
 Deno.test("README: the first recipe compiles to the plan hash shown", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     const file = await writeSnippet(dir, "my_recipe.ts", blockAfter("Save this as `my_recipe.ts`"));
     const shown = /^plan my-first-gift · hash ([0-9a-f]{16})$/m.exec(
       blockAfter("See what it will do"),
@@ -45,14 +44,11 @@ Deno.test("README: the first recipe compiles to the plan hash shown", async () =
     assert.ok(shown, "the README shows no plan line");
     const plan = compile((await loadRecipe(file)).input as typeof frontDoor);
     assert.equal(planHash(plan), shown[1]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("README: the error examples print exactly the lines shown", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     const examples: [string, string][] = [
       ["broken.json", "Here is `broken.json`"],
       ["broken_grpo.ts", "`broken_grpo.ts`:"],
@@ -67,9 +63,7 @@ Deno.test("README: the error examples print exactly the lines shown", async () =
       assert.equal(ran.code, 2);
       assert.deepEqual(ran.stderr.map((l) => l.replace(`${dir}/`, "")), shown);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("README: the note on `deno task run` shows the front door's plan hash", () => {

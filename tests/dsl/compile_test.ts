@@ -22,7 +22,7 @@ import {
   una,
   validateRecipe,
 } from "../../mod.ts";
-import { runMain, STACK, writeRecipeModule } from "../_main.ts";
+import { runMain, STACK, withTempDir, writeRecipeModule } from "../_helpers.ts";
 import { base, plain } from "./_fixtures.ts";
 
 /** One inconsistent recipe: valid against the schema, rejected by the compiler. */
@@ -87,15 +87,15 @@ const REJECTED: Rejected[] = [
     name: "evaluation every 0 steps",
     input: { ...base, eval: { every: 0 } },
     path: "eval.every",
-    message: /^expected a positive number of steps, got 0, which does not turn evaluation off$/,
-    hint: /^omit eval\.every/,
+    message: /^expected a positive number of steps, got 0, which does not mean never$/,
+    hint: /^omit eval\.every, and evaluation runs only at step 0 and at the end$/,
   },
   {
     name: "checkpoints every 0 steps",
     input: { ...base, checkpoint: { every: 0 } },
     path: "checkpoint.every",
     message: /got 0/,
-    hint: /^omit checkpoint\.every/,
+    hint: /^omit checkpoint\.every, and only the final checkpoint is written$/,
   },
   {
     name: "heads that do not divide the width",
@@ -228,8 +228,7 @@ for (const bad of REJECTED) {
 }
 
 Deno.test("cli validate exits 2 on each inconsistent recipe, printing the fix, no stack trace", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     for (const [i, bad] of REJECTED.entries()) {
       const file = await writeRecipeModule(dir, `rejected_${i}`, plain(bad.input));
       const ran = await runMain(["validate", file]);
@@ -239,9 +238,7 @@ Deno.test("cli validate exits 2 on each inconsistent recipe, printing the fix, n
       assert.ok(line, ran.stderr.join("\n"));
       assert.match(line, /; fix: .+$/);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("compile() throws a RecipeError that lists every issue", () => {

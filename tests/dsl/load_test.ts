@@ -9,20 +9,11 @@
  */
 
 import assert from "node:assert/strict";
+import { withTempDir } from "../_helpers.ts";
 import { loadRecipe, RecipeLoadError } from "../../dsl/load.ts";
 
 /** A small recipe-shaped value; `loadRecipe()` does not validate, so it need not be complete. */
 const RECIPE = { name: "tiny", seed: 7, group: { size: 4, prompts: 2 }, steps: 3 };
-
-/** Runs `body` with a fresh temporary directory, removed afterwards. */
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "giftwrap_load_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Asserts that loading `specifier` fails with a one-line `RecipeLoadError`, and returns it. */
 async function loadError(specifier: string): Promise<RecipeLoadError> {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatIssue, gift, grpo, recipe, validateRecipe } from "../../mod.ts";
-import { runMain, STACK, writeRecipeModule } from "../_main.ts";
+import { runMain, STACK, withTempDir, writeRecipeModule } from "../_helpers.ts";
 import { base, plain } from "./_fixtures.ts";
 
 /** One bad recipe: the problem validateRecipe() must report, at `path`, saying `message`. */
@@ -237,8 +237,7 @@ Deno.test("validateRecipe() accepts a $schema key, for editors", () => {
 });
 
 Deno.test("cli validate exits 2 on each bad recipe, one line per issue naming the path, no stack trace", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir(async (dir) => {
     for (const [i, bad] of BAD.entries()) {
       const file = await writeRecipeModule(dir, `bad_${i}`, bad.input);
       const ran = await runMain(["validate", file]);
@@ -255,7 +254,5 @@ Deno.test("cli validate exits 2 on each bad recipe, one line per issue naming th
         ran.stderr.join("\n"),
       );
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

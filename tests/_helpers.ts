@@ -1,4 +1,4 @@
-/** Runs the command line in-process, capturing what it prints. */
+/** Helpers shared by the tests: the CLI run in-process, temporary directories. */
 
 import { main } from "../cli.ts";
 
@@ -42,3 +42,13 @@ export async function writeRecipeModule(
 
 /** A stack trace line, or Deno's uncaught-error banner. */
 export const STACK = /^\s+at |Uncaught|error: Uncaught/;
+
+/** Runs `body` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "giftwrap_test_" });
+  try {
+    return await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
