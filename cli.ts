@@ -18,6 +18,7 @@
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import {
   type Backend,
+  BACKENDS,
   type CompileOptions,
   formatIssue,
   formatPlan,
@@ -36,8 +37,6 @@ export const EXIT = { ok: 0, internal: 1, invalid: 2 } as const;
 
 /** A user mistake already reported on stderr: exit 2 without another word. */
 class Reported extends Error {}
-
-const BACKENDS = ["auto", "wasm", "cpu", "webgpu", "tensorflow"] as const;
 
 function backendOption() {
   return new Option("--backend <name>", "override the recipe's backend").choices(BACKENDS);

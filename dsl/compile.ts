@@ -146,6 +146,8 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     sampling,
     objective,
     miniBatches: updates.miniBatches,
+    // An override is part of what runs, so the plan's recipe carries it.
+    backend: options.backend ?? r.backend,
   }) as Recipe;
 
   const P = r.group.prompts;
@@ -178,7 +180,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     name: r.name,
     seed: r.seed ?? 0,
     recipe,
-    backend: resolveBackend(r, options),
+    backend: resolveBackend(recipe.backend ?? "auto", options),
     model,
     tokenizer: {
       kind: "char",
@@ -591,21 +593,11 @@ function checkEvery(
   }
 }
 
-function resolveBackend(r: Recipe, options: CompileOptions): Plan["backend"] {
-  const requested = options.backend ?? r.backend ?? "auto";
-  if (requested !== "auto") {
-    const reason = options.backend !== undefined
-      ? "set by the caller, overriding the recipe"
-      : "set by the recipe";
-    return { name: requested, requested, reason };
-  }
+function resolveBackend(requested: Backend, options: CompileOptions): Plan["backend"] {
+  if (requested !== "auto") return { name: requested, requested, reason: "requested" };
   const available = options.available ?? DEFAULT_AVAILABLE;
   const name = BACKEND_PREFERENCE.find((b) => available.includes(b)) ?? "cpu";
-  return {
-    name,
-    requested,
-    reason: `auto: the fastest present of ${available.join(", ")}`,
-  };
+  return { name, requested, reason: `auto: the fastest present of ${available.join(", ")}` };
 }
 
 function divisors(n: number): number[] {

@@ -479,7 +479,10 @@ export const CheckpointSchema = section({
   keep: opt(int({ minimum: 1, maximum: 1000, default: 3, description: "Checkpoints kept." })),
 }, "Checkpoints (the final one is always written).");
 
-export const BackendSchema = choice(["auto", "wasm", "cpu", "webgpu", "tensorflow"] as const, {
+/** The backends a recipe may name. */
+export const BACKENDS = ["auto", "wasm", "cpu", "webgpu", "tensorflow"] as const;
+
+export const BackendSchema = choice(BACKENDS, {
   default: "auto",
   description: "The TensorFlow.js backend; auto picks the fastest one present.",
 });

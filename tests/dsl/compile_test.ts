@@ -456,12 +456,16 @@ Deno.test("compile() resolves the backend: the recipe, the caller's override, or
     reason: "auto: the fastest present of wasm, cpu",
   });
   assert.equal(compile(base, { available: ["cpu", "webgpu", "wasm"] }).backend.name, "webgpu");
-  assert.equal(compile({ ...base, backend: "cpu" }).backend.reason, "set by the recipe");
-  assert.deepEqual(compile({ ...base, backend: "cpu" }, { backend: "wasm" }).backend, {
-    name: "wasm",
-    requested: "wasm",
-    reason: "set by the caller, overriding the recipe",
+  assert.deepEqual(compile({ ...base, backend: "cpu" }).backend, {
+    name: "cpu",
+    requested: "cpu",
+    reason: "requested",
   });
+  // An override is written into the plan's recipe, which then compiles to the same plan alone.
+  const overridden = compile({ ...base, backend: "cpu" }, { backend: "wasm" });
+  assert.deepEqual(overridden.backend, { name: "wasm", requested: "wasm", reason: "requested" });
+  assert.equal(overridden.recipe.backend, "wasm");
+  assert.equal(planHash(compile(overridden.recipe)), planHash(overridden));
 });
 
 Deno.test("compile() is deterministic and does not touch its input", () => {
