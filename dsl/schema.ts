@@ -570,6 +570,3 @@ export function recipeJsonSchema(): Record<string, unknown> {
   const plain = JSON.parse(JSON.stringify(RecipeSchema)) as Record<string, unknown>;
   return { $schema: "https://json-schema.org/draft/2020-12/schema", ...plain };
 }
-
-/** Internal: the raw schema tree, for walking (defaults, error messages). */
-export type SchemaNode = TSchema;
