@@ -178,7 +178,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
   const plan: Omit<Plan, "stages" | "budget"> = {
     format: PLAN_FORMAT,
     name: r.name,
-    seed: r.seed ?? 0,
+    seed: r.seed!,
     recipe,
     backend: resolveBackend(recipe.backend ?? "auto", options),
     model,
@@ -214,7 +214,9 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
 
 // ---------------------------------------------------------------------------------------------
 // Resolution and cross-field checks. Each function resolves one part of the recipe and records
-// the problems it finds; `compile()` fails if any error was recorded.
+// the problems it finds; `compile()` fails if any error was recorded. They read the recipe after
+// fillDefaults(), so a field with a schema default is present: `!` says so, and no default is
+// written here a second time (tests/dsl/schema_test.ts checks the resolved values).
 
 interface Diagnostics {
   errors: Issue[];
@@ -227,7 +229,7 @@ function resolveTask(r: Recipe, d: Diagnostics): TaskSpec {
   if (
     r.data.kind === "addition" && task.distinctProblems !== null && wanted > task.distinctProblems
   ) {
-    const digits = r.data.digits ?? 2;
+    const digits = r.data.digits!;
     d.errors.push({
       path: "data.train",
       message:
@@ -242,11 +244,11 @@ function resolveTask(r: Recipe, d: Diagnostics): TaskSpec {
 }
 
 function resolveSampling(r: Recipe, task: TaskSpec): Resolved<Sampling> {
-  const s = r.sampling ?? {};
+  const s = r.sampling!;
   return {
-    temperature: s.temperature ?? 1,
-    topP: s.topP ?? 1,
-    topK: s.topK ?? 0,
+    temperature: s.temperature!,
+    topP: s.topP!,
+    topK: s.topK!,
     maxNewTokens: s.maxNewTokens ?? task.answerTokens ?? DEFAULT_MAX_NEW_TOKENS,
     stop: s.stop ?? [],
   };
@@ -259,9 +261,9 @@ function resolveModel(
   d: Diagnostics,
 ): ModelSpec {
   const p = r.policy;
-  const layers = p.layers ?? 2;
-  const dModel = p.dModel ?? 128;
-  const heads = p.heads ?? 4;
+  const layers = p.layers!;
+  const dModel = p.dModel!;
+  const heads = p.heads!;
   const kvHeads = p.kvHeads ?? heads;
   const ffnDim = p.ffnDim ?? Math.ceil((8 * dModel) / 3 / 32) * 32;
   const vocab = charVocabSize(task.alphabet);
@@ -312,7 +314,7 @@ function resolveModel(
     kvHeads,
     ffnDim,
     vocab,
-    tiedEmbeddings: p.tiedEmbeddings ?? true,
+    tiedEmbeddings: p.tiedEmbeddings!,
   };
   const w = p.warmStart;
   return {
@@ -320,12 +322,12 @@ function resolveModel(
     ...shape,
     headDim: headDim(shape),
     contextLength,
-    ropeTheta: p.ropeTheta ?? 10_000,
-    normEps: p.normEps ?? 1e-5,
+    ropeTheta: p.ropeTheta!,
+    normEps: p.normEps!,
     params: parameterCount(shape),
     warmStart: w === undefined
       ? null
-      : { sftSteps: w.sftSteps, lr: w.lr ?? 1e-3, batchSize: w.batchSize ?? 64 },
+      : { sftSteps: w.sftSteps, lr: w.lr!, batchSize: w.batchSize! },
   };
 }
 
@@ -431,7 +433,7 @@ function resolveRewards(
       });
     }
     names.set(name, i);
-    return { name, source, weight: entry.weight ?? 1, success: entry.success === true, range };
+    return { name, source, weight: entry.weight!, success: entry.success === true, range };
   });
 
   const marked = specs.flatMap((s, i) => (s.success ? [i] : []));
@@ -466,7 +468,7 @@ function resolveRewards(
 function checkVerifier(source: RewardSource | Verifier, path: string, d: Diagnostics): void {
   if (source.kind !== "regexFormat") return;
   try {
-    new RegExp(source.pattern, source.flags ?? "");
+    new RegExp(source.pattern, source.flags);
   } catch (e) {
     d.errors.push({
       path: `${path}.pattern`,
@@ -497,7 +499,7 @@ function resolveUpdates(
   // GIFT's implicit reward only moves after an update, so GIFT defaults to several per batch.
   const miniBatches = given.miniBatches ??
     (objective.kind === "gift" ? divisors(P).find((k) => k > 1) ?? 1 : 1);
-  const epochs = r.epochs ?? 1;
+  const epochs = r.epochs!;
   if (P % miniBatches !== 0) {
     d.errors.push({
       path: "miniBatches",
@@ -524,7 +526,7 @@ function resolveEval(
   rewards: readonly RewardSpec[],
   d: Diagnostics,
 ): { every: number | null; problems: number; metric: Verifier | null; count: number } {
-  const e = r.eval ?? {};
+  const e = r.eval!;
   const every = e.every ?? null;
   checkEvery("eval.every", every, r.steps, "evaluation runs only at step 0 and at the end", d);
   let problems = task.eval ?? 0;
@@ -565,9 +567,9 @@ function resolveEval(
 }
 
 function resolveCheckpoint(r: Recipe, d: Diagnostics): { every: number | null; keep: number } {
-  const every = r.checkpoint?.every ?? null;
+  const every = r.checkpoint!.every ?? null;
   checkEvery("checkpoint.every", every, r.steps, "only the final checkpoint is written", d);
-  return { every, keep: r.checkpoint?.keep ?? 3 };
+  return { every, keep: r.checkpoint!.keep! };
 }
 
 /** A period in steps: 0 is an error (it does not mean never), one beyond the run a warning. */

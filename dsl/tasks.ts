@@ -33,31 +33,31 @@ export interface TaskSpec {
   distinctProblems: number | null;
 }
 
-/** The task spec of a data source whose defaults are filled in. */
+/** The task spec of a data source whose schema defaults are filled in (`fillDefaults`). */
 export function taskSpec(data: Data): TaskSpec {
   switch (data.kind) {
     case "addition": {
-      const digits = data.digits ?? 2;
+      const digits = data.digits!;
       const operand = 10 ** digits;
       return {
         description: `addition of two ${digits}-digit numbers: 'a+b=' → 'c'`,
         alphabet: "0123456789+=",
         promptTokens: 1 + digits + 1 + digits + 1, // <bos> a + b =
         answerTokens: digits + 1 + 1, // the sum has at most digits+1 digits, then <eos>
-        train: data.train ?? 5000,
-        eval: data.eval ?? 500,
+        train: data.train!,
+        eval: data.eval!,
         distinctProblems: operand * operand,
       };
     }
     case "jsonl":
       return {
-        description: `JSON Lines from '${data.path}' (prompt: '${data.prompt ?? "prompt"}', ` +
-          `answer: '${data.answer ?? "answer"}')`,
+        description: `JSON Lines from '${data.path}' (prompt: '${data.prompt}', ` +
+          `answer: '${data.answer}')`,
         alphabet: PRINTABLE_ASCII,
-        promptTokens: data.maxPromptTokens ?? 256,
+        promptTokens: data.maxPromptTokens!,
         answerTokens: null,
         train: null,
-        eval: data.eval ?? 0,
+        eval: data.eval!,
         distinctProblems: null,
       };
   }

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020";
 import { compile, type Recipe, recipeJsonSchema } from "../../mod.ts";
-import { ObjectiveSchema } from "../../dsl/schema.ts";
+import {
+  AdditionSchema,
+  ObjectiveSchema,
+  OptimizerSchema,
+  RecipeSchema,
+  SamplingSchema,
+  TinyGptSchema,
+  WarmStartSchema,
+} from "../../dsl/schema.ts";
 import { base } from "./_fixtures.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -41,4 +49,41 @@ Deno.test("compile() takes the objectives' defaults from the schema's annotation
     }
     assert.deepEqual(Object.keys(options).sort(), Object.keys(variant.properties).sort(), kind);
   }
+});
+
+/** The `default` annotations of an object schema, by key. */
+function defaultsOf(schema: unknown): [string, unknown][] {
+  const properties = (schema as { properties: Record<string, { default?: unknown }> }).properties;
+  return Object.entries(properties).flatMap(([k, p]) =>
+    p.default === undefined ? [] : [[k, p.default]]
+  );
+}
+
+Deno.test("compile() resolves the policy, data, sampling and optimizer from the schema's annotations", () => {
+  const { seed: _seed, ...unseeded } = base;
+  const minimal = {
+    ...unseeded,
+    policy: { kind: "tinyGpt", warmStart: { sftSteps: 1 } },
+    data: { kind: "addition" },
+  } as Recipe;
+  const plan = compile(minimal);
+  const sections: [unknown, Record<string, unknown>][] = [
+    [TinyGptSchema, plan.model as unknown as Record<string, unknown>],
+    [WarmStartSchema, plan.model.warmStart as unknown as Record<string, unknown>],
+    [AdditionSchema, plan.recipe.data as Record<string, unknown>],
+    [SamplingSchema, plan.sampling as Record<string, unknown>],
+    [OptimizerSchema, plan.optimizer as Record<string, unknown>],
+    [RecipeSchema, plan.recipe as Record<string, unknown>],
+  ];
+  let checked = 0;
+  for (const [schema, resolved] of sections) {
+    for (const [key, value] of defaultsOf(schema)) {
+      assert.deepEqual(resolved[key], value, key);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 20, `only ${checked} defaults checked`);
+  assert.equal(plan.data.train, 5000);
+  assert.equal(plan.data.eval, 500);
+  assert.equal(plan.seed, 0);
 });
