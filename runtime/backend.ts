@@ -1,0 +1,191 @@
+/**
+ * TensorFlow.js backends: loading them, and patching the gaps measured under Deno (TFJS_NOTES.md).
+ *
+ * - `wasm` (SIMD, one thread) is the CPU default. Its `matMul` with `transposeA`/`transposeB` runs
+ *   at 1–2 GFLOP/s against ~27 without, and tfjs's own matmul gradient uses exactly those flags,
+ *   so every backward pass would crawl: this module re-registers the `BatchMatMul` gradient with
+ *   explicit `tf.transpose` calls followed by plain products (same math, ~6× faster end to end).
+ * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests.
+ * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU).
+ * - `tensorflow` is `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`, imported only when
+ *   asked for. Their install step downloads libtensorflow, which fails without network access to
+ *   Google's storage, so its absence is an ordinary, clearly reported condition.
+ *
+ * Gradients are registered only by the `@tensorflow/tfjs` union package under Deno, so everything
+ * in `runtime/` imports tfjs from here.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { existsSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { BackendName } from "../dsl/plan.ts";
+
+export { tf };
+export type { BackendName };
+
+/** A backend that cannot run here; its message is one line meant for the user. */
+export class BackendUnavailableError extends Error {
+  constructor(readonly backend: BackendName, message: string) {
+    super(message);
+    this.name = "BackendUnavailableError";
+  }
+}
+
+/** The last two axes of `x` swapped (a plain transpose, fast on every backend). */
+export function swapLastAxes(x: tf.Tensor): tf.Tensor {
+  const perm = [...Array(x.rank).keys()];
+  perm[x.rank - 1] = x.rank - 2;
+  perm[x.rank - 2] = x.rank - 1;
+  return tf.transpose(x, perm);
+}
+
+/**
+ * One-hot rows as float32. On wasm, `tf.oneHot(…, "float32")` returns int32 bits labelled float32
+ * (1 reads as 1.4e-45), so the int32 result is cast instead.
+ */
+export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
+  return tf.cast(tf.oneHot(indices as tf.Tensor1D, depth), "float32");
+}
+
+/**
+ * tfjs's `BatchMatMul` gradient (tfjs-core `gradients/BatchMatMul_grad.ts`) with every transposed
+ * product written as `transpose` + plain `matMul`. Identical math on every backend.
+ */
+function registerMatMulGradient(): void {
+  const t = swapLastAxes;
+  tf.registerGradient({
+    kernelName: tf.BatchMatMul,
+    inputsToSave: ["a", "b"],
+    gradFunc: (dy, saved, attrs) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const dY = dy as tf.Tensor;
+      const { transposeA, transposeB } = attrs as unknown as {
+        transposeA: boolean;
+        transposeB: boolean;
+      };
+      if (!transposeA && !transposeB) {
+        return { a: () => tf.matMul(dY, t(b)), b: () => tf.matMul(t(a), dY) };
+      }
+      if (!transposeA && transposeB) {
+        return { a: () => tf.matMul(dY, b), b: () => tf.matMul(t(dY), a) };
+      }
+      if (transposeA && !transposeB) {
+        return { a: () => tf.matMul(b, t(dY)), b: () => tf.matMul(a, dY) };
+      }
+      return { a: () => tf.matMul(t(b), t(dY)), b: () => tf.matMul(t(dY), t(a)) };
+    },
+  });
+}
+
+registerMatMulGradient();
+
+/** What `useBackend()` set up. */
+export interface BackendInfo {
+  name: BackendName;
+  /** One line for the console, e.g. `wasm (SIMD, 1 thread)`. */
+  description: string;
+}
+
+/** The project's `node_modules/`, next to `deno.json` (`"nodeModulesDir": "auto"`). */
+function nodeModules(): string {
+  return fileURLToPath(new URL("../node_modules/", import.meta.url));
+}
+
+async function setupWasm(): Promise<string> {
+  const wasm = await import("@tensorflow/tfjs-backend-wasm");
+  const dist = `${nodeModules()}@tensorflow/tfjs-backend-wasm/dist/`;
+  if (!existsSync(`${dist}tfjs-backend-wasm-simd.wasm`)) {
+    throw new BackendUnavailableError(
+      "wasm",
+      `backend 'wasm' needs ${dist}tfjs-backend-wasm-simd.wasm, which is missing; ` +
+        "run `deno install` in the project directory (deno.json sets nodeModulesDir)",
+    );
+  }
+  wasm.setWasmPaths(pathToFileURL(dist).href);
+  return "wasm (SIMD, 1 thread)";
+}
+
+async function setupWebgpu(): Promise<string> {
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  const adapter = gpu ? await gpu.requestAdapter() : null;
+  if (!adapter) {
+    throw new BackendUnavailableError(
+      "webgpu",
+      "backend 'webgpu' needs a WebGPU adapter, and navigator.gpu offers none here " +
+        "(on a machine without a GPU, Debian's mesa-vulkan-drivers provides a CPU one)",
+    );
+  }
+  await import("@tensorflow/tfjs-backend-webgpu");
+  return "webgpu (Deno's WebGPU)";
+}
+
+/** The native library each tfjs-node package needs, relative to the package directory. */
+const NATIVE_PACKAGES = ["tfjs-node-gpu", "tfjs-node"] as const;
+
+async function setupTensorflow(): Promise<string> {
+  const tried: string[] = [];
+  for (const name of NATIVE_PACKAGES) {
+    const dir = `${nodeModules()}@tensorflow/${name}/`;
+    if (!existsSync(dir)) {
+      tried.push(`@tensorflow/${name} is not installed`);
+      continue;
+    }
+    const lib = `${dir}deps/lib/`;
+    const hasLib = existsSync(lib) &&
+      [...Deno.readDirSync(lib)].some((e) => e.name.startsWith("libtensorflow"));
+    if (!hasLib) {
+      tried.push(`@tensorflow/${name} has no native library libtensorflow in ${lib}`);
+      continue;
+    }
+    // tfjs-node's dist calls util.isNullOrUndefined, which Deno's node:util lacks.
+    const util = await import("node:util") as unknown as Record<string, unknown>;
+    util.isNullOrUndefined ??= (x: unknown) => x === null || x === undefined;
+    await import(pathToFileURL(`${dir}dist/index.js`).href);
+    return `tensorflow (${name}, libtensorflow)`;
+  }
+  throw new BackendUnavailableError(
+    "tensorflow",
+    `backend 'tensorflow' needs the native library libtensorflow from @tensorflow/tfjs-node-gpu ` +
+      `or @tensorflow/tfjs-node (${tried.join("; ")}); their install step downloads it from ` +
+      "Google's storage (TFJS_NODE_CDN_STORAGE selects a mirror), or use --backend wasm",
+  );
+}
+
+/**
+ * Makes `name` the active tfjs backend, loading it first when needed.
+ *
+ * @throws {BackendUnavailableError} when the backend cannot run here (one line, for the user).
+ * @example
+ * ```ts
+ * const { description } = await useBackend("wasm"); // "wasm (SIMD, 1 thread)"
+ * ```
+ */
+export async function useBackend(name: BackendName): Promise<BackendInfo> {
+  let description: string;
+  switch (name) {
+    case "cpu":
+      description = "cpu (tfjs JavaScript kernels)";
+      break;
+    case "wasm":
+      description = await setupWasm();
+      break;
+    case "webgpu":
+      description = await setupWebgpu();
+      break;
+    case "tensorflow":
+      description = await setupTensorflow();
+      break;
+  }
+  const ok = await tf.setBackend(name);
+  if (!ok) {
+    throw new BackendUnavailableError(name, `backend '${name}' failed to initialise in tfjs`);
+  }
+  await tf.ready();
+  if (name === "cpu") {
+    // The cpu backend advertises tfjs-node on its first write; here that is the tensorflow backend.
+    (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+  }
+  return { name, description };
+}
