@@ -1,0 +1,363 @@
+/**
+ * The safetensors file format (https://huggingface.co/docs/safetensors), for checkpoints that
+ * Hugging Face tools can read and for loading Hugging Face checkpoints.
+ *
+ * ```
+ * [8 bytes]  N, the header length, little-endian u64
+ * [N bytes]  UTF-8 JSON: { "<name>": { "dtype": "F32", "shape": [..], "data_offsets": [begin, end] },
+ *                          …, "__metadata__": { string: string } }, space-padded to a multiple of 8
+ * [rest]     tensor bytes, little-endian, row-major; offsets are relative to the start of this part
+ * ```
+ *
+ * Like the reference implementation, decoding insists that the tensors tile the data part exactly
+ * (no overlap, no hole, nothing after the last one). It reads F32, F16 and BF16 (Hugging Face Llama
+ * checkpoints are often bf16), always into float32; it writes F32 only.
+ *
+ * @module
+ */
+
+/** A float32 tensor: its dtype tag, its shape and its values in row-major order. */
+export interface TensorData {
+  dtype: "F32";
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Bytes per element of each dtype that {@linkcode decodeSafetensors} reads. */
+const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
+type ReadDtype = keyof typeof DTYPE_BYTES;
+
+/** The reference implementation refuses headers over 100 MB; so do we. */
+const MAX_HEADER_BYTES = 100_000_000;
+
+/** Whether this machine stores numbers little-endian (then typed-array copies are file order). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Encodes float32 tensors (and optional string metadata) as a safetensors file. Tensors are
+ * written in sorted name order, like the Python library; the values are copied bit for bit.
+ *
+ * @example
+ * ```ts
+ * const bytes = encodeSafetensors(
+ *   { "wte": { dtype: "F32", shape: [2, 3], data: new Float32Array(6) } },
+ *   { format: "pt" },
+ * );
+ * bytes.length; // 128: 8 + 96 (header, padded) + 24 (data)
+ * ```
+ */
+export function encodeSafetensors(
+  tensors: Record<string, TensorData>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const names = Object.keys(tensors).sort(compareUtf8);
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    for (const [key, value] of Object.entries(metadata)) {
+      if (typeof value !== "string") {
+        throw new TypeError(
+          `Cannot encode safetensors as metadata '${key}' must be a string: current value is ${
+            JSON.stringify(value)
+          }`,
+        );
+      }
+    }
+    header["__metadata__"] = metadata;
+  }
+  let offset = 0;
+  for (const name of names) {
+    if (name === "__metadata__") {
+      throw new Error("Cannot encode safetensors as '__metadata__' is reserved, not a tensor name");
+    }
+    const { dtype, shape, data } = tensors[name]!;
+    if (dtype !== "F32" || !(data instanceof Float32Array)) {
+      throw new TypeError(
+        `Cannot encode safetensors as tensor '${name}' must be F32 in a Float32Array: current dtype is ${dtype}`,
+      );
+    }
+    const size = elementCount(shape);
+    if (size === undefined || size !== data.length) {
+      throw new RangeError(
+        `Cannot encode safetensors as tensor '${name}' has shape ${
+          JSON.stringify(shape)
+        } but ${data.length} values`,
+      );
+    }
+    header[name] = { dtype, shape, data_offsets: [offset, offset + 4 * size] };
+    offset += 4 * size;
+  }
+
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + headerLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + headerLength); // space padding keeps the data 8-aligned
+  let at = 8 + headerLength;
+  for (const name of names) {
+    const { data } = tensors[name]!;
+    writeFloat32(out, at, data);
+    at += data.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Decodes a safetensors file into float32 tensors (F16 and BF16 are widened) and its metadata.
+ * Throws an Error naming the problem when the file is malformed.
+ *
+ * @example
+ * ```ts
+ * const file = encodeSafetensors({ wte: { dtype: "F32", shape: [1, 2], data: new Float32Array(2) } });
+ * const { tensors, metadata } = decodeSafetensors(file); // or `await Deno.readFile(path)`
+ * tensors["wte"]!.shape; // [1, 2]
+ * metadata; // {}
+ * ```
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+): { tensors: Record<string, TensorData>; metadata: Record<string, string> } {
+  if (bytes.length < 8) {
+    fail(`the file is ${bytes.length} bytes, too short for the 8-byte header length`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = view.getBigUint64(0, true);
+  if (n > BigInt(bytes.length - 8)) {
+    fail(`the header length ${n} is beyond the file (${bytes.length - 8} bytes after it)`);
+  }
+  const headerLength = Number(n);
+  if (headerLength > MAX_HEADER_BYTES) {
+    fail(`the header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(
+      bytes.subarray(8, 8 + headerLength),
+    ));
+  } catch (error) {
+    fail(`the header is not UTF-8 JSON: ${(error as Error).message}`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    fail(`the header must be a JSON object: current value is ${JSON.stringify(header)}`);
+  }
+  const dataStart = 8 + headerLength;
+  const dataLength = bytes.length - dataStart;
+
+  const metadata: Record<string, string> = {};
+  const entries: { name: string; dtype: ReadDtype; shape: number[]; begin: number; end: number }[] =
+    [];
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+        fail(
+          `'__metadata__' must be an object of strings: current value is ${JSON.stringify(entry)}`,
+        );
+      }
+      for (const [key, value] of Object.entries(entry as Record<string, unknown>)) {
+        if (typeof value !== "string") {
+          fail(`metadata '${key}' must be a string: current value is ${JSON.stringify(value)}`);
+        }
+        metadata[key] = value;
+      }
+      continue;
+    }
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      fail(`tensor '${name}' must be an object: current value is ${JSON.stringify(entry)}`);
+    }
+    const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
+    if (typeof dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, dtype)) {
+      fail(
+        `tensor '${name}' has unknown dtype ${JSON.stringify(dtype)}: expected one of ${
+          Object.keys(DTYPE_BYTES).join(", ")
+        }`,
+      );
+    }
+    const size = Array.isArray(shape) ? elementCount(shape) : undefined;
+    if (size === undefined) {
+      fail(
+        `tensor '${name}' must have a shape of integers >= 0: current value is ${
+          JSON.stringify(shape)
+        }`,
+      );
+    }
+    if (
+      !Array.isArray(offsets) || offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
+    ) {
+      fail(
+        `tensor '${name}' must have data_offsets [begin, end] with 0 <= begin <= end: current value is ${
+          JSON.stringify(offsets)
+        }`,
+      );
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end > dataLength) {
+      fail(
+        `tensor '${name}' has data_offsets [${begin}, ${end}] beyond the data (${dataLength} bytes)`,
+      );
+    }
+    const need = size * DTYPE_BYTES[dtype as ReadDtype];
+    if (end - begin !== need) {
+      fail(
+        `tensor '${name}' has shape ${
+          JSON.stringify(shape)
+        } of ${dtype}, which needs ${need} bytes, ` +
+          `but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      );
+    }
+    entries.push({ name, dtype: dtype as ReadDtype, shape: shape as number[], begin, end });
+  }
+
+  // The tensors must tile the data part: sorted by offset, each begins where the previous ended.
+  const byOffset = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
+  let previous = "the start of the data";
+  for (const { name, begin, end } of byOffset) {
+    if (begin < covered) {
+      fail(`tensor '${name}' at [${begin}, ${end}) overlaps ${previous} ending at ${covered}`);
+    }
+    if (begin > covered) {
+      fail(`there is a gap of ${begin - covered} bytes before tensor '${name}' at ${begin}`);
+    }
+    covered = end;
+    previous = `tensor '${name}'`;
+  }
+  if (covered !== dataLength) {
+    fail(`the tensors cover ${covered} bytes but the data after the header is ${dataLength}`);
+  }
+
+  const tensors: Record<string, TensorData> = {};
+  for (const { name, dtype, shape, begin, end } of entries) {
+    const raw = bytes.subarray(dataStart + begin, dataStart + end);
+    const data = dtype === "F32"
+      ? readFloat32(raw)
+      : dtype === "BF16"
+      ? readBf16(raw)
+      : readF16(raw);
+    tensors[name] = { dtype: "F32", shape: [...shape], data };
+  }
+  return { tensors, metadata };
+}
+
+/**
+ * Writes a file atomically: to `path + ".tmp-<random>"` in the same directory, flushed to disk,
+ * then renamed over `path`. A reader sees the old file or the new one, never half of one; on
+ * failure the temporary file is removed.
+ *
+ * @example
+ * ```ts
+ * const dir = await Deno.makeTempDir();
+ * await writeFileAtomic(`${dir}/config.json`, JSON.stringify({ layers: 2 }));
+ * await writeFileAtomic(`${dir}/model.safetensors`, encodeSafetensors({}));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+  const suffix = Array.from(
+    crypto.getRandomValues(new Uint8Array(6)),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
+    .join("");
+  const tmp = `${path}.tmp-${suffix}`;
+  try {
+    const file = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      let written = 0;
+      while (written < data.length) written += await file.write(data.subarray(written));
+      await file.syncData();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path);
+  } catch (error) {
+    await Deno.remove(tmp).catch(() => {});
+    throw error;
+  }
+}
+
+/** Throws the decoding error for `why`. */
+function fail(why: string): never {
+  throw new Error(`Cannot decode safetensors as ${why}`);
+}
+
+/** The number of elements of `shape`, or undefined unless it is a list of safe integers >= 0. */
+function elementCount(shape: readonly unknown[]): number | undefined {
+  let size = 1;
+  for (const d of shape) {
+    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) return undefined;
+    size *= d;
+  }
+  return Number.isSafeInteger(size) ? size : undefined;
+}
+
+/** Orders strings by their UTF-8 bytes, as Rust's `String` comparison (the reference) does. */
+function compareUtf8(a: string, b: string): number {
+  // Code point order equals UTF-8 byte order; UTF-16 code unit order differs above U+D800.
+  const x = [...a].map((c) => c.codePointAt(0)!);
+  const y = [...b].map((c) => c.codePointAt(0)!);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i]! - y[i]!;
+  }
+  return x.length - y.length;
+}
+
+/** Copies float32 values into `out` at `at`, little-endian, bit for bit. */
+function writeFloat32(out: Uint8Array, at: number, data: Float32Array): void {
+  if (LITTLE_ENDIAN) {
+    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+    return;
+  }
+  const view = new DataView(out.buffer, out.byteOffset);
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < data.length; i++) view.setUint32(at + 4 * i, bits[i]!, true);
+}
+
+/** Reads little-endian float32 values into a new array, bit for bit (NaN payloads included). */
+function readFloat32(raw: Uint8Array): Float32Array {
+  const out = new Float32Array(raw.length / 4);
+  if (LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer).set(raw);
+    return out;
+  }
+  const bits = new Uint32Array(out.buffer);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  for (let i = 0; i < out.length; i++) bits[i] = view.getUint32(4 * i, true);
+  return out;
+}
+
+/** bfloat16 is the top half of a float32: shift each 16-bit value up (exact, NaN included). */
+function readBf16(raw: Uint8Array): Float32Array {
+  const out = new Float32Array(raw.length / 2);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < out.length; i++) bits[i] = (raw[2 * i]! | (raw[2 * i + 1]! << 8)) << 16;
+  return out;
+}
+
+/** IEEE half precision to float32 (every half is exactly representable), via a lookup table. */
+function readF16(raw: Uint8Array): Float32Array {
+  const table = halfTable();
+  const out = new Float32Array(raw.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = table[raw[2 * i]! | (raw[2 * i + 1]! << 8)]!;
+  return out;
+}
+
+let halfTableCache: Float32Array | undefined;
+
+/** All 65536 half-precision values as float32, built on first use. */
+function halfTable(): Float32Array {
+  if (halfTableCache !== undefined) return halfTableCache;
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const mantissa = h & 0x3ff;
+    table[h] = exponent === 0
+      ? sign * mantissa * 2 ** -24 // zero and subnormals
+      : exponent === 31
+      ? (mantissa === 0 ? sign * Infinity : NaN)
+      : sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  }
+  halfTableCache = table;
+  return table;
+}
