@@ -1,0 +1,193 @@
+/**
+ * Checkpoints: a directory with `model.safetensors` (Hugging Face names and layout, linear weights
+ * [out, in]) and a `config.json` in the shape of a Hugging Face `LlamaConfig`, plus giftwrap's own
+ * fields (the tokenizer) under `"giftwrap"`. A directory is written beside its final name and
+ * renamed into place, so a crash never leaves a half-written checkpoint under that name.
+ *
+ * @module
+ */
+
+import { tf } from "../backend.ts";
+import { decodeSafetensors, encodeSafetensors, type TensorData } from "./safetensors.ts";
+import { isLinear, type ModelConfig, paramShapes } from "./transformer.ts";
+
+/** `config.json`: Hugging Face's Llama fields, and giftwrap's own. */
+export interface CheckpointConfig {
+  architectures: ["LlamaForCausalLM"];
+  model_type: "llama";
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim: number;
+  max_position_embeddings: number;
+  rope_theta: number;
+  rms_norm_eps: number;
+  tie_word_embeddings: boolean;
+  torch_dtype: "float32";
+  giftwrap: { format: "giftwrap.checkpoint/1"; tokenizer: { kind: "char"; alphabet: string } };
+}
+
+/** The `config.json` of a model. */
+export function checkpointConfig(config: ModelConfig, alphabet: string): CheckpointConfig {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    vocab_size: config.vocab,
+    hidden_size: config.dModel,
+    intermediate_size: config.ffnDim,
+    num_hidden_layers: config.layers,
+    num_attention_heads: config.heads,
+    num_key_value_heads: config.kvHeads,
+    head_dim: config.headDim,
+    max_position_embeddings: config.contextLength,
+    rope_theta: config.ropeTheta,
+    rms_norm_eps: config.normEps,
+    tie_word_embeddings: config.tiedEmbeddings,
+    torch_dtype: "float32",
+    giftwrap: { format: "giftwrap.checkpoint/1", tokenizer: { kind: "char", alphabet } },
+  };
+}
+
+/** The model config stored in a `config.json`. */
+export function configFromCheckpoint(c: CheckpointConfig): ModelConfig {
+  return {
+    vocab: c.vocab_size,
+    dModel: c.hidden_size,
+    ffnDim: c.intermediate_size,
+    layers: c.num_hidden_layers,
+    heads: c.num_attention_heads,
+    kvHeads: c.num_key_value_heads,
+    headDim: c.head_dim,
+    contextLength: c.max_position_embeddings,
+    ropeTheta: c.rope_theta,
+    normEps: c.rms_norm_eps,
+    tiedEmbeddings: c.tie_word_embeddings,
+  };
+}
+
+/** [rows, cols] → [cols, rows] of a row-major matrix. */
+function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  }
+  return out;
+}
+
+/** Tensors as safetensors data, linear weights turned to HF's [out, in]. */
+export async function toTensorData(
+  params: Record<string, tf.Tensor>,
+  hfLayout = true,
+): Promise<Record<string, TensorData>> {
+  const out: Record<string, TensorData> = {};
+  for (const [name, t] of Object.entries(params)) {
+    const data = (await t.data()) as Float32Array;
+    if (hfLayout && isLinear(name) && t.rank === 2) {
+      const [rows, cols] = t.shape as [number, number];
+      out[name] = { dtype: "F32", shape: [cols, rows], data: transpose2d(data, rows, cols) };
+    } else {
+      out[name] = { dtype: "F32", shape: [...t.shape], data: Float32Array.from(data) };
+    }
+  }
+  return out;
+}
+
+/**
+ * Writes `files` (name → bytes or text) as directory `dir`, atomically: into a sibling temporary
+ * directory first, then renamed over `dir` (a previous `dir` is removed only after that).
+ */
+export async function writeDirAtomic(
+  dir: string,
+  files: Record<string, Uint8Array | string>,
+): Promise<void> {
+  const tmp = `${dir}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.mkdir(tmp, { recursive: true });
+  for (const [name, content] of Object.entries(files)) {
+    if (typeof content === "string") await Deno.writeTextFile(`${tmp}/${name}`, content);
+    else await Deno.writeFile(`${tmp}/${name}`, content);
+  }
+  let old: string | null = null;
+  try {
+    await Deno.stat(dir);
+    old = `${dir}.old-${crypto.randomUUID().slice(0, 8)}`;
+    await Deno.rename(dir, old);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  await Deno.rename(tmp, dir);
+  if (old) await Deno.remove(old, { recursive: true });
+}
+
+/** Saves a model as a checkpoint directory (`extra` files are written alongside). */
+export async function saveCheckpoint(
+  dir: string,
+  params: Record<string, tf.Tensor>,
+  config: ModelConfig,
+  alphabet: string,
+  extra: Record<string, Uint8Array | string> = {},
+): Promise<void> {
+  const tensors = await toTensorData(params);
+  await writeDirAtomic(dir, {
+    "model.safetensors": encodeSafetensors(tensors, { format: "pt" }),
+    "config.json": JSON.stringify(checkpointConfig(config, alphabet), null, 2) + "\n",
+    ...extra,
+  });
+}
+
+/** A checkpoint read back: its config, tokenizer alphabet and weights (our [in, out] layout). */
+export interface LoadedCheckpoint {
+  config: ModelConfig;
+  alphabet: string;
+  /** Weights by name, shaped as `paramShapes(config)`. */
+  weights: Record<string, TensorData>;
+}
+
+/** Reads a checkpoint directory written by `saveCheckpoint`. */
+export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+  const raw = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)) as CheckpointConfig;
+  const config = configFromCheckpoint(raw);
+  const { tensors } = decodeSafetensors(await Deno.readFile(`${dir}/model.safetensors`));
+  const weights: Record<string, TensorData> = {};
+  for (const [name, { shape }] of Object.entries(paramShapes(config))) {
+    const t = tensors[name];
+    if (!t) throw new Error(`Cannot load checkpoint ${dir}: model.safetensors lacks '${name}'`);
+    const linear = isLinear(name);
+    const want = linear ? [shape[1]!, shape[0]!] : shape;
+    if (t.shape.join(",") !== want.join(",")) {
+      throw new Error(
+        `Cannot load checkpoint ${dir}: '${name}' has shape [${t.shape}], expected [${want}]`,
+      );
+    }
+    weights[name] = linear
+      ? { dtype: "F32", shape, data: transpose2d(t.data, want[0]!, want[1]!) }
+      : t;
+  }
+  return { config, alphabet: raw.giftwrap?.tokenizer?.alphabet ?? "", weights };
+}
+
+/** Loaded weights as tensors: trainable variables or plain (frozen) tensors. */
+export function weightsToTensors(
+  weights: Record<string, TensorData>,
+  trainable: true,
+): Record<string, tf.Variable>;
+export function weightsToTensors(
+  weights: Record<string, TensorData>,
+  trainable: false,
+): Record<string, tf.Tensor>;
+export function weightsToTensors(
+  weights: Record<string, TensorData>,
+  trainable: boolean,
+): Record<string, tf.Tensor> {
+  return Object.fromEntries(
+    Object.entries(weights).map(([name, { shape, data }]) => {
+      const t = tf.tensor(data, shape, "float32");
+      if (!trainable) return [name, t];
+      const v = tf.variable(t, true);
+      t.dispose();
+      return [name, v];
+    }),
+  );
+}

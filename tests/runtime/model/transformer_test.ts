@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { type BackendName, tf, useBackend } from "../../../runtime/backend.ts";
+import {
+  forward,
+  initParams,
+  type LayerCache,
+  type ModelConfig,
+  paramShapes,
+  tokenLogProbs,
+} from "../../../runtime/model/transformer.ts";
+import { Rng } from "../../../runtime/random.ts";
+
+/** Grouped-query attention (4 query heads on 2 key/value heads) and untied embeddings. */
+const CONFIG: ModelConfig = {
+  vocab: 15,
+  dModel: 32,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 8,
+  ffnDim: 64,
+  contextLength: 12,
+  tiedEmbeddings: false,
+  ropeTheta: 10_000,
+  normEps: 1e-5,
+};
+
+function randomIds(rng: Rng, batch: number, time: number): tf.Tensor2D {
+  const ids = Int32Array.from({ length: batch * time }, () => rng.int(CONFIG.vocab));
+  return tf.tensor2d(ids, [batch, time], "int32");
+}
+
+/** Logits of a prefill of `prefix` tokens, then one token at a time through the KV cache. */
+function incrementalLogits(
+  params: Record<string, tf.Tensor>,
+  ids: tf.Tensor2D,
+  prefix: number,
+): tf.Tensor3D {
+  const [batch, time] = ids.shape;
+  const first = forward(params, CONFIG, tf.slice(ids, [0, 0], [batch, prefix]));
+  const parts = [first.logits];
+  let cache: LayerCache[] = first.cache;
+  for (let t = prefix; t < time; t++) {
+    const next = forward(params, CONFIG, tf.slice(ids, [0, t], [batch, 1]), { cache });
+    parts.push(next.logits);
+    cache = next.cache;
+  }
+  return tf.concat(parts, 1);
+}
+
+for (const backend of ["cpu", "wasm"] as BackendName[]) {
+  Deno.test(`forward() with a KV cache matches the full forward pass on ${backend}`, async () => {
+    await useBackend(backend);
+    const params = initParams(CONFIG, new Rng(1));
+    const diff = tf.tidy(() => {
+      const ids = randomIds(new Rng(2), 3, 11);
+      const full = forward(params, CONFIG, ids).logits; // [3, 11, V]
+      const stepped = incrementalLogits(params, ids, 5); // [3, 11, V]
+      assert.deepEqual(stepped.shape, [3, 11, CONFIG.vocab]);
+      return tf.max(tf.abs(tf.sub(full, stepped))).dataSync()[0]!;
+    });
+    tf.dispose(Object.values(params));
+    assert.ok(diff < 1e-5, `max |Δlogits| = ${diff}`);
+  });
+}
+
+Deno.test("forward() is causal: changing a later token leaves earlier logits unchanged", async () => {
+  await useBackend("cpu");
+  const params = initParams(CONFIG, new Rng(3));
+  tf.tidy(() => {
+    const a = [[1, 4, 5, 6, 7, 8]];
+    const b = [[1, 4, 5, 6, 9, 3]];
+    const la = forward(params, CONFIG, tf.tensor2d(a, [1, 6], "int32")).logits;
+    const lb = forward(params, CONFIG, tf.tensor2d(b, [1, 6], "int32")).logits;
+    const early = (t: tf.Tensor3D) => tf.slice(t, [0, 0, 0], [1, 4, CONFIG.vocab]).arraySync();
+    assert.deepEqual(early(la), early(lb));
+    const last = (t: tf.Tensor3D) => tf.slice(t, [0, 4, 0], [1, 2, CONFIG.vocab]).arraySync();
+    assert.notDeepEqual(last(la), last(lb));
+  });
+  tf.dispose(Object.values(params));
+});
+
+Deno.test("forward() rejects more positions than the context length", async () => {
+  await useBackend("cpu");
+  const params = initParams(CONFIG, new Rng(3));
+  assert.throws(
+    () => tf.tidy(() => forward(params, CONFIG, tf.zeros([1, 13], "int32") as tf.Tensor2D).logits),
+    /13 positions: its context length is 12/,
+  );
+  tf.dispose(Object.values(params));
+});
+
+Deno.test("tokenLogProbs() equals log-softmax of the logits at each completion token", async () => {
+  await useBackend("cpu");
+  const params = initParams(CONFIG, new Rng(4));
+  tf.tidy(() => {
+    const ids = randomIds(new Rng(5), 2, 9); // prompt 6, completion 3
+    const logp = tokenLogProbs(params, CONFIG, ids, 6).arraySync(); // [2, 3]
+    const logits = forward(params, CONFIG, ids).logits.arraySync(); // [2, 9, V]
+    const tokens = ids.arraySync();
+    for (let b = 0; b < 2; b++) {
+      for (let c = 0; c < 3; c++) {
+        const row = logits[b]![5 + c]!; // position 5 + c predicts token 6 + c
+        const lse = Math.log(row.reduce((s, x) => s + Math.exp(x), 0));
+        const expected = row[tokens[b]![6 + c]!]! - lse;
+        assert.ok(Math.abs(logp[b]![c]! - expected) < 1e-5, `${logp[b]![c]} vs ${expected}`);
+      }
+    }
+  });
+  tf.dispose(Object.values(params));
+});
+
+Deno.test("tokenLogProbs() gradients agree between cpu and wasm (the patched matmul gradient)", async () => {
+  const gradsOn = async (backend: BackendName) => {
+    await useBackend(backend);
+    const params = initParams(CONFIG, new Rng(6));
+    const ids = randomIds(new Rng(7), 2, 9);
+    const vars = Object.values(params);
+    const { value, grads } = tf.variableGrads(
+      () => tf.tidy(() => tf.neg(tf.sum(tokenLogProbs(params, CONFIG, ids, 6))) as tf.Scalar),
+      vars,
+    );
+    const out = Object.fromEntries(
+      Object.keys(params).map((n, i) => [n, Array.from(grads[vars[i]!.name]!.dataSync())]),
+    );
+    tf.dispose([value, ids, ...Object.values(grads), ...vars]);
+    return out;
+  };
+  const cpu = await gradsOn("cpu");
+  const wasm = await gradsOn("wasm");
+  assert.deepEqual(Object.keys(cpu), Object.keys(paramShapes(CONFIG)));
+  for (const [name, g] of Object.entries(cpu)) {
+    const w = wasm[name]!;
+    const scale = Math.max(...g.map(Math.abs));
+    assert.ok(scale > 0, `${name} has a zero gradient`);
+    const worst = Math.max(...g.map((x, i) => Math.abs(x - w[i]!)));
+    assert.ok(worst < 1e-4 * Math.max(1, scale), `${name}: max |Δgrad| ${worst}`);
+  }
+});
