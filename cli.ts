@@ -166,20 +166,21 @@ function program(fail: (code: number) => void) {
     .action(async (specifier, options) => {
       const { plan } = await compileFile(specifier, compileOptions(options));
       printWarnings(specifier, plan);
-      const runtime = new URL("./runtime/mod.ts", import.meta.url);
-      const present = await Deno.stat(runtime).then(() => true, () => false);
-      if (!present) {
-        console.error(
-          `giftwrap: plan ${
-            planHash(plan)
-          } compiled, but this checkout has no runtime/ to execute it; ` +
-            "'deno task plan' shows what it would do",
-        );
-        fail(EXIT.internal);
-        return;
+      // Loaded here, not at the top: plan, validate and schema never load TensorFlow.js.
+      const runtime = await import("./runtime/mod.ts");
+      try {
+        await runtime.execute(plan, {
+          runsDir: options.runsDir,
+          ...(options.resume === undefined ? {} : { resume: options.resume }),
+        });
+      } catch (e) {
+        if (e instanceof runtime.BackendUnavailableError || e instanceof runtime.RunSetupError) {
+          console.error(`giftwrap: ${e.message}`);
+          fail(EXIT.invalid);
+          return;
+        }
+        throw e;
       }
-      const { execute } = await import(runtime.href);
-      await execute(plan, { runsDir: options.runsDir, resume: options.resume ?? null });
     });
 
   return cli;

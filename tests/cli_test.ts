@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { withTempDir } from "./_helpers.ts";
+import { withTempDir, writeRecipeModule } from "./_helpers.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
@@ -259,28 +259,39 @@ Deno.test("giftwrap schema --out reports an unwritable path and leaves no tempor
   });
 });
 
-const HAS_RUNTIME = (() => {
-  try {
-    Deno.statSync(new URL("runtime/mod.ts", ROOT));
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-Deno.test({
-  name: "giftwrap run says there is no runtime/ yet, with the plan hash and exit code 1",
-  ignore: HAS_RUNTIME,
-  async fn() {
-    const [run, plan] = await Promise.all([
-      giftwrap(["run", "recipes/addition_gift.ts"]),
-      giftwrap(["plan", "recipes/addition_gift.ts"]),
+Deno.test("giftwrap run --backend tensorflow, absent here, exits 2 naming libtensorflow", async () => {
+  await withTempDir(async (dir) => {
+    const run = await giftwrap([
+      "run",
+      "recipes/addition_gift.ts",
+      "--backend",
+      "tensorflow",
+      "--runs-dir",
+      dir,
     ]);
-    assert.equal(run.code, 1, run.stderr);
-    assert.equal(run.stdout, "");
+    assert.equal(run.code, 2, run.stderr);
     assert.equal(lines(run.stderr).length, 1, run.stderr);
-    assert.match(run.stderr, /runtime\//);
-    assert.ok(run.stderr.includes(textHash(plan.stdout)), run.stderr);
+    assert.match(
+      run.stderr,
+      /^giftwrap: backend 'tensorflow' needs the native library libtensorflow/,
+    );
+    assert.match(run.stderr, /@tensorflow\/tfjs-node/);
     assertNoStack(run.stderr);
-  },
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), [], "a run directory was created");
+  });
+});
+
+Deno.test("giftwrap run names an objective the runtime lacks in one line, exit 2", async () => {
+  await withTempDir(async (dir) => {
+    const path = await writeRecipeModule(dir, "grpo", {
+      ...JSON.parse(await Deno.readTextFile(new URL("recipes/addition_gift.json", ROOT))),
+      objective: { kind: "grpo" },
+    });
+    const run = await giftwrap(["run", path, "--runs-dir", dir]);
+    assertUsageError(run, "an objective not in the runtime");
+    assert.match(
+      run.stderr,
+      /^giftwrap: Cannot run objective 'grpo': this runtime implements gift/,
+    );
+  });
 });

@@ -1,0 +1,283 @@
+/**
+ * Executing a plan: set up the backend, data, policy, warm start and reference; evaluate at step
+ * 0; run the steps, evaluating every `eval.every`; evaluate at the end; write the final
+ * checkpoint. Everything lands in the run directory `runs/<name>-<time>/`:
+ *
+ * - `recipe.json` (resolved) and `plan.json` (with its hash),
+ * - `metrics.jsonl`: a line per step (`StepMetrics`), plus `evalAccuracy` on evaluated steps,
+ * - `samples.jsonl`: a few completions per step,
+ * - `checkpoints/final/`: weights and `config.json`, the optimiser's moments and the RNG state.
+ *
+ * @module
+ */
+
+import type { Plan } from "../dsl/plan.ts";
+import { planHash } from "../dsl/plan.ts";
+import { tf, useBackend } from "./backend.ts";
+import { type EvalResult, evaluate } from "./evaluate.ts";
+import { saveCheckpoint, toTensorData } from "./model/checkpoint.ts";
+import { encodeSafetensors } from "./model/safetensors.ts";
+import { initParams, modelConfig, type Params } from "./model/transformer.ts";
+import { objectives } from "./objectives/mod.ts";
+import type { Objective } from "./objectives/types.ts";
+import { adamW, disposeAdamW } from "./optim.ts";
+import { Rng } from "./random.ts";
+import { loadTask } from "./task.ts";
+import { type Run, type StepMetrics, trainStep } from "./train.ts";
+import { warmStart } from "./warm_start.ts";
+
+/** Options of `execute()`. */
+export interface ExecuteOptions {
+  /** Where run directories are created. @default "runs" */
+  runsDir?: string;
+  /** Continue a run from its last checkpoint (not in this runtime yet). */
+  resume?: string;
+  /** Receives each console line. @default console.log */
+  log?: (line: string) => void;
+  /** Called after every step (tests read the tensor count here). */
+  onStep?: (metrics: StepMetrics) => void;
+  /** Called with the trained run before its tensors are freed (to evaluate or export it). */
+  onFinish?: (run: Run) => void | Promise<void>;
+}
+
+/** What a finished run measured. */
+export interface RunResult {
+  /** The run directory. */
+  dir: string;
+  hash: string;
+  /** Eval accuracy after the warm start, before any RL update (null without evaluation). */
+  accuracyBefore: number | null;
+  /** Eval accuracy at the end. */
+  accuracyAfter: number | null;
+  metrics: StepMetrics[];
+  seconds: number;
+}
+
+/** A run of a plan that cannot start; the message is one line for the user. */
+export class RunSetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RunSetupError";
+  }
+}
+
+/** The implemented objective a plan names. */
+// deno-lint-ignore no-explicit-any
+function objectiveOf(plan: Plan): Objective<any> {
+  const found = (objectives as Record<string, Objective<unknown>>)[plan.objective.kind];
+  if (!found) {
+    throw new RunSetupError(
+      `Cannot run objective '${plan.objective.kind}': this runtime implements ` +
+        `${Object.keys(objectives).join(", ")}; the plan compiles, and 'deno task plan' prints it`,
+    );
+  }
+  return found;
+}
+
+/** `name-YYYYMMDD-HHMMSS` in UTC, suffixed `-2`, `-3`… when taken. */
+async function createRunDir(runsDir: string, name: string): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  await Deno.mkdir(runsDir, { recursive: true });
+  for (let n = 1;; n++) {
+    const dir = `${runsDir}/${name}-${stamp}${n === 1 ? "" : `-${n}`}`;
+    try {
+      await Deno.mkdir(dir);
+      return dir;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    }
+  }
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
+}
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+/** Frozen copies of `params` (kept tensors, not variables: tfjs variable names are global). */
+function freeze(params: Record<string, tf.Variable>): Params {
+  return Object.fromEntries(Object.entries(params).map(([n, p]) => [n, tf.keep(p.clone())]));
+}
+
+/**
+ * Runs a plan to the end and returns what it measured.
+ *
+ * @example
+ * ```ts
+ * const result = await execute(compile(recipe), { runsDir: "runs" });
+ * console.log(result.accuracyBefore, result.accuracyAfter, result.dir);
+ * ```
+ */
+export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise<RunResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const runsDir = options.runsDir ?? "runs";
+  if (options.resume !== undefined) {
+    throw new RunSetupError(
+      "Cannot resume: this runtime writes checkpoints but does not read them back into a run yet",
+    );
+  }
+  const started = performance.now();
+  const objective = objectiveOf(plan);
+  if (plan.reference.kind === "checkpoint") {
+    throw new RunSetupError(
+      `Cannot use reference checkpoint '${plan.reference.checkpoint}' yet: this runtime ` +
+        "supports 'initial', 'rollout' and 'none'",
+    );
+  }
+  const backend = await useBackend(plan.backend.name);
+  const hash = planHash(plan);
+
+  // Setup: every random stream forks from the seed by name, so adding one changes no other.
+  const seed = new Rng(plan.seed);
+  const task = loadTask(plan, seed.fork("data"));
+  const config = modelConfig(plan.model);
+  const params = initParams(config, seed.fork("init"));
+  const dir = await createRunDir(runsDir, plan.name);
+  await Deno.writeTextFile(`${dir}/recipe.json`, JSON.stringify(plan.recipe, null, 2) + "\n");
+  await Deno.writeTextFile(
+    `${dir}/plan.json`,
+    JSON.stringify({ hash, ...plan }, null, 2) + "\n",
+  );
+  log(
+    `run ${plan.name} · plan ${hash} · ${backend.description} · ` +
+      `${plan.model.params.toLocaleString("en-US")} parameters → ${dir}`,
+  );
+
+  const warm = await warmStart(
+    plan,
+    params,
+    config,
+    task.tokenizer,
+    task.splits.train,
+    seed.fork("warm start"),
+    {
+      cacheDir: `${runsDir}/.cache/warm-start`,
+      progress: (step, total, loss) => log(`warm start ${step}/${total} · loss ${loss.toFixed(4)}`),
+    },
+  );
+  if (plan.model.warmStart && plan.model.warmStart.sftSteps > 0) {
+    log(
+      warm.cached
+        ? `warm start: cached (${warm.dir})`
+        : `warm start: ${plan.model.warmStart.sftSteps} steps in ${duration(warm.seconds)}`,
+    );
+  }
+  const reference = plan.reference.kind === "initial" ? freeze(params) : null;
+  const run: Run = {
+    plan,
+    config,
+    task,
+    params,
+    reference,
+    optimizer: adamW(
+      params,
+      plan.optimizer,
+      plan.schedule.steps * plan.schedule.optimizerStepsPerBatch,
+    ),
+    objective,
+    sampleRng: seed.fork("sample"),
+    promptRng: seed.fork("prompts"),
+    cursor: { order: [], next: 0 },
+  };
+
+  const evalSet = task.splits.eval.slice(0, plan.schedule.evalProblems);
+  const metric = plan.schedule.evalMetric;
+  const runEval = async (): Promise<EvalResult | null> =>
+    metric && evalSet.length > 0
+      ? await evaluate(params, config, task.tokenizer, evalSet, metric, plan.shapes.newTokens)
+      : null;
+
+  const metricsFile = await Deno.open(`${dir}/metrics.jsonl`, { create: true, append: true });
+  const samplesFile = await Deno.open(`${dir}/samples.jsonl`, { create: true, append: true });
+  const encoder = new TextEncoder();
+  const history: StepMetrics[] = [];
+  try {
+    // Step 0: after the warm start, before any RL update.
+    const before = await runEval();
+    if (before) {
+      log(`eval step 0 · accuracy ${pct(before.accuracy)} (${before.correct}/${before.total})`);
+      await metricsFile.write(
+        encoder.encode(JSON.stringify({ step: 0, evalAccuracy: before.accuracy }) + "\n"),
+      );
+    }
+    let after = before;
+    const { steps, evalEvery } = plan.schedule;
+    let trainSeconds = 0;
+    for (let step = 1; step <= steps; step++) {
+      const { metrics, samples } = await trainStep(run, step);
+      trainSeconds += metrics.stepSeconds;
+      const evaluated = step === steps || (evalEvery !== null && step % evalEvery === 0);
+      if (evaluated) {
+        const result = await runEval();
+        if (result) {
+          metrics.evalAccuracy = result.accuracy;
+          after = result;
+        }
+      }
+      history.push(metrics);
+      await metricsFile.write(encoder.encode(JSON.stringify(metrics) + "\n"));
+      await samplesFile.write(
+        encoder.encode(samples.map((s) => JSON.stringify(s) + "\n").join("")),
+      );
+      const eta = (trainSeconds / step) * (steps - step);
+      log(
+        `step ${step}/${steps} · reward ${metrics.rewardMean.toFixed(3)} ± ` +
+          `${metrics.rewardStd.toFixed(3)}` +
+          (metrics.evalAccuracy === undefined ? "" : ` · eval ${pct(metrics.evalAccuracy)}`) +
+          ` · ${Math.round(metrics.tokensPerSecond).toLocaleString("en-US")} tok/s · ` +
+          `ETA ${duration(eta)}`,
+      );
+      options.onStep?.(metrics);
+    }
+
+    // The final checkpoint: weights, optimiser moments, RNG and data-order state.
+    const state = {
+      step: steps,
+      planHash: hash,
+      optimizer: { t: run.optimizer.t },
+      rng: { sample: run.sampleRng.state(), prompts: run.promptRng.state() },
+      cursor: run.cursor,
+    };
+    await saveCheckpoint(`${dir}/checkpoints/final`, params, config, task.tokenizer.alphabet, {
+      "optimizer.safetensors": encodeSafetensors({
+        ...prefixed("m.", await toTensorData(run.optimizer.m, false)),
+        ...prefixed("v.", await toTensorData(run.optimizer.v, false)),
+      }),
+      "trainer_state.json": JSON.stringify(state) + "\n",
+    });
+
+    await options.onFinish?.(run);
+    const seconds = (performance.now() - started) / 1000;
+    if (before && after) {
+      const points = 100 * (after.accuracy - before.accuracy);
+      log(
+        `accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)} ` +
+          `(${points >= 0 ? "+" : ""}${points.toFixed(1)} points) after ${steps} steps · ` +
+          `${duration(seconds)} · ${dir}`,
+      );
+    } else {
+      log(`done: ${steps} steps · ${duration(seconds)} · ${dir}`);
+    }
+    return {
+      dir,
+      hash,
+      accuracyBefore: before?.accuracy ?? null,
+      accuracyAfter: after?.accuracy ?? null,
+      metrics: history,
+      seconds,
+    };
+  } finally {
+    metricsFile.close();
+    samplesFile.close();
+    disposeAdamW(run.optimizer);
+    tf.dispose([...Object.values(params), ...Object.values(reference ?? {})]);
+  }
+}
+
+function prefixed<T>(prefix: string, record: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [prefix + k, v]));
+}

@@ -1,0 +1,25 @@
+/**
+ * The runtime: executes a compiled plan on TensorFlow.js (backends, the Llama-style model, KV-cache
+ * sampling, rewards, objectives, AdamW, the training step, evaluation and the run directory).
+ * Importing it loads TensorFlow.js; the recipe language (`dsl/`) never does.
+ *
+ * @module
+ */
+
+export * from "./backend.ts";
+export * from "./execute.ts";
+export * from "./objectives/mod.ts";
+export { type EvalResult, evaluate } from "./evaluate.ts";
+export { type Completions, sampleCompletions, type SampleOptions } from "./sample.ts";
+export { type Run, type StepMetrics, trainStep } from "./train.ts";
+export {
+  forward,
+  initParams,
+  type ModelConfig,
+  modelConfig,
+  type Params,
+  tokenLogProbs,
+} from "./model/transformer.ts";
+export { loadCheckpoint, saveCheckpoint, weightsToTensors } from "./model/checkpoint.ts";
+export { charTokenizer } from "./model/tokenizer.ts";
+export { Rng } from "./random.ts";

@@ -1,0 +1,134 @@
+/**
+ * Sampling completions with a KV cache: one prefill call over the prompts, then one call per new
+ * token on the last token only. Logits come back to JavaScript each step and tokens are drawn
+ * there (`sample_token.ts`), one uniform per row and token from the caller's `Rng`, so a seed gives
+ * the same completions on every backend whose logits agree.
+ *
+ * Completions are right-padded with `<pad>` to `maxNewTokens`, so every batch has the plan's
+ * shapes. A row ends at `<eos>` (kept, masked in) or when its text ends with a stop string.
+ *
+ * @module
+ */
+
+import { tf } from "./backend.ts";
+import { EOS, PAD } from "./model/tokenizer.ts";
+import type { CharTokenizer } from "./model/tokenizer.ts";
+import { forward, type LayerCache, type ModelConfig, type Params } from "./model/transformer.ts";
+import type { Rng } from "./random.ts";
+import { sampleRow, type TokenSampling } from "./sample_token.ts";
+
+/** How completions are drawn. */
+export interface SampleOptions extends TokenSampling {
+  /** C: every completion is padded to this many tokens. */
+  maxNewTokens: number;
+  /** Strings that end a completion (kept in it). @default [] */
+  stop?: readonly string[];
+}
+
+/** A batch of completions, flat row-major arrays. */
+export interface Completions {
+  /** B */
+  rows: number;
+  /** P: tokens per prompt, `<bos>` included. */
+  promptLength: number;
+  /** C */
+  newTokens: number;
+  /** [B, P + C] prompt then completion ids, `<pad>` after a completion's end. */
+  ids: Int32Array;
+  /** [B, C] 1 on completion tokens (the closing `<eos>` included), 0 on padding. */
+  mask: Float32Array;
+  /** [B, C] log-probability of each sampled token under the tempered policy; 0 on padding. */
+  logp: Float32Array;
+  /** Completion texts (no special tokens). */
+  texts: string[];
+  /** Completion lengths in tokens. */
+  lengths: number[];
+  /** Whether each completion hit `maxNewTokens` without `<eos>` or a stop string. */
+  truncated: boolean[];
+}
+
+/**
+ * Samples one completion for each prompt row (`prompts`: token ids, `<bos>` first, all the same
+ * length). Repeat a prompt G times to sample a group.
+ *
+ * @example
+ * ```ts
+ * const out = await sampleCompletions(params, config, tok, prompts, {
+ *   temperature: 1, topK: 0, topP: 1, maxNewTokens: 4,
+ * }, rng.fork("sample"));
+ * out.texts[0]; // "42"
+ * ```
+ */
+export async function sampleCompletions(
+  params: Params,
+  config: ModelConfig,
+  tokenizer: CharTokenizer,
+  prompts: readonly (readonly number[])[],
+  options: SampleOptions,
+  rng: Rng,
+): Promise<Completions> {
+  const rows = prompts.length;
+  const promptLength = prompts[0]?.length ?? 0;
+  if (prompts.some((p) => p.length !== promptLength)) {
+    throw new Error("Cannot sample: prompts of different lengths in one batch");
+  }
+  const C = options.maxNewTokens;
+  const width = promptLength + C;
+  const ids = new Int32Array(rows * width); // [B, P + C], <pad> = 0
+  prompts.forEach((p, b) => ids.set(p, b * width));
+  const mask = new Float32Array(rows * C);
+  const logp = new Float32Array(rows * C);
+  const lengths = new Array<number>(rows).fill(0);
+  const done = new Array<boolean>(rows).fill(false);
+  const stop = options.stop ?? [];
+  const { vocab } = config;
+
+  let input = tf.tensor2d(Int32Array.from(prompts.flat()), [rows, promptLength], "int32");
+  let cache: LayerCache[] | undefined;
+  try {
+    for (let t = 0; t < C && done.includes(false); t++) {
+      const step = tf.tidy(() => {
+        const { logits, cache: next } = forward(params, config, input, {
+          ...(cache ? { cache } : {}),
+          logitsFrom: input.shape[1] - 1,
+        });
+        return { logits: tf.reshape(logits, [rows, vocab]), next } as unknown as tf.TensorContainer;
+      }) as unknown as { logits: tf.Tensor2D; next: LayerCache[] };
+      disposeCache(cache);
+      cache = step.next;
+      const buffer = (await step.logits.data()) as Float32Array; // [B, V]
+      step.logits.dispose();
+      const nextTokens = new Int32Array(rows).fill(PAD);
+      for (let b = 0; b < rows; b++) {
+        if (done[b]) continue;
+        const { token, logp: lp } = sampleRow(buffer, b, vocab, options, rng);
+        nextTokens[b] = token;
+        ids[b * width + promptLength + t] = token;
+        mask[b * C + t] = 1;
+        logp[b * C + t] = lp;
+        lengths[b] = t + 1;
+        if (token === EOS) done[b] = true;
+        else if (stop.length > 0) {
+          const text = tokenizer.decode(ids.subarray(b * width + promptLength, b * width + width));
+          if (stop.some((s) => text.endsWith(s))) done[b] = true;
+        }
+      }
+      input.dispose();
+      input = tf.tensor2d(nextTokens, [rows, 1], "int32");
+    }
+  } finally {
+    input.dispose();
+    disposeCache(cache);
+  }
+  const texts: string[] = [];
+  const truncated: boolean[] = [];
+  for (let b = 0; b < rows; b++) {
+    texts.push(tokenizer.decode(ids.subarray(b * width + promptLength, (b + 1) * width)));
+    truncated.push(!done[b]);
+  }
+  return { rows, promptLength, newTokens: C, ids, mask, logp, texts, lengths, truncated };
+}
+
+function disposeCache(cache: LayerCache[] | undefined): void {
+  for (const { k, v } of cache ?? []) tf.dispose([k, v]);
+}

@@ -1,0 +1,277 @@
+/**
+ * One RL step, as straight-line code: sample → score → old/reference log-probs → advantages →
+ * update. What runs is decided by the plan (its stages and the objective's axes), never by the
+ * objective's name: the objective is a loss function over a batch of whole groups.
+ *
+ * Log-probabilities that must equal the policy's where it has not moved (π_old, a frozen π_ref at
+ * step 0) are computed in the update's mini-batches with the update's shapes, so that GIFT's
+ * implicit reward u is exactly 0 there rather than float noise divided by ε (OBJECTIVES.md).
+ *
+ * @module
+ */
+
+import type { Plan } from "../dsl/plan.ts";
+import { tf } from "./backend.ts";
+import type { Task } from "./task.ts";
+import { encodePrompt } from "./task.ts";
+import type { Problem } from "./data/addition.ts";
+import { type ModelConfig, type Params, tokenLogProbs } from "./model/transformer.ts";
+import type { Objective } from "./objectives/types.ts";
+import { stopGradient } from "./objectives/_group.ts";
+import { type AdamW, adamWStep } from "./optim.ts";
+import type { Rng } from "./random.ts";
+import { type Sample, scoreAll } from "./rewards.ts";
+import { type Completions, sampleCompletions } from "./sample.ts";
+
+/** Everything a step reads and updates. */
+export interface Run {
+  plan: Plan;
+  config: ModelConfig;
+  task: Task;
+  /** The policy being trained. */
+  params: Record<string, tf.Variable>;
+  /** A frozen reference policy (`initial` or a checkpoint); null for `rollout` or `none`. */
+  reference: Params | null;
+  optimizer: AdamW;
+  // deno-lint-ignore no-explicit-any
+  objective: Objective<any>;
+  /** Draws the completions' tokens. */
+  sampleRng: Rng;
+  /** Orders the train problems. */
+  promptRng: Rng;
+  /** The order the train problems are visited in, and the next position in it. */
+  cursor: { order: number[]; next: number };
+}
+
+/** One line of `metrics.jsonl` (eval fields are added on the steps that evaluate). */
+export interface StepMetrics {
+  step: number;
+  /** Mean and standard deviation (population) of the total reward over the batch. */
+  rewardMean: number;
+  rewardStd: number;
+  /** Mean of each reward source. */
+  rewards: Record<string, number>;
+  /** Fraction of completions the success signal scores 1 (null without one). */
+  successRate: number | null;
+  /** Fraction of groups whose rewards are all equal (no learning signal for GRPO-style losses). */
+  zeroStdGroups: number;
+  /** k3 estimate of KL(π ‖ π_ref) per completion token at sampling time (null without a frozen reference). */
+  kl: number | null;
+  /** Mean completion length in tokens, and the fraction that hit maxNewTokens. */
+  completionLength: number;
+  truncated: number;
+  /** Mean over the step's optimiser updates. */
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  /** The objective's own diagnostics, mean over updates. */
+  objective: Record<string, number>;
+  sampleSeconds: number;
+  stepSeconds: number;
+  /** Completion tokens sampled per second of the whole step. */
+  tokensPerSecond: number;
+  evalAccuracy?: number;
+}
+
+/** A few completions of a step, for `samples.jsonl`. */
+export interface StepSample {
+  step: number;
+  prompt: string;
+  completion: string;
+  answer: string;
+  reward: number;
+}
+
+/** The next `count` train problems, reshuffling the split each time it is used up. */
+function nextProblems(run: Run, count: number): Problem[] {
+  const train = run.task.splits.train;
+  const out: Problem[] = [];
+  while (out.length < count) {
+    if (run.cursor.next >= run.cursor.order.length) {
+      run.cursor.order = run.promptRng.shuffle(train.map((_, i) => i));
+      run.cursor.next = 0;
+    }
+    out.push(train[run.cursor.order[run.cursor.next++]!]!);
+  }
+  return out;
+}
+
+/** Rows [start, start + rows) of a batch as tensors. */
+function miniBatchTensors(batch: Completions, rewards: Float32Array, start: number, rows: number) {
+  const width = batch.promptLength + batch.newTokens;
+  const C = batch.newTokens;
+  return {
+    ids: tf.tensor2d(
+      batch.ids.slice(start * width, (start + rows) * width),
+      [rows, width],
+      "int32",
+    ), // [b, P + C]
+    mask: tf.tensor2d(batch.mask.slice(start * C, (start + rows) * C), [rows, C]), // [b, C]
+    rewards: tf.tensor1d(rewards.slice(start, start + rows)), // [b]
+  };
+}
+
+function mean(values: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i]!;
+  return values.length === 0 ? 0 : sum / values.length;
+}
+
+function std(values: ArrayLike<number>): number {
+  const m = mean(values);
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += (values[i]! - m) ** 2;
+  return values.length === 0 ? 0 : Math.sqrt(sum / values.length);
+}
+
+/** Fraction of groups of `size` consecutive values that are all equal. */
+function equalGroups(values: Float32Array, size: number): number {
+  let equal = 0;
+  const groups = values.length / size;
+  for (let g = 0; g < groups; g++) {
+    const first = values[g * size]!;
+    let same = true;
+    for (let i = 1; i < size && same; i++) same = values[g * size + i] === first;
+    if (same) equal++;
+  }
+  return equal / groups;
+}
+
+/** Runs one RL step on `run`, updating its policy and optimiser in place. */
+export async function trainStep(
+  run: Run,
+  step: number,
+): Promise<{ metrics: StepMetrics; samples: StepSample[] }> {
+  const { plan, config, task, params } = run;
+  const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
+  const { miniBatchRows } = plan.shapes;
+  const temperature = plan.sampling.temperature > 0 ? plan.sampling.temperature : 1;
+  const stages = new Set(plan.stages.map((s) => s.name));
+  const started = performance.now();
+
+  // 1) sample: P prompts from the train split, G completions each (a group is G consecutive rows)
+  const problems = nextProblems(run, P);
+  const prompts = problems.flatMap((p) =>
+    Array.from({ length: G }, () => encodePrompt(task.tokenizer, p))
+  );
+  const batch = await sampleCompletions(
+    params,
+    config,
+    task.tokenizer,
+    prompts,
+    plan.sampling,
+    run.sampleRng,
+  );
+  const sampleSeconds = (performance.now() - started) / 1000;
+
+  // 2) score: the weighted sum of the reward sources, per completion
+  const samples: Sample[] = batch.texts.map((completion, i) => ({
+    prompt: problems[Math.floor(i / G)]!.prompt,
+    completion,
+    answer: problems[Math.floor(i / G)]!.answer,
+    tokens: batch.lengths[i]!,
+    truncated: batch.truncated[i]!,
+  }));
+  const scores = scoreAll(plan.rewards, samples, C);
+
+  // 3) old and reference log-probs: constants, in the update's mini-batches and shapes
+  const miniBatches = [];
+  for (let start = 0; start < B; start += miniBatchRows) {
+    const mb = miniBatchTensors(batch, scores.total, start, miniBatchRows);
+    const old = stages.has("old log-probs")
+      ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature)) // [b, C]
+      : null;
+    const ref = run.reference && stages.has("reference log-probs")
+      ? tf.tidy(() => tokenLogProbs(run.reference!, config, mb.ids, promptTokens, temperature)) // [b, C]
+      : null;
+    miniBatches.push({ ...mb, old, ref, start });
+  }
+
+  // 4) advantages: the objective standardises rewards itself; here, what the log needs
+  const zeroStdGroups = equalGroups(scores.total, G);
+  let kl: number | null = null;
+  if (miniBatches[0]?.ref) {
+    let sum = 0;
+    let tokens = 0;
+    for (const mb of miniBatches) {
+      const ref = (await mb.ref!.data()) as Float32Array; // [b, C]
+      for (let j = 0; j < ref.length; j++) {
+        const at = mb.start * C + j;
+        if (batch.mask[at] === 0) continue;
+        const d = ref[j]! - batch.logp[at]!; // log π_ref − log π
+        sum += Math.exp(d) - d - 1;
+        tokens++;
+      }
+    }
+    kl = tokens === 0 ? 0 : sum / tokens;
+  }
+
+  // 5) update: epochs × mini-batches of whole groups, one AdamW step each
+  const vars = Object.values(params);
+  const names = Object.keys(params);
+  const rolloutReference = plan.reference.kind === "rollout";
+  const losses: number[] = [];
+  const norms: number[] = [];
+  let lr = 0;
+  const diagnostics: Record<string, number[]> = {};
+  for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
+    for (const mb of miniBatches) {
+      const kept: Record<string, tf.Scalar> = {};
+      const { value, grads } = tf.variableGrads(() =>
+        tf.tidy(() => {
+          const logp = tokenLogProbs(params, config, mb.ids, promptTokens, temperature); // [b, C]
+          const oldLogp = mb.old ?? stopGradient(logp); // one update per batch: π_old = π
+          const refLogp = rolloutReference ? oldLogp : mb.ref;
+          const { loss, metrics } = run.objective.loss({
+            logp,
+            oldLogp,
+            ...(refLogp ? { refLogp } : {}),
+            mask: mb.mask,
+            rewards: mb.rewards,
+            groupSize: G,
+          }, plan.objective.options);
+          for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
+          return loss;
+        }), vars);
+      const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+      const update = adamWStep(run.optimizer, params, byName);
+      losses.push((await value.data())[0]!);
+      norms.push(update.gradNorm);
+      lr = update.lr;
+      for (const [k, m] of Object.entries(kept)) (diagnostics[k] ??= []).push((await m.data())[0]!);
+      tf.dispose([value, ...Object.values(grads), ...Object.values(kept)]);
+    }
+  }
+  for (const mb of miniBatches) {
+    tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
+  }
+
+  const stepSeconds = (performance.now() - started) / 1000;
+  const sampledTokens = batch.lengths.reduce((a, b) => a + b, 0);
+  const metrics: StepMetrics = {
+    step,
+    rewardMean: mean(scores.total),
+    rewardStd: std(scores.total),
+    rewards: Object.fromEntries(Object.entries(scores.bySource).map(([k, v]) => [k, mean(v)])),
+    successRate: scores.success ? mean(scores.success) : null,
+    zeroStdGroups,
+    kl,
+    completionLength: sampledTokens / B,
+    truncated: batch.truncated.filter(Boolean).length / B,
+    loss: mean(losses),
+    gradNorm: mean(norms),
+    lr,
+    objective: Object.fromEntries(Object.entries(diagnostics).map(([k, v]) => [k, mean(v)])),
+    sampleSeconds,
+    stepSeconds,
+    tokensPerSecond: sampledTokens / stepSeconds,
+  };
+  const shown = samples.slice(0, Math.min(G, 4)).map((s, i) => ({
+    step,
+    prompt: s.prompt,
+    completion: s.completion,
+    answer: s.answer,
+    reward: scores.total[i]!,
+  }));
+  return { metrics, samples: shown };
+}

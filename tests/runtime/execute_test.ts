@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import { planHash } from "../../mod.ts";
+import { tf } from "../../runtime/backend.ts";
+import { execute, type RunResult } from "../../runtime/execute.ts";
+import { loadCheckpoint, weightsToTensors } from "../../runtime/model/checkpoint.ts";
+import { forward } from "../../runtime/model/transformer.ts";
+import type { StepMetrics } from "../../runtime/train.ts";
+import { decodeSafetensors } from "../../runtime/model/safetensors.ts";
+import { withTempDir } from "../_helpers.ts";
+import { tinyPlan } from "./_tiny.ts";
+
+/**
+ * The loss after each of the tiny recipe's 5 steps on wasm, recorded from this implementation
+ * when the runtime was written. A change of model, sampler, objective, optimiser or seeding that
+ * moves them is a change of behaviour: check it, then re-record.
+ */
+const RECORDED_LOSSES = [
+  0.1874992549419403,
+  0.7499714493751526,
+  0.6770381033420563,
+  0.7499677240848541,
+  0.7912987768650055,
+];
+
+/** Runs the tiny plan once per test file; the tests below read what it left. */
+interface TinyRun {
+  result: RunResult;
+  log: string[];
+  tensorsAfterStep: number[];
+  finalLogits: number[][][];
+  runsDir: string;
+}
+
+const IDS = [[1, 4, 13, 7, 14, 5, 2], [1, 9, 13, 12, 14, 4, 8]]; // "<bos>1+4=2<eos>", "<bos>6+9=15"
+
+async function runTiny(runsDir: string): Promise<TinyRun> {
+  const log: string[] = [];
+  const tensorsAfterStep: number[] = [];
+  let finalLogits: number[][][] = [];
+  const result = await execute(tinyPlan(), {
+    runsDir,
+    log: (line) => log.push(line),
+    onStep: () => tensorsAfterStep.push(tf.memory().numTensors),
+    onFinish: (run) => {
+      finalLogits = tf.tidy(() =>
+        forward(run.params, run.config, tf.tensor2d(IDS, [2, 7], "int32")).logits.arraySync()
+      );
+    },
+  });
+  return { result, log, tensorsAfterStep, finalLogits, runsDir };
+}
+
+async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
+  return (await Deno.readTextFile(path)).trimEnd().split("\n").map((l) => JSON.parse(l));
+}
+
+Deno.test("execute() on the tiny recipe", async (t) => {
+  await withTempDir(async (runsDir) => {
+    const run = await runTiny(runsDir);
+    const { result } = run;
+
+    await t.step("matches the recorded loss trajectory (tolerance 1e-4)", () => {
+      const losses = result.metrics.map((m) => m.loss);
+      assert.equal(losses.length, 5);
+      losses.forEach((loss, i) => {
+        assert.ok(
+          Math.abs(loss - RECORDED_LOSSES[i]!) < 1e-4,
+          `step ${i + 1}: loss ${loss}, recorded ${RECORDED_LOSSES[i]} (all: ${losses})`,
+        );
+      });
+    });
+
+    await t.step("leaks no tensor across steps", () => {
+      const [, , third, ...rest] = run.tensorsAfterStep;
+      assert.ok(third !== undefined && rest.length === 2);
+      for (const n of rest) {
+        assert.equal(n, third, `tensors after each step: ${run.tensorsAfterStep}`);
+      }
+    });
+
+    await t.step("writes the run directory", async () => {
+      const dir = result.dir;
+      assert.match(dir, /\/tiny-\d{8}-\d{6}$/);
+      const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+      assert.deepEqual(names, [
+        "checkpoints",
+        "metrics.jsonl",
+        "plan.json",
+        "recipe.json",
+        "samples.jsonl",
+      ]);
+      const plan = tinyPlan();
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(`${dir}/recipe.json`)), plan.recipe);
+      const savedPlan = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
+      assert.equal(savedPlan.hash, planHash(plan));
+      assert.equal(result.hash, planHash(plan));
+
+      const lines = await readJsonl(`${dir}/metrics.jsonl`);
+      assert.deepEqual(lines[0], { step: 0, evalAccuracy: result.accuracyBefore });
+      const steps = lines.slice(1) as unknown as StepMetrics[];
+      assert.deepEqual(steps.map((m) => m.step), [1, 2, 3, 4, 5]);
+      for (const m of steps) {
+        for (
+          const key of [
+            "rewardMean",
+            "rewardStd",
+            "zeroStdGroups",
+            "kl",
+            "completionLength",
+            "gradNorm",
+            "stepSeconds",
+            "tokensPerSecond",
+            "loss",
+          ] as const
+        ) {
+          assert.equal(typeof m[key], "number", `step ${m.step}: ${key} is ${m[key]}`);
+          assert.ok(Number.isFinite(m[key]), `step ${m.step}: ${key} is ${m[key]}`);
+        }
+        assert.ok(m.rewardMean >= 0 && m.rewardMean <= 1);
+        assert.ok(m.zeroStdGroups >= 0 && m.zeroStdGroups <= 1);
+        assert.ok(m.completionLength >= 1 && m.completionLength <= plan.shapes.newTokens);
+      }
+      // Evaluated at step 0, every 2 steps, and at the end.
+      assert.deepEqual(
+        steps.filter((m) => m.evalAccuracy !== undefined).map((m) => m.step),
+        [2, 4, 5],
+      );
+      assert.equal(steps[4]!.evalAccuracy, result.accuracyAfter);
+      // KL to the frozen reference is 0 before the first update, then grows.
+      assert.ok(Math.abs(steps[0]!.kl!) < 1e-5, `kl at step 1: ${steps[0]!.kl}`);
+      assert.ok(steps[4]!.kl! > 0);
+
+      const samples = await readJsonl(`${dir}/samples.jsonl`);
+      assert.ok(samples.length >= 5);
+      assert.deepEqual(Object.keys(samples[0]!).sort(), [
+        "answer",
+        "completion",
+        "prompt",
+        "reward",
+        "step",
+      ]);
+
+      const ckpt = `${dir}/checkpoints/final`;
+      const files = (await Array.fromAsync(Deno.readDir(ckpt))).map((e) => e.name).sort();
+      assert.deepEqual(files, [
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+      ]);
+      const state = JSON.parse(await Deno.readTextFile(`${ckpt}/trainer_state.json`));
+      assert.equal(state.step, 5);
+      assert.equal(state.optimizer.t, 10); // 5 steps × 2 mini-batches
+      const optimizer = decodeSafetensors(await Deno.readFile(`${ckpt}/optimizer.safetensors`));
+      assert.ok("m.model.embed_tokens.weight" in optimizer.tensors);
+    });
+
+    await t.step("writes a final checkpoint that reloads to identical logits", async () => {
+      const { config, weights } = await loadCheckpoint(`${result.dir}/checkpoints/final`);
+      const params = weightsToTensors(weights, false);
+      const logits = tf.tidy(() =>
+        forward(params, config, tf.tensor2d(IDS, [2, 7], "int32")).logits.arraySync()
+      );
+      tf.dispose(Object.values(params));
+      assert.deepEqual(logits, run.finalLogits);
+    });
+
+    await t.step("prints a line per step and the accuracy before and after", () => {
+      const stepLines = run.log.filter((l) => l.startsWith("step "));
+      assert.equal(stepLines.length, 5);
+      assert.match(
+        stepLines[1]!,
+        /^step 2\/5 · reward \d\.\d{3} ± \d\.\d{3} · eval \d+\.\d% · [\d,]+ tok\/s · ETA \d+s$/,
+      );
+      const last = run.log[run.log.length - 1]!;
+      assert.match(
+        last,
+        /^accuracy \d+\.\d% → \d+\.\d% \([+-]\d+\.\d points\) after 5 steps · .* · /,
+      );
+      assert.ok(last.endsWith(result.dir));
+    });
+
+    await t.step(
+      "reuses the cached warm start on a rerun, with the same step-0 accuracy",
+      async () => {
+        const again = await runTiny(runsDir);
+        assert.ok(again.log.some((l) => l.startsWith("warm start: cached")), again.log.join("\n"));
+        assert.ok(!run.log.some((l) => l.startsWith("warm start: cached")));
+        assert.equal(again.result.accuracyBefore, result.accuracyBefore);
+        assert.deepEqual(
+          again.result.metrics.map((m) => m.loss),
+          result.metrics.map((m) => m.loss),
+        );
+        assert.notEqual(again.result.dir, result.dir);
+      },
+    );
+  });
+});
