@@ -3,7 +3,9 @@
  * (Group-relative Implicit Fine-Tuning), with GRPO, Dr. GRPO, DAPO, GSPO, RLOO, online DPO and UNA
  * as baselines.
  *
- * Write a recipe with the builders, compile it to a plan, print or run the plan.
+ * Write a recipe with the builders, compile it to a plan, print or run the plan. The objectives'
+ * math is here too, as plain functions of tensors (`objectives.gift.loss(batch, options)`); the
+ * rest of the runtime (`execute()`, the model, the sampler) is in `runtime/mod.ts`.
  *
  * @example
  * ```ts
@@ -26,3 +28,10 @@
  */
 
 export * from "./dsl/mod.ts";
+export { objectives } from "./runtime/objectives/mod.ts";
+export type {
+  GiftOptions,
+  Objective,
+  ObjectiveBatch,
+  ObjectiveResult,
+} from "./runtime/objectives/mod.ts";

@@ -55,7 +55,11 @@ export interface StepMetrics {
   successRate: number | null;
   /** Fraction of groups whose rewards are all equal (no learning signal for GRPO-style losses). */
   zeroStdGroups: number;
-  /** k3 estimate of KL(π ‖ π_ref) per completion token at sampling time (null without a frozen reference). */
+  /**
+   * k3 estimate of KL(π ‖ π_ref) per completion token, measured on each update's mini-batch just
+   * before that update, mean over the step's updates (π_ref the rollout policy for `rollout`, so
+   * there it is how far the step's earlier updates moved the policy); null without a reference.
+   */
   kl: number | null;
   /** Mean completion length in tokens, and the fraction that hit maxNewTokens. */
   completionLength: number;
@@ -124,6 +128,16 @@ function std(values: ArrayLike<number>): number {
   return values.length === 0 ? 0 : Math.sqrt(sum / values.length);
 }
 
+/**
+ * k3 estimate of KL(π ‖ π_ref) per completion token: mean over masked tokens of
+ * exp(ref − logp) − (ref − logp) − 1 (never negative; 0 where the policy equals the reference).
+ */
+function klPerToken(logp: tf.Tensor2D, refLogp: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar {
+  const d = tf.sub(refLogp, logp); // [b, C]
+  const k3 = tf.sub(tf.sub(tf.exp(d), d), 1);
+  return tf.div(tf.sum(tf.mul(k3, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
+}
+
 /** Fraction of groups of `size` consecutive values that are all equal. */
 function equalGroups(values: Float32Array, size: number): number {
   let equal = 0;
@@ -187,24 +201,8 @@ export async function trainStep(
     miniBatches.push({ ...mb, old, ref, start });
   }
 
-  // 4) advantages: the objective standardises rewards itself; here, what the log needs
+  // 4) advantages: the objective standardises rewards itself; the log records the equal groups
   const zeroStdGroups = equalGroups(scores.total, G);
-  let kl: number | null = null;
-  if (miniBatches[0]?.ref) {
-    let sum = 0;
-    let tokens = 0;
-    for (const mb of miniBatches) {
-      const ref = (await mb.ref!.data()) as Float32Array; // [b, C]
-      for (let j = 0; j < ref.length; j++) {
-        const at = mb.start * C + j;
-        if (batch.mask[at] === 0) continue;
-        const d = ref[j]! - batch.logp[at]!; // log π_ref − log π
-        sum += Math.exp(d) - d - 1;
-        tokens++;
-      }
-    }
-    kl = tokens === 0 ? 0 : sum / tokens;
-  }
 
   // 5) update: epochs × mini-batches of whole groups, one AdamW step each
   const vars = Object.values(params);
@@ -214,9 +212,11 @@ export async function trainStep(
   const norms: number[] = [];
   let lr = 0;
   const diagnostics: Record<string, number[]> = {};
+  const kls: number[] = [];
   for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
     for (const mb of miniBatches) {
       const kept: Record<string, tf.Scalar> = {};
+      const measured: { kl?: tf.Scalar } = {}; // set inside the differentiated closure
       const { value, grads } = tf.variableGrads(() =>
         tf.tidy(() => {
           const logp = tokenLogProbs(params, config, mb.ids, promptTokens, temperature); // [b, C]
@@ -231,6 +231,7 @@ export async function trainStep(
             groupSize: G,
           }, plan.objective.options);
           for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
+          if (refLogp) measured.kl = tf.keep(klPerToken(stopGradient(logp), refLogp, mb.mask));
           return loss;
         }), vars);
       const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
@@ -239,7 +240,13 @@ export async function trainStep(
       norms.push(update.gradNorm);
       lr = update.lr;
       for (const [k, m] of Object.entries(kept)) (diagnostics[k] ??= []).push((await m.data())[0]!);
-      tf.dispose([value, ...Object.values(grads), ...Object.values(kept)]);
+      if (measured.kl) kls.push((await measured.kl.data())[0]!);
+      tf.dispose([
+        value,
+        ...Object.values(grads),
+        ...Object.values(kept),
+        ...Object.values(measured),
+      ]);
     }
   }
   for (const mb of miniBatches) {
@@ -255,7 +262,7 @@ export async function trainStep(
     rewards: Object.fromEntries(Object.entries(scores.bySource).map(([k, v]) => [k, mean(v)])),
     successRate: scores.success ? mean(scores.success) : null,
     zeroStdGroups,
-    kl,
+    kl: kls.length > 0 ? mean(kls) : null,
     completionLength: sampledTokens / B,
     truncated: batch.truncated.filter(Boolean).length / B,
     loss: mean(losses),

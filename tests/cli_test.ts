@@ -286,6 +286,7 @@ Deno.test("giftwrap run names an objective the runtime lacks in one line, exit 2
     const path = await writeRecipeModule(dir, "grpo", {
       ...JSON.parse(await Deno.readTextFile(new URL("recipes/addition_gift.json", ROOT))),
       objective: { kind: "grpo" },
+      reference: "initial",
     });
     const run = await giftwrap(["run", path, "--runs-dir", dir]);
     assertUsageError(run, "an objective not in the runtime");

@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { tf, useBackend } from "../runtime/backend.ts";
+import { type ObjectiveBatch, objectives } from "../mod.ts";
+
+Deno.test("mod.ts exports objectives.gift, callable on plain tensors", async () => {
+  await useBackend("cpu");
+  // One group of 4: rewards [1, 0, 0, 1]; u = Σ_t (logp − refLogp) = [1, 0, 0, 0].
+  const batch: ObjectiveBatch = {
+    logp: tf.tensor2d([[0.5, 0.5], [0, 0], [0, 0], [0, 0]]),
+    oldLogp: tf.zeros([4, 2]),
+    refLogp: tf.zeros([4, 2]),
+    mask: tf.ones([4, 2]),
+    rewards: tf.tensor1d([1, 0, 0, 1]),
+    groupSize: 4,
+  };
+  const { loss, metrics } = objectives.gift.loss(batch, {});
+  // Â = ±1/std([1,0,0,1]) = ±0.8660; ũ = ([1,0,0,0] − 0.25)/0.5 = [1.5, −0.5, −0.5, −0.5].
+  const a = 0.5 / Math.sqrt(1 / 3);
+  const expected = ((a - 1.5) ** 2 + 2 * (-a + 0.5) ** 2 + (a + 0.5) ** 2) / 4;
+  assert.ok(
+    Math.abs(loss.dataSync()[0]! - expected) < 1e-5,
+    `${loss.dataSync()[0]} vs ${expected}`,
+  );
+  assert.equal(objectives.gift.name, "gift");
+  assert.deepEqual(objectives.gift.needs, { reference: true });
+  tf.dispose([
+    loss,
+    ...Object.values(metrics),
+    ...Object.values(batch).filter((t) => t instanceof tf.Tensor),
+  ]);
+});
