@@ -74,14 +74,14 @@ export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
  * One AdamW update of `params` with `grads` (disposed by the caller), after clipping their global
  * norm. Returns the norm before clipping and the learning rate used.
  */
-export function adamWStep(
+export async function adamWStep(
   state: AdamW,
   params: Record<string, tf.Variable>,
   grads: Record<string, tf.Tensor>,
-): { gradNorm: number; lr: number } {
+): Promise<{ gradNorm: number; lr: number }> {
   const { betas: [b1, b2], eps, weightDecay, clipGradNorm } = state.options;
   const normTensor = globalNorm(grads);
-  const gradNorm = normTensor.dataSync()[0]!;
+  const gradNorm = (await normTensor.data())[0]!; // async: webgpu cannot read synchronously
   normTensor.dispose();
   const clip = clipGradNorm > 0 ? Math.min(1, clipGradNorm / (gradNorm + 1e-6)) : 1;
   const lr = learningRate(state.options, state.t, state.totalUpdates);

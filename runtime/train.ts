@@ -235,7 +235,7 @@ export async function trainStep(
           return loss;
         }), vars);
       const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-      const update = adamWStep(run.optimizer, params, byName);
+      const update = await adamWStep(run.optimizer, params, byName);
       losses.push((await value.data())[0]!);
       norms.push(update.gradNorm);
       lr = update.lr;

@@ -115,7 +115,7 @@ export async function warmStart(
         return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
       }), vars);
     const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-    adamWStep(optimizer, params, byName);
+    await adamWStep(optimizer, params, byName);
     losses.push((await value.data())[0]!);
     tf.dispose([ids, mask, value, ...Object.values(grads)]);
     if (options.progress && ((step + 1) % 50 === 0 || step + 1 === sftSteps)) {

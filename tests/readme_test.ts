@@ -66,6 +66,23 @@ Deno.test("README: the error examples print exactly the lines shown", async () =
   });
 });
 
-Deno.test("README: the note on `deno task run` shows the front door's plan hash", () => {
-  assert.ok(README.includes(`giftwrap: plan ${planHash(compile(frontDoor))} compiled`));
+Deno.test("README: the run output shows the front door's plan hash", () => {
+  assert.ok(README.includes(`run addition-gift · plan ${planHash(compile(frontDoor))} · wasm`));
+});
+
+Deno.test("README: the objectives snippet prints the loss its comment states", async () => {
+  await withTempDir(async (dir) => {
+    const block = blockAfter("The objectives are plain functions of tensors");
+    const stated = /console\.log\(.*\); \/\/ (\d+\.\d+) =/.exec(block);
+    assert.ok(stated, "the snippet states no value");
+    const path = await writeSnippet(dir, "objectives.ts", block);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", new URL("deno.json", ROOT).pathname, path],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(stdout.trim().split("\n").pop(), stated[1]);
+  });
 });

@@ -196,3 +196,25 @@ Deno.test("execute() on the tiny recipe", async (t) => {
     );
   });
 });
+
+/** The same, recorded for `reference: "rollout"` (the old log-probs pass, π_ref = π_old). */
+const RECORDED_ROLLOUT_LOSSES = [0.1874992549419403, 0.37496694922447205, 0.30553486943244934];
+
+Deno.test("execute() with reference 'rollout' matches its recorded trajectory", async () => {
+  await withTempDir(async (runsDir) => {
+    const plan = tinyPlan({ reference: "rollout", steps: 3 });
+    assert.ok(plan.stages.some((s) => s.name === "old log-probs"));
+    const result = await execute(plan, { runsDir, log: () => {} });
+    const losses = result.metrics.map((m) => m.loss);
+    losses.forEach((loss, i) => {
+      assert.ok(
+        Math.abs(loss - RECORDED_ROLLOUT_LOSSES[i]!) < 1e-4,
+        `step ${i + 1}: loss ${loss}, recorded ${RECORDED_ROLLOUT_LOSSES[i]} (all: ${losses})`,
+      );
+    });
+    // The first update of each batch is at π_old (KL 0), the second after one step (KL ≥ 0; 0 when
+    // every group of the first mini-batch had equal rewards, so that the first update was 0).
+    const kls = result.metrics.map((m) => m.kl!);
+    assert.ok(kls.every((kl) => kl >= 0 && kl < 1) && kls.some((kl) => kl > 0), `kl ${kls}`);
+  });
+});

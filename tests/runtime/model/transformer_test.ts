@@ -48,19 +48,37 @@ function incrementalLogits(
   return tf.concat(parts, 1);
 }
 
-for (const backend of ["cpu", "wasm"] as BackendName[]) {
-  Deno.test(`forward() with a KV cache matches the full forward pass on ${backend}`, async () => {
-    await useBackend(backend);
-    const params = initParams(CONFIG, new Rng(1));
-    const diff = tf.tidy(() => {
-      const ids = randomIds(new Rng(2), 3, 11);
-      const full = forward(params, CONFIG, ids).logits; // [3, 11, V]
-      const stepped = incrementalLogits(params, ids, 5); // [3, 11, V]
-      assert.deepEqual(stepped.shape, [3, 11, CONFIG.vocab]);
-      return tf.max(tf.abs(tf.sub(full, stepped))).dataSync()[0]!;
-    });
-    tf.dispose(Object.values(params));
-    assert.ok(diff < 1e-5, `max |Δlogits| = ${diff}`);
+/**
+ * Whether Deno offers a WebGPU adapter here (Debian's mesa-vulkan-drivers gives a CPU one). `.ci/run`
+ * installs it and sets GIFTWRAP_REQUIRE_WEBGPU, so that in CI a missing adapter fails the tests.
+ */
+const HAS_WEBGPU = await (async () => {
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  const adapter = gpu ? await gpu.requestAdapter() : null;
+  if (!adapter && Deno.env.get("GIFTWRAP_REQUIRE_WEBGPU")) {
+    throw new Error("GIFTWRAP_REQUIRE_WEBGPU is set but navigator.gpu offers no adapter");
+  }
+  return adapter !== null;
+})();
+
+for (const backend of ["cpu", "wasm", "webgpu"] as BackendName[]) {
+  Deno.test({
+    name: `forward() with a KV cache matches the full forward pass on ${backend}`,
+    ignore: backend === "webgpu" && !HAS_WEBGPU,
+    async fn() {
+      await useBackend(backend);
+      const params = initParams(CONFIG, new Rng(1));
+      const diffTensor = tf.tidy(() => {
+        const ids = randomIds(new Rng(2), 3, 11);
+        const full = forward(params, CONFIG, ids).logits; // [3, 11, V]
+        const stepped = incrementalLogits(params, ids, 5); // [3, 11, V]
+        assert.deepEqual(stepped.shape, [3, 11, CONFIG.vocab]);
+        return tf.max(tf.abs(tf.sub(full, stepped)));
+      });
+      const diff = (await diffTensor.data())[0]!; // async: webgpu cannot read synchronously
+      tf.dispose([diffTensor, ...Object.values(params)]);
+      assert.ok(diff < 1e-5, `max |Δlogits| = ${diff}`);
+    },
   });
 }
 
@@ -110,30 +128,39 @@ Deno.test("tokenLogProbs() equals log-softmax of the logits at each completion t
   tf.dispose(Object.values(params));
 });
 
-Deno.test("tokenLogProbs() gradients agree between cpu and wasm (the patched matmul gradient)", async () => {
-  const gradsOn = async (backend: BackendName) => {
-    await useBackend(backend);
-    const params = initParams(CONFIG, new Rng(6));
-    const ids = randomIds(new Rng(7), 2, 9);
-    const vars = Object.values(params);
-    const { value, grads } = tf.variableGrads(
-      () => tf.tidy(() => tf.neg(tf.sum(tokenLogProbs(params, CONFIG, ids, 6))) as tf.Scalar),
-      vars,
-    );
-    const out = Object.fromEntries(
-      Object.keys(params).map((n, i) => [n, Array.from(grads[vars[i]!.name]!.dataSync())]),
-    );
-    tf.dispose([value, ids, ...Object.values(grads), ...vars]);
-    return out;
-  };
-  const cpu = await gradsOn("cpu");
-  const wasm = await gradsOn("wasm");
-  assert.deepEqual(Object.keys(cpu), Object.keys(paramShapes(CONFIG)));
-  for (const [name, g] of Object.entries(cpu)) {
-    const w = wasm[name]!;
-    const scale = Math.max(...g.map(Math.abs));
-    assert.ok(scale > 0, `${name} has a zero gradient`);
-    const worst = Math.max(...g.map((x, i) => Math.abs(x - w[i]!)));
-    assert.ok(worst < 1e-4 * Math.max(1, scale), `${name}: max |Δgrad| ${worst}`);
+/** Gradients of −Σ log p of some completions w.r.t. every parameter, on `backend`. */
+async function gradientsOn(backend: BackendName): Promise<Record<string, Float32Array>> {
+  await useBackend(backend);
+  const params = initParams(CONFIG, new Rng(6));
+  const ids = randomIds(new Rng(7), 2, 9);
+  const vars = Object.values(params);
+  const { value, grads } = tf.variableGrads(
+    () => tf.tidy(() => tf.neg(tf.sum(tokenLogProbs(params, CONFIG, ids, 6))) as tf.Scalar),
+    vars,
+  );
+  const out: Record<string, Float32Array> = {};
+  for (const [i, name] of Object.keys(params).entries()) {
+    out[name] = (await grads[vars[i]!.name]!.data()) as Float32Array;
   }
-});
+  tf.dispose([value, ids, ...Object.values(grads), ...vars]);
+  return out;
+}
+
+for (const backend of ["wasm", "webgpu"] as BackendName[]) {
+  Deno.test({
+    name: `tokenLogProbs() gradients on ${backend} agree with cpu (patched matmul, embedding)`,
+    ignore: backend === "webgpu" && !HAS_WEBGPU,
+    async fn() {
+      const cpu = await gradientsOn("cpu");
+      const other = await gradientsOn(backend);
+      assert.deepEqual(Object.keys(cpu), Object.keys(paramShapes(CONFIG)));
+      for (const [name, g] of Object.entries(cpu)) {
+        const w = other[name]!;
+        const scale = Math.max(...g.map(Math.abs));
+        assert.ok(scale > 0, `${name} has a zero gradient`);
+        const worst = Math.max(...g.map((x, i) => Math.abs(x - w[i]!)));
+        assert.ok(worst < 1e-4 * Math.max(1, scale), `${name}: max |Δgrad| ${worst}`);
+      }
+    },
+  });
+}
