@@ -61,14 +61,39 @@ export class RunSetupError extends Error {
   }
 }
 
-/** The implemented objective a plan names. */
+/** The built-in reward sources this runtime scores. */
+const RUNNABLE_REWARDS = ["numericAnswer", "exactMatch", "regexFormat", "overlongPenalty"];
+
+/**
+ * The implemented objective a plan names, after checking that everything else the plan asks for
+ * is in this runtime too: before any tensor exists, so an unsupported plan costs nothing.
+ */
 // deno-lint-ignore no-explicit-any
-function objectiveOf(plan: Plan): Objective<any> {
+function checkRunnable(plan: Plan): Objective<any> {
   const found = (objectives as Record<string, Objective<unknown>>)[plan.objective.kind];
   if (!found) {
     throw new RunSetupError(
       `Cannot run objective '${plan.objective.kind}': this runtime implements ` +
         `${Object.keys(objectives).join(", ")}; the plan compiles, and 'deno task plan' prints it`,
+    );
+  }
+  if (plan.recipe.data.kind !== "addition") {
+    throw new RunSetupError(
+      `Cannot run data '${plan.recipe.data.kind}': this runtime executes tasks.addition`,
+    );
+  }
+  plan.rewards.forEach((reward, i) => {
+    if (!RUNNABLE_REWARDS.includes(reward.source.kind)) {
+      throw new RunSetupError(
+        `Cannot run rewards[${i}] ('${reward.source.kind}'): this runtime scores ` +
+          RUNNABLE_REWARDS.join(", "),
+      );
+    }
+  });
+  if (plan.reference.kind === "checkpoint") {
+    throw new RunSetupError(
+      `Cannot use reference checkpoint '${plan.reference.checkpoint}' yet: this runtime ` +
+        "supports 'initial', 'rollout' and 'none'",
     );
   }
   return found;
@@ -77,7 +102,13 @@ function objectiveOf(plan: Plan): Objective<any> {
 /** `name-YYYYMMDD-HHMMSS` in UTC, suffixed `-2`, `-3`… when taken. */
 async function createRunDir(runsDir: string, name: string): Promise<string> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
-  await Deno.mkdir(runsDir, { recursive: true });
+  try {
+    await Deno.mkdir(runsDir, { recursive: true });
+    if (!(await Deno.stat(runsDir)).isDirectory) throw new Error("it is not a directory");
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new RunSetupError(`Cannot create a run directory in '${runsDir}': ${why}`);
+  }
   for (let n = 1;; n++) {
     const dir = `${runsDir}/${name}-${stamp}${n === 1 ? "" : `-${n}`}`;
     try {
@@ -121,13 +152,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     );
   }
   const started = performance.now();
-  const objective = objectiveOf(plan);
-  if (plan.reference.kind === "checkpoint") {
-    throw new RunSetupError(
-      `Cannot use reference checkpoint '${plan.reference.checkpoint}' yet: this runtime ` +
-        "supports 'initial', 'rollout' and 'none'",
-    );
-  }
+  const objective = checkRunnable(plan);
   const backend = await useBackend(plan.backend.name);
   const hash = planHash(plan);
 

@@ -296,3 +296,28 @@ Deno.test("giftwrap run names an objective the runtime lacks in one line, exit 2
     );
   });
 });
+
+Deno.test("giftwrap run trains a recipe end to end and names its run directory", async () => {
+  await withTempDir(async (dir) => {
+    const { TINY } = await import("./runtime/_tiny.ts");
+    const path = `${dir}/tiny.json`;
+    await Deno.writeTextFile(path, JSON.stringify({ ...TINY, steps: 2 }));
+    const run = await giftwrap(["run", path, "--runs-dir", `${dir}/runs`]);
+    assert.equal(run.code, 0, run.stderr);
+    assertNoStack(run.stderr);
+    const out = lines(run.stdout);
+    assert.match(
+      out[0]!,
+      /^run tiny · plan [0-9a-f]{16} · wasm \(SIMD, 1 thread\) · [\d,]+ parameters → /,
+    );
+    assert.ok(out.some((l) => /^eval step 0 · accuracy \d+\.\d% \(\d+\/20\)$/.test(l)), run.stdout);
+    assert.deepEqual(out.filter((l) => l.startsWith("step ")).map((l) => l.split(" · ")[0]), [
+      "step 1/2",
+      "step 2/2",
+    ]);
+    const last = out[out.length - 1]!;
+    assert.match(last, /^accuracy \d+\.\d% → \d+\.\d% \([+-]\d+\.\d points\) after 2 steps · /);
+    const runDir = last.split(" · ").pop()!;
+    assert.ok((await Deno.stat(`${runDir}/checkpoints/final/model.safetensors`)).isFile);
+  });
+});

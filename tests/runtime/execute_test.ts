@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { planHash } from "../../mod.ts";
 import { tf } from "../../runtime/backend.ts";
-import { execute, type RunResult } from "../../runtime/execute.ts";
+import { execute, type RunResult, RunSetupError } from "../../runtime/execute.ts";
 import { loadCheckpoint, weightsToTensors } from "../../runtime/model/checkpoint.ts";
 import { forward } from "../../runtime/model/transformer.ts";
 import type { StepMetrics } from "../../runtime/train.ts";
@@ -216,5 +216,39 @@ Deno.test("execute() with reference 'rollout' matches its recorded trajectory", 
     // every group of the first mini-batch had equal rewards, so that the first update was 0).
     const kls = result.metrics.map((m) => m.kl!);
     assert.ok(kls.every((kl) => kl >= 0 && kl < 1) && kls.some((kl) => kl > 0), `kl ${kls}`);
+  });
+});
+
+Deno.test("execute() refuses what this runtime lacks before touching a tensor or the disk", async () => {
+  await withTempDir(async (runsDir) => {
+    const cases: [Parameters<typeof tinyPlan>[0], RegExp][] = [
+      [
+        {
+          rewards: [{ source: { kind: "http", url: "http://localhost:1/score" } }],
+          eval: { every: 2, metric: { kind: "numericAnswer" } },
+        },
+        /^Cannot run rewards\[0\] \('http'\): this runtime scores numericAnswer, /,
+      ],
+      [
+        { data: { kind: "jsonl", path: "problems.jsonl" }, sampling: { maxNewTokens: 8 } },
+        /^Cannot run data 'jsonl': this runtime executes tasks.addition$/,
+      ],
+      [{ reference: { checkpoint: "somewhere" } }, /^Cannot use reference checkpoint 'somewhere'/],
+    ];
+    for (const [changes, message] of cases) {
+      await assert.rejects(
+        () => execute(tinyPlan(changes), { runsDir, log: () => {} }),
+        (e: Error) => e instanceof RunSetupError && message.test(e.message),
+      );
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(runsDir)), []);
+    const file = `${runsDir}/a-file`;
+    await Deno.writeTextFile(file, "");
+    await assert.rejects(
+      () => execute(tinyPlan(), { runsDir: file, log: () => {} }),
+      (e: Error) =>
+        e instanceof RunSetupError &&
+        e.message.startsWith(`Cannot create a run directory in '${file}'`),
+    );
   });
 });
