@@ -6,10 +6,10 @@
  */
 
 import type { Verifier } from "../dsl/schema.ts";
-import type { Problem } from "./data/addition.ts";
+import type { Problem } from "./data/types.ts";
 import type { CharTokenizer } from "./model/tokenizer.ts";
 import type { ModelConfig, Params } from "./model/transformer.ts";
-import { verifier } from "./rewards.ts";
+import { verifier } from "./rewards/verifiers.ts";
 import { Rng } from "./random.ts";
 import { sampleCompletions } from "./sample.ts";
 import { encodePrompt } from "./task.ts";
@@ -57,6 +57,7 @@ export async function evaluate(
         prompt: problem.prompt,
         completion: out.texts[i]!,
         answer: problem.answer,
+        row: problem.row,
         tokens: out.lengths[i]!,
         truncated: out.truncated[i]!,
       };

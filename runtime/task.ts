@@ -7,7 +7,8 @@
  */
 
 import type { Plan } from "../dsl/plan.ts";
-import { additionSplits, type Problem, type Splits } from "./data/addition.ts";
+import { additionSplits } from "./data/addition.ts";
+import type { Problem, Splits } from "./data/types.ts";
 import { BOS, type CharTokenizer, charTokenizer, EOS, PAD } from "./model/tokenizer.ts";
 import type { Rng } from "./random.ts";
 

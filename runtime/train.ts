@@ -14,13 +14,13 @@ import type { Plan } from "../dsl/plan.ts";
 import { tf } from "./backend.ts";
 import type { Task } from "./task.ts";
 import { encodePrompt } from "./task.ts";
-import type { Problem } from "./data/addition.ts";
+import type { Problem } from "./data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "./model/transformer.ts";
 import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/_group.ts";
 import { type AdamW, adamWStep } from "./optim.ts";
 import type { Rng } from "./random.ts";
-import { type Sample, scoreAll } from "./rewards.ts";
+import { type Sample, scoreAll } from "./rewards/verifiers.ts";
 import { type Completions, sampleCompletions } from "./sample.ts";
 
 /** Everything a step reads and updates. */
@@ -183,6 +183,7 @@ export async function trainStep(
     prompt: problems[Math.floor(i / G)]!.prompt,
     completion,
     answer: problems[Math.floor(i / G)]!.answer,
+    row: problems[Math.floor(i / G)]!.row,
     tokens: batch.lengths[i]!,
     truncated: batch.truncated[i]!,
   }));

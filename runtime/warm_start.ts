@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import type { Plan } from "../dsl/plan.ts";
 import { canonicalJson } from "../dsl/plan.ts";
 import { tf } from "./backend.ts";
-import type { Problem } from "./data/addition.ts";
+import type { Problem } from "./data/types.ts";
 import { loadCheckpoint, saveCheckpoint } from "./model/checkpoint.ts";
 import type { CharTokenizer } from "./model/tokenizer.ts";
 import { type ModelConfig, tokenLogProbs } from "./model/transformer.ts";

@@ -8,29 +8,21 @@
  */
 
 import type { Rng } from "../random.ts";
+import type { Problem, Splits } from "./types.ts";
 
-/** One problem: the prompt text (no special tokens) and the reference answer. */
-export interface Problem {
-  prompt: string;
-  answer: string;
-}
-
-/** The train and eval problems of a task. */
-export interface Splits {
-  train: Problem[];
-  eval: Problem[];
-}
+/** The row of an addition problem: its operands (a type, so it is a `Record<string, unknown>`). */
+export type AdditionRow = { a: number; b: number };
 
 /** Above this many distinct problems, draw with a rejection set instead of a full permutation. */
 const PERMUTE_LIMIT = 2_000_000;
 
 /** The problem with index `k` in [0, 10^(2·digits)): operands `⌊k / 10^d⌋` and `k mod 10^d`. */
-export function additionProblem(k: number, digits: number): Problem {
+export function additionProblem(k: number, digits: number): Problem<AdditionRow> {
   const base = 10 ** digits;
   const a = Math.floor(k / base);
   const b = k % base;
   const pad = (n: number) => String(n).padStart(digits, "0");
-  return { prompt: `${pad(a)}+${pad(b)}=`, answer: String(a + b) };
+  return { prompt: `${pad(a)}+${pad(b)}=`, answer: String(a + b), row: { a, b } };
 }
 
 /**
@@ -45,7 +37,7 @@ export function additionProblem(k: number, digits: number): Problem {
 export function additionSplits(
   options: { digits: number; train: number; eval: number },
   rng: Rng,
-): Splits {
+): Splits<AdditionRow> {
   const { digits } = options;
   const distinct = 10 ** (2 * digits);
   const wanted = options.train + options.eval;

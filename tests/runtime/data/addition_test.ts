@@ -3,9 +3,17 @@ import { additionProblem, additionSplits } from "../../../runtime/data/addition.
 import { Rng } from "../../../runtime/random.ts";
 
 Deno.test("additionProblem() zero-pads operands and writes the plain sum", () => {
-  assert.deepEqual(additionProblem(507, 2), { prompt: "05+07=", answer: "12" });
-  assert.deepEqual(additionProblem(9999, 2), { prompt: "99+99=", answer: "198" });
-  assert.deepEqual(additionProblem(0, 1), { prompt: "0+0=", answer: "0" });
+  assert.deepEqual(additionProblem(507, 2), {
+    prompt: "05+07=",
+    answer: "12",
+    row: { a: 5, b: 7 },
+  });
+  assert.deepEqual(additionProblem(9999, 2), {
+    prompt: "99+99=",
+    answer: "198",
+    row: { a: 99, b: 99 },
+  });
+  assert.deepEqual(additionProblem(0, 1), { prompt: "0+0=", answer: "0", row: { a: 0, b: 0 } });
 });
 
 Deno.test("additionSplits() never puts a problem in both splits, nor twice in one", () => {

@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
-import { extractNumber, type Sample, scoreAll, scorer } from "../../runtime/rewards.ts";
+import {
+  extractNumber,
+  type Sample,
+  scoreAll,
+  scorer,
+} from "../../../runtime/rewards/verifiers.ts";
 
 function sample(completion: string, answer: string, tokens = 3): Sample {
-  return { prompt: "1+1=", completion, answer, tokens, truncated: false };
+  return { prompt: "1+1=", completion, answer, row: {}, tokens, truncated: false };
 }
 
 Deno.test("extractNumber() reads '#### n', then \\boxed{n}, then the last number", () => {

@@ -6,20 +6,11 @@
  * @module
  */
 
-import type { RewardSpec } from "../dsl/plan.ts";
-import type { RewardSource, Verifier } from "../dsl/schema.ts";
+import type { RewardSpec } from "../../dsl/plan.ts";
+import type { RewardSource, Verifier } from "../../dsl/schema.ts";
+import type { Sample } from "./types.ts";
 
-/** What a reward source sees of one completion. */
-export interface Sample {
-  prompt: string;
-  completion: string;
-  /** The reference answer of the problem. */
-  answer: string;
-  /** Completion length in tokens, `<eos>` included. */
-  tokens: number;
-  /** Whether the completion hit `maxNewTokens` without `<eos>` or a stop string. */
-  truncated: boolean;
-}
+export type { Sample };
 
 /** A scorer: one number per sample. */
 export type Scorer = (sample: Sample) => number;
