@@ -32,7 +32,10 @@ export interface EvalResult {
  *
  * @example
  * ```ts
- * const { accuracy } = await evaluate(params, config, tok, splits.eval, { kind: "numericAnswer" }, 4);
+ * const { accuracy } = await evaluate(params, config, tok, splits.eval, { kind: "numericAnswer" }, {
+ *   promptTokens: 7,
+ *   newTokens: 4,
+ * });
  * ```
  */
 export async function evaluate(
@@ -41,10 +44,16 @@ export async function evaluate(
   tokenizer: CharTokenizer,
   problems: readonly Problem[],
   metric: Verifier,
-  maxNewTokens: number,
+  shapes: { promptTokens: number; newTokens: number },
 ): Promise<EvalResult> {
   const score = verifier(metric);
-  const greedy = { temperature: 0, topK: 0, topP: 1, maxNewTokens };
+  const greedy = {
+    temperature: 0,
+    topK: 0,
+    topP: 1,
+    maxNewTokens: shapes.newTokens,
+    promptLength: shapes.promptTokens,
+  };
   const unused = new Rng(0); // greedy decoding draws nothing
   let correct = 0;
   let tokens = 0;

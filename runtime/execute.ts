@@ -213,7 +213,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const metric = plan.schedule.evalMetric;
   const runEval = async (): Promise<EvalResult | null> =>
     metric && evalSet.length > 0
-      ? await evaluate(params, config, task.tokenizer, evalSet, metric, plan.shapes.newTokens)
+      ? await evaluate(params, config, task.tokenizer, evalSet, metric, plan.shapes)
       : null;
 
   const metricsFile = await Deno.open(`${dir}/metrics.jsonl`, { create: true, append: true });

@@ -23,14 +23,18 @@ export interface SampleOptions extends TokenSampling {
   maxNewTokens: number;
   /** Strings that end a completion (kept in it). @default [] */
   stop?: readonly string[];
+  /** P: prompts are left-padded with `<pad>` to this many tokens. @default the longest prompt */
+  promptLength?: number;
 }
 
 /** A batch of completions, flat row-major arrays. */
 export interface Completions {
   /** B */
   rows: number;
-  /** P: tokens per prompt, `<bos>` included. */
+  /** P: tokens per prompt, `<bos>` and left padding included. */
   promptLength: number;
+  /** [B] `<pad>` tokens left of each prompt. */
+  padding: number[];
   /** C */
   newTokens: number;
   /** [B, P + C] prompt then completion ids, `<pad>` after a completion's end. */
@@ -48,8 +52,8 @@ export interface Completions {
 }
 
 /**
- * Samples one completion for each prompt row (`prompts`: token ids, `<bos>` first, all the same
- * length). Repeat a prompt G times to sample a group.
+ * Samples one completion for each prompt row (`prompts`: token ids, `<bos>` first; shorter ones
+ * are left-padded with `<pad>`). Repeat a prompt G times to sample a group.
  *
  * @example
  * ```ts
@@ -68,14 +72,18 @@ export async function sampleCompletions(
   rng: Rng,
 ): Promise<Completions> {
   const rows = prompts.length;
-  const promptLength = prompts[0]?.length ?? 0;
-  if (prompts.some((p) => p.length !== promptLength)) {
-    throw new Error("Cannot sample: prompts of different lengths in one batch");
+  const longest = Math.max(0, ...prompts.map((p) => p.length));
+  const promptLength = options.promptLength ?? longest;
+  if (longest > promptLength) {
+    throw new Error(
+      `Cannot sample: a prompt of ${longest} tokens is longer than the ${promptLength} allowed`,
+    );
   }
+  const padding = prompts.map((p) => promptLength - p.length);
   const C = options.maxNewTokens;
   const width = promptLength + C;
   const ids = new Int32Array(rows * width); // [B, P + C], <pad> = 0
-  prompts.forEach((p, b) => ids.set(p, b * width));
+  prompts.forEach((p, b) => ids.set(p, b * width + padding[b]!));
   const mask = new Float32Array(rows * C);
   const logp = new Float32Array(rows * C);
   const lengths = new Array<number>(rows).fill(0);
@@ -83,7 +91,11 @@ export async function sampleCompletions(
   const stop = options.stop ?? [];
   const { vocab } = config;
 
-  let input = tf.tensor2d(Int32Array.from(prompts.flat()), [rows, promptLength], "int32");
+  const promptIds = Int32Array.from(
+    { length: rows * promptLength },
+    (_, i) => ids[Math.floor(i / promptLength) * width + (i % promptLength)]!,
+  );
+  let input = tf.tensor2d(promptIds, [rows, promptLength], "int32");
   let cache: LayerCache[] | undefined;
   try {
     for (let t = 0; t < C && done.includes(false); t++) {
@@ -91,6 +103,7 @@ export async function sampleCompletions(
         const { logits, cache: next } = forward(params, config, input, {
           ...(cache ? { cache } : {}),
           logitsFrom: input.shape[1] - 1,
+          padding,
         });
         return { logits: tf.reshape(logits, [rows, vocab]), next } as unknown as tf.TensorContainer;
       }) as unknown as { logits: tf.Tensor2D; next: LayerCache[] };
@@ -126,7 +139,18 @@ export async function sampleCompletions(
     texts.push(tokenizer.decode(ids.subarray(b * width + promptLength, (b + 1) * width)));
     truncated.push(!done[b]);
   }
-  return { rows, promptLength, newTokens: C, ids, mask, logp, texts, lengths, truncated };
+  return {
+    rows,
+    promptLength,
+    padding,
+    newTokens: C,
+    ids,
+    mask,
+    logp,
+    texts,
+    lengths,
+    truncated,
+  };
 }
 
 function disposeCache(cache: LayerCache[] | undefined): void {

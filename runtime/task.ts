@@ -46,14 +46,16 @@ export function encodePrompt(tokenizer: CharTokenizer, problem: Problem): number
 }
 
 /**
- * A supervised example: prompt, reference answer and `<eos>`, right-padded to `newTokens`
- * completion tokens. Returns the ids and the completion mask (1 on answer tokens and `<eos>`).
+ * A supervised example: the prompt left-padded to `promptLength` tokens, the reference answer and
+ * `<eos>`, right-padded to `newTokens` completion tokens. Returns the ids, the completion mask (1
+ * on answer tokens and `<eos>`) and the prompt's left padding.
  */
 export function supervisedExample(
   tokenizer: CharTokenizer,
   problem: Problem,
+  promptLength: number,
   newTokens: number,
-): { ids: number[]; mask: number[] } {
+): { ids: number[]; mask: number[]; padding: number } {
   const answer = [...tokenizer.encode(problem.answer), EOS];
   if (answer.length > newTokens) {
     throw new Error(
@@ -63,5 +65,14 @@ export function supervisedExample(
   }
   const completion = [...answer, ...new Array<number>(newTokens - answer.length).fill(PAD)];
   const mask = completion.map((_, i) => (i < answer.length ? 1 : 0));
-  return { ids: [...encodePrompt(tokenizer, problem), ...completion], mask };
+  const prompt = encodePrompt(tokenizer, problem);
+  const padding = promptLength - prompt.length;
+  if (padding < 0) {
+    throw new Error(
+      `Cannot train on prompt ${JSON.stringify(problem.prompt)}: ${prompt.length} tokens with ` +
+        `<bos>, more than the plan's ${promptLength}`,
+    );
+  }
+  const ids = [...new Array<number>(padding).fill(PAD), ...prompt, ...completion];
+  return { ids, mask, padding };
 }

@@ -112,6 +112,7 @@ function miniBatchTensors(batch: Completions, rewards: Float32Array, start: numb
     ), // [b, P + C]
     mask: tf.tensor2d(batch.mask.slice(start * C, (start + rows) * C), [rows, C]), // [b, C]
     rewards: tf.tensor1d(rewards.slice(start, start + rows)), // [b]
+    padding: batch.padding.slice(start, start + rows),
   };
 }
 
@@ -173,7 +174,7 @@ export async function trainStep(
     config,
     task.tokenizer,
     prompts,
-    plan.sampling,
+    { ...plan.sampling, promptLength: promptTokens },
     run.sampleRng,
   );
   const sampleSeconds = (performance.now() - started) / 1000;
@@ -194,10 +195,12 @@ export async function trainStep(
   for (let start = 0; start < B; start += miniBatchRows) {
     const mb = miniBatchTensors(batch, scores.total, start, miniBatchRows);
     const old = stages.has("old log-probs")
-      ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature)) // [b, C]
+      ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding)) // [b, C]
       : null;
     const ref = run.reference && stages.has("reference log-probs")
-      ? tf.tidy(() => tokenLogProbs(run.reference!, config, mb.ids, promptTokens, temperature)) // [b, C]
+      ? tf.tidy(() =>
+        tokenLogProbs(run.reference!, config, mb.ids, promptTokens, temperature, mb.padding)
+      ) // [b, C]
       : null;
     miniBatches.push({ ...mb, old, ref, start });
   }
@@ -220,7 +223,7 @@ export async function trainStep(
       const measured: { kl?: tf.Scalar } = {}; // set inside the differentiated closure
       const { value, grads } = tf.variableGrads(() =>
         tf.tidy(() => {
-          const logp = tokenLogProbs(params, config, mb.ids, promptTokens, temperature); // [b, C]
+          const logp = tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding); // [b, C]
           const oldLogp = mb.old ?? stopGradient(logp); // one update per batch: π_old = π
           const refLogp = rolloutReference ? oldLogp : mb.ref;
           const { loss, metrics } = run.objective.loss({

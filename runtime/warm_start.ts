@@ -105,13 +105,14 @@ export async function warmStart(
   for (let step = 0; step < sftSteps; step++) {
     const examples = Array.from(
       { length: batchSize },
-      () => supervisedExample(tokenizer, train[rng.int(train.length)]!, newTokens),
+      () => supervisedExample(tokenizer, train[rng.int(train.length)]!, promptLength, newTokens),
     );
     const ids = tf.tensor2d(examples.flatMap((e) => e.ids), [batchSize, width], "int32");
     const mask = tf.tensor2d(examples.flatMap((e) => e.mask), [batchSize, newTokens]);
+    const padding = examples.map((e) => e.padding);
     const { value, grads } = tf.variableGrads(() =>
       tf.tidy(() => {
-        const logp = tokenLogProbs(params, config, ids, promptLength); // [b, C]
+        const logp = tokenLogProbs(params, config, ids, promptLength, 1, padding); // [b, C]
         return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
       }), vars);
     const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));

@@ -118,6 +118,12 @@ export interface ForwardOptions {
   cache?: LayerCache[];
   /** Only compute logits from this position of `ids` on (saves the output projection). */
   logitsFrom?: number;
+  /**
+   * Left padding: row b's first `padding[b]` positions (counted from the start of the sequence,
+   * cache included) are `<pad>`, masked as keys and not counted in positions. Pass the same array
+   * on every call of a sampling loop.
+   */
+  padding?: readonly number[];
 }
 
 /** What `forward()` returns. */
@@ -157,28 +163,39 @@ function embed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
   return f(table, oneHotFloat(ids, vocab)) as tf.Tensor2D;
 }
 
-/** cos and sin of the rotary angles of positions [start, start + T): [T, headDim] each. */
+/**
+ * cos and sin of the rotary angles of T new tokens after `past` cached ones. Without padding the
+ * positions are `past + t` for every row: [T, headDim] each. With left padding, row b's tokens are
+ * numbered from its first real token (`past + t − padding[b]`, pads at 0): [B, 1, T, headDim].
+ */
 function ropeTables(
   config: ModelConfig,
-  start: number,
-  length: number,
-): [tf.Tensor2D, tf.Tensor2D] {
+  past: number,
+  time: number,
+  padding: readonly number[] | null,
+): [tf.Tensor, tf.Tensor] {
   const { headDim, ropeTheta } = config;
   const half = headDim / 2;
-  const cos = new Float32Array(length * headDim);
-  const sin = new Float32Array(length * headDim);
-  for (let t = 0; t < length; t++) {
-    for (let i = 0; i < half; i++) {
-      const angle = (start + t) * ropeTheta ** (-(2 * i) / headDim);
-      cos[t * headDim + i] = cos[t * headDim + half + i] = Math.cos(angle);
-      sin[t * headDim + i] = sin[t * headDim + half + i] = Math.sin(angle);
+  const rows = padding ?? [0];
+  const cos = new Float32Array(rows.length * time * headDim);
+  const sin = new Float32Array(rows.length * time * headDim);
+  rows.forEach((pad, b) => {
+    for (let t = 0; t < time; t++) {
+      const position = Math.max(0, past + t - pad);
+      const at = (b * time + t) * headDim;
+      for (let i = 0; i < half; i++) {
+        const angle = position * ropeTheta ** (-(2 * i) / headDim);
+        cos[at + i] = cos[at + half + i] = Math.cos(angle);
+        sin[at + i] = sin[at + half + i] = Math.sin(angle);
+      }
     }
-  }
-  return [tf.tensor2d(cos, [length, headDim]), tf.tensor2d(sin, [length, headDim])];
+  });
+  const shape = padding ? [rows.length, 1, time, headDim] : [time, headDim];
+  return [tf.tensor(cos, shape), tf.tensor(sin, shape)];
 }
 
 /** Rotary embedding, HF layout: x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁]. */
-function rope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+function rope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
   const half = x.shape[3] / 2;
   const [x1, x2] = tf.split(x, [half, half], 3) as [tf.Tensor4D, tf.Tensor4D]; // [B, H, T, hd/2] each
   const rotated = tf.concat([tf.neg(x2), x1], 3); // [B, H, T, hd]
@@ -200,13 +217,27 @@ function repeatKv(x: tf.Tensor4D, repeats: number): tf.Tensor4D {
   return tf.reshape(tiled, [b, kvHeads * repeats, s, hd]);
 }
 
-/** Additive causal mask for T new queries after `past` cached positions: [T, past + T]. */
-function causalBias(past: number, time: number): tf.Tensor2D {
-  const bias = new Float32Array(time * (past + time));
-  for (let q = 0; q < time; q++) {
-    for (let k = past + q + 1; k < past + time; k++) bias[q * (past + time) + k] = -1e9;
-  }
-  return tf.tensor2d(bias, [time, past + time]);
+/**
+ * Additive attention mask for T new queries after `past` cached positions: −1e9 on keys after the
+ * query (causal) and, with left padding, on row b's first `padding[b]` keys. [T, S] without
+ * padding, [B, 1, T, S] with it (S = past + T); null when nothing is masked.
+ */
+function attentionBias(
+  past: number,
+  time: number,
+  padding: readonly number[] | null,
+): tf.Tensor | null {
+  const keys = past + time;
+  if (!padding && time === 1) return null;
+  const rows = padding ?? [0];
+  const bias = new Float32Array(rows.length * time * keys);
+  rows.forEach((pad, b) => {
+    for (let q = 0; q < time; q++) {
+      const at = (b * time + q) * keys;
+      for (let k = 0; k < keys; k++) if (k > past + q || k < pad) bias[at + k] = -1e9;
+    }
+  });
+  return tf.tensor(bias, padding ? [rows.length, 1, time, keys] : [time, keys]);
 }
 
 /**
@@ -239,8 +270,12 @@ export function forward(
     if (!t) throw new Error(`The model has no parameter '${name}'`);
     return t;
   };
-  const [cos, sin] = ropeTables(config, past, time);
-  const bias = time > 1 ? causalBias(past, time) : null;
+  const padding = options.padding?.some((p) => p > 0) ? options.padding : null;
+  if (padding && padding.length !== batch) {
+    throw new Error(`Cannot run the model: ${padding.length} padding counts for ${batch} rows`);
+  }
+  const [cos, sin] = ropeTables(config, past, time, padding);
+  const bias = attentionBias(past, time, padding);
   const scale = 1 / Math.sqrt(hd);
 
   let x = embed(p("model.embed_tokens.weight"), tf.reshape(ids, [-1]) as tf.Tensor1D, vocab); // [N, d], N = B·T
@@ -295,7 +330,8 @@ export function forward(
 
 /**
  * Per-token log-probabilities of the completions in `ids` ([B, P + C] int32: prompts of length
- * `promptLength`, then completions), under logits divided by `temperature` (as sampled): [B, C].
+ * `promptLength`, left-padded by `padding[b]` tokens, then completions), under logits divided by
+ * `temperature` (as sampled): [B, C].
  *
  * @example
  * ```ts
@@ -308,12 +344,16 @@ export function tokenLogProbs(
   ids: tf.Tensor2D,
   promptLength: number,
   temperature = 1,
+  padding?: readonly number[],
 ): tf.Tensor2D {
   const [batch, time] = ids.shape;
   const completion = time - promptLength;
   // Position t predicts token t + 1: feed all but the last token, read logits from the prompt's end.
   const inputs = tf.slice(ids, [0, 0], [batch, time - 1]); // [B, T − 1]
-  const { logits } = forward(params, config, inputs, { logitsFrom: promptLength - 1 }); // [B, C, V]
+  const { logits } = forward(params, config, inputs, {
+    logitsFrom: promptLength - 1,
+    ...(padding ? { padding } : {}),
+  }); // [B, C, V]
   const scaled = temperature === 1 ? logits : tf.div(logits, temperature);
   const logProbs = tf.logSoftmax(scaled); // [B, C, V]
   const targets = tf.slice(ids, [0, promptLength], [batch, completion]); // [B, C]

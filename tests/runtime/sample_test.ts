@@ -119,3 +119,28 @@ Deno.test("sampleCompletions() leaves no tensor behind", async () => {
     assert.equal(tf.memory().numTensors, before);
   });
 });
+
+Deno.test("sampleCompletions() left-pads shorter prompts without changing their completions", async () => {
+  await withModel(async (params) => {
+    const greedy = { ...OPTIONS, temperature: 0 };
+    const prompts = [[1, ...tok.encode("12+34=")], [1, ...tok.encode("5+1=")], [
+      1,
+      ...tok.encode("7="),
+    ]];
+    const together = await sampleCompletions(params, CONFIG, tok, prompts, greedy, new Rng(1));
+    assert.equal(together.promptLength, 7);
+    assert.deepEqual(together.padding, [0, 2, 4]);
+    for (const [b, prompt] of prompts.entries()) {
+      const alone = await sampleCompletions(params, CONFIG, tok, [prompt], greedy, new Rng(1));
+      assert.equal(together.texts[b], alone.texts[0]);
+      for (let t = 0; t < together.lengths[b]!; t++) {
+        assert.ok(Math.abs(together.logp[b * 5 + t]! - alone.logp[t]!) < 1e-5);
+      }
+    }
+    await assert.rejects(
+      () =>
+        sampleCompletions(params, CONFIG, tok, prompts, { ...greedy, promptLength: 5 }, new Rng(1)),
+      /a prompt of 7 tokens is longer than the 5 allowed/,
+    );
+  });
+});

@@ -53,6 +53,12 @@ function incrementalLogits(
  * installs it and sets GIFTWRAP_REQUIRE_WEBGPU, so that in CI a missing adapter fails the tests.
  */
 const HAS_WEBGPU = await (async () => {
+  // Vulkan's loader complains on every adapter request without a runtime directory.
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) {
+    const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/giftwrap-xdg`;
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  }
   const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
   const adapter = gpu ? await gpu.requestAdapter() : null;
   if (!adapter && Deno.env.get("GIFTWRAP_REQUIRE_WEBGPU")) {
@@ -162,5 +168,48 @@ for (const backend of ["wasm", "webgpu"] as BackendName[]) {
         assert.ok(worst < 1e-4 * Math.max(1, scale), `${name}: max |Δgrad| ${worst}`);
       }
     },
+  });
+}
+
+for (const backend of ["cpu", "wasm"] as BackendName[]) {
+  Deno.test(`forward() with left padding gives each row its unpadded logits on ${backend}`, async () => {
+    await useBackend(backend);
+    const params = initParams(CONFIG, new Rng(8));
+    const rows = [[1, 4, 5, 6, 7, 8, 9], [1, 9, 3], [1, 5, 5, 5, 6]];
+    const width = 7;
+    const padding = rows.map((r) => width - r.length);
+    const padded = rows.map((r, b) => [...new Array<number>(padding[b]!).fill(0), ...r]);
+    const worst = tf.tidy(() => {
+      const ids = tf.tensor2d(padded, [3, width], "int32");
+      const full = forward(params, CONFIG, ids, { padding }).logits.arraySync();
+      // Prefill 4 positions, then one token at a time through the cache.
+      const first = forward(params, CONFIG, tf.slice(ids, [0, 0], [3, 4]), { padding });
+      const parts = [first.logits];
+      let cache = first.cache;
+      for (let t = 4; t < width; t++) {
+        const next = forward(params, CONFIG, tf.slice(ids, [0, t], [3, 1]), { cache, padding });
+        parts.push(next.logits);
+        cache = next.cache;
+      }
+      const stepped = tf.concat(parts, 1).arraySync();
+      let worst = 0;
+      rows.forEach((row, b) => {
+        const alone = forward(params, CONFIG, tf.tensor2d([row], [1, row.length], "int32"))
+          .logits.arraySync()[0]!;
+        alone.forEach((logits, t) => {
+          const at = padding[b]! + t;
+          logits.forEach((x, v) => {
+            worst = Math.max(
+              worst,
+              Math.abs(x - full[b]![at]![v]!),
+              Math.abs(x - stepped[b]![at]![v]!),
+            );
+          });
+        });
+      });
+      return worst;
+    });
+    tf.dispose(Object.values(params));
+    assert.ok(worst < 1e-5, `max |Δlogits| = ${worst}`);
   });
 }
