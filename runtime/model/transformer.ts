@@ -130,6 +130,8 @@ export interface ForwardOptions {
 export interface ForwardResult {
   /** [B, T - logitsFrom, V] */
   logits: tf.Tensor3D;
+  /** [B, T - logitsFrom, d] the final-norm hidden states the logits are projected from. */
+  hidden: tf.Tensor3D;
   /** Keys and values of every position so far, per layer. */
   cache: LayerCache[];
 }
@@ -325,7 +327,8 @@ export function forward(
     ? tf.transpose(p("model.embed_tokens.weight")) // [d, V]
     : p("lm_head.weight");
   const logits = tf.reshape(tf.matMul(normed, head as tf.Tensor2D), [batch, time - from, vocab]);
-  return { logits: logits as tf.Tensor3D, cache };
+  const hidden = tf.reshape(normed, [batch, time - from, d]) as tf.Tensor3D;
+  return { logits: logits as tf.Tensor3D, hidden, cache };
 }
 
 /**
