@@ -53,7 +53,7 @@ export function additionSplits(
     const seen = new Set<number>();
     order = [];
     while (order.length < wanted) {
-      const k = Math.floor(rng.uniform() * distinct);
+      const k = rng.int(10 ** digits) * 10 ** digits + rng.int(10 ** digits); // every pair reachable
       if (!seen.has(k)) {
         seen.add(k);
         order.push(k);
