@@ -113,10 +113,10 @@ export function describe(schema: SchemaLike): string {
     case "array":
       return describeArray(schema);
     case "object": {
-      // Name the keys of small objects only ("an object { checkpoint }").
+      // Name the keys of small objects only ("an object { checkpoint }"), up to a reward entry's.
       const keys = Object.keys(schema.properties ?? {});
       const required = schema.required ?? [];
-      if (keys.length > 0 && keys.length <= 4) return `an object { ${keys.join(", ")} }`;
+      if (keys.length > 0 && keys.length <= 5) return `an object { ${keys.join(", ")} }`;
       return required.length > 0 ? `an object with ${required.join(", ")}` : "an object";
     }
     default:

@@ -25,12 +25,15 @@
 
 import type {
   Addition,
+  Countdown,
   Jsonl,
   KindOf,
+  Multiplication,
   Objective,
   OptionsOf,
   Recipe,
   RewardSource,
+  Sorting,
   TinyGpt,
 } from "./schema.ts";
 
@@ -73,8 +76,57 @@ function addition(options: OptionsOf<Addition> = {}): Addition {
   return { kind: "addition", ...options };
 }
 
-/** Built-in synthetic tasks. */
-export const tasks = { addition } as const;
+/**
+ * Synthetic multiplication problems `a*b=` with both operands zero-padded to `digits`, and the
+ * plain product as the answer (`07*42=` → `294`); train and eval splits never share a problem.
+ *
+ * @example
+ * ```ts
+ * tasks.multiplication({ digits: 2, train: 5000, eval: 500 });
+ * ```
+ */
+function multiplication(options: OptionsOf<Multiplication> = {}): Multiplication {
+  return { kind: "multiplication", ...options };
+}
+
+/**
+ * Synthetic sorting problems: `length` values from 0 to `maxValue`, joined by `,` and closed by
+ * `=` (`3,1,4,1,5=`), with the values in ascending order as the answer (`1,1,3,4,5`); train and
+ * eval splits never share a problem.
+ *
+ * @example
+ * ```ts
+ * tasks.sorting({ length: 5, maxValue: 9 });
+ * ```
+ */
+function sorting(options: OptionsOf<Sorting> = {}): Sorting {
+  return { kind: "sorting", ...options };
+}
+
+/**
+ * Synthetic countdown problems: `numbers` numbers up to `maxNumber`, then `|`, a target up to
+ * `maxTarget` and `=` (`3,7,25,4|24=`); the answer is a reference expression reaching the target
+ * with `+ - * /` and parentheses, each number used at most once. Many expressions are right, so
+ * score it with `rewards.countdown()`.
+ *
+ * @example
+ * ```ts
+ * tasks.countdown({ numbers: 4, maxNumber: 25, maxTarget: 100 });
+ * ```
+ */
+function countdownTask(options: OptionsOf<Countdown> = {}): Countdown {
+  return { kind: "countdown", ...options };
+}
+
+/**
+ * Built-in synthetic tasks.
+ *
+ * @example
+ * ```ts
+ * const data = tasks.sorting({ length: 8, maxValue: 99, train: 20000 });
+ * ```
+ */
+export const tasks = { addition, multiplication, sorting, countdown: countdownTask } as const;
 
 /** The options of `jsonl()`: field mapping, template, held-out rows. */
 export type JsonlOptions = Omit<OptionsOf<Jsonl>, "path">;
@@ -123,6 +175,15 @@ function overlongPenalty(options: OptionsOf<Source<"overlongPenalty">>): Source<
 }
 
 /**
+ * 1 when the completion is an arithmetic expression (`+ - * /`, parentheses) over the problem's
+ * numbers, each used at most once, whose value is the target; else 0. Needs problems that carry
+ * numbers and a target: `tasks.countdown()`, or `jsonl` rows with `numbers` and `target` fields.
+ */
+function countdownVerifier(): Source<"countdown"> {
+  return { kind: "countdown" };
+}
+
+/**
  * Built-in verifiers.
  *
  * @example
@@ -131,23 +192,35 @@ function overlongPenalty(options: OptionsOf<Source<"overlongPenalty">>): Source<
  *   { source: rewards.numericAnswer(), weight: 1, success: true },
  *   { source: rewards.regexFormat("^\\d+$"), weight: 0.1 },
  * ];
+ * const countdown = [{ source: rewards.countdown() }];
  * ```
  */
-export const rewards = { exactMatch, numericAnswer, regexFormat, overlongPenalty } as const;
+export const rewards = {
+  exactMatch,
+  numericAnswer,
+  regexFormat,
+  overlongPenalty,
+  countdown: countdownVerifier,
+} as const;
+
+/** The options of `fn()`: the declared range, the sandbox and the per-call timeout. */
+export type FnOptions = Omit<OptionsOf<Source<"fn">>, "module" | "export">;
 
 /**
  * A reward written in TypeScript, referenced by module specifier (relative to the recipe) and
- * export name, so that a JSON recipe can name it too.
+ * export name, so that a JSON recipe can name it too. By default it runs in a Web Worker with no
+ * permissions (`sandbox: true`) and each call may take `timeoutMs` (10000) milliseconds.
  *
  * @example
  * ```ts
  * fn("./my_reward.ts", "score", { range: [0, 1] });
+ * fn("./needs_files.ts", undefined, { sandbox: false, timeoutMs: 60_000 });
  * ```
  */
 export function fn(
   module: string,
   exportName?: string,
-  options: Pick<OptionsOf<Source<"fn">>, "range"> = {},
+  options: FnOptions = {},
 ): Source<"fn"> {
   return {
     kind: "fn",
@@ -167,6 +240,26 @@ export function fn(
  */
 export function http(options: OptionsOf<Source<"http">>): Source<"http"> {
   return { kind: "http", ...options };
+}
+
+/** The options of `rewardModel()`: batch size and declared range. */
+export type RewardModelOptions = Omit<OptionsOf<Source<"rewardModel">>, "checkpoint">;
+
+/**
+ * A learned reward model: a checkpoint directory of the runtime's transformer with a scalar head,
+ * which scores each sample (prompt and completion) in batches of `batchSize` (64). It is not a
+ * verifier, so it cannot be `eval.metric`; declare its `range` when you know it.
+ *
+ * @example
+ * ```ts
+ * rewardModel("runs/rm-20261201/checkpoints/final", { batchSize: 32, range: [-5, 5] });
+ * ```
+ */
+export function rewardModel(
+  checkpoint: string,
+  options: RewardModelOptions = {},
+): Source<"rewardModel"> {
+  return { kind: "rewardModel", checkpoint, ...options };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ import {
 } from "./plan.ts";
 import {
   type Backend,
+  type Data,
+  type EvalSplit,
   type Objective,
   type Recipe,
   RecipeSchema,
@@ -137,11 +139,12 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     reference: reference.kind === "checkpoint"
       ? { checkpoint: reference.checkpoint! }
       : reference.kind,
-    rewards: rewards.map(({ source, weight, success, name }) => ({
+    rewards: rewards.map(({ source, weight, success, name, onError }) => ({
       source,
       weight,
       success,
       name,
+      onError,
     })),
     sampling,
     objective,
@@ -169,6 +172,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     epochs: updates.epochs,
     optimizerStepsPerBatch: updates.miniBatches * updates.epochs,
     evalEvery: evaluation.every,
+    evalSplit: evaluation.split,
     evalProblems: evaluation.problems,
     evalMetric: evaluation.metric,
     evaluations: evaluation.count,
@@ -226,21 +230,58 @@ interface Diagnostics {
 function resolveTask(r: Recipe, d: Diagnostics): TaskSpec {
   const task = taskSpec(r.data);
   const wanted = (task.train ?? 0) + (task.eval ?? 0);
-  if (
-    r.data.kind === "addition" && task.distinctProblems !== null && wanted > task.distinctProblems
-  ) {
-    const digits = r.data.digits!;
+  if (task.distinctProblems !== null && wanted > task.distinctProblems) {
+    const space = problemSpace(r.data, wanted);
     d.errors.push({
       path: "data.train",
-      message:
-        `addition of ${digits}-digit numbers has ${task.distinctProblems} distinct problems, ` +
+      message: `${space.what} has ${task.distinctProblems} distinct problems, ` +
         `but train ${task.train} + eval ${task.eval} = ${wanted} were asked for`,
-      hint: `raise data.digits to ${
-        digits + 1
-      }, or ask for at most ${task.distinctProblems} problems`,
+      hint: `${space.raise}, or ask for at most ${task.distinctProblems} problems`,
     });
   }
   return task;
+}
+
+/**
+ * A synthetic task's problem space in words, and the smallest change of its options that holds
+ * `wanted` distinct problems (within the schema's bounds).
+ */
+function problemSpace(data: Data, wanted: number): { what: string; raise: string } {
+  // The smallest value from `from` to `to` at which `fits` holds, if any.
+  const least = (from: number, to: number, fits: (x: number) => boolean) => {
+    for (let x = from; x <= to; x++) if (fits(x)) return x;
+    return undefined;
+  };
+  switch (data.kind) {
+    case "addition":
+    case "multiplication": {
+      const digits = data.digits!;
+      const max = data.kind === "addition" ? 9 : 6;
+      const enough = least(digits + 1, max, (k) => 10 ** (2 * k) >= wanted) ?? max;
+      return {
+        what: `${data.kind} of ${digits}-digit numbers`,
+        raise: `raise data.digits to ${enough}`,
+      };
+    }
+    case "sorting": {
+      const length = data.length!;
+      const maxValue = data.maxValue!;
+      const byValue = least(maxValue + 1, 999, (m) => (m + 1) ** length >= wanted);
+      const byLength = least(length + 1, 20, (l) => (maxValue + 1) ** l >= wanted);
+      const options = [
+        ...(byLength === undefined ? [] : [`data.length to ${byLength}`]),
+        ...(byValue === undefined ? [] : [`data.maxValue to ${byValue}`]),
+      ];
+      return {
+        what: `sorting ${length} numbers from 0 to ${maxValue}`,
+        raise: options.length === 0
+          ? "raise data.length and data.maxValue"
+          : `raise ${options.join(" or ")}`,
+      };
+    }
+    default:
+      return { what: `${data.kind} data`, raise: "draw from a larger space" };
+  }
 }
 
 function resolveSampling(r: Recipe, task: TaskSpec): Resolved<Sampling> {
@@ -385,8 +426,12 @@ const BUILT_IN_RANGES: Partial<Record<RewardSource["kind"], [number, number]>> =
   exactMatch: [0, 1],
   numericAnswer: [0, 1],
   regexFormat: [0, 1],
+  countdown: [0, 1],
   overlongPenalty: [-1, 0],
 };
+
+/** The data kinds whose problems carry numbers and a target, as the countdown verifier needs. */
+const COUNTDOWN_DATA: readonly Data["kind"][] = ["countdown", "jsonl"];
 
 function resolveRewards(
   r: Recipe,
@@ -410,7 +455,7 @@ function resolveRewards(
         });
       }
     }
-    checkVerifier(source, `${at}.source`, d);
+    checkVerifier(source, `${at}.source`, r.data, d);
     const range = BUILT_IN_RANGES[source.kind] ??
       ("range" in source && source.range !== undefined ? source.range : null);
     if (range !== null && range[0] > range[1]) {
@@ -433,7 +478,14 @@ function resolveRewards(
       });
     }
     names.set(name, i);
-    return { name, source, weight: entry.weight!, success: entry.success === true, range };
+    return {
+      name,
+      source,
+      weight: entry.weight!,
+      success: entry.success === true,
+      range,
+      onError: entry.onError!,
+    };
   });
 
   const marked = specs.flatMap((s, i) => (s.success ? [i] : []));
@@ -465,7 +517,34 @@ function resolveRewards(
   return specs;
 }
 
-function checkVerifier(source: RewardSource | Verifier, path: string, d: Diagnostics): void {
+/** Checks a reward source or an eval metric against itself and against the data it scores. */
+function checkVerifier(
+  source: RewardSource | Verifier,
+  path: string,
+  data: Data,
+  d: Diagnostics,
+): void {
+  if (source.kind === "countdown" && !COUNTDOWN_DATA.includes(data.kind)) {
+    const instead = data.kind === "sorting" ? "exactMatch" : "numericAnswer";
+    d.errors.push({
+      path,
+      message: "the countdown verifier needs problems with numbers and a target " +
+        `(countdown or jsonl data), but data is ${data.kind}`,
+      hint: `score ${data.kind} with rewards.${instead}(), or use data: tasks.countdown()`,
+    });
+  }
+  if (
+    data.kind === "countdown" && (source.kind === "exactMatch" || source.kind === "numericAnswer")
+  ) {
+    d.warnings.push({
+      path,
+      message: source.kind === "exactMatch"
+        ? "countdown problems have many right expressions, but exactMatch accepts only the " +
+          "reference one"
+        : "numericAnswer reads the last number of a countdown expression, not its value",
+      hint: "use rewards.countdown(), which checks the expression's value and its numbers",
+    });
+  }
   if (source.kind !== "regexFormat") return;
   try {
     new RegExp(source.pattern, source.flags);
@@ -525,15 +604,33 @@ function resolveEval(
   task: TaskSpec,
   rewards: readonly RewardSpec[],
   d: Diagnostics,
-): { every: number | null; problems: number; metric: Verifier | null; count: number } {
+): {
+  every: number | null;
+  split: EvalSplit;
+  problems: number;
+  metric: Verifier | null;
+  count: number;
+} {
   const e = r.eval!;
   const every = e.every ?? null;
+  const split = e.split!;
   checkEvery("eval.every", every, r.steps, "evaluation runs only at step 0 and at the end", d);
-  let problems = task.eval ?? 0;
+  // The size of the split; null when only the file knows it (the train rows of JSON Lines).
+  const size = split === "train" ? task.train : task.eval ?? 0;
+  if (size === null && e.limit === undefined) {
+    d.errors.push({
+      path: "eval.limit",
+      message: `missing; evaluating on the train split of ${r.data.kind} data needs a limit, ` +
+        "as only the file knows how many train rows it has",
+      hint: "set eval.limit, for example 500",
+    });
+  }
+  let problems = size ?? e.limit ?? 0;
   if (e.limit !== undefined && e.limit > problems) {
     d.warnings.push({
       path: "eval.limit",
-      message: `a limit of ${e.limit} is more than the ${problems} eval problems, so all are used`,
+      message:
+        `a limit of ${e.limit} is more than the ${problems} ${split} problems, so all are used`,
     });
   }
   problems = Math.min(problems, e.limit ?? problems);
@@ -549,7 +646,7 @@ function resolveEval(
     ? success.source as Verifier
     : null;
   const metric = e.metric ?? fromSuccess;
-  if (e.metric !== undefined) checkVerifier(e.metric, "eval.metric", d);
+  if (e.metric !== undefined) checkVerifier(e.metric, "eval.metric", r.data, d);
   if (problems > 0 && metric === null) {
     const why = success === undefined
       ? "no reward is the success signal"
@@ -563,7 +660,7 @@ function resolveEval(
   const steps = r.steps;
   const periodic = every !== null && every > 0 ? Math.floor(steps / every) : 0;
   const endExtra = every !== null && every > 0 && steps % every === 0 ? 0 : 1;
-  return { every, problems, metric, count: problems === 0 ? 0 : 1 + periodic + endExtra };
+  return { every, split, problems, metric, count: problems === 0 ? 0 : 1 + periodic + endExtra };
 }
 
 function resolveCheckpoint(r: Recipe, d: Diagnostics): { every: number | null; keep: number } {
@@ -667,11 +764,11 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
       flops: 0,
     });
   }
+  const evalProblems = plural(schedule.evalProblems, `${schedule.evalSplit} problem`);
   const evalStage = (when: Stage["when"], what: string): Stage => ({
     when,
     name: "eval",
-    detail: `${what}: greedy decoding of ${plural(schedule.evalProblems, "eval problem")}, ` +
-      `scored by ${schedule.evalMetric?.kind}`,
+    detail: `${what}: greedy decoding of ${evalProblems}, scored by ${schedule.evalMetric?.kind}`,
     shapes: { ids: [schedule.evalProblems, T] },
     flops: evalFlops,
     ...(when === "periodic" && schedule.evalEvery !== null ? { every: schedule.evalEvery } : {}),

@@ -194,6 +194,7 @@ function rewardText(r: RewardSpec): string[] {
     `weight ${num(r.weight)}`,
     ...(r.success ? ["success"] : []),
     r.range === null ? "range undeclared" : `range [${r.range.map(num).join(", ")}]`,
+    ...(r.onError === "fail" ? [] : [`onError ${r.onError}`]),
   ];
 }
 

@@ -11,8 +11,10 @@ import type { Issue } from "./issues.ts";
 import type { ObjectiveAxes, Resolved, ResolvedObjective } from "./objectives.ts";
 import type {
   Backend,
+  EvalSplit,
   Optimizer,
   Recipe,
+  RewardOnError,
   RewardSource,
   Sampling,
   Verifier,
@@ -54,6 +56,11 @@ export interface RewardSpec {
   success: boolean;
   /** The range its scores fall in; null when the source does not declare one. */
   range: [number, number] | null;
+  /**
+   * What a failing score does: "fail" stops the run with one line, "zero" scores 0, "skip-group"
+   * leaves the sample's whole group out of the update.
+   */
+  onError: RewardOnError;
 }
 
 /** One stage of execution, in order. */
@@ -123,6 +130,8 @@ export interface Plan {
     epochs: number;
     optimizerStepsPerBatch: number;
     evalEvery: number | null;
+    /** The split evaluation decodes (`evalProblems` of it). */
+    evalSplit: EvalSplit;
     evalProblems: number;
     evalMetric: Verifier | null;
     /** Evaluations in the run: at step 0, every `evalEvery` steps, and at the end. */

@@ -214,7 +214,59 @@ export const JsonlSchema = variant("jsonl", {
   })),
 }, "Problems read from a JSON Lines file.");
 
-export const DataSchema = tagged([AdditionSchema, JsonlSchema], "The problems to train on.");
+export const MultiplicationSchema = variant(
+  "multiplication",
+  {
+    digits: opt(int({
+      minimum: 1,
+      maximum: 6,
+      default: 2,
+      description: "Digits per operand; both are zero-padded to this width.",
+    })),
+    train: opt(
+      int({ minimum: 1, maximum: 10_000_000, default: 5000, description: "Train problems." }),
+    ),
+    eval: opt(int({ minimum: 0, maximum: 1_000_000, default: 500, description: "Eval problems." })),
+  },
+  "Synthetic multiplication 'a*b=' (operands zero-padded) with answer 'c'; the splits never " +
+    "share a problem.",
+);
+
+export const SortingSchema = variant("sorting", {
+  length: opt(int({ minimum: 2, maximum: 20, default: 5, description: "Values per list." })),
+  maxValue: opt(int({
+    minimum: 1,
+    maximum: 999,
+    default: 9,
+    description: "Largest value; values run from 0, written without padding.",
+  })),
+  train: opt(
+    int({ minimum: 1, maximum: 10_000_000, default: 5000, description: "Train problems." }),
+  ),
+  eval: opt(int({ minimum: 0, maximum: 1_000_000, default: 500, description: "Eval problems." })),
+}, "Synthetic sorting '3,1,4,1,5=' with answer '1,1,3,4,5'; the splits never share a problem.");
+
+export const CountdownSchema = variant(
+  "countdown",
+  {
+    numbers: opt(int({ minimum: 2, maximum: 6, default: 4, description: "Numbers per problem." })),
+    maxNumber: opt(int({ minimum: 1, maximum: 999, default: 25, description: "Largest number." })),
+    maxTarget: opt(
+      int({ minimum: 1, maximum: 100_000, default: 100, description: "Largest target." }),
+    ),
+    train: opt(
+      int({ minimum: 1, maximum: 10_000_000, default: 5000, description: "Train problems." }),
+    ),
+    eval: opt(int({ minimum: 0, maximum: 1_000_000, default: 500, description: "Eval problems." })),
+  },
+  "Synthetic countdown '3,7,25,4|24=': reach the target with + - * / and parentheses over the " +
+    "numbers, each used at most once; the answer is a reference expression.",
+);
+
+export const DataSchema = tagged(
+  [AdditionSchema, MultiplicationSchema, SortingSchema, CountdownSchema, JsonlSchema],
+  "The problems to train on.",
+);
 
 // ---------------------------------------------------------------------------------------------
 // Rewards
@@ -254,10 +306,27 @@ export const OverlongPenaltySchema = variant("overlongPenalty", {
   })),
 }, "DAPO's soft overlong penalty: 0, then linear down to -1 over the buffer, -1 beyond L_max.");
 
+export const CountdownVerifierSchema = variant(
+  "countdown",
+  {},
+  "1 when the completion is an arithmetic expression (+ − × ÷, parentheses) over the problem's " +
+    "numbers, each used at most once, whose value is the target; else 0.",
+);
+
 export const FnSchema = variant("fn", {
   module: Type.String({ minLength: 1, description: "Module specifier (relative to the recipe)." }),
   export: opt(Type.String({ minLength: 1, default: "default", description: "Export name." })),
   range: opt(Range),
+  sandbox: opt(Type.Boolean({
+    default: true,
+    description: "Run in a Web Worker with no permissions; false runs it in the trainer's process.",
+  })),
+  timeoutMs: opt(int({
+    minimum: 1,
+    maximum: 3_600_000,
+    default: 10_000,
+    description: "Per call; a call that takes longer fails.",
+  })),
 }, "A TypeScript function (sample) => number | Promise<number>, by module and export name.");
 
 export const HttpSchema = variant("http", {
@@ -275,9 +344,21 @@ export const HttpSchema = variant("http", {
   range: opt(Range),
 }, "A remote scorer: batched JSON POST of samples, scores back.");
 
+export const RewardModelSchema = variant("rewardModel", {
+  checkpoint: Type.String({
+    minLength: 1,
+    description: "A checkpoint directory of the runtime's transformer with a scalar head.",
+  }),
+  batchSize: opt(
+    int({ minimum: 1, maximum: 65_536, default: 64, description: "Samples per forward pass." }),
+  ),
+  range: opt(Range),
+}, "A learned reward model: a transformer checkpoint with a scalar head scores each sample.");
+
 export const VerifierSchema = tagged(
-  [ExactMatchSchema, NumericAnswerSchema, RegexFormatSchema],
-  "A rule-based check of a completion against the reference answer.",
+  [ExactMatchSchema, NumericAnswerSchema, RegexFormatSchema, CountdownVerifierSchema],
+  "A rule-based check of a completion against the problem: its reference answer, or (countdown) " +
+    "its numbers and target.",
 );
 
 export const RewardSourceSchema = tagged(
@@ -285,12 +366,17 @@ export const RewardSourceSchema = tagged(
     ExactMatchSchema,
     NumericAnswerSchema,
     RegexFormatSchema,
+    CountdownVerifierSchema,
     OverlongPenaltySchema,
     FnSchema,
     HttpSchema,
+    RewardModelSchema,
   ],
-  "Where a reward comes from: a built-in verifier, user code, or a remote endpoint.",
+  "Where a reward comes from: a built-in verifier, user code, a remote endpoint or a reward model.",
 );
+
+/** What a reward source's failing score does to the run. */
+export const REWARD_ON_ERROR = ["fail", "zero", "skip-group"] as const;
 
 export const RewardSchema = section({
   source: RewardSourceSchema,
@@ -303,7 +389,12 @@ export const RewardSchema = section({
     pattern: "^[A-Za-z][A-Za-z0-9_-]*$",
     description: "Name in the logs. Default: the source's kind (numbered when repeated).",
   })),
-}, "One reward source with its weight and role.");
+  onError: opt(choice(REWARD_ON_ERROR, {
+    default: "fail",
+    description: "What a failing score does: fail stops the run with one line, zero scores 0, " +
+      "skip-group leaves the sample's whole group out of the update.",
+  })),
+}, "One reward source with its weight, role and error policy.");
 
 // ---------------------------------------------------------------------------------------------
 // Objectives (OBJECTIVES.md). Each accepts only its own options.
@@ -464,15 +555,24 @@ export const OptimizerSchema = section({
   })),
 }, "The optimiser: AdamW with gradient-norm clipping.");
 
-export const EvalSchema = section({
-  every: opt(int({
-    minimum: 0,
-    maximum: 10_000_000,
-    description: "Evaluate every N steps (always at step 0 and at the end).",
-  })),
-  limit: opt(int({ minimum: 1, description: "Evaluate on the first N eval problems only." })),
-  metric: opt(VerifierSchema),
-}, "Greedy decoding on the eval split. Without it: at step 0 and at the end only.");
+export const EvalSchema = section(
+  {
+    every: opt(int({
+      minimum: 0,
+      maximum: 10_000_000,
+      description: "Evaluate every N steps (always at step 0 and at the end).",
+    })),
+    limit: opt(
+      int({ minimum: 1, description: "Evaluate on the first N problems of the split only." }),
+    ),
+    metric: opt(VerifierSchema),
+    split: opt(choice(["eval", "train"] as const, {
+      default: "eval",
+      description: "Which split evaluation decodes: the held-out problems, or the train problems.",
+    })),
+  },
+  "Greedy decoding of the eval split, or the train split. Without it: at step 0 and the end only.",
+);
 
 export const CheckpointSchema = section({
   every: opt(int({ minimum: 0, maximum: 10_000_000, description: "Checkpoint every N steps." })),
@@ -546,10 +646,15 @@ export type WarmStart = Static<typeof WarmStartSchema>;
 export type Reference = Static<typeof ReferenceSchema>;
 export type Data = Static<typeof DataSchema>;
 export type Addition = Static<typeof AdditionSchema>;
+export type Multiplication = Static<typeof MultiplicationSchema>;
+export type Sorting = Static<typeof SortingSchema>;
+export type Countdown = Static<typeof CountdownSchema>;
 export type Jsonl = Static<typeof JsonlSchema>;
 export type RewardSource = Static<typeof RewardSourceSchema>;
 export type Verifier = Static<typeof VerifierSchema>;
 export type Reward = Static<typeof RewardSchema>;
+export type RewardOnError = (typeof REWARD_ON_ERROR)[number];
+export type EvalSplit = NonNullable<Static<typeof EvalSchema>["split"]>;
 export type Objective = Static<typeof ObjectiveSchema>;
 export type ObjectiveKind = Objective["kind"];
 export type Group = Static<typeof GroupSchema>;

@@ -49,6 +49,49 @@ export function taskSpec(data: Data): TaskSpec {
         distinctProblems: operand * operand,
       };
     }
+    case "multiplication": {
+      const digits = data.digits!;
+      return {
+        description: `multiplication of two ${digits}-digit numbers, zero-padded: 'a*b=' → 'c'`,
+        alphabet: "0123456789*=",
+        promptTokens: 1 + digits + 1 + digits + 1, // <bos> a * b =
+        answerTokens: 2 * digits + 1, // the product has at most 2·digits digits, then <eos>
+        train: data.train!,
+        eval: data.eval!,
+        distinctProblems: 10 ** (2 * digits),
+      };
+    }
+    case "sorting": {
+      const length = data.length!;
+      const maxValue = data.maxValue!;
+      const list = length * digitsOf(maxValue) + (length - 1); // the values and the commas
+      return {
+        description: `sorting ${length} numbers from 0 to ${maxValue}: 'x1,…,x${length}=' → ` +
+          "the same numbers ascending",
+        alphabet: "0123456789,=",
+        promptTokens: 1 + list + 1, // <bos> list =
+        answerTokens: list + 1, // the sorted list, then <eos>
+        train: data.train!,
+        eval: data.eval!,
+        distinctProblems: (maxValue + 1) ** length,
+      };
+    }
+    case "countdown": {
+      const n = data.numbers!;
+      const numbers = n * digitsOf(data.maxNumber!) + (n - 1); // the numbers and the commas
+      return {
+        description: `countdown with ${n} numbers up to ${data.maxNumber} and a target up to ` +
+          `${data.maxTarget}: 'a,b,…|t=' → an expression of + - * / and parentheses`,
+        alphabet: "0123456789+-*/()|,=",
+        promptTokens: 1 + numbers + 1 + digitsOf(data.maxTarget!) + 1, // <bos> numbers | t =
+        // n numbers, n − 1 operators, 2·(n − 2) parentheses, then <eos>
+        answerTokens: n * digitsOf(data.maxNumber!) + (n - 1) + 2 * (n - 2) + 1,
+        train: data.train!,
+        eval: data.eval!,
+        // Not every draw of numbers and target has a solution; only the generator knows how many.
+        distinctProblems: null,
+      };
+    }
     case "jsonl":
       return {
         description: `JSON Lines from '${data.path}' (prompt: '${data.prompt}', ` +
@@ -61,6 +104,11 @@ export function taskSpec(data: Data): TaskSpec {
         distinctProblems: null,
       };
   }
+}
+
+/** Decimal digits of a non-negative integer: 9 → 1, 10 → 2. */
+function digitsOf(n: number): number {
+  return String(n).length;
 }
 
 /** The vocabulary size of the character tokenizer over `alphabet`. */

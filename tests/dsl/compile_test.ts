@@ -10,10 +10,12 @@ import {
   gspo,
   http,
   type Issue,
+  jsonl,
   onlineDpo,
   planHash,
   recipe,
   RecipeError,
+  rewardModel,
   rewards,
   rloo,
   safeCompile,
@@ -206,6 +208,50 @@ const REJECTED: Rejected[] = [
       /^missing; accuracy needs a verifier .* and the success reward \(http\) is not a verifier$/,
     hint: /eval\.metric/,
   },
+  {
+    name: "a countdown verifier scoring addition",
+    input: { ...base, rewards: [{ source: rewards.countdown() }] },
+    path: "rewards[0].source",
+    message:
+      /^the countdown verifier needs problems with numbers and a target \(countdown or jsonl data\), but data is addition$/,
+    hint: /^score addition with rewards\.numericAnswer\(\), or use data: tasks\.countdown\(\)$/,
+  },
+  {
+    name: "a countdown eval metric on sorting",
+    input: {
+      ...base,
+      data: tasks.sorting(),
+      rewards: [{ source: rewards.exactMatch() }],
+      eval: { metric: rewards.countdown() },
+    },
+    path: "eval.metric",
+    message: /but data is sorting$/,
+    hint: /^score sorting with rewards\.exactMatch\(\)/,
+  },
+  {
+    name: "more multiplication problems than there are",
+    input: { ...base, data: tasks.multiplication({ digits: 1, train: 90, eval: 20 }) },
+    path: "data.train",
+    message:
+      /^multiplication of 1-digit numbers has 100 distinct problems, but train 90 \+ eval 20 = 110 were asked for$/,
+    hint: /^raise data\.digits to 2, or ask for at most 100 problems$/,
+  },
+  {
+    name: "more sorting problems than there are",
+    input: { ...base, data: tasks.sorting({ length: 2, maxValue: 9, train: 200 }) },
+    path: "data.train",
+    message:
+      /^sorting 2 numbers from 0 to 9 has 100 distinct problems, but train 200 \+ eval 500 = 700 were asked for$/,
+    // 10³ = 1000 lists of 3 values, or 27² = 729 pairs of values up to 26, hold 700 problems.
+    hint: /^raise data\.length to 3 or data\.maxValue to 26, or ask for at most 100 problems$/,
+  },
+  {
+    name: "evaluation on the train rows of a JSON Lines file without a limit",
+    input: { ...base, data: jsonl("data/train.jsonl", { eval: 10 }), eval: { split: "train" } },
+    path: "eval.limit",
+    message: /^missing; evaluating on the train split of jsonl data needs a limit/,
+    hint: /^set eval\.limit/,
+  },
 ];
 
 function issueAt(issues: readonly Issue[], path: string): Issue {
@@ -285,6 +331,26 @@ Deno.test("compile() warns about a declared reference the objective never reads"
   );
 });
 
+Deno.test("compile() warns when countdown problems are scored against the reference expression", () => {
+  const w = warningsOf({
+    ...base,
+    data: tasks.countdown(),
+    rewards: [{ source: rewards.countdown(), success: true }, {
+      source: rewards.exactMatch(),
+      weight: 0.1,
+    }],
+    eval: { metric: rewards.numericAnswer() },
+  });
+  assert.deepEqual(w.map((i) => i.path), ["rewards[1].source", "eval.metric"]);
+  assert.match(w[0]!.message, /many right expressions, but exactMatch accepts only the reference/);
+  assert.match(w[1]!.message, /^numericAnswer reads the last number of a countdown expression/);
+  assert.match(w[1]!.hint ?? "", /rewards\.countdown\(\)/);
+  assert.deepEqual(
+    warningsOf({ ...base, data: tasks.countdown(), rewards: [{ source: rewards.countdown() }] }),
+    [],
+  );
+});
+
 Deno.test("compile() warns about evaluation, checkpoints and top-k that cannot act", () => {
   const w = warningsOf({
     ...base,
@@ -311,6 +377,119 @@ Deno.test("compile() resolves every default into a recipe that is itself valid a
     assert.equal(planHash(again), planHash(plan), objective.kind);
     assert.deepEqual(again, plan, objective.kind);
   }
+});
+
+Deno.test("compile() keeps onError, the new sources, tasks and eval split through its own recipe", () => {
+  const plan = compile({
+    ...base,
+    data: tasks.countdown({ numbers: 3 }),
+    rewards: [
+      { source: rewards.countdown(), success: true, onError: "zero" },
+      { source: fn("./r.ts", "score", { sandbox: false }), weight: 0.1, onError: "skip-group" },
+      { source: rewardModel("rm", { range: [-1, 1] }), weight: 0.1 },
+    ],
+    eval: { split: "train", limit: 20 },
+  });
+  assert.ok(validateRecipe(plan.recipe).ok);
+  assert.deepEqual(compile(plan.recipe), plan);
+  assert.deepEqual(plan.recipe.rewards.map((r) => r.onError), ["zero", "skip-group", "fail"]);
+  assert.deepEqual(plan.recipe.eval, { split: "train", limit: 20 });
+});
+
+Deno.test("compile() resolves onError, fn's sandbox and timeout and the reward model's batch", () => {
+  const plan = compile({
+    ...base,
+    rewards: [
+      { source: rewards.numericAnswer(), success: true },
+      { source: fn("./r.ts") },
+      { source: rewardModel("runs/rm/checkpoints/final"), onError: "skip-group" },
+      { source: http({ url: "http://127.0.0.1:9/score", range: [0, 2] }), onError: "zero" },
+    ],
+  });
+  assert.deepEqual(plan.rewards.map((r) => r.onError), ["fail", "fail", "skip-group", "zero"]);
+  assert.deepEqual(plan.rewards[1], {
+    name: "fn",
+    source: {
+      kind: "fn",
+      module: "./r.ts",
+      export: "default",
+      sandbox: true,
+      timeoutMs: 10_000,
+    },
+    weight: 1,
+    success: false,
+    range: null,
+    onError: "fail",
+  });
+  assert.deepEqual(plan.rewards[2]!.source, {
+    kind: "rewardModel",
+    checkpoint: "runs/rm/checkpoints/final",
+    batchSize: 64,
+  });
+  assert.equal(plan.rewards[2]!.range, null);
+  assert.deepEqual(plan.rewards[3]!.range, [0, 2]);
+  const countdown = compile({
+    ...base,
+    data: tasks.countdown(),
+    rewards: [{ source: rewards.countdown() }],
+  });
+  assert.deepEqual(countdown.rewards[0]!.range, [0, 1]);
+  assert.deepEqual(countdown.schedule.evalMetric, { kind: "countdown" });
+});
+
+Deno.test("compile() evaluates the eval split by default, and the train split when asked", () => {
+  const plan = compile(base);
+  assert.equal(plan.schedule.evalSplit, "eval");
+  assert.equal(plan.schedule.evalProblems, 100);
+  assert.equal(plan.recipe.eval?.split, "eval");
+  const train = compile({ ...base, eval: { split: "train" } });
+  assert.equal(train.schedule.evalSplit, "train");
+  assert.equal(train.schedule.evalProblems, 1000);
+  const eval0 = train.stages.find((s) => s.name === "eval")!;
+  assert.match(eval0.detail, /^step 0: greedy decoding of 1,000 train problems, scored by/);
+  assert.deepEqual(eval0.shapes["ids"], [1000, 11]);
+  const limited = compile({ ...base, eval: { split: "train", limit: 64 } });
+  assert.equal(limited.schedule.evalProblems, 64);
+  assert.deepEqual(limited.warnings, []);
+  const over = compile({ ...base, eval: { split: "train", limit: 2000 } });
+  assert.equal(over.schedule.evalProblems, 1000);
+  assert.deepEqual(over.warnings.map((w) => w.message), [
+    "a limit of 2000 is more than the 1000 train problems, so all are used",
+  ]);
+  // The train split is never empty, so an empty eval split does not stop it.
+  const noHeldOut = compile({
+    ...base,
+    data: tasks.addition({ train: 100, eval: 0 }),
+    eval: { split: "train" },
+  });
+  assert.equal(noHeldOut.schedule.evaluations, 2);
+  assert.equal(noHeldOut.schedule.evalProblems, 100);
+  // JSON Lines: the file alone knows its train rows, so the limit is the count.
+  const file = compile({
+    ...base,
+    data: jsonl("data/train.jsonl", { eval: 10 }),
+    eval: { split: "train", limit: 50 },
+  });
+  assert.equal(file.schedule.evalProblems, 50);
+});
+
+Deno.test("compile() keeps the error for a success reward that is not a verifier and no metric", () => {
+  const result = safeCompile({
+    ...base,
+    rewards: [{ source: rewardModel("rm") }],
+    eval: { split: "train" },
+  });
+  assert.equal(result.ok, false);
+  if (result.ok) return;
+  assert.deepEqual(result.issues.map((i) => i.path), ["eval.metric"]);
+  assert.match(result.issues[0]!.message, /the success reward \(rewardModel\) is not a verifier$/);
+  assert.ok(
+    safeCompile({
+      ...base,
+      rewards: [{ source: rewardModel("rm") }],
+      eval: { metric: rewards.numericAnswer() },
+    }).ok,
+  );
 });
 
 Deno.test("compile() fills the defaults of OBJECTIVES.md", () => {

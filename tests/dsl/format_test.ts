@@ -6,6 +6,7 @@ import {
   dapo,
   drGrpo,
   flopsText,
+  fn,
   formatPlan,
   gift,
   grpo,
@@ -13,8 +14,10 @@ import {
   onlineDpo,
   type Recipe,
   recipe,
+  rewardModel,
   rewards,
   rloo,
+  tasks,
   una,
 } from "../../mod.ts";
 import frontDoor from "../../recipes/addition_gift.ts";
@@ -45,16 +48,82 @@ const PRESETS: Record<string, Recipe> = {
   una: recipe({ ...door, name: "addition-una", objective: una() }),
 };
 
+// The printed plan of each synthetic task beyond addition, with GIFT and the reward sources and
+// options that suit it, pinned in tests/dsl/golden/task_<kind>.txt.
+const TASKS: Record<string, Recipe> = {
+  multiplication: recipe({
+    ...door,
+    name: "multiplication-gift",
+    data: tasks.multiplication({ digits: 2 }),
+    rewards: [
+      { source: rewards.numericAnswer(), success: true },
+      { source: fn("./format.ts", "score", { range: [0, 1], timeoutMs: 2000 }), weight: 0.1 },
+    ],
+  }),
+  sorting: recipe({
+    ...door,
+    name: "sorting-gift",
+    data: tasks.sorting({ length: 5, maxValue: 9 }),
+    rewards: [{ source: rewards.exactMatch() }],
+    eval: { every: 10, split: "train", limit: 200 },
+  }),
+  countdown: recipe({
+    ...door,
+    name: "countdown-gift",
+    data: tasks.countdown({ numbers: 4, maxNumber: 25, maxTarget: 100 }),
+    rewards: [
+      { source: rewards.countdown(), success: true, onError: "zero" },
+      { source: rewardModel("runs/rm/checkpoints/final", { range: [-1, 1] }), weight: 0.1 },
+    ],
+  }),
+};
+
 const update = Deno.env.get("UPDATE_GOLDEN") === "1";
 
-for (const [preset, r] of Object.entries(PRESETS)) {
-  Deno.test(`formatPlan() prints the ${preset} preset as its golden file`, async () => {
-    const golden = new URL(`./golden/${preset}.txt`, import.meta.url);
+const GOLDEN: [string, string, Recipe][] = [
+  ...Object.entries(PRESETS).map(([p, r]): [string, string, Recipe] => [`the ${p} preset`, p, r]),
+  ...Object.entries(TASKS).map((
+    [t, r],
+  ): [string, string, Recipe] => [`the ${t} task`, `task_${t}`, r]),
+];
+
+for (const [what, file, r] of GOLDEN) {
+  Deno.test(`formatPlan() prints ${what} as its golden file`, async () => {
+    const golden = new URL(`./golden/${file}.txt`, import.meta.url);
     const text = formatPlan(compile(r));
     if (update) await Deno.writeTextFile(golden, text);
     assert.equal(text, await Deno.readTextFile(golden));
   });
 }
+
+Deno.test("formatPlan() prints each new task's data, shapes and reward options", () => {
+  const text = (name: string) => formatPlan(compile(TASKS[name]!));
+  const multiplication = text("multiplication");
+  assert.match(
+    multiplication,
+    /^ {2}data {8}multiplication of two 2-digit numbers, zero-padded: 'a\*b=' → 'c' · 5,000 train/m,
+  );
+  assert.match(multiplication, /^ {2}shapes .* T 12 = 7 prompt \+ 5 new tokens · V 15$/m);
+  assert.match(
+    multiplication,
+    /fn module "\.\/format\.ts" export "score" range \[0, 1\] sandbox true timeoutMs 2000 ·/,
+  );
+  const sorting = text("sorting");
+  assert.match(sorting, /^ {2}shapes .* T 21 = 11 prompt \+ 10 new tokens · V 15$/m);
+  assert.match(sorting, /step 0: greedy decoding of 200 train problems, scored by exactMatch/);
+  const countdown = text("countdown");
+  assert.match(countdown, /^ {2}shapes .* T 33 = 17 prompt \+ 16 new tokens · V 22$/m);
+  assert.match(
+    countdown,
+    /^ {2}rewards {5}countdown · weight 1 · success · range \[0, 1\] · onError zero$/m,
+  );
+  assert.match(
+    countdown,
+    /rewardModel checkpoint "runs\/rm\/checkpoints\/final" batchSize 64 range \[-1, 1\]/,
+  );
+  // onError is printed only when it is not the default "fail".
+  assert.doesNotMatch(multiplication, /onError/);
+});
 
 Deno.test("formatPlan() lists the stages in execution order", () => {
   const text = formatPlan(compile({ ...PRESETS["grpo"]!, miniBatches: 2 }));

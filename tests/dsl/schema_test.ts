@@ -1,12 +1,27 @@
 import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020";
-import { compile, type Recipe, recipeJsonSchema } from "../../mod.ts";
+import {
+  compile,
+  fn,
+  type Recipe,
+  recipeJsonSchema,
+  rewardModel,
+  rewards,
+  tasks,
+} from "../../mod.ts";
 import {
   AdditionSchema,
+  CountdownSchema,
+  EvalSchema,
+  FnSchema,
+  MultiplicationSchema,
   ObjectiveSchema,
   OptimizerSchema,
   RecipeSchema,
+  RewardModelSchema,
+  RewardSchema,
   SamplingSchema,
+  SortingSchema,
   TinyGptSchema,
   WarmStartSchema,
 } from "../../dsl/schema.ts";
@@ -86,4 +101,53 @@ Deno.test("compile() resolves the policy, data, sampling and optimizer from the 
   assert.equal(plan.data.train, 5000);
   assert.equal(plan.data.eval, 500);
   assert.equal(plan.seed, 0);
+});
+
+Deno.test("compile() resolves the new tasks, reward fields, sources and eval split from the schema's annotations", () => {
+  const plan = (data: Recipe["data"], extra: Partial<Recipe> = {}) =>
+    compile({ ...base, data, ...extra } as Recipe);
+  const sections: [unknown, Record<string, unknown>][] = [
+    [MultiplicationSchema, plan({ kind: "multiplication" }).recipe.data],
+    [
+      SortingSchema,
+      plan({ kind: "sorting" }, { rewards: [{ source: rewards.exactMatch() }] })
+        .recipe.data,
+    ],
+  ];
+  const countdown = plan({ kind: "countdown" }, {
+    rewards: [
+      { source: rewards.countdown(), success: true },
+      { source: fn("./r.ts"), weight: 0.1 },
+      { source: rewardModel("rm"), weight: 0.1 },
+    ],
+  });
+  sections.push(
+    [CountdownSchema, countdown.recipe.data],
+    [RewardSchema, countdown.recipe.rewards[0]!],
+    [FnSchema, countdown.rewards[1]!.source],
+    [RewardModelSchema, countdown.rewards[2]!.source],
+    [EvalSchema, countdown.recipe.eval!],
+  );
+  let checked = 0;
+  for (const [schema, resolved] of sections) {
+    for (const [key, value] of defaultsOf(schema)) {
+      assert.deepEqual(resolved[key], value, key);
+      checked++;
+    }
+  }
+  assert.equal(checked, 19);
+  assert.deepEqual(countdown.rewards.map((r) => r.onError), ["fail", "fail", "fail"]);
+  assert.equal(countdown.schedule.evalSplit, "eval");
+  assert.equal(
+    countdown.rewards[1]!.source.kind === "fn" && countdown.rewards[1]!.source.sandbox,
+    true,
+  );
+  assert.equal(
+    countdown.rewards[1]!.source.kind === "fn" && countdown.rewards[1]!.source.timeoutMs,
+    10_000,
+  );
+  assert.deepEqual(
+    [plan(tasks.multiplication()).data.train, plan(tasks.multiplication()).data.eval],
+    [5000, 500],
+  );
 });

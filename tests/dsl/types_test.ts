@@ -5,17 +5,22 @@
 import assert from "node:assert/strict";
 import {
   dapo,
+  type Eval,
+  fn,
   gift,
   grpo,
   http,
   jsonl,
   type Recipe,
   recipe,
+  type Reward,
+  rewardModel,
   rewards,
   tasks,
   tinyGpt,
   una,
   validateRecipe,
+  type Verifier,
 } from "../../mod.ts";
 import { base } from "./_fixtures.ts";
 
@@ -53,6 +58,34 @@ Deno.test("recipe() rejects misspelt keys, wrong types and missing fields", () =
   assert.ok(rejected({ ...base, rewards: [{ source: http({}) }] }));
   // @ts-expect-error: addition has no vocabulary option
   assert.ok(rejected({ ...base, data: tasks.addition({ vocab: 20 }) }));
+});
+
+Deno.test("fn(), rewardModel(), rewards.countdown() and the new tasks and fields reject wrong options", () => {
+  const sources = (source: unknown) => ({ ...base, rewards: [{ source }] });
+  // @ts-expect-error: sandbox is a boolean
+  assert.ok(rejected(sources(fn("./r.ts", "score", { sandbox: "no" }))));
+  // @ts-expect-error: fn takes no batch size
+  assert.ok(rejected(sources(fn("./r.ts", "score", { batchSize: 8 }))));
+  // @ts-expect-error: a reward model has no timeout
+  assert.ok(rejected(sources(rewardModel("rm", { timeoutMs: 10 }))));
+  // @ts-expect-error: the countdown verifier takes no options (the builder takes no argument)
+  rewards.countdown({ tolerance: 0 });
+  assert.ok(rejected(sources({ kind: "countdown", tolerance: 0 })));
+  // @ts-expect-error: 'ignore' is not an onError policy
+  const reward: Reward = { source: rewards.numericAnswer(), onError: "ignore" };
+  assert.ok(rejected({ ...base, rewards: [reward] }));
+  // @ts-expect-error: 'test' is not a split
+  const evaluation: Eval = { split: "test" };
+  assert.ok(rejected({ ...base, eval: evaluation }));
+  // @ts-expect-error: sorting has no digits option
+  assert.ok(rejected({ ...base, data: tasks.sorting({ digits: 2 }) }));
+  // @ts-expect-error: multiplication has no length option
+  assert.ok(rejected({ ...base, data: tasks.multiplication({ length: 2 }) }));
+  // @ts-expect-error: countdown's count of numbers is a number
+  assert.ok(rejected({ ...base, data: tasks.countdown({ numbers: "4" }) }));
+  // @ts-expect-error: a reward model is not a verifier, so it cannot be the eval metric
+  const metric: Verifier = rewardModel("rm");
+  assert.ok(rejected({ ...base, eval: { metric } }));
 });
 
 Deno.test("recipes compose by spreading, and the builders' results are recipe parts", () => {

@@ -136,14 +136,14 @@ const BAD: BadCase[] = [
     input: { ...b, rewards: [] },
     path: "rewards",
     message:
-      /^expected a list of 1 to 32 items, each an object \{ source, weight, success, name \}, got \[\]$/,
+      /^expected a list of 1 to 32 items, each an object \{ source, weight, success, name, onError \}, got \[\]$/,
   },
   {
     name: "an unknown reward source",
     input: { ...b, rewards: [{ source: { kind: "bleu" } }] },
     path: "rewards[0].source.kind",
     message:
-      /^expected one of 'exactMatch', 'numericAnswer', 'regexFormat', 'overlongPenalty', 'fn', 'http', got 'bleu'$/,
+      /^expected one of 'exactMatch', 'numericAnswer', 'regexFormat', 'countdown', 'overlongPenalty', 'fn', 'http', 'rewardModel', got 'bleu'$/,
   },
   {
     name: "an endpoint that is not http",
@@ -167,7 +167,113 @@ const BAD: BadCase[] = [
     name: "an eval metric that is not a verifier",
     input: { ...b, eval: { metric: { kind: "http", url: "http://127.0.0.1:1" } } },
     path: "eval.metric.kind",
-    message: /^expected one of 'exactMatch', 'numericAnswer', 'regexFormat', got 'http'$/,
+    message:
+      /^expected one of 'exactMatch', 'numericAnswer', 'regexFormat', 'countdown', got 'http'$/,
+  },
+  {
+    name: "a reward model as the eval metric (it is not a verifier)",
+    input: { ...b, eval: { metric: { kind: "rewardModel", checkpoint: "rm" } } },
+    path: "eval.metric.kind",
+    message: /got 'rewardModel'$/,
+  },
+  {
+    name: "a misspelt onError policy",
+    input: { ...b, rewards: [{ source: { kind: "numericAnswer" }, onError: "skip_group" }] },
+    path: "rewards[0].onError",
+    message:
+      /^expected one of 'fail', 'zero', 'skip-group', got 'skip_group' \(did you mean 'skip-group'\?\)$/,
+  },
+  {
+    name: "an onError policy that is not one",
+    input: { ...b, rewards: [{ source: { kind: "numericAnswer" }, onError: "ignore" }] },
+    path: "rewards[0].onError",
+    message: /^expected one of 'fail', 'zero', 'skip-group', got 'ignore'$/,
+  },
+  {
+    name: "a sandbox flag that is not a boolean",
+    input: { ...b, rewards: [{ source: { kind: "fn", module: "./r.ts", sandbox: "no" } }] },
+    path: "rewards[0].source.sandbox",
+    message: /^expected true or false, got 'no'$/,
+  },
+  {
+    name: "a timeout of 0",
+    input: { ...b, rewards: [{ source: { kind: "fn", module: "./r.ts", timeoutMs: 0 } }] },
+    path: "rewards[0].source.timeoutMs",
+    message: /^expected an integer between 1 and 3600000, got 0$/,
+  },
+  {
+    name: "a misspelt fn option",
+    input: { ...b, rewards: [{ source: { kind: "fn", module: "./r.ts", sandboxed: false } }] },
+    path: "rewards[0].source.sandboxed",
+    message: /^unknown key \(did you mean 'rewards\[0\]\.source\.sandbox'\?\)$/,
+  },
+  {
+    name: "a reward model without a checkpoint",
+    input: { ...b, rewards: [{ source: { kind: "rewardModel", batchSize: 8 } }] },
+    path: "rewards[0].source.checkpoint",
+    message: /^missing; expected a non-empty string$/,
+  },
+  {
+    name: "a reward model batch of 0",
+    input: { ...b, rewards: [{ source: { kind: "rewardModel", checkpoint: "rm", batchSize: 0 } }] },
+    path: "rewards[0].source.batchSize",
+    message: /^expected an integer between 1 and 65536, got 0$/,
+  },
+  {
+    name: "an option given to the countdown verifier",
+    input: { ...b, rewards: [{ source: { kind: "countdown", tolerance: 0 } }] },
+    path: "rewards[0].source.tolerance",
+    message:
+      /^'tolerance' is not an option of countdown but of numericAnswer; it takes no options$/,
+  },
+  {
+    name: "an unknown eval split",
+    input: { ...b, eval: { split: "test" } },
+    path: "eval.split",
+    message: /^expected 'eval' or 'train', got 'test'$/,
+  },
+  {
+    name: "multiplication with too many digits",
+    input: { ...b, data: { kind: "multiplication", digits: 7 } },
+    path: "data.digits",
+    message: /^expected an integer between 1 and 6, got 7$/,
+  },
+  {
+    name: "sorting a list of one",
+    input: { ...b, data: { kind: "sorting", length: 1 } },
+    path: "data.length",
+    message: /^expected an integer between 2 and 20, got 1$/,
+  },
+  {
+    name: "sorting values above 999",
+    input: { ...b, data: { kind: "sorting", maxValue: 1000 } },
+    path: "data.maxValue",
+    message: /^expected an integer between 1 and 999, got 1000$/,
+  },
+  {
+    name: "countdown with one number",
+    input: { ...b, data: { kind: "countdown", numbers: 1 } },
+    path: "data.numbers",
+    message: /^expected an integer between 2 and 6, got 1$/,
+  },
+  {
+    name: "a countdown target above its range",
+    input: { ...b, data: { kind: "countdown", maxTarget: 100_001 } },
+    path: "data.maxTarget",
+    message: /^expected an integer between 1 and 100000, got 100001$/,
+  },
+  {
+    name: "a misspelt countdown option",
+    input: { ...b, data: { kind: "countdown", maxNumbers: 25 } },
+    path: "data.maxNumbers",
+    message: /^unknown key \(did you mean 'data\.maxNumber'\?\)$/,
+  },
+  {
+    name: "an unknown task",
+    input: { ...b, data: { kind: "subtraction" } },
+    path: "data.kind",
+    message:
+      /^expected one of 'addition', 'multiplication', 'sorting', 'countdown', 'jsonl', got 'subtraction'$/,
   },
   {
     name: "an unknown backend",
