@@ -30,6 +30,11 @@ import { warmStart } from "./warm_start.ts";
 export interface ExecuteOptions {
   /** Where run directories are created. @default "runs" */
   runsDir?: string;
+  /**
+   * Where the recipe came from: relative data paths and reward modules start there.
+   * @default the current directory
+   */
+  baseUrl?: string | URL;
   /** Continue a run from its last checkpoint (not in this runtime yet). */
   resume?: string;
   /** Receives each console line. @default console.log */
@@ -75,11 +80,6 @@ function checkRunnable(plan: Plan): Objective<any> {
     throw new RunSetupError(
       `Cannot run objective '${plan.objective.kind}': this runtime implements ` +
         `${Object.keys(objectives).join(", ")}; the plan compiles, and 'deno task plan' prints it`,
-    );
-  }
-  if (plan.recipe.data.kind !== "addition") {
-    throw new RunSetupError(
-      `Cannot run data '${plan.recipe.data.kind}': this runtime executes tasks.addition`,
     );
   }
   plan.rewards.forEach((reward, i) => {
@@ -158,7 +158,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
 
   // Setup: every random stream forks from the seed by name, so adding one changes no other.
   const seed = new Rng(plan.seed);
-  const task = loadTask(plan, seed.fork("data"));
+  const baseUrl = options.baseUrl ?? new URL(`file://${Deno.cwd()}/`);
+  const task = await loadTask(plan, seed.fork("data"), baseUrl);
   const config = modelConfig(plan.model);
   const params = initParams(config, seed.fork("init"));
   const dir = await createRunDir(runsDir, plan.name);
