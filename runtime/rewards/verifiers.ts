@@ -1,21 +1,69 @@
 /**
- * Reward sources as functions of one sample. The built-in verifiers are pure and synchronous;
- * user code (`fn`) and remote scorers (`http`) arrive with the rewards issue and are refused here
- * with a clear message rather than guessed at.
+ * The built-in verifiers and the length penalty, as functions of one sample. They are pure and
+ * synchronous; `mod.ts` turns them into batch scorers next to user code (`fn.ts`), remote
+ * endpoints (`http.ts`) and reward models.
+ *
+ * The option types here are this module's own and match the recipe's reward sources
+ * structurally, so a resolved recipe source can be passed as it is.
  *
  * @module
  */
 
-import type { RewardSpec } from "../../dsl/plan.ts";
-import type { RewardSource, Verifier } from "../../dsl/schema.ts";
+import { countdownScore } from "./countdown.ts";
 import type { Sample } from "./types.ts";
 
 export type { Sample };
 
-/** A scorer: one number per sample. */
+/** A scorer: one number per sample. It may throw when the sample's row cannot be read. */
 export type Scorer = (sample: Sample) => number;
 
-const NUMBER = /-?\d[\d,]*(?:\.\d+)?/g;
+/** A rule-based check of a completion against the reference answer or the row. */
+export type VerifierSource =
+  | {
+    kind: "exactMatch";
+    /** @default {true} */
+    trim?: boolean;
+    /** @default {true} */
+    caseSensitive?: boolean;
+    /** @default {false} */
+    collapseWhitespace?: boolean;
+  }
+  | {
+    kind: "numericAnswer";
+    /** Absolute tolerance. @default {0} */
+    tolerance?: number;
+  }
+  | {
+    kind: "regexFormat";
+    pattern: string;
+    /** @default {""} */
+    flags?: string;
+  }
+  | { kind: "countdown" };
+
+/** DAPO's soft overlong penalty. */
+export interface OverlongPenaltySource {
+  kind: "overlongPenalty";
+  /** L_cache: the soft buffer in tokens. */
+  buffer: number;
+  /** L_max. @default {maxNewTokens} */
+  maxTokens?: number;
+}
+
+/** A source that needs more than one sample at a time to run: user code, a server, a model. */
+export interface ExternalSource {
+  kind: "fn" | "http" | "rewardModel";
+}
+
+/** Every reward source kind `scorer()` knows; the external ones are refused there. */
+export type ScorerSource = VerifierSource | OverlongPenaltySource | ExternalSource;
+
+// A number: thousands separators only in groups of three, a sign only when no digit precedes it
+// (so "2024-12" is 2024 and then 12, and "3,4" is 3 and then 4, never 34).
+const NUMBER_SOURCE = String.raw`(?:(?<![\d.])-)?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?`;
+const NUMBER = new RegExp(NUMBER_SOURCE, "g");
+const MARKED = new RegExp(String.raw`####\s*(${NUMBER_SOURCE})`);
+const BOXED = new RegExp(String.raw`\\boxed\{\s*(${NUMBER_SOURCE})\s*\}`);
 
 function parseNumber(text: string): number | null {
   const value = Number(text.replaceAll(",", ""));
@@ -24,73 +72,128 @@ function parseNumber(text: string): number | null {
 
 /**
  * The final answer of a completion as a number: the `#### n` marker, else `\boxed{n}`, else the
- * last number in the text; null when there is none.
+ * last number in the text; null when there is none. Numbers are whole tokens: "190" is 190, never
+ * a 90 inside it.
  *
  * @example
  * ```ts
  * extractNumber("so 2+2 is 4"); // 4
  * extractNumber("#### 1,234"); // 1234
+ * extractNumber("no digits"); // null
  * ```
  */
 export function extractNumber(text: string): number | null {
-  const marked = /####\s*(-?\d[\d,]*(?:\.\d+)?)/.exec(text);
+  const marked = MARKED.exec(text);
   if (marked) return parseNumber(marked[1]!);
-  const boxed = /\\boxed\{\s*(-?\d[\d,]*(?:\.\d+)?)\s*\}/.exec(text);
+  const boxed = BOXED.exec(text);
   if (boxed) return parseNumber(boxed[1]!);
   const all = text.match(NUMBER);
   return all ? parseNumber(all[all.length - 1]!) : null;
 }
 
-/** The scorer of a built-in verifier (schema defaults filled in). */
-export function verifier(source: Verifier): Scorer {
+function countdownRow(row: unknown): { numbers: number[]; target: number } {
+  const { numbers, target } = (row ?? {}) as Record<string, unknown>;
+  if (!Array.isArray(numbers) || !numbers.every((n) => Number.isSafeInteger(n))) {
+    throw new Error("countdown: the row's 'numbers' is not an array of integers");
+  }
+  if (!Number.isSafeInteger(target)) {
+    throw new Error("countdown: the row's 'target' is not an integer");
+  }
+  return { numbers: numbers as number[], target: target as number };
+}
+
+/**
+ * The scorer of a built-in verifier; options left out take their defaults. `countdown` reads
+ * `sample.row` (`{ numbers, target }`) and throws for a row without them.
+ *
+ * @example
+ * ```ts
+ * const score = verifier({ kind: "numericAnswer" });
+ * score({ prompt: "", completion: "#### 42", answer: "42", row: {}, tokens: 4, truncated: false }); // 1
+ * ```
+ */
+export function verifier(source: VerifierSource): Scorer {
   switch (source.kind) {
     case "numericAnswer": {
       const tolerance = source.tolerance ?? 0;
       return ({ completion, answer }) => {
+        // an empty or missing reference is not a number, and nothing matches it
+        if (typeof completion !== "string" || typeof answer !== "string") return 0;
         const got = extractNumber(completion);
         const want = extractNumber(answer);
         return got !== null && want !== null && Math.abs(got - want) <= tolerance ? 1 : 0;
       };
     }
     case "exactMatch": {
+      const trim = source.trim ?? true;
+      const caseSensitive = source.caseSensitive ?? true;
+      const collapse = source.collapseWhitespace ?? false;
       const norm = (s: string) => {
-        let t = source.trim ?? true ? s.trim() : s;
-        if (source.collapseWhitespace) t = t.replace(/\s+/g, " ");
-        return source.caseSensitive ?? true ? t : t.toLowerCase();
+        let t = trim ? s.trim() : s;
+        if (collapse) t = t.replace(/\s+/g, " ");
+        return caseSensitive ? t : t.toLowerCase();
       };
       return ({ completion, answer }) => norm(completion) === norm(answer) ? 1 : 0;
     }
     case "regexFormat": {
       const re = new RegExp(source.pattern, source.flags ?? "");
-      return ({ completion }) => re.test(completion) ? 1 : 0;
+      return ({ completion }) => {
+        re.lastIndex = 0; // a `g` or `y` flag must not carry state from one sample to the next
+        return re.test(completion) ? 1 : 0;
+      };
     }
+    case "countdown":
+      return ({ completion, row }) => countdownScore(completion, countdownRow(row));
   }
 }
 
-/** The scorer of one reward source; `maxNewTokens` is DAPO's L_max default. */
-export function scorer(source: RewardSource, maxNewTokens: number): Scorer {
+/**
+ * DAPO's soft overlong penalty of a completion of `tokens` tokens: 0 up to `max - buffer`, then
+ * linear down to -1 at `max`, -1 beyond.
+ *
+ * @example
+ * ```ts
+ * overlongPenalty(7, 4, 10); // -0.25
+ * ```
+ */
+export function overlongPenalty(tokens: number, buffer: number, max: number): number {
+  const soft = max - buffer;
+  return tokens <= soft ? 0 : tokens > max ? -1 : (soft - tokens) / buffer;
+}
+
+/**
+ * The per-sample scorer of a built-in source; `maxNewTokens` is DAPO's L_max default. User code,
+ * endpoints and reward models score batches: `createScorer()` in `mod.ts` builds those.
+ *
+ * @example
+ * ```ts
+ * const score = scorer({ kind: "overlongPenalty", buffer: 4 }, 10);
+ * ```
+ */
+export function scorer(source: ScorerSource, maxNewTokens: number): Scorer {
   switch (source.kind) {
     case "numericAnswer":
     case "exactMatch":
     case "regexFormat":
-      return verifier(source);
+    case "countdown":
+      return verifier(source as VerifierSource);
     case "overlongPenalty": {
-      const max = source.maxTokens ?? maxNewTokens;
-      const soft = max - source.buffer;
-      return ({ tokens }) =>
-        tokens <= soft ? 0 : tokens > max ? -1 : (soft - tokens) / source.buffer;
+      const { buffer, maxTokens } = source as OverlongPenaltySource;
+      const max = maxTokens ?? maxNewTokens;
+      return ({ tokens }) => overlongPenalty(tokens, buffer, max);
     }
     case "fn":
     case "http":
+    case "rewardModel":
       throw new Error(
-        `Cannot run reward source '${source.kind}' yet: this runtime executes the built-in ` +
-          "verifiers (numericAnswer, exactMatch, regexFormat, overlongPenalty)",
+        `Cannot score reward source '${source.kind}' one sample at a time: ` +
+          "use createScorer() and scoreSources() from runtime/rewards/mod.ts",
       );
   }
 }
 
-/** Per-source scores and their weighted sum for a batch of samples. */
-export interface Scores {
+/** Per-source scores and their weighted sum for a batch, as `scoreAll()` returns them. */
+export interface VerifierScores {
   /** [B] the weighted sum. */
   total: Float32Array;
   /** By source name: [B] raw scores. */
@@ -99,8 +202,30 @@ export interface Scores {
   success: Float32Array | null;
 }
 
-/** Scores every sample with every source of the plan. */
-export function scoreAll(specs: RewardSpec[], samples: Sample[], maxNewTokens: number): Scores {
+/** One reward of a plan, as much of it as `scoreAll()` reads. */
+export interface ScoreAllSpec {
+  name: string;
+  source: ScorerSource;
+  weight: number;
+  success: boolean;
+}
+
+/**
+ * Scores every sample with every built-in source of a plan, synchronously. It throws for user
+ * code, endpoints and reward models, and on a row a verifier cannot read; `scoreSources()` in
+ * `mod.ts` runs every kind with the error policies and supersedes it.
+ *
+ * @example
+ * ```ts
+ * const spec = { name: "right", source: { kind: "numericAnswer" as const }, weight: 1, success: true };
+ * const { total } = scoreAll([spec], samples, 16);
+ * ```
+ */
+export function scoreAll(
+  specs: readonly ScoreAllSpec[],
+  samples: readonly Sample[],
+  maxNewTokens: number,
+): VerifierScores {
   const total = new Float32Array(samples.length);
   const bySource: Record<string, Float32Array> = {};
   let success: Float32Array | null = null;

@@ -1,0 +1,369 @@
+/**
+ * User rewards in TypeScript: `(sample) => number | Promise<number>`, by module URL and export
+ * name, run in-process or in a sandbox.
+ *
+ * In-process (`sandbox: false`) the module is imported into the trainer and called with a copy of
+ * each sample; the timeout ends the wait for an async reward, but a synchronous infinite loop
+ * hangs the trainer.
+ *
+ * Sandboxed (`sandbox: true`) the module runs in a Web Worker created with
+ * `deno: { permissions: "none" }` (Deno's unstable `worker-options`, enabled in `deno.json`): no
+ * read, write, net, env, sys, run, ffi or import permission. The worker's main module is a
+ * generated `data:` module that imports `_fn_worker.ts` and hands it `() => import("<module>")`
+ * with the module's URL as a literal, so Deno loads the user module and its literal imports
+ * (relative ones included) as the worker's module graph, which is not checked against the
+ * worker's permissions; everything the code does at run time is: `Deno.readTextFile`, `fetch`,
+ * `Deno.connect`, `Deno.env`, `Deno.Command` and a computed `import(url)` fail with "Requires …
+ * access". Calls go one at a time; a call that takes longer than `timeoutMs` gets an Error, its
+ * worker is terminated and a fresh one is loaded for the next call.
+ *
+ * Limits of the sandbox:
+ *   - Module loading is not sandboxed: a module can import local modules and JSON files by literal
+ *     specifier (and remote modules when the trainer may import them). Under `--check` (as in
+ *     `deno test`) the worker's module graph is type-checked when it starts.
+ *   - Deno 2.9 cannot stop a worker stuck in a synchronous loop: `terminate()` returns, but the
+ *     worker's thread keeps running (a CPU core) until the process exits. The scorer replaces it
+ *     and goes on, and past `maxTimeouts` timed-out calls stops starting workers (every later
+ *     sample gets an Error) rather than pile them up. A hard kill needs a subprocess
+ *     (`deno run` with no permissions, which the trainer could start with `--allow-run`).
+ *   - Memory is not capped; errors the module raises outside a call (a throwing timer) are
+ *     dropped.
+ *
+ * @module
+ */
+
+import type { BatchScorer, RewardFn, Sample } from "./types.ts";
+
+/** Options of `fnScorer()`. */
+export interface FnScorerOptions {
+  /** The module, as an absolute `file:` or `https:` URL (already resolved against the recipe). */
+  module: string;
+  /** The export to call. @default {"default"} */
+  export?: string;
+  /** Whether to run the module in a permission-less worker. @default {true} */
+  sandbox?: boolean;
+  /** Per call, in milliseconds. @default {10000} */
+  timeoutMs?: number;
+  /** Loading the module into a (fresh) worker, in milliseconds. @default {30000} */
+  loadTimeoutMs?: number;
+  /**
+   * Sandboxed calls that may time out with their worker replaced; past that the scorer starts no
+   * more workers. Deno 2.9 cannot stop a worker stuck in a synchronous loop (`terminate()` leaves
+   * its thread running), so each such timeout may keep a CPU core busy until the process exits.
+   * @default {4}
+   */
+  maxTimeouts?: number;
+}
+
+/** A message from `_fn_worker.ts`. */
+type Reply =
+  | { type: "loaded"; kind: string }
+  | { type: "loadError"; error: { name: string; message: string } }
+  | {
+    type: "result";
+    id: number;
+    value?: number;
+    returned?: string;
+    error?: { name: string; message: string };
+  };
+
+/** A running sandbox worker; `listener` gets its next reply, or the Error that ended it. */
+interface Sandbox {
+  worker: Worker;
+  dead: boolean;
+  listener: ((reply: Reply | Error) => void) | null;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "";
+}
+
+/** Deno's permission messages end with advice that does not apply inside the sandbox. */
+function permissionProblem(name: string, message: string): string | null {
+  const line = firstLine(message);
+  if (name !== "NotCapable" && name !== "PermissionDenied" && !/^Requires \S+ access/.test(line)) {
+    return null;
+  }
+  return `permission denied: ${line.replace(/, run again with the --allow-\S+ flag$/, "")}`;
+}
+
+/** "threw …" or "permission denied: …", one line. */
+function thrown(name: string, message: string): string {
+  return permissionProblem(name, message) ?? `threw ${name}: ${firstLine(message)}`;
+}
+
+function errorParts(error: unknown): { name: string; message: string } {
+  return error instanceof Error
+    ? { name: error.name, message: error.message }
+    : { name: "Error", message: String(error) };
+}
+
+/** Why loading `module` failed, one line. */
+function loadProblem(module: string, error: { name: string; message: string }): string {
+  const line = firstLine(error.message);
+  const missing = /^Module not found "([^"]*)"/.exec(line);
+  if (missing) {
+    return missing[1] === module ? "module not found" : `module not found: ${missing[1]}`;
+  }
+  return permissionProblem(error.name, error.message) ?? line;
+}
+
+/** The Error of a value that is not a finite number, or the number. */
+function checked(label: string, value: unknown): number | Error {
+  if (typeof value === "number" && Number.isFinite(value)) return value;
+  const shown = typeof value === "number" ? String(value) : value === null ? "null" : typeof value;
+  return new Error(`reward ${label}: returned ${shown}, not a finite number`);
+}
+
+function exportProblem(name: string, kind: string): string | null {
+  if (kind === "missing") return `export '${name}' not found`;
+  if (kind !== "function") return `export '${name}' is not a function (${kind})`;
+  return null;
+}
+
+/** The rejection of a call that ran out of time. */
+class TimedOut extends Error {}
+
+/** Resolves with `promise`, or rejects with a `TimedOut` after `ms`; leaves no timer behind. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimedOut()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function loadInProcess(module: string, name: string): Promise<RewardFn> {
+  let namespace: Record<string, unknown>;
+  try {
+    namespace = await import(module);
+  } catch (error) {
+    throw new Error(
+      `Cannot load reward ${module}#${name}: ${loadProblem(module, errorParts(error))}`,
+    );
+  }
+  const kind = name in namespace ? typeof namespace[name] : "missing";
+  const problem = exportProblem(name, kind);
+  if (problem !== null) throw new Error(`Cannot load reward ${module}#${name}: ${problem}`);
+  return namespace[name] as RewardFn;
+}
+
+function inProcessScorer(fn: RewardFn, label: string, timeoutMs: number): BatchScorer {
+  async function one(sample: Sample): Promise<number | Error> {
+    try {
+      const call = Promise.resolve().then(() => fn(structuredClone(sample)));
+      return checked(label, await within(call, timeoutMs));
+    } catch (error) {
+      if (error instanceof TimedOut) {
+        return new Error(`reward ${label}: no result within ${timeoutMs} ms`);
+      }
+      const { name, message } = errorParts(error);
+      return new Error(`reward ${label}: ${thrown(name, message)}`);
+    }
+  }
+  return {
+    score(samples) {
+      return Promise.all(samples.map(one));
+    },
+  };
+}
+
+function kill(sandbox: Sandbox, why: Error): void {
+  if (sandbox.dead) return;
+  sandbox.dead = true;
+  sandbox.worker.terminate();
+  sandbox.listener?.(why);
+}
+
+/**
+ * The next reply of the sandbox, or an Error: its death, or no reply within `ms` (which kills it).
+ * Call it right after posting: a reply arrives in a later task, never before the listener is set.
+ */
+function nextReply(sandbox: Sandbox, ms: number, onTimeout: () => Error): Promise<Reply | Error> {
+  if (sandbox.dead) return Promise.resolve(new Error("the worker is gone"));
+  return new Promise((resolve) => {
+    function done(reply: Reply | Error): void {
+      clearTimeout(timer);
+      sandbox.listener = null;
+      resolve(reply);
+    }
+    const timer = setTimeout(() => {
+      const why = onTimeout();
+      done(why);
+      kill(sandbox, why);
+    }, ms);
+    sandbox.listener = done;
+  });
+}
+
+/** Starts a worker and loads the module in it; rejects with the one-line loading problem. */
+async function startSandbox(
+  module: string,
+  name: string,
+  loadTimeoutMs: number,
+): Promise<Sandbox> {
+  const harness = new URL("./_fn_worker.ts", import.meta.url).href;
+  const main = `import { serve } from ${JSON.stringify(harness)};\n` +
+    `serve(() => import(${JSON.stringify(module)}));\n`;
+  const worker = new Worker(`data:application/javascript,${encodeURIComponent(main)}`, {
+    type: "module",
+    name: `reward ${module}#${name}`,
+    deno: { permissions: "none" },
+  });
+  const sandbox: Sandbox = { worker, dead: false, listener: null };
+  worker.onmessage = (event: MessageEvent) => sandbox.listener?.(event.data as Reply);
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault(); // the trainer lives on; this worker does not
+    kill(sandbox, new Error(`uncaught error in the worker: ${firstLine(event.message ?? "")}`));
+  };
+  worker.onmessageerror = () => kill(sandbox, new Error("unreadable message from the worker"));
+  worker.postMessage({ export: name });
+  const loaded = await nextReply(
+    sandbox,
+    loadTimeoutMs,
+    () => new Error(`not loaded within ${loadTimeoutMs} ms`),
+  );
+  const problem = loaded instanceof Error
+    ? firstLine(loaded.message)
+    : loaded.type === "loadError"
+    ? loadProblem(module, loaded.error)
+    : loaded.type === "loaded"
+    ? exportProblem(name, loaded.kind)
+    : "unexpected message from the worker";
+  if (problem !== null) {
+    kill(sandbox, new Error(problem));
+    throw new Error(`Cannot load reward ${module}#${name}: ${problem}`);
+  }
+  return sandbox;
+}
+
+function sandboxScorer(
+  first: Sandbox,
+  options: {
+    module: string;
+    name: string;
+    timeoutMs: number;
+    loadTimeoutMs: number;
+    maxTimeouts: number;
+  },
+): BatchScorer {
+  const { module, name, timeoutMs, loadTimeoutMs, maxTimeouts } = options;
+  const label = `${module}#${name}`;
+  let sandbox: Sandbox | null = first;
+  let closed = false;
+  let nextId = 0;
+  let timeouts = 0; // calls that timed out: their workers may still be running
+  let queue: Promise<unknown> = Promise.resolve(); // one batch at a time, one call at a time
+
+  async function one(sample: Sample): Promise<number | Error> {
+    if (closed) return new Error(`reward ${label}: the scorer is closed`);
+    if (sandbox === null || sandbox.dead) {
+      if (timeouts > maxTimeouts) {
+        return new Error(
+          `reward ${label}: not starting another worker after ${timeouts} timed-out calls ` +
+            "(Deno cannot stop a worker stuck in a loop; each may keep a CPU core busy)",
+        );
+      }
+      try {
+        sandbox = await startSandbox(module, name, loadTimeoutMs);
+      } catch (error) {
+        sandbox = null;
+        return new Error(
+          `reward ${label}: cannot restart the worker: ${errorParts(error).message}`,
+        );
+      }
+      if (closed) {
+        kill(sandbox, new Error("closed"));
+        return new Error(`reward ${label}: the scorer is closed`);
+      }
+    }
+    const current = sandbox;
+    const id = nextId++;
+    try {
+      current.worker.postMessage({ id, sample });
+    } catch (error) {
+      return new Error(`reward ${label}: cannot send the sample: ${errorParts(error).message}`);
+    }
+    const answer = await nextReply(current, timeoutMs, () => {
+      timeouts++;
+      return new Error(`no result within ${timeoutMs} ms (the worker was replaced)`);
+    });
+    if (answer instanceof Error) return new Error(`reward ${label}: ${answer.message}`);
+    if (answer.type !== "result" || answer.id !== id) {
+      kill(current, new Error("out of step"));
+      return new Error(`reward ${label}: unexpected message from the worker`);
+    }
+    if (answer.error) {
+      return new Error(`reward ${label}: ${thrown(answer.error.name, answer.error.message)}`);
+    }
+    if (answer.returned !== undefined) {
+      return new Error(`reward ${label}: returned ${answer.returned}, not a finite number`);
+    }
+    return checked(label, answer.value);
+  }
+
+  async function scoreBatch(samples: readonly Sample[]): Promise<(number | Error)[]> {
+    const out: (number | Error)[] = [];
+    for (const sample of samples) out.push(await one(sample));
+    return out;
+  }
+
+  return {
+    score(samples) {
+      const run = queue.then(() => scoreBatch(samples));
+      queue = run.catch(() => {});
+      return run;
+    },
+    close() {
+      closed = true;
+      if (sandbox !== null) kill(sandbox, new Error("the scorer is closed"));
+    },
+  };
+}
+
+/**
+ * A batch scorer of a user reward `(sample) => number | Promise<number>`: the export `export` of
+ * `module`, in-process or in a permission-less worker (see the module doc). Loading problems
+ * reject in one line; a call that throws, returns something other than a finite number or takes
+ * longer than `timeoutMs` gives an Error for its sample. Call `close()` when done.
+ *
+ * @example
+ * ```ts
+ * const scorer = await fnScorer({
+ *   module: new URL("./reward.ts", recipeUrl).href,
+ *   export: "score",
+ *   sandbox: true,
+ *   timeoutMs: 1000,
+ * });
+ * try {
+ *   const scores = await scorer.score(samples); // (number | Error)[]
+ * } finally {
+ *   await scorer.close?.();
+ * }
+ * ```
+ */
+export async function fnScorer(options: FnScorerOptions): Promise<BatchScorer> {
+  const module = options.module;
+  const name = options.export ?? "default";
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const loadTimeoutMs = options.loadTimeoutMs ?? 30_000;
+  const maxTimeouts = options.maxTimeouts ?? 4;
+  if (!/^(file|https?):/.test(module)) {
+    throw new Error(
+      `Cannot load reward ${module}#${name} as the module must be an absolute file: or https: URL`,
+    );
+  }
+  if (module.startsWith("file:")) {
+    // a missing file fails here, without starting (and, under --check, type-checking) a worker
+    const found = await Deno.stat(new URL(module)).then(
+      () => true,
+      (e) => !(e instanceof Deno.errors.NotFound),
+    );
+    if (!found) throw new Error(`Cannot load reward ${module}#${name}: module not found`);
+  }
+  if (!(options.sandbox ?? true)) {
+    return inProcessScorer(await loadInProcess(module, name), `${module}#${name}`, timeoutMs);
+  }
+  const first = await startSandbox(module, name, loadTimeoutMs);
+  return sandboxScorer(first, { module, name, timeoutMs, loadTimeoutMs, maxTimeouts });
+}
