@@ -171,12 +171,26 @@ function program(fail: (code: number) => void) {
       try {
         await runtime.execute(plan, {
           runsDir: options.runsDir,
+          // Data paths and reward modules are relative to the recipe.
+          baseUrl: new URL(specifier, new URL(`file://${Deno.cwd()}/`)),
           ...(options.resume === undefined ? {} : { resume: options.resume }),
         });
       } catch (e) {
-        if (e instanceof runtime.BackendUnavailableError || e instanceof runtime.RunSetupError) {
-          console.error(`giftwrap: ${e.message}`);
+        const input = [
+          runtime.BackendUnavailableError,
+          runtime.RunSetupError,
+          runtime.TaskError,
+          runtime.DataError,
+        ];
+        if (input.some((kind) => e instanceof kind)) {
+          console.error(`giftwrap: ${(e as Error).message}`);
           fail(EXIT.invalid);
+          return;
+        }
+        if (e instanceof runtime.RewardError) {
+          // The run stopped mid-way; its directory keeps every step written so far.
+          console.error(`giftwrap: ${e.message}`);
+          fail(EXIT.internal);
           return;
         }
         throw e;

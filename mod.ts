@@ -35,3 +35,9 @@ export type {
   ObjectiveBatch,
   ObjectiveResult,
 } from "./runtime/objectives/mod.ts";
+export type { RewardFn, Sample } from "./runtime/rewards/types.ts";
+export type { Problem } from "./runtime/data/types.ts";
+export type { AdditionRow } from "./runtime/data/addition.ts";
+export type { MultiplicationRow } from "./runtime/data/multiplication.ts";
+export type { SortingRow } from "./runtime/data/sorting.ts";
+export type { CountdownRow } from "./runtime/data/countdown.ts";

@@ -15,10 +15,17 @@ import type { Plan } from "../dsl/plan.ts";
 import { planHash } from "../dsl/plan.ts";
 import { tf, useBackend } from "./backend.ts";
 import { type EvalResult, evaluate } from "./evaluate.ts";
-import { saveCheckpoint, toTensorData } from "./model/checkpoint.ts";
+import {
+  loadCheckpoint,
+  saveCheckpoint,
+  toTensorData,
+  weightsToTensors,
+} from "./model/checkpoint.ts";
 import { encodeSafetensors } from "./model/safetensors.ts";
-import { initParams, modelConfig, type Params } from "./model/transformer.ts";
+import { initParams, type ModelConfig, modelConfig, type Params } from "./model/transformer.ts";
+import { rewardModelScorer } from "./model/reward_model.ts";
 import { objectives } from "./objectives/mod.ts";
+import { createScorer, type SourceOptions, type SourceScorer } from "./rewards/mod.ts";
 import type { Objective } from "./objectives/types.ts";
 import { adamW, disposeAdamW } from "./optim.ts";
 import { Rng } from "./random.ts";
@@ -66,15 +73,12 @@ export class RunSetupError extends Error {
   }
 }
 
-/** The built-in reward sources this runtime scores. */
-const RUNNABLE_REWARDS = ["numericAnswer", "exactMatch", "regexFormat", "overlongPenalty"];
-
 /**
- * The implemented objective a plan names, after checking that everything else the plan asks for
- * is in this runtime too: before any tensor exists, so an unsupported plan costs nothing.
+ * The implemented objective a plan names: checked before any tensor exists, so an unsupported
+ * plan costs nothing.
  */
 // deno-lint-ignore no-explicit-any
-function checkRunnable(plan: Plan): Objective<any> {
+function objectiveOf(plan: Plan): Objective<any> {
   const found = (objectives as Record<string, Objective<unknown>>)[plan.objective.kind];
   if (!found) {
     throw new RunSetupError(
@@ -82,21 +86,34 @@ function checkRunnable(plan: Plan): Objective<any> {
         `${Object.keys(objectives).join(", ")}; the plan compiles, and 'deno task plan' prints it`,
     );
   }
-  plan.rewards.forEach((reward, i) => {
-    if (!RUNNABLE_REWARDS.includes(reward.source.kind)) {
-      throw new RunSetupError(
-        `Cannot run rewards[${i}] ('${reward.source.kind}'): this runtime scores ` +
-          RUNNABLE_REWARDS.join(", "),
-      );
-    }
-  });
-  if (plan.reference.kind === "checkpoint") {
-    throw new RunSetupError(
-      `Cannot use reference checkpoint '${plan.reference.checkpoint}' yet: this runtime ` +
-        "supports 'initial', 'rollout' and 'none'",
-    );
-  }
   return found;
+}
+
+/**
+ * The plan's reward sources, ready to score; `fn` modules and checkpoints resolve from `baseUrl`.
+ * @throws {RunSetupError} naming the source that cannot load (closing those that did).
+ */
+async function rewardSources(plan: Plan, baseUrl: string): Promise<SourceScorer[]> {
+  const context = {
+    baseUrl,
+    maxNewTokens: plan.shapes.newTokens,
+    rewardModel: (checkpoint: string, batchSize: number) =>
+      rewardModelScorer(decodeURIComponent(new URL(checkpoint, baseUrl).pathname), batchSize),
+  };
+  const sources: SourceScorer[] = [];
+  try {
+    for (const [i, spec] of plan.rewards.entries()) {
+      const scorer = await createScorer(spec.source as SourceOptions, context).catch((e) => {
+        throw new RunSetupError(`rewards[${i}] ('${spec.name}'): ${(e as Error).message}`);
+      });
+      const { name, weight, success, onError } = spec;
+      sources.push({ name, weight, success, onError, scorer });
+    }
+  } catch (e) {
+    await Promise.all(sources.map((s) => s.scorer.close?.()));
+    throw e;
+  }
+  return sources;
 }
 
 /** `name-YYYYMMDD-HHMMSS` in UTC, suffixed `-2`, `-3`… when taken. */
@@ -129,6 +146,30 @@ function duration(seconds: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
 }
 
+/**
+ * A frozen reference from a checkpoint directory, which must have the policy's dimensions.
+ * @throws {RunSetupError} naming the directory and the mismatch.
+ */
+async function loadReference(dir: URL, config: ModelConfig): Promise<Params> {
+  const path = decodeURIComponent(dir.pathname);
+  let loaded;
+  try {
+    loaded = await loadCheckpoint(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
+    throw new RunSetupError(`Cannot load reference checkpoint '${path}': ${why}`);
+  }
+  for (const key of Object.keys(config) as (keyof ModelConfig)[]) {
+    if (key !== "contextLength" && loaded.config[key] !== config[key]) {
+      throw new RunSetupError(
+        `Cannot use reference checkpoint '${path}': its ${key} is ${loaded.config[key]}, ` +
+          `the policy's is ${config[key]}`,
+      );
+    }
+  }
+  return weightsToTensors(loaded.weights, false);
+}
+
 /** Frozen copies of `params` (kept tensors, not variables: tfjs variable names are global). */
 function freeze(params: Record<string, tf.Variable>): Params {
   return Object.fromEntries(Object.entries(params).map(([n, p]) => [n, tf.keep(p.clone())]));
@@ -152,7 +193,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     );
   }
   const started = performance.now();
-  const objective = checkRunnable(plan);
+  const objective = objectiveOf(plan);
   const backend = await useBackend(plan.backend.name);
   const hash = planHash(plan);
 
@@ -161,6 +202,10 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const baseUrl = options.baseUrl ?? new URL(`file://${Deno.cwd()}/`);
   const task = await loadTask(plan, seed.fork("data"), baseUrl);
   const config = modelConfig(plan.model);
+  const sources = await rewardSources(plan, String(baseUrl));
+  const fromCheckpoint = plan.reference.kind === "checkpoint"
+    ? await loadReference(new URL(plan.reference.checkpoint!, baseUrl), config)
+    : null;
   const params = initParams(config, seed.fork("init"));
   const dir = await createRunDir(runsDir, plan.name);
   await Deno.writeTextFile(`${dir}/recipe.json`, JSON.stringify(plan.recipe, null, 2) + "\n");
@@ -192,13 +237,14 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         : `warm start: ${plan.model.warmStart.sftSteps} steps in ${duration(warm.seconds)}`,
     );
   }
-  const reference = plan.reference.kind === "initial" ? freeze(params) : null;
+  const reference = plan.reference.kind === "initial" ? freeze(params) : fromCheckpoint;
   const run: Run = {
     plan,
     config,
     task,
     params,
     reference,
+    sources,
     optimizer: adamW(
       params,
       plan.optimizer,
@@ -300,6 +346,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     metricsFile.close();
     samplesFile.close();
     disposeAdamW(run.optimizer);
+    await Promise.all(sources.map((s) => s.scorer.close?.()));
     tf.dispose([...Object.values(params), ...Object.values(reference ?? {})]);
   }
 }

@@ -23,3 +23,14 @@ export {
 export { loadCheckpoint, saveCheckpoint, weightsToTensors } from "./model/checkpoint.ts";
 export { charTokenizer } from "./model/tokenizer.ts";
 export { Rng } from "./random.ts";
+export { TaskError } from "./task.ts";
+export { DataError } from "./data/jsonl.ts";
+export {
+  createScorer,
+  RewardError,
+  scoreSources,
+  type SourceOptions,
+  type SourceScorer,
+} from "./rewards/mod.ts";
+export type { BatchScorer, RewardFn, Sample } from "./rewards/types.ts";
+export { rewardModelScorer, saveRewardModel } from "./model/reward_model.ts";

@@ -20,7 +20,8 @@ import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/_group.ts";
 import { type AdamW, adamWStep } from "./optim.ts";
 import type { Rng } from "./random.ts";
-import { type Sample, scoreAll } from "./rewards/verifiers.ts";
+import { scoreSources, type SourceScorer } from "./rewards/mod.ts";
+import type { Sample } from "./rewards/types.ts";
 import { type Completions, sampleCompletions } from "./sample.ts";
 
 /** Everything a step reads and updates. */
@@ -33,6 +34,8 @@ export interface Run {
   /** A frozen reference policy (`initial` or a checkpoint); null for `rollout` or `none`. */
   reference: Params | null;
   optimizer: AdamW;
+  /** The reward sources, ready to score. */
+  sources: SourceScorer[];
   // deno-lint-ignore no-explicit-any
   objective: Objective<any>;
   /** Draws the completions' tokens. */
@@ -49,8 +52,12 @@ export interface StepMetrics {
   /** Mean and standard deviation (population) of the total reward over the batch. */
   rewardMean: number;
   rewardStd: number;
-  /** Mean of each reward source. */
-  rewards: Record<string, number>;
+  /** Mean and standard deviation (population) of each reward source. */
+  rewards: Record<string, { mean: number; std: number }>;
+  /** Samples each source could not score this step (sources with none are left out). */
+  rewardErrors: Record<string, number>;
+  /** Fraction of groups left out of the update by a `"skip-group"` source. */
+  skippedGroups: number;
   /** Fraction of completions the success signal scores 1 (null without one). */
   successRate: number | null;
   /** Fraction of groups whose rewards are all equal (no learning signal for GRPO-style losses). */
@@ -100,8 +107,14 @@ function nextProblems(run: Run, count: number): Problem[] {
   return out;
 }
 
-/** Rows [start, start + rows) of a batch as tensors. */
-function miniBatchTensors(batch: Completions, rewards: Float32Array, start: number, rows: number) {
+/** Rows [start, start + rows) of a batch as tensors, with the update's `mask` and `rewards`. */
+function miniBatchTensors(
+  batch: Completions,
+  mask: Float32Array,
+  rewards: Float32Array,
+  start: number,
+  rows: number,
+) {
   const width = batch.promptLength + batch.newTokens;
   const C = batch.newTokens;
   return {
@@ -110,7 +123,7 @@ function miniBatchTensors(batch: Completions, rewards: Float32Array, start: numb
       [rows, width],
       "int32",
     ), // [b, P + C]
-    mask: tf.tensor2d(batch.mask.slice(start * C, (start + rows) * C), [rows, C]), // [b, C]
+    mask: tf.tensor2d(mask.slice(start * C, (start + rows) * C), [rows, C]), // [b, C]
     rewards: tf.tensor1d(rewards.slice(start, start + rows)), // [b]
     padding: batch.padding.slice(start, start + rows),
   };
@@ -188,12 +201,21 @@ export async function trainStep(
     tokens: batch.lengths[i]!,
     truncated: batch.truncated[i]!,
   }));
-  const scores = scoreAll(plan.rewards, samples, C);
+  const scores = await scoreSources(run.sources, samples, G);
+  // A group a "skip-group" source could not score takes no part in the update: its mask is 0 and
+  // its rewards are equal, so every objective gives it no gradient.
+  const mask = batch.mask.slice(); // [B, C]
+  const rewards = scores.total.slice(); // [B]
+  scores.skippedGroups.forEach((skipped, g) => {
+    if (!skipped) return;
+    mask.fill(0, g * G * C, (g + 1) * G * C);
+    rewards.fill(0, g * G, (g + 1) * G);
+  });
 
   // 3) old and reference log-probs: constants, in the update's mini-batches and shapes
   const miniBatches = [];
   for (let start = 0; start < B; start += miniBatchRows) {
-    const mb = miniBatchTensors(batch, scores.total, start, miniBatchRows);
+    const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
     const old = stages.has("old log-probs")
       ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding)) // [b, C]
       : null;
@@ -263,7 +285,13 @@ export async function trainStep(
     step,
     rewardMean: mean(scores.total),
     rewardStd: std(scores.total),
-    rewards: Object.fromEntries(Object.entries(scores.bySource).map(([k, v]) => [k, mean(v)])),
+    rewards: Object.fromEntries(
+      Object.entries(scores.bySource).map(([k, v]) => [k, { mean: mean(v), std: std(v) }]),
+    ),
+    rewardErrors: Object.fromEntries(
+      Object.entries(scores.errors).map(([k, { count }]) => [k, count]),
+    ),
+    skippedGroups: scores.skippedGroups.filter(Boolean).length / P,
     successRate: scores.success ? mean(scores.success) : null,
     zeroStdGroups,
     kl: kls.length > 0 ? mean(kls) : null,

@@ -6,6 +6,7 @@ import { loadCheckpoint, weightsToTensors } from "../../runtime/model/checkpoint
 import { forward } from "../../runtime/model/transformer.ts";
 import type { StepMetrics } from "../../runtime/train.ts";
 import { decodeSafetensors } from "../../runtime/model/safetensors.ts";
+import { RewardError } from "../../runtime/rewards/mod.ts";
 import { withTempDir } from "../_helpers.ts";
 import { tinyPlan } from "./_tiny.ts";
 
@@ -224,16 +225,15 @@ Deno.test("execute() refuses what this runtime lacks before touching a tensor or
     const cases: [Parameters<typeof tinyPlan>[0], RegExp][] = [
       [
         {
-          rewards: [{ source: { kind: "http", url: "http://localhost:1/score" } }],
+          rewards: [{ source: { kind: "fn", module: "/nonexistent/reward.ts" } }],
           eval: { every: 2, metric: { kind: "numericAnswer" } },
         },
-        /^Cannot run rewards\[0\] \('http'\): this runtime scores numericAnswer, /,
+        /^rewards\[0\] \('fn'\): .*\/nonexistent\/reward\.ts/,
       ],
       [
-        { data: { kind: "jsonl", path: "problems.jsonl" }, sampling: { maxNewTokens: 8 } },
-        /^Cannot run data 'jsonl': this runtime executes tasks.addition$/,
+        { reference: { checkpoint: "/nonexistent/somewhere" } },
+        /^Cannot load reference checkpoint '\/nonexistent\/somewhere': not found$/,
       ],
-      [{ reference: { checkpoint: "somewhere" } }, /^Cannot use reference checkpoint 'somewhere'/],
     ];
     for (const [changes, message] of cases) {
       await assert.rejects(
@@ -251,4 +251,184 @@ Deno.test("execute() refuses what this runtime lacks before touching a tensor or
         e.message.startsWith(`Cannot create a run directory in '${file}'`),
     );
   });
+});
+
+Deno.test("execute() uses a checkpoint as the reference, and refuses one of another shape", async () => {
+  await withTempDir(async (dir) => {
+    const first = await execute(tinyPlan({ steps: 1 }), { runsDir: dir, log: () => {} });
+    const checkpoint = `${first.dir}/checkpoints/final`;
+    const result = await execute(tinyPlan({ reference: { checkpoint }, steps: 2 }), {
+      runsDir: dir,
+      log: () => {},
+    });
+    // The reference is the once-trained policy, not the fresh one: KL is positive from the start.
+    assert.ok(result.metrics[0]!.kl! > 0, `kl ${result.metrics[0]!.kl}`);
+    const wider = tinyPlan({ policy: { kind: "tinyGpt", layers: 1, dModel: 48, heads: 2 } });
+    await assert.rejects(
+      () =>
+        execute({ ...wider, reference: { ...wider.reference, kind: "checkpoint", checkpoint } }, {
+          runsDir: dir,
+          log: () => {},
+        }),
+      /^RunSetupError: Cannot use reference checkpoint '.*': its dModel is 32, the policy's is 48$/,
+    );
+  });
+});
+
+Deno.test("execute() trains on JSON Lines data, paths relative to the recipe", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/data`);
+    const rows = Array.from({ length: 40 }, (_, i) => {
+      const [a, b] = [i % 7, (i * 3) % 5];
+      return JSON.stringify({ question: `${a}+${b}`, answer: `${a + b}`, id: i });
+    });
+    await Deno.writeTextFile(`${dir}/data/sums.jsonl`, rows.join("\n") + "\n");
+    const plan = tinyPlan({
+      data: {
+        kind: "jsonl",
+        path: "data/sums.jsonl",
+        prompt: "question",
+        template: "{prompt}=",
+        eval: 10,
+        maxPromptTokens: 8,
+      },
+      sampling: { maxNewTokens: 3 },
+      steps: 2,
+    });
+    const result = await execute(plan, {
+      runsDir: `${dir}/runs`,
+      baseUrl: new URL(`file://${dir}/`),
+      log: () => {},
+    });
+    assert.equal(result.metrics.length, 2);
+    assert.ok(result.accuracyBefore !== null && result.accuracyAfter !== null);
+
+    // A bad line is one error naming the file and the line, before any run directory exists.
+    await Deno.writeTextFile(`${dir}/data/sums.jsonl`, rows[0] + "\n{oops\n");
+    await assert.rejects(
+      () =>
+        execute(plan, {
+          runsDir: `${dir}/runs2`,
+          baseUrl: new URL(`file://${dir}/`),
+          log: () => {},
+        }),
+      /data\/sums\.jsonl:2: invalid JSON/,
+    );
+    await assert.rejects(() => Deno.stat(`${dir}/runs2`), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("execute() trains each synthetic task", async (t) => {
+  const tasks = [
+    { kind: "multiplication", digits: 1, train: 40, eval: 10 },
+    { kind: "sorting", length: 3, maxValue: 5, train: 40, eval: 10 },
+    { kind: "countdown", numbers: 3, maxNumber: 9, maxTarget: 30, train: 40, eval: 10 },
+  ] as const;
+  for (const data of tasks) {
+    await t.step(data.kind, async () => {
+      await withTempDir(async (runsDir) => {
+        const verifier = data.kind === "countdown"
+          ? { kind: "countdown" as const }
+          : { kind: "exactMatch" as const };
+        const plan = tinyPlan({ data, rewards: [{ source: verifier }], steps: 2 });
+        const result = await execute(plan, { runsDir, log: () => {} });
+        assert.equal(result.metrics.length, 2);
+        assert.ok(result.metrics.every((m) => Number.isFinite(m.loss)));
+      });
+    });
+  }
+});
+
+/** A scoring endpoint on 127.0.0.1: 1 for completions of at most 2 characters, else 0. */
+function shortAnswerServer(fail = false) {
+  const seen: number[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const { samples } = await req.json() as { samples: { completion: string }[] };
+    seen.push(samples.length);
+    if (fail) return new Response("down for maintenance", { status: 503 });
+    return Response.json({ scores: samples.map((s) => (s.completion.length <= 2 ? 1 : 0)) });
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}/score`, seen, server };
+}
+
+Deno.test("execute() sums two weighted rewards, one of them a remote endpoint", async () => {
+  const { url, seen, server } = shortAnswerServer();
+  try {
+    await withTempDir(async (runsDir) => {
+      const plan = tinyPlan({
+        rewards: [
+          { source: { kind: "numericAnswer" }, weight: 1, success: true },
+          { source: { kind: "http", url, batchSize: 8 }, weight: 0.5, name: "short" },
+        ],
+        steps: 2,
+      });
+      const result = await execute(plan, { runsDir, log: () => {} });
+      assert.deepEqual(seen, [8, 8, 8, 8], "2 steps × 16 samples in POSTs of 8");
+      for (const m of result.metrics) {
+        assert.deepEqual(Object.keys(m.rewards), ["numericAnswer", "short"]);
+        const { numericAnswer, short } = m.rewards as Record<string, { mean: number; std: number }>;
+        assert.ok(Math.abs(m.rewardMean - (numericAnswer!.mean + 0.5 * short!.mean)) < 1e-6);
+        assert.equal(m.successRate, numericAnswer!.mean);
+        assert.ok(short!.std >= 0 && short!.std <= 0.5);
+        assert.deepEqual(m.rewardErrors, {});
+      }
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("execute() applies a reward's onError: zero, skip-group, fail", async (t) => {
+  const { url, server } = shortAnswerServer(true);
+  const rewards = (onError: "fail" | "zero" | "skip-group") => [
+    { source: { kind: "numericAnswer" as const }, success: true },
+    { source: { kind: "http" as const, url, retries: 0 }, weight: 0.5, name: "short", onError },
+  ];
+  try {
+    await t.step("zero: the step scores 0 for it and counts the failures", async () => {
+      await withTempDir(async (runsDir) => {
+        const result = await execute(tinyPlan({ rewards: rewards("zero"), steps: 2 }), {
+          runsDir,
+          log: () => {},
+        });
+        for (const m of result.metrics) {
+          assert.deepEqual(m.rewardErrors, { short: 16 });
+          assert.equal(m.skippedGroups, 0);
+          assert.equal((m.rewards as Record<string, { mean: number }>).short!.mean, 0);
+        }
+      });
+    });
+    await t.step("skip-group: every group sits the update out", async () => {
+      await withTempDir(async (runsDir) => {
+        const result = await execute(tinyPlan({ rewards: rewards("skip-group"), steps: 2 }), {
+          runsDir,
+          log: () => {},
+        });
+        for (const m of result.metrics) {
+          assert.equal(m.skippedGroups, 1);
+          assert.equal(m.loss, 0);
+          assert.equal(m.gradNorm, 0);
+        }
+      });
+    });
+    await t.step("fail: the run stops with one line; what was written stays whole", async () => {
+      await withTempDir(async (runsDir) => {
+        await assert.rejects(
+          () =>
+            execute(tinyPlan({ rewards: rewards("fail"), steps: 2 }), { runsDir, log: () => {} }),
+          (e: Error) =>
+            e instanceof RewardError && !e.message.includes("\n") &&
+            e.message.startsWith("reward 'short' failed on 16 of 16 samples: http://127.0.0.1:") &&
+            e.message.includes("status 503"),
+        );
+        const [dir] = (await Array.fromAsync(Deno.readDir(runsDir))).filter((e) =>
+          e.name !== ".cache"
+        );
+        const lines = await readJsonl(`${runsDir}/${dir!.name}/metrics.jsonl`);
+        assert.deepEqual(lines, [{ step: 0, evalAccuracy: lines[0]!.evalAccuracy }]);
+      });
+    });
+  } finally {
+    await server.shutdown();
+  }
 });
