@@ -12,6 +12,7 @@
  */
 
 import type { Plan } from "../dsl/plan.ts";
+import { plural } from "../dsl/format.ts";
 import { planHash } from "../dsl/plan.ts";
 import { tf, useBackend } from "./backend.ts";
 import { type EvalResult, evaluate } from "./evaluate.ts";
@@ -256,7 +257,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     cursor: { order: [], next: 0 },
   };
 
-  const evalSet = task.splits.eval.slice(0, plan.schedule.evalProblems);
+  const evalSplit = plan.schedule.evalSplit === "train" ? task.splits.train : task.splits.eval;
+  const evalSet = evalSplit.slice(0, plan.schedule.evalProblems);
   const metric = plan.schedule.evalMetric;
   const runEval = async (): Promise<EvalResult | null> =>
     metric && evalSet.length > 0
@@ -324,15 +326,16 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
 
     await options.onFinish?.(run);
     const seconds = (performance.now() - started) / 1000;
+    const stepsText = plural(steps, "step");
     if (before && after) {
       const points = 100 * (after.accuracy - before.accuracy);
       log(
         `accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)} ` +
-          `(${points >= 0 ? "+" : ""}${points.toFixed(1)} points) after ${steps} steps · ` +
+          `(${points >= 0 ? "+" : ""}${points.toFixed(1)} points) after ${stepsText} · ` +
           `${duration(seconds)} · ${dir}`,
       );
     } else {
-      log(`done: ${steps} steps · ${duration(seconds)} · ${dir}`);
+      log(`done: ${stepsText} · ${duration(seconds)} · ${dir}`);
     }
     return {
       dir,

@@ -321,3 +321,47 @@ Deno.test("giftwrap run trains a recipe end to end and names its run directory",
     assert.ok((await Deno.stat(`${runDir}/checkpoints/final/model.safetensors`)).isFile);
   });
 });
+
+Deno.test("giftwrap run reads a JSON recipe's reward module relative to the recipe", async () => {
+  await withTempDir(async (dir) => {
+    const { TINY } = await import("./runtime/_tiny.ts");
+    await Deno.mkdir(`${dir}/recipes`);
+    await Deno.writeTextFile(
+      `${dir}/recipes/reward.ts`,
+      "export function score(s: { completion: string; answer: string }): number {\n" +
+        "  return s.completion === s.answer ? 1 : 0;\n}\n",
+    );
+    const recipe = {
+      ...TINY,
+      steps: 1,
+      rewards: [{ source: { kind: "fn", module: "./reward.ts", export: "score" } }],
+      eval: { metric: { kind: "numericAnswer" } },
+    };
+    await Deno.writeTextFile(`${dir}/recipes/tiny.json`, JSON.stringify(recipe));
+    const run = await giftwrap(["run", `${dir}/recipes/tiny.json`, "--runs-dir", `${dir}/runs`]);
+    assert.equal(run.code, 0, run.stderr);
+    assertNoStack(run.stderr);
+    assert.match(lines(run.stdout).pop()!, /^accuracy .* after 1 step · /);
+  });
+});
+
+Deno.test("giftwrap run stops on a failing reward endpoint in one line, exit 1", async () => {
+  await withTempDir(async (dir) => {
+    const { TINY } = await import("./runtime/_tiny.ts");
+    const recipe = {
+      ...TINY,
+      steps: 2,
+      rewards: [{ source: { kind: "http", url: "http://127.0.0.1:9/score", retries: 0 } }],
+      eval: { metric: { kind: "numericAnswer" } },
+    };
+    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(recipe));
+    const run = await giftwrap(["run", `${dir}/tiny.json`, "--runs-dir", `${dir}/runs`]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(lines(run.stderr).length, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /^giftwrap: reward 'http' failed on 16 of 16 samples: http:\/\/127\.0\.0\.1:9\/score: /,
+    );
+    assertNoStack(run.stderr);
+  });
+});

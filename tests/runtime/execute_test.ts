@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { planHash } from "../../mod.ts";
-import { tf } from "../../runtime/backend.ts";
+import { tf, useBackend } from "../../runtime/backend.ts";
 import { execute, type RunResult, RunSetupError } from "../../runtime/execute.ts";
 import { loadCheckpoint, weightsToTensors } from "../../runtime/model/checkpoint.ts";
-import { forward } from "../../runtime/model/transformer.ts";
+import { forward, initParams } from "../../runtime/model/transformer.ts";
+import { saveRewardModel, SCORE_WEIGHT } from "../../runtime/model/reward_model.ts";
+import { Rng } from "../../runtime/random.ts";
 import type { StepMetrics } from "../../runtime/train.ts";
 import { decodeSafetensors } from "../../runtime/model/safetensors.ts";
 import { RewardError } from "../../runtime/rewards/mod.ts";
@@ -431,4 +433,100 @@ Deno.test("execute() applies a reward's onError: zero, skip-group, fail", async 
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("execute() evaluates the split and metric the eval section names, not the reward", async () => {
+  await withTempDir(async (runsDir) => {
+    const log: string[] = [];
+    // The reward is shaped (a length penalty only); accuracy still counts exact answers.
+    const plan = tinyPlan({
+      rewards: [{ source: { kind: "overlongPenalty", buffer: 2 } }],
+      eval: { every: 2, split: "train", limit: 12, metric: { kind: "numericAnswer" } },
+      steps: 2,
+    });
+    assert.equal(plan.schedule.evalSplit, "train");
+    const result = await execute(plan, { runsDir, log: (l) => log.push(l) });
+    assert.ok(
+      log.some((l) => /^eval step 0 · accuracy \d+\.\d% \(\d+\/12\)$/.test(l)),
+      log.join("\n"),
+    );
+    assert.ok(result.metrics.every((m) => m.rewardMean <= 0), "a penalty, never positive");
+    assert.ok(result.accuracyBefore !== null && result.accuracyBefore >= 0);
+  });
+});
+
+Deno.test("execute() scores with a sandboxed TypeScript reward, and stops in one line when it is refused", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/rewards.ts`,
+      [
+        'import type { RewardFn } from "' + new URL("../../mod.ts", import.meta.url).href + '";',
+        "type Row = { a: number; b: number };",
+        "export const closeness: RewardFn<Row> = ({ completion, row }) =>",
+        "  completion === String(row.a + row.b) ? 1 : 0;",
+        "export const snoop: RewardFn<Row> = async () => (await Deno.readTextFile('/etc/hostname')).length;",
+        "",
+      ].join("\n"),
+    );
+    const base = new URL(`file://${dir}/recipe.json`);
+    const plan = (exportName: string) =>
+      tinyPlan({
+        rewards: [{
+          source: { kind: "fn", module: "./rewards.ts", export: exportName },
+          name: exportName,
+        }],
+        eval: { every: 2, metric: { kind: "numericAnswer" } },
+        steps: 1,
+      });
+    const result = await execute(plan("closeness"), {
+      runsDir: `${dir}/runs`,
+      baseUrl: base,
+      log: () => {},
+    });
+    assert.deepEqual(result.metrics[0]!.rewardErrors, {});
+    await assert.rejects(
+      () => execute(plan("snoop"), { runsDir: `${dir}/runs`, baseUrl: base, log: () => {} }),
+      (e: Error) =>
+        e instanceof RewardError &&
+        /^reward 'snoop' failed on 16 of 16 samples: .*permission denied: Requires read access/
+          .test(e.message),
+    );
+  });
+});
+
+Deno.test("execute() scores with a reward model checkpoint", async () => {
+  await useBackend("wasm");
+  await withTempDir(async (dir) => {
+    const config = {
+      vocab: 15,
+      dModel: 16,
+      layers: 1,
+      heads: 2,
+      kvHeads: 2,
+      headDim: 8,
+      ffnDim: 32,
+      contextLength: 16,
+      tiedEmbeddings: true,
+      ropeTheta: 10_000,
+      normEps: 1e-5,
+    };
+    const params: Record<string, tf.Tensor> = initParams(config, new Rng(3));
+    params[SCORE_WEIGHT] = tf.ones([1, 16]);
+    await saveRewardModel(`${dir}/rm`, params, config, "0123456789+=");
+    tf.dispose(Object.values(params));
+    const plan = tinyPlan({
+      rewards: [
+        { source: { kind: "numericAnswer" }, success: true },
+        { source: { kind: "rewardModel", checkpoint: "rm" }, weight: 0.1, name: "rm" },
+      ],
+      steps: 1,
+    });
+    const result = await execute(plan, {
+      runsDir: `${dir}/runs`,
+      baseUrl: new URL(`file://${dir}/`),
+      log: () => {},
+    });
+    const rm = (result.metrics[0]!.rewards as Record<string, { mean: number; std: number }>).rm!;
+    assert.ok(Number.isFinite(rm.mean) && rm.mean !== 0 && rm.std > 0, JSON.stringify(rm));
+  });
 });
