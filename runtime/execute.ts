@@ -49,6 +49,12 @@ export interface ExecuteOptions {
   log?: (line: string) => void;
   /** Called after every step (tests read the tensor count here). */
   onStep?: (metrics: StepMetrics) => void;
+  /**
+   * Extra measurements: `trainAccuracy` (greedy accuracy on as many train problems as the eval
+   * uses, at every evaluation: the train–eval gap) and `klInitial` (KL to the policy RL started
+   * from, every step; one more forward pass unless the reference is that policy).
+   */
+  track?: { trainAccuracy?: boolean; klInitial?: boolean };
   /** Called with the trained run before its tensors are freed (to evaluate or export it). */
   onFinish?: (run: Run) => void | Promise<void>;
 }
@@ -239,12 +245,18 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     );
   }
   const reference = plan.reference.kind === "initial" ? freeze(params) : fromCheckpoint;
+  const initial = !options.track?.klInitial
+    ? null
+    : plan.reference.kind === "initial"
+    ? reference
+    : freeze(params);
   const run: Run = {
     plan,
     config,
     task,
     params,
     reference,
+    initial,
     sources,
     optimizer: adamW(
       params,
@@ -264,6 +276,11 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     metric && evalSet.length > 0
       ? await evaluate(params, config, task.tokenizer, evalSet, metric, plan.shapes)
       : null;
+  const trainSet = task.splits.train.slice(0, evalSet.length);
+  const runTrainEval = async (): Promise<number | undefined> =>
+    options.track?.trainAccuracy && metric && trainSet.length > 0
+      ? (await evaluate(params, config, task.tokenizer, trainSet, metric, plan.shapes)).accuracy
+      : undefined;
 
   const metricsFile = await Deno.open(`${dir}/metrics.jsonl`, { create: true, append: true });
   const samplesFile = await Deno.open(`${dir}/samples.jsonl`, { create: true, append: true });
@@ -274,9 +291,13 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     const before = await runEval();
     if (before) {
       log(`eval step 0 · accuracy ${pct(before.accuracy)} (${before.correct}/${before.total})`);
-      await metricsFile.write(
-        encoder.encode(JSON.stringify({ step: 0, evalAccuracy: before.accuracy }) + "\n"),
-      );
+      const trainAccuracy = await runTrainEval();
+      const line = {
+        step: 0,
+        evalAccuracy: before.accuracy,
+        ...(trainAccuracy === undefined ? {} : { trainAccuracy }),
+      };
+      await metricsFile.write(encoder.encode(JSON.stringify(line) + "\n"));
     }
     let after = before;
     const { steps, evalEvery } = plan.schedule;
@@ -291,6 +312,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
           metrics.evalAccuracy = result.accuracy;
           after = result;
         }
+        const trainAccuracy = await runTrainEval();
+        if (trainAccuracy !== undefined) metrics.trainAccuracy = trainAccuracy;
       }
       history.push(metrics);
       await metricsFile.write(encoder.encode(JSON.stringify(metrics) + "\n"));
@@ -350,7 +373,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     samplesFile.close();
     disposeAdamW(run.optimizer);
     await Promise.all(sources.map((s) => s.scorer.close?.()));
-    tf.dispose([...Object.values(params), ...Object.values(reference ?? {})]);
+    const frozen = [reference, initial === reference ? null : initial];
+    tf.dispose([...Object.values(params), ...frozen.flatMap((f) => Object.values(f ?? {}))]);
   }
 }
 

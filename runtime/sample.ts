@@ -49,6 +49,24 @@ export interface Completions {
   lengths: number[];
   /** Whether each completion hit `maxNewTokens` without `<eos>` or a stop string. */
   truncated: boolean[];
+  /** [B, C] entropy (nats) of the tempered distribution each token was drawn from; 0 on padding. */
+  entropy: Float32Array;
+}
+
+/** Entropy in nats of softmax(row / temperature) for a row of a flat [B, V] buffer. */
+function rowEntropy(buffer: Float32Array, offset: number, vocab: number, temperature: number) {
+  const scale = temperature > 0 ? 1 / temperature : 1;
+  let max = -Infinity;
+  for (let v = 0; v < vocab; v++) max = Math.max(max, buffer[offset + v]! * scale);
+  let sum = 0;
+  let weighted = 0;
+  for (let v = 0; v < vocab; v++) {
+    const z = buffer[offset + v]! * scale - max;
+    const e = Math.exp(z);
+    sum += e;
+    weighted += e * z;
+  }
+  return Math.log(sum) - weighted / sum; // H = log Σe^z − Σ p·z
 }
 
 /**
@@ -86,6 +104,7 @@ export async function sampleCompletions(
   prompts.forEach((p, b) => ids.set(p, b * width + padding[b]!));
   const mask = new Float32Array(rows * C);
   const logp = new Float32Array(rows * C);
+  const entropy = new Float32Array(rows * C);
   const lengths = new Array<number>(rows).fill(0);
   const done = new Array<boolean>(rows).fill(false);
   const stop = options.stop ?? [];
@@ -119,6 +138,7 @@ export async function sampleCompletions(
         ids[b * width + promptLength + t] = token;
         mask[b * C + t] = 1;
         logp[b * C + t] = lp;
+        entropy[b * C + t] = rowEntropy(buffer, b * vocab, vocab, options.temperature);
         lengths[b] = t + 1;
         if (token === EOS) done[b] = true;
         else if (stop.length > 0) {
@@ -150,6 +170,7 @@ export async function sampleCompletions(
     texts,
     lengths,
     truncated,
+    entropy,
   };
 }
 

@@ -13,16 +13,15 @@
 import type { Plan } from "../dsl/plan.ts";
 import { tf } from "./backend.ts";
 import type { Task } from "./task.ts";
-import { encodePrompt } from "./task.ts";
 import type { Problem } from "./data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "./model/transformer.ts";
 import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/_group.ts";
 import { type AdamW, adamWStep } from "./optim.ts";
 import type { Rng } from "./random.ts";
-import { scoreSources, type SourceScorer } from "./rewards/mod.ts";
-import type { Sample } from "./rewards/types.ts";
-import { type Completions, sampleCompletions } from "./sample.ts";
+import type { SourceScorer } from "./rewards/mod.ts";
+import { sampleGroups } from "./groups.ts";
+import type { Completions } from "./sample.ts";
 
 /** Everything a step reads and updates. */
 export interface Run {
@@ -33,6 +32,11 @@ export interface Run {
   params: Record<string, tf.Variable>;
   /** A frozen reference policy (`initial` or a checkpoint); null for `rollout` or `none`. */
   reference: Params | null;
+  /**
+   * The policy as it started RL, frozen, when the run tracks KL to it (`klInitial`); the same
+   * tensors as `reference` when that is `initial`.
+   */
+  initial: Params | null;
   optimizer: AdamW;
   /** The reward sources, ready to score. */
   sources: SourceScorer[];
@@ -68,6 +72,16 @@ export interface StepMetrics {
    * there it is how far the step's earlier updates moved the policy); null without a reference.
    */
   kl: number | null;
+  /**
+   * k3 estimate of KL(π ‖ π_initial) per completion token at sampling time, π_initial the policy
+   * as RL started; only when the run tracks it.
+   */
+  klInitial?: number;
+  /** Mean entropy (nats) of the tempered distribution each completion token was drawn from. */
+  entropy: number;
+  /** DAPO: groups dropped for equal success rewards, and prompts sampled to replace them. */
+  groupsDropped: number;
+  promptsResampled: number;
   /** Mean completion length in tokens, and the fraction that hit maxNewTokens. */
   completionLength: number;
   truncated: number;
@@ -82,6 +96,8 @@ export interface StepMetrics {
   /** Completion tokens sampled per second of the whole step. */
   tokensPerSecond: number;
   evalAccuracy?: number;
+  /** Greedy accuracy on as many train problems as the eval uses, when the run tracks it. */
+  trainAccuracy?: number;
 }
 
 /** A few completions of a step, for `samples.jsonl`. */
@@ -135,6 +151,18 @@ function mean(values: ArrayLike<number>): number {
   return values.length === 0 ? 0 : sum / values.length;
 }
 
+/** Mean of `values` where `mask` is 1. */
+function maskedMean(values: Float32Array, mask: Float32Array): number {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (mask[i] === 0) continue;
+    sum += values[i]!;
+    count++;
+  }
+  return count === 0 ? 0 : sum / count;
+}
+
 function std(values: ArrayLike<number>): number {
   const m = mean(values);
   let sum = 0;
@@ -175,35 +203,29 @@ export async function trainStep(
   const { miniBatchRows } = plan.shapes;
   const temperature = plan.sampling.temperature > 0 ? plan.sampling.temperature : 1;
   const stages = new Set(plan.stages.map((s) => s.name));
+  const axes = plan.objective.axes;
   const started = performance.now();
 
-  // 1) sample: P prompts from the train split, G completions each (a group is G consecutive rows)
-  const problems = nextProblems(run, P);
-  const prompts = problems.flatMap((p) =>
-    Array.from({ length: G }, () => encodePrompt(task.tokenizer, p))
-  );
-  const batch = await sampleCompletions(
-    params,
-    config,
-    task.tokenizer,
-    prompts,
-    { ...plan.sampling, promptLength: promptTokens },
-    run.sampleRng,
+  // 1) sample and 2) score: P prompts × G completions (a group is G consecutive rows), scored by
+  // every reward source; with DAPO's dynamic sampling, groups without signal are replaced
+  const { batch, samples, scores, groupsDropped, promptsResampled } = await sampleGroups(
+    {
+      params,
+      config,
+      tokenizer: task.tokenizer,
+      sampling: { ...plan.sampling, promptLength: promptTokens },
+      sources: run.sources,
+      rng: run.sampleRng,
+      nextProblems: (count) => nextProblems(run, count),
+    },
+    P,
+    G,
+    axes.dynamicSampling,
   );
   const sampleSeconds = (performance.now() - started) / 1000;
-
-  // 2) score: the weighted sum of the reward sources, per completion
-  const samples: Sample[] = batch.texts.map((completion, i) => ({
-    prompt: problems[Math.floor(i / G)]!.prompt,
-    completion,
-    answer: problems[Math.floor(i / G)]!.answer,
-    row: problems[Math.floor(i / G)]!.row,
-    tokens: batch.lengths[i]!,
-    truncated: batch.truncated[i]!,
-  }));
-  const scores = await scoreSources(run.sources, samples, G);
   // A group a "skip-group" source could not score takes no part in the update: its mask is 0 and
-  // its rewards are equal, so every objective gives it no gradient.
+  // its rewards are equal, so every objective gives it no gradient. DAPO may also mask out
+  // truncated completions.
   const mask = batch.mask.slice(); // [B, C]
   const rewards = scores.total.slice(); // [B]
   scores.skippedGroups.forEach((skipped, g) => {
@@ -211,6 +233,9 @@ export async function trainStep(
     mask.fill(0, g * G * C, (g + 1) * G * C);
     rewards.fill(0, g * G, (g + 1) * G);
   });
+  if (axes.maskTruncated) {
+    batch.truncated.forEach((truncated, i) => truncated && mask.fill(0, i * C, (i + 1) * C));
+  }
 
   // 3) old and reference log-probs: constants, in the update's mini-batches and shapes
   const miniBatches = [];
@@ -225,6 +250,30 @@ export async function trainStep(
       ) // [b, C]
       : null;
     miniBatches.push({ ...mb, old, ref, start });
+  }
+
+  // KL to the policy RL started from, when tracked: reuses the reference pass when they coincide
+  let klInitial: number | undefined;
+  if (run.initial) {
+    let sum = 0;
+    let tokens = 0;
+    for (const mb of miniBatches) {
+      const initial = run.initial === run.reference && mb.ref
+        ? mb.ref
+        : tf.tidy(() =>
+          tokenLogProbs(run.initial!, config, mb.ids, promptTokens, temperature, mb.padding)
+        );
+      const values = (await initial.data()) as Float32Array; // [b, C]
+      if (initial !== mb.ref) initial.dispose();
+      for (let j = 0; j < values.length; j++) {
+        const at = mb.start * C + j;
+        if (batch.mask[at] === 0) continue;
+        const d = values[j]! - batch.logp[at]!; // log π_initial − log π
+        sum += Math.exp(d) - d - 1;
+        tokens++;
+      }
+    }
+    klInitial = tokens === 0 ? 0 : sum / tokens;
   }
 
   // 4) advantages: the objective standardises rewards itself; the log records the equal groups
@@ -295,6 +344,10 @@ export async function trainStep(
     successRate: scores.success ? mean(scores.success) : null,
     zeroStdGroups,
     kl: kls.length > 0 ? mean(kls) : null,
+    ...(klInitial === undefined ? {} : { klInitial }),
+    entropy: maskedMean(batch.entropy, batch.mask),
+    groupsDropped,
+    promptsResampled,
     completionLength: sampledTokens / B,
     truncated: batch.truncated.filter(Boolean).length / B,
     loss: mean(losses),

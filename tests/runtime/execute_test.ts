@@ -460,7 +460,8 @@ Deno.test("execute() scores with a sandboxed TypeScript reward, and stops in one
     await Deno.writeTextFile(
       `${dir}/rewards.ts`,
       [
-        'import type { RewardFn } from "' + new URL("../../mod.ts", import.meta.url).href + '";',
+        'import type { RewardFn } from "' +
+        new URL("../../runtime/rewards/types.ts", import.meta.url).href + '";',
         "type Row = { a: number; b: number };",
         "export const closeness: RewardFn<Row> = ({ completion, row }) =>",
         "  completion === String(row.a + row.b) ? 1 : 0;",
@@ -528,5 +529,26 @@ Deno.test("execute() scores with a reward model checkpoint", async () => {
     });
     const rm = (result.metrics[0]!.rewards as Record<string, { mean: number; std: number }>).rm!;
     assert.ok(Number.isFinite(rm.mean) && rm.mean !== 0 && rm.std > 0, JSON.stringify(rm));
+  });
+});
+
+Deno.test("execute() tracks train accuracy and KL to the initial policy when asked", async () => {
+  await withTempDir(async (runsDir) => {
+    for (const reference of ["initial", "rollout"] as const) {
+      const result = await execute(tinyPlan({ reference, steps: 2 }), {
+        runsDir,
+        log: () => {},
+        track: { trainAccuracy: true, klInitial: true },
+      });
+      const [first, second] = result.metrics;
+      assert.equal(typeof second!.trainAccuracy, "number");
+      assert.equal(first!.trainAccuracy, undefined, "evaluated at steps 2 and 5 only");
+      // Step 1 samples from the initial policy itself; by step 2 it has moved.
+      assert.ok(Math.abs(first!.klInitial!) < 1e-5, `${reference}: ${first!.klInitial}`);
+      assert.ok(second!.klInitial! > 0, `${reference}: ${second!.klInitial}`);
+      assert.ok(first!.entropy > 0 && first!.entropy < Math.log(15) + 1e-6);
+      const lines = await readJsonl(`${result.dir}/metrics.jsonl`);
+      assert.equal(typeof lines[0]!.trainAccuracy, "number");
+    }
   });
 });
