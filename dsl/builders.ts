@@ -26,6 +26,7 @@
 import type {
   Addition,
   Countdown,
+  CustomObjective,
   Jsonl,
   KindOf,
   Multiplication,
@@ -305,4 +306,33 @@ export function onlineDpo(options: OptionsOf<Of<"onlineDpo">> = {}): Of<"onlineD
 /** UNA: (σ(β·u) − σ(r))² with u the summed log-ratio to the reference (β 0.03). */
 export function una(options: OptionsOf<Of<"una">> = {}): Of<"una"> {
   return { kind: "una", ...options };
+}
+
+/** The options of `customObjective()`: the export name, the loss's options and what it reads. */
+export type CustomObjectiveOptions = Omit<OptionsOf<CustomObjective>, "module">;
+
+/**
+ * Your own objective: a module (relative to the recipe) whose export (`"default"`) implements the
+ * runtime's `Objective` contract `{ name, needs: { reference }, loss(batch, options) }`. `options`
+ * (JSON, `{}`) is passed to `loss()` as it is. `reads` declares what the batch must carry:
+ * `reference` (true) adds `refLogp` under the recipe's reference, which then defaults to
+ * `"initial"`; `old` (false) says the loss reads `oldLogp`, so that with several optimiser steps
+ * per batch the trainer computes π_old in a separate pass. Advantages are not computed: the loss
+ * receives the raw rewards.
+ *
+ * @example
+ * ```ts
+ * customObjective("./losses/clipped_reinforce.ts");
+ * customObjective("./losses/mine.ts", {
+ *   export: "ratioLoss",
+ *   options: { clip: 0.2, normalise: "token" },
+ *   reads: { reference: false, old: true },
+ * });
+ * ```
+ */
+export function customObjective(
+  module: string,
+  options: CustomObjectiveOptions = {},
+): CustomObjective {
+  return { kind: "custom", module, ...options };
 }

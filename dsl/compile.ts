@@ -391,7 +391,16 @@ function resolveReference(
   const ref = declared ?? (used ? "initial" : "none");
   const kind = typeof ref === "string" ? ref : "checkpoint";
   const checkpoint = typeof ref === "string" ? null : ref.checkpoint;
-  if (kind === "none" && axes.implicitReward) {
+  if (kind === "none" && objective.kind === "custom" && objective.reads.reference) {
+    const declared = given.objective.kind === "custom" &&
+      given.objective.reads?.reference !== undefined;
+    d.errors.push({
+      path: "objective.reads.reference",
+      message: `the custom objective '${objective.module}' reads the reference's log-probs` +
+        `${declared ? "" : " (reads.reference defaults to true)"}, but reference is 'none'`,
+      hint: "set objective.reads.reference to false, or reference to 'initial'",
+    });
+  } else if (kind === "none" && axes.implicitReward) {
     d.errors.push({
       path: "reference",
       message:
@@ -411,12 +420,16 @@ function resolveReference(
     });
   }
   if (declared !== undefined && !used && (kind === "initial" || kind === "checkpoint")) {
+    const custom = objective.kind === "custom";
     d.warnings.push({
       path: "reference",
-      message:
-        `${objective.kind} without a KL term does not read the reference; its log-probs cost a ` +
-        "forward pass per step and serve only the KL metric",
-      hint: "set reference: 'none' to skip them, or objective.beta above 0 to use them",
+      message: (custom
+        ? "the custom objective declares reads.reference: false, so it does not read the reference"
+        : `${objective.kind} without a KL term does not read the reference`) +
+        "; its log-probs cost a forward pass per step and serve only the KL metric",
+      hint: custom
+        ? "set reference: 'none' to skip them, or objective.reads.reference to true to use them"
+        : "set reference: 'none' to skip them, or objective.beta above 0 to use them",
     });
   }
   return { kind, checkpoint, used };
@@ -589,9 +602,12 @@ function resolveUpdates(
   }
   if (axes.implicitReward && reference === "rollout" && miniBatches * epochs === 1) {
     const tail = objective.kind === "gift" ? " and GIFT reduces to normalised REINFORCE" : "";
+    const what = objective.kind === "custom"
+      ? "refLogp is logp detached, so log π/π_ref "
+      : "the implicit reward ";
     d.warnings.push({
       path: "miniBatches",
-      message: "with reference 'rollout' and one optimiser step per batch, the implicit reward " +
+      message: `with reference 'rollout' and one optimiser step per batch, ${what}` +
         `is always 0${tail}`,
       hint: "use miniBatches or epochs of 2 or more, or reference: 'initial'",
     });
@@ -713,9 +729,10 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
   const { axes } = objective;
   const { rows: B, prompts: P, groupSize: G, promptTokens: Tp, newTokens: n, sequenceTokens: T } =
     shapes;
-  // π_old is read by a ratio, and is the reference under "rollout". With one optimiser step per
-  // batch it equals π detached at that step, so no separate pass is needed (as in TRL).
-  const readsOld = axes.ratio !== null || reference.kind === "rollout";
+  // π_old is read by a ratio (or a custom loss that says so), and is the reference under
+  // "rollout". With one optimiser step per batch it equals π detached at that step, so no separate
+  // pass is needed (as in TRL).
+  const readsOld = axes.readsOld || reference.kind === "rollout";
   const needsOld = readsOld && schedule.optimizerStepsPerBatch > 1;
   const frozen = reference.kind === "initial" || reference.kind === "checkpoint";
   const evalFlops = samplingFlops(model, schedule.evalProblems, Tp, n);
@@ -831,7 +848,8 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
       flops: flops.reference,
     });
   }
-  add(advantageStage(plan));
+  // A custom loss receives the raw rewards: the trainer computes no advantages for it.
+  if (axes.loss !== "custom") add(advantageStage(plan));
   const batches = plural(schedule.miniBatches, "mini-batch", "mini-batches");
   const epochs = plural(schedule.epochs, "epoch");
   const groups = plural(shapes.miniBatchGroups, "group");

@@ -198,14 +198,14 @@ function rewardText(r: RewardSpec): string[] {
   ];
 }
 
-/** `key value` for each field of a node but its kind. */
+/** `key value` for each field of a node but its kind; an object value is printed as JSON. */
 function options(node: object): string[] {
   return Object.entries(node).filter(([k]) => k !== "kind").map(([k, v]) => {
     const value = Array.isArray(v)
       ? `[${v.map((x) => typeof x === "number" ? num(x) : String(x)).join(", ")}]`
       : typeof v === "number"
       ? num(v)
-      : typeof v === "string"
+      : typeof v === "string" || (typeof v === "object" && v !== null)
       ? JSON.stringify(v)
       : String(v);
     return `${k} ${value}`;

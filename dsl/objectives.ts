@@ -7,19 +7,27 @@
  * @module
  */
 
-import type { KindOf, Objective } from "./schema.ts";
+import type { CustomObjective, CustomReads, Objective } from "./schema.ts";
 
 /** A value with every optional field present (what `compile()` resolves). */
 export type Resolved<T> = T extends unknown ? { [K in keyof T]-?: Exclude<T[K], undefined> }
   : never;
 
+/** A custom objective with every option resolved, down to what it reads. */
+export type ResolvedCustomObjective = {
+  [K in keyof Resolved<CustomObjective>]: K extends "reads" ? Resolved<CustomReads>
+    : Resolved<CustomObjective>[K];
+};
+
 /** An objective with every option resolved. */
-export type ResolvedObjective = Resolved<Objective>;
+export type ResolvedObjective =
+  | Resolved<Exclude<Objective, { kind: "custom" }>>
+  | ResolvedCustomObjective;
 
 /** The shared axes every preset is a point of. */
 export interface ObjectiveAxes {
-  /** The loss family: reward matching, a clipped surrogate, DPO on pairs, or UNA. */
-  loss: "gift" | "clipped-surrogate" | "dpo-pairs" | "una";
+  /** The loss family: reward matching, a clipped surrogate, DPO on pairs, UNA, or your own. */
+  loss: "gift" | "clipped-surrogate" | "dpo-pairs" | "una" | "custom";
   /** How rewards become advantages; null when the loss uses rewards otherwise. */
   advantage: {
     baseline: "group-mean" | "leave-one-out";
@@ -33,8 +41,16 @@ export interface ObjectiveAxes {
   kl: { beta: number; estimator: "k3"; placement: "loss" | "reward" } | null;
   /** How per-token or per-sequence losses are averaged. */
   aggregation: "sequence-mean" | "token-mean" | "constant" | "pair-mean";
-  /** Whether the loss uses the implicit reward u = Σ mask·(log π − log π_ref). */
+  /**
+   * Whether the loss uses the implicit reward u = Σ mask·(log π − log π_ref); for a custom
+   * objective, whether it reads the reference's log-probs at all.
+   */
   implicitReward: boolean;
+  /**
+   * Whether the loss reads log π_old (a ratio does): with several optimiser steps per batch, the
+   * trainer then computes it in a separate pass before the update.
+   */
+  readsOld: boolean;
   /** DAPO's dynamic sampling: refill groups whose success rewards are all equal. */
   dynamicSampling: { maxRounds: number } | null;
   /** Exclude truncated completions from the loss. */
@@ -55,7 +71,7 @@ function grpoAdvantage(): ObjectiveAxes["advantage"] {
 }
 
 type Presets = {
-  [K in Objective["kind"]]: (options: Resolved<KindOf<Objective, K>>) => ObjectiveAxes;
+  [K in Objective["kind"]]: (options: Extract<ResolvedObjective, { kind: K }>) => ObjectiveAxes;
 };
 
 /** The table of OBJECTIVES.md, one entry per preset. */
@@ -67,6 +83,7 @@ const PRESETS: Presets = {
     kl: null,
     aggregation: "sequence-mean",
     implicitReward: true,
+    readsOld: false,
     ...NO_EXTRAS,
   }),
   grpo: (o) => ({
@@ -76,6 +93,7 @@ const PRESETS: Presets = {
     kl: kl(o.beta, "loss"),
     aggregation: "sequence-mean",
     implicitReward: false,
+    readsOld: true,
     ...NO_EXTRAS,
   }),
   drGrpo: (o) => ({
@@ -85,6 +103,7 @@ const PRESETS: Presets = {
     kl: kl(o.beta, "loss"),
     aggregation: "constant",
     implicitReward: false,
+    readsOld: true,
     ...NO_EXTRAS,
   }),
   dapo: (o) => ({
@@ -94,6 +113,7 @@ const PRESETS: Presets = {
     kl: kl(o.beta, "loss"),
     aggregation: "token-mean",
     implicitReward: false,
+    readsOld: true,
     dynamicSampling: o.dynamicSampling ? { maxRounds: o.maxSamplingRounds } : null,
     maskTruncated: o.maskTruncated,
   }),
@@ -104,6 +124,7 @@ const PRESETS: Presets = {
     kl: kl(o.beta, "loss"),
     aggregation: "sequence-mean",
     implicitReward: false,
+    readsOld: true,
     ...NO_EXTRAS,
   }),
   rloo: (o) => ({
@@ -113,6 +134,7 @@ const PRESETS: Presets = {
     kl: kl(o.beta, "reward"),
     aggregation: "sequence-mean",
     implicitReward: false,
+    readsOld: true,
     ...NO_EXTRAS,
   }),
   onlineDpo: () => ({
@@ -122,6 +144,7 @@ const PRESETS: Presets = {
     kl: null,
     aggregation: "pair-mean",
     implicitReward: true,
+    readsOld: false,
     ...NO_EXTRAS,
   }),
   una: () => ({
@@ -131,6 +154,18 @@ const PRESETS: Presets = {
     kl: null,
     aggregation: "sequence-mean",
     implicitReward: true,
+    readsOld: false,
+    ...NO_EXTRAS,
+  }),
+  // Your own loss: the trainer hands it raw rewards and reads only what it declares it reads.
+  custom: (o) => ({
+    loss: "custom",
+    advantage: null,
+    ratio: null,
+    kl: null,
+    aggregation: "sequence-mean", // nominal: the module aggregates as it likes
+    implicitReward: o.reads.reference,
+    readsOld: o.reads.old,
     ...NO_EXTRAS,
   }),
 };
@@ -176,6 +211,11 @@ export function lossFormula(objective: ResolvedObjective, axes: ObjectiveAxes): 
     case "una": {
       const beta = objective.kind === "una" ? objective.beta : 0;
       return `mean over rows of (σ(${beta}·u) − σ(r))², u = Σ log π/π_ref`;
+    }
+    case "custom": {
+      if (objective.kind !== "custom") return "custom";
+      const { module, export: name, options } = objective;
+      return `${name} from ${JSON.stringify(module)} with options ${JSON.stringify(options)}`;
     }
   }
 }

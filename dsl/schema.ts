@@ -495,6 +495,41 @@ export const UnaSchema = variant("una", {
   })),
 }, "UNA: (σ(β·u) − σ(r))², u the summed log-ratio to the reference.");
 
+/** A JSON value: what `JSON.parse(JSON.stringify(x))` gives back unchanged. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
+
+/** A JSON object, such as the free-form options of a custom objective. */
+export type JsonObject = { [key: string]: JsonValue };
+
+/** What the batch of a custom objective carries beyond the current log-probs. */
+export const CustomReadsSchema = section({
+  reference: opt(Type.Boolean({
+    default: true,
+    description: "The loss reads refLogp, so the batch carries log-probs under the recipe's " +
+      "reference (which then defaults to 'initial').",
+  })),
+  old: opt(Type.Boolean({
+    default: false,
+    description: "The loss reads oldLogp, so with several optimiser steps per batch the trainer " +
+      "computes π_old in a separate pass.",
+  })),
+}, "What the loss reads besides logp, mask and rewards.");
+
+export const CustomSchema = variant("custom", {
+  module: Type.String({ minLength: 1, description: "Module specifier (relative to the recipe)." }),
+  export: opt(Type.String({
+    minLength: 1,
+    default: "default",
+    description: "Export name of an Objective { name, needs, loss(batch, options) }.",
+  })),
+  options: opt(Type.Unsafe<JsonObject>({
+    type: "object",
+    default: {},
+    description: "Free-form JSON passed to loss() as its options.",
+  })),
+  reads: opt(CustomReadsSchema),
+}, "Your own objective: a TypeScript module implementing the runtime's Objective contract.");
+
 export const ObjectiveSchema = tagged(
   [
     GiftSchema,
@@ -505,6 +540,7 @@ export const ObjectiveSchema = tagged(
     RlooSchema,
     OnlineDpoSchema,
     UnaSchema,
+    CustomSchema,
   ],
   "The training objective.",
 );
@@ -657,6 +693,8 @@ export type RewardOnError = (typeof REWARD_ON_ERROR)[number];
 export type EvalSplit = NonNullable<Static<typeof EvalSchema>["split"]>;
 export type Objective = Static<typeof ObjectiveSchema>;
 export type ObjectiveKind = Objective["kind"];
+export type CustomObjective = Static<typeof CustomSchema>;
+export type CustomReads = Static<typeof CustomReadsSchema>;
 export type Group = Static<typeof GroupSchema>;
 export type Sampling = Static<typeof SamplingSchema>;
 export type Optimizer = Static<typeof OptimizerSchema>;

@@ -37,6 +37,14 @@ function validator(): ValidateFunction {
   return compiled;
 }
 
+/** The object form of a kind given by name, where `{ kind }` and `kind()` alone are not it. */
+const OBJECT_FORMS: Record<string, [json: string, ts: string]> = {
+  custom: [
+    '{ "kind": "custom", "module": "./my_objective.ts" }',
+    'customObjective("./my_objective.ts")',
+  ],
+};
+
 /**
  * Checks that `input` is a recipe. Returns the recipe (a plain-data copy) or every problem found.
  *
@@ -125,7 +133,9 @@ function explainOne(error: ErrorObject): Issue | undefined {
       const more = suggestion === undefined ? "" : ` (did you mean '${suggestion}'?)`;
       const issue: Issue = { path, message: `expected ${describe(parent)}, got ${given}${more}` };
       if (typeof error.data === "string" && unionKinds(parent).includes(error.data)) {
-        issue.hint = `write { "kind": "${error.data}" }, or ${error.data}() in TypeScript`;
+        const [json, ts] = OBJECT_FORMS[error.data] ??
+          [`{ "kind": "${error.data}" }`, `${error.data}()`];
+        issue.hint = `write ${json}, or ${ts} in TypeScript`;
       }
       return issue;
     }

@@ -85,7 +85,34 @@ export class RunSetupError extends Error {
  * plan costs nothing.
  */
 // deno-lint-ignore no-explicit-any
-function objectiveOf(plan: Plan): Objective<any> {
+async function objectiveOf(
+  plan: Plan,
+  baseUrl: string | URL,
+): Promise<{ objective: Objective<any>; options: unknown }> {
+  const declared = plan.objective.options as unknown as {
+    kind: string;
+    module?: string;
+    export?: string;
+    options?: unknown;
+  };
+  if (declared.kind === "custom") {
+    const where = `${declared.module}#${declared.export}`;
+    let module: Record<string, unknown>;
+    try {
+      module = await import(new URL(declared.module!, baseUrl).href);
+    } catch (e) {
+      const why = (e as Error).message.split("\n")[0];
+      throw new RunSetupError(`Cannot load objective ${where}: ${why}`);
+    }
+    const found = module[declared.export!] as Partial<Objective<unknown>> | undefined;
+    if (!found || typeof found.loss !== "function" || typeof found.name !== "string") {
+      throw new RunSetupError(
+        `Cannot use objective ${where}: expected an Objective ({ name, needs, loss(batch, ` +
+          `options) }), got ${found === undefined ? "nothing" : typeof found}`,
+      );
+    }
+    return { objective: found as Objective<any>, options: declared.options ?? {} };
+  }
   const found = (objectives as Record<string, Objective<unknown>>)[plan.objective.kind];
   if (!found) {
     throw new RunSetupError(
@@ -93,7 +120,7 @@ function objectiveOf(plan: Plan): Objective<any> {
         `${Object.keys(objectives).join(", ")}; the plan compiles, and 'deno task plan' prints it`,
     );
   }
-  return found;
+  return { objective: found, options: plan.objective.options };
 }
 
 /**
@@ -200,13 +227,13 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     );
   }
   const started = performance.now();
-  const objective = objectiveOf(plan);
+  const baseUrl = options.baseUrl ?? new URL(`file://${Deno.cwd()}/`);
+  const { objective, options: objectiveOptions } = await objectiveOf(plan, baseUrl);
   const backend = await useBackend(plan.backend.name);
   const hash = planHash(plan);
 
   // Setup: every random stream forks from the seed by name, so adding one changes no other.
   const seed = new Rng(plan.seed);
-  const baseUrl = options.baseUrl ?? new URL(`file://${Deno.cwd()}/`);
   const task = await loadTask(plan, seed.fork("data"), baseUrl);
   const config = modelConfig(plan.model);
   const sources = await rewardSources(plan, String(baseUrl));
@@ -264,6 +291,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
       plan.schedule.steps * plan.schedule.optimizerStepsPerBatch,
     ),
     objective,
+    objectiveOptions,
     sampleRng: seed.fork("sample"),
     promptRng: seed.fork("prompts"),
     cursor: { order: [], next: 0 },

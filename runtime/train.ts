@@ -42,6 +42,8 @@ export interface Run {
   sources: SourceScorer[];
   // deno-lint-ignore no-explicit-any
   objective: Objective<any>;
+  /** What `objective.loss` gets as options: the plan's, or a custom objective's own. */
+  objectiveOptions: unknown;
   /** Draws the completions' tokens. */
   sampleRng: Rng;
   /** Orders the train problems. */
@@ -304,7 +306,7 @@ export async function trainStep(
             mask: mb.mask,
             rewards: mb.rewards,
             groupSize: G,
-          }, plan.objective.options);
+          }, run.objectiveOptions);
           for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
           if (refLogp) measured.kl = tf.keep(klPerToken(stopGradient(logp), refLogp, mb.mask));
           return loss;

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { fn, type Recipe, recipe, rewardModel, rewards, tasks, validateRecipe } from "../../mod.ts";
+import {
+  customObjective,
+  fn,
+  type Recipe,
+  recipe,
+  rewardModel,
+  rewards,
+  tasks,
+  validateRecipe,
+} from "../../mod.ts";
 import { base } from "./_fixtures.ts";
 
 // A builder only tags its options with a kind: what it returns is the JSON a recipe file holds,
@@ -109,4 +118,31 @@ Deno.test("recipe() takes onError on a reward and split on eval", () => {
   }));
   assert.equal(r.rewards[0]!.onError, "fail");
   assert.equal(r.eval?.split, "train");
+});
+
+Deno.test("customObjective() puts the export, the loss's options and what it reads beside the module", () => {
+  assert.deepEqual(customObjective("./losses/mine.ts"), {
+    kind: "custom",
+    module: "./losses/mine.ts",
+  });
+  const full = customObjective("./losses/mine.ts", {
+    export: "clipped",
+    options: { clip: 0.2, schedule: [1, 0.5], mode: "token", note: null, nested: { on: true } },
+    reads: { reference: false, old: true },
+  });
+  assert.deepEqual(full, {
+    kind: "custom",
+    module: "./losses/mine.ts",
+    export: "clipped",
+    options: { clip: 0.2, schedule: [1, 0.5], mode: "token", note: null, nested: { on: true } },
+    reads: { reference: false, old: true },
+  });
+  assert.deepEqual(customObjective("./l.ts", { reads: { old: true } }), {
+    kind: "custom",
+    module: "./l.ts",
+    reads: { old: true },
+  });
+  roundTrip(recipe({ ...base, objective: customObjective("./losses/mine.ts") }));
+  const r = roundTrip(recipe({ ...base, objective: full, reference: "initial" }));
+  assert.deepEqual(r.objective, full);
 });

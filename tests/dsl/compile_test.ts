@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   compile,
+  customObjective,
   dapo,
   drGrpo,
   fn,
@@ -51,6 +52,14 @@ const REJECTED: Rejected[] = [
     message:
       /^expected a divisor of group\.prompts \(16\) so that every mini-batch holds whole groups, got 3$/,
     hint: /^use one of 1, 2, 4, 8, 16$/,
+  },
+  {
+    name: "a custom objective that reads the reference (by default) with none",
+    input: { ...base, objective: customObjective("./loss.ts"), reference: "none" },
+    path: "objective.reads.reference",
+    message:
+      /^the custom objective '\.\/loss\.ts' reads the reference's log-probs \(reads\.reference defaults to true\), but reference is 'none'$/,
+    hint: /^set objective\.reads\.reference to false, or reference to 'initial'$/,
   },
   {
     name: "a default KL coefficient with no reference",
@@ -287,6 +296,24 @@ Deno.test("cli validate exits 2 on each inconsistent recipe, printing the fix, n
   });
 });
 
+Deno.test("compile() rejects a custom objective that declares it reads the reference, with none", () => {
+  const result = safeCompile({
+    ...base,
+    objective: customObjective("./loss.ts", { reads: { reference: true } }),
+    reference: "none",
+  });
+  assert.equal(result.ok, false);
+  if (result.ok) return;
+  // One issue, at the declaration: not a second one about an implicit reward.
+  assert.deepEqual(result.issues.map((i) => i.path), ["objective.reads.reference"]);
+  assert.equal(
+    result.issues[0]!.message,
+    "the custom objective './loss.ts' reads the reference's log-probs, but reference is 'none'",
+  );
+  const without = customObjective("./loss.ts", { reads: { reference: false } });
+  assert.ok(safeCompile({ ...base, objective: without, reference: "none" }).ok);
+});
+
 Deno.test("compile() throws a RecipeError that lists every issue", () => {
   const bad = { ...base, group: { size: 1, prompts: 16 }, miniBatches: 3 } as const;
   try {
@@ -351,6 +378,33 @@ Deno.test("compile() warns when countdown problems are scored against the refere
   );
 });
 
+Deno.test("compile() warns about a custom objective's unread reference and a rollout reference it reads", () => {
+  const unread = warningsOf({
+    ...base,
+    objective: customObjective("./loss.ts", { reads: { reference: false } }),
+    reference: "initial",
+  });
+  assert.deepEqual(unread.map((i) => i.path), ["reference"]);
+  assert.match(unread[0]!.message, /^the custom objective declares reads\.reference: false/);
+  assert.match(unread[0]!.hint ?? "", /objective\.reads\.reference to true/);
+  const rollout = warningsOf({
+    ...base,
+    objective: customObjective("./loss.ts"),
+    reference: "rollout",
+  });
+  assert.deepEqual(rollout.map((i) => i.path), ["miniBatches"]);
+  assert.match(rollout[0]!.message, /refLogp is logp detached, so log π\/π_ref is always 0$/);
+  assert.deepEqual(
+    warningsOf({
+      ...base,
+      objective: customObjective("./loss.ts"),
+      reference: "rollout",
+      miniBatches: 2,
+    }),
+    [],
+  );
+});
+
 Deno.test("compile() warns about evaluation, checkpoints and top-k that cannot act", () => {
   const w = warningsOf({
     ...base,
@@ -370,7 +424,23 @@ Deno.test("compile() warns about evaluation, checkpoints and top-k that cannot a
 // Resolution
 
 Deno.test("compile() resolves every default into a recipe that is itself valid and compiles the same", () => {
-  for (const objective of [gift(), grpo(), drGrpo(), dapo(), gspo(), rloo(), onlineDpo(), una()]) {
+  const custom = customObjective("./loss.ts", {
+    options: { clip: 0.2, modes: ["token"] },
+    reads: { old: true },
+  });
+  for (
+    const objective of [
+      gift(),
+      grpo(),
+      drGrpo(),
+      dapo(),
+      gspo(),
+      rloo(),
+      onlineDpo(),
+      una(),
+      custom,
+    ]
+  ) {
     const plan = compile({ ...base, objective });
     assert.ok(validateRecipe(plan.recipe).ok, objective.kind);
     const again = compile(plan.recipe);
@@ -517,6 +587,13 @@ Deno.test("compile() fills the defaults of OBJECTIVES.md", () => {
   assert.deepEqual(options(rloo()), { kind: "rloo", beta: 0.05, epsilon: 0.2 });
   assert.deepEqual(options(onlineDpo()), { kind: "onlineDpo", beta: 0.1 });
   assert.deepEqual(options(una()), { kind: "una", beta: 0.03 });
+  assert.deepEqual(options(customObjective("./loss.ts")), {
+    kind: "custom",
+    module: "./loss.ts",
+    export: "default",
+    options: {},
+    reads: { reference: true, old: false },
+  });
 });
 
 Deno.test("compile() maps each preset to its axes", () => {
@@ -544,6 +621,71 @@ Deno.test("compile() maps each preset to its axes", () => {
   assert.equal(g.ratio, null);
   assert.equal(g.kl, null);
   assert.equal(g.implicitReward, true);
+  // π_old is read exactly by the presets with a ratio.
+  for (const objective of [gift(), grpo(), drGrpo(), dapo(), gspo(), rloo(), onlineDpo(), una()]) {
+    const a = axes(objective);
+    assert.equal(a.readsOld, a.ratio !== null, objective.kind);
+  }
+});
+
+Deno.test("compile() gives a custom objective no advantages, ratio or KL, and reads what it declares", () => {
+  const axes = (objective: Parameters<typeof recipe>[0]["objective"]) =>
+    compile({ ...base, objective }).objective.axes;
+  assert.deepEqual(axes(customObjective("./loss.ts")), {
+    loss: "custom",
+    advantage: null,
+    ratio: null,
+    kl: null,
+    aggregation: "sequence-mean",
+    implicitReward: true,
+    readsOld: false,
+    dynamicSampling: null,
+    maskTruncated: false,
+  });
+  const declared = axes(customObjective("./loss.ts", { reads: { reference: false, old: true } }));
+  assert.equal(declared.implicitReward, false);
+  assert.equal(declared.readsOld, true);
+  const plan = compile({
+    ...base,
+    objective: customObjective("./losses/mine.ts", { export: "clipped", options: { clip: 0.2 } }),
+  });
+  assert.equal(plan.objective.kind, "custom");
+  assert.equal(
+    plan.objective.formula,
+    'clipped from "./losses/mine.ts" with options {"clip":0.2}',
+  );
+  // The loss receives the raw rewards: no advantage, target or pair stage.
+  assert.deepEqual(
+    plan.stages.filter((s) => s.when === "step").map((s) => s.name),
+    ["sample", "score", "reference log-probs", "update"],
+  );
+  assert.equal(plan.schedule.miniBatches, 1);
+});
+
+Deno.test("compile() adds the old log-probs stage when a custom objective reads π_old and steps more than once", () => {
+  const stages = (reads: { old?: boolean }, miniBatches: number) =>
+    compile({ ...base, objective: customObjective("./loss.ts", { reads }), miniBatches });
+  const on = stages({ old: true }, 2);
+  const old = on.stages.find((s) => s.name === "old log-probs");
+  assert.ok(old, "no old log-probs stage");
+  assert.match(old.detail, /^log π_old of the completions, no gradient, in the update's 2 mini/);
+  assert.deepEqual(old.shapes, { oldLogp: [128, 4] });
+  assert.ok(on.budget.perStep.flops.oldLogp > 0);
+  assert.equal(on.budget.perStep.forwardPasses, 3); // old, reference, update
+  // One optimiser step per batch: π_old is π detached, with no pass of its own.
+  const one = stages({ old: true }, 1);
+  assert.equal(one.stages.find((s) => s.name === "old log-probs"), undefined);
+  assert.equal(one.budget.perStep.flops.oldLogp, 0);
+  assert.match(
+    one.stages.find((s) => s.name === "update")!.detail,
+    /; π_old is π detached \(one optimiser step per batch\)$/,
+  );
+  // A loss that does not read π_old gets no pass for it, whatever the mini-batches.
+  for (const reads of [{}, { old: false }]) {
+    const off = stages(reads, 2);
+    assert.equal(off.stages.find((s) => s.name === "old log-probs"), undefined);
+    assert.doesNotMatch(off.stages.find((s) => s.name === "update")!.detail, /π_old/);
+  }
 });
 
 Deno.test("compile() defaults the reference to what the objective reads", () => {
@@ -553,6 +695,16 @@ Deno.test("compile() defaults the reference to what the objective reads", () => 
   assert.deepEqual(kind(grpo()), { kind: "initial", checkpoint: null, used: true });
   assert.deepEqual(kind(grpo({ beta: 0 })), { kind: "none", checkpoint: null, used: false });
   assert.deepEqual(kind(dapo()), { kind: "none", checkpoint: null, used: false });
+  assert.deepEqual(kind(customObjective("./loss.ts")), {
+    kind: "initial",
+    checkpoint: null,
+    used: true,
+  });
+  assert.deepEqual(kind(customObjective("./loss.ts", { reads: { reference: false } })), {
+    kind: "none",
+    checkpoint: null,
+    used: false,
+  });
   assert.deepEqual(
     compile({ ...base, reference: { checkpoint: "runs/x/checkpoints/final" } }).reference,
     { kind: "checkpoint", checkpoint: "runs/x/checkpoints/final", used: true },

@@ -3,6 +3,7 @@ import {
   bytesText,
   compile,
   count,
+  customObjective,
   dapo,
   drGrpo,
   flopsText,
@@ -160,4 +161,33 @@ Deno.test("formatPlan() names the front door's objective and its defaults", () =
   const text = formatPlan(compile(recipe({ ...frontDoor, objective: gift({ betaC: 2 }) })));
   assert.match(text, /^ {2}objective {3}gift · betaC 2 · stdEpsilon 1e-6$/m);
   assert.match(text, /mean over rows of \(Â − 2·ũ\)²/);
+});
+
+Deno.test("formatPlan() prints a custom objective's module and export on the objective line", () => {
+  const objective = customObjective("./losses/mine.ts", {
+    export: "clipped",
+    options: { clip: 0.2 },
+    reads: { old: true },
+  });
+  const text = formatPlan(compile(recipe({ ...door, objective, miniBatches: 2 })));
+  assert.match(
+    text,
+    /^ {2}objective {3}custom · module "\.\/losses\/mine\.ts" · export "clipped" · options \{"clip":0\.2\} · reads\n {14}\{"reference":true,"old":true\}$/m,
+  );
+  assert.match(text, /^ {14}clipped from "\.\/losses\/mine\.ts" with options \{"clip":0\.2\}$/m);
+  assert.match(
+    text,
+    /^ {2}reference {3}initial: a frozen copy of the policy after the warm start$/m,
+  );
+  assert.match(text, /^ {3}\d {2}old log-probs {8}log π_old of the completions/m);
+  assert.doesNotMatch(text, /advantages|targets/);
+  const unread = formatPlan(compile(recipe({
+    ...door,
+    objective: customObjective("./losses/mine.ts", { reads: { reference: false } }),
+  })));
+  assert.match(unread, /^ {2}reference {3}none \(custom reads no reference\)$/m);
+  assert.match(
+    unread,
+    /^ {2}objective {3}custom · module "\.\/losses\/mine\.ts" · export "default" ·/m,
+  );
 });

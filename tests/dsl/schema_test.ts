@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020";
 import {
   compile,
+  customObjective,
   fn,
   type Recipe,
   recipeJsonSchema,
@@ -12,6 +13,8 @@ import {
 import {
   AdditionSchema,
   CountdownSchema,
+  CustomReadsSchema,
+  CustomSchema,
   EvalSchema,
   FnSchema,
   MultiplicationSchema,
@@ -50,20 +53,54 @@ Deno.test("compile() takes the objectives' defaults from the schema's annotation
   const variants = (ObjectiveSchema as unknown as {
     oneOf: { properties: Record<string, { const?: string; default?: unknown }> }[];
   }).oneOf;
-  assert.equal(variants.length, 8);
+  assert.equal(variants.length, 9);
+  // The one option without a default: a custom objective's module.
+  const required: Record<string, Record<string, unknown>> = { custom: { module: "./loss.ts" } };
   for (const variant of variants) {
     const kind = variant.properties["kind"]!.const!;
-    const objective = { kind } as Recipe["objective"];
+    const objective = { kind, ...required[kind] } as Recipe["objective"];
     const options = compile({ ...base, objective, reference: "initial" }).objective
       .options as Record<string, unknown>;
     for (const [key, property] of Object.entries(variant.properties)) {
-      if (key === "kind") continue;
+      if (key === "kind" || key in (required[kind] ?? {})) continue;
       if (property.default !== undefined) {
-        assert.equal(options[key], property.default, `${kind}.${key}`);
+        assert.deepEqual(options[key], property.default, `${kind}.${key}`);
+      } else if (key === "reads") {
+        assert.deepEqual(options[key], Object.fromEntries(defaultsOf(property)), `${kind}.${key}`);
       } else assert.equal(options[key], options["epsilon"], `${kind}.${key} defaults to epsilon`);
     }
     assert.deepEqual(Object.keys(options).sort(), Object.keys(variant.properties).sort(), kind);
   }
+});
+
+Deno.test("compile() resolves a custom objective's export, options and reads from the schema", () => {
+  const options = (objective: Recipe["objective"]) =>
+    compile({ ...base, objective }).objective.options;
+  assert.deepEqual(CustomSchema.properties.export.default, "default");
+  assert.deepEqual(CustomReadsSchema.properties.reference.default, true);
+  assert.deepEqual(CustomReadsSchema.properties.old.default, false);
+  assert.deepEqual(options(customObjective("./loss.ts")), {
+    kind: "custom",
+    module: "./loss.ts",
+    export: "default",
+    options: {},
+    reads: { reference: true, old: false },
+  });
+  // A partial reads is completed field by field, and the options are passed through as given.
+  assert.deepEqual(
+    options(customObjective("./loss.ts", {
+      export: "clipped",
+      options: { clip: 0.2, modes: ["token"] },
+      reads: { old: true },
+    })),
+    {
+      kind: "custom",
+      module: "./loss.ts",
+      export: "clipped",
+      options: { clip: 0.2, modes: ["token"] },
+      reads: { reference: true, old: true },
+    },
+  );
 });
 
 /** The `default` annotations of an object schema, by key. */

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import {
+  customObjective,
   dapo,
   type Eval,
   fn,
@@ -86,6 +87,27 @@ Deno.test("fn(), rewardModel(), rewards.countdown() and the new tasks and fields
   // @ts-expect-error: a reward model is not a verifier, so it cannot be the eval metric
   const metric: Verifier = rewardModel("rm");
   assert.ok(rejected({ ...base, eval: { metric } }));
+});
+
+Deno.test("customObjective() takes a module, JSON options and boolean reads only", () => {
+  const objective = (o: unknown) => ({ ...base, objective: o });
+  // @ts-expect-error: the module is required
+  assert.ok(rejected(objective(customObjective())));
+  // @ts-expect-error: reads.old is a boolean
+  assert.ok(rejected(objective(customObjective("./l.ts", { reads: { old: "yes" } }))));
+  // @ts-expect-error: reads declares reference and old only
+  assert.ok(rejected(objective(customObjective("./l.ts", { reads: { ref: true } }))));
+  // @ts-expect-error: beta is an option of the presets; a custom loss takes it inside options
+  assert.ok(rejected(objective(customObjective("./l.ts", { beta: 0.1 }))));
+  // @ts-expect-error: options is a JSON object, not a list
+  assert.ok(rejected(objective(customObjective("./l.ts", { options: [0.2] }))));
+  // @ts-expect-error: a function is not JSON (and would vanish from the JSON twin)
+  customObjective("./l.ts", { options: { schedule: (step: number) => step } });
+  const custom: Recipe = recipe({
+    ...base,
+    objective: customObjective("./l.ts", { options: { clip: 0.2, on: [true, null] } }),
+  });
+  assert.ok(validateRecipe(custom).ok);
 });
 
 Deno.test("recipes compose by spreading, and the builders' results are recipe parts", () => {

@@ -50,7 +50,7 @@ const BAD: BadCase[] = [
     input: { ...b, objective: { kind: "ppo" } },
     path: "objective.kind",
     message:
-      /^expected one of 'gift', 'grpo', 'drGrpo', 'dapo', 'gspo', 'rloo', 'onlineDpo', 'una', got 'ppo'$/,
+      /^expected one of 'gift', 'grpo', 'drGrpo', 'dapo', 'gspo', 'rloo', 'onlineDpo', 'una', 'custom', got 'ppo'$/,
   },
   {
     name: "a misspelt objective kind",
@@ -69,6 +69,55 @@ const BAD: BadCase[] = [
     input: { ...b, objective: "grpo" },
     path: "objective",
     message: /^expected an object with kind one of .*, got 'grpo'$/,
+  },
+  {
+    name: "a custom objective without a module",
+    input: { ...b, objective: { kind: "custom", export: "loss" } },
+    path: "objective.module",
+    message: /^missing; expected a non-empty string$/,
+  },
+  {
+    name: "a custom objective's reads that is not an object",
+    input: { ...b, objective: { kind: "custom", module: "./l.ts", reads: true } },
+    path: "objective.reads",
+    message: /^expected an object \{ reference, old \}, got true$/,
+  },
+  {
+    name: "a custom objective's reads.old that is not a boolean",
+    input: { ...b, objective: { kind: "custom", module: "./l.ts", reads: { old: "yes" } } },
+    path: "objective.reads.old",
+    message: /^expected true or false, got 'yes'$/,
+  },
+  {
+    name: "an unknown key in a custom objective's reads",
+    input: { ...b, objective: { kind: "custom", module: "./l.ts", reads: { ref: true } } },
+    path: "objective.reads.ref",
+    message: /^unknown key; expected 'reference' or 'old'$/,
+  },
+  {
+    name: "an option of a preset given to a custom objective",
+    input: { ...b, objective: { kind: "custom", module: "./l.ts", beta: 0.1 } },
+    path: "objective.beta",
+    message:
+      /^'beta' is not an option of custom but of grpo, drGrpo, dapo, gspo, rloo, onlineDpo, una; it takes one of 'module', 'export', 'options', 'reads'$/,
+  },
+  {
+    name: "a misspelt custom option",
+    input: { ...b, objective: { kind: "custom", module: "./l.ts", option: { clip: 0.2 } } },
+    path: "objective.option",
+    message: /^unknown key \(did you mean 'objective\.options'\?\)$/,
+  },
+  {
+    name: "custom options that are not a JSON object",
+    input: { ...b, objective: { kind: "custom", module: "./l.ts", options: [0.2] } },
+    path: "objective.options",
+    message: /^expected an object, got \[0\.2\]$/,
+  },
+  {
+    name: "a module given to a preset",
+    input: { ...b, objective: { kind: "grpo", module: "./l.ts" } },
+    path: "objective.module",
+    message: /^'module' is not an option of grpo but of custom; it takes one of 'beta'/,
   },
   {
     name: "a missing required field",
@@ -335,6 +384,27 @@ Deno.test("validateRecipe() hints at the object form when an objective is given 
   assert.equal(result.ok, false);
   if (result.ok) return;
   assert.equal(result.issues[0]!.hint, `write { "kind": "gift" }, or gift() in TypeScript`);
+});
+
+Deno.test("validateRecipe() accepts any JSON object as a custom objective's options", () => {
+  const options = { clip: 0.2, modes: ["a", "b"], nested: { deep: [{ x: null }] }, on: false };
+  const result = validateRecipe({ ...b, objective: { kind: "custom", module: "./l.ts", options } });
+  assert.ok(result.ok, result.ok ? "" : result.issues.map(formatIssue).join(" | "));
+  assert.deepEqual(result.recipe.objective, { kind: "custom", module: "./l.ts", options });
+  assert.ok(
+    validateRecipe({ ...b, objective: { kind: "custom", module: "./l.ts", options: {} } }).ok,
+  );
+});
+
+Deno.test("validateRecipe() hints at customObjective() and its module when custom is given by name", () => {
+  const result = validateRecipe({ ...b, objective: "custom" });
+  assert.equal(result.ok, false);
+  if (result.ok) return;
+  assert.equal(
+    result.issues[0]!.hint,
+    `write { "kind": "custom", "module": "./my_objective.ts" }, or ` +
+      `customObjective("./my_objective.ts") in TypeScript`,
+  );
 });
 
 Deno.test("validateRecipe() accepts a $schema key, for editors", () => {

@@ -552,3 +552,24 @@ Deno.test("execute() tracks train accuracy and KL to the initial policy when ask
     }
   });
 });
+
+Deno.test("execute() trains with a user's objective module, and names a bad one in one line", async () => {
+  await withTempDir(async (runsDir) => {
+    const module = new URL("../../recipes/objectives/reinforce.ts", import.meta.url).href;
+    const custom = (exportName: string) =>
+      tinyPlan({
+        reference: "none",
+        objective: { kind: "custom", module, export: exportName, reads: { reference: false } },
+        steps: 2,
+      });
+    const result = await execute(custom("reinforce"), { runsDir, log: () => {} });
+    assert.ok(result.metrics.every((m) => Number.isFinite(m.loss)));
+    assert.deepEqual(Object.keys(result.metrics[0]!.objective), ["advantageAbs"]);
+    await assert.rejects(
+      () => execute(custom("nothing"), { runsDir, log: () => {} }),
+      (e: Error) =>
+        e instanceof RunSetupError &&
+        /^Cannot use objective .*reinforce\.ts#nothing: expected an Objective/.test(e.message),
+    );
+  });
+});
