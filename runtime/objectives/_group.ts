@@ -11,6 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import type { ObjectiveBatch } from "./types.ts";
 
 /** The typed signature of `tf.customGrad`'s argument, which rejects a plain `(x) => …` function. */
 type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
@@ -48,6 +49,33 @@ export function assertWholeGroups(rows: number, groupSize: number, what: string)
     throw new Error(
       `Cannot compute ${what} as the batch has ${rows} rows, not a multiple of groupSize ` +
         `${groupSize}: a batch must hold whole groups`,
+    );
+  }
+}
+
+/**
+ * Throws unless `batch` holds whole groups and its tensors agree with `logp`'s [B, T] shape;
+ * `what` names the loss in the message ("the gift loss"). Creates no tensor.
+ */
+export function checkBatch(batch: ObjectiveBatch, what: string): void {
+  const [rows, length] = batch.logp.shape;
+  assertWholeGroups(rows, batch.groupSize, what);
+  const named: Array<[string, tf.Tensor | undefined]> = [
+    ["oldLogp", batch.oldLogp],
+    ["refLogp", batch.refLogp],
+    ["mask", batch.mask],
+  ];
+  for (const [name, t] of named) {
+    if (t !== undefined && (t.shape[0] !== rows || t.shape[1] !== length)) {
+      throw new Error(
+        `Cannot compute ${what} as '${name}' has shape [${t.shape}]: ` +
+          `expected [${rows}, ${length}] like 'logp'`,
+      );
+    }
+  }
+  if (batch.rewards.shape[0] !== rows) {
+    throw new Error(
+      `Cannot compute ${what} as 'rewards' has shape [${batch.rewards.shape}]: expected [${rows}]`,
     );
   }
 }

@@ -27,7 +27,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { assertWholeGroups, groupStd, sequenceSum, standardize, stopGradient } from "./_group.ts";
+import { checkBatch, groupStd, sequenceSum, standardize, stopGradient } from "./_group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
 /** Options of the GIFT loss (the recipe's `gift()` objective; extra fields such as `kind` are ignored). */
@@ -44,30 +44,8 @@ export interface GiftOptions {
   stdEpsilon?: number;
 }
 
-function checkShapes(batch: ObjectiveBatch): void {
-  const [rows, length] = batch.logp.shape;
-  assertWholeGroups(rows, batch.groupSize, "the gift loss");
-  const named: Array<[string, tf.Tensor | undefined]> = [
-    ["oldLogp", batch.oldLogp],
-    ["refLogp", batch.refLogp],
-    ["mask", batch.mask],
-  ];
-  for (const [name, t] of named) {
-    if (t !== undefined && (t.shape[0] !== rows || t.shape[1] !== length)) {
-      throw new Error(
-        `Cannot compute the gift loss as '${name}' has shape [${t.shape}]: expected [${rows}, ${length}] like 'logp'`,
-      );
-    }
-  }
-  if (batch.rewards.shape[0] !== rows) {
-    throw new Error(
-      `Cannot compute the gift loss as 'rewards' has shape [${batch.rewards.shape}]: expected [${rows}]`,
-    );
-  }
-}
-
 function giftLoss(batch: ObjectiveBatch, options: GiftOptions): ObjectiveResult {
-  checkShapes(batch);
+  checkBatch(batch, "the gift loss");
   const { logp, mask, rewards, groupSize } = batch;
   const betaC = options.betaC ?? 1;
   const epsilon = options.stdEpsilon ?? 1e-6;

@@ -306,3 +306,68 @@ export function runObjectiveConformance<O>(
     disposeBatch(batch);
   });
 }
+
+/** The value of a scalar tensor (NaN when absent). */
+export function scalarOf(t: tf.Tensor | undefined): number {
+  return t?.dataSync()[0] ?? Number.NaN;
+}
+
+/** Asserts `|actual − expected| <= tolerance`. */
+export function assertClose(
+  actual: number,
+  expected: number,
+  tolerance: number,
+  what: string,
+): void {
+  assert.ok(
+    Math.abs(actual - expected) <= tolerance,
+    `${what}: ${actual} differs from ${expected} by more than ${tolerance}`,
+  );
+}
+
+/** Asserts `assertClose` entrywise, and equal lengths; an expected exact 0 must be exactly 0. */
+export function assertAllClose(
+  actual: ArrayLike<number>,
+  expected: number[],
+  tolerance: number,
+  what: string,
+): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  expected.forEach((e, k) => {
+    const a = actual[k] ?? Number.NaN;
+    if (e === 0) assert.ok(a === 0, `${what}[${k}]: ${a}, expected exactly 0`);
+    else assertClose(a, e, tolerance, `${what}[${k}]`);
+  });
+}
+
+/** A batch of hand-built arrays; `oldLogp` defaults to `logp` (on-policy), `refLogp` to none. */
+export function handBatch(data: {
+  logp: number[][];
+  oldLogp?: number[][];
+  refLogp?: number[][];
+  mask: number[][];
+  rewards: number[];
+  groupSize: number;
+}): ObjectiveBatch {
+  const batch: ObjectiveBatch = {
+    logp: tf.tensor2d(data.logp),
+    oldLogp: tf.tensor2d(data.oldLogp ?? data.logp),
+    mask: tf.tensor2d(data.mask),
+    rewards: tf.tensor1d(data.rewards),
+    groupSize: data.groupSize,
+  };
+  if (data.refLogp !== undefined) batch.refLogp = tf.tensor2d(data.refLogp);
+  return batch;
+}
+
+/** The values of `logpGradient()`, [B·T] flattened, its tensor disposed. */
+export function gradientOf<O>(
+  objective: Objective<O>,
+  batch: ObjectiveBatch,
+  options: O,
+): number[] {
+  const grad = logpGradient(objective, batch, options);
+  const values = Array.from(grad.dataSync());
+  grad.dispose();
+  return values;
+}
