@@ -5,6 +5,8 @@
  *   deno task validate <recipe> [--strict]  check the schema and every compiler rule, run nothing
  *   deno task schema [--out FILE]           write the recipe's JSON Schema
  *   deno task run <recipe>                  train
+ *   deno task compare <recipe>              train it under several objectives and seeds, and
+ *                                           compare them (summary.json, report.html)
  *
  * A recipe is a .ts or .js module (its default export, or an export named `recipe`), a .json
  * recipe, a plan written by `plan --json`, or a URL to one of them.
@@ -15,7 +17,7 @@
  * @module
  */
 
-import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import {
   type Backend,
   BACKENDS,
@@ -31,6 +33,14 @@ import {
   safeCompile,
   validateRecipe,
 } from "./dsl/mod.ts";
+import {
+  DEFAULT_OBJECTIVES,
+  parseAccuracy,
+  parseCount,
+  parseLrs,
+  parseObjectives,
+  parseTrack,
+} from "./runtime/compare/options.ts";
 
 /** Exit codes of the command line. */
 export const EXIT = { ok: 0, internal: 1, invalid: 2 } as const;
@@ -40,6 +50,17 @@ class Reported extends Error {}
 
 function backendOption() {
   return new Option("--backend <name>", "override the recipe's backend").choices(BACKENDS);
+}
+
+/** A commander argument parser from a parser that throws an `Error` with a one-line message. */
+function parser<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
 }
 
 /** Loads and compiles a recipe, printing every problem as one line on stderr. */
@@ -163,18 +184,25 @@ function program(fail: (code: number) => void) {
     .addOption(backendOption())
     .option("--runs-dir <dir>", "where run directories go", "runs")
     .option("--resume <dir>", "continue a run from its last complete checkpoint")
+    .option(
+      "--track <metrics>",
+      "extra measurements, comma-separated: train-accuracy (the train–eval gap), kl-initial",
+      parser(parseTrack),
+    )
     .action(async (specifier, options) => {
       const { plan } = await compileFile(specifier, compileOptions(options));
       printWarnings(specifier, plan);
       // Loaded here, not at the top: plan, validate and schema never load TensorFlow.js.
       const runtime = await import("./runtime/mod.ts");
+      const executeOptions = {
+        runsDir: options.runsDir,
+        // Data paths and reward modules are relative to the recipe.
+        baseUrl: new URL(specifier, new URL(`file://${Deno.cwd()}/`)),
+        ...(options.resume === undefined ? {} : { resume: options.resume }),
+        ...(options.track === undefined ? {} : { track: options.track }),
+      };
       try {
-        await runtime.execute(plan, {
-          runsDir: options.runsDir,
-          // Data paths and reward modules are relative to the recipe.
-          baseUrl: new URL(specifier, new URL(`file://${Deno.cwd()}/`)),
-          ...(options.resume === undefined ? {} : { resume: options.resume }),
-        });
+        await runtime.execute(plan, executeOptions);
       } catch (e) {
         const input = [
           runtime.BackendUnavailableError,
@@ -187,13 +215,97 @@ function program(fail: (code: number) => void) {
           fail(EXIT.invalid);
           return;
         }
-        if (e instanceof runtime.RewardError) {
+        if (e instanceof runtime.RewardError || e instanceof runtime.DynamicSamplingError) {
           // The run stopped mid-way; its directory keeps every step written so far.
           console.error(`giftwrap: ${e.message}`);
           fail(EXIT.internal);
           return;
         }
         throw e;
+      }
+    });
+
+  cli.command("compare")
+    .description(
+      "train a recipe once per objective and seed, in parallel, and compare them: " +
+        "compare/<name>-<time>/ with summary.json and report.html",
+    )
+    .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
+    .addOption(
+      new Option(
+        "--objectives <list>",
+        "comma-separated objectives, each with its preset's defaults",
+      )
+        .argParser(parser(parseObjectives))
+        .default([...DEFAULT_OBJECTIVES], DEFAULT_OBJECTIVES.join(",")),
+    )
+    .option(
+      "--seeds <n>",
+      "seeds per objective: the recipe's seed and the next",
+      parser((t) => parseCount(t, 1)),
+      3,
+    )
+    .option(
+      "--lr <list>",
+      "tune the learning rate among these on seed + 1000 first (default: the recipe's lr)",
+      parser(parseLrs),
+    )
+    .addOption(
+      new Option("--jobs <n>", "runs at once (wasm uses one thread per run)")
+        .argParser(parser((t) => parseCount(t, 1)))
+        .default(navigator.hardwareConcurrency, "the number of CPUs"),
+    )
+    .option("--out <dir>", "the output directory (default: compare/<name>-<YYYYMMDD-HHMMSS>)")
+    .option(
+      "--target <accuracy>",
+      "the accuracy for 'steps to target' (default: 0.9 × the best final accuracy)",
+      parser(parseAccuracy),
+    )
+    .addOption(
+      new Option("--track <metrics>", "what each run measures besides eval accuracy and KL")
+        .argParser(parser(parseTrack))
+        .default({ trainAccuracy: true, klInitial: true }, "train-accuracy,kl-initial; or none"),
+    )
+    .addOption(backendOption())
+    .action(async (specifier, options) => {
+      const loaded = await loadRecipe(specifier);
+      const validated = validateRecipe(loaded.input);
+      if (!validated.ok) {
+        for (const issue of validated.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
+        throw new Reported();
+      }
+      const compare = await import("./runtime/compare/mod.ts");
+      // The runs' recipes are written elsewhere: their relative paths start from this recipe.
+      const base = compare.withAbsolutePaths(validated.recipe, loaded.url);
+      const planned = compare.planComparison(base, {
+        objectives: options.objectives,
+        seeds: options.seeds,
+        ...(options.lr === undefined ? {} : { lrs: options.lr }),
+        ...(options.backend === undefined ? {} : { backend: options.backend }),
+      });
+      if (!planned.ok) {
+        for (const line of planned.issues) console.error(`${specifier}: ${line}`);
+        throw new Reported();
+      }
+      for (const line of planned.plan.warnings) console.error(`${specifier}: ${line}`);
+      const run = await Deno.permissions.query({ name: "run", command: Deno.execPath() });
+      if (run.state !== "granted") {
+        console.error("giftwrap: compare starts each run as a subprocess: it needs --allow-run");
+        throw new Reported();
+      }
+      try {
+        const result = await compare.runComparison(planned.plan, {
+          recipe: specifier,
+          jobs: options.jobs,
+          track: options.track,
+          ...(options.out === undefined ? {} : { out: options.out }),
+          ...(options.target === undefined ? {} : { target: options.target }),
+        });
+        if (result.failed > 0) fail(EXIT.internal);
+      } catch (e) {
+        if (!(e instanceof compare.CompareSetupError)) throw e;
+        console.error(`giftwrap: ${e.message}`);
+        fail(EXIT.invalid);
       }
     });
 
