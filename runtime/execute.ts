@@ -84,11 +84,10 @@ export class RunSetupError extends Error {
  * The implemented objective a plan names: checked before any tensor exists, so an unsupported
  * plan costs nothing.
  */
-// deno-lint-ignore no-explicit-any
 async function objectiveOf(
   plan: Plan,
   baseUrl: string | URL,
-): Promise<{ objective: Objective<any>; options: unknown }> {
+): Promise<{ objective: Objective<unknown>; options: unknown }> {
   const declared = plan.objective.options as unknown as {
     kind: string;
     module?: string;
@@ -111,7 +110,7 @@ async function objectiveOf(
           `options) }), got ${found === undefined ? "nothing" : typeof found}`,
       );
     }
-    return { objective: found as Objective<any>, options: declared.options ?? {} };
+    return { objective: found as Objective<unknown>, options: declared.options ?? {} };
   }
   const found = (objectives as Record<string, Objective<unknown>>)[plan.objective.kind];
   if (!found) {

@@ -162,7 +162,8 @@ function gather(rounds: Round[], picks: [number, number][], G: number): Omit<
 
 /**
  * P groups of G scored completions. With `dynamic` (DAPO), groups without signal are dropped and
- * replaced by fresh prompts, at most `dynamic.maxRounds` rounds in all.
+ * more generation batches of P prompts are sampled until P groups have a signal, at most
+ * `dynamic.maxRounds` rounds in all.
  *
  * @throws {DynamicSamplingError} when the rounds run out before P groups with a signal are found.
  */
@@ -192,9 +193,10 @@ export async function sampleGroups(
           "objective.maxSamplingRounds, or use data where the policy is sometimes right",
       );
     }
-    const more = P - picks.length;
-    resampled += more;
-    rounds.push(await sampleRound(s, s.nextProblems(more), G));
+    // Each refill round samples a whole generation batch of P prompts, as DAPO does; groups beyond
+    // the P needed are discarded.
+    resampled += P;
+    rounds.push(await sampleRound(s, s.nextProblems(P), G));
   }
   return { ...gather(rounds, picks, G), groupsDropped: dropped, promptsResampled: resampled };
 }

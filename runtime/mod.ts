@@ -24,6 +24,7 @@ export { loadCheckpoint, saveCheckpoint, weightsToTensors } from "./model/checkp
 export { charTokenizer } from "./model/tokenizer.ts";
 export { Rng } from "./random.ts";
 export { TaskError } from "./task.ts";
+export { DynamicSamplingError } from "./groups.ts";
 export { DataError } from "./data/jsonl.ts";
 export {
   createScorer,

@@ -40,8 +40,7 @@ export interface Run {
   optimizer: AdamW;
   /** The reward sources, ready to score. */
   sources: SourceScorer[];
-  // deno-lint-ignore no-explicit-any
-  objective: Objective<any>;
+  objective: Objective<unknown>;
   /** What `objective.loss` gets as options: the plan's, or a custom objective's own. */
   objectiveOptions: unknown;
   /** Draws the completions' tokens. */

@@ -281,18 +281,18 @@ Deno.test("giftwrap run --backend tensorflow, absent here, exits 2 naming libten
   });
 });
 
-Deno.test("giftwrap run names an objective the runtime lacks in one line, exit 2", async () => {
+Deno.test("giftwrap run names an objective module that does not load in one line, exit 2", async () => {
   await withTempDir(async (dir) => {
-    const path = await writeRecipeModule(dir, "grpo", {
+    const path = await writeRecipeModule(dir, "custom", {
       ...JSON.parse(await Deno.readTextFile(new URL("recipes/addition_gift.json", ROOT))),
-      objective: { kind: "grpo" },
-      reference: "initial",
+      objective: { kind: "custom", module: "./missing_objective.ts", reads: { reference: false } },
+      reference: "none",
     });
     const run = await giftwrap(["run", path, "--runs-dir", dir]);
-    assertUsageError(run, "an objective not in the runtime");
+    assertUsageError(run, "an objective module that does not load");
     assert.match(
       run.stderr,
-      /^giftwrap: Cannot run objective 'grpo': this runtime implements gift/,
+      /^giftwrap: Cannot load objective \.\/missing_objective\.ts#default: /,
     );
   });
 });

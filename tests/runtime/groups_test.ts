@@ -79,8 +79,8 @@ Deno.test("sampleGroups() without dynamic sampling keeps the first P groups as d
 Deno.test("sampleGroups() with dynamic sampling replaces flat groups with fresh prompts", async () => {
   await withSampler(parity(), async (s) => {
     const out = await sampleGroups(s, 4, 2, { maxRounds: 5 });
-    // Round 1: 0,1,2,3 keeps 1, 3 (drops 0, 2); round 2: 4,5 keeps 5 (drops 4); round 3: 6,7
-    // keeps 7 (drops 6).
+    // Round 1: 0,1,2,3 keeps 1, 3 (drops 0, 2); round 2 samples a whole batch again, 4,5,6,7,
+    // and keeps 5, 7 (drops 4, 6).
     assert.deepEqual(out.problems.map((p) => p.prompt), ["1+1=", "3+3=", "5+5=", "7+7="]);
     assert.equal(out.groupsDropped, 4);
     assert.equal(out.promptsResampled, 4);
