@@ -1,5 +1,6 @@
 /** Helpers shared by the tests: the CLI run in-process, temporary directories. */
 
+import assert from "node:assert/strict";
 import { main } from "../cli.ts";
 
 /** What one in-process run of the CLI returned and printed. */
@@ -51,4 +52,58 @@ export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** The permissions of `deno task run`; `deno task compare` adds `--allow-run`. */
+export const RUN_PERMISSIONS: readonly string[] = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-net",
+  "--allow-import",
+];
+
+/** What one subprocess run of the command line gave. */
+export interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `giftwrap <args>` as a subprocess in `cwd`, with `permissions` (the run task's). */
+export async function giftwrap(
+  args: readonly string[],
+  cwd: string | URL = new URL("../", import.meta.url),
+  permissions: readonly string[] = RUN_PERMISSIONS,
+): Promise<Outcome> {
+  const cli = decodeURIComponent(new URL("../cli.ts", import.meta.url).pathname);
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, cli, ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+}
+
+/** The lines of `text`, without the final newline. */
+export function lines(text: string): string[] {
+  const trimmed = text.trimEnd();
+  return trimmed === "" ? [] : trimmed.split("\n");
+}
+
+/** Asserts that `stderr` holds no stack trace. */
+export function assertNoStack(stderr: string): void {
+  for (const line of lines(stderr)) assert.doesNotMatch(line, /^\s+at /, `a stack frame: ${line}`);
+  assert.ok(!stderr.includes("Uncaught"), `an uncaught error:\n${stderr}`);
+}
+
+/** Asserts that `outcome` is a usage error: exit 2, one line on stderr, nothing on stdout. */
+export function assertUsageError(outcome: Outcome, what: string): void {
+  assert.equal(outcome.code, 2, `${what}: exit code\n${outcome.stderr}`);
+  assert.equal(lines(outcome.stderr).length, 1, `${what}: not one line:\n${outcome.stderr}`);
+  assert.equal(outcome.stdout, "", `${what}: stdout`);
+  assertNoStack(outcome.stderr);
 }

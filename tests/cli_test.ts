@@ -7,60 +7,16 @@
  */
 
 import assert from "node:assert/strict";
-import { withTempDir, writeRecipeModule } from "./_helpers.ts";
+import {
+  assertNoStack,
+  assertUsageError,
+  giftwrap,
+  lines,
+  withTempDir,
+  writeRecipeModule,
+} from "./_helpers.ts";
 
-const CLI = new URL("../cli.ts", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
-
-/** What one run of the command line gave. */
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `giftwrap <args>` in `cwd` (the repository root unless given). */
-async function giftwrap(args: readonly string[], cwd: string | URL = ROOT): Promise<Outcome> {
-  const command = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-net",
-      "--allow-import",
-      decodeURIComponent(CLI.pathname),
-      ...args,
-    ],
-    cwd,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const { code, stdout, stderr } = await command.output();
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
-}
-
-/** The lines of `text`, without the final newline. */
-function lines(text: string): string[] {
-  const trimmed = text.trimEnd();
-  return trimmed === "" ? [] : trimmed.split("\n");
-}
-
-/** Asserts that `stderr` holds no stack trace. */
-function assertNoStack(stderr: string): void {
-  for (const line of lines(stderr)) assert.doesNotMatch(line, /^\s+at /, `a stack frame: ${line}`);
-  assert.ok(!stderr.includes("error: Uncaught"), `an uncaught error:\n${stderr}`);
-}
-
-/** Asserts that `outcome` is a usage error: exit 2, one line on stderr, nothing on stdout. */
-function assertUsageError(outcome: Outcome, what: string): void {
-  assert.equal(outcome.code, 2, `${what}: exit code\n${outcome.stderr}`);
-  assert.equal(lines(outcome.stderr).length, 1, `${what}: not one line:\n${outcome.stderr}`);
-  assert.equal(outcome.stdout, "", `${what}: stdout`);
-  assertNoStack(outcome.stderr);
-}
 
 /** The hash in the first line of the text plan, `plan <name> · hash <16 hex digits>`. */
 function textHash(stdout: string): string {

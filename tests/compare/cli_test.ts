@@ -4,63 +4,27 @@
  */
 
 import assert from "node:assert/strict";
-import { withTempDir } from "../_helpers.ts";
+import {
+  assertNoStack,
+  assertUsageError,
+  giftwrap,
+  lines,
+  RUN_PERMISSIONS,
+  withTempDir,
+} from "../_helpers.ts";
 import { TINY } from "../runtime/_tiny.ts";
 
-const CLI = decodeURIComponent(new URL("../../cli.ts", import.meta.url).pathname);
-const COMPARE_PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-net",
-  "--allow-import",
-  "--allow-run",
-];
-
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const COMPARE_PERMISSIONS = [...RUN_PERMISSIONS, "--allow-run"];
 
 /** Runs `giftwrap <args>` in `cwd` with the compare task's permissions (or `permissions`). */
-async function giftwrap(
-  args: readonly string[],
-  cwd: string,
-  permissions = COMPARE_PERMISSIONS,
-): Promise<Outcome> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, CLI, ...args],
-    cwd,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
-}
-
-function lines(text: string): string[] {
-  const trimmed = text.trimEnd();
-  return trimmed === "" ? [] : trimmed.split("\n");
-}
-
-function assertNoStack(stderr: string): void {
-  for (const line of lines(stderr)) assert.doesNotMatch(line, /^\s+at /, `a stack frame: ${line}`);
-  assert.ok(!stderr.includes("Uncaught"), `an uncaught error:\n${stderr}`);
-}
-
-function assertUsageError(outcome: Outcome, what: string): void {
-  assert.equal(outcome.code, 2, `${what}: exit code\n${outcome.stderr}`);
-  assert.equal(lines(outcome.stderr).length, 1, `${what}: not one line:\n${outcome.stderr}`);
-  assert.equal(outcome.stdout, "", `${what}: stdout`);
-  assertNoStack(outcome.stderr);
+function compareCli(args: readonly string[], cwd: string, permissions = COMPARE_PERMISSIONS) {
+  return giftwrap(args, cwd, permissions);
 }
 
 Deno.test("giftwrap compare trains each seed, then writes summary.json and report.html", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify({ ...TINY, steps: 2 }));
-    const run = await giftwrap(
+    const run = await compareCli(
       ["compare", "tiny.json", "--objectives", "gift", "--seeds", "2", "--out", "out"],
       dir,
     );
@@ -192,7 +156,7 @@ Deno.test("giftwrap compare reports each failed run in one line, finishes the ot
       eval: { every: 2, metric: { kind: "numericAnswer" } },
     };
     await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(recipe));
-    const run = await giftwrap(
+    const run = await compareCli(
       ["compare", "tiny.json", "--objectives", "dapo,gift", "--seeds", "1", "--out", "out"],
       dir,
     );
@@ -224,19 +188,19 @@ Deno.test("giftwrap compare reports bad options and recipes in one line, exit 2"
       JSON.stringify({ ...TINY, steps: 2, seed: 4_294_967_295 }),
     );
     const [typo, unknown, seeds, lr, target, jobs, badSeed, noRun, track] = await Promise.all([
-      giftwrap(["compare", "tiny.json", "--objectives", "gift,gfit"], dir),
-      giftwrap(["compare", "tiny.json", "--objectives", "ppo"], dir),
-      giftwrap(["compare", "tiny.json", "--seeds", "0"], dir),
-      giftwrap(["compare", "tiny.json", "--lr", "1e-4,2"], dir),
-      giftwrap(["compare", "tiny.json", "--target", "120%"], dir),
-      giftwrap(["compare", "tiny.json", "--jobs", "two"], dir),
-      giftwrap(["compare", "last_seed.json", "--objectives", "gift,grpo", "--seeds", "2"], dir),
-      giftwrap(
+      compareCli(["compare", "tiny.json", "--objectives", "gift,gfit"], dir),
+      compareCli(["compare", "tiny.json", "--objectives", "ppo"], dir),
+      compareCli(["compare", "tiny.json", "--seeds", "0"], dir),
+      compareCli(["compare", "tiny.json", "--lr", "1e-4,2"], dir),
+      compareCli(["compare", "tiny.json", "--target", "120%"], dir),
+      compareCli(["compare", "tiny.json", "--jobs", "two"], dir),
+      compareCli(["compare", "last_seed.json", "--objectives", "gift,grpo", "--seeds", "2"], dir),
+      compareCli(
         ["compare", "tiny.json", "--objectives", "gift"],
         dir,
         COMPARE_PERMISSIONS.slice(0, -1),
       ),
-      giftwrap(["run", "tiny.json", "--track", "kl-intial"], dir),
+      compareCli(["run", "tiny.json", "--track", "kl-intial"], dir),
     ]);
     assertUsageError(typo, "--objectives gfit");
     assert.equal(
@@ -279,7 +243,7 @@ Deno.test("giftwrap compare reports bad options and recipes in one line, exit 2"
 Deno.test("giftwrap compare --lr tunes each objective on seed + 1000, then compares", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify({ ...TINY, steps: 2 }));
-    const run = await giftwrap(
+    const run = await compareCli(
       ["compare", "tiny.json", "--objectives", "gift", "--seeds", "1", "--lr", "2e-3,1e-3"],
       dir,
     );

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { assertDisjointSplits } from "./_splits.ts";
 import { additionProblem, additionSplits } from "../../../runtime/data/addition.ts";
 import { Rng } from "../../../runtime/random.ts";
 
@@ -20,13 +21,7 @@ Deno.test("additionSplits() never puts a problem in both splits, nor twice in on
   for (const digits of [1, 2, 3]) {
     const distinct = 10 ** (2 * digits);
     const want = { digits, train: Math.floor(distinct * 0.7), eval: Math.floor(distinct * 0.3) };
-    const { train, eval: held } = additionSplits(want, new Rng(digits));
-    assert.equal(train.length, want.train);
-    assert.equal(held.length, want.eval);
-    const trainPrompts = new Set(train.map((p) => p.prompt));
-    assert.equal(trainPrompts.size, train.length, "a repeated train problem");
-    assert.equal(new Set(held.map((p) => p.prompt)).size, held.length, "a repeated eval problem");
-    assert.ok(held.every((p) => !trainPrompts.has(p.prompt)), "an eval problem in train");
+    assertDisjointSplits(additionSplits(want, new Rng(digits)), want);
   }
 });
 

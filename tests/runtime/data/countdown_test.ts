@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { assertDisjointSplits } from "./_splits.ts";
 import {
   ALPHABET,
   type CountdownExpr,
@@ -145,13 +146,7 @@ Deno.test("countdownSplits() reaches a target of 1", () => {
 
 Deno.test("countdownSplits() never puts a problem in both splits, nor twice in one", () => {
   const want = { numbers: 3, maxNumber: 6, maxTarget: 30, train: 700, eval: 300 };
-  const { train, eval: held } = countdownSplits(want, new Rng(2));
-  assert.equal(train.length, want.train);
-  assert.equal(held.length, want.eval);
-  const trainPrompts = new Set(train.map((p) => p.prompt));
-  assert.equal(trainPrompts.size, train.length, "a repeated train problem");
-  assert.equal(new Set(held.map((p) => p.prompt)).size, held.length, "a repeated eval problem");
-  assert.ok(held.every((p) => !trainPrompts.has(p.prompt)), "an eval problem in train");
+  assertDisjointSplits(countdownSplits(want, new Rng(2)), want);
 });
 
 Deno.test("countdownSplits() is a function of the seed", () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { assertDisjointSplits } from "./_splits.ts";
 import {
   ALPHABET,
   maxAnswerChars,
@@ -31,13 +32,7 @@ Deno.test("multiplicationSplits() never puts a problem in both splits, nor twice
   for (const digits of [1, 2, 3]) {
     const drawn = Math.min(10 ** (2 * digits), 10_000);
     const want = { digits, train: Math.floor(drawn * 0.7), eval: Math.floor(drawn * 0.3) };
-    const { train, eval: held } = multiplicationSplits(want, new Rng(digits));
-    assert.equal(train.length, want.train);
-    assert.equal(held.length, want.eval);
-    const trainPrompts = new Set(train.map((p) => p.prompt));
-    assert.equal(trainPrompts.size, train.length, "a repeated train problem");
-    assert.equal(new Set(held.map((p) => p.prompt)).size, held.length, "a repeated eval problem");
-    assert.ok(held.every((p) => !trainPrompts.has(p.prompt)), "an eval problem in train");
+    assertDisjointSplits(multiplicationSplits(want, new Rng(digits)), want);
   }
 });
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { assertDisjointSplits } from "./_splits.ts";
 import {
   ALPHABET,
   maxAnswerChars,
@@ -38,13 +39,7 @@ Deno.test("sortingSplits() never puts a problem in both splits, nor twice in one
       train: Math.floor(distinct * 0.7),
       eval: Math.floor(distinct / 10),
     };
-    const { train, eval: held } = sortingSplits(want, new Rng(length));
-    assert.equal(train.length, want.train);
-    assert.equal(held.length, want.eval);
-    const trainPrompts = new Set(train.map((p) => p.prompt));
-    assert.equal(trainPrompts.size, train.length, "a repeated train problem");
-    assert.equal(new Set(held.map((p) => p.prompt)).size, held.length, "a repeated eval problem");
-    assert.ok(held.every((p) => !trainPrompts.has(p.prompt)), "an eval problem in train");
+    assertDisjointSplits(sortingSplits(want, new Rng(length)), want);
   }
 });
 
