@@ -234,7 +234,7 @@ function program(fail: (code: number) => void) {
     .addOption(
       new Option(
         "--objectives <list>",
-        "comma-separated objectives, each with its preset's defaults",
+        "comma-separated objectives, each with its preset's defaults; name@rollout (or @initial, @none) sets its reference",
       )
         .argParser(parser(parseObjectives))
         .default([...DEFAULT_OBJECTIVES], DEFAULT_OBJECTIVES.join(",")),

@@ -18,7 +18,8 @@
 
 import { relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, ObjectiveKind, Recipe } from "../../dsl/schema.ts";
+import type { Backend, Recipe } from "../../dsl/schema.ts";
+import type { ObjectiveLabel } from "./options.ts";
 import { errorLine, progressLine, runChild, runPool } from "./jobs.ts";
 import { readMetrics, type RunCurves, runCurves } from "./metrics.ts";
 import { type Track, trackText } from "./options.ts";
@@ -42,7 +43,7 @@ import {
 
 /** What a comparison runs. */
 export interface ComparisonRequest {
-  objectives: readonly ObjectiveKind[];
+  objectives: readonly ObjectiveLabel[];
   /** How many seeds: the recipe's seed and those after it. */
   seeds: number;
   /** Learning rates to tune among; absent keeps the recipe's lr. */
@@ -54,7 +55,7 @@ export interface ComparisonRequest {
 /** Every run of a comparison, compiled. */
 export interface ComparisonPlan {
   name: string;
-  objectives: ObjectiveKind[];
+  objectives: ObjectiveLabel[];
   seeds: number[];
   /** The tuning phase's seed and learning rates; null without `lrs`. */
   tuning: { seed: number; lrs: number[]; runs: RunVariant[] } | null;
@@ -65,7 +66,7 @@ export interface ComparisonPlan {
   /** Compiler warnings, each once: `objectives dapo, gspo: warning: …`. */
   warnings: string[];
   /** The objectives for which the recipe's reference was dropped. */
-  referenceDropped: ObjectiveKind[];
+  referenceDropped: ObjectiveLabel[];
 }
 
 /**
@@ -85,15 +86,15 @@ export function planComparison(
 ): { ok: true; plan: ComparisonPlan } | { ok: false; issues: string[] } {
   const options = request.backend === undefined ? {} : { backend: request.backend };
   // Each problem once, with the objectives it concerns.
-  const issues = new Map<string, Set<ObjectiveKind>>();
-  const warnings = new Map<string, Set<ObjectiveKind>>();
-  const note = (lines: Map<string, Set<ObjectiveKind>>, line: string, o: ObjectiveKind) =>
+  const issues = new Map<string, Set<ObjectiveLabel>>();
+  const warnings = new Map<string, Set<ObjectiveLabel>>();
+  const note = (lines: Map<string, Set<ObjectiveLabel>>, line: string, o: ObjectiveLabel) =>
     lines.set(line, (lines.get(line) ?? new Set()).add(o));
-  const grouped = (lines: Map<string, Set<ObjectiveKind>>, prefix = "") =>
+  const grouped = (lines: Map<string, Set<ObjectiveLabel>>, prefix = "") =>
     [...lines].map(([line, objectives]) =>
       `objective${objectives.size === 1 ? "" : "s"} ${[...objectives].join(", ")}: ${prefix}${line}`
     );
-  const dropped = new Set<ObjectiveKind>();
+  const dropped = new Set<ObjectiveLabel>();
   const build = (change: VariantChange): RunVariant[] => {
     const result = comparisonVariant(base, change, options);
     if (!result.ok) {
@@ -348,7 +349,7 @@ export async function runComparison(
   const timer = setInterval(progress, (options.progressEvery ?? 30) * 1000);
   let tuningOutcomes: Outcome[] = [];
   let outcomes: Outcome[] = [];
-  const chosen = new Map<ObjectiveKind, number | null>();
+  const chosen = new Map<ObjectiveLabel, number | null>();
   try {
     // 1) Tuning: each objective × lr on the tuning seed.
     if (plan.tuning !== null) {

@@ -42,7 +42,8 @@ function items(text: string): string[] {
 }
 
 /**
- * Parses `gift,grpo,dapo` into objective kinds, suggesting the closest name for a typo.
+ * Parses `gift,grpo,dapo` (each optionally `@initial`, `@rollout` or `@none`, the reference it
+ * runs against) into objective labels, suggesting the closest name for a typo.
  *
  * @example
  * ```ts
@@ -50,10 +51,19 @@ function items(text: string): string[] {
  * parseObjectives("gfit"); // throws "unknown objective 'gfit' (did you mean gift?)"
  * ```
  */
-export function parseObjectives(text: string): ObjectiveKind[] {
-  const names = items(text);
-  if (names.length === 0) throw new Error("expected at least one objective, such as gift,grpo");
-  for (const name of names) {
+export function parseObjectives(text: string): ObjectiveLabel[] {
+  const labels = items(text);
+  if (labels.length === 0) throw new Error("expected at least one objective, such as gift,grpo");
+  for (const label of labels) {
+    const [name = "", reference, ...more] = label.split("@");
+    if (
+      reference !== undefined &&
+      (more.length > 0 || !(REFERENCES as readonly string[]).includes(reference))
+    ) {
+      throw new Error(
+        `objective '${label}': after '@' expected one reference of ${REFERENCES.join(", ")}`,
+      );
+    }
     if ((OBJECTIVE_KINDS as readonly string[]).includes(name)) continue;
     const near = closest(name, OBJECTIVE_KINDS);
     throw new Error(
@@ -62,7 +72,32 @@ export function parseObjectives(text: string): ObjectiveKind[] {
         : `unknown objective '${name}' (did you mean ${near}?)`,
     );
   }
-  return names as ObjectiveKind[];
+  return labels;
+}
+
+/** The references an objective can be given in a comparison: `gift@rollout`. */
+export const REFERENCES = ["initial", "rollout", "none"] as const;
+
+/**
+ * An objective of a comparison: a preset's name, optionally with the reference it runs against
+ * (`gift@rollout`), so that one preset can be compared with itself under two references.
+ */
+export type ObjectiveLabel = string;
+
+/**
+ * The preset and the reference of a label.
+ *
+ * @example
+ * ```ts
+ * splitLabel("gift@rollout"); // { kind: "gift", reference: "rollout" }
+ * splitLabel("grpo"); // { kind: "grpo" }
+ * ```
+ */
+export function splitLabel(
+  label: ObjectiveLabel,
+): { kind: ObjectiveKind; reference?: (typeof REFERENCES)[number] } {
+  const [kind, reference] = label.split("@") as [ObjectiveKind, (typeof REFERENCES)[number]?];
+  return reference === undefined ? { kind } : { kind, reference };
 }
 
 /**

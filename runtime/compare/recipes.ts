@@ -14,7 +14,8 @@
 import { fileURLToPath } from "node:url";
 import { type CompileOptions, safeCompile } from "../../dsl/compile.ts";
 import { formatIssue } from "../../dsl/issues.ts";
-import type { Objective, ObjectiveKind, Recipe } from "../../dsl/schema.ts";
+import type { Objective, Recipe } from "../../dsl/schema.ts";
+import { type ObjectiveLabel, splitLabel } from "./options.ts";
 
 /** How far the tuning seed is from the recipe's seed, so that it shares no run with the seeds. */
 export const TUNING_SEED_OFFSET = 1000;
@@ -23,7 +24,7 @@ export const TUNING_SEED_OFFSET = 1000;
 export interface RunVariant {
   /** `<name>-<objective>-s<seed>[-lr<lr>]`, the recipe's name. */
   name: string;
-  objective: ObjectiveKind;
+  objective: ObjectiveLabel;
   seed: number;
   lr: number;
   /** The recipe to write and run. */
@@ -44,7 +45,7 @@ export type VariantResult = { ok: true; variant: RunVariant } | { ok: false; iss
 
 /** What changes from the base recipe. */
 export interface VariantChange {
-  objective: ObjectiveKind;
+  objective: ObjectiveLabel;
   seed: number;
   /** The learning rate; absent keeps the recipe's and leaves `-lr…` out of the name. */
   lr?: number;
@@ -60,7 +61,7 @@ export interface VariantChange {
  */
 export function runName(base: string, change: VariantChange): string {
   const lr = change.lr === undefined ? "" : `-lr${change.lr}`;
-  return `${base}-${change.objective}-s${change.seed}${lr}`;
+  return `${base}-${change.objective.replace("@", "-")}-s${change.seed}${lr}`;
 }
 
 /**
@@ -98,11 +99,13 @@ export function tuningSeed(base: Recipe): number {
  */
 export function variantRecipe(base: Recipe, change: VariantChange): Recipe {
   const { $schema: _schema, ...rest } = base;
+  const { kind, reference } = splitLabel(change.objective);
   return {
     ...rest,
+    ...(reference === undefined ? {} : { reference }),
     name: runName(base.name, change),
     seed: change.seed,
-    objective: { kind: change.objective } as Objective,
+    objective: { kind } as Objective,
     optimizer: change.lr === undefined ? base.optimizer : { ...base.optimizer, lr: change.lr },
   };
 }
@@ -126,7 +129,8 @@ export function comparisonVariant(
   const recipe = variantRecipe(base, change);
   let compiled = safeCompile(recipe, options);
   let chosen = recipe;
-  if (!compiled.ok && base.reference !== undefined) {
+  const declared = splitLabel(change.objective).reference !== undefined;
+  if (!compiled.ok && base.reference !== undefined && !declared) {
     const { reference: _reference, ...withoutReference } = recipe;
     compiled = safeCompile(withoutReference, options);
     chosen = withoutReference;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ObjectiveKind } from "../../dsl/schema.ts";
+import type { ObjectiveLabel } from "./options.ts";
 import type { EvalPoint, GapPoint, RunCurves, StepPoint } from "./metrics.ts";
 import { accuracyAt, type Spread, spread, stepsToTarget } from "./stats.ts";
 
@@ -24,7 +24,7 @@ export const TARGET_FRACTION = 0.9;
 export interface RunRecord {
   /** The run's name, `<name>-<objective>-s<seed>[-lr<lr>]`. */
   run: string;
-  objective: ObjectiveKind;
+  objective: ObjectiveLabel;
   seed: number;
   lr: number;
   /** Its run directory, relative to the comparison's directory; null when it made none. */
@@ -47,7 +47,7 @@ export interface TuningTrial {
 
 /** How an objective took part. */
 export interface ObjectiveSetup {
-  objective: ObjectiveKind;
+  objective: ObjectiveLabel;
   /** The lr its comparison runs used; null when its tuning failed, so none ran. */
   lr: number | null;
   lrSource: "recipe" | "tuned";
@@ -134,7 +134,7 @@ export interface ObjectiveSummary extends ObjectiveSetup {
 
 /** A row of the summary table. */
 export interface TableRow {
-  objective: ObjectiveKind;
+  objective: ObjectiveLabel;
   lr: number | null;
   budgets: { fraction: number; evalStep: number | null; mean: number | null; std: number | null }[];
   stepsToTarget: { mean: number | null; reached: number; n: number };
@@ -193,9 +193,9 @@ function stepAggregate(series: readonly (readonly StepPoint[])[]): StepAggregate
  */
 export function summarize(input: SummaryInput): Summary {
   const budgets = [...(input.budgets ?? DEFAULT_BUDGETS)];
-  const finished = (o: ObjectiveKind) =>
+  const finished = (o: ObjectiveLabel) =>
     input.runs.filter((r) => r.objective === o && r.error === null);
-  const finals = (o: ObjectiveKind) =>
+  const finals = (o: ObjectiveLabel) =>
     finished(o).map((r) => r.curves.eval.at(-1)?.accuracy).filter((a) => a !== undefined);
 
   const bestFinal = Math.max(

@@ -11,6 +11,7 @@ import {
   withAbsolutePaths,
 } from "../../runtime/compare/recipes.ts";
 import { planComparison } from "../../runtime/compare/compare.ts";
+import { parseObjectives } from "../../runtime/compare/options.ts";
 import { TINY } from "../runtime/_tiny.ts";
 
 /** TINY with `changes`. */
@@ -186,4 +187,28 @@ Deno.test("withAbsolutePaths() resolves data, reward modules and checkpoints fro
   });
   // Nothing else changes.
   assert.deepEqual(withAbsolutePaths(tiny(), new URL("file:///x/y.json")), tiny());
+});
+
+Deno.test("parseObjectives() and comparisonVariant() take a reference per objective: gift@rollout", () => {
+  assert.deepEqual(parseObjectives("gift@rollout,gift,grpo"), ["gift@rollout", "gift", "grpo"]);
+  assert.throws(
+    () => parseObjectives("gift@frozen"),
+    /after '@' expected one reference of initial/,
+  );
+  assert.throws(
+    () => parseObjectives("gfit@rollout"),
+    /unknown objective 'gfit' \(did you mean gift\?\)/,
+  );
+  const base = { ...TINY, reference: "initial" as const };
+  const rollout = comparisonVariant(base, { objective: "gift@rollout", seed: 3 });
+  assert.ok(rollout.ok);
+  assert.equal(rollout.variant.recipe.reference, "rollout");
+  assert.equal(rollout.variant.name, "tiny-gift-rollout-s3");
+  assert.equal(rollout.variant.referenceDropped, false);
+  const kept = comparisonVariant(base, { objective: "gift", seed: 3 });
+  assert.ok(kept.ok);
+  assert.equal(kept.variant.recipe.reference, "initial");
+  // A declared reference that does not compile is an error, not silently dropped.
+  const none = comparisonVariant(base, { objective: "gift@none", seed: 3 });
+  assert.equal(none.ok, false);
 });
