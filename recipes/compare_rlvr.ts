@@ -3,7 +3,7 @@
  * with its own tuned learning rate, on the same budget, prompts and first batch per seed.
  *
  *   deno task compare recipes/compare_rlvr.ts --objectives gift,gift@rollout,grpo,dapo,gspo \
- *     --seeds 3 --lr 1e-4,3e-4
+ *     --seeds 3 --lr 3e-5,1e-4,3e-4
  *
  * The recipe declares no reference, so each objective gets its own default: GIFT the frozen
  * policy after the warm start (the paper's π_ref), GRPO the same for its KL term, DAPO and GSPO
