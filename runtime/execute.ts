@@ -236,172 +236,183 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const task = await loadTask(plan, seed.fork("data"), baseUrl);
   const config = modelConfig(plan.model);
   const sources = await rewardSources(plan, String(baseUrl));
-  const fromCheckpoint = plan.reference.kind === "checkpoint"
-    ? await loadReference(new URL(plan.reference.checkpoint!, baseUrl), config)
-    : null;
-  const params = initParams(config, seed.fork("init"));
-  const dir = await createRunDir(runsDir, plan.name);
-  await Deno.writeTextFile(`${dir}/recipe.json`, JSON.stringify(plan.recipe, null, 2) + "\n");
-  await Deno.writeTextFile(
-    `${dir}/plan.json`,
-    JSON.stringify({ hash, ...plan }, null, 2) + "\n",
-  );
-  log(
-    `run ${plan.name} · plan ${hash} · ${backend.description} · ` +
-      `${plan.model.params.toLocaleString("en-US")} parameters → ${dir}`,
-  );
-
-  const warm = await warmStart(
-    plan,
-    params,
-    config,
-    task.tokenizer,
-    task.splits.train,
-    seed.fork("warm start"),
-    {
-      cacheDir: `${runsDir}/.cache/warm-start`,
-      progress: (step, total, loss) => log(`warm start ${step}/${total} · loss ${loss.toFixed(4)}`),
-    },
-  );
-  if (plan.model.warmStart && plan.model.warmStart.sftSteps > 0) {
-    log(
-      warm.cached
-        ? `warm start: cached (${warm.dir})`
-        : `warm start: ${plan.model.warmStart.sftSteps} steps in ${duration(warm.seconds)}`,
+  // Everything made from here on is released on the way out, whether the run ends or fails.
+  const release: (() => unknown)[] = [() => Promise.all(sources.map((s) => s.scorer.close?.()))];
+  try {
+    const fromCheckpoint = plan.reference.kind === "checkpoint"
+      ? await loadReference(new URL(plan.reference.checkpoint!, baseUrl), config)
+      : null;
+    release.push(() => tf.dispose(Object.values(fromCheckpoint ?? {})));
+    const params = initParams(config, seed.fork("init"));
+    release.push(() => tf.dispose(Object.values(params)));
+    const dir = await createRunDir(runsDir, plan.name);
+    await Deno.writeTextFile(`${dir}/recipe.json`, JSON.stringify(plan.recipe, null, 2) + "\n");
+    await Deno.writeTextFile(
+      `${dir}/plan.json`,
+      JSON.stringify({ hash, ...plan }, null, 2) + "\n",
     );
-  }
-  const reference = plan.reference.kind === "initial" ? freeze(params) : fromCheckpoint;
-  const initial = !options.track?.klInitial
-    ? null
-    : plan.reference.kind === "initial"
-    ? reference
-    : freeze(params);
-  const run: Run = {
-    plan,
-    config,
-    task,
-    params,
-    reference,
-    initial,
-    sources,
-    optimizer: adamW(
+    log(
+      `run ${plan.name} · plan ${hash} · ${backend.description} · ` +
+        `${plan.model.params.toLocaleString("en-US")} parameters → ${dir}`,
+    );
+
+    const warm = await warmStart(
+      plan,
+      params,
+      config,
+      task.tokenizer,
+      task.splits.train,
+      seed.fork("warm start"),
+      {
+        cacheDir: `${runsDir}/.cache/warm-start`,
+        progress: (step, total, loss) =>
+          log(`warm start ${step}/${total} · loss ${loss.toFixed(4)}`),
+      },
+    );
+    if (plan.model.warmStart && plan.model.warmStart.sftSteps > 0) {
+      log(
+        warm.cached
+          ? `warm start: cached (${warm.dir})`
+          : `warm start: ${plan.model.warmStart.sftSteps} steps in ${duration(warm.seconds)}`,
+      );
+    }
+    const reference = plan.reference.kind === "initial" ? freeze(params) : fromCheckpoint;
+    if (reference !== fromCheckpoint) {
+      release.push(() => tf.dispose(Object.values(reference ?? {})));
+    }
+    const initial = !options.track?.klInitial
+      ? null
+      : plan.reference.kind === "initial"
+      ? reference
+      : freeze(params);
+    if (initial && initial !== reference) release.push(() => tf.dispose(Object.values(initial)));
+    const optimizer = adamW(
       params,
       plan.optimizer,
       plan.schedule.steps * plan.schedule.optimizerStepsPerBatch,
-    ),
-    objective,
-    objectiveOptions,
-    sampleRng: seed.fork("sample"),
-    promptRng: seed.fork("prompts"),
-    cursor: { order: [], next: 0 },
-  };
+    );
+    release.push(() => disposeAdamW(optimizer));
+    const run: Run = {
+      plan,
+      config,
+      task,
+      params,
+      reference,
+      initial,
+      sources,
+      optimizer,
+      objective,
+      objectiveOptions,
+      sampleRng: seed.fork("sample"),
+      promptRng: seed.fork("prompts"),
+      cursor: { order: [], next: 0 },
+    };
 
-  const evalSplit = plan.schedule.evalSplit === "train" ? task.splits.train : task.splits.eval;
-  const evalSet = evalSplit.slice(0, plan.schedule.evalProblems);
-  const metric = plan.schedule.evalMetric;
-  const runEval = async (): Promise<EvalResult | null> =>
-    metric && evalSet.length > 0
-      ? await evaluate(params, config, task.tokenizer, evalSet, metric, plan.shapes)
-      : null;
-  const trainSet = task.splits.train.slice(0, evalSet.length);
-  const runTrainEval = async (): Promise<number | undefined> =>
-    options.track?.trainAccuracy && metric && trainSet.length > 0
-      ? (await evaluate(params, config, task.tokenizer, trainSet, metric, plan.shapes)).accuracy
-      : undefined;
+    const evalSplit = plan.schedule.evalSplit === "train" ? task.splits.train : task.splits.eval;
+    const evalSet = evalSplit.slice(0, plan.schedule.evalProblems);
+    const metric = plan.schedule.evalMetric;
+    const runEval = async (): Promise<EvalResult | null> =>
+      metric && evalSet.length > 0
+        ? await evaluate(params, config, task.tokenizer, evalSet, metric, plan.shapes)
+        : null;
+    const trainSet = task.splits.train.slice(0, evalSet.length);
+    const runTrainEval = async (): Promise<number | undefined> =>
+      options.track?.trainAccuracy && metric && trainSet.length > 0
+        ? (await evaluate(params, config, task.tokenizer, trainSet, metric, plan.shapes)).accuracy
+        : undefined;
 
-  const metricsFile = await Deno.open(`${dir}/metrics.jsonl`, { create: true, append: true });
-  const samplesFile = await Deno.open(`${dir}/samples.jsonl`, { create: true, append: true });
-  const encoder = new TextEncoder();
-  const history: StepMetrics[] = [];
-  try {
-    // Step 0: after the warm start, before any RL update.
-    const before = await runEval();
-    if (before) {
-      log(`eval step 0 · accuracy ${pct(before.accuracy)} (${before.correct}/${before.total})`);
-      const trainAccuracy = await runTrainEval();
-      const line = {
-        step: 0,
-        evalAccuracy: before.accuracy,
-        ...(trainAccuracy === undefined ? {} : { trainAccuracy }),
-      };
-      await metricsFile.write(encoder.encode(JSON.stringify(line) + "\n"));
-    }
-    let after = before;
-    const { steps, evalEvery } = plan.schedule;
-    let trainSeconds = 0;
-    for (let step = 1; step <= steps; step++) {
-      const { metrics, samples } = await trainStep(run, step);
-      trainSeconds += metrics.stepSeconds;
-      const evaluated = step === steps || (evalEvery !== null && step % evalEvery === 0);
-      if (evaluated) {
-        const result = await runEval();
-        if (result) {
-          metrics.evalAccuracy = result.accuracy;
-          after = result;
-        }
+    const metricsFile = await Deno.open(`${dir}/metrics.jsonl`, { create: true, append: true });
+    const samplesFile = await Deno.open(`${dir}/samples.jsonl`, { create: true, append: true });
+    const encoder = new TextEncoder();
+    const history: StepMetrics[] = [];
+    try {
+      // Step 0: after the warm start, before any RL update.
+      const before = await runEval();
+      if (before) {
+        log(`eval step 0 · accuracy ${pct(before.accuracy)} (${before.correct}/${before.total})`);
         const trainAccuracy = await runTrainEval();
-        if (trainAccuracy !== undefined) metrics.trainAccuracy = trainAccuracy;
+        const line = {
+          step: 0,
+          evalAccuracy: before.accuracy,
+          ...(trainAccuracy === undefined ? {} : { trainAccuracy }),
+        };
+        await metricsFile.write(encoder.encode(JSON.stringify(line) + "\n"));
       }
-      history.push(metrics);
-      await metricsFile.write(encoder.encode(JSON.stringify(metrics) + "\n"));
-      await samplesFile.write(
-        encoder.encode(samples.map((s) => JSON.stringify(s) + "\n").join("")),
-      );
-      const eta = (trainSeconds / step) * (steps - step);
-      log(
-        `step ${step}/${steps} · reward ${metrics.rewardMean.toFixed(3)} ± ` +
-          `${metrics.rewardStd.toFixed(3)}` +
-          (metrics.evalAccuracy === undefined ? "" : ` · eval ${pct(metrics.evalAccuracy)}`) +
-          ` · ${Math.round(metrics.tokensPerSecond).toLocaleString("en-US")} tok/s · ` +
-          `ETA ${duration(eta)}`,
-      );
-      options.onStep?.(metrics);
-    }
+      let after = before;
+      const { steps, evalEvery } = plan.schedule;
+      let trainSeconds = 0;
+      for (let step = 1; step <= steps; step++) {
+        const { metrics, samples } = await trainStep(run, step);
+        trainSeconds += metrics.stepSeconds;
+        const evaluated = step === steps || (evalEvery !== null && step % evalEvery === 0);
+        if (evaluated) {
+          const result = await runEval();
+          if (result) {
+            metrics.evalAccuracy = result.accuracy;
+            after = result;
+          }
+          const trainAccuracy = await runTrainEval();
+          if (trainAccuracy !== undefined) metrics.trainAccuracy = trainAccuracy;
+        }
+        history.push(metrics);
+        await metricsFile.write(encoder.encode(JSON.stringify(metrics) + "\n"));
+        await samplesFile.write(
+          encoder.encode(samples.map((s) => JSON.stringify(s) + "\n").join("")),
+        );
+        const eta = (trainSeconds / step) * (steps - step);
+        log(
+          `step ${step}/${steps} · reward ${metrics.rewardMean.toFixed(3)} ± ` +
+            `${metrics.rewardStd.toFixed(3)}` +
+            (metrics.evalAccuracy === undefined ? "" : ` · eval ${pct(metrics.evalAccuracy)}`) +
+            ` · ${Math.round(metrics.tokensPerSecond).toLocaleString("en-US")} tok/s · ` +
+            `ETA ${duration(eta)}`,
+        );
+        options.onStep?.(metrics);
+      }
 
-    // The final checkpoint: weights, optimiser moments, RNG and data-order state.
-    const state = {
-      step: steps,
-      planHash: hash,
-      optimizer: { t: run.optimizer.t },
-      rng: { sample: run.sampleRng.state(), prompts: run.promptRng.state() },
-      cursor: run.cursor,
-    };
-    await saveCheckpoint(`${dir}/checkpoints/final`, params, config, task.tokenizer.alphabet, {
-      "optimizer.safetensors": encodeSafetensors({
-        ...prefixed("m.", await toTensorData(run.optimizer.m, false)),
-        ...prefixed("v.", await toTensorData(run.optimizer.v, false)),
-      }),
-      "trainer_state.json": JSON.stringify(state) + "\n",
-    });
+      // The final checkpoint: weights, optimiser moments, RNG and data-order state.
+      const state = {
+        step: steps,
+        planHash: hash,
+        optimizer: { t: run.optimizer.t },
+        rng: { sample: run.sampleRng.state(), prompts: run.promptRng.state() },
+        cursor: run.cursor,
+      };
+      await saveCheckpoint(`${dir}/checkpoints/final`, params, config, task.tokenizer.alphabet, {
+        "optimizer.safetensors": encodeSafetensors({
+          ...prefixed("m.", await toTensorData(run.optimizer.m, false)),
+          ...prefixed("v.", await toTensorData(run.optimizer.v, false)),
+        }),
+        "trainer_state.json": JSON.stringify(state) + "\n",
+      });
 
-    await options.onFinish?.(run);
-    const seconds = (performance.now() - started) / 1000;
-    const stepsText = plural(steps, "step");
-    if (before && after) {
-      const points = 100 * (after.accuracy - before.accuracy);
-      log(
-        `accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)} ` +
-          `(${points >= 0 ? "+" : ""}${points.toFixed(1)} points) after ${stepsText} · ` +
-          `${duration(seconds)} · ${dir}`,
-      );
-    } else {
-      log(`done: ${stepsText} · ${duration(seconds)} · ${dir}`);
+      await options.onFinish?.(run);
+      const seconds = (performance.now() - started) / 1000;
+      const stepsText = plural(steps, "step");
+      if (before && after) {
+        const points = 100 * (after.accuracy - before.accuracy);
+        log(
+          `accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)} ` +
+            `(${points >= 0 ? "+" : ""}${points.toFixed(1)} points) after ${stepsText} · ` +
+            `${duration(seconds)} · ${dir}`,
+        );
+      } else {
+        log(`done: ${stepsText} · ${duration(seconds)} · ${dir}`);
+      }
+      return {
+        dir,
+        hash,
+        accuracyBefore: before?.accuracy ?? null,
+        accuracyAfter: after?.accuracy ?? null,
+        metrics: history,
+        seconds,
+      };
+    } finally {
+      metricsFile.close();
+      samplesFile.close();
     }
-    return {
-      dir,
-      hash,
-      accuracyBefore: before?.accuracy ?? null,
-      accuracyAfter: after?.accuracy ?? null,
-      metrics: history,
-      seconds,
-    };
   } finally {
-    metricsFile.close();
-    samplesFile.close();
-    disposeAdamW(run.optimizer);
-    await Promise.all(sources.map((s) => s.scorer.close?.()));
-    const frozen = [reference, initial === reference ? null : initial];
-    tf.dispose([...Object.values(params), ...frozen.flatMap((f) => Object.values(f ?? {}))]);
+    for (const free of release.reverse()) await free();
   }
 }
 

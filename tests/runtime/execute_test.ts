@@ -246,12 +246,15 @@ Deno.test("execute() refuses what this runtime lacks before touching a tensor or
     assert.deepEqual(await Array.fromAsync(Deno.readDir(runsDir)), []);
     const file = `${runsDir}/a-file`;
     await Deno.writeTextFile(file, "");
+    const tensors = tf.memory().numTensors;
     await assert.rejects(
       () => execute(tinyPlan(), { runsDir: file, log: () => {} }),
       (e: Error) =>
         e instanceof RunSetupError &&
         e.message.startsWith(`Cannot create a run directory in '${file}'`),
     );
+    // The policy was already initialised when the directory failed: it is released all the same.
+    assert.equal(tf.memory().numTensors, tensors);
   });
 });
 
@@ -415,6 +418,7 @@ Deno.test("execute() applies a reward's onError: zero, skip-group, fail", async 
     });
     await t.step("fail: the run stops with one line; what was written stays whole", async () => {
       await withTempDir(async (runsDir) => {
+        const tensors = tf.memory().numTensors;
         await assert.rejects(
           () =>
             execute(tinyPlan({ rewards: rewards("fail"), steps: 2 }), { runsDir, log: () => {} }),
@@ -428,6 +432,7 @@ Deno.test("execute() applies a reward's onError: zero, skip-group, fail", async 
         );
         const lines = await readJsonl(`${runsDir}/${dir!.name}/metrics.jsonl`);
         assert.deepEqual(lines, [{ step: 0, evalAccuracy: lines[0]!.evalAccuracy }]);
+        assert.equal(tf.memory().numTensors, tensors, "the failed run left tensors behind");
       });
     });
   } finally {
