@@ -41,23 +41,6 @@ export type VerifierSource =
   }
   | { kind: "countdown" };
 
-/** DAPO's soft overlong penalty. */
-export interface OverlongPenaltySource {
-  kind: "overlongPenalty";
-  /** L_cache: the soft buffer in tokens. */
-  buffer: number;
-  /** L_max. @default {maxNewTokens} */
-  maxTokens?: number;
-}
-
-/** A source that needs more than one sample at a time to run: user code, a server, a model. */
-export interface ExternalSource {
-  kind: "fn" | "http" | "rewardModel";
-}
-
-/** Every reward source kind `scorer()` knows; the external ones are refused there. */
-export type ScorerSource = VerifierSource | OverlongPenaltySource | ExternalSource;
-
 // A number: thousands separators only in groups of three, a sign only when no digit precedes it
 // (so "2024-12" is 2024 and then 12, and "3,4" is 3 and then 4, never 34).
 const NUMBER_SOURCE = String.raw`(?:(?<![\d.])-)?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?`;
@@ -159,82 +142,4 @@ export function verifier(source: VerifierSource): Scorer {
 export function overlongPenalty(tokens: number, buffer: number, max: number): number {
   const soft = max - buffer;
   return tokens <= soft ? 0 : tokens > max ? -1 : (soft - tokens) / buffer;
-}
-
-/**
- * The per-sample scorer of a built-in source; `maxNewTokens` is DAPO's L_max default. User code,
- * endpoints and reward models score batches: `createScorer()` in `mod.ts` builds those.
- *
- * @example
- * ```ts
- * const score = scorer({ kind: "overlongPenalty", buffer: 4 }, 10);
- * ```
- */
-export function scorer(source: ScorerSource, maxNewTokens: number): Scorer {
-  switch (source.kind) {
-    case "numericAnswer":
-    case "exactMatch":
-    case "regexFormat":
-    case "countdown":
-      return verifier(source as VerifierSource);
-    case "overlongPenalty": {
-      const { buffer, maxTokens } = source as OverlongPenaltySource;
-      const max = maxTokens ?? maxNewTokens;
-      return ({ tokens }) => overlongPenalty(tokens, buffer, max);
-    }
-    case "fn":
-    case "http":
-    case "rewardModel":
-      throw new Error(
-        `Cannot score reward source '${source.kind}' one sample at a time: ` +
-          "use createScorer() and scoreSources() from runtime/rewards/mod.ts",
-      );
-  }
-}
-
-/** Per-source scores and their weighted sum for a batch, as `scoreAll()` returns them. */
-export interface VerifierScores {
-  /** [B] the weighted sum. */
-  total: Float32Array;
-  /** By source name: [B] raw scores. */
-  bySource: Record<string, Float32Array>;
-  /** [B] the success signal (1 or 0), or null when no source is the success signal. */
-  success: Float32Array | null;
-}
-
-/** One reward of a plan, as much of it as `scoreAll()` reads. */
-export interface ScoreAllSpec {
-  name: string;
-  source: ScorerSource;
-  weight: number;
-  success: boolean;
-}
-
-/**
- * Scores every sample with every built-in source of a plan, synchronously. It throws for user
- * code, endpoints and reward models, and on a row a verifier cannot read; `scoreSources()` in
- * `mod.ts` runs every kind with the error policies and supersedes it.
- *
- * @example
- * ```ts
- * const spec = { name: "right", source: { kind: "numericAnswer" as const }, weight: 1, success: true };
- * const { total } = scoreAll([spec], samples, 16);
- * ```
- */
-export function scoreAll(
-  specs: readonly ScoreAllSpec[],
-  samples: readonly Sample[],
-  maxNewTokens: number,
-): VerifierScores {
-  const total = new Float32Array(samples.length);
-  const bySource: Record<string, Float32Array> = {};
-  let success: Float32Array | null = null;
-  for (const spec of specs) {
-    const score = scorer(spec.source, maxNewTokens);
-    const values = Float32Array.from(samples, score);
-    bySource[spec.name] = values;
-    for (let i = 0; i < values.length; i++) total[i] = total[i]! + spec.weight * values[i]!;
-    if (spec.success) success = values;
-  }
-  return { total, bySource, success };
 }

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import {
   extractNumber,
+  overlongPenalty,
   type Sample,
-  scoreAll,
-  scorer,
   verifier,
 } from "../../../runtime/rewards/verifiers.ts";
 
@@ -30,8 +29,8 @@ Deno.test("extractNumber() reads whole numbers only, not lists or dates glued to
   assert.equal(extractNumber("it is -12"), -12);
 });
 
-Deno.test("scorer() numericAnswer gives 1 for the exact number, else 0", () => {
-  const score = scorer({ kind: "numericAnswer", tolerance: 0 }, 4);
+Deno.test("verifier() numericAnswer gives 1 for the exact number, else 0", () => {
+  const score = verifier({ kind: "numericAnswer", tolerance: 0 });
   assert.equal(score(sample("90", "90")), 1);
   assert.equal(score(sample("090", "90")), 1);
   assert.equal(score(sample("91", "90")), 0);
@@ -40,7 +39,7 @@ Deno.test("scorer() numericAnswer gives 1 for the exact number, else 0", () => {
   assert.equal(score(sample("90", "190")), 0);
   assert.equal(score(sample("", "90")), 0);
   assert.equal(score(sample("+=", "90")), 0);
-  const loose = scorer({ kind: "numericAnswer", tolerance: 0.5 }, 4);
+  const loose = verifier({ kind: "numericAnswer", tolerance: 0.5 });
   assert.equal(loose(sample("90.4", "90")), 1);
 });
 
@@ -76,39 +75,10 @@ Deno.test("verifier() countdown reads the row's numbers and target", () => {
   assert.throws(() => score(sample("7*2", "", 3, { target: 14 })), /'numbers' is not an array/);
 });
 
-Deno.test("scorer() overlongPenalty is 0, then linear to -1, then -1 (DAPO)", () => {
-  const score = scorer({ kind: "overlongPenalty", buffer: 4 }, 10);
-  assert.equal(score(sample("", "", 6)), 0);
-  assert.equal(score(sample("", "", 7)), -0.25);
-  assert.equal(score(sample("", "", 10)), -1);
-  assert.equal(score(sample("", "", 11)), -1);
-});
-
-Deno.test("scorer() refuses user code, endpoints and reward models, pointing to createScorer()", () => {
-  assert.throws(() => scorer({ kind: "http" }, 4), /createScorer\(\)/);
-});
-
-Deno.test("scoreAll() weights and sums the sources and picks the success signal", () => {
-  const samples = [sample("12", "12"), sample("13", "12")];
-  const scores = scoreAll(
-    [
-      {
-        name: "right",
-        source: { kind: "numericAnswer", tolerance: 0 },
-        weight: 2,
-        success: true,
-      },
-      {
-        name: "format",
-        source: { kind: "regexFormat", pattern: "^\\d+$", flags: "" },
-        weight: 0.5,
-        success: false,
-      },
-    ],
-    samples,
-    4,
-  );
-  assert.deepEqual(Array.from(scores.total), [2.5, 0.5]);
-  assert.deepEqual(Array.from(scores.success!), [1, 0]);
-  assert.deepEqual(Array.from(scores.bySource.format!), [1, 1]);
+Deno.test("overlongPenalty() is 0, then linear to -1, then -1 (DAPO)", () => {
+  // L_max 10, buffer 4: free up to 6 tokens.
+  assert.equal(overlongPenalty(6, 4, 10), 0);
+  assert.equal(overlongPenalty(7, 4, 10), -0.25);
+  assert.equal(overlongPenalty(10, 4, 10), -1);
+  assert.equal(overlongPenalty(11, 4, 10), -1);
 });
