@@ -178,6 +178,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     evaluations: evaluation.count,
     checkpointEvery: checkpoint.every,
     checkpointKeep: checkpoint.keep,
+    ...resolveLog(r, d),
   };
   const plan: Omit<Plan, "stages" | "budget"> = {
     format: PLAN_FORMAT,
@@ -685,6 +686,15 @@ function resolveCheckpoint(r: Recipe, d: Diagnostics): { every: number | null; k
   return { every, keep: r.checkpoint!.keep! };
 }
 
+/** samples.jsonl's period (0 is an error, as for eval.every) and groups, at most P. */
+function resolveLog(r: Recipe, d: Diagnostics): { samplesEvery: number; sampleGroups: number } {
+  const samplesEvery = r.log!.samplesEvery!;
+  if (samplesEvery === 0) {
+    checkEvery("log.samplesEvery", 0, r.steps, "samples are logged every 10 steps", d);
+  }
+  return { samplesEvery, sampleGroups: Math.min(r.log!.sampleGroups!, r.group.prompts) };
+}
+
 /** A period in steps: 0 is an error (it does not mean never), one beyond the run a warning. */
 function checkEvery(
   path: string,
@@ -883,6 +893,16 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
       every: schedule.checkpointEvery,
     });
   }
+  add({
+    when: "periodic",
+    name: "samples",
+    detail: `${plural(schedule.sampleGroups, "group")} to samples.jsonl at step 1, every ` +
+      `${plural(schedule.samplesEvery, "step")} and at the end: completions and rewards` +
+      (axes.advantage ? ", advantages" : ""),
+    shapes: {},
+    flops: 0,
+    every: schedule.samplesEvery,
+  });
   if (schedule.evalProblems > 0) add(evalStage("end", "final"));
   add({
     when: "end",

@@ -76,6 +76,7 @@ export function formatPlan(plan: Plan): string {
     optimizer.warmupSteps > 0
       ? `${optimizer.schedule} after ${plural(optimizer.warmupSteps, "warm-up update")}`
       : optimizer.schedule,
+    `stop after ${plural(optimizer.maxSkippedUpdates, "non-finite update")} in a row`,
   ]);
   row("sampling", [
     `temperature ${num(sampling.temperature)}`,

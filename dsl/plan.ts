@@ -138,6 +138,9 @@ export interface Plan {
     evaluations: number;
     checkpointEvery: number | null;
     checkpointKeep: number;
+    /** samples.jsonl: `sampleGroups` groups at step 1, every `samplesEvery` steps and the last. */
+    samplesEvery: number;
+    sampleGroups: number;
   };
   stages: Stage[];
   budget: {

@@ -589,6 +589,12 @@ export const OptimizerSchema = section({
     default: "constant",
     description: "Learning-rate schedule after the warm-up.",
   })),
+  maxSkippedUpdates: opt(int({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 3,
+    description: "Updates skipped in a row for a non-finite loss or gradient before the run stops.",
+  })),
 }, "The optimiser: AdamW with gradient-norm clipping.");
 
 export const EvalSchema = section(
@@ -614,6 +620,21 @@ export const CheckpointSchema = section({
   every: opt(int({ minimum: 0, maximum: 10_000_000, description: "Checkpoint every N steps." })),
   keep: opt(int({ minimum: 1, maximum: 1000, default: 3, description: "Checkpoints kept." })),
 }, "Checkpoints (the final one is always written).");
+
+export const LogSchema = section({
+  samplesEvery: opt(int({
+    minimum: 0,
+    maximum: 10_000_000,
+    default: 10,
+    description: "Write a few groups to samples.jsonl every N steps (and at the first and last).",
+  })),
+  sampleGroups: opt(int({
+    minimum: 1,
+    maximum: 1024,
+    default: 2,
+    description: "Groups written to samples.jsonl each time.",
+  })),
+}, "What the run directory records besides metrics.");
 
 /** The backends a recipe may name. */
 export const BACKENDS = ["auto", "wasm", "cpu", "webgpu", "tensorflow"] as const;
@@ -665,6 +686,7 @@ export const RecipeSchema = Type.Object({
   })),
   eval: opt(EvalSchema),
   checkpoint: opt(CheckpointSchema),
+  log: opt(LogSchema),
   backend: opt(BackendSchema),
 }, {
   additionalProperties: false,

@@ -129,7 +129,15 @@ Deno.test("formatPlan() prints each new task's data, shapes and reward options",
 Deno.test("formatPlan() lists the stages in execution order", () => {
   const text = formatPlan(compile({ ...PRESETS["grpo"]!, miniBatches: 2 }));
   const order = ["init", "warm start", "reference", "eval", "sample", "score", "old log-probs"]
-    .concat(["reference log-probs", "advantages", "update", "eval", "eval", "checkpoint"]);
+    .concat([
+      "reference log-probs",
+      "advantages",
+      "update",
+      "eval",
+      "samples",
+      "eval",
+      "checkpoint",
+    ]);
   const names = [...text.matchAll(/^ {2,3}\d+ {2}(\S+(?: \S+)*?) {2,}/gm)].map((m) => m[1]);
   assert.deepEqual(names, order);
 });
