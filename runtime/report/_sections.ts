@@ -1,0 +1,364 @@
+/**
+ * The sections of a run's `report.html`: the provenance header, the table of the run's start and
+ * end, the charts, and the sampled groups of the first, middle and last logged step. The files
+ * are data from disk, possibly of an older or unfinished run, so every field is read defensively.
+ *
+ * @module
+ */
+
+import { type Cell, escapeHtml, fmt, num, percent, table, text } from "./_html.ts";
+import { type Plot, type Point, renderPlot } from "./_plots.ts";
+import type { MetricsLine, RunFiles, SampleGroup } from "./mod.ts";
+
+/** `x` when it is a finite number, else null. */
+function finite(x: unknown): number | null {
+  return typeof x === "number" && Number.isFinite(x) ? x : null;
+}
+
+function str(x: unknown): string | null {
+  return typeof x === "string" ? x : null;
+}
+
+/** `plan[a][b]…`, or undefined where a link is missing. */
+function at(plan: unknown, ...path: string[]): unknown {
+  let x = plan;
+  for (const key of path) {
+    if (typeof x !== "object" || x === null) return undefined;
+    x = (x as Record<string, unknown>)[key];
+  }
+  return x;
+}
+
+/** The step lines of the metrics (step 0's evaluation-only line left out). */
+function stepLines(run: RunFiles): MetricsLine[] {
+  return run.metrics.filter((m) => finite(m.rewardMean) !== null);
+}
+
+/** The plan's total of steps: run.json's, else plan.json's, else the last step logged. */
+function totalSteps(run: RunFiles): number {
+  return finite(run.info?.steps) ?? finite(at(run.plan, "schedule", "steps")) ??
+    Math.max(0, ...run.metrics.map((m) => m.step));
+}
+
+/** The reward sources in the plan's order, then any other the metrics name. */
+function sourceNames(run: RunFiles): string[] {
+  const names: string[] = [];
+  const planned = at(run.plan, "rewards");
+  if (Array.isArray(planned)) {
+    for (const r of planned) {
+      const name = str(at(r, "name"));
+      if (name !== null && !names.includes(name)) names.push(name);
+    }
+  }
+  for (const m of run.metrics) {
+    if (typeof m.rewards !== "object" || m.rewards === null) continue;
+    for (const name of Object.keys(m.rewards)) if (!names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
+function sourceMean(m: MetricsLine, name: string): number | null {
+  return finite(at(m.rewards, name, "mean"));
+}
+
+/** An ISO time as `2026-11-26 16:20:23 UTC`; anything else as it is. */
+function time(iso: unknown): string {
+  const s = str(iso);
+  if (s === null) return "—";
+  const t = new Date(s);
+  return Number.isNaN(t.getTime()) ? s : `${t.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
+/** Seconds as `3m20s`, `1h02m` or `42s`. */
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 3600) {
+    return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`;
+  }
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+/** The page's heading and provenance table; `name` for the page title. */
+export function header(run: RunFiles): { name: string; html: string } {
+  const { info, plan } = run;
+  const name = str(info?.name) ?? str(at(plan, "name")) ?? "(unnamed)";
+  const status = str(info?.status) ?? "unknown";
+  const total = totalSteps(run);
+  const lines = stepLines(run);
+  const done = finite(info?.step) ?? (lines.length === 0 ? 0 : lines[lines.length - 1]!.step);
+  const objective = str(at(plan, "objective", "kind"));
+  const rows: [string, string][] = []; // [label, escaped HTML]
+  const row = (label: string, value: string | null) => {
+    if (value !== null) rows.push([label, escapeHtml(value)]);
+  };
+
+  rows.push([
+    "status",
+    `<span class="status status-${escapeHtml(status)}">${escapeHtml(status)}</span>` +
+    (info === null ? ' <span class="muted">(no run.json: provenance from plan.json)</span>' : ""),
+  ]);
+  row("recipe", str(info?.recipe?.source) ?? (info === null ? null : "—"));
+  row("objective", objective);
+  row("plan hash", str(info?.planHash) ?? str(at(plan, "hash")));
+  const seed = finite(info?.seed) ?? finite(at(plan, "seed"));
+  row("seed", seed === null ? null : String(seed));
+  const backend = str(info?.backend?.name) ?? str(at(plan, "backend", "name"));
+  const description = str(info?.backend?.description) ?? str(at(plan, "backend", "reason"));
+  row("backend", backend === null ? null : backend + (description ? ` — ${description}` : ""));
+  const v = info?.versions;
+  if (v !== undefined && v !== null) {
+    row(
+      "versions",
+      [
+        ["giftwrap", v.giftwrap],
+        ["Deno", v.deno],
+        ["V8", v.v8],
+        ["TypeScript", v.typescript],
+        ["TensorFlow.js", v.tfjs],
+      ].filter(([, x]) => typeof x === "string").map(([k, x]) => `${k} ${x}`).join(" · "),
+    );
+  }
+  row("steps", `${done} / ${total}` + (total > 0 ? ` (${percent(done / total)})` : ""));
+  if (info !== null) {
+    const cp = info.checkpoint;
+    row("last checkpoint", cp ? `step ${cp.step} (${cp.dir})` : "none");
+    row("started", time(info.started));
+    row("updated", time(info.updated));
+    if (Array.isArray(info.resumes) && info.resumes.length > 0) {
+      row(
+        "resumed",
+        info.resumes.map((r) => `from step ${r.fromStep} at ${time(r.at)}`).join("; "),
+      );
+    }
+    const seconds = finite(info.result?.seconds);
+    if (seconds !== null) row("run time", duration(seconds));
+    if (str(info.host) !== null) row("host", `${info.host} (pid ${info.pid})`);
+  }
+  const error = str(info?.error);
+  const html = [
+    `<h1>run ${escapeHtml(name)}</h1>`,
+    '<table class="info">',
+    ...rows.map(([label, value]) => `<tr><th>${escapeHtml(label)}</th><td>${value}</td></tr>`),
+    "</table>",
+    ...(error === null ? [] : [`<div class="error">error: ${escapeHtml(error)}</div>`]),
+  ].join("\n");
+  return { name, html };
+}
+
+function mean(xs: readonly number[]): number | null {
+  return xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/** A change as `+0.123` (or `+12.3 pts` for fractions). */
+function change(a: number | null, b: number | null, fraction: boolean): string {
+  if (a === null || b === null) return "—";
+  const d = b - a;
+  const sign = d > 0 ? "+" : d < 0 ? "−" : "±";
+  return fraction ? `${sign}${Math.abs(100 * d).toFixed(1)} pts` : `${sign}${fmt(Math.abs(d), 3)}`;
+}
+
+/** The start and end of the run: accuracy before → after, and per-step means at both ends. */
+export function finalTable(run: RunFiles): string {
+  const lines = stepLines(run);
+  const k = Math.max(1, Math.min(10, Math.floor(lines.length / 2)));
+  const rows: Cell[][] = [];
+
+  const accuracy = (label: string, field: "evalAccuracy" | "trainAccuracy", result?: unknown) => {
+    const evals = run.metrics.filter((m) => finite(m[field]) !== null);
+    const first = evals[0];
+    const last = evals.length > 1 ? evals[evals.length - 1] : undefined;
+    const before = first === undefined ? finite(at(result, "accuracyBefore")) : first[field]!;
+    const after = last === undefined ? finite(at(result, "accuracyAfter")) : last[field]!;
+    if (before === null && after === null) return;
+    const when = (m: MetricsLine | undefined) => m === undefined ? "" : ` (step ${m.step})`;
+    rows.push([
+      text(label),
+      num(percent(before) + when(first)),
+      num(percent(after) + when(last)),
+      num(change(before, after, true)),
+    ]);
+  };
+  accuracy("eval accuracy", "evalAccuracy", run.info?.result);
+  accuracy("train accuracy", "trainAccuracy");
+
+  const means = (label: string, value: (m: MetricsLine) => number | null, fraction = false) => {
+    const xs = lines.map(value).filter((x): x is number => x !== null);
+    if (xs.length === 0) return;
+    const m = Math.min(k, xs.length);
+    const start = mean(xs.slice(0, m));
+    const end = mean(xs.slice(-m));
+    const show = fraction ? percent : (x: number | null) => fmt(x);
+    rows.push([text(label), num(show(start)), num(show(end)), num(change(start, end, fraction))]);
+  };
+  means("reward (total)", (m) => finite(m.rewardMean));
+  const sources = sourceNames(run);
+  for (const name of sources) means(`reward: ${name}`, (m) => sourceMean(m, name));
+  means("success rate", (m) => finite(m.successRate), true);
+  means("KL to the reference", (m) => finite(m.kl));
+  means("KL to the initial policy", (m) => finite(m.klInitial));
+  means("completion length (tokens)", (m) => finite(m.completionLength));
+  means("truncated", (m) => finite(m.truncated), true);
+  means("groups with all-equal rewards", (m) => finite(m.zeroStdGroups), true);
+
+  if (rows.length === 0) return '<p class="muted">No metrics yet.</p>';
+  const facts: string[] = [];
+  const seconds = finite(run.info?.result?.seconds) ??
+    lines.reduce((s, m) => s + (finite(m.stepSeconds) ?? 0), 0);
+  if (seconds > 0) {
+    facts.push(
+      run.info?.result ? `${duration(seconds)} in all` : `steps took ${duration(seconds)}`,
+    );
+  }
+  const speed = mean(lines.map((m) => finite(m.tokensPerSecond)).filter((x) => x !== null));
+  if (speed !== null) facts.push(`${Math.round(speed)} sampled tokens per second`);
+  const skipped = lines.reduce((s, m) => s + (finite(m.skippedUpdates) ?? 0), 0);
+  if (lines.some((m) => finite(m.skippedUpdates) !== null)) {
+    facts.push(`${skipped} skipped update${skipped === 1 ? "" : "s"}`);
+  }
+  return [
+    table(["metric", "start", "end", "change"], rows),
+    `<p class="muted">Accuracy: the first and the last evaluation. Other rows: means over the ` +
+    `first and the last ${k} step${k === 1 ? "" : "s"} logged.${
+      facts.length === 0 ? "" : ` ${escapeHtml(facts.join(" · "))}.`
+    }</p>`,
+  ].join("\n");
+}
+
+/** The points of each named series that has a value on a line. */
+function points(
+  lines: readonly MetricsLine[],
+  series: readonly [string, (m: MetricsLine) => number | null][],
+): Point[] {
+  const out: Point[] = [];
+  for (const [name, value] of series) {
+    for (const m of lines) {
+      const v = value(m);
+      if (v !== null) out.push({ step: m.step, series: name, value: v });
+    }
+  }
+  return out;
+}
+
+/** The charts; a chart without any value says so instead. */
+export async function plots(run: RunFiles): Promise<string> {
+  const steps = totalSteps(run);
+  const lines = run.metrics;
+  const sources = sourceNames(run);
+  const chart = (
+    title: string,
+    yTitle: string,
+    series: [string, (m: MetricsLine) => number | null][],
+    options: Pick<Plot, "fraction" | "logWhenWide" | "dots" | "integer"> = {},
+  ): Plot => {
+    const ps = points(lines, series);
+    const present = series.map(([name]) => name).filter((n) => ps.some((p) => p.series === n));
+    return { title, yTitle, series: present, points: ps, steps, ...options };
+  };
+
+  const charts: (Plot | string)[] = [
+    chart("Reward per source", "mean reward", [
+      ["total", (m) => finite(m.rewardMean)],
+      ...sources.map((name): [string, (m: MetricsLine) => number | null] => [
+        name,
+        (m) => sourceMean(m, name),
+      ]),
+    ]),
+    chart("Accuracy (greedy)", "accuracy", [
+      ["eval", (m) => finite(m.evalAccuracy)],
+      ["train", (m) => finite(m.trainAccuracy)],
+    ], { fraction: true, dots: true }),
+    chart("KL (k3, per completion token)", "KL", [
+      ["to the reference", (m) => finite(m.kl)],
+      ["to the initial policy", (m) => finite(m.klInitial)],
+    ]),
+    chart("Completion length", "mean tokens", [
+      ["completion length", (m) => finite(m.completionLength)],
+    ]),
+    chart("Groups with all-equal rewards (no learning signal)", "fraction of groups", [
+      ["all-equal groups", (m) => finite(m.zeroStdGroups)],
+    ], { fraction: true }),
+    chart("Gradient norm (before clipping)", "gradient norm", [
+      ["gradient norm", (m) => finite(m.gradNorm)],
+    ], { logWhenWide: true }),
+  ];
+  const skipped = chart("Skipped updates", "updates skipped", [
+    ["skipped updates", (m) => finite(m.skippedUpdates)],
+  ], { dots: true, integer: true });
+  if (skipped.points.some((p) => p.value > 0)) charts.push(skipped);
+  else if (skipped.points.length > 0) charts.push('<p class="muted">Skipped updates: none.</p>');
+
+  const html: string[] = [];
+  for (const [i, c] of charts.entries()) {
+    if (typeof c === "string") html.push(c);
+    else if (c.points.length === 0) {
+      html.push(`<p class="muted">${escapeHtml(c.title)}: not measured.</p>`);
+    } else html.push(`<figure>\n${await renderPlot(c, `plot${i}`)}\n</figure>`);
+  }
+  return html.join("\n");
+}
+
+/** The first, middle and last of the steps `samples.jsonl` logged, with their labels. */
+function sampledSteps(groups: readonly SampleGroup[]): [string, number][] {
+  const steps = [...new Set(groups.map((g) => g.step))].sort((a, b) => a - b);
+  if (steps.length === 0) return [];
+  const picked: [string, number][] = [["start", steps[0]!]];
+  if (steps.length >= 3) picked.push(["middle", steps[Math.floor((steps.length - 1) / 2)]!]);
+  if (steps.length >= 2) picked.push(["end", steps[steps.length - 1]!]);
+  return picked;
+}
+
+function groupTable(g: SampleGroup, sources: readonly string[]): string {
+  const completions = Array.isArray(g.completions) ? g.completions : [];
+  const names = [...sources];
+  for (const c of completions) {
+    if (typeof c?.rewards !== "object" || c.rewards === null) continue;
+    for (const n of Object.keys(c.rewards)) if (!names.includes(n)) names.push(n);
+  }
+  const rows = completions.map((c, i): Cell[] => [
+    num(String(i + 1)),
+    { html: `<div>${escapeHtml(str(c?.text) ?? "")}</div>`, class: "text" },
+    num(fmt(finite(c?.reward), 3)),
+    ...names.map((n) => num(fmt(finite(at(c?.rewards, n)), 3))),
+    num(fmt(finite(c?.advantage), 3)),
+    num(fmt(finite(c?.length))),
+    text(c?.truncated === true ? "yes" : c?.truncated === false ? "no" : "—"),
+  ]);
+  const title = `<h4>step ${escapeHtml(String(g.step))} · group ${
+    escapeHtml(String(g.group))
+  }</h4>`;
+  const problem = `<p>prompt <code>${escapeHtml(str(g.prompt) ?? "")}</code> · answer <code>${
+    escapeHtml(str(g.answer) ?? "")
+  }</code></p>`;
+  return [
+    title,
+    problem,
+    table(
+      [
+        "#",
+        "completion",
+        "reward",
+        ...names.map((n) => `reward: ${n}`),
+        "advantage",
+        "length",
+        "truncated",
+      ],
+      rows,
+      "samples",
+    ),
+  ].join("\n");
+}
+
+/** The groups logged at the first, the middle and the last step of `samples.jsonl`. */
+export function samples(run: RunFiles): string {
+  const picked = sampledSteps(run.samples);
+  if (picked.length === 0) return '<p class="muted">No sampled groups logged (samples.jsonl).</p>';
+  const sources = sourceNames(run);
+  const html: string[] = [];
+  for (const [label, step] of picked) {
+    html.push(`<h3>${label[0]!.toUpperCase()}${label.slice(1)}: step ${step}</h3>`);
+    const groups = run.samples.filter((g) => g.step === step);
+    groups.sort((a, b) => (finite(a.group) ?? 0) - (finite(b.group) ?? 0));
+    for (const g of groups) html.push(groupTable(g, sources));
+  }
+  return html.join("\n");
+}
