@@ -4,7 +4,9 @@
  *   deno task plan <recipe> [--json]        print the plan (stages, shapes, budgets, warnings)
  *   deno task validate <recipe> [--strict]  check the schema and every compiler rule, run nothing
  *   deno task schema [--out FILE]           write the recipe's JSON Schema
- *   deno task run <recipe>                  train
+ *   deno task run <recipe> [--resume DIR]   train (or continue a run from its last checkpoint)
+ *   deno task runs [--json]                 list the run directories: recipe, status, metrics
+ *   deno task report <run dir>              write a run's report.html again
  *   deno task compare <recipe>              train it under several objectives and seeds, and
  *                                           compare them (summary.json, report.html)
  *
@@ -12,7 +14,8 @@
  * recipe, a plan written by `plan --json`, or a URL to one of them.
  *
  * Exit codes: 0 success; 2 an invalid recipe or invalid usage, one line per problem on stderr and
- * never a stack trace; 1 an internal error.
+ * never a stack trace; 1 a run that failed (a reward source, a full disk, non-finite updates: one
+ * line) or an internal error; 130 a run stopped by Ctrl-C (or SIGTERM) after writing a checkpoint.
  *
  * @module
  */
@@ -43,7 +46,7 @@ import {
 } from "./runtime/compare/options.ts";
 
 /** Exit codes of the command line. */
-export const EXIT = { ok: 0, internal: 1, invalid: 2 } as const;
+export const EXIT = { ok: 0, internal: 1, invalid: 2, interrupted: 130 } as const;
 
 /** A user mistake already reported on stderr: exit 2 without another word. */
 class Reported extends Error {}
@@ -194,15 +197,32 @@ function program(fail: (code: number) => void) {
       printWarnings(specifier, plan);
       // Loaded here, not at the top: plan, validate and schema never load TensorFlow.js.
       const runtime = await import("./runtime/mod.ts");
+      // Ctrl-C (or SIGTERM) once: finish the step, write a checkpoint, exit 130. Twice: exit now.
+      const stop = new AbortController();
+      const onSignal = () => {
+        if (stop.signal.aborted) Deno.exit(EXIT.interrupted);
+        console.error(
+          "giftwrap: stopping after this step to write a checkpoint (again to quit now)",
+        );
+        stop.abort();
+      };
+      const signals = ["SIGINT", "SIGTERM"] as const;
+      for (const s of signals) Deno.addSignalListener(s, onSignal);
+      // Bars on a terminal, a plain line per step otherwise (CI logs, pipes).
+      const { barProgress } = await import("./runtime/progress_bar.ts");
       const executeOptions = {
+        progress: barProgress(),
         runsDir: options.runsDir,
         // Data paths and reward modules are relative to the recipe.
         baseUrl: new URL(specifier, new URL(`file://${Deno.cwd()}/`)),
+        source: specifier,
+        signal: stop.signal,
         ...(options.resume === undefined ? {} : { resume: options.resume }),
         ...(options.track === undefined ? {} : { track: options.track }),
       };
       try {
-        await runtime.execute(plan, executeOptions);
+        const result = await runtime.execute(plan, executeOptions);
+        if (result.status === "interrupted") fail(EXIT.interrupted);
       } catch (e) {
         const input = [
           runtime.BackendUnavailableError,
@@ -215,14 +235,50 @@ function program(fail: (code: number) => void) {
           fail(EXIT.invalid);
           return;
         }
-        if (e instanceof runtime.RewardError || e instanceof runtime.DynamicSamplingError) {
+        const failed = [
+          runtime.RewardError,
+          runtime.DynamicSamplingError,
+          runtime.NonFiniteUpdateError,
+          runtime.RunWriteError,
+        ];
+        if (failed.some((kind) => e instanceof kind)) {
           // The run stopped mid-way; its directory keeps every step written so far.
-          console.error(`giftwrap: ${e.message}`);
+          console.error(`giftwrap: ${(e as Error).message}`);
           fail(EXIT.internal);
           return;
         }
         throw e;
+      } finally {
+        for (const s of signals) Deno.removeSignalListener(s, onSignal);
       }
+    });
+
+  cli.command("runs")
+    .description("list the run directories: recipe, status, steps, accuracy, reward")
+    .option("--runs-dir <dir>", "where run directories are", "runs")
+    .option("--json", "print the list as JSON")
+    .action(async (options) => {
+      const { formatRuns, listRuns } = await import("./runtime/runs.ts");
+      const runs = await listRuns(options.runsDir);
+      if (options.json) console.log(JSON.stringify(runs, null, 2));
+      else if (runs.length === 0) console.log(`no runs in ${options.runsDir}`);
+      else console.log(formatRuns(runs));
+    });
+
+  cli.command("report")
+    .description("write a run directory's report.html from its files")
+    .argument("<dir>", "a run directory")
+    .action(async (dir) => {
+      const { readRunFiles, writeReport } = await import("./runtime/report/mod.ts");
+      const files = await readRunFiles(dir).catch((e) => {
+        console.error(`giftwrap: Cannot read run directory '${dir}': ${(e as Error).message}`);
+        throw new Reported();
+      });
+      if (files.info === null && files.plan === null) {
+        console.error(`giftwrap: Cannot report on '${dir}': it has no run.json or plan.json`);
+        throw new Reported();
+      }
+      console.log(`wrote ${await writeReport(dir)}`);
     });
 
   cli.command("compare")

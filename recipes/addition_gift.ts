@@ -14,6 +14,7 @@
  *
  *   deno task plan recipes/addition_gift.ts     # what it will do, with shapes and budgets
  *   deno task run recipes/addition_gift.ts      # do it
+ *   deno task run recipes/addition_gift.ts --resume runs/addition-gift-…   # after Ctrl-C or a crash
  *
  * Its JSON twin, recipes/addition_gift.json, compiles to the same plan hash.
  */
@@ -33,4 +34,5 @@ export default recipe({
   optimizer: { lr: 3e-5, clipGradNorm: 1 },
   steps: 150,
   eval: { every: 10 },
+  checkpoint: { every: 25, keep: 2 }, // Ctrl-C or a crash: --resume continues from here
 });

@@ -45,6 +45,7 @@ export async function evaluate(
   problems: readonly Problem[],
   metric: Verifier,
   shapes: { promptTokens: number; newTokens: number },
+  onProgress?: (done: number, total: number, correct: number) => void,
 ): Promise<EvalResult> {
   const score = verifier(metric);
   const greedy = {
@@ -73,6 +74,7 @@ export async function evaluate(
       correct += score(sample) === 1 ? 1 : 0;
       tokens += out.lengths[i]!;
     });
+    onProgress?.(start + chunk.length, problems.length, correct);
   }
   const total = problems.length;
   return {

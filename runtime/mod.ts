@@ -11,7 +11,22 @@ export * from "./execute.ts";
 export * from "./objectives/mod.ts";
 export { type EvalResult, evaluate } from "./evaluate.ts";
 export { type Completions, sampleCompletions, type SampleOptions } from "./sample.ts";
-export { type Run, type StepMetrics, trainStep } from "./train.ts";
+export {
+  NonFiniteUpdateError,
+  type Run,
+  type SampleGroup,
+  type StepMetrics,
+  trainStep,
+} from "./train.ts";
+export { type RunInfo, RunWriteError } from "./run_dir.ts";
+export {
+  duration,
+  lineProgress,
+  pct,
+  type Phase,
+  type Progress,
+  type ProgressUpdate,
+} from "./progress.ts";
 export {
   forward,
   initParams,

@@ -14,8 +14,11 @@ import { tf } from "./backend.ts";
 import type { Optimizer } from "../dsl/schema.ts";
 import type { Resolved } from "../dsl/objectives.ts";
 
-/** The optimiser's settings, every default resolved (the plan's `optimizer`). */
-export type AdamWOptions = Resolved<Optimizer>;
+/**
+ * The optimiser's settings, every default resolved (the plan's `optimizer`; the trainer, not
+ * AdamW, acts on `maxSkippedUpdates`).
+ */
+export type AdamWOptions = Omit<Resolved<Optimizer>, "maxSkippedUpdates">;
 
 /** AdamW's state: the update count and both moments of every parameter. */
 export interface AdamW {
@@ -72,17 +75,26 @@ export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
 
 /**
  * One AdamW update of `params` with `grads` (disposed by the caller), after clipping their global
- * norm. Returns the norm before clipping and the learning rate used.
+ * norm. Returns the norm before clipping and the learning rate used. A gradient whose norm is not
+ * finite (a NaN or an infinity anywhere) is not applied: `skipped` is true and neither the
+ * parameters nor the optimiser's state change.
  */
 export async function adamWStep(
   state: AdamW,
   params: Record<string, tf.Variable>,
   grads: Record<string, tf.Tensor>,
-): Promise<{ gradNorm: number; lr: number }> {
+): Promise<{ gradNorm: number; lr: number; skipped: boolean }> {
   const { betas: [b1, b2], eps, weightDecay, clipGradNorm } = state.options;
   const normTensor = globalNorm(grads);
   const gradNorm = (await normTensor.data())[0]!; // async: webgpu cannot read synchronously
   normTensor.dispose();
+  if (!Number.isFinite(gradNorm)) {
+    return {
+      gradNorm,
+      lr: learningRate(state.options, state.t, state.totalUpdates),
+      skipped: true,
+    };
+  }
   const clip = clipGradNorm > 0 ? Math.min(1, clipGradNorm / (gradNorm + 1e-6)) : 1;
   const lr = learningRate(state.options, state.t, state.totalUpdates);
   state.t += 1;
@@ -102,7 +114,7 @@ export async function adamWStep(
       p.assign(tf.sub(p, tf.mul(decay ? tf.add(step, decay) : step, lr)));
     }
   });
-  return { gradNorm, lr };
+  return { gradNorm, lr, skipped: false };
 }
 
 /** Frees the optimiser's moments. */

@@ -17,11 +17,15 @@ import type { Problem } from "./data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "./model/transformer.ts";
 import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/_group.ts";
+import { advantages } from "./objectives/_axes.ts";
 import { type AdamW, adamWStep } from "./optim.ts";
 import type { Rng } from "./random.ts";
 import type { SourceScorer } from "./rewards/mod.ts";
 import { sampleGroups } from "./groups.ts";
 import type { Completions } from "./sample.ts";
+import type { SampleGroup } from "./run_dir.ts";
+
+export type { SampleGroup };
 
 /** Everything a step reads and updates. */
 export interface Run {
@@ -49,6 +53,22 @@ export interface Run {
   promptRng: Rng;
   /** The order the train problems are visited in, and the next position in it. */
   cursor: { order: number[]; next: number };
+  /** Updates skipped for a non-finite loss or gradient: the current run of them, and in all. */
+  faults: { inRow: number; total: number };
+}
+
+/**
+ * `optimizer.maxSkippedUpdates` updates in a row had a non-finite loss or gradient: the run stops
+ * rather than train on garbage. The policy is the one before those updates (none was applied).
+ */
+export class NonFiniteUpdateError extends Error {
+  constructor(readonly step: number, readonly count: number, detail: string) {
+    super(
+      `Stopped at step ${step}: ${count} updates in a row had a non-finite ${detail}, so none ` +
+        "was applied (optimizer.maxSkippedUpdates)",
+    );
+    this.name = "NonFiniteUpdateError";
+  }
 }
 
 /** One line of `metrics.jsonl` (eval fields are added on the steps that evaluate). */
@@ -86,9 +106,11 @@ export interface StepMetrics {
   /** Mean completion length in tokens, and the fraction that hit maxNewTokens. */
   completionLength: number;
   truncated: number;
-  /** Mean over the step's optimiser updates. */
+  /** Mean over the step's optimiser updates (null when one was not finite). */
   loss: number;
   gradNorm: number;
+  /** Updates of this step skipped because their loss or gradient was not finite. */
+  skippedUpdates: number;
   lr: number;
   /** The objective's own diagnostics, mean over updates. */
   objective: Record<string, number>;
@@ -99,15 +121,6 @@ export interface StepMetrics {
   evalAccuracy?: number;
   /** Greedy accuracy on as many train problems as the eval uses, when the run tracks it. */
   trainAccuracy?: number;
-}
-
-/** A few completions of a step, for `samples.jsonl`. */
-export interface StepSample {
-  step: number;
-  prompt: string;
-  completion: string;
-  answer: string;
-  reward: number;
 }
 
 /** The next `count` train problems, reshuffling the split each time it is used up. */
@@ -198,7 +211,7 @@ function equalGroups(values: Float32Array, size: number): number {
 export async function trainStep(
   run: Run,
   step: number,
-): Promise<{ metrics: StepMetrics; samples: StepSample[] }> {
+): Promise<{ metrics: StepMetrics; samples: SampleGroup[] }> {
   const { plan, config, task, params } = run;
   const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
   const { miniBatchRows } = plan.shapes;
@@ -286,6 +299,7 @@ export async function trainStep(
   const rolloutReference = plan.reference.kind === "rollout";
   const losses: number[] = [];
   const norms: number[] = [];
+  let skippedUpdates = 0;
   let lr = 0;
   const diagnostics: Record<string, number[]> = {};
   const kls: number[] = [];
@@ -311,10 +325,32 @@ export async function trainStep(
           return loss;
         }), vars);
       const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-      const update = await adamWStep(run.optimizer, params, byName);
-      losses.push((await value.data())[0]!);
+      const loss = (await value.data())[0]!;
+      // A non-finite loss or gradient is not applied; too many in a row stop the run.
+      const update = Number.isFinite(loss)
+        ? await adamWStep(run.optimizer, params, byName)
+        : { gradNorm: NaN, lr, skipped: true };
+      losses.push(loss);
       norms.push(update.gradNorm);
       lr = update.lr;
+      if (update.skipped) {
+        skippedUpdates++;
+        run.faults.total++;
+        run.faults.inRow++;
+        if (run.faults.inRow >= plan.optimizer.maxSkippedUpdates) {
+          tf.dispose([value, ...Object.values(grads), ...Object.values(kept)]);
+          tf.dispose(Object.values(measured));
+          for (const mb of miniBatches) {
+            tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
+          }
+          const what = Number.isFinite(loss)
+            ? `gradient (norm ${update.gradNorm})`
+            : `loss (${loss})`;
+          throw new NonFiniteUpdateError(step, run.faults.inRow, what);
+        }
+      } else {
+        run.faults.inRow = 0;
+      }
       for (const [k, m] of Object.entries(kept)) (diagnostics[k] ??= []).push((await m.data())[0]!);
       if (measured.kl) kls.push((await measured.kl.data())[0]!);
       tf.dispose([
@@ -353,18 +389,53 @@ export async function trainStep(
     truncated: batch.truncated.filter(Boolean).length / B,
     loss: mean(losses),
     gradNorm: mean(norms),
+    skippedUpdates,
     lr,
     objective: Object.fromEntries(Object.entries(diagnostics).map(([k, v]) => [k, mean(v)])),
     sampleSeconds,
     stepSeconds,
     tokensPerSecond: sampledTokens / stepSeconds,
   };
-  const shown = samples.slice(0, Math.min(G, 4)).map((s, i) => ({
-    step,
-    prompt: s.prompt,
-    completion: s.completion,
-    answer: s.answer,
-    reward: scores.total[i]!,
-  }));
-  return { metrics, samples: shown };
+  return { metrics, samples: await sampleGroupsOf(run, step, samples, scores, batch, rewards) };
+}
+
+/** The first `plan.schedule.sampleGroups` groups of a step, with rewards and advantages. */
+async function sampleGroupsOf(
+  run: Run,
+  step: number,
+  samples: readonly { prompt: string; completion: string; answer: string }[],
+  scores: { total: Float32Array; bySource: Record<string, Float32Array> },
+  batch: Completions,
+  rewards: Float32Array,
+): Promise<SampleGroup[]> {
+  const G = run.plan.shapes.groupSize;
+  const rows = run.plan.schedule.sampleGroups * G;
+  const axis = run.plan.objective.axes.advantage;
+  let advantage: Float32Array | null = null;
+  if (axis) {
+    const values = tf.tidy(() => advantages(tf.tensor1d(rewards.slice(0, rows)), G, axis)); // [rows]
+    advantage = (await values.data()) as Float32Array;
+    values.dispose();
+  }
+  const groups: SampleGroup[] = [];
+  for (let start = 0; start < rows; start += G) {
+    const first = samples[start]!;
+    groups.push({
+      step,
+      group: start / G,
+      prompt: first.prompt,
+      answer: first.answer,
+      completions: samples.slice(start, start + G).map((s, j) => ({
+        text: s.completion,
+        reward: scores.total[start + j]!,
+        rewards: Object.fromEntries(
+          Object.entries(scores.bySource).map(([name, v]) => [name, v[start + j]!]),
+        ),
+        advantage: advantage ? advantage[start + j]! : null,
+        length: batch.lengths[start + j]!,
+        truncated: batch.truncated[start + j]!,
+      })),
+    });
+  }
+  return groups;
 }

@@ -53,7 +53,7 @@ export interface WarmStartResult {
 export interface WarmStartOptions {
   /** Directory of the cache (one checkpoint per key). */
   cacheDir: string;
-  /** Called every `every` steps with the step and the loss. */
+  /** Called after every step with the step, the total and the step's loss (it may throw to stop). */
   progress?: (step: number, total: number, loss: number) => void;
 }
 
@@ -102,28 +102,29 @@ export async function warmStart(
   const vars = Object.values(params);
   const names = Object.keys(params);
   const losses: number[] = [];
-  for (let step = 0; step < sftSteps; step++) {
-    const examples = Array.from(
-      { length: batchSize },
-      () => supervisedExample(tokenizer, train[rng.int(train.length)]!, promptLength, newTokens),
-    );
-    const ids = tf.tensor2d(examples.flatMap((e) => e.ids), [batchSize, width], "int32");
-    const mask = tf.tensor2d(examples.flatMap((e) => e.mask), [batchSize, newTokens]);
-    const padding = examples.map((e) => e.padding);
-    const { value, grads } = tf.variableGrads(() =>
-      tf.tidy(() => {
-        const logp = tokenLogProbs(params, config, ids, promptLength, 1, padding); // [b, C]
-        return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
-      }), vars);
-    const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-    await adamWStep(optimizer, params, byName);
-    losses.push((await value.data())[0]!);
-    tf.dispose([ids, mask, value, ...Object.values(grads)]);
-    if (options.progress && ((step + 1) % 50 === 0 || step + 1 === sftSteps)) {
-      options.progress(step + 1, sftSteps, losses[losses.length - 1]!);
+  try {
+    for (let step = 0; step < sftSteps; step++) {
+      const examples = Array.from(
+        { length: batchSize },
+        () => supervisedExample(tokenizer, train[rng.int(train.length)]!, promptLength, newTokens),
+      );
+      const ids = tf.tensor2d(examples.flatMap((e) => e.ids), [batchSize, width], "int32");
+      const mask = tf.tensor2d(examples.flatMap((e) => e.mask), [batchSize, newTokens]);
+      const padding = examples.map((e) => e.padding);
+      const { value, grads } = tf.variableGrads(() =>
+        tf.tidy(() => {
+          const logp = tokenLogProbs(params, config, ids, promptLength, 1, padding); // [b, C]
+          return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
+        }), vars);
+      const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+      await adamWStep(optimizer, params, byName);
+      losses.push((await value.data())[0]!);
+      tf.dispose([ids, mask, value, ...Object.values(grads)]);
+      options.progress?.(step + 1, sftSteps, losses[losses.length - 1]!);
     }
+  } finally {
+    disposeAdamW(optimizer);
   }
-  disposeAdamW(optimizer);
   await saveCheckpoint(dir, params, config, tokenizer.alphabet);
   const tail = losses.slice(-Math.max(1, Math.floor(sftSteps / 10)));
   return {

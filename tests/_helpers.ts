@@ -61,6 +61,7 @@ export const RUN_PERMISSIONS: readonly string[] = [
   "--allow-env",
   "--allow-net",
   "--allow-import",
+  "--allow-sys=hostname",
 ];
 
 /** What one subprocess run of the command line gave. */

@@ -182,6 +182,7 @@ export const RUN_PERMISSIONS = [
   "--allow-env",
   "--allow-net",
   "--allow-import",
+  "--allow-sys=hostname",
 ] as const;
 
 /** How one run went. */

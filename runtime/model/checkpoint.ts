@@ -121,6 +121,19 @@ export async function writeDirAtomic(
   if (old) await Deno.remove(old, { recursive: true });
 }
 
+/** A model's checkpoint files: `model.safetensors` and `config.json`. */
+export async function checkpointFiles(
+  params: Record<string, tf.Tensor>,
+  config: ModelConfig,
+  alphabet: string,
+): Promise<Record<string, Uint8Array | string>> {
+  const tensors = await toTensorData(params);
+  return {
+    "model.safetensors": encodeSafetensors(tensors, { format: "pt" }),
+    "config.json": JSON.stringify(checkpointConfig(config, alphabet), null, 2) + "\n",
+  };
+}
+
 /** Saves a model as a checkpoint directory (`extra` files are written alongside). */
 export async function saveCheckpoint(
   dir: string,
@@ -129,12 +142,7 @@ export async function saveCheckpoint(
   alphabet: string,
   extra: Record<string, Uint8Array | string> = {},
 ): Promise<void> {
-  const tensors = await toTensorData(params);
-  await writeDirAtomic(dir, {
-    "model.safetensors": encodeSafetensors(tensors, { format: "pt" }),
-    "config.json": JSON.stringify(checkpointConfig(config, alphabet), null, 2) + "\n",
-    ...extra,
-  });
+  await writeDirAtomic(dir, { ...await checkpointFiles(params, config, alphabet), ...extra });
 }
 
 /** A checkpoint read back: its config, tokenizer alphabet and weights (our [in, out] layout). */

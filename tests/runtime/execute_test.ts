@@ -6,7 +6,7 @@ import { loadCheckpoint, weightsToTensors } from "../../runtime/model/checkpoint
 import { forward, initParams } from "../../runtime/model/transformer.ts";
 import { saveRewardModel, SCORE_WEIGHT } from "../../runtime/model/reward_model.ts";
 import { Rng } from "../../runtime/random.ts";
-import type { StepMetrics } from "../../runtime/train.ts";
+import type { SampleGroup, StepMetrics } from "../../runtime/train.ts";
 import { decodeSafetensors } from "../../runtime/model/safetensors.ts";
 import { RewardError } from "../../runtime/rewards/mod.ts";
 import { withTempDir } from "../_helpers.ts";
@@ -90,6 +90,9 @@ Deno.test("execute() on the tiny recipe", async (t) => {
         "metrics.jsonl",
         "plan.json",
         "recipe.json",
+        "report.html",
+        "run.json",
+        "run.lock",
         "samples.jsonl",
       ]);
       const plan = tinyPlan();
@@ -133,20 +136,28 @@ Deno.test("execute() on the tiny recipe", async (t) => {
       assert.ok(steps.every((m) => m.kl! >= 0));
       assert.ok(steps[0]!.kl! < steps[4]!.kl!, `kl: ${steps.map((m) => m.kl)}`);
 
-      const samples = await readJsonl(`${dir}/samples.jsonl`);
-      assert.ok(samples.length >= 5);
-      assert.deepEqual(Object.keys(samples[0]!).sort(), [
-        "answer",
-        "completion",
-        "prompt",
-        "reward",
-        "step",
-      ]);
+      // samples.jsonl: 2 groups (log.sampleGroups) at step 1, every 10 steps and the last.
+      const samples = await readJsonl(`${dir}/samples.jsonl`) as unknown as SampleGroup[];
+      assert.deepEqual(samples.map((g) => [g.step, g.group]), [[1, 0], [1, 1], [5, 0], [5, 1]]);
+      for (const g of samples) {
+        assert.equal(g.completions.length, 4);
+        const r = g.completions.map((c) => c.reward);
+        // GIFT's Â: the group-standardised reward (sample std, ε 1e-6); 0 for an equal group.
+        const mean = r.reduce((a, b) => a + b, 0) / 4;
+        const std = Math.sqrt(r.reduce((a, b) => a + (b - mean) ** 2, 0) / 3);
+        g.completions.forEach((c, i) => {
+          assert.ok(Math.abs(c.advantage! - (r[i]! - mean) / (std + 1e-6)) < 1e-5);
+          assert.deepEqual(Object.keys(c.rewards), ["numericAnswer"]);
+          assert.equal(c.rewards["numericAnswer"], c.reward);
+          assert.ok(c.length >= 1 && c.length <= plan.shapes.newTokens);
+        });
+      }
 
       const ckpt = `${dir}/checkpoints/final`;
       const files = (await Array.fromAsync(Deno.readDir(ckpt))).map((e) => e.name).sort();
       assert.deepEqual(files, [
         "config.json",
+        "metrics.jsonl",
         "model.safetensors",
         "optimizer.safetensors",
         "trainer_state.json",
