@@ -224,27 +224,22 @@ function program(fail: (code: number) => void) {
         const result = await runtime.execute(plan, executeOptions);
         if (result.status === "interrupted") fail(EXIT.interrupted);
       } catch (e) {
-        const input = [
-          runtime.BackendUnavailableError,
-          runtime.RunSetupError,
-          runtime.TaskError,
-          runtime.DataError,
+        // Bad input exits 2; a run that stopped mid-way exits 1, its directory keeping every step
+        // written so far; either says why in one line.
+        const known: [new (...args: never[]) => Error, number][] = [
+          [runtime.BackendUnavailableError, EXIT.invalid],
+          [runtime.RunSetupError, EXIT.invalid],
+          [runtime.TaskError, EXIT.invalid],
+          [runtime.DataError, EXIT.invalid],
+          [runtime.RewardError, EXIT.internal],
+          [runtime.DynamicSamplingError, EXIT.internal],
+          [runtime.NonFiniteUpdateError, EXIT.internal],
+          [runtime.RunWriteError, EXIT.internal],
         ];
-        if (input.some((kind) => e instanceof kind)) {
+        const code = known.find(([kind]) => e instanceof kind)?.[1];
+        if (code !== undefined) {
           console.error(`giftwrap: ${(e as Error).message}`);
-          fail(EXIT.invalid);
-          return;
-        }
-        const failed = [
-          runtime.RewardError,
-          runtime.DynamicSamplingError,
-          runtime.NonFiniteUpdateError,
-          runtime.RunWriteError,
-        ];
-        if (failed.some((kind) => e instanceof kind)) {
-          // The run stopped mid-way; its directory keeps every step written so far.
-          console.error(`giftwrap: ${(e as Error).message}`);
-          fail(EXIT.internal);
+          fail(code);
           return;
         }
         throw e;

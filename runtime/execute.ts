@@ -40,6 +40,7 @@ import { duration, lineProgress, pct, type Progress } from "./progress.ts";
 import {
   JsonlLog,
   lockRunDir,
+  osReason,
   pruneCheckpoints,
   type RunInfo,
   stepCheckpoints,
@@ -198,8 +199,7 @@ async function createRunDir(runsDir: string, name: string): Promise<string> {
     await Deno.mkdir(runsDir, { recursive: true });
     if (!(await Deno.stat(runsDir)).isDirectory) throw new Error("it is not a directory");
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    throw new RunSetupError(`Cannot create a run directory in '${runsDir}': ${why}`);
+    throw new RunSetupError(`Cannot create a run directory in '${runsDir}': ${osReason(e)}`);
   }
   for (let n = 1;; n++) {
     const dir = `${runsDir}/${name}-${stamp}${n === 1 ? "" : `-${n}`}`;
@@ -207,7 +207,8 @@ async function createRunDir(runsDir: string, name: string): Promise<string> {
       await Deno.mkdir(dir);
       return dir;
     } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      throw new RunSetupError(`Cannot create a run directory in '${runsDir}': ${osReason(e)}`);
     }
   }
 }
@@ -458,7 +459,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         task.splits.train,
         seed.fork("warm start"),
         {
-          cacheDir: `${runsDir}/.cache/warm-start`,
+          // Beside the run: a resumed run's directory may not be under `runsDir`.
+          cacheDir: `${dirname(dir)}/.cache/warm-start`,
           progress: (done, _total, loss) => {
             progress.update({ done, loss });
             if (options.signal?.aborted) throw new Interrupted();
@@ -721,4 +723,9 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
 
 function basename(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
+}
+
+function dirname(path: string): string {
+  const at = path.lastIndexOf("/");
+  return at < 0 ? "." : path.slice(0, at) || "/";
 }

@@ -73,11 +73,19 @@ export interface SampleGroup {
   completions: SampleCompletion[];
 }
 
+/**
+ * The reason a file operation failed, without the operation and path Deno appends
+ * (`No space left on device (os error 28)`).
+ */
+export function osReason(e: unknown): string {
+  const message = e instanceof Error ? e.message.split("\n")[0]! : String(e);
+  return message.replace(/[:,] [a-z]+ '[^']*'( -> '[^']*')?$/, "");
+}
+
 /** A write to the run directory failed; the message names the file and the reason. */
 export class RunWriteError extends Error {
   constructor(path: string, cause: unknown) {
-    const why = cause instanceof Error ? cause.message.split("\n")[0]! : String(cause);
-    super(`Cannot write '${path}': ${why.replace(/, (open|write|rename|mkdir) '.*'$/, "")}`);
+    super(`Cannot write '${path}': ${osReason(cause)}`);
     this.name = "RunWriteError";
   }
 }

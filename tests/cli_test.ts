@@ -157,7 +157,10 @@ Deno.test("giftwrap validate reports an invalid recipe, one line per problem nam
 Deno.test("giftwrap validate --strict fails on a warning", async () => {
   await withTempDir(async (dir) => {
     // eval.every beyond steps compiles, with a warning.
-    await Deno.writeTextFile(`${dir}/late_eval.json`, await frontDoorWith({ steps: 5 }));
+    await Deno.writeTextFile(
+      `${dir}/late_eval.json`,
+      await frontDoorWith({ steps: 5, checkpoint: {} }),
+    );
     const [lenient, strict] = await Promise.all([
       giftwrap(["validate", "late_eval.json"], dir),
       giftwrap(["validate", "late_eval.json", "--strict"], dir),
@@ -275,6 +278,35 @@ Deno.test("giftwrap run trains a recipe end to end and names its run directory",
     assert.match(last, /^accuracy \d+\.\d% → \d+\.\d% \([+-]\d+\.\d points\) after 2 steps · /);
     const runDir = last.split(" · ").pop()!;
     assert.ok((await Deno.stat(`${runDir}/checkpoints/final/model.safetensors`)).isFile);
+
+    // `runs` lists it; `report` draws its page again.
+    // With the permissions of their tasks: runs reads, report reads and writes.
+    const READ = ["--allow-read"];
+    const READ_WRITE = ["--allow-read", "--allow-write"];
+    const listed = await giftwrap(["runs", "--runs-dir", `${dir}/runs`], undefined, READ);
+    assert.equal(listed.code, 0, listed.stderr);
+    const [header, row, ...rest] = lines(listed.stdout);
+    assert.match(header!, /^dir +recipe +status +steps +accuracy +reward +started$/);
+    assert.match(
+      row!,
+      /^tiny-\d{8}-\d{6} +tiny +finished +2\/2 +\d+\.\d% → \d+\.\d% +\d\.\d{3} +\d{4}-/,
+    );
+    assert.deepEqual(rest, []);
+    const json = await giftwrap(["runs", "--runs-dir", `${dir}/runs`, "--json"], undefined, READ);
+    const [summary] = JSON.parse(json.stdout);
+    assert.deepEqual([summary.dir, summary.status, summary.step], [runDir, "finished", 2]);
+    await Deno.remove(`${runDir}/report.html`);
+    const report = await giftwrap(["report", runDir], undefined, READ_WRITE);
+    assert.deepEqual([report.code, report.stdout], [0, `wrote ${runDir}/report.html\n`]);
+    assert.ok((await Deno.readTextFile(`${runDir}/report.html`)).includes("<svg"));
+    assertUsageError(
+      await giftwrap(["report", `${dir}/nowhere`], undefined, READ_WRITE),
+      "report of no run",
+    );
+    assert.equal(
+      (await giftwrap(["runs", "--runs-dir", `${dir}/nowhere`], undefined, READ)).stdout,
+      `no runs in ${dir}/nowhere\n`,
+    );
   });
 });
 

@@ -134,6 +134,7 @@ Deno.test("formatPlan() lists the stages in execution order", () => {
       "advantages",
       "update",
       "eval",
+      "checkpoint",
       "samples",
       "eval",
       "checkpoint",

@@ -20,6 +20,9 @@ function chartTitles(html: string): string[] {
   return [...html.matchAll(/<svg role="img" aria-label="([^"]*)"/g)].map((m) => m[1]!);
 }
 
+/** A synthetic run directory's files, once its report is written. */
+const RUN_FILES = ["metrics.jsonl", "plan.json", "report.html", "run.json", "samples.jsonl"];
+
 Deno.test("reportHtml() draws a chart per measured quantity and says which are not measured", async () => {
   const html = await reportHtml(syntheticRun());
   assert.deepEqual(chartTitles(html), [
@@ -192,14 +195,7 @@ Deno.test("writeReport() writes report.html through a temporary file and returns
     const html = await Deno.readTextFile(path);
     assert.ok(html.startsWith("<!DOCTYPE html>") && html.endsWith("</html>\n"));
     assert.equal(html, await reportHtml(await readRunFiles(dir)));
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.deepEqual(names, [
-      "metrics.jsonl",
-      "plan.json",
-      "report.html",
-      "run.json",
-      "samples.jsonl",
-    ]);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), RUN_FILES);
   });
 });
 
@@ -208,14 +204,7 @@ Deno.test("writeReport() leaves no temporary file behind when it cannot write", 
     await writeRun(dir, syntheticRun());
     await Deno.mkdir(`${dir}/report.html/taken`, { recursive: true });
     await assert.rejects(writeReport(dir));
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.deepEqual(names, [
-      "metrics.jsonl",
-      "plan.json",
-      "report.html",
-      "run.json",
-      "samples.jsonl",
-    ]);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), RUN_FILES);
   });
 });
 

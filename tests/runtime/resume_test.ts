@@ -93,6 +93,18 @@ async function runInfo(dir: string): Promise<RunInfo> {
   return JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
 }
 
+/** A 2-step run of the tiny recipe in `tmp/runs`: its recipe file and run directory. */
+async function shortRun(tmp: string): Promise<{ recipe: string; dir: string }> {
+  const recipe = await writeRecipe(
+    tmp,
+    "short",
+    resumable("wasm", { steps: 2, eval: { every: 1 } }),
+  );
+  const ran = await giftwrap(["run", recipe, "--runs-dir", `${tmp}/runs`]);
+  assert.equal(ran.code, 0, ran.stderr);
+  return { recipe, dir: runDirOf(ran.stdout) };
+}
+
 /** Asserts that two run directories wrote the same run: metrics, samples, final weights. */
 async function assertSameRun(resumed: string, uninterrupted: string): Promise<void> {
   assert.deepEqual(await metricsOf(resumed), await metricsOf(uninterrupted));
@@ -189,14 +201,7 @@ Deno.test("execute() stopped by Ctrl-C writes a checkpoint, exits 130 and resume
 
 Deno.test("execute() records its provenance in run.json", async () => {
   await withTempDir(async (tmp) => {
-    const recipe = await writeRecipe(
-      tmp,
-      "short",
-      resumable("wasm", { steps: 2, eval: { every: 1 } }),
-    );
-    const ran = await giftwrap(["run", recipe, "--runs-dir", `${tmp}/runs`]);
-    assert.equal(ran.code, 0, ran.stderr);
-    const dir = runDirOf(ran.stdout);
+    const { recipe, dir } = await shortRun(tmp);
     const info = await runInfo(dir);
     const plan = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
     const deno = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
@@ -233,11 +238,15 @@ Deno.test("execute() skips a poisoned update, logs and counts it, and stops afte
       reads: { reference: true },
       options,
     });
-    // Updates 3 and 4 are step 2's two mini-batches; 3 skipped updates in a row stop the run.
+    // Updates 3 and 4 are step 2's two mini-batches: a NaN gradient, then a NaN loss.
     const skipping = await writeRecipe(
       tmp,
       "skipping",
-      resumable("wasm", { steps: 4, miniBatches: 2, objective: objective({ poison: [3, 4] }) }),
+      resumable("wasm", {
+        steps: 4,
+        miniBatches: 2,
+        objective: objective({ poison: [3], nanLoss: [4] }),
+      }),
     );
     const ran = await giftwrap(["run", skipping, "--runs-dir", `${tmp}/runs`]);
     assert.equal(ran.code, 0, ran.stderr);
@@ -250,6 +259,7 @@ Deno.test("execute() skips a poisoned update, logs and counts it, and stops afte
     const metrics = await metricsOf(runDirOf(ran.stdout));
     assert.deepEqual(metrics.slice(1).map((m) => m.skippedUpdates), [0, 2, 0, 0]);
     assert.equal(metrics[2]!.gradNorm, null); // NaN, written as null
+    assert.equal(metrics[2]!.loss, null);
     assert.ok(Number.isFinite(metrics[3]!.gradNorm as number));
 
     // From update 5 (step 3) on, every update is poisoned: the third in a row stops the run.
@@ -320,13 +330,7 @@ Deno.test("execute() stops in one line when a reward source returns NaN, its che
 
 Deno.test("execute() refuses to resume another plan's run, or a finished one, in one line", async () => {
   await withTempDir(async (tmp) => {
-    const recipe = await writeRecipe(
-      tmp,
-      "short",
-      resumable("wasm", { steps: 2, eval: { every: 1 } }),
-    );
-    const ran = await giftwrap(["run", recipe, "--runs-dir", `${tmp}/runs`]);
-    const dir = runDirOf(ran.stdout);
+    const { recipe, dir } = await shortRun(tmp);
     const finished = await giftwrap(["run", recipe, "--resume", dir]);
     assert.equal(finished.code, 2);
     assert.deepEqual(lines(finished.stderr), [
@@ -349,4 +353,112 @@ Deno.test("execute() refuses to resume another plan's run, or a finished one, in
       `giftwrap: Cannot resume '${tmp}/nowhere': it has no plan.json`,
     ]);
   });
+});
+
+/** Whether this process may mount a tmpfs (root, as in CI): the disk tests need one. */
+function canMount(): boolean {
+  const dir = Deno.makeTempDirSync({ prefix: "giftwrap_mount_" });
+  try {
+    const mount = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    if (!mount.success) return false;
+    new Deno.Command("umount", { args: [dir] }).outputSync();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+const MOUNT = Deno.build.os === "linux" && canMount();
+
+/** Runs `body` with a tmpfs mounted at `dir` with `options`, unmounted afterwards. */
+async function withTmpfs(dir: string, options: string, body: () => Promise<void>): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", options, "tmpfs", dir],
+  })
+    .output();
+  assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+  try {
+    await body();
+  } finally {
+    await new Deno.Command("umount", { args: [dir] }).output();
+  }
+}
+
+Deno.test({
+  name: "execute() on a full disk stops at the failing write in one line, and resumes exactly",
+  ignore: !MOUNT,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const recipe = await writeRecipe(
+        tmp,
+        "every_step",
+        resumable("wasm", { checkpoint: { every: 1, keep: 100 } }),
+      );
+      const full = await giftwrap(["run", recipe, "--runs-dir", `${tmp}/runs`]);
+      assert.equal(full.code, 0, full.stderr);
+
+      // 1 MiB holds the warm start, the initial policy and a few checkpoints of 170 kB, not 12.
+      const disk = `${tmp}/disk`;
+      await withTmpfs(disk, "size=1m", async () => {
+        const failed = await giftwrap(["run", recipe, "--runs-dir", `${disk}/runs`]);
+        assert.equal(failed.code, 1);
+        assertNoStack(failed.stderr);
+        assert.equal(lines(failed.stderr).length, 1, failed.stderr);
+        assert.match(
+          failed.stderr,
+          /^giftwrap: Cannot write '.*': No space left on device \(os error 28\)\n$/,
+        );
+        const dir = runDirOf(failed.stdout);
+        // Nothing half-written: every checkpoint there loads, and no temporary directory is left.
+        const plan = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
+        const kept = (await Array.fromAsync(Deno.readDir(`${dir}/checkpoints`))).map((e) => e.name);
+        assert.ok(kept.every((n) => !n.includes(".tmp-")), `${kept}`);
+        const steps = kept.filter((n) => n.startsWith("step-"));
+        assert.ok(steps.length >= 1 && steps.length < 12, `${kept}`);
+        for (const name of steps) await readRunCheckpoint(`${dir}/checkpoints/${name}`, plan.hash);
+
+        // With room again, it resumes from its last checkpoint and ends as if never stopped.
+        const grown = await new Deno.Command("mount", {
+          args: ["-o", "remount,size=16m", disk],
+        }).output();
+        assert.ok(grown.success);
+        const resumed = await giftwrap(["run", recipe, "--resume", dir]);
+        assert.equal(resumed.code, 0, resumed.stderr);
+        await assertSameRun(dir, runDirOf(full.stdout));
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "execute() reports a run directory it cannot write before training, in one line",
+  ignore: !MOUNT,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const recipe = await writeRecipe(
+        tmp,
+        "short",
+        resumable("wasm", { steps: 2, eval: { every: 1 } }),
+      );
+      const readOnly = `${tmp}/read-only`;
+      await withTmpfs(readOnly, "ro,size=64k", async () => {
+        for (const runsDir of [readOnly, `${readOnly}/runs`]) {
+          const ran = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
+          assert.equal(ran.code, 2);
+          assert.equal(ran.stdout, "");
+          assert.deepEqual(lines(ran.stderr), [
+            `giftwrap: Cannot create a run directory in '${runsDir}': Read-only file system (os error 30)`,
+          ]);
+        }
+        assert.deepEqual(await Array.fromAsync(Deno.readDir(readOnly)), []);
+      });
+    });
+  },
 });
