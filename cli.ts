@@ -197,21 +197,20 @@ function program(fail: (code: number) => void) {
       printWarnings(specifier, plan);
       // Loaded here, not at the top: plan, validate and schema never load TensorFlow.js.
       const runtime = await import("./runtime/mod.ts");
+      // Bars on a terminal, a plain line per step otherwise (CI logs, pipes).
+      const { barProgress } = await import("./runtime/progress_bar.ts");
+      const progress = barProgress();
       // Ctrl-C (or SIGTERM) once: finish the step, write a checkpoint, exit 130. Twice: exit now.
       const stop = new AbortController();
       const onSignal = () => {
         if (stop.signal.aborted) Deno.exit(EXIT.interrupted);
-        console.error(
-          "giftwrap: stopping after this step to write a checkpoint (again to quit now)",
-        );
+        progress.log("stopping after this step to write a checkpoint (Ctrl-C again to quit now)");
         stop.abort();
       };
       const signals = ["SIGINT", "SIGTERM"] as const;
       for (const s of signals) Deno.addSignalListener(s, onSignal);
-      // Bars on a terminal, a plain line per step otherwise (CI logs, pipes).
-      const { barProgress } = await import("./runtime/progress_bar.ts");
       const executeOptions = {
-        progress: barProgress(),
+        progress,
         runsDir: options.runsDir,
         // Data paths and reward modules are relative to the recipe.
         baseUrl: new URL(specifier, new URL(`file://${Deno.cwd()}/`)),

@@ -179,6 +179,12 @@ Deno.test("execute() stopped by Ctrl-C writes a checkpoint, exits 130 and resume
     const stopped = await stopAt(["run", recipe, "--runs-dir", runsDir], 3, 0, "SIGINT");
     assert.equal(stopped.code, 130, stopped.stderr);
     assertNoStack(stopped.stderr);
+    assert.ok(
+      lines(stopped.stdout).includes(
+        "stopping after this step to write a checkpoint (Ctrl-C again to quit now)",
+      ),
+      stopped.stdout,
+    );
     const last = lines(stopped.stdout).at(-1)!;
     const m =
       /^stopped after step (\d+) of 8: checkpoint checkpoints\/step-0+(\d+) · resume with --resume (\S+)$/
