@@ -21,6 +21,7 @@ import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { BackendName } from "../dsl/plan.ts";
+import { loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
 
 export { tf };
 export type { BackendName };
@@ -84,8 +85,27 @@ registerMatMulGradient();
 /** What `useBackend()` set up. */
 export interface BackendInfo {
   name: BackendName;
-  /** One line for the console, e.g. `wasm (SIMD, 1 thread)`. */
+  /**
+   * One line for the console, e.g. `wasm (SIMD, 1 thread) · matmul: OpenBLAS, 2 threads`.
+   */
   description: string;
+  /** Where matrix products run: the backend's own kernel, or OpenBLAS (and why not). */
+  matmul: { blas: string | null; reason: string };
+}
+
+/** Options of `useBackend()`. */
+export interface UseBackendOptions {
+  /**
+   * Run `wasm` and `cpu` matrix products through OpenBLAS when it loads (`runtime/blas.ts`); the
+   * environment variable `GIFTWRAP_BLAS=0` turns it off too. @default true
+   */
+  blas?: boolean;
+}
+
+/** Whether GIFTWRAP_BLAS=0 asks for no BLAS (read without prompting for the permission). */
+function blasTurnedOff(): boolean {
+  const env = Deno.permissions.querySync({ name: "env", variable: "GIFTWRAP_BLAS" });
+  return env.state === "granted" && Deno.env.get("GIFTWRAP_BLAS") === "0";
 }
 
 /** The project's `node_modules/`, next to `deno.json` (`"nodeModulesDir": "auto"`). */
@@ -162,7 +182,10 @@ async function setupTensorflow(): Promise<string> {
  * const { description } = await useBackend("wasm"); // "wasm (SIMD, 1 thread)"
  * ```
  */
-export async function useBackend(name: BackendName): Promise<BackendInfo> {
+export async function useBackend(
+  name: BackendName,
+  options: UseBackendOptions = {},
+): Promise<BackendInfo> {
   let description: string;
   switch (name) {
     case "cpu":
@@ -187,5 +210,26 @@ export async function useBackend(name: BackendName): Promise<BackendInfo> {
     // The cpu backend advertises tfjs-node on its first write; here that is the tensorflow backend.
     (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
   }
-  return { name, description };
+  const matmul = useBlas(name, options.blas ?? true);
+  if (matmul.blas) description += ` · matmul: ${matmul.blas}`;
+  return { name, description, matmul };
+}
+
+/** Registers (or removes) the OpenBLAS matmul of `name` as asked and as possible. */
+function useBlas(name: BackendName, wanted: boolean): BackendInfo["matmul"] {
+  if (name !== "wasm" && name !== "cpu") {
+    return { blas: null, reason: `the ${name} backend runs its own matmul` };
+  }
+  if (!wanted || blasTurnedOff()) {
+    unregisterBlasMatMul(name);
+    return { blas: null, reason: wanted ? "GIFTWRAP_BLAS=0" : "turned off" };
+  }
+  const probe = loadBlas();
+  if (!probe.ok) return { blas: null, reason: probe.reason };
+  registerBlasMatMul(name, probe.blas);
+  const threads = probe.blas.threads === 1 ? "1 thread" : `${probe.blas.threads} threads`;
+  return {
+    blas: `OpenBLAS ${probe.blas.core}, ${threads}`,
+    reason: `${probe.blas.library} loaded`,
+  };
 }

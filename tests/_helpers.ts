@@ -62,6 +62,7 @@ export const RUN_PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-import",
   "--allow-sys=hostname",
+  "--allow-ffi",
 ];
 
 /** What one subprocess run of the command line gave. */

@@ -267,7 +267,7 @@ Deno.test("giftwrap run trains a recipe end to end and names its run directory",
     const out = lines(run.stdout);
     assert.match(
       out[0]!,
-      /^run tiny · plan [0-9a-f]{16} · wasm \(SIMD, 1 thread\) · [\d,]+ parameters → /,
+      /^run tiny · plan [0-9a-f]{16} · wasm \(SIMD, 1 thread\)( · matmul: [^·]+)? · [\d,]+ parameters → /,
     );
     assert.ok(out.some((l) => /^eval step 0 · accuracy \d+\.\d% \(\d+\/20\)$/.test(l)), run.stdout);
     assert.deepEqual(out.filter((l) => l.startsWith("step ")).map((l) => l.split(" · ")[0]), [

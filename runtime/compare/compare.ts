@@ -183,6 +183,7 @@ export const RUN_PERMISSIONS = [
   "--allow-net",
   "--allow-import",
   "--allow-sys=hostname",
+  "--allow-ffi",
 ] as const;
 
 /** How one run went. */
