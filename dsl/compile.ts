@@ -718,11 +718,26 @@ function checkEvery(
   }
 }
 
+/**
+ * The backend: as requested, or for `auto` the first of BACKEND_PREFERENCE that is present. On
+ * wasm and cpu the runtime also sends matrix products to OpenBLAS where it loads (runtime/blas.ts),
+ * which the reason says, as it does not depend on the recipe.
+ */
 function resolveBackend(requested: Backend, options: CompileOptions): Plan["backend"] {
-  if (requested !== "auto") return { name: requested, requested, reason: "requested" };
+  const blas = (name: BackendName) =>
+    name === "wasm" || name === "cpu"
+      ? "; matmul through OpenBLAS where it loads (--allow-ffi)"
+      : "";
+  if (requested !== "auto") {
+    return { name: requested, requested, reason: `requested${blas(requested)}` };
+  }
   const available = options.available ?? DEFAULT_AVAILABLE;
   const name = BACKEND_PREFERENCE.find((b) => available.includes(b)) ?? "cpu";
-  return { name, requested, reason: `auto: the fastest present of ${available.join(", ")}` };
+  return {
+    name,
+    requested,
+    reason: `auto: the fastest present of ${available.join(", ")}${blas(name)}`,
+  };
 }
 
 function divisors(n: number): number[] {

@@ -248,6 +248,13 @@ export async function runComparison(
   const log = options.log ?? ((line: string) => console.log(line));
   const error = options.error ?? ((line: string) => console.error(line));
   const jobs = options.jobs ?? navigator.hardwareConcurrency;
+  // Runs in parallel share the cores: each run's OpenBLAS gets its share, not all of them.
+  const userSet = Deno.permissions.querySync({ name: "env", variable: "OPENBLAS_NUM_THREADS" })
+        .state === "granted" && Deno.env.get("OPENBLAS_NUM_THREADS") !== undefined;
+  const share = Math.max(1, Math.floor(navigator.hardwareConcurrency / jobs));
+  const blasThreads: Record<string, string> = userSet
+    ? {}
+    : { OPENBLAS_NUM_THREADS: String(share) };
   const track = trackText(options.track ?? { trainAccuracy: true, klInitial: true });
   const cli = cliPath(options.cli ?? new URL("../../cli.ts", import.meta.url));
   const createdAt = new Date().toISOString();
@@ -309,7 +316,7 @@ export async function runComparison(
         state.stepsDone += done - (stepsOf.get(variant.name) ?? 0);
         stepsOf.set(variant.name, done);
       }
-    });
+    }, blasThreads);
     const finalDir = runDir as string | null;
     let failure = child.code === 0 ? null : errorLine(child.stderr, child.code);
     let curves: RunCurves = { eval: [], kl: [], klInitial: [], gap: [] };

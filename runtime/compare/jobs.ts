@@ -101,13 +101,14 @@ export async function runChild(
   command: string,
   args: readonly string[],
   onLine: (line: string) => void,
+  env: Record<string, string> = {},
 ): Promise<ChildResult> {
   const child = new Deno.Command(command, {
     args: [...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   }).spawn();
   const stderr = new Response(child.stderr).text();
   const stdout: string[] = [];

@@ -781,20 +781,29 @@ Deno.test("compile() makes the single reward the success signal, and none of sev
 });
 
 Deno.test("compile() resolves the backend: the recipe, the caller's override, or the fastest present", () => {
+  const BLAS = "; matmul through OpenBLAS where it loads (--allow-ffi)";
   assert.deepEqual(compile(base).backend, {
     name: "wasm",
     requested: "auto",
-    reason: "auto: the fastest present of wasm, cpu",
+    reason: `auto: the fastest present of wasm, cpu${BLAS}`,
   });
-  assert.equal(compile(base, { available: ["cpu", "webgpu", "wasm"] }).backend.name, "webgpu");
+  assert.deepEqual(compile(base, { available: ["cpu", "webgpu", "wasm"] }).backend, {
+    name: "webgpu",
+    requested: "auto",
+    reason: "auto: the fastest present of cpu, webgpu, wasm",
+  });
   assert.deepEqual(compile({ ...base, backend: "cpu" }).backend, {
     name: "cpu",
     requested: "cpu",
-    reason: "requested",
+    reason: `requested${BLAS}`,
   });
   // An override is written into the plan's recipe, which then compiles to the same plan alone.
   const overridden = compile({ ...base, backend: "cpu" }, { backend: "wasm" });
-  assert.deepEqual(overridden.backend, { name: "wasm", requested: "wasm", reason: "requested" });
+  assert.deepEqual(overridden.backend, {
+    name: "wasm",
+    requested: "wasm",
+    reason: `requested${BLAS}`,
+  });
   assert.equal(overridden.recipe.backend, "wasm");
   assert.equal(planHash(compile(overridden.recipe)), planHash(overridden));
 });
