@@ -36,6 +36,7 @@ import {
   safeCompile,
   validateRecipe,
 } from "./dsl/mod.ts";
+import { presentBackends } from "./runtime/native.ts";
 import {
   DEFAULT_OBJECTIVES,
   parseAccuracy,
@@ -91,8 +92,10 @@ function printWarnings(specifier: string, plan: Plan): void {
   for (const w of plan.warnings) console.error(`${specifier}: warning: ${formatIssue(w)}`);
 }
 
+/** The caller's backend override, and the backends present here for `auto` to choose from. */
 function compileOptions(options: { backend?: Backend }): CompileOptions {
-  return options.backend === undefined ? {} : { backend: options.backend };
+  const available = presentBackends();
+  return options.backend === undefined ? { available } : { backend: options.backend, available };
 }
 
 /** Writes `text` to `path` through a temporary file and a rename, so a crash leaves no half file. */

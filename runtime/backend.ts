@@ -19,9 +19,10 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import type { BackendName } from "../dsl/plan.ts";
 import { loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
+import { nativeTensorflow, nodeModules } from "./native.ts";
 
 export { tf };
 export type { BackendName };
@@ -108,11 +109,6 @@ function blasTurnedOff(): boolean {
   return env.state === "granted" && Deno.env.get("GIFTWRAP_BLAS") === "0";
 }
 
-/** The project's `node_modules/`, next to `deno.json` (`"nodeModulesDir": "auto"`). */
-function nodeModules(): string {
-  return fileURLToPath(new URL("../node_modules/", import.meta.url));
-}
-
 async function setupWasm(): Promise<string> {
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   const dist = `${nodeModules()}@tensorflow/tfjs-backend-wasm/dist/`;
@@ -141,34 +137,19 @@ async function setupWebgpu(): Promise<string> {
   return "webgpu (Deno's WebGPU)";
 }
 
-/** The native library each tfjs-node package needs, relative to the package directory. */
-const NATIVE_PACKAGES = ["tfjs-node-gpu", "tfjs-node"] as const;
-
 async function setupTensorflow(): Promise<string> {
-  const tried: string[] = [];
-  for (const name of NATIVE_PACKAGES) {
-    const dir = `${nodeModules()}@tensorflow/${name}/`;
-    if (!existsSync(dir)) {
-      tried.push(`@tensorflow/${name} is not installed`);
-      continue;
-    }
-    const lib = `${dir}deps/lib/`;
-    const hasLib = existsSync(lib) &&
-      [...Deno.readDirSync(lib)].some((e) => e.name.startsWith("libtensorflow"));
-    if (!hasLib) {
-      tried.push(`@tensorflow/${name} has no native library libtensorflow in ${lib}`);
-      continue;
-    }
+  const found = nativeTensorflow();
+  if ("package" in found) {
     // tfjs-node's dist calls util.isNullOrUndefined, which Deno's node:util lacks.
     const util = await import("node:util") as unknown as Record<string, unknown>;
     util.isNullOrUndefined ??= (x: unknown) => x === null || x === undefined;
-    await import(pathToFileURL(`${dir}dist/index.js`).href);
-    return `tensorflow (${name}, libtensorflow)`;
+    await import(pathToFileURL(`${found.dir}dist/index.js`).href);
+    return `tensorflow (${found.package}, libtensorflow)`;
   }
   throw new BackendUnavailableError(
     "tensorflow",
     `backend 'tensorflow' needs the native library libtensorflow from @tensorflow/tfjs-node-gpu ` +
-      `or @tensorflow/tfjs-node (${tried.join("; ")}); their install step downloads it from ` +
+      `or @tensorflow/tfjs-node (${found.tried.join("; ")}); their install step downloads it from ` +
       "Google's storage (TFJS_NODE_CDN_STORAGE selects a mirror), or use --backend wasm",
   );
 }
