@@ -1,0 +1,155 @@
+/**
+ * The benchmark's configurations and their batches, shared by bench/bench.ts and
+ * bench/check_reference.ts.
+ *
+ * - `front-door`: recipes/addition_gift.ts compiled (its model, optimiser, GIFT options and
+ *   shapes: B = P·G = 16·8 = 128 rows of 7 prompt + 4 new tokens). The recipe splits each batch
+ *   into two mini-batches of 64 rows; here one update covers all 128 rows.
+ * - `large`: 6 layers, d 384, 6 heads of 64, vocab 64, 64 prompt + 192 new tokens, P 2 × G 8.
+ * - `large-b8`: the same with one group (P 1 × G 8): the largest batch whose train step fits in
+ *   the wasm backend's 4 GiB heap (B 16 needs more and aborts).
+ * - `gqa-untied` (check only): a small model with grouped-query attention (4 heads over 2 key/value
+ *   heads), an untied output head and weight decay, the paths the other two do not take.
+ *
+ * @module
+ */
+
+import { compile } from "../mod.ts";
+import frontDoorRecipe from "../recipes/addition_gift.ts";
+import { modelConfig } from "../runtime/model/transformer.ts";
+import { Rng } from "../runtime/random.ts";
+import type { WorkerConfig } from "./_protocol.ts";
+
+/** The special tokens every tokenizer starts with (`<pad>`, `<bos>`, `<eos>`). */
+const SPECIALS = 3;
+
+/** A named configuration: a worker's setup config, less the per-process fields. */
+export interface BenchConfig {
+  name: string;
+  setup: Omit<WorkerConfig, "backend" | "threads" | "weights">;
+}
+
+/** The configurations by name, in the order the bench runs them. */
+export const CONFIG_NAMES = ["front-door", "large", "large-b8", "gqa-untied"] as const;
+export type ConfigName = typeof CONFIG_NAMES[number];
+
+/** The feed-forward width tinyGpt defaults to (dsl/compile.ts): 8d/3 rounded up to 32. */
+function ffnDim(dModel: number): number {
+  return Math.ceil((8 * dModel) / 3 / 32) * 32;
+}
+
+/** `count` distinct printable characters: a tokenizer alphabet for a vocabulary of count + 3. */
+function alphabet(count: number): string {
+  return Array.from({ length: count }, (_, i) => String.fromCharCode(33 + i)).join("");
+}
+
+/**
+ * A batch of P prompts × G completions, B = P·G rows of P + C tokens (each group's rows share
+ * their prompt, no special tokens), rewards uniform in [0, 1), all from `seed`.
+ */
+function batch(
+  vocab: number,
+  prompts: number,
+  group: number,
+  prompt: number,
+  completion: number,
+  seed: number,
+) {
+  const rng = new Rng(seed).fork("bench-batch");
+  const token = () => SPECIALS + rng.int(vocab - SPECIALS);
+  const ids: number[] = [];
+  for (let p = 0; p < prompts; p++) {
+    const shared = Array.from({ length: prompt }, token);
+    for (let g = 0; g < group; g++) {
+      ids.push(...shared, ...Array.from({ length: completion }, token));
+    }
+  }
+  const rewards = Array.from({ length: prompts * group }, () => rng.uniform());
+  return { ids, rewards, refLogp: -Math.log(vocab) };
+}
+
+/** The configuration called `name`. */
+export function benchConfig(name: ConfigName, seed = 1): BenchConfig {
+  const plan = compile(frontDoorRecipe);
+  const { maxSkippedUpdates: _, ...optimizer } = plan.optimizer;
+  const { betaC, stdEpsilon } = plan.objective.options as { betaC: number; stdEpsilon: number };
+  const objective = { betaC, stdEpsilon };
+  const base = modelConfig(plan.model);
+  switch (name) {
+    case "front-door": {
+      const { prompts, groupSize, rows, promptTokens, newTokens } = plan.shapes;
+      return {
+        name,
+        setup: {
+          model: base,
+          shapes: { rows, groupSize, promptTokens, newTokens },
+          optimizer,
+          objective,
+          ...batch(base.vocab, prompts, groupSize, promptTokens, newTokens, seed),
+          seed,
+          alphabet: plan.tokenizer.alphabet,
+        },
+      };
+    }
+    case "large":
+    case "large-b8": {
+      const [vocab, d, P, C, G] = [64, 384, 64, 192, 8];
+      const prompts = name === "large" ? 2 : 1;
+      const model = {
+        ...base,
+        vocab,
+        dModel: d,
+        layers: 6,
+        heads: 6,
+        kvHeads: 6,
+        headDim: 64,
+        ffnDim: ffnDim(d),
+        contextLength: P + C,
+      };
+      return {
+        name,
+        setup: {
+          model,
+          shapes: { rows: prompts * G, groupSize: G, promptTokens: P, newTokens: C },
+          optimizer,
+          objective,
+          ...batch(vocab, prompts, G, P, C, seed),
+          seed,
+          alphabet: alphabet(vocab - SPECIALS),
+        },
+      };
+    }
+    case "gqa-untied": {
+      const [vocab, d, P, C, prompts, G] = [20, 64, 6, 6, 4, 4];
+      const model = {
+        ...base,
+        vocab,
+        dModel: d,
+        layers: 2,
+        heads: 4,
+        kvHeads: 2,
+        headDim: 16,
+        ffnDim: ffnDim(d),
+        contextLength: P + C,
+        tiedEmbeddings: false,
+      };
+      return {
+        name,
+        setup: {
+          model,
+          shapes: { rows: prompts * G, groupSize: G, promptTokens: P, newTokens: C },
+          optimizer: { ...optimizer, lr: 1e-3, weightDecay: 0.1 },
+          objective,
+          ...batch(vocab, prompts, G, P, C, seed),
+          seed,
+          alphabet: alphabet(vocab - SPECIALS),
+        },
+      };
+    }
+  }
+}
+
+/** The backend `auto` picks for the front door (the plan's). */
+export function autoBackend(): WorkerConfig["backend"] {
+  return compile(frontDoorRecipe).backend.name;
+}

@@ -1,0 +1,231 @@
+/**
+ * giftwrap's side of `deno task bench`: the protocol of bench/torch_ref.py (see bench/_protocol.ts)
+ * implemented with giftwrap's own runtime, on one tfjs backend.
+ *
+ * - model: `initParams` (runtime/model/transformer.ts) from the setup's seed;
+ * - train step: what runtime/train.ts's update loop does for one mini-batch: `tf.variableGrads`
+ *   over a tidy closure of `tokenLogProbs` and `objectives.gift.loss`, read the loss, then
+ *   `adamWStep` (clip, AdamW), dispose the gradients;
+ * - sampling: `sampleCompletions` (runtime/sample.ts) of the batch's prompts, temperature 1;
+ * - memory: VmHWM of this process.
+ *
+ * Commands: `setup` (`{"config": WorkerConfig}`), `train`, `sample`, `logprobs`, `memory`;
+ * `export` (`{"path"}`: the weights as float32 in `paramShapes` order, [in, out] linear layout,
+ * with a JSON manifest at `path + ".json"`, for torch_ref.py's `weights`); `profile`
+ * (`{"what": "train" | "sample"}`: one of them under `tf.profile`, kernel time by kernel). Every answer carries
+ * `numTensors`, so the bench can check that nothing leaks across iterations.
+ *
+ *   deno run --allow-read --allow-write --allow-env --allow-sys bench/_giftwrap_worker.ts
+ *
+ * @module
+ */
+
+import { tf, useBackend } from "../runtime/backend.ts";
+import {
+  initParams,
+  type ModelConfig,
+  paramShapes,
+  tokenLogProbs,
+} from "../runtime/model/transformer.ts";
+import { type CharTokenizer, charTokenizer } from "../runtime/model/tokenizer.ts";
+import { type GiftOptions, objectives, stopGradient } from "../runtime/objectives/mod.ts";
+import { type AdamW, adamW, adamWStep } from "../runtime/optim.ts";
+import { Rng } from "../runtime/random.ts";
+import { sampleCompletions } from "../runtime/sample.ts";
+import { type Answer, readLines, residentBytes, type WorkerConfig } from "./_protocol.ts";
+
+const START_RSS = residentBytes().rssBytes;
+
+/** Everything setup makes. */
+interface State {
+  config: ModelConfig;
+  shapes: WorkerConfig["shapes"];
+  params: Record<string, tf.Variable>;
+  optimizer: AdamW;
+  objective: GiftOptions;
+  tokenizer: CharTokenizer;
+  /** [B, P + C] int32 */
+  ids: tf.Tensor2D;
+  /** [B, C] */
+  mask: tf.Tensor2D;
+  /** [B, C] */
+  refLogp: tf.Tensor2D;
+  /** [B] */
+  rewards: tf.Tensor1D;
+  /** B prompts of P tokens. */
+  prompts: number[][];
+  sampleRng: Rng;
+}
+
+async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }> {
+  const backend = await useBackend(c.backend ?? "wasm");
+  const { rows: B, promptTokens: P, newTokens: C } = c.shapes;
+  const rng = new Rng(c.seed);
+  const params = initParams(c.model, rng.fork("init"));
+  const state: State = {
+    config: c.model,
+    shapes: c.shapes,
+    params,
+    optimizer: adamW(params, c.optimizer, 1_000_000),
+    objective: c.objective,
+    tokenizer: charTokenizer(c.alphabet),
+    ids: tf.tensor2d(c.ids, [B, P + C], "int32"),
+    mask: tf.ones([B, C]) as tf.Tensor2D,
+    refLogp: tf.fill([B, C], c.refLogp) as tf.Tensor2D,
+    rewards: tf.tensor1d(c.rewards),
+    prompts: Array.from({ length: B }, (_, b) => c.ids.slice(b * (P + C), b * (P + C) + P)),
+    sampleRng: rng.fork("sample"),
+  };
+  const count = Object.values(params).reduce((n, p) => n + p.size, 0);
+  return {
+    state,
+    answer: { tfjs: tf.version.tfjs, backend: backend.description, params: count },
+  };
+}
+
+/** One optimiser update on the batch, as runtime/train.ts does for one mini-batch. */
+async function train(s: State): Promise<Answer> {
+  const { promptTokens: P, groupSize: G } = s.shapes;
+  const vars = Object.values(s.params);
+  const names = Object.keys(s.params);
+  const start = performance.now();
+  const { value, grads } = tf.variableGrads(() =>
+    tf.tidy(() => {
+      const logp = tokenLogProbs(s.params, s.config, s.ids, P); // [B, C]
+      const { loss } = objectives.gift.loss({
+        logp,
+        oldLogp: stopGradient(logp), // one update per batch: π_old = π (GIFT reads refLogp)
+        refLogp: s.refLogp,
+        mask: s.mask,
+        rewards: s.rewards,
+        groupSize: G,
+      }, s.objective);
+      return loss; // the metrics are left to tidy
+    }), vars);
+  const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+  const loss = (await value.data())[0]!;
+  const update = Number.isFinite(loss)
+    ? await adamWStep(s.optimizer, s.params, byName)
+    : { gradNorm: NaN, skipped: true };
+  tf.dispose([value, ...Object.values(grads)]);
+  const ms = performance.now() - start;
+  return { ms, loss, gradNorm: update.gradNorm, skipped: update.skipped };
+}
+
+/**
+ * B rows of KV-cache sampling. `sampleCompletions` stops early only when every row has drawn
+ * `<eos>`; `steps` is how many model calls it made (each over all B rows), `tokens` is B·steps.
+ */
+async function sample(s: State): Promise<Answer> {
+  const { rows: B, promptTokens: P, newTokens: C } = s.shapes;
+  const options = { temperature: 1, topK: 0, topP: 1, maxNewTokens: C, promptLength: P };
+  const start = performance.now();
+  const out = await sampleCompletions(
+    s.params,
+    s.config,
+    s.tokenizer,
+    s.prompts,
+    options,
+    s.sampleRng,
+  );
+  const ms = performance.now() - start;
+  const steps = Math.max(...out.lengths);
+  return { tokens: B * steps, steps, ms };
+}
+
+async function logprobs(s: State): Promise<Answer> {
+  const logp = tf.tidy(() => tokenLogProbs(s.params, s.config, s.ids, s.shapes.promptTokens)); // [B, C]
+  const values = await logp.data();
+  logp.dispose();
+  return { logp: Array.from(values) };
+}
+
+/** Writes the weights for torch_ref.py: float32 in `paramShapes` order, and a JSON manifest. */
+async function exportWeights(s: State, path: string): Promise<Answer> {
+  const manifest = Object.entries(paramShapes(s.config)).map(([name, { shape }]) => ({
+    name,
+    shape,
+  }));
+  const size = manifest.reduce((n, { shape }) => n + shape.reduce((a, b) => a * b, 1), 0);
+  const flat = new Float32Array(size);
+  let at = 0;
+  for (const { name } of manifest) {
+    const values = (await s.params[name]!.data()) as Float32Array;
+    flat.set(values, at);
+    at += values.length;
+  }
+  await Deno.writeFile(path, new Uint8Array(flat.buffer));
+  await Deno.writeTextFile(`${path}.json`, JSON.stringify(manifest));
+  return { path, bytes: flat.byteLength };
+}
+
+/**
+ * `work` under `tf.profile`: its own answer, plus kernel time by kernel name (top `top`), the sum
+ * of all kernel time, and the peak bytes of live tensors. Profiling adds work (tfjs reads every
+ * kernel's output to look for NaN), so `ms` here is above the bench's.
+ */
+async function profile(work: () => Promise<Answer>, top: number): Promise<Answer> {
+  let answer: Answer = {};
+  const info = await tf.profile(async () => {
+    answer = await work();
+  });
+  const byName = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const entry = byName.get(k.name) ?? { ms: 0, calls: 0 };
+    entry.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    entry.calls += 1;
+    byName.set(k.name, entry);
+  }
+  const kernels = [...byName].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms);
+  return {
+    ...answer,
+    kernelMs: kernels.reduce((sum, k) => sum + k.ms, 0),
+    kernelCalls: info.kernels.length,
+    peakBytes: info.peakBytes,
+    kernels: kernels.slice(0, top),
+  };
+}
+
+function memory(): Answer {
+  return { ...residentBytes(), startRssBytes: START_RSS, tfBytes: tf.memory().numBytes };
+}
+
+async function handle(command: Record<string, unknown>, state: State | null) {
+  if (command.cmd === "setup") return await setup(command.config as WorkerConfig);
+  if (command.cmd === "memory") return { state, answer: memory() };
+  if (!state) throw new Error(`'${command.cmd}' before 'setup'`);
+  switch (command.cmd) {
+    case "train":
+      return { state, answer: await train(state) };
+    case "sample":
+      return { state, answer: await sample(state) };
+    case "logprobs":
+      return { state, answer: await logprobs(state) };
+    case "profile": {
+      const work = command.what === "sample" ? () => sample(state) : () => train(state);
+      return { state, answer: await profile(work, Number(command.top ?? 12)) };
+    }
+    case "export":
+      return { state, answer: await exportWeights(state, String(command.path)) };
+  }
+  throw new Error(`unknown command '${command.cmd}'`);
+}
+
+async function main(): Promise<void> {
+  let state: State | null = null;
+  for await (const line of readLines(Deno.stdin.readable)) {
+    if (line.trim() === "") continue;
+    let answer: Answer;
+    try {
+      const result = await handle(JSON.parse(line), state);
+      state = result.state;
+      answer = { ...result.answer, numTensors: tf.memory().numTensors };
+    } catch (e) {
+      answer = { error: e instanceof Error ? e.message : String(e) };
+    }
+    console.log(JSON.stringify(answer));
+  }
+  Deno.exit(0);
+}
+
+await main();

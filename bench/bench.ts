@@ -1,0 +1,443 @@
+/**
+ * `deno task bench`: giftwrap against its PyTorch peer (bench/torch_ref.py), same model, same
+ * batch, same weights (giftwrap's initial weights are exported to the PyTorch worker).
+ *
+ * For each configuration (bench/_configs.ts) and giftwrap backend, one giftwrap worker and one
+ * PyTorch worker are started and set up, then:
+ *
+ * 1) train: `--warmup` steps each, then `--runs` timed steps, alternating (giftwrap, PyTorch,
+ *    giftwrap, …) so that machine noise hits both. A step is one optimiser update over the whole
+ *    batch: forward, completion log-probs, GIFT loss, backward, clipping, AdamW. When a giftwrap
+ *    step takes more than 30 s (the large model on a slow backend), the cell gets 1 warm-up step
+ *    and at most 3 timed runs, and the table says so.
+ * 2) sample: the same alternation; each run samples a full batch of B rows with a KV cache.
+ *    tokens/s = B × steps / wall time. giftwrap's sampler stops early only if every row has drawn
+ *    `<eos>`; the PyTorch worker is then told to take as many steps, so each pair does equal work.
+ * 3) memory: each worker's peak resident set (VmHWM), read after everything else.
+ *
+ * Times are measured inside each worker (no pipe or JSON in them). Between two commands the bench
+ * waits `--pause-ms` (500), so that threads still spinning after one worker's work (OpenBLAS's,
+ * OpenMP's) are asleep before the other's starts. The table goes to stdout and, unless
+ * `--no-append`, to bench/RESULTS.md with the date, machine and versions.
+ *
+ * Flags: `--configs` (front-door,large,large-b8), `--backends` (the one `auto` picks), `--runs` (5),
+ * `--warmup` (2), `--threads` (PyTorch's, 1), `--no-blas` (giftwrap without OpenBLAS),
+ * `--openblas-core` (best; see `openblasCore`), `--pause-ms` (500), `--no-append`.
+ *
+ *   deno task bench
+ *   deno task bench --configs front-door --backends wasm,cpu --runs 7 --threads 2 --no-append
+ *
+ * @module
+ */
+
+import os from "node:os";
+import { parseArgs } from "node:util";
+import {
+  autoBackend,
+  type BenchConfig,
+  benchConfig,
+  CONFIG_NAMES,
+  type ConfigName,
+} from "./_configs.ts";
+import { type Answer, openblasCore, startGiftwrapWorker, startTorchWorker } from "./_protocol.ts";
+import type { BackendName } from "../runtime/backend.ts";
+
+/** A giftwrap train step slower than this gets fewer runs (see the module doc). */
+const SLOW_STEP_MS = 30_000;
+const SLOW_RUNS = 3;
+const BENCH_CONFIGS: ConfigName[] = ["front-door", "large", "large-b8"];
+const BACKENDS: BackendName[] = ["wasm", "cpu", "webgpu", "tensorflow"];
+const RESULTS = new URL("./RESULTS.md", import.meta.url);
+
+/** Options of one bench run (the command-line flags). */
+interface Options {
+  runs: number;
+  warmup: number;
+  configs: ConfigName[];
+  backends: BackendName[];
+  threads: number;
+  /** Whether giftwrap may use OpenBLAS for matrix products (`--no-blas` sets GIFTWRAP_BLAS=0). */
+  blas: boolean;
+  /** OpenBLAS kernels for both workers: "best", "auto" or a core type (see `openblasCore`). */
+  openblasCore: string;
+  /** Milliseconds between two commands (see `pause`). */
+  pauseMs: number;
+  append: boolean;
+}
+
+/** What one configuration × backend measured. */
+interface Cell {
+  config: ConfigName;
+  backend: BackendName;
+  runs: number;
+  /** Train step times, ms, in run order. */
+  trainMs: { giftwrap: number[]; torch: number[] };
+  /** Sampling tokens/s, in run order. */
+  tokensPerSecond: { giftwrap: number[]; torch: number[] };
+  /** Model calls per sampling run (giftwrap's; PyTorch mirrored them). */
+  sampleSteps: number[];
+  newTokens: number;
+  peakRssBytes: { giftwrap: number; torch: number };
+  /** giftwrap's live tensors after each timed command. */
+  numTensors: number[];
+  notes: string[];
+  /** Versions and descriptions the workers reported at setup. */
+  setup: { giftwrap: Answer; torch: Answer };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function spread(values: number[], digits = 1): string {
+  return `median ${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${
+    Math.max(...values).toFixed(digits)
+  })`;
+}
+
+/**
+ * Waits `--pause-ms` between two workers' commands. Threads that spin after their work (OpenBLAS's
+ * and OpenMP's busy-wait before sleeping) would otherwise take cores from the worker that runs
+ * next: with both sides on 2 threads, PyTorch's step was up to 20× slower without the pause.
+ */
+function pause(options: Options): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, options.pauseMs));
+}
+
+/** A request's answer, or its error message. */
+async function attempt(
+  work: () => Promise<Answer>,
+): Promise<{ ok: true; answer: Answer } | { ok: false; error: string }> {
+  try {
+    return { ok: true, answer: await work() };
+  } catch (e) {
+    return { ok: false, error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/** A giftwrap worker on `backend`, set up with `setup`. */
+async function giftwrapWorker(
+  setup: BenchConfig["setup"],
+  backend: BackendName,
+  options: Options,
+  env: Record<string, string>,
+) {
+  const worker = startGiftwrapWorker({ ...env, ...(options.blas ? {} : { GIFTWRAP_BLAS: "0" }) });
+  try {
+    const answer = await worker.request({ cmd: "setup", config: { ...setup, backend } });
+    return { worker, answer };
+  } catch (e) {
+    await worker.close();
+    throw e;
+  }
+}
+
+async function measure(
+  name: ConfigName,
+  backend: BackendName,
+  options: Options,
+  env: Record<string, string>,
+  dir: string,
+): Promise<Cell> {
+  const { setup } = benchConfig(name);
+  const label = `${name} · ${backend}`;
+  const weights = `${dir}/${name}.f32`;
+  const notes: string[] = [];
+  const numTensors: number[] = [];
+  // 0) setup: giftwrap initialises the weights (from the seed), PyTorch loads them
+  let { worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env);
+  const torch = startTorchWorker(options.threads, env);
+  try {
+    await giftwrap.request({ cmd: "export", path: weights });
+    const tSetup = await torch.request({
+      cmd: "setup",
+      config: { ...setup, weights, threads: options.threads },
+    });
+    console.error(
+      `${label}: ${gSetup.params} parameters, ${gSetup.backend}, torch ${tSetup.torch}`,
+    );
+
+    // 1) train: warm-up, then alternating timed runs. A giftwrap failure (the wasm heap is 4 GiB)
+    //    is reported, and PyTorch is timed alone.
+    let runs = options.runs;
+    let warmup = options.warmup;
+    let failed: string | null = null;
+    const trainMs = { giftwrap: [] as number[], torch: [] as number[] };
+    for (let i = 0; i < warmup + runs; i++) {
+      const timed = i >= warmup;
+      let gMs: number | null = null;
+      if (failed === null) {
+        await pause(options);
+        const result = await attempt(() => giftwrap.request({ cmd: "train" }));
+        if (!result.ok) {
+          failed = result.error;
+          notes.push(`${label}: giftwrap's train step failed (${failed}); PyTorch timed alone`);
+        } else {
+          gMs = result.answer.ms as number;
+          if (timed) trainMs.giftwrap.push(gMs);
+          if (timed) numTensors.push(result.answer.numTensors as number);
+          if (i === 0 && !timed && gMs > SLOW_STEP_MS && runs > SLOW_RUNS) {
+            [runs, warmup] = [SLOW_RUNS, 1];
+            notes.push(
+              `${label}: ${SLOW_RUNS} runs after 1 warm-up (a giftwrap train step took ` +
+                `${(gMs / 1000).toFixed(0)} s > ${SLOW_STEP_MS / 1000} s)`,
+            );
+          }
+        }
+      }
+      await pause(options);
+      const t = await torch.request({ cmd: "train" });
+      if (timed) trainMs.torch.push(t.ms as number);
+      console.error(
+        `${label}: train ${timed ? `${i - warmup + 1}/${runs}` : "warm-up"}: giftwrap ` +
+          `${gMs === null ? "failed" : `${gMs.toFixed(1)} ms`}, PyTorch ${
+            (t.ms as number).toFixed(1)
+          } ms`,
+      );
+    }
+    if (failed !== null) {
+      // a fresh worker for sampling, with the same initial weights
+      await giftwrap.close();
+      ({ worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env));
+    }
+
+    // 2) sampling: the same alternation; PyTorch takes as many steps as giftwrap did
+    const tokensPerSecond = { giftwrap: [] as number[], torch: [] as number[] };
+    const sampleSteps: number[] = [];
+    const rate = (a: Answer) => ((a.tokens as number) * 1000) / (a.ms as number);
+    for (let i = 0; i < warmup + runs; i++) {
+      await pause(options);
+      const g = await giftwrap.request({ cmd: "sample" });
+      await pause(options);
+      const t = await torch.request({ cmd: "sample", newTokens: g.steps });
+      if (i < warmup) continue;
+      tokensPerSecond.giftwrap.push(rate(g));
+      tokensPerSecond.torch.push(rate(t));
+      sampleSteps.push(g.steps as number);
+      numTensors.push(g.numTensors as number);
+      console.error(
+        `${label}: sample ${i - warmup + 1}/${runs}: giftwrap ${rate(g).toFixed(0)} tok/s, ` +
+          `PyTorch ${rate(t).toFixed(0)} tok/s (${g.steps} steps)`,
+      );
+    }
+    const { newTokens } = setup.shapes;
+    const short = sampleSteps.filter((s) => s < newTokens).length;
+    if (short > 0) {
+      notes.push(
+        `${label}: giftwrap's sampler stopped early (every row had drawn <eos>) in ${short} of ` +
+          `${runs} runs (steps ${sampleSteps.join(", ")} of ${newTokens}); PyTorch took as many`,
+      );
+    }
+    if (new Set(numTensors).size > 1) {
+      notes.push(`${label}: giftwrap's live tensors were not flat: ${numTensors.join(", ")}`);
+    }
+
+    // 3) memory, after everything else
+    const gMemory = await giftwrap.request({ cmd: "memory" });
+    const tMemory = await torch.request({ cmd: "memory" });
+    if (failed !== null) {
+      notes.push(
+        `${label}: giftwrap's peak RSS is its sampling worker's (the train worker failed)`,
+      );
+    }
+    return {
+      config: name,
+      backend,
+      runs,
+      trainMs,
+      tokensPerSecond,
+      sampleSteps,
+      newTokens,
+      peakRssBytes: {
+        giftwrap: gMemory.peakRssBytes as number,
+        torch: tMemory.peakRssBytes as number,
+      },
+      numTensors,
+      notes,
+      setup: { giftwrap: gSetup, torch: tSetup },
+    };
+  } finally {
+    await giftwrap.close();
+    await torch.close();
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(a / b >= 10 ? 1 : 2)}×`;
+}
+
+/** The backend as giftwrap described it, shortened: `wasm` or `wasm + OpenBLAS, 2 threads`. */
+function backendLabel(c: Cell): string {
+  const matmul = String(c.setup.giftwrap.backend).match(/matmul: (.*)$/)?.[1];
+  return matmul ? `${c.backend} + ${matmul}` : c.backend;
+}
+
+/** The results as a Markdown table; ratios are giftwrap / PyTorch. */
+function table(cells: Cell[]): string {
+  const lines = [
+    "| config | backend | runs | train ms giftwrap | train ms PyTorch | ratio | sample tok/s giftwrap | " +
+    "sample tok/s PyTorch | ratio | peak RSS giftwrap | peak RSS PyTorch | ratio |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+  ];
+  for (const c of cells) {
+    const ok = c.trainMs.giftwrap.length > 0;
+    const train = [median(c.trainMs.giftwrap), median(c.trainMs.torch)] as const;
+    const rate = [median(c.tokensPerSecond.giftwrap), median(c.tokensPerSecond.torch)] as const;
+    const rss = [c.peakRssBytes.giftwrap, c.peakRssBytes.torch] as const;
+    lines.push(
+      `| ${c.config} | ${backendLabel(c)} | ${c.runs} | ${ok ? train[0].toFixed(1) : "failed"} | ` +
+        `${train[1].toFixed(1)} | ${ok ? ratio(...train) : "—"} | ${rate[0].toFixed(0)} | ` +
+        `${rate[1].toFixed(0)} | ${ratio(...rate)} | ${mib(rss[0])} | ${mib(rss[1])} | ` +
+        `${ratio(...rss)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** This machine's CPU, from /proc/cpuinfo (read by `cat`: Deno reads /proc only under --allow-all). */
+async function cpuInfo(): Promise<{ description: string; flags: Set<string> }> {
+  const out = await new Deno.Command("cat", { args: ["/proc/cpuinfo"] }).output();
+  const info = new TextDecoder().decode(out.stdout);
+  const model = info.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? os.cpus()[0]?.model ?? "unknown CPU";
+  const cores = info.match(/^processor\s*:/gm)?.length ?? os.cpus().length;
+  const flags = new Set(info.match(/^flags\s*:(.*)$/m)?.[1]?.trim().split(/\s+/) ?? []);
+  const gib = (os.totalmem() / 2 ** 30).toFixed(0);
+  const avx512 = flags.has("avx512f") ? ", AVX-512" : "";
+  return { description: `${model}, ${cores} cores${avx512}, ${gib} GiB`, flags };
+}
+
+const HEADER = `# Benchmark results: giftwrap vs PyTorch
+
+Appended by \`deno task bench\` (see README.md in this folder). Each section is one run of it on
+one machine. Both sides run the same model (same architecture, FLOPs and weights, checked by
+\`check_reference.ts\`) on the same batch:
+
+- **train ms**: one optimiser update over the whole batch (forward, completion log-probs, GIFT
+  loss, backward, gradient clipping, AdamW), median of the timed runs.
+- **sample tok/s**: KV-cache sampling of a full batch at temperature 1; B × steps / wall time,
+  median of the timed runs.
+- **peak RSS**: the worker process's VmHWM after all of it (runtime, model, optimiser state,
+  activations).
+
+Ratios are giftwrap / PyTorch: above 1 means giftwrap takes longer (train), samples faster
+(tok/s) or uses more memory (RSS). giftwrap and PyTorch runs alternate, so noise hits both.
+`;
+
+async function append(text: string): Promise<void> {
+  let existing = "";
+  try {
+    existing = await Deno.readTextFile(RESULTS);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    existing = HEADER;
+  }
+  await Deno.writeTextFile(RESULTS, `${existing.trimEnd()}\n\n${text}\n`);
+  // in deno fmt's layout, so that `deno fmt --check` stays clean after a run
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", RESULTS.pathname] }).output();
+}
+
+function parseOptions(args: string[]): Options {
+  const { values } = parseArgs({
+    args,
+    options: {
+      runs: { type: "string", default: "5" },
+      warmup: { type: "string", default: "2" },
+      configs: { type: "string", default: BENCH_CONFIGS.join(",") },
+      backends: { type: "string" },
+      threads: { type: "string", default: "1" },
+      "no-append": { type: "boolean", default: false },
+      "no-blas": { type: "boolean", default: false },
+      "openblas-core": { type: "string", default: "best" },
+      "pause-ms": { type: "string", default: "500" },
+    },
+  });
+  const int = (name: string, value: string, min: number) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) {
+      throw new Error(
+        `Cannot run the bench as '--${name}' must be an integer >= ${min}: current value is ${value}`,
+      );
+    }
+    return n;
+  };
+  const list = <T extends string>(name: string, value: string, allowed: readonly T[]) =>
+    value.split(",").map((v) => {
+      if (!allowed.includes(v as T)) {
+        throw new Error(
+          `Cannot run the bench as '--${name}' must list some of ${
+            allowed.join(", ")
+          }: current value is ${value}`,
+        );
+      }
+      return v as T;
+    });
+  return {
+    runs: int("runs", values.runs, 1),
+    warmup: int("warmup", values.warmup, 0),
+    configs: list("configs", values.configs, CONFIG_NAMES),
+    backends: list("backends", values.backends ?? autoBackend()!, BACKENDS),
+    threads: int("threads", values.threads, 1),
+    blas: !values["no-blas"],
+    openblasCore: values["openblas-core"],
+    pauseMs: int("pause-ms", values["pause-ms"], 0),
+    append: !values["no-append"],
+  };
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(Deno.args);
+  const cpu = await cpuInfo();
+  const blas = await openblasCore(options.openblasCore, cpu.flags);
+  console.error(blas.note);
+  const dir = await Deno.makeTempDir({ prefix: "giftwrap-bench-" });
+  const cells: Cell[] = [];
+  try {
+    for (const config of options.configs) {
+      for (const backend of options.backends) {
+        cells.push(await measure(config, backend, options, blas.env, dir));
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const first = cells[0]!.setup;
+  const backends = [...new Set(cells.map((c) => `${c.setup.giftwrap.backend}`))].join(", ");
+  const about = [
+    `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · ${cpu.description}`,
+    `Deno ${Deno.version.deno} · tfjs ${first.giftwrap.tfjs} on ${backends} · PyTorch ` +
+    `${first.torch.torch}, ${first.torch.threads} thread(s) · ${blas.note} · ` +
+    `${options.runs} timed runs after ` +
+    `${options.warmup} warm-up · \`${["deno task bench", ...Deno.args].join(" ")}\``,
+  ];
+  const notes = cells.flatMap((c) => c.notes);
+  const details = cells.map((c) =>
+    `- ${c.config} · ${c.backend}: train ms giftwrap ${
+      c.trainMs.giftwrap.length > 0 ? spread(c.trainMs.giftwrap) : "failed"
+    }, PyTorch ` +
+    `${spread(c.trainMs.torch)}; sample tok/s giftwrap ${spread(c.tokensPerSecond.giftwrap, 0)}, ` +
+    `PyTorch ${spread(c.tokensPerSecond.torch, 0)}`
+  );
+  const text = [
+    `## ${about[0]}`,
+    "",
+    about[1],
+    "",
+    table(cells),
+    "",
+    ...details,
+    ...notes.map((n) => `- ${n}`),
+  ].join("\n");
+  console.log(`\n${text}`);
+  if (options.append) {
+    await append(text);
+    console.error(`\nappended to ${RESULTS.pathname}`);
+  }
+}
+
+await main();

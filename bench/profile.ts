@@ -1,0 +1,107 @@
+/**
+ * Where the time goes: one train step and one sampling run of a configuration, after warm-up,
+ * under giftwrap's `tf.profile` and PyTorch's `torch.profiler`, as time by kernel (op). Same
+ * workers, weights and batch as bench/bench.ts.
+ *
+ *   deno run --allow-read --allow-write --allow-run --allow-env --allow-sys bench/profile.ts
+ *   … bench/profile.ts --config large-b8 --backend wasm --top 8 --no-blas
+ *
+ * Profiling slows both sides (tfjs reads every kernel's output to check for NaN), so the totals
+ * here are above the bench's; compare shares, not times, with bench/RESULTS.md.
+ *
+ * @module
+ */
+
+import { cpus } from "node:os";
+import { parseArgs } from "node:util";
+import { autoBackend, benchConfig, CONFIG_NAMES, type ConfigName } from "./_configs.ts";
+import { type Answer, openblasCore, startGiftwrapWorker, startTorchWorker } from "./_protocol.ts";
+
+interface Kernel {
+  name: string;
+  ms: number;
+  calls: number;
+}
+
+function report(side: string, what: string, a: Answer): string {
+  const kernels = a.kernels as Kernel[];
+  const kernelMs = a.kernelMs as number;
+  const lines = [
+    `${side} · ${what}: ${(a.ms as number).toFixed(1)} ms wall, ${kernelMs.toFixed(1)} ms in ` +
+    `${a.kernelCalls} kernel calls${
+      a.peakBytes ? `, peak tensors ${((a.peakBytes as number) / 2 ** 20).toFixed(0)} MiB` : ""
+    }`,
+    "| kernel | ms | share of kernel time | calls |",
+    "|---|--:|--:|--:|",
+    ...kernels.map((k) =>
+      `| ${k.name} | ${k.ms.toFixed(1)} | ${(100 * k.ms / kernelMs).toFixed(0)}% | ${k.calls} |`
+    ),
+  ];
+  return lines.join("\n");
+}
+
+/** `work` after 500 ms, once the other worker's spinning threads sleep (see bench.ts `pause`). */
+async function rested(work: () => Promise<Answer>): Promise<Answer> {
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  return await work();
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      config: { type: "string", default: "front-door" },
+      backend: { type: "string" },
+      threads: { type: "string", default: "1" },
+      top: { type: "string", default: "10" },
+      "no-blas": { type: "boolean", default: false },
+      "openblas-core": { type: "string", default: "best" },
+    },
+  });
+  const name = values.config as ConfigName;
+  if (!CONFIG_NAMES.includes(name)) {
+    throw new Error(`Cannot profile '${name}': expected one of ${CONFIG_NAMES.join(", ")}`);
+  }
+  const backend = values.backend ?? autoBackend();
+  const threads = Number(values.threads);
+  const top = Number(values.top);
+  const info = await new Deno.Command("cat", { args: ["/proc/cpuinfo"] }).output();
+  const flags = new Set(
+    new TextDecoder().decode(info.stdout).match(/^flags\s*:(.*)$/m)?.[1]?.trim().split(/\s+/),
+  );
+  const blas = await openblasCore(values["openblas-core"], flags);
+  const { setup } = benchConfig(name);
+  const dir = await Deno.makeTempDir({ prefix: "giftwrap-profile-" });
+  const giftwrap = startGiftwrapWorker({
+    ...blas.env,
+    ...(values["no-blas"] ? { GIFTWRAP_BLAS: "0" } : {}),
+  });
+  const torch = startTorchWorker(threads, blas.env);
+  try {
+    const weights = `${dir}/${name}.f32`;
+    const g = await giftwrap.request({ cmd: "setup", config: { ...setup, backend } });
+    await giftwrap.request({ cmd: "export", path: weights });
+    const t = await torch.request({ cmd: "setup", config: { ...setup, weights, threads } });
+    console.log(
+      `${name} · giftwrap ${g.backend} · PyTorch ${t.torch}, ${t.threads} thread(s) · ` +
+        `${blas.note} · ${cpus().length} cores\n`,
+    );
+    for (const what of ["train", "sample"] as const) {
+      for (let i = 0; i < 2; i++) {
+        await giftwrap.request({ cmd: what });
+        await torch.request({ cmd: what });
+      }
+      const gp = await rested(() => giftwrap.request({ cmd: "profile", what, top }));
+      const tp = await rested(() =>
+        torch.request({ cmd: "profile", what, top, newTokens: gp.steps })
+      );
+      console.log(`${report("giftwrap", what, gp)}\n\n${report("PyTorch", what, tp)}\n`);
+    }
+  } finally {
+    await giftwrap.close();
+    await torch.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+await main();

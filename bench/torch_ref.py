@@ -1,0 +1,403 @@
+"""
+PyTorch reference of giftwrap's training step and sampler: the peer `deno task bench` compares
+giftwrap with. Run it only with Debian's /usr/bin/python3 (the interpreter that has torch 1.13).
+
+The model is runtime/model/transformer.ts layer for layer, so both do the same FLOPs:
+
+- token embedding; L pre-norm blocks of RMSNorm -> grouped-query attention (kvHeads key/value
+  heads, each serving heads/kvHeads query heads, HF's repeat_interleave order) with rotary
+  embeddings in HF's rotate-half layout -> residual, RMSNorm -> SwiGLU (ffnDim) -> residual;
+  a final RMSNorm and the output projection (the embedding's transpose when tied).
+- no biases, no dropout; an additive -1e9 causal mask; scores scaled after the product.
+- parameter names are HF Llama's, as giftwrap's (`model.layers.0.self_attn.q_proj.weight`);
+  nn.Linear keeps [out, in], giftwrap keeps [in, out]: weights are transposed on load.
+- token log-probs: the final norm and head run only on the positions that predict a completion
+  token (giftwrap's `logitsFrom`), then log_softmax and the target's entry.
+
+The train step is one optimiser update, as runtime/train.ts does for one mini-batch:
+
+  1) logp = token log-probs of the completions                          [B, C]
+  2) GIFT (runtime/objectives/gift.ts): u_i = sum_t mask * (logp - refLogp);
+     A = group-standardised rewards (sample std, + eps); u~ = (u - m_g) / (s_g + eps) with m_g, s_g
+     from u.detach(); L = mean_i (A_i - beta_c u~_i)^2
+  3) backward; clip_grad_norm_ (PyTorch's rule, which giftwrap copies); AdamW (decoupled decay
+     on matrices only, as runtime/optim.ts), constant learning rate; a non-finite norm skips it.
+
+Sampling is KV-cache sampling of B rows: prefill the prompts, then one token per step at
+temperature 1 (multinomial), recording each token's log-prob as giftwrap does. No early stop:
+`newTokens` steps always (the bench passes how many steps giftwrap ran, see bench/README.md).
+
+Left out on purpose: left padding of prompts (the benchmark has none), stopping at <eos> (the
+bench passes the number of steps instead), top-k/top-p, schedules other than a constant rate.
+
+Protocol: one JSON command per line on stdin, one JSON answer per line on stdout.
+
+  {"cmd": "setup", "config": {...}}  -> {"torch": "1.13.0", "threads": 1, "openblasCore": "SkylakeX", …}
+  {"cmd": "train"}                   -> {"ms": 77.1, "loss": 0.98, "gradNorm": 1.2}
+  {"cmd": "sample", "newTokens": C}  -> {"tokens": 512, "steps": 4, "ms": 11.0}
+  {"cmd": "logprobs"}                -> {"logp": [...]}          # [B, C] row-major
+  {"cmd": "memory"}                  -> {"peakRssBytes": ..., "rssBytes": ..., ...}
+  {"cmd": "profile", "what": "train"} -> the train (or sample) answer plus time by op
+
+A failing command answers {"error": "..."}.
+"""
+
+import ctypes
+import json
+import math
+import resource
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def proc_status_bytes(field):
+    """A `kB` field of /proc/self/status (VmHWM: peak resident set, VmRSS: current) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+START_RSS = proc_status_bytes("VmRSS")
+
+
+def openblas_core():
+    """The kernels OpenBLAS chose (torch calls it for matmuls): e.g. "SkylakeX", or "Prescott"."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")  # the copy torch already loaded
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# model
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        mean_square = x.pow(2).mean(-1, keepdim=True)  # [..., 1]
+        return x * torch.rsqrt(mean_square + self.eps) * self.weight
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)  # [B, H, T, hd/2] each
+    return torch.cat((-x2, x1), dim=-1)  # [B, H, T, hd]
+
+
+class Attention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, self.heads, self.kv_heads, self.hd = c["dModel"], c["heads"], c["kvHeads"], c["headDim"]
+        self.q_proj = nn.Linear(d, self.heads * self.hd, bias=False)
+        self.k_proj = nn.Linear(d, self.kv_heads * self.hd, bias=False)
+        self.v_proj = nn.Linear(d, self.kv_heads * self.hd, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.hd, d, bias=False)
+        self.scale = 1 / math.sqrt(self.hd)
+
+    def forward(self, x, cos, sin, bias, cache):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.heads, self.hd).transpose(1, 2)  # [B, H, T, hd]
+        k = self.k_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)  # [B, kvH, T, hd]
+        v = self.v_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)  # [B, kvH, T, hd]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if cache is not None:
+            k = torch.cat((cache[0], k), dim=2)  # [B, kvH, S, hd], S = past + T
+            v = torch.cat((cache[1], v), dim=2)
+        new_cache = (k, v)
+        repeats = self.heads // self.kv_heads
+        if repeats > 1:
+            k = k.repeat_interleave(repeats, dim=1)  # [B, H, S, hd]
+            v = v.repeat_interleave(repeats, dim=1)
+        scores = (q @ k.transpose(-2, -1)) * self.scale  # [B, H, T, S]
+        if bias is not None:
+            scores = scores + bias
+        y = F.softmax(scores, dim=-1) @ v  # [B, H, T, hd]
+        y = y.transpose(1, 2).reshape(B, T, self.heads * self.hd)  # [B, T, H*hd]
+        return self.o_proj(y), new_cache  # [B, T, d]
+
+
+class MLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.gate_proj = nn.Linear(c["dModel"], c["ffnDim"], bias=False)
+        self.up_proj = nn.Linear(c["dModel"], c["ffnDim"], bias=False)
+        self.down_proj = nn.Linear(c["ffnDim"], c["dModel"], bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # [B, T, d]
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.input_layernorm = RMSNorm(c["dModel"], c["normEps"])
+        self.self_attn = Attention(c)
+        self.post_attention_layernorm = RMSNorm(c["dModel"], c["normEps"])
+        self.mlp = MLP(c)
+
+    def forward(self, x, cos, sin, bias, cache):
+        a, new_cache = self.self_attn(self.input_layernorm(x), cos, sin, bias, cache)
+        x = x + a  # [B, T, d]
+        x = x + self.mlp(self.post_attention_layernorm(x))  # [B, T, d]
+        return x, new_cache
+
+
+class Body(nn.Module):
+    """HF's `model.` prefix: embedding, blocks, final norm."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c["vocab"], c["dModel"])
+        self.layers = nn.ModuleList([Block(c) for _ in range(c["layers"])])
+        self.norm = RMSNorm(c["dModel"], c["normEps"])
+
+
+class Transformer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.model = Body(c)
+        self.lm_head = None if c["tiedEmbeddings"] else nn.Linear(c["dModel"], c["vocab"], bias=False)
+        # RoPE tables for every position, computed in float64 as giftwrap does, then float32.
+        hd = c["headDim"]
+        positions = torch.arange(c["contextLength"], dtype=torch.float64)  # [ctx]
+        inv_freq = c["ropeTheta"] ** (-torch.arange(0, hd, 2, dtype=torch.float64) / hd)  # [hd/2]
+        angles = torch.outer(positions, inv_freq)  # [ctx, hd/2]
+        angles = torch.cat((angles, angles), dim=-1)  # [ctx, hd]
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, ids, cache=None, logits_from=0):
+        """ids [B, T] after `cache` (S - T cached positions) -> logits [B, T - logits_from, V]."""
+        B, T = ids.shape
+        past = 0 if cache is None else cache[0][0].shape[2]
+        if past + T > self.c["contextLength"]:
+            raise ValueError(f"{past + T} positions exceed the context length {self.c['contextLength']}")
+        cos, sin = self.cos[past : past + T], self.sin[past : past + T]  # [T, hd]
+        # causal: -1e9 on keys after the query; nothing to mask for a single new token
+        bias = None if T == 1 else torch.full((T, past + T), -1e9).triu(past + 1)  # [T, S]
+        x = self.model.embed_tokens(ids)  # [B, T, d]
+        new_cache = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, cos, sin, bias, None if cache is None else cache[i])
+            new_cache.append(kv)
+        x = self.model.norm(x[:, logits_from:])  # [B, T', d]
+        head = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight  # [V, d]
+        return F.linear(x, head), new_cache  # [B, T', V]
+
+
+def giftwrap_params(c):
+    """(name, shape as giftwrap stores it, init) in runtime/model/transformer.ts `paramShapes` order."""
+    d, f = c["dModel"], c["ffnDim"]
+    q, kv = c["heads"] * c["headDim"], c["kvHeads"] * c["headDim"]
+    std, residual = 0.02, 0.02 / math.sqrt(2 * c["layers"])
+    out = [("model.embed_tokens.weight", [c["vocab"], d], std)]
+    for layer in range(c["layers"]):
+        p = f"model.layers.{layer}."
+        out += [
+            (p + "input_layernorm.weight", [d], "ones"),
+            (p + "self_attn.q_proj.weight", [d, q], std),
+            (p + "self_attn.k_proj.weight", [d, kv], std),
+            (p + "self_attn.v_proj.weight", [d, kv], std),
+            (p + "self_attn.o_proj.weight", [q, d], residual),
+            (p + "post_attention_layernorm.weight", [d], "ones"),
+            (p + "mlp.gate_proj.weight", [d, f], std),
+            (p + "mlp.up_proj.weight", [d, f], std),
+            (p + "mlp.down_proj.weight", [f, d], residual),
+        ]
+    out.append(("model.norm.weight", [d], "ones"))
+    if not c["tiedEmbeddings"]:
+        out.append(("lm_head.weight", [d, c["vocab"]], std))
+    return out
+
+
+def is_linear(name):
+    return name.endswith("_proj.weight") or name == "lm_head.weight"
+
+
+@torch.no_grad()
+def load_weights(model, c, path):
+    """Loads giftwrap's float32 export (`path`, manifest at `path + '.json'`): [in, out] -> [out, in]."""
+    with open(path + ".json") as f:
+        manifest = json.load(f)
+    expected = [(n, s) for n, s, _ in giftwrap_params(c)]
+    if [(e["name"], e["shape"]) for e in manifest] != expected:
+        raise ValueError(f"{path}.json does not list this model's parameters in giftwrap's order")
+    flat = torch.from_file(path, size=sum(math.prod(s) for _, s in expected), dtype=torch.float32)
+    params = dict(model.named_parameters())
+    at = 0
+    for name, shape in expected:
+        n = math.prod(shape)
+        w = flat[at : at + n].view(shape)
+        params[name].copy_(w.t() if is_linear(name) else w)
+        at += n
+
+
+@torch.no_grad()
+def init_weights(model, c, seed):
+    """giftwrap's initialisation (same distributions, torch's random stream)."""
+    gen = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    for name, _, init in giftwrap_params(c):
+        p = params[name]
+        if init == "ones":
+            p.fill_(1)
+        else:
+            p.copy_(torch.randn(p.shape, generator=gen) * init)
+
+
+# ----------------------------------------------------------------------------------------------
+# log-probs, GIFT, one update, sampling
+
+
+def token_logprobs(model, ids, prompt_len):
+    """Log-probs of the completion tokens of ids [B, P + C] -> [B, C]."""
+    logits, _ = model(ids[:, :-1], logits_from=prompt_len - 1)  # [B, C, V]
+    logp = F.log_softmax(logits, dim=-1)  # [B, C, V]
+    targets = ids[:, prompt_len:]  # [B, C]
+    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, C]
+
+
+def group_standardize(x, group, eps):
+    """(x - mean_g x) / (std_g x + eps) per group of `group` consecutive rows, sample std: [B]."""
+    v = x.view(-1, group)  # [P, G]
+    return ((v - v.mean(1, keepdim=True)) / (v.std(1, keepdim=True) + eps)).view(-1)  # [B]
+
+
+def gift_loss(logp, ref_logp, mask, rewards, group, beta_c, eps):
+    advantage = group_standardize(rewards, group, eps)  # [B], a constant
+    u = ((logp - ref_logp) * mask).sum(1)  # [B] implicit reward
+    stats = u.detach().view(-1, group)  # [P, G]: statistics are constants (stop-gradient)
+    u_tilde = (u.view(-1, group) - stats.mean(1, keepdim=True)) / (stats.std(1, keepdim=True) + eps)
+    return (advantage - beta_c * u_tilde.view(-1)).pow(2).mean()
+
+
+class Worker:
+    def setup(self, msg):
+        c = msg["config"]
+        self.threads = int(c.get("threads") or 1)
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(c["seed"])
+        m, s = c["model"], c["shapes"]
+        self.model = Transformer(m)
+        if c.get("weights"):
+            load_weights(self.model, m, c["weights"])
+        else:
+            init_weights(self.model, m, c["seed"])
+        self.rows, self.group = s["rows"], s["groupSize"]
+        self.prompt_len, self.new_tokens = s["promptTokens"], s["newTokens"]
+        self.ids = torch.tensor(c["ids"], dtype=torch.long).view(self.rows, -1)  # [B, P + C]
+        self.prompts = self.ids[:, : self.prompt_len].contiguous()  # [B, P]
+        self.mask = torch.ones(self.rows, self.new_tokens)  # [B, C]
+        self.ref_logp = torch.full((self.rows, self.new_tokens), float(c["refLogp"]))  # [B, C]
+        self.rewards = torch.tensor(c["rewards"], dtype=torch.float32)  # [B]
+        self.beta_c, self.eps = c["objective"]["betaC"], c["objective"]["stdEpsilon"]
+        o = c["optimizer"]
+        if o["warmupSteps"] != 0 or o["schedule"] != "constant":
+            raise ValueError("only a constant learning rate without warm-up is mirrored here")
+        self.clip = o["clipGradNorm"]
+        named = list(self.model.named_parameters())
+        self.params = [p for _, p in named]
+        groups = [
+            {"params": [p for _, p in named if p.dim() > 1], "weight_decay": o["weightDecay"]},
+            {"params": [p for _, p in named if p.dim() <= 1], "weight_decay": 0.0},
+        ]
+        self.opt = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
+        self.gen = torch.Generator().manual_seed(c["seed"])
+        return {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "openblasCore": openblas_core(),
+            "params": sum(p.numel() for p in self.params),
+        }
+
+    def train(self, msg):
+        start = time.perf_counter()
+        logp = token_logprobs(self.model, self.ids, self.prompt_len)  # [B, C]
+        loss = gift_loss(logp, self.ref_logp, self.mask, self.rewards, self.group, self.beta_c, self.eps)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = float(nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip > 0 else 0.0)
+        value = loss.item()
+        if math.isfinite(norm) and math.isfinite(value):  # as adamWStep: a non-finite step is skipped
+            self.opt.step()
+        return {"ms": (time.perf_counter() - start) * 1000, "loss": value, "gradNorm": norm}
+
+    @torch.no_grad()
+    def sample(self, msg):
+        steps = int(msg.get("newTokens") or self.new_tokens)
+        start = time.perf_counter()
+        tokens = torch.empty(self.rows, steps, dtype=torch.long)  # [B, C]
+        logps = torch.empty(self.rows, steps)  # [B, C]
+        logits, cache = self.model(self.prompts, logits_from=self.prompt_len - 1)  # [B, 1, V] prefill
+        for t in range(steps):
+            logp = F.log_softmax(logits[:, -1], dim=-1)  # [B, V]
+            nxt = torch.multinomial(logp.exp(), 1, generator=self.gen)  # [B, 1]
+            tokens[:, t] = nxt[:, 0]
+            logps[:, t] = logp.gather(1, nxt)[:, 0]
+            if t + 1 < steps:
+                logits, cache = self.model(nxt, cache=cache)  # [B, 1, V]
+        ms = (time.perf_counter() - start) * 1000
+        return {"tokens": self.rows * steps, "steps": steps, "ms": ms}
+
+    @torch.no_grad()
+    def logprobs(self, msg):
+        return {"logp": token_logprobs(self.model, self.ids, self.prompt_len).flatten().tolist()}
+
+    def profile(self, msg):
+        """`train` or `sample` under torch.profiler: self CPU time by op, top `top`."""
+        from torch.profiler import profile
+
+        with profile() as prof:
+            answer = self.sample(msg) if msg.get("what") == "sample" else self.train(msg)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        ops = [{"name": e.key, "ms": e.self_cpu_time_total / 1000, "calls": e.count} for e in events]
+        return {
+            **answer,
+            "kernelMs": sum(o["ms"] for o in ops),
+            "kernelCalls": sum(o["calls"] for o in ops),
+            "kernels": ops[: int(msg.get("top", 12))],
+        }
+
+    def memory(self, msg):
+        return {
+            "peakRssBytes": proc_status_bytes("VmHWM"),
+            "maxRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # the same counter
+            "rssBytes": proc_status_bytes("VmRSS"),
+            "startRssBytes": START_RSS,
+        }
+
+
+COMMANDS = ("setup", "train", "sample", "logprobs", "memory", "profile")
+
+
+def main():
+    worker = Worker()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            msg = json.loads(line)
+            if msg.get("cmd") not in COMMANDS:
+                raise ValueError(f"unknown command {msg.get('cmd')!r}: expected one of {COMMANDS}")
+            answer = getattr(worker, msg["cmd"])(msg)
+        except Exception as e:  # one line back to the bench, which raises it there
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()
