@@ -149,7 +149,9 @@ async function setupTensorflow(): Promise<string> {
   throw new BackendUnavailableError(
     "tensorflow",
     `backend 'tensorflow' needs the native library libtensorflow from @tensorflow/tfjs-node-gpu ` +
-      `or @tensorflow/tfjs-node (${found.tried.join("; ")}); their install step downloads it from ` +
+      `or @tensorflow/tfjs-node (${
+        found.tried.join("; ")
+      }); their install step downloads it from ` +
       "Google's storage (TFJS_NODE_CDN_STORAGE selects a mirror), or use --backend wasm",
   );
 }
