@@ -602,7 +602,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         stopped = true;
         break;
       }
-      const { metrics, samples } = await trainStep(run, step);
+      const logSamples = step === 1 || step % samplesEvery === 0 || step === steps;
+      const { metrics, samples } = await trainStep(run, step, { logSamples });
       trainSeconds += metrics.stepSeconds;
       const evaluated = step === steps || (evalEvery !== null && step % evalEvery === 0);
       if (evaluated) {
@@ -616,17 +617,14 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
       }
       history.push(metrics);
       await appendMetrics(metrics);
-      if (step === 1 || step % samplesEvery === 0 || step === steps) {
-        await samplesLog.append(...samples);
-      }
-      const done = step - resumeStep;
+      await samplesLog.append(...samples);
       progress.update({
         done: step,
         reward: metrics.rewardMean,
         rewardStd: metrics.rewardStd,
         ...(metrics.evalAccuracy === undefined ? {} : { accuracy: metrics.evalAccuracy }),
         tokensPerSecond: metrics.tokensPerSecond,
-        etaSeconds: (trainSeconds / Math.max(1, history.length || done)) * (steps - step),
+        etaSeconds: (trainSeconds / history.length) * (steps - step),
       });
       if (metrics.skippedUpdates > 0) {
         progress.log(

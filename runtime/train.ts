@@ -207,10 +207,17 @@ function equalGroups(values: Float32Array, size: number): number {
   return equal / groups;
 }
 
+/** Options of `trainStep()`. */
+export interface TrainStepOptions {
+  /** Return the step's first `log.sampleGroups` groups (for samples.jsonl). @default true */
+  logSamples?: boolean;
+}
+
 /** Runs one RL step on `run`, updating its policy and optimiser in place. */
 export async function trainStep(
   run: Run,
   step: number,
+  options: TrainStepOptions = {},
 ): Promise<{ metrics: StepMetrics; samples: SampleGroup[] }> {
   const { plan, config, task, params } = run;
   const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
@@ -396,7 +403,10 @@ export async function trainStep(
     stepSeconds,
     tokensPerSecond: sampledTokens / stepSeconds,
   };
-  return { metrics, samples: await sampleGroupsOf(run, step, samples, scores, batch, rewards) };
+  const logged = options.logSamples === false
+    ? []
+    : await sampleGroupsOf(run, step, samples, scores, batch, rewards);
+  return { metrics, samples: logged };
 }
 
 /** The first `plan.schedule.sampleGroups` groups of a step, with rewards and advantages. */

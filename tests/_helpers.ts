@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { main } from "../cli.ts";
+import { RUN_PERMISSIONS } from "../runtime/compare/compare.ts";
 
 /** What one in-process run of the CLI returned and printed. */
 export interface Ran {
@@ -54,16 +55,8 @@ export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise
   }
 }
 
-/** The permissions of `deno task run`; `deno task compare` adds `--allow-run`. */
-export const RUN_PERMISSIONS: readonly string[] = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-net",
-  "--allow-import",
-  "--allow-sys=hostname",
-  "--allow-ffi",
-];
+/** The permissions of `deno task run` (what `compare` gives each run). */
+export { RUN_PERMISSIONS };
 
 /** What one subprocess run of the command line gave. */
 export interface Outcome {

@@ -12,6 +12,7 @@ import {
   assertUsageError,
   giftwrap,
   lines,
+  RUN_PERMISSIONS,
   withTempDir,
   writeRecipeModule,
 } from "./_helpers.ts";
@@ -352,4 +353,11 @@ Deno.test("giftwrap run stops on a failing reward endpoint in one line, exit 1",
     );
     assertNoStack(run.stderr);
   });
+});
+
+Deno.test("deno.json's run task grants what compare gives each run, and compare adds --allow-run", async () => {
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  const flags = (task: string) => task.split(" ").filter((w) => w.startsWith("--"));
+  assert.deepEqual(flags(tasks.run), [...RUN_PERMISSIONS]);
+  assert.deepEqual(flags(tasks.compare).sort(), [...RUN_PERMISSIONS, "--allow-run"].sort());
 });
