@@ -461,6 +461,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         {
           // Beside the run: a resumed run's directory may not be under `runsDir`.
           cacheDir: `${dirname(dir)}/.cache/warm-start`,
+          matmul: backend.matmul.blas,
           progress: (done, _total, loss) => {
             progress.update({ done, loss });
             if (options.signal?.aborted) throw new Interrupted();

@@ -25,7 +25,7 @@ import { supervisedExample } from "./task.ts";
 const WARM_START_FORMAT = "giftwrap.warmstart/1";
 
 /** The content hash naming a plan's warm-start weights (16 hex digits). */
-export function warmStartKey(plan: Plan): string {
+export function warmStartKey(plan: Plan, matmul: string | null = null): string {
   const key = {
     format: WARM_START_FORMAT,
     model: plan.model,
@@ -34,6 +34,8 @@ export function warmStartKey(plan: Plan): string {
     newTokens: plan.shapes.newTokens,
     seed: plan.seed,
     backend: plan.backend.name,
+    // OpenBLAS sums in another order than the backend's own kernel: other weights, bit for bit.
+    ...(matmul === null ? {} : { matmul }),
   };
   return createHash("sha256").update(canonicalJson(key)).digest("hex").slice(0, 16);
 }
@@ -53,6 +55,8 @@ export interface WarmStartResult {
 export interface WarmStartOptions {
   /** Directory of the cache (one checkpoint per key). */
   cacheDir: string;
+  /** Where matrix products run when not on the backend's own kernel (`BackendInfo.matmul.blas`). */
+  matmul?: string | null;
   /** Called after every step with the step, the total and the step's loss (it may throw to stop). */
   progress?: (step: number, total: number, loss: number) => void;
 }
@@ -71,7 +75,7 @@ export async function warmStart(
 ): Promise<WarmStartResult> {
   const spec = plan.model.warmStart;
   const started = performance.now();
-  const dir = `${options.cacheDir}/${warmStartKey(plan)}`;
+  const dir = `${options.cacheDir}/${warmStartKey(plan, options.matmul ?? null)}`;
   if (!spec || spec.sftSteps === 0) {
     return { cached: false, dir, finalLoss: null, seconds: 0 };
   }
