@@ -21,7 +21,13 @@ import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { BackendName } from "../dsl/plan.ts";
-import { loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
+import {
+  BLAS_MIN_FLOPS,
+  blasRunsMatMul,
+  loadBlas,
+  registerBlasMatMul,
+  unregisterBlasMatMul,
+} from "./blas.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
 
 export { tf };
@@ -52,11 +58,27 @@ export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
 }
 
 /**
- * tfjs's `BatchMatMul` gradient (tfjs-core `gradients/BatchMatMul_grad.ts`) with every transposed
- * product written as `transpose` + plain `matMul`. Identical math on every backend.
+ * `a · b` with optional transposes, computed where it is fast: OpenBLAS (when it runs this
+ * backend's products, and the product is big enough to go there) takes the transpose flags itself;
+ * wasm's own kernel is ~15× slower with them, so there the operand is transposed first.
+ */
+function product(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
+  const rankA = a.rank;
+  const rankB = b.rank;
+  const M = a.shape[transposeA ? rankA - 1 : rankA - 2]!;
+  const K = a.shape[transposeA ? rankA - 2 : rankA - 1]!;
+  const N = b.shape[transposeB ? rankB - 2 : rankB - 1]!;
+  if (blasRunsMatMul(tf.getBackend()) && M * N * K >= BLAS_MIN_FLOPS) {
+    return tf.matMul(a, b, transposeA, transposeB);
+  }
+  return tf.matMul(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);
+}
+
+/**
+ * tfjs's `BatchMatMul` gradient (tfjs-core `gradients/BatchMatMul_grad.ts`), every transposed
+ * product through {@linkcode product}. Identical math on every backend.
  */
 function registerMatMulGradient(): void {
-  const t = swapLastAxes;
   tf.registerGradient({
     kernelName: tf.BatchMatMul,
     inputsToSave: ["a", "b"],
@@ -68,15 +90,15 @@ function registerMatMulGradient(): void {
         transposeB: boolean;
       };
       if (!transposeA && !transposeB) {
-        return { a: () => tf.matMul(dY, t(b)), b: () => tf.matMul(t(a), dY) };
+        return { a: () => product(dY, b, false, true), b: () => product(a, dY, true, false) };
       }
       if (!transposeA && transposeB) {
-        return { a: () => tf.matMul(dY, b), b: () => tf.matMul(t(dY), a) };
+        return { a: () => product(dY, b, false, false), b: () => product(dY, a, true, false) };
       }
       if (transposeA && !transposeB) {
-        return { a: () => tf.matMul(b, t(dY)), b: () => tf.matMul(a, dY) };
+        return { a: () => product(b, dY, false, true), b: () => product(a, dY, false, false) };
       }
-      return { a: () => tf.matMul(t(b), t(dY)), b: () => tf.matMul(t(dY), t(a)) };
+      return { a: () => product(b, dY, true, true), b: () => product(dY, a, true, true) };
     },
   });
 }

@@ -154,6 +154,11 @@ function probeBlas(libraries: readonly string[]): BlasProbe {
 /** The kernels `registerBlasMatMul` replaced, by backend, to put back. */
 const replaced = new Map<string, tf.KernelConfig>();
 
+/** Whether OpenBLAS runs `backendName`'s matrix products now. */
+export function blasRunsMatMul(backendName: string): boolean {
+  return replaced.has(backendName);
+}
+
 /** Puts `backendName`'s own `BatchMatMul` kernel back (nothing when it was not replaced). */
 export function unregisterBlasMatMul(backendName: "wasm" | "cpu"): void {
   const original = replaced.get(backendName);
