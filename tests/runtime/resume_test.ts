@@ -132,7 +132,8 @@ async function assertSameRun(resumed: string, uninterrupted: string): Promise<vo
 for (const [backend, seed] of [["cpu", 1], ["wasm", 2]] as const) {
   Deno.test(`execute() killed with SIGKILL twice and resumed writes the uninterrupted run (${backend})`, async () => {
     await withTempDir(async (tmp) => {
-      const recipe = await writeRecipe(tmp, "resumable", resumable(backend));
+      // 24 steps: the kills land by step 11, well before the run could end on its own.
+      const recipe = await writeRecipe(tmp, "resumable", resumable(backend, { steps: 24 }));
       const runsDir = `${tmp}/runs`;
       const full = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
       assert.equal(full.code, 0, full.stderr);
@@ -152,7 +153,8 @@ for (const [backend, seed] of [["cpu", 1], ["wasm", 2]] as const) {
       const dir = killed.dir;
       const again = await stopAt(["run", recipe, "--resume", dir], second, rng.int(200), "SIGKILL");
       assert.equal(again.dir, dir);
-      assert.match(lines(again.stdout)[0]!, / · from step \d+$/);
+      // Killed before its first checkpoint, a run starts over in its directory.
+      assert.match(lines(again.stdout)[0]!, / · from (step \d+|the start)$/);
       const resumed = await giftwrap(["run", recipe, "--resume", dir]);
       assert.equal(resumed.code, 0, resumed.stderr);
       assertNoStack(resumed.stderr);
@@ -164,14 +166,15 @@ for (const [backend, seed] of [["cpu", 1], ["wasm", 2]] as const) {
       assert.ok(info.resumes[0]!.fromStep <= first && info.resumes[1]!.fromStep <= second);
       // Only the newest 2 step checkpoints are kept, beside initial/ and final/; nothing half-written.
       const kept = (await Array.fromAsync(Deno.readDir(`${dir}/checkpoints`))).map((e) => e.name);
-      assert.deepEqual(kept.sort(), ["final", "initial", "step-000008", "step-000010"]);
+      assert.deepEqual(kept.sort(), ["final", "initial", "step-000020", "step-000022"]);
     });
   });
 }
 
 Deno.test("execute() stopped by Ctrl-C writes a checkpoint, exits 130 and resumes exactly", async () => {
   await withTempDir(async (tmp) => {
-    const recipe = await writeRecipe(tmp, "resumable", resumable("wasm", { steps: 8 }));
+    // 40 steps, so that the run is still going when the signal arrives after step 3.
+    const recipe = await writeRecipe(tmp, "resumable", resumable("wasm", { steps: 40 }));
     const runsDir = `${tmp}/runs`;
     const full = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
     assert.equal(full.code, 0, full.stderr);
@@ -187,7 +190,7 @@ Deno.test("execute() stopped by Ctrl-C writes a checkpoint, exits 130 and resume
     );
     const last = lines(stopped.stdout).at(-1)!;
     const m =
-      /^stopped after step (\d+) of 8: checkpoint checkpoints\/step-0+(\d+) · resume with --resume (\S+)$/
+      /^stopped after step (\d+) of 40: checkpoint checkpoints\/step-0+(\d+) · resume with --resume (\S+)$/
         .exec(last);
     assert.ok(m, last);
     assert.equal(m[1], m[2]);
@@ -467,4 +470,21 @@ Deno.test({
       });
     });
   },
+});
+
+Deno.test("execute() resumed with no checkpoint yet starts over in the same directory", async () => {
+  await withTempDir(async (tmp) => {
+    const { recipe, dir } = await shortRun(tmp);
+    const finished = await metricsOf(dir);
+    // As if killed during step 1: no step checkpoint, run.json still "running", a partial line.
+    await Deno.remove(`${dir}/checkpoints`, { recursive: true });
+    const info = await runInfo(dir);
+    await Deno.writeTextFile(`${dir}/run.json`, JSON.stringify({ ...info, status: "running" }));
+    await Deno.writeTextFile(`${dir}/metrics.jsonl`, '{"step":0,"evalAcc', { append: true });
+    const resumed = await giftwrap(["run", recipe, "--resume", dir]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(lines(resumed.stdout)[0]!, / · from the start$/);
+    assert.deepEqual(await metricsOf(dir), finished);
+    assert.deepEqual((await runInfo(dir)).resumes.map((r) => r.fromStep), [0]);
+  });
 });
