@@ -35,6 +35,7 @@ import { adamW, disposeAdamW } from "./optim.ts";
 import { Rng } from "./random.ts";
 import { loadTask } from "./task.ts";
 import { type Run, type StepMetrics, trainStep } from "./train.ts";
+import { parseMetrics } from "./compare/metrics.ts";
 import { warmStart } from "./warm_start.ts";
 import { duration, lineProgress, pct, type Progress } from "./progress.ts";
 import {
@@ -319,11 +320,6 @@ function versions(): RunInfo["versions"] {
   };
 }
 
-/** A run's metrics lines read back (whole lines only). */
-function parseMetrics(text: string): Record<string, unknown>[] {
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
-
 /**
  * Runs a plan to the end (or until `signal` asks it to stop) and returns what it measured.
  *
@@ -552,11 +548,10 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     const { steps, evalEvery, checkpointEvery, checkpointKeep, samplesEvery } = plan.schedule;
     // The metrics so far: the checkpoint's copy when resuming.
     const earlier = checkpoint ? parseMetrics(checkpoint.metrics) : [];
-    const history = earlier.filter((m) => (m.step as number) > 0) as unknown as StepMetrics[];
-    let accuracyBefore = (earlier.find((m) => m.step === 0)?.evalAccuracy as number | undefined) ??
+    const history = earlier.filter((m) => m.step > 0) as unknown as StepMetrics[];
+    let accuracyBefore = earlier.find((m) => m.step === 0)?.evalAccuracy ?? null;
+    let accuracyAfter = earlier.findLast((m) => m.evalAccuracy !== undefined)?.evalAccuracy ??
       null;
-    let accuracyAfter = [...earlier].reverse().find((m) => m.evalAccuracy !== undefined)
-      ?.evalAccuracy as number | undefined ?? null;
     let metricsText = checkpoint?.metrics ?? "";
     const appendMetrics = async (line: object) => {
       await metricsLog.append(line);

@@ -310,66 +310,76 @@ export async function trainStep(
   let lr = 0;
   const diagnostics: Record<string, number[]> = {};
   const kls: number[] = [];
-  for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
-    for (const mb of miniBatches) {
-      const kept: Record<string, tf.Scalar> = {};
-      const measured: { kl?: tf.Scalar } = {}; // set inside the differentiated closure
-      const { value, grads } = tf.variableGrads(() =>
-        tf.tidy(() => {
-          const logp = tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding); // [b, C]
-          const oldLogp = mb.old ?? stopGradient(logp); // one update per batch: π_old = π
-          const refLogp = rolloutReference ? oldLogp : mb.ref;
-          const { loss, metrics } = run.objective.loss({
-            logp,
-            oldLogp,
-            ...(refLogp ? { refLogp } : {}),
-            mask: mb.mask,
-            rewards: mb.rewards,
-            groupSize: G,
-          }, run.objectiveOptions);
-          for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
-          if (refLogp) measured.kl = tf.keep(klPerToken(stopGradient(logp), refLogp, mb.mask));
-          return loss;
-        }), vars);
-      const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-      const loss = (await value.data())[0]!;
-      // A non-finite loss or gradient is not applied; too many in a row stop the run.
-      const update = Number.isFinite(loss)
-        ? await adamWStep(run.optimizer, params, byName)
-        : { gradNorm: NaN, lr, skipped: true };
-      losses.push(loss);
-      norms.push(update.gradNorm);
-      lr = update.lr;
-      if (update.skipped) {
-        skippedUpdates++;
-        run.faults.total++;
-        run.faults.inRow++;
-        if (run.faults.inRow >= plan.optimizer.maxSkippedUpdates) {
-          tf.dispose([value, ...Object.values(grads), ...Object.values(kept)]);
-          tf.dispose(Object.values(measured));
-          for (const mb of miniBatches) {
-            tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
+  try {
+    for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
+      for (const mb of miniBatches) {
+        const kept: Record<string, tf.Scalar> = {};
+        const measured: { kl?: tf.Scalar } = {}; // set inside the differentiated closure
+        const { value, grads } = tf.variableGrads(() =>
+          tf.tidy(() => {
+            const logp = tokenLogProbs(
+              params,
+              config,
+              mb.ids,
+              promptTokens,
+              temperature,
+              mb.padding,
+            ); // [b, C]
+            const oldLogp = mb.old ?? stopGradient(logp); // one update per batch: π_old = π
+            const refLogp = rolloutReference ? oldLogp : mb.ref;
+            const { loss, metrics } = run.objective.loss({
+              logp,
+              oldLogp,
+              ...(refLogp ? { refLogp } : {}),
+              mask: mb.mask,
+              rewards: mb.rewards,
+              groupSize: G,
+            }, run.objectiveOptions);
+            for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
+            if (refLogp) measured.kl = tf.keep(klPerToken(stopGradient(logp), refLogp, mb.mask));
+            return loss;
+          }), vars);
+        try {
+          const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+          const loss = (await value.data())[0]!;
+          // A non-finite loss or gradient is not applied; too many in a row stop the run.
+          const update = Number.isFinite(loss)
+            ? await adamWStep(run.optimizer, params, byName)
+            : { gradNorm: NaN, lr, skipped: true };
+          losses.push(loss);
+          norms.push(update.gradNorm);
+          lr = update.lr;
+          if (update.skipped) {
+            skippedUpdates++;
+            run.faults.total++;
+            run.faults.inRow++;
+            if (run.faults.inRow >= plan.optimizer.maxSkippedUpdates) {
+              const what = Number.isFinite(loss)
+                ? `gradient (norm ${update.gradNorm})`
+                : `loss (${loss})`;
+              throw new NonFiniteUpdateError(step, run.faults.inRow, what);
+            }
+          } else {
+            run.faults.inRow = 0;
           }
-          const what = Number.isFinite(loss)
-            ? `gradient (norm ${update.gradNorm})`
-            : `loss (${loss})`;
-          throw new NonFiniteUpdateError(step, run.faults.inRow, what);
+          for (const [k, m] of Object.entries(kept)) {
+            (diagnostics[k] ??= []).push((await m.data())[0]!);
+          }
+          if (measured.kl) kls.push((await measured.kl.data())[0]!);
+        } finally {
+          tf.dispose([
+            value,
+            ...Object.values(grads),
+            ...Object.values(kept),
+            ...Object.values(measured),
+          ]);
         }
-      } else {
-        run.faults.inRow = 0;
       }
-      for (const [k, m] of Object.entries(kept)) (diagnostics[k] ??= []).push((await m.data())[0]!);
-      if (measured.kl) kls.push((await measured.kl.data())[0]!);
-      tf.dispose([
-        value,
-        ...Object.values(grads),
-        ...Object.values(kept),
-        ...Object.values(measured),
-      ]);
     }
-  }
-  for (const mb of miniBatches) {
-    tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
+  } finally {
+    for (const mb of miniBatches) {
+      tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
+    }
   }
 
   const stepSeconds = (performance.now() - started) / 1000;
