@@ -15,7 +15,7 @@
  * (`{"what": "train" | "sample"}`: one of them under `tf.profile`, kernel time by kernel). Every answer carries
  * `numTensors`, so the bench can check that nothing leaks across iterations.
  *
- *   deno run --allow-read --allow-write --allow-env --allow-sys bench/_giftwrap_worker.ts
+ *   deno run --allow-read --allow-write --allow-env --allow-sys --allow-ffi bench/_giftwrap_worker.ts
  *
  * @module
  */
@@ -187,7 +187,15 @@ async function profile(work: () => Promise<Answer>, top: number): Promise<Answer
 }
 
 function memory(): Answer {
-  return { ...residentBytes(), startRssBytes: START_RSS, tfBytes: tf.memory().numBytes };
+  const info = tf.memory() as tf.MemoryInfo & { numBytesInGPUAllocated?: number };
+  return {
+    ...residentBytes(),
+    startRssBytes: START_RSS,
+    tfBytes: info.numBytes,
+    // webgpu: the bytes of GPU buffers tfjs allocated, its pool of free ones included; the pool
+    // only grows, so this is the peak
+    peakDeviceBytes: info.numBytesInGPUAllocated ?? null,
+  };
 }
 
 async function handle(command: Record<string, unknown>, state: State | null) {
@@ -211,7 +219,8 @@ async function handle(command: Record<string, unknown>, state: State | null) {
   throw new Error(`unknown command '${command.cmd}'`);
 }
 
-async function main(): Promise<void> {
+/** Answers commands from stdin until it closes (bench/gpu.ts calls it in the one-file bundle). */
+export async function workerMain(): Promise<void> {
   let state: State | null = null;
   for await (const line of readLines(Deno.stdin.readable)) {
     if (line.trim() === "") continue;
@@ -228,4 +237,4 @@ async function main(): Promise<void> {
   Deno.exit(0);
 }
 
-await main();
+if (import.meta.main) await workerMain();

@@ -41,6 +41,8 @@ export interface WorkerConfig {
   backend?: BackendName;
   /** PyTorch: intra-op threads. */
   threads?: number;
+  /** PyTorch: "cpu" (the default) or "cuda". */
+  device?: string;
   /** PyTorch: giftwrap's exported weights (float32, manifest at `weights + ".json"`). */
   weights?: string;
 }
@@ -140,12 +142,19 @@ export function residentBytes(): { peakRssBytes: number; rssBytes: number } {
   return { peakRssBytes: process.resourceUsage().maxRSS * 1024, rssBytes: Deno.memoryUsage().rss };
 }
 
+/** The script (and its arguments) that runs giftwrap's worker: the source file by default. */
+export const GIFTWRAP_WORKER = ["bench/_giftwrap_worker.ts"];
+
 /**
- * Starts bench/_giftwrap_worker.ts under this Deno, with `deno task run`'s permissions (FFI
- * included: giftwrap may run matrix products through OpenBLAS, which `GIFTWRAP_BLAS=0` in `env`
- * turns off).
+ * Starts giftwrap's worker under this Deno, with `deno task run`'s permissions (FFI included:
+ * giftwrap may run matrix products through OpenBLAS, which `GIFTWRAP_BLAS=0` in `env` turns off).
+ * `script` is bench/_giftwrap_worker.ts, or for bench/gpu.sh the one-file bundle with the
+ * argument that selects its worker.
  */
-export function startGiftwrapWorker(env: Record<string, string> = {}): WorkerProcess {
+export function startGiftwrapWorker(
+  env: Record<string, string> = {},
+  script: readonly string[] = GIFTWRAP_WORKER,
+): WorkerProcess {
   const args = [
     "run",
     "--allow-read",
@@ -154,16 +163,23 @@ export function startGiftwrapWorker(env: Record<string, string> = {}): WorkerPro
     "--allow-sys",
     "--allow-ffi",
   ];
-  return startWorker("giftwrap", Deno.execPath(), [...args, "bench/_giftwrap_worker.ts"], { env });
+  return startWorker("giftwrap", Deno.execPath(), [...args, ...script], { env });
 }
 
+/** The interpreter with torch on this machine: Debian's, since its torch loads in no other. */
+export const DEBIAN_PYTHON = "/usr/bin/python3";
+
 /**
- * Starts bench/torch_ref.py under Debian's /usr/bin/python3 (the interpreter with torch), with
- * OpenMP and OpenBLAS limited to `threads` threads before torch loads.
+ * Starts bench/torch_ref.py under `python` (Debian's by default), with OpenMP and OpenBLAS
+ * limited to `threads` threads before torch loads.
  */
-export function startTorchWorker(threads: number, env: Record<string, string> = {}): WorkerProcess {
+export function startTorchWorker(
+  threads: number,
+  env: Record<string, string> = {},
+  python = DEBIAN_PYTHON,
+): WorkerProcess {
   const limits = { OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
-  return startWorker("PyTorch", "/usr/bin/python3", ["bench/torch_ref.py"], {
+  return startWorker("PyTorch", python, ["bench/torch_ref.py"], {
     env: { ...env, ...limits },
   });
 }
@@ -185,8 +201,9 @@ const FALLBACK_CORES = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", 
 export async function openblasCore(
   requested: string,
   cpuFlags: ReadonlySet<string>,
+  python = DEBIAN_PYTHON,
 ): Promise<{ env: Record<string, string>; note: string }> {
-  const probe = await new Deno.Command("/usr/bin/python3", {
+  const probe = await new Deno.Command(python, {
     args: [
       "-c",
       'import ctypes; lib = ctypes.CDLL("libopenblas.so.0"); ' +
@@ -194,8 +211,9 @@ export async function openblasCore(
       "print(lib.openblas_get_corename().decode())",
     ],
     stderr: "null",
-  }).output();
-  const detected = new TextDecoder().decode(probe.stdout).trim() || "unknown";
+  }).output().catch(() => null); // no such interpreter: no OpenBLAS to tune
+  const detected = probe ? new TextDecoder().decode(probe.stdout).trim() || "unknown" : "unknown";
+  if (detected === "unknown") return { env: {}, note: "OpenBLAS not found" };
   if (requested === "auto") return { env: {}, note: `OpenBLAS core ${detected} (its own choice)` };
   let chosen = requested;
   if (requested === "best") {

@@ -22,10 +22,12 @@
  *
  * Flags: `--configs` (front-door,large,large-b8), `--backends` (the one `auto` picks), `--runs` (5),
  * `--warmup` (2), `--threads` (PyTorch's, 1), `--no-blas` (giftwrap without OpenBLAS),
- * `--openblas-core` (best; see `openblasCore`), `--pause-ms` (500), `--no-append`.
+ * `--openblas-core` (best; see `openblasCore`), `--pause-ms` (500), `--no-append`,
+ * `--torch-device` (cpu, or cuda), `--python` (the interpreter with torch; Debian's by default).
  *
  *   deno task bench
  *   deno task bench --configs front-door --backends wasm,cpu --runs 7 --threads 2 --no-append
+ *   bench/gpu.sh   # webgpu against PyTorch CUDA, on a GPU machine (see bench/README.md)
  *
  * @module
  */
@@ -39,7 +41,14 @@ import {
   CONFIG_NAMES,
   type ConfigName,
 } from "./_configs.ts";
-import { type Answer, openblasCore, startGiftwrapWorker, startTorchWorker } from "./_protocol.ts";
+import {
+  type Answer,
+  DEBIAN_PYTHON,
+  GIFTWRAP_WORKER,
+  openblasCore,
+  startGiftwrapWorker,
+  startTorchWorker,
+} from "./_protocol.ts";
 import type { BackendName } from "../runtime/backend.ts";
 
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
@@ -63,6 +72,12 @@ interface Options {
   /** Milliseconds between two commands (see `pause`). */
   pauseMs: number;
   append: boolean;
+  /** PyTorch's device: "cpu" or "cuda". */
+  torchDevice: "cpu" | "cuda";
+  /** The Python interpreter whose torch runs bench/torch_ref.py. */
+  python: string;
+  /** The script that runs giftwrap's worker (see `startGiftwrapWorker`). */
+  worker: readonly string[];
 }
 
 /** What one configuration × backend measured. */
@@ -78,6 +93,8 @@ interface Cell {
   sampleSteps: number[];
   newTokens: number;
   peakRssBytes: { giftwrap: number; torch: number };
+  /** GPU memory at its peak, where a side runs on one (webgpu's buffer pool, CUDA's allocator). */
+  peakDeviceBytes: { giftwrap: number | null; torch: number | null };
   /** giftwrap's live tensors after each timed command. */
   numTensors: number[];
   notes: string[];
@@ -124,7 +141,10 @@ async function giftwrapWorker(
   options: Options,
   env: Record<string, string>,
 ) {
-  const worker = startGiftwrapWorker({ ...env, ...(options.blas ? {} : { GIFTWRAP_BLAS: "0" }) });
+  const worker = startGiftwrapWorker(
+    { ...env, ...(options.blas ? {} : { GIFTWRAP_BLAS: "0" }) },
+    options.worker,
+  );
   try {
     const answer = await worker.request({ cmd: "setup", config: { ...setup, backend } });
     return { worker, answer };
@@ -148,12 +168,12 @@ async function measure(
   const numTensors: number[] = [];
   // 0) setup: giftwrap initialises the weights (from the seed), PyTorch loads them
   let { worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env);
-  const torch = startTorchWorker(options.threads, env);
+  const torch = startTorchWorker(options.threads, env, options.python);
   try {
     await giftwrap.request({ cmd: "export", path: weights });
     const tSetup = await torch.request({
       cmd: "setup",
-      config: { ...setup, weights, threads: options.threads },
+      config: { ...setup, weights, threads: options.threads, device: options.torchDevice },
     });
     console.error(
       `${label}: ${gSetup.params} parameters, ${gSetup.backend}, torch ${tSetup.torch}`,
@@ -254,6 +274,10 @@ async function measure(
         giftwrap: gMemory.peakRssBytes as number,
         torch: tMemory.peakRssBytes as number,
       },
+      peakDeviceBytes: {
+        giftwrap: (gMemory.peakDeviceBytes as number | null | undefined) ?? null,
+        torch: (tMemory.peakDeviceBytes as number | null | undefined) ?? null,
+      },
       numTensors,
       notes,
       setup: { giftwrap: gSetup, torch: tSetup },
@@ -342,7 +366,7 @@ async function append(text: string): Promise<void> {
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", RESULTS.pathname] }).output();
 }
 
-function parseOptions(args: string[]): Options {
+function parseOptions(args: string[], worker: readonly string[]): Options {
   const { values } = parseArgs({
     args,
     options: {
@@ -355,6 +379,8 @@ function parseOptions(args: string[]): Options {
       "no-blas": { type: "boolean", default: false },
       "openblas-core": { type: "string", default: "best" },
       "pause-ms": { type: "string", default: "500" },
+      "torch-device": { type: "string", default: "cpu" },
+      python: { type: "string", default: DEBIAN_PYTHON },
     },
   });
   const int = (name: string, value: string, min: number) => {
@@ -387,13 +413,24 @@ function parseOptions(args: string[]): Options {
     openblasCore: values["openblas-core"],
     pauseMs: int("pause-ms", values["pause-ms"], 0),
     append: !values["no-append"],
+    torchDevice: list("torch-device", values["torch-device"], ["cpu", "cuda"] as const)[0]!,
+    python: values.python,
+    worker,
   };
 }
 
-async function main(): Promise<void> {
-  const options = parseOptions(Deno.args);
+/**
+ * Runs the bench with the command-line flags `args`. `worker` is the script that runs giftwrap's
+ * worker, and `command` how the results name the command (bench/gpu.ts passes its bundle's).
+ */
+export async function benchMain(
+  args: string[],
+  worker: readonly string[] = GIFTWRAP_WORKER,
+  command = "deno task bench",
+): Promise<void> {
+  const options = parseOptions(args, worker);
   const cpu = await cpuInfo();
-  const blas = await openblasCore(options.openblasCore, cpu.flags);
+  const blas = await openblasCore(options.openblasCore, cpu.flags, options.python);
   console.error(blas.note);
   const dir = await Deno.makeTempDir({ prefix: "giftwrap-bench-" });
   const cells: Cell[] = [];
@@ -408,14 +445,26 @@ async function main(): Promise<void> {
   }
   const first = cells[0]!.setup;
   const backends = [...new Set(cells.map((c) => `${c.setup.giftwrap.backend}`))].join(", ");
+  const torchOn = options.torchDevice === "cuda"
+    ? `on CUDA (${first.torch.device})`
+    : `${first.torch.threads} thread(s)`;
   const about = [
     `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · ${cpu.description}`,
     `Deno ${Deno.version.deno} · tfjs ${first.giftwrap.tfjs} on ${backends} · PyTorch ` +
-    `${first.torch.torch}, ${first.torch.threads} thread(s) · ${blas.note} · ` +
+    `${first.torch.torch}, ${torchOn} · ${blas.note} · ` +
     `${options.runs} timed runs after ` +
-    `${options.warmup} warm-up · \`${["deno task bench", ...Deno.args].join(" ")}\``,
+    `${options.warmup} warm-up · \`${[command, ...args].join(" ")}\``,
   ];
   const notes = cells.flatMap((c) => c.notes);
+  for (const c of cells) {
+    const { giftwrap, torch } = c.peakDeviceBytes;
+    if (giftwrap === null && torch === null) continue;
+    notes.push(
+      `${c.config} · ${c.backend}: peak GPU memory giftwrap ${
+        giftwrap === null ? "—" : `${mib(giftwrap)} (tfjs's buffer pool)`
+      }, PyTorch ${torch === null ? "—" : `${mib(torch)} (CUDA's caching allocator)`}`,
+    );
+  }
   const details = cells.map((c) =>
     `- ${c.config} · ${c.backend}: train ms giftwrap ${
       c.trainMs.giftwrap.length > 0 ? spread(c.trainMs.giftwrap) : "failed"
@@ -440,4 +489,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (import.meta.main) await benchMain(Deno.args);

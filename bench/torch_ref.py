@@ -1,6 +1,8 @@
 """
 PyTorch reference of giftwrap's training step and sampler: the peer `deno task bench` compares
-giftwrap with. Run it only with Debian's /usr/bin/python3 (the interpreter that has torch 1.13).
+giftwrap with. On the CPU it runs under Debian's /usr/bin/python3 (the interpreter that has torch
+1.13); bench/gpu.sh runs it on CUDA (setup's `device: "cuda"`) under the GPU machine's python3.
+On CUDA every timed command waits for the GPU (`torch.cuda.synchronize`) before it reads the clock.
 
 The model is runtime/model/transformer.ts layer for layer, so both do the same FLOPs:
 
@@ -188,7 +190,7 @@ class Transformer(nn.Module):
             raise ValueError(f"{past + T} positions exceed the context length {self.c['contextLength']}")
         cos, sin = self.cos[past : past + T], self.sin[past : past + T]  # [T, hd]
         # causal: -1e9 on keys after the query; nothing to mask for a single new token
-        bias = None if T == 1 else torch.full((T, past + T), -1e9).triu(past + 1)  # [T, S]
+        bias = None if T == 1 else torch.full((T, past + T), -1e9, device=ids.device).triu(past + 1)
         x = self.model.embed_tokens(ids)  # [B, T, d]
         new_cache = []
         for i, layer in enumerate(self.model.layers):
@@ -286,24 +288,35 @@ def gift_loss(logp, ref_logp, mask, rewards, group, beta_c, eps):
 
 
 class Worker:
+    def sync(self):
+        """Waits for the GPU's queued work, so that a time taken after it includes that work."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
     def setup(self, msg):
         c = msg["config"]
         self.threads = int(c.get("threads") or 1)
         torch.set_num_threads(self.threads)
         torch.manual_seed(c["seed"])
+        # "cpu" (the default) or "cuda": bench/gpu.sh compares giftwrap's webgpu with PyTorch CUDA
+        self.device = torch.device(c.get("device") or "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for, and this torch sees no CUDA GPU")
         m, s = c["model"], c["shapes"]
         self.model = Transformer(m)
         if c.get("weights"):
             load_weights(self.model, m, c["weights"])
         else:
             init_weights(self.model, m, c["seed"])
+        self.model.to(self.device)
+        dev = self.device
         self.rows, self.group = s["rows"], s["groupSize"]
         self.prompt_len, self.new_tokens = s["promptTokens"], s["newTokens"]
-        self.ids = torch.tensor(c["ids"], dtype=torch.long).view(self.rows, -1)  # [B, P + C]
+        self.ids = torch.tensor(c["ids"], dtype=torch.long, device=dev).view(self.rows, -1)  # [B, P + C]
         self.prompts = self.ids[:, : self.prompt_len].contiguous()  # [B, P]
-        self.mask = torch.ones(self.rows, self.new_tokens)  # [B, C]
-        self.ref_logp = torch.full((self.rows, self.new_tokens), float(c["refLogp"]))  # [B, C]
-        self.rewards = torch.tensor(c["rewards"], dtype=torch.float32)  # [B]
+        self.mask = torch.ones(self.rows, self.new_tokens, device=dev)  # [B, C]
+        self.ref_logp = torch.full((self.rows, self.new_tokens), float(c["refLogp"]), device=dev)  # [B, C]
+        self.rewards = torch.tensor(c["rewards"], dtype=torch.float32, device=dev)  # [B]
         self.beta_c, self.eps = c["objective"]["betaC"], c["objective"]["stdEpsilon"]
         o = c["optimizer"]
         if o["warmupSteps"] != 0 or o["schedule"] != "constant":
@@ -316,15 +329,17 @@ class Worker:
             {"params": [p for _, p in named if p.dim() <= 1], "weight_decay": 0.0},
         ]
         self.opt = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
-        self.gen = torch.Generator().manual_seed(c["seed"])
+        self.gen = torch.Generator(device=dev).manual_seed(c["seed"])
         return {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "openblasCore": openblas_core(),
             "params": sum(p.numel() for p in self.params),
         }
 
     def train(self, msg):
+        self.sync()
         start = time.perf_counter()
         logp = token_logprobs(self.model, self.ids, self.prompt_len)  # [B, C]
         loss = gift_loss(logp, self.ref_logp, self.mask, self.rewards, self.group, self.beta_c, self.eps)
@@ -334,14 +349,16 @@ class Worker:
         value = loss.item()
         if math.isfinite(norm) and math.isfinite(value):  # as adamWStep: a non-finite step is skipped
             self.opt.step()
+        self.sync()
         return {"ms": (time.perf_counter() - start) * 1000, "loss": value, "gradNorm": norm}
 
     @torch.no_grad()
     def sample(self, msg):
         steps = int(msg.get("newTokens") or self.new_tokens)
+        self.sync()
         start = time.perf_counter()
-        tokens = torch.empty(self.rows, steps, dtype=torch.long)  # [B, C]
-        logps = torch.empty(self.rows, steps)  # [B, C]
+        tokens = torch.empty(self.rows, steps, dtype=torch.long, device=self.device)  # [B, C]
+        logps = torch.empty(self.rows, steps, device=self.device)  # [B, C]
         logits, cache = self.model(self.prompts, logits_from=self.prompt_len - 1)  # [B, 1, V] prefill
         for t in range(steps):
             logp = F.log_softmax(logits[:, -1], dim=-1)  # [B, V]
@@ -350,6 +367,7 @@ class Worker:
             logps[:, t] = logp.gather(1, nxt)[:, 0]
             if t + 1 < steps:
                 logits, cache = self.model(nxt, cache=cache)  # [B, 1, V]
+        self.sync()
         ms = (time.perf_counter() - start) * 1000
         return {"tokens": self.rows * steps, "steps": steps, "ms": ms}
 
@@ -373,7 +391,10 @@ class Worker:
         }
 
     def memory(self, msg):
+        cuda = getattr(self, "device", torch.device("cpu")).type == "cuda"
         return {
+            # the CUDA caching allocator's peak: the GPU memory this process held at most
+            "peakDeviceBytes": torch.cuda.max_memory_reserved(self.device) if cuda else None,
             "peakRssBytes": proc_status_bytes("VmHWM"),
             "maxRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # the same counter
             "rssBytes": proc_status_bytes("VmRSS"),

@@ -146,7 +146,8 @@ async function setupWasm(): Promise<string> {
 }
 
 async function setupWebgpu(): Promise<string> {
-  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  type Adapter = { info?: { description?: string } };
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<Adapter | null> } }).gpu;
   const adapter = gpu ? await gpu.requestAdapter() : null;
   if (!adapter) {
     throw new BackendUnavailableError(
@@ -156,7 +157,9 @@ async function setupWebgpu(): Promise<string> {
     );
   }
   await import("@tensorflow/tfjs-backend-webgpu");
-  return "webgpu (Deno's WebGPU)";
+  // the adapter's own name ("llvmpipe (LLVM 15.0.6, 256 bits)" for lavapipe, the GPU's otherwise)
+  const name = adapter.info?.description;
+  return `webgpu (Deno's WebGPU${name ? `: ${name}` : ""})`;
 }
 
 async function setupTensorflow(): Promise<string> {
