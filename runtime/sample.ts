@@ -16,6 +16,7 @@ import type { CharTokenizer } from "./model/tokenizer.ts";
 import { forward, type LayerCache, type ModelConfig, type Params } from "./model/transformer.ts";
 import type { Rng } from "./random.ts";
 import { sampleRow, type TokenSampling } from "./sample_token.ts";
+import { blasDecoder } from "./kernels/decode.ts";
 
 /** How completions are drawn. */
 export interface SampleOptions extends TokenSampling {
@@ -114,22 +115,20 @@ export async function sampleCompletions(
     { length: rows * promptLength },
     (_, i) => ids[Math.floor(i / promptLength) * width + (i % promptLength)]!,
   );
-  let input = tf.tensor2d(promptIds, [rows, promptLength], "int32");
-  let cache: LayerCache[] | undefined;
+  // Sampling steps on plain arrays where OpenBLAS runs the products, else through tfjs.
+  const decoder = await blasDecoder(
+    params,
+    config,
+    rows,
+    padding,
+    promptLength + Math.max(C - 1, 0),
+  );
+  const tfjs = decoder ? null : tfjsDecoder(params, config, rows, padding);
+  const model = decoder ?? tfjs!;
   try {
+    let input = promptIds;
     for (let t = 0; t < C && done.includes(false); t++) {
-      const step = tf.tidy(() => {
-        const { logits, cache: next } = forward(params, config, input, {
-          ...(cache ? { cache } : {}),
-          logitsFrom: input.shape[1] - 1,
-          padding,
-        });
-        return { logits: tf.reshape(logits, [rows, vocab]), next } as unknown as tf.TensorContainer;
-      }) as unknown as { logits: tf.Tensor2D; next: LayerCache[] };
-      disposeCache(cache);
-      cache = step.next;
-      const buffer = (await step.logits.data()) as Float32Array; // [B, V]
-      step.logits.dispose();
+      const buffer = await model.next(input, t === 0 ? promptLength : 1); // [B, V]
       const nextTokens = new Int32Array(rows).fill(PAD);
       for (let b = 0; b < rows; b++) {
         if (done[b]) continue;
@@ -146,12 +145,10 @@ export async function sampleCompletions(
           if (stop.some((s) => text.endsWith(s))) done[b] = true;
         }
       }
-      input.dispose();
-      input = tf.tensor2d(nextTokens, [rows, 1], "int32");
+      input = nextTokens;
     }
   } finally {
-    input.dispose();
-    disposeCache(cache);
+    tfjs?.dispose();
   }
   const texts: string[] = [];
   const truncated: boolean[] = [];
@@ -174,6 +171,40 @@ export async function sampleCompletions(
   };
 }
 
-function disposeCache(cache: LayerCache[] | undefined): void {
-  for (const { k, v } of cache ?? []) tf.dispose([k, v]);
+/** `Decoder` through tfjs's `forward()`, holding its KV cache as tensors until `dispose`. */
+function tfjsDecoder(
+  params: Params,
+  config: ModelConfig,
+  rows: number,
+  padding: readonly number[],
+): { next(ids: Int32Array, time: number): Promise<Float32Array>; dispose(): void } {
+  let cache: LayerCache[] | undefined;
+  const disposeCache = () => {
+    for (const { k, v } of cache ?? []) tf.dispose([k, v]);
+  };
+  return {
+    async next(ids, time) {
+      const logits = tf.tidy(() => {
+        const input = tf.tensor2d(ids, [rows, time], "int32");
+        const { logits, cache: next } = forward(params, config, input, {
+          ...(cache ? { cache } : {}),
+          logitsFrom: time - 1,
+          padding,
+        });
+        disposeCache();
+        cache = next;
+        for (const { k, v } of next) {
+          tf.keep(k);
+          tf.keep(v);
+        }
+        return tf.reshape(logits, [rows, config.vocab]);
+      });
+      try {
+        return (await logits.data()) as Float32Array;
+      } finally {
+        logits.dispose();
+      }
+    },
+    dispose: disposeCache,
+  };
 }

@@ -1,0 +1,359 @@
+/**
+ * KV-cache sampling of the transformer (`model/transformer.ts`) straight on `Float32Array`s, its
+ * matrix products through OpenBLAS (`blas.ts`). The same math as `forward()`, without tfjs.
+ *
+ * Why: a sampling step of a small model is ~120 tiny tfjs kernels (norms, RoPE's split and concat,
+ * per-head attention products, the embedding gather, the KV cache's concat), and on wasm their
+ * dispatch costs several times the arithmetic. Here a step is a handful of `sgemm` calls and plain
+ * loops, and the cache is written in place. Used by `sample.ts` only when OpenBLAS runs the
+ * current backend's products (wasm or cpu with `--allow-ffi`); anywhere else sampling stays on tfjs.
+ *
+ * Numerics: the products are the same OpenBLAS calls tfjs's `BatchMatMul` makes there; the rest
+ * accumulates in float64 and rounds to float32, so logits agree with `forward()` to float32
+ * rounding (tests/runtime/kernels/decode_test.ts), not bit for bit.
+ *
+ * @module
+ */
+
+import { type Blas, blasRunsMatMul, loadBlas } from "../blas.ts";
+import { tf } from "../backend.ts";
+import type { ModelConfig, Params } from "../model/transformer.ts";
+
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+/** One layer's weights, linear ones [in, out] as `forward()` keeps them. */
+interface Layer {
+  inputNorm: Float32Array;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  postNorm: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  down: Float32Array;
+  /** [B, kvHeads, capacity, headDim]: keys (after RoPE) and values of every position so far. */
+  keys: Float32Array;
+  values: Float32Array;
+}
+
+/** A model ready to sample B rows: weights read once, and a KV cache of `capacity` positions. */
+export interface Decoder {
+  /**
+   * Runs `time` new tokens per row (`ids`: [B, time], row-major) after the earlier ones and
+   * returns the logits of each row's last new token: [B, vocab].
+   */
+  next(ids: Int32Array, time: number): Float32Array;
+}
+
+/** C[M, N] = A[M, K] · B (B is [K, N], or [N, K] with `transB`). */
+function matmul(
+  blas: Blas,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transB = false,
+): void {
+  blas.sgemm(
+    ROW_MAJOR,
+    NO_TRANS,
+    transB ? TRANS : NO_TRANS,
+    m,
+    n,
+    k,
+    1,
+    Deno.UnsafePointer.of(a),
+    k,
+    Deno.UnsafePointer.of(b),
+    transB ? k : n,
+    0,
+    Deno.UnsafePointer.of(c),
+    n,
+  );
+}
+
+/** Copies `count` floats from `source[from…]` to `target[to…]` (no `subarray`: each allocates). */
+function copy(source: Float32Array, from: number, target: Float32Array, to: number, count: number) {
+  for (let i = 0; i < count; i++) target[to + i] = source[from + i]!;
+}
+
+/**
+ * The logistic sigmoid of each element. On wasm through the backend's own (vectorised) kernel: a
+ * copy in and out costs far less than `Math.exp` per element in JavaScript, and gives the very
+ * values `forward()` multiplies by there.
+ */
+function sigmoid(x: Float32Array): Float32Array {
+  if (tf.getBackend() === "wasm") {
+    const t = tf.tensor1d(x);
+    const s = tf.sigmoid(t);
+    try {
+      return s.dataSync() as Float32Array;
+    } finally {
+      tf.dispose([t, s]);
+    }
+  }
+  return x.map((v) => 1 / (1 + Math.exp(-v)));
+}
+
+/** out[r] = x[r] / rms(x[r]) · w for each of the `rows` rows of width `d`. */
+function rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, eps: number) {
+  const d = w.length;
+  for (let r = 0; r < rows; r++) {
+    const at = r * d;
+    let sum = 0;
+    for (let i = 0; i < d; i++) sum += x[at + i]! * x[at + i]!;
+    const inv = 1 / Math.sqrt(sum / d + eps);
+    for (let i = 0; i < d; i++) out[at + i] = x[at + i]! * inv * w[i]!;
+  }
+}
+
+/**
+ * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, or null
+ * where OpenBLAS does not run the current backend's products (then tfjs is as fast as it gets).
+ */
+export async function blasDecoder(
+  params: Params,
+  config: ModelConfig,
+  rows: number,
+  padding: readonly number[],
+  capacity: number,
+): Promise<Decoder | null> {
+  if (!blasRunsMatMul(tf.getBackend())) return null;
+  const probe = loadBlas();
+  if (!probe.ok) return null;
+  const { kvHeads, headDim: hd } = config;
+  capacity = Math.min(capacity, config.contextLength);
+  const read = async (name: string) => {
+    const t = params[name];
+    if (!t) throw new Error(`The model has no parameter '${name}'`);
+    return new Float32Array(await t.data());
+  };
+  const layers: Layer[] = [];
+  for (let l = 0; l < config.layers; l++) {
+    const w = (name: string) => read(`model.layers.${l}.${name}.weight`);
+    layers.push({
+      inputNorm: await w("input_layernorm"),
+      q: await w("self_attn.q_proj"),
+      k: await w("self_attn.k_proj"),
+      v: await w("self_attn.v_proj"),
+      o: await w("self_attn.o_proj"),
+      postNorm: await w("post_attention_layernorm"),
+      gate: await w("mlp.gate_proj"),
+      up: await w("mlp.up_proj"),
+      down: await w("mlp.down_proj"),
+      keys: new Float32Array(rows * kvHeads * capacity * hd),
+      values: new Float32Array(rows * kvHeads * capacity * hd),
+    });
+  }
+  const weights = {
+    embedding: await read("model.embed_tokens.weight"), // [V, d]
+    finalNorm: await read("model.norm.weight"),
+    head: config.tiedEmbeddings ? null : await read("lm_head.weight"), // [d, V]
+    layers,
+  };
+  return new BlasDecoder(probe.blas, config, weights, rows, padding, capacity);
+}
+
+/**
+ * The decoder's state and step. A class, not closures made per call: V8 keeps what it learns
+ * about a function (and its optimised code) per closure, so fresh closures on every sampling call
+ * would run their loops cold.
+ */
+class BlasDecoder implements Decoder {
+  /** Positions already in the cache. */
+  past = 0;
+  /** RoPE's cos and sin, [capacity, headDim / 2], as `ropeTables` computes them. */
+  readonly cosines: Float32Array;
+  readonly sines: Float32Array;
+
+  constructor(
+    readonly blas: Blas,
+    readonly config: ModelConfig,
+    readonly weights: {
+      embedding: Float32Array;
+      finalNorm: Float32Array;
+      head: Float32Array | null;
+      layers: Layer[];
+    },
+    readonly rows: number,
+    readonly padding: readonly number[],
+    readonly capacity: number,
+  ) {
+    const { headDim: hd, ropeTheta } = config;
+    const half = hd / 2;
+    this.cosines = new Float32Array(capacity * half);
+    this.sines = new Float32Array(capacity * half);
+    for (let position = 0; position < capacity; position++) {
+      for (let i = 0; i < half; i++) {
+        const angle = position * ropeTheta ** (-(2 * i) / hd);
+        this.cosines[position * half + i] = Math.cos(angle);
+        this.sines[position * half + i] = Math.sin(angle);
+      }
+    }
+  }
+
+  next(ids: Int32Array, time: number): Float32Array {
+    const { blas, config, weights, rows, padding, capacity, past } = this;
+    const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
+    const n = rows * time;
+    if (ids.length !== n) throw new Error(`Cannot decode ${ids.length} ids as [${rows}, ${time}]`);
+    if (past + time > capacity) {
+      throw new Error(
+        `Cannot run the model on ${past + time} positions: ` +
+          (capacity < config.contextLength
+            ? `the decoder was made for ${capacity}`
+            : `its context length is ${config.contextLength}`),
+      );
+    }
+    let x: Float32Array = new Float32Array(n * d); // the residual stream, rows b·time + t
+    for (let r = 0; r < n; r++) copy(weights.embedding, ids[r]! * d, x, r * d, d);
+    let h: Float32Array = new Float32Array(n * d);
+    const q = new Float32Array(n * heads * hd);
+    const k = new Float32Array(n * kvHeads * hd);
+    const v = new Float32Array(n * kvHeads * hd);
+    const attended = new Float32Array(n * heads * hd);
+    const projected = new Float32Array(n * d);
+    const gate = new Float32Array(n * ff);
+    const up = new Float32Array(n * ff);
+    // Queries run for positions [from, time): all of them, but in the last layer only the last
+    // one, whose logits are asked for (the others' keys and values are all later positions need).
+    let from = 0;
+    let m = n; // rows of x: B·(time − from)
+    weights.layers.forEach((layer, l) => {
+      // 1) attention
+      rmsNorm(x, layer.inputNorm, h, m, eps);
+      matmul(blas, h, layer.k, k, m, kvHeads * hd, d);
+      matmul(blas, h, layer.v, v, m, kvHeads * hd, d);
+      for (let b = 0; b < rows; b++) {
+        for (let t = 0; t < time; t++) {
+          const r = b * time + t;
+          rope(k, r, kvHeads, hd, this.cosines, this.sines, Math.max(0, past + t - padding[b]!));
+          for (let j = 0; j < kvHeads; j++) {
+            const at = ((b * kvHeads + j) * capacity + past + t) * hd;
+            copy(k, (r * kvHeads + j) * hd, layer.keys, at, hd);
+            copy(v, (r * kvHeads + j) * hd, layer.values, at, hd);
+          }
+        }
+      }
+      if (l === weights.layers.length - 1 && time > 1) {
+        [x, h] = [lastRows(x, rows, time, d), lastRows(h, rows, time, d)];
+        from = time - 1;
+        m = rows;
+      }
+      const span = time - from;
+      matmul(blas, h, layer.q, q, m, heads * hd, d);
+      for (let b = 0; b < rows; b++) {
+        for (let t = 0; t < span; t++) {
+          const position = Math.max(0, past + from + t - padding[b]!);
+          rope(q, b * span + t, heads, hd, this.cosines, this.sines, position);
+        }
+      }
+      this.attend(layer, q, attended, from, time);
+      matmul(blas, attended, layer.o, projected, m, d, heads * hd);
+      for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
+      // 2) SwiGLU feed-forward
+      rmsNorm(x, layer.postNorm, h, m, eps);
+      matmul(blas, h, layer.gate, gate, m, ff, d);
+      matmul(blas, h, layer.up, up, m, ff, d);
+      const sig = sigmoid(gate.subarray(0, m * ff));
+      for (let i = 0; i < m * ff; i++) gate[i] = Math.fround(gate[i]! * sig[i]!) * up[i]!; // silu(gate) · up
+      matmul(blas, gate, layer.down, projected, m, d, ff);
+      for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
+    });
+    this.past += time;
+    // 3) output: x now holds each row's last position only
+    const normed = new Float32Array(rows * d);
+    rmsNorm(x, weights.finalNorm, normed, rows, eps);
+    const logits = new Float32Array(rows * vocab);
+    if (weights.head) matmul(blas, normed, weights.head, logits, rows, vocab, d);
+    else matmul(blas, normed, weights.embedding, logits, rows, vocab, d, true);
+    return logits;
+  }
+
+  /**
+   * Causal attention of the queries of new positions [from, time) of each row (`q`:
+   * [B·(time − from), heads·hd]) over its cached positions, skipping its padding (`forward()`'s additive −1e9 mask gives those keys
+   * weight exactly 0). A padding position's query sees no key; its output (never read by a real
+   * token) is 0.
+   */
+  attend(layer: Layer, q: Float32Array, out: Float32Array, from: number, time: number): void {
+    const { rows, padding, capacity, past } = this;
+    const { heads, kvHeads, headDim: hd } = this.config;
+    const { keys: cachedKeys, values: cachedValues } = layer;
+    const scale = 1 / Math.sqrt(hd);
+    const repeats = heads / kvHeads;
+    const scores = new Float64Array(past + time);
+    const sums = new Float64Array(hd); // one query's output, accumulated in float64
+    for (let b = 0; b < rows; b++) {
+      const first = padding[b]!;
+      for (let t = from; t < time; t++) {
+        const keys = past + t + 1; // causal: up to and including this position
+        for (let j = 0; j < heads; j++) {
+          const qAt = ((b * (time - from) + t - from) * heads + j) * hd;
+          const base = (b * kvHeads + Math.floor(j / repeats)) * capacity * hd;
+          let max = -Infinity;
+          for (let s = first; s < keys; s++) {
+            let dot = 0;
+            for (let i = 0; i < hd; i++) dot += q[qAt + i]! * cachedKeys[base + s * hd + i]!;
+            const score = Math.fround(Math.fround(dot) * scale);
+            scores[s] = score;
+            if (score > max) max = score;
+          }
+          let sum = 0;
+          for (let s = first; s < keys; s++) {
+            const e = Math.exp(scores[s]! - max);
+            scores[s] = e;
+            sum += e;
+          }
+          sums.fill(0);
+          for (let s = first; s < keys; s++) {
+            const p = scores[s]! / sum;
+            const at = base + s * hd;
+            for (let i = 0; i < hd; i++) sums[i] = sums[i]! + p * cachedValues[at + i]!;
+          }
+          for (let i = 0; i < hd; i++) out[qAt + i] = sums[i]!;
+        }
+      }
+    }
+  }
+}
+
+/** Row b·time + time − 1 of x ([B·time, d]) for each b: [B, d]. */
+function lastRows(x: Float32Array, rows: number, time: number, d: number): Float32Array {
+  const out = new Float32Array(rows * d);
+  for (let b = 0; b < rows; b++) copy(x, (b * time + time - 1) * d, out, b * d, d);
+  return out;
+}
+
+/**
+ * Rotates each of the `h` heads of row n of x ([N, h·hd]) to `position`, in HF's rotate-half
+ * layout and in `forward()`'s float32 steps: x·cos + rotate_half(x)·sin.
+ */
+function rope(
+  x: Float32Array,
+  n: number,
+  h: number,
+  hd: number,
+  cosines: Float32Array,
+  sines: Float32Array,
+  position: number,
+): void {
+  const f = Math.fround;
+  const half = hd / 2;
+  for (let i = 0; i < half; i++) {
+    const cos = cosines[position * half + i]!;
+    const sin = sines[position * half + i]!;
+    for (let j = 0; j < h; j++) {
+      const at = (n * h + j) * hd + i;
+      const x1 = x[at]!;
+      const x2 = x[at + half]!;
+      x[at] = f(x1 * cos) + f(-x2 * sin);
+      x[at + half] = f(x2 * cos) + f(x1 * sin);
+    }
+  }
+}

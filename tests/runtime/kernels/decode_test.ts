@@ -1,0 +1,111 @@
+// The OpenBLAS decoder must give forward()'s logits (1e-5 relative, norm-wise) on wasm and cpu:
+// prefill then one token at a time, with grouped-query attention, tied and untied heads and left
+// padding. Without the library the tests are skipped, unless GIFTWRAP_REQUIRE_BLAS=1.
+
+import assert from "node:assert/strict";
+import { tf, useBackend } from "../../../runtime/backend.ts";
+import { loadBlas } from "../../../runtime/blas.ts";
+import { blasDecoder } from "../../../runtime/kernels/decode.ts";
+import { forward, initParams, type ModelConfig } from "../../../runtime/model/transformer.ts";
+import { Rng } from "../../../runtime/random.ts";
+
+const ignore = !loadBlas().ok && Deno.env.get("GIFTWRAP_REQUIRE_BLAS") !== "1";
+
+const CONFIGS: Record<string, ModelConfig> = {
+  "grouped-query attention, untied head": {
+    vocab: 15,
+    dModel: 32,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 8,
+    ffnDim: 64,
+    contextLength: 12,
+    tiedEmbeddings: false,
+    ropeTheta: 10_000,
+    normEps: 1e-5,
+  },
+  "one layer, tied head": {
+    vocab: 15,
+    dModel: 64,
+    layers: 1,
+    heads: 2,
+    kvHeads: 2,
+    headDim: 32,
+    ffnDim: 96,
+    contextLength: 12,
+    tiedEmbeddings: true,
+    ropeTheta: 10_000,
+    normEps: 1e-5,
+  },
+};
+
+/** ‖x − y‖∞ / ‖y‖∞. */
+function relativeError(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  assert.equal(x.length, y.length);
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < y.length; i++) {
+    err = Math.max(err, Math.abs(x[i]! - y[i]!));
+    scale = Math.max(scale, Math.abs(y[i]!));
+  }
+  return err / scale;
+}
+
+for (const backend of ["wasm", "cpu"] as const) {
+  for (const [what, config] of Object.entries(CONFIGS)) {
+    Deno.test({
+      name: `blasDecoder() on ${backend} (${what}) gives forward()'s logits at every step`,
+      ignore,
+      async fn() {
+        await useBackend(backend);
+        const params = initParams(config, new Rng(4));
+        // Large weights, so that the logits are far from 0 and a wrong step shows.
+        for (const p of Object.values(params)) p.assign(tf.tidy(() => tf.mul(p, 20)));
+        const rng = new Rng(5);
+        const [rows, width, prefill] = [5, 10, 6];
+        const padding = [0, 2, 0, 5, 1];
+        const ids = Int32Array.from(
+          { length: rows * width },
+          (_, i) => i % width < padding[Math.floor(i / width)]! ? 0 : 3 + rng.int(config.vocab - 3),
+        );
+        const full = tf.tidy(() => {
+          const t = tf.tensor2d(ids, [rows, width], "int32");
+          return forward(params, config, t, { padding }).logits.arraySync(); // [B, T, V]
+        });
+        const decoder = await blasDecoder(params, config, rows, padding, width);
+        assert.ok(decoder, "OpenBLAS runs the products, so there is a decoder");
+        const columns = (from: number, to: number) =>
+          Int32Array.from(
+            { length: rows * (to - from) },
+            (_, i) => ids[Math.floor(i / (to - from)) * width + from + (i % (to - from))]!,
+          );
+        let logits = decoder.next(columns(0, prefill), prefill);
+        for (let t = prefill - 1; t < width; t++) {
+          if (t >= prefill) logits = decoder.next(columns(t, t + 1), 1);
+          const expected = full.flatMap((row) => row[t]!);
+          const error = relativeError(logits, expected);
+          assert.ok(error < 1e-5, `position ${t}: relative error ${error}`);
+        }
+        assert.throws(() => decoder.next(columns(0, 1), 1), /Cannot run the model on 11 positions/);
+        tf.dispose(Object.values(params));
+      },
+    });
+  }
+}
+
+Deno.test({
+  name: "blasDecoder() is null where OpenBLAS does not run the backend's products",
+  ignore,
+  async fn() {
+    const config = CONFIGS["one layer, tied head"]!;
+    try {
+      await useBackend("wasm", { blas: false });
+      const params = initParams(config, new Rng(4));
+      assert.equal(await blasDecoder(params, config, 1, [0], 4), null);
+      tf.dispose(Object.values(params));
+    } finally {
+      await useBackend("wasm");
+    }
+  },
+});
