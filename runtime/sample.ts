@@ -128,7 +128,8 @@ export async function sampleCompletions(
   try {
     let input = promptIds;
     for (let t = 0; t < C && done.includes(false); t++) {
-      const buffer = await model.next(input, t === 0 ? promptLength : 1); // [B, V]
+      const active = done.flatMap((d, b) => d ? [] : [b]); // finished rows need no logits
+      const buffer = await model.next(input, t === 0 ? promptLength : 1, active); // [B, V]
       const nextTokens = new Int32Array(rows).fill(PAD);
       for (let b = 0; b < rows; b++) {
         if (done[b]) continue;
@@ -171,13 +172,19 @@ export async function sampleCompletions(
   };
 }
 
-/** `Decoder` through tfjs's `forward()`, holding its KV cache as tensors until `dispose`. */
+/**
+ * `Decoder` through tfjs's `forward()`, holding its KV cache as tensors until `dispose`. It runs
+ * every row (the shapes stay fixed); `active` is only a hint.
+ */
 function tfjsDecoder(
   params: Params,
   config: ModelConfig,
   rows: number,
   padding: readonly number[],
-): { next(ids: Int32Array, time: number): Promise<Float32Array>; dispose(): void } {
+): {
+  next(ids: Int32Array, time: number, active?: readonly number[]): Promise<Float32Array>;
+  dispose(): void;
+} {
   let cache: LayerCache[] | undefined;
   const disposeCache = () => {
     for (const { k, v } of cache ?? []) tf.dispose([k, v]);

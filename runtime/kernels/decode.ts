@@ -43,9 +43,10 @@ interface Layer {
 export interface Decoder {
   /**
    * Runs `time` new tokens per row (`ids`: [B, time], row-major) after the earlier ones and
-   * returns the logits of each row's last new token: [B, vocab].
+   * returns the logits of each row's last new token: [B, vocab]. With `active`, only those rows
+   * run (the others' logits are 0 and their cache is left behind: they must not run again).
    */
-  next(ids: Int32Array, time: number): Float32Array;
+  next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array;
 }
 
 /** C[M, N] = A[M, K] · B (B is [K, N], or [N, K] with `transB`). */
@@ -197,11 +198,11 @@ class BlasDecoder implements Decoder {
     }
   }
 
-  next(ids: Int32Array, time: number): Float32Array {
-    const { blas, config, weights, rows, padding, capacity, past } = this;
-    const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
-    const n = rows * time;
-    if (ids.length !== n) throw new Error(`Cannot decode ${ids.length} ids as [${rows}, ${time}]`);
+  next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array {
+    const { config, rows, padding, capacity, past } = this;
+    if (ids.length !== rows * time) {
+      throw new Error(`Cannot decode ${ids.length} ids as [${rows}, ${time}]`);
+    }
     if (past + time > capacity) {
       throw new Error(
         `Cannot run the model on ${past + time} positions: ` +
@@ -210,8 +211,48 @@ class BlasDecoder implements Decoder {
             : `its context length is ${config.contextLength}`),
       );
     }
-    let x: Float32Array = new Float32Array(n * d); // the residual stream, rows b·time + t
-    for (let r = 0; r < n; r++) copy(weights.embedding, ids[r]! * d, x, r * d, d);
+    let chosen = active ?? Array.from({ length: rows }, (_, b) => b);
+    // Rows with the same prompt (a group's) share its prefill: run the first, copy to the others.
+    const copies: [number, number][] = [];
+    if (past === 0) {
+      const firstWith = new Map<string, number>();
+      chosen = chosen.filter((b) => {
+        const key = `${padding[b]}:${ids.subarray(b * time, (b + 1) * time).join(",")}`;
+        const first = firstWith.get(key);
+        if (first === undefined) firstWith.set(key, b);
+        else copies.push([first, b]);
+        return first === undefined;
+      });
+    }
+    const logits = this.run(ids, time, chosen);
+    const { vocab, kvHeads, headDim: hd } = config;
+    const block = kvHeads * capacity * hd; // one row's cache
+    for (const [from, to] of copies) {
+      logits.copyWithin(to * vocab, from * vocab, (from + 1) * vocab);
+      for (const { keys, values } of this.weights.layers) {
+        keys.copyWithin(to * block, from * block, (from + 1) * block);
+        values.copyWithin(to * block, from * block, (from + 1) * block);
+      }
+    }
+    this.past += time;
+    return logits;
+  }
+
+  /**
+   * The model on `time` new tokens of the rows `chosen` (of `ids`, [B, time]): writes their
+   * keys and values into the cache and returns [B, vocab] logits of their last token (other rows 0).
+   */
+  run(ids: Int32Array, time: number, chosen: readonly number[]): Float32Array {
+    const { blas, config, weights, rows, padding, capacity, past } = this;
+    const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
+    const count = chosen.length;
+    const n = count * time; // rows of the residual stream: i·time + t for the i-th chosen row
+    let x: Float32Array = new Float32Array(n * d);
+    chosen.forEach((b, i) => {
+      for (let t = 0; t < time; t++) {
+        copy(weights.embedding, ids[b * time + t]! * d, x, (i * time + t) * d, d);
+      }
+    });
     let h: Float32Array = new Float32Array(n * d);
     const q = new Float32Array(n * heads * hd);
     const k = new Float32Array(n * kvHeads * hd);
@@ -223,15 +264,15 @@ class BlasDecoder implements Decoder {
     // Queries run for positions [from, time): all of them, but in the last layer only the last
     // one, whose logits are asked for (the others' keys and values are all later positions need).
     let from = 0;
-    let m = n; // rows of x: B·(time − from)
+    let m = n; // rows of x: count·(time − from)
     weights.layers.forEach((layer, l) => {
       // 1) attention
       rmsNorm(x, layer.inputNorm, h, m, eps);
       matmul(blas, h, layer.k, k, m, kvHeads * hd, d);
       matmul(blas, h, layer.v, v, m, kvHeads * hd, d);
-      for (let b = 0; b < rows; b++) {
+      chosen.forEach((b, i) => {
         for (let t = 0; t < time; t++) {
-          const r = b * time + t;
+          const r = i * time + t;
           rope(k, r, kvHeads, hd, this.cosines, this.sines, Math.max(0, past + t - padding[b]!));
           for (let j = 0; j < kvHeads; j++) {
             const at = ((b * kvHeads + j) * capacity + past + t) * hd;
@@ -239,21 +280,21 @@ class BlasDecoder implements Decoder {
             copy(v, (r * kvHeads + j) * hd, layer.values, at, hd);
           }
         }
-      }
+      });
       if (l === weights.layers.length - 1 && time > 1) {
-        [x, h] = [lastRows(x, rows, time, d), lastRows(h, rows, time, d)];
+        [x, h] = [lastRows(x, count, time, d), lastRows(h, count, time, d)];
         from = time - 1;
-        m = rows;
+        m = count;
       }
       const span = time - from;
       matmul(blas, h, layer.q, q, m, heads * hd, d);
-      for (let b = 0; b < rows; b++) {
+      chosen.forEach((b, i) => {
         for (let t = 0; t < span; t++) {
           const position = Math.max(0, past + from + t - padding[b]!);
-          rope(q, b * span + t, heads, hd, this.cosines, this.sines, position);
+          rope(q, i * span + t, heads, hd, this.cosines, this.sines, position);
         }
-      }
-      this.attend(layer, q, attended, from, time);
+      });
+      this.attend(layer, q, attended, chosen, from, time);
       matmul(blas, attended, layer.o, projected, m, d, heads * hd);
       for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
       // 2) SwiGLU feed-forward
@@ -265,36 +306,44 @@ class BlasDecoder implements Decoder {
       matmul(blas, gate, layer.down, projected, m, d, ff);
       for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
     });
-    this.past += time;
-    // 3) output: x now holds each row's last position only
-    const normed = new Float32Array(rows * d);
-    rmsNorm(x, weights.finalNorm, normed, rows, eps);
+    // 3) output: x now holds each chosen row's last position only
+    rmsNorm(x, weights.finalNorm, h, count, eps);
+    const out = new Float32Array(count * vocab);
+    if (weights.head) matmul(blas, h, weights.head, out, count, vocab, d);
+    else matmul(blas, h, weights.embedding, out, count, vocab, d, true);
     const logits = new Float32Array(rows * vocab);
-    if (weights.head) matmul(blas, normed, weights.head, logits, rows, vocab, d);
-    else matmul(blas, normed, weights.embedding, logits, rows, vocab, d, true);
+    chosen.forEach((b, i) => copy(out, i * vocab, logits, b * vocab, vocab));
     return logits;
   }
 
   /**
-   * Causal attention of the queries of new positions [from, time) of each row (`q`:
-   * [B·(time − from), heads·hd]) over its cached positions, skipping its padding (`forward()`'s additive −1e9 mask gives those keys
-   * weight exactly 0). A padding position's query sees no key; its output (never read by a real
-   * token) is 0.
+   * Causal attention of the queries of new positions [from, time) of the rows `chosen` (`q`:
+   * [count·(time − from), heads·hd]) over their cached positions, skipping each row's padding
+   * (`forward()`'s additive −1e9 mask gives those keys weight exactly 0). A padding position's
+   * query sees no key; its output (never read by a real token) is 0.
    */
-  attend(layer: Layer, q: Float32Array, out: Float32Array, from: number, time: number): void {
-    const { rows, padding, capacity, past } = this;
+  attend(
+    layer: Layer,
+    q: Float32Array,
+    out: Float32Array,
+    chosen: readonly number[],
+    from: number,
+    time: number,
+  ): void {
+    const { padding, capacity, past } = this;
     const { heads, kvHeads, headDim: hd } = this.config;
     const { keys: cachedKeys, values: cachedValues } = layer;
     const scale = 1 / Math.sqrt(hd);
     const repeats = heads / kvHeads;
     const scores = new Float64Array(past + time);
     const sums = new Float64Array(hd); // one query's output, accumulated in float64
-    for (let b = 0; b < rows; b++) {
+    for (let c = 0; c < chosen.length; c++) {
+      const b = chosen[c]!;
       const first = padding[b]!;
       for (let t = from; t < time; t++) {
         const keys = past + t + 1; // causal: up to and including this position
         for (let j = 0; j < heads; j++) {
-          const qAt = ((b * (time - from) + t - from) * heads + j) * hd;
+          const qAt = ((c * (time - from) + t - from) * heads + j) * hd;
           const base = (b * kvHeads + Math.floor(j / repeats)) * capacity * hd;
           let max = -Infinity;
           for (let s = first; s < keys; s++) {

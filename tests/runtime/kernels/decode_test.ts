@@ -55,7 +55,8 @@ function relativeError(x: ArrayLike<number>, y: ArrayLike<number>): number {
 for (const backend of ["wasm", "cpu"] as const) {
   for (const [what, config] of Object.entries(CONFIGS)) {
     Deno.test({
-      name: `blasDecoder() on ${backend} (${what}) gives forward()'s logits at every step`,
+      name:
+        `blasDecoder() on ${backend} (${what}) gives forward()'s logits at every step, rows shared or ended`,
       ignore,
       async fn() {
         await useBackend(backend);
@@ -69,6 +70,8 @@ for (const backend of ["wasm", "cpu"] as const) {
           { length: rows * width },
           (_, i) => i % width < padding[Math.floor(i / width)]! ? 0 : 3 + rng.int(config.vocab - 3),
         );
+        // Rows 0 and 2 share their prompt (they share one prefill), then draw different tokens.
+        ids.copyWithin(2 * width, 0, prefill);
         const full = tf.tidy(() => {
           const t = tf.tensor2d(ids, [rows, width], "int32");
           return forward(params, config, t, { padding }).logits.arraySync(); // [B, T, V]
@@ -82,8 +85,12 @@ for (const backend of ["wasm", "cpu"] as const) {
           );
         let logits = decoder.next(columns(0, prefill), prefill);
         for (let t = prefill - 1; t < width; t++) {
-          if (t >= prefill) logits = decoder.next(columns(t, t + 1), 1);
-          const expected = full.flatMap((row) => row[t]!);
+          // From the second token on, row 3 has ended: it runs no more, and its logits are 0.
+          const active = t > prefill ? [0, 1, 2, 4] : undefined;
+          if (t >= prefill) logits = decoder.next(columns(t, t + 1), 1, active);
+          const expected = full.flatMap((row, b) =>
+            active && !active.includes(b) ? new Array<number>(config.vocab).fill(0) : row[t]!
+          );
           const error = relativeError(logits, expected);
           assert.ok(error < 1e-5, `position ${t}: relative error ${error}`);
         }
