@@ -20,6 +20,7 @@
  * @module
  */
 
+import process from "node:process";
 import { tf, useBackend } from "../runtime/backend.ts";
 import {
   initParams,
@@ -59,6 +60,9 @@ interface State {
 
 async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }> {
   const backend = await useBackend(c.backend ?? "wasm");
+  // tfjs flags to try, e.g. GIFTWRAP_TF_FLAGS='{"WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE": 100}'
+  const flags = Deno.env.get("GIFTWRAP_TF_FLAGS");
+  if (flags) tf.env().setFlags(JSON.parse(flags));
   const { rows: B, promptTokens: P, newTokens: C } = c.shapes;
   const rng = new Rng(c.seed);
   const params = initParams(c.model, rng.fork("init"));
@@ -79,7 +83,11 @@ async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }>
   const count = Object.values(params).reduce((n, p) => n + p.size, 0);
   return {
     state,
-    answer: { tfjs: tf.version.tfjs, backend: backend.description, params: count },
+    answer: {
+      tfjs: tf.version.tfjs,
+      backend: `${backend.description}${flags ? ` · tfjs flags ${flags}` : ""}`,
+      params: count,
+    },
   };
 }
 
@@ -171,9 +179,11 @@ async function exportWeights(s: State, path: string): Promise<Answer> {
  */
 async function profile(work: () => Promise<Answer>, top: number): Promise<Answer> {
   let answer: Answer = {};
+  const cpu = process.cpuUsage();
   const info = await tf.profile(async () => {
     answer = await work();
   });
+  const used = process.cpuUsage(cpu);
   const byName = new Map<string, { ms: number; calls: number }>();
   for (const k of info.kernels) {
     const entry = byName.get(k.name) ?? { ms: 0, calls: 0 };
@@ -184,6 +194,8 @@ async function profile(work: () => Promise<Answer>, top: number): Promise<Answer
   const kernels = [...byName].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms);
   return {
     ...answer,
+    // this process's CPU time: near the wall time when dispatching kernels is the bottleneck
+    cpuMs: (used.user + used.system) / 1000,
     kernelMs: kernels.reduce((sum, k) => sum + k.ms, 0),
     kernelCalls: info.kernels.length,
     peakBytes: info.peakBytes,

@@ -353,17 +353,17 @@ Ratios are giftwrap / PyTorch: above 1 means giftwrap takes longer (train), samp
 (tok/s) or uses more memory (RSS). giftwrap and PyTorch runs alternate, so noise hits both.
 `;
 
-async function append(text: string): Promise<void> {
+async function append(text: string, results: URL): Promise<void> {
   let existing = "";
   try {
-    existing = await Deno.readTextFile(RESULTS);
+    existing = await Deno.readTextFile(results);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
     existing = HEADER;
   }
-  await Deno.writeTextFile(RESULTS, `${existing.trimEnd()}\n\n${text}\n`);
+  await Deno.writeTextFile(results, `${existing.trimEnd()}\n\n${text}\n`);
   // in deno fmt's layout, so that `deno fmt --check` stays clean after a run
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", RESULTS.pathname] }).output();
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", results.pathname] }).output();
 }
 
 function parseOptions(args: string[], worker: readonly string[]): Options {
@@ -421,12 +421,14 @@ function parseOptions(args: string[], worker: readonly string[]): Options {
 
 /**
  * Runs the bench with the command-line flags `args`. `worker` is the script that runs giftwrap's
- * worker, and `command` how the results name the command (bench/gpu.ts passes its bundle's).
+ * worker, `command` how the results name the command, `results` the file they are appended to
+ * (bench/gpu.ts passes its bundle's and the repository's).
  */
 export async function benchMain(
   args: string[],
   worker: readonly string[] = GIFTWRAP_WORKER,
   command = "deno task bench",
+  results: URL = RESULTS,
 ): Promise<void> {
   const options = parseOptions(args, worker);
   const cpu = await cpuInfo();
@@ -484,8 +486,8 @@ export async function benchMain(
   ].join("\n");
   console.log(`\n${text}`);
   if (options.append) {
-    await append(text);
-    console.error(`\nappended to ${RESULTS.pathname}`);
+    await append(text, results);
+    console.error(`\nappended to ${results.pathname}`);
   }
 }
 

@@ -3,6 +3,7 @@
 #
 #   bench/gpu.sh pack              # here, with the registries: writes .gpu/ (git-ignored)
 #   bench/gpu.sh [bench flags…]    # there, in the repository root, with .gpu/ carried along
+#   bench/gpu.sh profile [--config large]   # there: bench/profile.ts, time by kernel on both sides
 #
 # `pack` puts into .gpu/ everything the GPU machine cannot fetch:
 #   deno.xz             this Deno binary, xz-compressed (about 31 MB from 96)
@@ -97,8 +98,14 @@ run() {
 cuda = torch.cuda.is_available()
 print(f"PyTorch {torch.__version__}:", torch.cuda.get_device_name(0) if cuda else "no CUDA GPU")' >&2
   local perms=(--allow-read --allow-write --allow-run --allow-env --allow-sys --allow-ffi)
-  local flags=(--backends webgpu --torch-device "$device" --python "$python" --configs front-door,large --pause-ms 100)
-  "$tmp/deno" run "${perms[@]}" "$bundle" "${flags[@]}" "$@"
+  local flags=(--torch-device "$device" --python "$python")
+  if [[ "${1:-}" == "profile" ]]; then
+    shift
+    "$tmp/deno" run "${perms[@]}" "$bundle" --profile "${flags[@]}" --backend webgpu "$@"
+  else
+    flags+=(--backends webgpu --configs front-door,large --pause-ms 100)
+    "$tmp/deno" run "${perms[@]}" "$bundle" "${flags[@]}" "$@"
+  fi
 }
 
 if [[ "${1:-}" == "pack" ]]; then pack; else run "$@"; fi

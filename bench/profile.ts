@@ -15,7 +15,14 @@
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { autoBackend, benchConfig, CONFIG_NAMES, type ConfigName } from "./_configs.ts";
-import { type Answer, openblasCore, startGiftwrapWorker, startTorchWorker } from "./_protocol.ts";
+import {
+  type Answer,
+  DEBIAN_PYTHON,
+  GIFTWRAP_WORKER,
+  openblasCore,
+  startGiftwrapWorker,
+  startTorchWorker,
+} from "./_protocol.ts";
 
 interface Kernel {
   name: string;
@@ -27,7 +34,9 @@ function report(side: string, what: string, a: Answer): string {
   const kernels = a.kernels as Kernel[];
   const kernelMs = a.kernelMs as number;
   const lines = [
-    `${side} · ${what}: ${(a.ms as number).toFixed(1)} ms wall, ${kernelMs.toFixed(1)} ms in ` +
+    `${side} · ${what}: ${(a.ms as number).toFixed(1)} ms wall${
+      a.cpuMs ? ` (${(a.cpuMs as number).toFixed(0)} ms of CPU)` : ""
+    }, ${kernelMs.toFixed(1)} ms in ` +
     `${a.kernelCalls} kernel calls${
       a.peakBytes ? `, peak tensors ${((a.peakBytes as number) / 2 ** 20).toFixed(0)} MiB` : ""
     }`,
@@ -46,9 +55,16 @@ async function rested(work: () => Promise<Answer>): Promise<Answer> {
   return await work();
 }
 
-async function main(): Promise<void> {
+/**
+ * Profiles with the command-line flags `args`; `worker` is the script that runs giftwrap's worker
+ * (bench/gpu.ts passes its bundle's).
+ */
+export async function profileMain(
+  args: string[],
+  worker: readonly string[] = GIFTWRAP_WORKER,
+): Promise<void> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
       config: { type: "string", default: "front-door" },
       backend: { type: "string" },
@@ -56,8 +72,11 @@ async function main(): Promise<void> {
       top: { type: "string", default: "10" },
       "no-blas": { type: "boolean", default: false },
       "openblas-core": { type: "string", default: "best" },
+      "torch-device": { type: "string", default: "cpu" },
+      python: { type: "string", default: DEBIAN_PYTHON },
     },
   });
+  const device = values["torch-device"];
   const name = values.config as ConfigName;
   if (!CONFIG_NAMES.includes(name)) {
     throw new Error(`Cannot profile '${name}': expected one of ${CONFIG_NAMES.join(", ")}`);
@@ -69,21 +88,26 @@ async function main(): Promise<void> {
   const flags = new Set(
     new TextDecoder().decode(info.stdout).match(/^flags\s*:(.*)$/m)?.[1]?.trim().split(/\s+/),
   );
-  const blas = await openblasCore(values["openblas-core"], flags);
+  const blas = await openblasCore(values["openblas-core"], flags, values.python);
   const { setup } = benchConfig(name);
   const dir = await Deno.makeTempDir({ prefix: "giftwrap-profile-" });
   const giftwrap = startGiftwrapWorker({
     ...blas.env,
     ...(values["no-blas"] ? { GIFTWRAP_BLAS: "0" } : {}),
-  });
-  const torch = startTorchWorker(threads, blas.env);
+  }, worker);
+  const torch = startTorchWorker(threads, blas.env, values.python);
   try {
     const weights = `${dir}/${name}.f32`;
     const g = await giftwrap.request({ cmd: "setup", config: { ...setup, backend } });
     await giftwrap.request({ cmd: "export", path: weights });
-    const t = await torch.request({ cmd: "setup", config: { ...setup, weights, threads } });
+    const t = await torch.request({
+      cmd: "setup",
+      config: { ...setup, weights, threads, device },
+    });
     console.log(
-      `${name} · giftwrap ${g.backend} · PyTorch ${t.torch}, ${t.threads} thread(s) · ` +
+      `${name} · giftwrap ${g.backend} · PyTorch ${t.torch}, ${
+        device === "cuda" ? `on CUDA (${t.device})` : `${t.threads} thread(s)`
+      } · ` +
         `${blas.note} · ${cpus().length} cores\n`,
     );
     for (const what of ["train", "sample"] as const) {
@@ -104,4 +128,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (import.meta.main) await profileMain(Deno.args);

@@ -377,14 +377,23 @@ class Worker:
 
     def profile(self, msg):
         """`train` or `sample` under torch.profiler: self CPU time by op, top `top`."""
-        from torch.profiler import profile
+        from torch.profiler import ProfilerActivity, profile
 
-        with profile() as prof:
+        cuda = self.device.type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        cpu_start = time.process_time()
+        with profile(activities=activities) as prof:
             answer = self.sample(msg) if msg.get("what") == "sample" else self.train(msg)
-        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-        ops = [{"name": e.key, "ms": e.self_cpu_time_total / 1000, "calls": e.count} for e in events]
+        cpu_ms = (time.process_time() - cpu_start) * 1000
+
+        def own_us(e):  # on CUDA, the time on the GPU; else the CPU time
+            return e.self_device_time_total if cuda else e.self_cpu_time_total
+
+        events = sorted(prof.key_averages(), key=own_us, reverse=True)
+        ops = [{"name": e.key, "ms": own_us(e) / 1000, "calls": e.count} for e in events if own_us(e) > 0]
         return {
             **answer,
+            "cpuMs": cpu_ms,
             "kernelMs": sum(o["ms"] for o in ops),
             "kernelCalls": sum(o["calls"] for o in ops),
             "kernels": ops[: int(msg.get("top", 12))],
