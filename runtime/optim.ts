@@ -65,11 +65,17 @@ export function learningRate(options: AdamWOptions, t: number, totalUpdates: num
   }
 }
 
-/** The global L2 norm of `grads` (a scalar tensor; the caller disposes it). */
+/**
+ * The global L2 norm of `grads` (a scalar tensor; the caller disposes it). The squares are added
+ * one by one, not with `tf.addN`: webgpu's AddN binds every input as a storage buffer, and from 8
+ * inputs on it exceeds WebGPU's default limit of 8 per shader stage, so its pipeline fails and it
+ * returns whatever its output buffer held (tests/runtime/webgpu_test.ts). On cpu and wasm both
+ * ways add in the same order, in float32.
+ */
 export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
   return tf.tidy(() => {
     const squares = Object.values(grads).map((g) => tf.sum(tf.square(g)));
-    return tf.sqrt(tf.addN(squares)) as tf.Scalar;
+    return tf.sqrt(squares.reduce((sum, s) => tf.add(sum, s))) as tf.Scalar;
   });
 }
 
