@@ -28,6 +28,7 @@ import {
   registerBlasMatMul,
   unregisterBlasMatMul,
 } from "./blas.ts";
+import { registerSharingKernels } from "./kernels/share.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
 
 export { tf };
@@ -218,6 +219,7 @@ export async function useBackend(
     // The cpu backend advertises tfjs-node on its first write; here that is the tensorflow backend.
     (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
   }
+  if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
   const matmul = useBlas(name, options.blas ?? true);
   if (matmul.blas) description += ` · matmul: ${matmul.blas}`;
   return { name, description, matmul };
