@@ -16,6 +16,7 @@
  */
 
 import { oneHotFloat, tf } from "../backend.ts";
+import { blasRunsMatMul } from "../blas.ts";
 import type { ModelSpec } from "../../dsl/plan.ts";
 import { normalArray, type Rng } from "../random.ts";
 
@@ -143,13 +144,24 @@ function rmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tensor2D {
 }
 
 /**
+ * Vocabularies up to this size are embedded on wasm as `oneHot(ids) · table`: wasm's `gather`
+ * takes ~10 ms for any table (1280 rows of 128), the product ~1 ms at 15 tokens and ~2 ms at
+ * 512, and is exact (one term per output). Larger tables keep `gather`.
+ */
+const ONE_HOT_EMBED_MAX_VOCAB = 1024;
+
+/**
  * Embedding lookup. `gather` has no gradient on wasm (its gradient needs `UnsortedSegmentSum`), so
  * there the table's gradient is written by hand as `oneHot(ids)ᵀ · dy`, a plain matmul; the
  * one-hot matrix is saved with `save` because tensors made in the forward pass are gone by the
- * time the backward pass runs.
+ * time the backward pass runs. For small vocabularies the lookup itself is that product, whose
+ * gradient is the same matmul.
  */
-function embed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
+export function embed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
   if (tf.getBackend() !== "wasm") return tf.gather(table, ids) as tf.Tensor2D; // [N, d]
+  if (vocab <= ONE_HOT_EMBED_MAX_VOCAB) {
+    return tf.matMul(oneHotFloat(ids, vocab) as tf.Tensor2D, table as tf.Tensor2D); // [N, d]
+  }
   const f = tf.customGrad(
     ((e: tf.Tensor, oneHot: tf.Tensor, save: tf.GradSaveFunc) => {
       save([oneHot]);
@@ -198,10 +210,29 @@ function ropeTables(
 
 /** Rotary embedding, HF layout: x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁]. */
 function rope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
-  const half = x.shape[3] / 2;
+  return tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin));
+}
+
+/**
+ * rotate_half(x) = [−x₂, x₁] over the last axis. On wasm, and where OpenBLAS runs the products,
+ * as one product with a signed permutation matrix: split, neg and concat (and their gradients)
+ * cost ~10× more there. Exact either way: each output is one input times ±1.
+ */
+export function rotateHalf(x: tf.Tensor4D): tf.Tensor4D {
+  const hd = x.shape[3];
+  const half = hd / 2;
+  const backend = tf.getBackend();
+  if (backend === "wasm" || blasRunsMatMul(backend)) {
+    const signs = new Float32Array(hd * hd); // [hd, hd]: out[j] = Σ_k x[k]·signs[k, j]
+    for (let j = 0; j < half; j++) {
+      signs[(j + half) * hd + j] = -1; // out[j] = −x[j + half]
+      signs[j * hd + j + half] = 1; // out[j + half] = x[j]
+    }
+    const flat = tf.reshape(x, [-1, hd]) as tf.Tensor2D;
+    return tf.reshape(tf.matMul(flat, tf.tensor2d(signs, [hd, hd])), x.shape);
+  }
   const [x1, x2] = tf.split(x, [half, half], 3) as [tf.Tensor4D, tf.Tensor4D]; // [B, H, T, hd/2] each
-  const rotated = tf.concat([tf.neg(x2), x1], 3); // [B, H, T, hd]
-  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
+  return tf.concat([tf.neg(x2), x1], 3); // [B, H, T, hd]
 }
 
 /** [B·T, heads·hd] → [B, heads, T, hd] */
