@@ -30,6 +30,7 @@ import {
 } from "./blas.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
+import { freeDuringBackprop } from "./tape.ts";
 
 export { tf };
 export type { BackendName };
@@ -195,6 +196,7 @@ export async function useBackend(
   name: BackendName,
   options: UseBackendOptions = {},
 ): Promise<BackendInfo> {
+  freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   let description: string;
   switch (name) {
     case "cpu":
