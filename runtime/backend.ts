@@ -159,9 +159,46 @@ async function setupWebgpu(): Promise<string> {
     );
   }
   await import("@tensorflow/tfjs-backend-webgpu");
+  chainWebgpuAddN();
   // the adapter's own name ("llvmpipe (LLVM 15.0.6, 256 bits)" for lavapipe, the GPU's otherwise)
   const name = adapter.info?.description;
   return `webgpu (Deno's WebGPU${name ? `: ${name}` : ""})`;
+}
+
+/** Inputs webgpu's AddN can bind: with its output, WebGPU's default 8 storage buffers a stage. */
+const ADDN_INPUTS = 7;
+
+/**
+ * webgpu's `AddN` binds every input as a storage buffer: from 8 inputs on its pipeline exceeds
+ * WebGPU's default limit and fails, and the kernel returns whatever its output buffer held, with
+ * no error. This re-registers it to add at most 7 at a time (tests/runtime/webgpu_test.ts).
+ */
+function chainWebgpuAddN(): void {
+  const kernel = tf.getKernel("AddN", "webgpu");
+  if (!kernel || (kernel as { chained?: boolean }).chained) return;
+  const addN = kernel.kernelFunc;
+  tf.unregisterKernel("AddN", "webgpu");
+  tf.registerKernel({
+    kernelName: "AddN",
+    backendName: "webgpu",
+    chained: true,
+    kernelFunc: ({ inputs, backend }) => {
+      const add = (tensors: tf.TensorInfo[]) =>
+        addN({ inputs: tensors as unknown as tf.NamedTensorInfoMap, backend }) as tf.TensorInfo;
+      let rest = inputs as unknown as tf.TensorInfo[];
+      const partials: tf.TensorInfo[] = [];
+      while (rest.length > ADDN_INPUTS) {
+        const part = add(rest.slice(0, ADDN_INPUTS));
+        partials.push(part);
+        rest = [part, ...rest.slice(ADDN_INPUTS)];
+      }
+      const sum = add(rest);
+      // the partial sums are queued for the kernels that read them: webgpu frees them after those
+      const gpu = backend as { disposeData(dataId: object): void };
+      for (const p of partials) gpu.disposeData(p.dataId);
+      return sum;
+    },
+  } as tf.KernelConfig);
 }
 
 async function setupTensorflow(): Promise<string> {

@@ -86,6 +86,24 @@ for (const [name, each] of Object.entries(objectives)) {
 }
 
 Deno.test({
+  name: "webgpu: tf.addN of 2 to 20 tensors is their sum (tfjs's own kernel fails from 8 on)",
+  ignore,
+  async fn() {
+    await useBackend("webgpu");
+    for (const n of [2, 7, 8, 9, 15, 20]) {
+      const before = tf.memory().numTensors;
+      const sum = tf.tidy(() =>
+        tf.addN(Array.from({ length: n }, (_, i) => tf.mul(tf.ones([300]), i + 1)))
+      );
+      const values = await sum.data();
+      sum.dispose();
+      assert.ok(values.every((v) => v === (n * (n + 1)) / 2), `${n} inputs: ${values[0]}`);
+      assert.equal(tf.memory().numTensors, before);
+    }
+  },
+});
+
+Deno.test({
   name: "webgpu: AdamW steps (clipping, weight decay on matrices) equal cpu's",
   ignore,
   async fn() {
