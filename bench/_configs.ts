@@ -6,8 +6,9 @@
  *   shapes: B = P·G = 16·8 = 128 rows of 7 prompt + 4 new tokens). The recipe splits each batch
  *   into two mini-batches of 64 rows; here one update covers all 128 rows.
  * - `large`: 6 layers, d 384, 6 heads of 64, vocab 64, 64 prompt + 192 new tokens, P 2 × G 8.
- * - `large-b8`: the same with one group (P 1 × G 8): the largest batch whose train step fits in
- *   the wasm backend's 4 GiB heap (B 16 needs more and aborts).
+ * - `large-b8`: the same with one group (P 1 × G 8): the largest batch whose train step fitted in
+ *   the wasm backend's 4 GiB heap before runtime/tape.ts freed memory during the backward pass;
+ *   kept to compare with earlier results.
  * - `gqa-untied` (check only): a small model with grouped-query attention (4 heads over 2 key/value
  *   heads), an untied output head and weight decay, the paths the other two do not take.
  *
