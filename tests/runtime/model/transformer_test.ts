@@ -9,6 +9,7 @@ import {
   tokenLogProbs,
 } from "../../../runtime/model/transformer.ts";
 import { Rng } from "../../../runtime/random.ts";
+import { HAS_WEBGPU } from "../_webgpu.ts";
 
 /** Grouped-query attention (4 query heads on 2 key/value heads) and untied embeddings. */
 const CONFIG: ModelConfig = {
@@ -47,25 +48,6 @@ function incrementalLogits(
   }
   return tf.concat(parts, 1);
 }
-
-/**
- * Whether Deno offers a WebGPU adapter here (Debian's mesa-vulkan-drivers gives a CPU one). `.ci/run`
- * installs it and sets GIFTWRAP_REQUIRE_WEBGPU, so that in CI a missing adapter fails the tests.
- */
-const HAS_WEBGPU = await (async () => {
-  // Vulkan's loader complains on every adapter request without a runtime directory.
-  if (!Deno.env.get("XDG_RUNTIME_DIR")) {
-    const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/giftwrap-xdg`;
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    Deno.env.set("XDG_RUNTIME_DIR", dir);
-  }
-  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  const adapter = gpu ? await gpu.requestAdapter() : null;
-  if (!adapter && Deno.env.get("GIFTWRAP_REQUIRE_WEBGPU")) {
-    throw new Error("GIFTWRAP_REQUIRE_WEBGPU is set but navigator.gpu offers no adapter");
-  }
-  return adapter !== null;
-})();
 
 for (const backend of ["cpu", "wasm", "webgpu"] as BackendName[]) {
   Deno.test({
