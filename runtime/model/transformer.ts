@@ -17,6 +17,7 @@
 
 import { oneHotFloat, tf } from "../backend.ts";
 import { blasRunsMatMul } from "../blas.ts";
+import { attentionBlas, blasAttention } from "../kernels/attention.ts";
 import type { ModelSpec } from "../../dsl/plan.ts";
 import { normalArray, type Rng } from "../random.ts";
 
@@ -273,6 +274,19 @@ function attentionBias(
   return tf.tensor(bias, padding ? [rows.length, 1, time, keys] : [time, keys]);
 }
 
+/** softmax(q·kᵀ·scale + bias)·v: q [B, H, T, hd], k and v [B, H, S, hd]. */
+function attention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  scale: number,
+  bias: tf.Tensor | null,
+): tf.Tensor4D {
+  let scores = tf.mul(tf.matMul(q, tf.transpose(k, [0, 1, 3, 2])), scale); // [B, H, T, S]
+  if (bias) scores = tf.add(scores, bias);
+  return tf.matMul(tf.softmax(scores), v);
+}
+
 /**
  * Runs the model on `ids` ([B, T] int32), continuing after `options.cache` when given.
  * Call inside `tf.tidy`; the returned cache holds new tensors (the caller disposes the old one).
@@ -308,7 +322,8 @@ export function forward(
     throw new Error(`Cannot run the model: ${padding.length} padding counts for ${batch} rows`);
   }
   const [cos, sin] = ropeTables(config, past, time, padding);
-  const bias = attentionBias(past, time, padding);
+  const blas = attentionBlas(time, past + time, hd); // attention's small products through OpenBLAS
+  const bias = blas ? null : attentionBias(past, time, padding);
   const scale = 1 / Math.sqrt(hd);
 
   let x = embed(p("model.embed_tokens.weight"), tf.reshape(ids, [-1]) as tf.Tensor1D, vocab); // [N, d], N = B·T
@@ -336,9 +351,9 @@ export function forward(
     cache.push({ k, v });
     const kAll = repeatKv(k, heads / kvHeads); // [B, H, S, hd]
     const vAll = repeatKv(v, heads / kvHeads);
-    let scores = tf.mul(tf.matMul(q, tf.transpose(kAll, [0, 1, 3, 2])), scale); // [B, H, T, S]
-    if (bias) scores = tf.add(scores, bias);
-    const attended = tf.matMul(tf.softmax(scores), vAll); // [B, H, T, hd]
+    const attended = blas
+      ? blasAttention(blas, q, kAll, vAll, scale, padding)
+      : attention(q, kAll, vAll, scale, bias); // [B, H, T, hd]
     const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * time, heads * hd]); // [N, H·hd]
     x = tf.add(x, tf.matMul(merged, w("self_attn.o_proj"))); // [N, d]
     // 2) SwiGLU feed-forward

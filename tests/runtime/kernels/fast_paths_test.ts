@@ -1,14 +1,17 @@
 // The faster formulations the model and the wasm backend use must give the plain ops' results on
-// wasm and cpu, forward and gradient (1e-5 relative, norm-wise; in fact they are exact):
-// rotate_half as a signed-permutation product, the embedding as a one-hot product, and wasm's
-// Identity and Cast that share memory instead of copying it.
+// wasm and cpu, forward and gradient (1e-5 relative, norm-wise; most are exact):
+// rotate_half as a signed-permutation product, the embedding as a one-hot product, attention's
+// small products through OpenBLAS (agreeing to float32 rounding), and wasm's Identity and Cast
+// that share memory instead of copying it.
 
 import assert from "node:assert/strict";
 import { oneHotFloat, tf, useBackend } from "../../../runtime/backend.ts";
+import { attentionBlas, blasAttention } from "../../../runtime/kernels/attention.ts";
 import {
   registerSharingKernels,
   unregisterSharingKernels,
 } from "../../../runtime/kernels/share.ts";
+import { loadBlas } from "../../../runtime/blas.ts";
 import {
   embed,
   initParams,
@@ -73,6 +76,61 @@ for (const backend of ["wasm", "cpu"] as const) {
     assert.ok(relativeError(fast.grad, grad) < 1e-5);
     tf.dispose([table, ids, weights]);
   });
+}
+
+for (const backend of ["wasm", "cpu"] as const) {
+  for (const padding of [null, [0, 3, 1]]) {
+    Deno.test({
+      name: `blasAttention() on ${backend} equals tfjs's masked softmax attention, ` +
+        `forward and gradient (${padding ? "left padding" : "no padding"})`,
+      ignore: !loadBlas().ok && Deno.env.get("GIFTWRAP_REQUIRE_BLAS") !== "1",
+      async fn() {
+        await useBackend(backend);
+        const [batch, heads, time, keys, hd] = [3, 2, 4, 6, 8]; // 4 new queries after 2 cached
+        const blas = attentionBlas(time, keys, hd);
+        assert.ok(blas, "small products on a backend whose products OpenBLAS runs");
+        const rng = new Rng(6);
+        const tensor = (shape: [number, number, number, number]) =>
+          tf.tensor(normalArray(rng, shape.reduce((a, b) => a * b), 2), shape) as tf.Tensor4D;
+        const q = tensor([batch, heads, time, hd]);
+        const k = tensor([batch, heads, keys, hd]);
+        const v = tensor([batch, heads, keys, hd]);
+        const weights = tensor([batch, heads, time, hd]);
+        const scale = 1 / Math.sqrt(hd);
+        // forward()'s tfjs ops: −1e9 on later keys and on each row's padding
+        const bias = tf.tensor(
+          Array.from({ length: batch * time * keys }, (_, i) => {
+            const [b, t, s] = [
+              Math.floor(i / (time * keys)),
+              Math.floor(i / keys) % time,
+              i % keys,
+            ];
+            return s > keys - time + t || s < (padding?.[b] ?? 0) ? -1e9 : 0;
+          }),
+          [batch, 1, time, keys],
+        );
+        const plain = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) =>
+          tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), bias)), v);
+        const fast = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) =>
+          blasAttention(blas, q, k, v, scale, padding);
+        const run = (f: typeof plain) =>
+          tf.tidy(() => {
+            const value = f(q, k, v).dataSync();
+            const loss = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+              tf.sum(tf.mul(f(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D), weights));
+            const grads = tf.grads(loss)([q, k, v]).map((g) => Float32Array.from(g.dataSync()));
+            return [Float32Array.from(value), ...grads];
+          });
+        const expected = run(plain);
+        const got = run(fast);
+        ["value", "dq", "dk", "dv"].forEach((what, i) => {
+          const error = relativeError(got[i]!, expected[i]!);
+          assert.ok(error < 1e-5, `${what}: relative error ${error}`);
+        });
+        tf.dispose([q, k, v, weights, bias]);
+      },
+    });
+  }
 }
 
 Deno.test("wasm's sharing Identity and Cast give the copying kernels' model gradients", async () => {
