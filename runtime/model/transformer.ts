@@ -18,6 +18,7 @@
 import { oneHotFloat, tf } from "../backend.ts";
 import { blasRunsMatMul } from "../blas.ts";
 import { attentionBlas, blasAttention } from "../kernels/attention.ts";
+import { fusedRmsNorm, fusedRmsNormRuns } from "../kernels/rms_norm.ts";
 import type { ModelSpec } from "../../dsl/plan.ts";
 import { normalArray, type Rng } from "../random.ts";
 
@@ -138,8 +139,9 @@ export interface ForwardResult {
   cache: LayerCache[];
 }
 
-/** RMSNorm over the last axis with gain `w`. */
+/** RMSNorm over the last axis with gain `w`: one fused step on wasm and cpu, else tfjs ops. */
 function rmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tensor2D {
+  if (fusedRmsNormRuns()) return fusedRmsNorm(x, w, eps);
   const meanSquare = tf.mean(tf.square(x), -1, true); // [N, 1]
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))), w);
 }

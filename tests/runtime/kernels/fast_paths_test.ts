@@ -1,12 +1,13 @@
 // The faster formulations the model and the wasm backend use must give the plain ops' results on
 // wasm and cpu, forward and gradient (1e-5 relative, norm-wise; most are exact):
 // rotate_half as a signed-permutation product, the embedding as a one-hot product, attention's
-// small products through OpenBLAS (agreeing to float32 rounding), and wasm's Identity and Cast
-// that share memory instead of copying it.
+// small products through OpenBLAS and RMSNorm as one step (agreeing to float32 rounding), and
+// wasm's Identity and Cast that share memory instead of copying it.
 
 import assert from "node:assert/strict";
 import { oneHotFloat, tf, useBackend } from "../../../runtime/backend.ts";
 import { attentionBlas, blasAttention } from "../../../runtime/kernels/attention.ts";
+import { fusedRmsNorm, fusedRmsNormRuns } from "../../../runtime/kernels/rms_norm.ts";
 import {
   registerSharingKernels,
   unregisterSharingKernels,
@@ -131,6 +132,35 @@ for (const backend of ["wasm", "cpu"] as const) {
       },
     });
   }
+}
+
+for (const backend of ["wasm", "cpu"] as const) {
+  Deno.test(`fusedRmsNorm() on ${backend} equals tfjs's ops, forward and both gradients`, async () => {
+    await useBackend(backend);
+    assert.ok(fusedRmsNormRuns());
+    const [rows, d, eps] = [37, 24, 1e-5];
+    const rng = new Rng(7);
+    const x = tf.tensor2d(normalArray(rng, rows * d, 3), [rows, d]);
+    const w = tf.tensor1d(normalArray(rng, d, 1));
+    const weights = tf.tensor2d(normalArray(rng, rows * d, 1), [rows, d]);
+    const plain = (x: tf.Tensor2D, w: tf.Tensor) =>
+      tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), w);
+    const run = (f: typeof plain) =>
+      tf.tidy(() => {
+        const value = Float32Array.from(f(x, w).dataSync());
+        const loss = (x: tf.Tensor, w: tf.Tensor) =>
+          tf.sum(tf.mul(f(x as tf.Tensor2D, w), weights));
+        const grads = tf.grads(loss)([x, w]).map((g) => Float32Array.from(g.dataSync()));
+        return [value, ...grads];
+      });
+    const expected = run(plain);
+    const got = run((x, w) => fusedRmsNorm(x, w, eps));
+    ["value", "dx", "dw"].forEach((what, i) => {
+      const error = relativeError(got[i]!, expected[i]!);
+      assert.ok(error < 1e-5, `${what}: relative error ${error}`);
+    });
+    tf.dispose([x, w, weights]);
+  });
 }
 
 Deno.test("wasm's sharing Identity and Cast give the copying kernels' model gradients", async () => {
