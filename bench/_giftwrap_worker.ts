@@ -126,8 +126,8 @@ async function train(s: State): Promise<Answer> {
 }
 
 /**
- * B rows of KV-cache sampling. `sampleCompletions` stops early only when every row has drawn
- * `<eos>`; `steps` is how many model calls it made (each over all B rows), `tokens` is B·steps.
+ * B rows of KV-cache sampling. `tokens` counts the completion tokens drawn (`<eos>` included: a
+ * row stops there, and the sampler stops computing it); `steps` is how many model calls it made.
  */
 async function sample(s: State): Promise<Answer> {
   const { rows: B, promptTokens: P, newTokens: C } = s.shapes;
@@ -143,7 +143,8 @@ async function sample(s: State): Promise<Answer> {
   );
   const ms = performance.now() - start;
   const steps = Math.max(...out.lengths);
-  return { tokens: B * steps, steps, ms };
+  const tokens = out.lengths.reduce((sum, n) => sum + n, 0);
+  return { tokens, steps, rows: B, ms };
 }
 
 async function logprobs(s: State): Promise<Answer> {

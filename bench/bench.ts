@@ -10,9 +10,11 @@
  *    batch: forward, completion log-probs, GIFT loss, backward, clipping, AdamW. When a giftwrap
  *    step takes more than 30 s (the large model on a slow backend), the cell gets 1 warm-up step
  *    and at most 3 timed runs, and the table says so.
- * 2) sample: the same alternation; each run samples a full batch of B rows with a KV cache.
- *    tokens/s = B × steps / wall time. giftwrap's sampler stops early only if every row has drawn
- *    `<eos>`; the PyTorch worker is then told to take as many steps, so each pair does equal work.
+ * 2) sample: the same alternation; each run samples a full batch of B rows with a KV cache. Both
+ *    samplers prefill each distinct prompt once (a group's rows share it) and stop computing a row
+ *    once it has drawn `<eos>`; tokens/s = completion tokens drawn (`<eos>` included) / wall time.
+ *    Each side draws its own tokens from the same model, so their lengths agree on average (the
+ *    notes give both).
  * 3) memory: each worker's peak resident set (VmHWM), read after everything else.
  *
  * Times are measured inside each worker (no pipe or JSON in them). Between two commands the bench
@@ -223,33 +225,37 @@ async function measure(
       ({ worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env));
     }
 
-    // 2) sampling: the same alternation; PyTorch takes as many steps as giftwrap did
+    // 2) sampling: the same alternation. Both samplers prefill each distinct prompt once and stop
+    //    computing a row once it has drawn <eos>; tokens/s counts the completion tokens drawn.
     const tokensPerSecond = { giftwrap: [] as number[], torch: [] as number[] };
     const sampleSteps: number[] = [];
+    const perRow = { giftwrap: [] as number[], torch: [] as number[] };
     const rate = (a: Answer) => ((a.tokens as number) * 1000) / (a.ms as number);
     for (let i = 0; i < warmup + runs; i++) {
       await pause(options);
       const g = await giftwrap.request({ cmd: "sample" });
       await pause(options);
-      const t = await torch.request({ cmd: "sample", newTokens: g.steps });
+      const t = await torch.request({ cmd: "sample" });
       if (i < warmup) continue;
       tokensPerSecond.giftwrap.push(rate(g));
       tokensPerSecond.torch.push(rate(t));
       sampleSteps.push(g.steps as number);
+      perRow.giftwrap.push((g.tokens as number) / setup.shapes.rows);
+      perRow.torch.push((t.tokens as number) / setup.shapes.rows);
       numTensors.push(g.numTensors as number);
       console.error(
-        `${label}: sample ${i - warmup + 1}/${runs}: giftwrap ${rate(g).toFixed(0)} tok/s, ` +
-          `PyTorch ${rate(t).toFixed(0)} tok/s (${g.steps} steps)`,
+        `${label}: sample ${i - warmup + 1}/${runs}: giftwrap ${rate(g).toFixed(0)} tok/s ` +
+          `(${g.tokens} tokens), PyTorch ${rate(t).toFixed(0)} tok/s (${t.tokens} tokens)`,
       );
     }
-    const { newTokens } = setup.shapes;
-    const short = sampleSteps.filter((s) => s < newTokens).length;
-    if (short > 0) {
-      notes.push(
-        `${label}: giftwrap's sampler stopped early (every row had drawn <eos>) in ${short} of ` +
-          `${runs} runs (steps ${sampleSteps.join(", ")} of ${newTokens}); PyTorch took as many`,
-      );
-    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    notes.push(
+      `${label}: completion tokens per row drawn (mean of the timed runs; at most ` +
+        `${setup.shapes.newTokens}, <eos> included): giftwrap ${
+          mean(perRow.giftwrap).toFixed(1)
+        }, ` +
+        `PyTorch ${mean(perRow.torch).toFixed(1)}`,
+    );
     if (new Set(numTensors).size > 1) {
       notes.push(`${label}: giftwrap's live tensors were not flat: ${numTensors.join(", ")}`);
     }
@@ -269,7 +275,7 @@ async function measure(
       trainMs,
       tokensPerSecond,
       sampleSteps,
-      newTokens,
+      newTokens: setup.shapes.newTokens,
       peakRssBytes: {
         giftwrap: gMemory.peakRssBytes as number,
         torch: tMemory.peakRssBytes as number,
@@ -344,8 +350,9 @@ one machine. Both sides run the same model (same architecture, FLOPs and weights
 
 - **train ms**: one optimiser update over the whole batch (forward, completion log-probs, GIFT
   loss, backward, gradient clipping, AdamW), median of the timed runs.
-- **sample tok/s**: KV-cache sampling of a full batch at temperature 1; B × steps / wall time,
-  median of the timed runs.
+- **sample tok/s**: KV-cache sampling of a full batch at temperature 1, one prefill per distinct
+  prompt, rows leaving the batch at \`<eos>\`; completion tokens drawn / wall time, median of the
+  timed runs.
 - **peak RSS**: the worker process's VmHWM after all of it (runtime, model, optimiser state,
   activations).
 

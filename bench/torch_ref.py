@@ -25,18 +25,18 @@ The train step is one optimiser update, as runtime/train.ts does for one mini-ba
   3) backward; clip_grad_norm_ (PyTorch's rule, which giftwrap copies); AdamW (decoupled decay
      on matrices only, as runtime/optim.ts), constant learning rate; a non-finite norm skips it.
 
-Sampling is KV-cache sampling of B rows: prefill the prompts, then one token per step at
-temperature 1 (multinomial), recording each token's log-prob as giftwrap does. No early stop:
-`newTokens` steps always (the bench passes how many steps giftwrap ran, see bench/README.md).
+Sampling is KV-cache sampling of B rows as giftwrap's sampler does it: one prefill per distinct
+prompt, then one token per step at temperature 1 (multinomial) for the rows that have not drawn
+<eos>, recording each token's log-prob; at most `newTokens` steps.
 
-Left out on purpose: left padding of prompts (the benchmark has none), stopping at <eos> (the
-bench passes the number of steps instead), top-k/top-p, schedules other than a constant rate.
+Left out on purpose: left padding of prompts (the benchmark has none), stop strings, top-k/top-p,
+schedules other than a constant rate.
 
 Protocol: one JSON command per line on stdin, one JSON answer per line on stdout.
 
   {"cmd": "setup", "config": {...}}  -> {"torch": "1.13.0", "threads": 1, "openblasCore": "SkylakeX", …}
   {"cmd": "train"}                   -> {"ms": 77.1, "loss": 0.98, "gradNorm": 1.2}
-  {"cmd": "sample", "newTokens": C}  -> {"tokens": 512, "steps": 4, "ms": 11.0}
+  {"cmd": "sample"}                  -> {"tokens": 498, "steps": 4, "ms": 11.0}
   {"cmd": "logprobs"}                -> {"logp": [...]}          # [B, C] row-major
   {"cmd": "memory"}                  -> {"peakRssBytes": ..., "rssBytes": ..., ...}
   {"cmd": "profile", "what": "train"} -> the train (or sample) answer plus time by op
@@ -66,6 +66,7 @@ def proc_status_bytes(field):
 
 
 START_RSS = proc_status_bytes("VmRSS")
+PAD, EOS = 0, 2  # runtime/model/tokenizer.ts
 
 
 def openblas_core():
@@ -354,22 +355,40 @@ class Worker:
 
     @torch.no_grad()
     def sample(self, msg):
+        """
+        giftwrap's sampler, step for step: the prefill runs once per distinct prompt (a group's G
+        rows share theirs) and its cache is copied to the rows; a row stops at <eos>, and from the
+        next step on the model runs only on rows still going (the cache is compacted when rows
+        end). `tokens` counts the completion tokens drawn, <eos> included.
+        """
         steps = int(msg.get("newTokens") or self.new_tokens)
         self.sync()
         start = time.perf_counter()
-        tokens = torch.empty(self.rows, steps, dtype=torch.long, device=self.device)  # [B, C]
-        logps = torch.empty(self.rows, steps, device=self.device)  # [B, C]
-        logits, cache = self.model(self.prompts, logits_from=self.prompt_len - 1)  # [B, 1, V] prefill
+        unique, row_of = torch.unique(self.prompts, dim=0, return_inverse=True)  # [U, P], [B]
+        logits, cache = self.model(unique, logits_from=self.prompt_len - 1)  # [U, 1, V] prefill
+        logits = logits.index_select(0, row_of)  # [B, 1, V]
+        cache = [(k.index_select(0, row_of), v.index_select(0, row_of)) for k, v in cache]
+        live = torch.arange(self.rows, device=self.device)  # rows still going, in cache order
+        tokens = torch.full((self.rows, steps), PAD, dtype=torch.long, device=self.device)  # [B, C]
+        logps = torch.zeros(self.rows, steps, device=self.device)  # [B, C]
+        drawn = 0
         for t in range(steps):
-            logp = F.log_softmax(logits[:, -1], dim=-1)  # [B, V]
-            nxt = torch.multinomial(logp.exp(), 1, generator=self.gen)  # [B, 1]
-            tokens[:, t] = nxt[:, 0]
-            logps[:, t] = logp.gather(1, nxt)[:, 0]
-            if t + 1 < steps:
-                logits, cache = self.model(nxt, cache=cache)  # [B, 1, V]
+            logp = F.log_softmax(logits[:, -1], dim=-1)  # [L, V]
+            nxt = torch.multinomial(logp.exp(), 1, generator=self.gen)  # [L, 1]
+            tokens[live, t] = nxt[:, 0]
+            logps[live, t] = logp.gather(1, nxt)[:, 0]
+            drawn += len(live)
+            going = nxt[:, 0] != EOS  # [L]
+            if t + 1 == steps or not bool(going.any()):
+                break
+            if not bool(going.all()):  # some rows ended: drop them from the batch and the cache
+                keep = going.nonzero()[:, 0]
+                live, nxt = live[keep], nxt[keep]
+                cache = [(k.index_select(0, keep), v.index_select(0, keep)) for k, v in cache]
+            logits, cache = self.model(nxt, cache=cache)  # [L, 1, V]
         self.sync()
         ms = (time.perf_counter() - start) * 1000
-        return {"tokens": self.rows * steps, "steps": steps, "ms": ms}
+        return {"tokens": drawn, "steps": t + 1, "ms": ms}
 
     @torch.no_grad()
     def logprobs(self, msg):
