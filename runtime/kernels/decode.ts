@@ -114,6 +114,14 @@ function rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: numb
 }
 
 /**
+ * The weights read so far, by the backend data they were read from. tfjs never changes the data
+ * under a `dataId` (an optimiser's `assign` gives the variable a new one), so a copy stays valid
+ * while its key lives: sampling again with the same weights skips reading them (~1 ms a call for
+ * the front door's model), and an update's new data is read afresh.
+ */
+const weightCopies = new WeakMap<object, Float32Array>();
+
+/**
  * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, or null
  * where OpenBLAS does not run the current backend's products (then tfjs is as fast as it gets).
  */
@@ -132,7 +140,11 @@ export async function blasDecoder(
   const read = async (name: string) => {
     const t = params[name];
     if (!t) throw new Error(`The model has no parameter '${name}'`);
-    return new Float32Array(await t.data());
+    const known = weightCopies.get(t.dataId);
+    if (known) return known;
+    const values = new Float32Array(await t.data());
+    weightCopies.set(t.dataId, values);
+    return values;
   };
   const layers: Layer[] = [];
   for (let l = 0; l < config.layers; l++) {
@@ -168,6 +180,10 @@ export async function blasDecoder(
 class BlasDecoder implements Decoder {
   /** Positions already in the cache. */
   past = 0;
+  /** One query's attention weights, by position. */
+  readonly scores: Float64Array;
+  /** One query's attention output, accumulated in float64. */
+  readonly sums: Float64Array;
   /** RoPE's cos and sin, [capacity, headDim / 2], as `ropeTables` computes them. */
   readonly cosines: Float32Array;
   readonly sines: Float32Array;
@@ -187,6 +203,8 @@ class BlasDecoder implements Decoder {
   ) {
     const { headDim: hd, ropeTheta } = config;
     const half = hd / 2;
+    this.scores = new Float64Array(capacity);
+    this.sums = new Float64Array(hd);
     this.cosines = new Float32Array(capacity * half);
     this.sines = new Float32Array(capacity * half);
     for (let position = 0; position < capacity; position++) {
@@ -241,59 +259,72 @@ class BlasDecoder implements Decoder {
   /**
    * The model on `time` new tokens of the rows `chosen` (of `ids`, [B, time]): writes their
    * keys and values into the cache and returns [B, vocab] logits of their last token (other rows 0).
+   * Its work arrays are the module's `scratch` ones (this runs synchronously, so no two runs share
+   * them at once); only the logits are a fresh array.
    */
   run(ids: Int32Array, time: number, chosen: readonly number[]): Float32Array {
-    const { blas, config, weights, rows, padding, capacity, past } = this;
+    const { blas, config, weights, rows, padding, capacity, past, cosines, sines } = this;
     const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
     const count = chosen.length;
     const n = count * time; // rows of the residual stream: i·time + t for the i-th chosen row
-    let x: Float32Array = new Float32Array(n * d);
-    chosen.forEach((b, i) => {
+    const x = scratch(0, n * d);
+    const h = scratch(1, n * d);
+    const q = scratch(2, n * heads * hd);
+    const k = scratch(3, n * kvHeads * hd);
+    const v = scratch(4, n * kvHeads * hd);
+    const attended = scratch(5, n * heads * hd);
+    const projected = scratch(6, n * d);
+    const gate = scratch(7, n * ff);
+    const up = scratch(8, n * ff);
+    const embedding = weights.embedding;
+    for (let i = 0; i < count; i++) {
+      const b = chosen[i]!;
       for (let t = 0; t < time; t++) {
-        copy(weights.embedding, ids[b * time + t]! * d, x, (i * time + t) * d, d);
+        copy(embedding, ids[b * time + t]! * d, x, (i * time + t) * d, d);
       }
-    });
-    let h: Float32Array = new Float32Array(n * d);
-    const q = new Float32Array(n * heads * hd);
-    const k = new Float32Array(n * kvHeads * hd);
-    const v = new Float32Array(n * kvHeads * hd);
-    const attended = new Float32Array(n * heads * hd);
-    const projected = new Float32Array(n * d);
-    const gate = new Float32Array(n * ff);
-    const up = new Float32Array(n * ff);
+    }
     // Queries run for positions [from, time): all of them, but in the last layer only the last
     // one, whose logits are asked for (the others' keys and values are all later positions need).
     let from = 0;
     let m = n; // rows of x: count·(time − from)
-    weights.layers.forEach((layer, l) => {
+    const layers = weights.layers;
+    for (let l = 0; l < layers.length; l++) {
+      const layer = layers[l]!;
       // 1) attention
       rmsNorm(x, layer.inputNorm, h, m, eps);
       matmul(blas, h, layer.k, k, m, kvHeads * hd, d);
       matmul(blas, h, layer.v, v, m, kvHeads * hd, d);
-      chosen.forEach((b, i) => {
+      const { keys, values } = layer;
+      for (let i = 0; i < count; i++) {
+        const b = chosen[i]!;
         for (let t = 0; t < time; t++) {
           const r = i * time + t;
-          rope(k, r, kvHeads, hd, this.cosines, this.sines, Math.max(0, past + t - padding[b]!));
+          rope(k, r, kvHeads, hd, cosines, sines, Math.max(0, past + t - padding[b]!));
           for (let j = 0; j < kvHeads; j++) {
             const at = ((b * kvHeads + j) * capacity + past + t) * hd;
-            copy(k, (r * kvHeads + j) * hd, layer.keys, at, hd);
-            copy(v, (r * kvHeads + j) * hd, layer.values, at, hd);
+            copy(k, (r * kvHeads + j) * hd, keys, at, hd);
+            copy(v, (r * kvHeads + j) * hd, values, at, hd);
           }
         }
-      });
-      if (l === weights.layers.length - 1 && time > 1) {
-        [x, h] = [lastRows(x, count, time, d), lastRows(h, count, time, d)];
+      }
+      if (l === layers.length - 1 && time > 1) {
+        // in place: row i moves to i·time + time − 1 ≥ i, in ascending order
+        for (let i = 0; i < count; i++) {
+          copy(x, (i * time + time - 1) * d, x, i * d, d);
+          copy(h, (i * time + time - 1) * d, h, i * d, d);
+        }
         from = time - 1;
         m = count;
       }
       const span = time - from;
       matmul(blas, h, layer.q, q, m, heads * hd, d);
-      chosen.forEach((b, i) => {
+      for (let i = 0; i < count; i++) {
+        const b = chosen[i]!;
         for (let t = 0; t < span; t++) {
           const position = Math.max(0, past + from + t - padding[b]!);
-          rope(q, i * span + t, heads, hd, this.cosines, this.sines, position);
+          rope(q, i * span + t, heads, hd, cosines, sines, position);
         }
-      });
+      }
       this.attend(layer, q, attended, chosen, from, time);
       matmul(blas, attended, layer.o, projected, m, d, heads * hd);
       for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
@@ -305,14 +336,14 @@ class BlasDecoder implements Decoder {
       for (let i = 0; i < m * ff; i++) gate[i] = Math.fround(gate[i]! * sig[i]!) * up[i]!; // silu(gate) · up
       matmul(blas, gate, layer.down, projected, m, d, ff);
       for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
-    });
+    }
     // 3) output: x now holds each chosen row's last position only
     rmsNorm(x, weights.finalNorm, h, count, eps);
-    const out = new Float32Array(count * vocab);
+    const out = scratch(9, count * vocab);
     if (weights.head) matmul(blas, h, weights.head, out, count, vocab, d);
-    else matmul(blas, h, weights.embedding, out, count, vocab, d, true);
+    else matmul(blas, h, embedding, out, count, vocab, d, true);
     const logits = new Float32Array(rows * vocab);
-    chosen.forEach((b, i) => copy(out, i * vocab, logits, b * vocab, vocab));
+    for (let i = 0; i < count; i++) copy(out, i * vocab, logits, chosen[i]! * vocab, vocab);
     return logits;
   }
 
@@ -335,20 +366,30 @@ class BlasDecoder implements Decoder {
     const { keys: cachedKeys, values: cachedValues } = layer;
     const scale = 1 / Math.sqrt(hd);
     const repeats = heads / kvHeads;
-    const scores = new Float64Array(past + time);
-    const sums = new Float64Array(hd); // one query's output, accumulated in float64
+    const scores = this.scores;
+    const sums = this.sums;
+    const span = time - from;
+    const quads = hd & ~3; // the dot products run 4 terms per iteration, still in order
     for (let c = 0; c < chosen.length; c++) {
       const b = chosen[c]!;
       const first = padding[b]!;
       for (let t = from; t < time; t++) {
         const keys = past + t + 1; // causal: up to and including this position
         for (let j = 0; j < heads; j++) {
-          const qAt = ((c * (time - from) + t - from) * heads + j) * hd;
+          const qAt = ((c * span + t - from) * heads + j) * hd;
           const base = (b * kvHeads + Math.floor(j / repeats)) * capacity * hd;
           let max = -Infinity;
           for (let s = first; s < keys; s++) {
+            const kAt = base + s * hd;
             let dot = 0;
-            for (let i = 0; i < hd; i++) dot += q[qAt + i]! * cachedKeys[base + s * hd + i]!;
+            let i = 0;
+            for (; i < quads; i += 4) {
+              dot += q[qAt + i]! * cachedKeys[kAt + i]!;
+              dot += q[qAt + i + 1]! * cachedKeys[kAt + i + 1]!;
+              dot += q[qAt + i + 2]! * cachedKeys[kAt + i + 2]!;
+              dot += q[qAt + i + 3]! * cachedKeys[kAt + i + 3]!;
+            }
+            for (; i < hd; i++) dot += q[qAt + i]! * cachedKeys[kAt + i]!;
             const score = Math.fround(Math.fround(dot) * scale);
             scores[s] = score;
             if (score > max) max = score;
@@ -359,11 +400,18 @@ class BlasDecoder implements Decoder {
             scores[s] = e;
             sum += e;
           }
-          sums.fill(0);
+          for (let i = 0; i < hd; i++) sums[i] = 0;
           for (let s = first; s < keys; s++) {
             const p = scores[s]! / sum;
             const at = base + s * hd;
-            for (let i = 0; i < hd; i++) sums[i] = sums[i]! + p * cachedValues[at + i]!;
+            let i = 0;
+            for (; i < quads; i += 4) {
+              sums[i] = sums[i]! + p * cachedValues[at + i]!;
+              sums[i + 1] = sums[i + 1]! + p * cachedValues[at + i + 1]!;
+              sums[i + 2] = sums[i + 2]! + p * cachedValues[at + i + 2]!;
+              sums[i + 3] = sums[i + 3]! + p * cachedValues[at + i + 3]!;
+            }
+            for (; i < hd; i++) sums[i] = sums[i]! + p * cachedValues[at + i]!;
           }
           for (let i = 0; i < hd; i++) out[qAt + i] = sums[i]!;
         }
@@ -372,11 +420,19 @@ class BlasDecoder implements Decoder {
   }
 }
 
-/** Row b·time + time − 1 of x ([B·time, d]) for each b: [B, d]. */
-function lastRows(x: Float32Array, rows: number, time: number, d: number): Float32Array {
-  const out = new Float32Array(rows * d);
-  for (let b = 0; b < rows; b++) copy(x, (b * time + time - 1) * d, out, b * d, d);
-  return out;
+/**
+ * Work arrays of `run`, by slot, grown to the largest size asked for and kept across decoders: a
+ * sampling call would otherwise allocate (and zero) ~10 arrays per model call.
+ */
+const scratchArrays: Float32Array[] = [];
+
+/** Slot `slot`'s work array, with room for at least `size` floats (its contents are left over). */
+function scratch(slot: number, size: number): Float32Array {
+  const have = scratchArrays[slot];
+  if (have && have.length >= size) return have;
+  const made = new Float32Array(size);
+  scratchArrays[slot] = made;
+  return made;
 }
 
 /**

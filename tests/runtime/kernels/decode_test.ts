@@ -116,3 +116,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "blasDecoder() reads weights again after an update, and gives the same logits as before",
+  ignore,
+  async fn() {
+    const config = CONFIGS["grouped-query attention, untied head"]!;
+    await useBackend("wasm");
+    const params = initParams(config, new Rng(6));
+    const ids = Int32Array.from([1, 5, 6, 7, 1, 8, 9, 10]);
+    const prefill = async () => (await blasDecoder(params, config, 2, [0, 0], 4))!.next(ids, 4);
+    const expected = () =>
+      tf.tidy(() => {
+        const t = tf.tensor2d(ids, [2, 4], "int32");
+        return forward(params, config, t, { logitsFrom: 3 }).logits.dataSync();
+      });
+    const first = await prefill();
+    assert.ok(relativeError(first, expected()) < 1e-5);
+    // The same weights again (read once, kept): the very same logits.
+    assert.deepEqual(await prefill(), first);
+    // An update (as the optimiser's `assign`): the decoder must see the new weights.
+    for (const p of Object.values(params)) p.assign(tf.tidy(() => tf.mul(p, 3)));
+    const after = await prefill();
+    const error = relativeError(after, expected());
+    assert.ok(error < 1e-5, `after the update: relative error ${error}`);
+    assert.ok(relativeError(after, first) > 1e-3, "the logits changed with the weights");
+    tf.dispose(Object.values(params));
+  },
+});
