@@ -149,6 +149,7 @@ export async function sampleCompletions(
       input = nextTokens;
     }
   } finally {
+    decoder?.dispose();
     tfjs?.dispose();
   }
   const texts: string[] = [];

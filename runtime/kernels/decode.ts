@@ -47,6 +47,8 @@ export interface Decoder {
    * run (the others' logits are 0 and their cache is left behind: they must not run again).
    */
   next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array;
+  /** Hands the KV cache's arrays to the next decoder; this one must not run again. */
+  dispose(): void;
 }
 
 /** C[M, N] = A[M, K] · B (B is [K, N], or [N, K] with `transB`). */
@@ -84,21 +86,36 @@ function copy(source: Float32Array, from: number, target: Float32Array, to: numb
 }
 
 /**
- * The logistic sigmoid of each element. On wasm through the backend's own (vectorised) kernel: a
- * copy in and out costs far less than `Math.exp` per element in JavaScript, and gives the very
- * values `forward()` multiplies by there.
+ * gate[i] ← silu(gate[i]) · up[i] = gate[i] · sigmoid(gate[i]) · up[i] over the first `size`
+ * elements, each product rounded to float32 as `forward()`'s kernels round it. On wasm the sigmoid
+ * is the backend's own (vectorised) kernel, read where it leaves its output in the module's memory:
+ * a copy in costs far less than `Math.exp` per element in JavaScript, and gives the very values
+ * `forward()` multiplies by there (reading them back with `dataSync` would allocate a fresh array
+ * per call, which cost more than the kernel).
  */
-function sigmoid(x: Float32Array): Float32Array {
+function siluTimes(gate: Float32Array, up: Float32Array, size: number): void {
+  const f = Math.fround;
   if (tf.getBackend() === "wasm") {
-    const t = tf.tensor1d(x);
+    const t = tf.tensor1d(gate.subarray(0, size));
     const s = tf.sigmoid(t);
     try {
-      return s.dataSync() as Float32Array;
+      const backend = tf.backend() as unknown as {
+        wasm: { HEAPF32: Float32Array };
+        dataIdMap: { get(id: object): { memoryOffset: number } };
+      };
+      // The heap's view changes when the memory grows: take it after the kernel ran.
+      const sig = backend.wasm.HEAPF32;
+      const at = backend.dataIdMap.get(s.dataId).memoryOffset / 4;
+      for (let i = 0; i < size; i++) gate[i] = f(gate[i]! * sig[at + i]!) * up[i]!;
     } finally {
       tf.dispose([t, s]);
     }
+    return;
   }
-  return x.map((v) => 1 / (1 + Math.exp(-v)));
+  for (let i = 0; i < size; i++) {
+    const g = gate[i]!;
+    gate[i] = f(g * f(1 / (1 + Math.exp(-g)))) * up[i]!;
+  }
 }
 
 /** out[r] = x[r] / rms(x[r]) · w for each of the `rows` rows of width `d`. */
@@ -120,6 +137,32 @@ function rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: numb
  * the front door's model), and an update's new data is read afresh.
  */
 const weightCopies = new WeakMap<object, Float32Array>();
+
+/**
+ * KV cache arrays that disposed decoders handed back, by length, up to {@linkcode POOLED_BYTES}
+ * in all: a new array of the front door's cache (~0.6 MB) cost ~0.1 ms to allocate here, four per
+ * sampling call. Their old contents need no clearing: a decoder reads only positions it wrote.
+ */
+const freeCaches = new Map<number, Float32Array[]>();
+let pooledBytes = 0;
+const POOLED_BYTES = 16 << 20;
+
+function takeCache(length: number): Float32Array {
+  const free = freeCaches.get(length)?.pop();
+  if (free) {
+    pooledBytes -= free.byteLength;
+    return free;
+  }
+  return new Float32Array(length);
+}
+
+function giveCache(array: Float32Array): void {
+  if (pooledBytes + array.byteLength > POOLED_BYTES) return;
+  const free = freeCaches.get(array.length) ?? [];
+  freeCaches.set(array.length, free);
+  free.push(array);
+  pooledBytes += array.byteLength;
+}
 
 /**
  * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, or null
@@ -159,8 +202,8 @@ export async function blasDecoder(
       gate: await w("mlp.gate_proj"),
       up: await w("mlp.up_proj"),
       down: await w("mlp.down_proj"),
-      keys: new Float32Array(rows * kvHeads * capacity * hd),
-      values: new Float32Array(rows * kvHeads * capacity * hd),
+      keys: takeCache(rows * kvHeads * capacity * hd),
+      values: takeCache(rows * kvHeads * capacity * hd),
     });
   }
   const weights = {
@@ -180,6 +223,8 @@ export async function blasDecoder(
 class BlasDecoder implements Decoder {
   /** Positions already in the cache. */
   past = 0;
+  /** Whether `dispose` handed the cache back. */
+  disposed = false;
   /** One query's attention weights, by position. */
   readonly scores: Float64Array;
   /** One query's attention output, accumulated in float64. */
@@ -216,7 +261,17 @@ class BlasDecoder implements Decoder {
     }
   }
 
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const { keys, values } of this.weights.layers) {
+      giveCache(keys);
+      giveCache(values);
+    }
+  }
+
   next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array {
+    if (this.disposed) throw new Error("Cannot decode: the decoder was disposed");
     const { config, rows, padding, capacity, past } = this;
     if (ids.length !== rows * time) {
       throw new Error(`Cannot decode ${ids.length} ids as [${rows}, ${time}]`);
@@ -332,8 +387,7 @@ class BlasDecoder implements Decoder {
       rmsNorm(x, layer.postNorm, h, m, eps);
       matmul(blas, h, layer.gate, gate, m, ff, d);
       matmul(blas, h, layer.up, up, m, ff, d);
-      const sig = sigmoid(gate.subarray(0, m * ff));
-      for (let i = 0; i < m * ff; i++) gate[i] = Math.fround(gate[i]! * sig[i]!) * up[i]!; // silu(gate) · up
+      siluTimes(gate, up, m * ff);
       matmul(blas, gate, layer.down, projected, m, d, ff);
       for (let i = 0; i < m * d; i++) x[i] = x[i]! + projected[i]!;
     }

@@ -95,6 +95,8 @@ for (const backend of ["wasm", "cpu"] as const) {
           assert.ok(error < 1e-5, `position ${t}: relative error ${error}`);
         }
         assert.throws(() => decoder.next(columns(0, 1), 1), /Cannot run the model on 11 positions/);
+        decoder.dispose();
+        assert.throws(() => decoder.next(columns(0, 1), 1), /the decoder was disposed/);
         tf.dispose(Object.values(params));
       },
     });
@@ -118,22 +120,32 @@ Deno.test({
 });
 
 Deno.test({
-  name: "blasDecoder() reads weights again after an update, and gives the same logits as before",
+  name:
+    "blasDecoder() reads weights again after an update, and a disposed decoder's cache serves the next",
   ignore,
   async fn() {
     const config = CONFIGS["grouped-query attention, untied head"]!;
     await useBackend("wasm");
     const params = initParams(config, new Rng(6));
-    const ids = Int32Array.from([1, 5, 6, 7, 1, 8, 9, 10]);
-    const prefill = async () => (await blasDecoder(params, config, 2, [0, 0], 4))!.next(ids, 4);
+    const ids = Int32Array.from([1, 5, 6, 7, 0, 1, 9, 10]);
+    const padding = [0, 1];
+    // Each decoder is disposed, so the next one gets its (not cleared) cache arrays.
+    const prefill = async () => {
+      const decoder = (await blasDecoder(params, config, 2, padding, 4))!;
+      try {
+        return decoder.next(ids, 4);
+      } finally {
+        decoder.dispose();
+      }
+    };
     const expected = () =>
       tf.tidy(() => {
         const t = tf.tensor2d(ids, [2, 4], "int32");
-        return forward(params, config, t, { logitsFrom: 3 }).logits.dataSync();
+        return forward(params, config, t, { logitsFrom: 3, padding }).logits.dataSync();
       });
     const first = await prefill();
     assert.ok(relativeError(first, expected()) < 1e-5);
-    // The same weights again (read once, kept): the very same logits.
+    // The same weights again (read once, kept), in the first decoder's cache: the same logits.
     assert.deepEqual(await prefill(), first);
     // An update (as the optimiser's `assign`): the decoder must see the new weights.
     for (const p of Object.values(params)) p.assign(tf.tidy(() => tf.mul(p, 3)));
