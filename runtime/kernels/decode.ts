@@ -354,10 +354,10 @@ class BlasDecoder implements Decoder {
         const b = chosen[i]!;
         for (let t = 0; t < time; t++) {
           const r = i * time + t;
-          rope(k, r, kvHeads, hd, cosines, sines, Math.max(0, past + t - padding[b]!));
+          const position = Math.max(0, past + t - padding[b]!);
           for (let j = 0; j < kvHeads; j++) {
             const at = ((b * kvHeads + j) * capacity + past + t) * hd;
-            copy(k, (r * kvHeads + j) * hd, keys, at, hd);
+            ropeInto(k, (r * kvHeads + j) * hd, keys, at, hd, cosines, sines, position);
             copy(v, (r * kvHeads + j) * hd, values, at, hd);
           }
         }
@@ -487,6 +487,33 @@ function scratch(slot: number, size: number): Float32Array {
   const made = new Float32Array(size);
   scratchArrays[slot] = made;
   return made;
+}
+
+/**
+ * Writes one head of `hd` values from `source[from…]`, rotated to `position` as {@linkcode rope}
+ * rotates it, to `target[to…]` (the KV cache): the rotation and the copy in one pass.
+ */
+function ropeInto(
+  source: Float32Array,
+  from: number,
+  target: Float32Array,
+  to: number,
+  hd: number,
+  cosines: Float32Array,
+  sines: Float32Array,
+  position: number,
+): void {
+  const f = Math.fround;
+  const half = hd / 2;
+  const table = position * half;
+  for (let i = 0; i < half; i++) {
+    const cos = cosines[table + i]!;
+    const sin = sines[table + i]!;
+    const x1 = source[from + i]!;
+    const x2 = source[from + i + half]!;
+    target[to + i] = f(x1 * cos) + f(-x2 * sin);
+    target[to + i + half] = f(x2 * cos) + f(x1 * sin);
+  }
 }
 
 /**
