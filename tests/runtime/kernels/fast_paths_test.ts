@@ -154,11 +154,15 @@ for (const backend of ["wasm", "cpu"] as const) {
         return [value, ...grads];
       });
     const expected = run(plain);
+    const before = tf.memory().numTensors;
     const got = run((x, w) => fusedRmsNorm(x, w, eps));
     ["value", "dx", "dw"].forEach((what, i) => {
       const error = relativeError(got[i]!, expected[i]!);
       assert.ok(error < 1e-5, `${what}: relative error ${error}`);
     });
+    // What it saves for the gradient goes with the gradient, and a forward pass saves nothing.
+    tf.tidy(() => fusedRmsNorm(x, w, eps).dataSync());
+    assert.equal(tf.memory().numTensors, before);
     tf.dispose([x, w, weights]);
   });
 }
