@@ -33,6 +33,25 @@ export function attentionBlas(time: number, keys: number, hd: number): Blas | nu
   return probe.ok ? probe.blas : null;
 }
 
+/**
+ * The float32 values of tensors of the current backend, without copies: on wasm views of the
+ * module's memory (taken after every allocation, as the memory may grow and move), on cpu the
+ * backend's own arrays. Copying the front door's q, k, v and gradients (655 KB each) out and back
+ * in cost more than the attention around them.
+ */
+function values(tensors: tf.Tensor[]): Float32Array[] {
+  if (tf.getBackend() !== "wasm") return tensors.map((t) => t.dataSync() as Float32Array);
+  const backend = tf.backend() as unknown as {
+    wasm: { HEAPF32: Float32Array };
+    dataIdMap: { get(id: object): { memoryOffset: number } };
+  };
+  const heap = backend.wasm.HEAPF32;
+  return tensors.map((t) => {
+    const offset = backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+    return heap.subarray(offset, offset + t.size);
+  });
+}
+
 /** Where an array's values are, for OpenBLAS. */
 const at = (a: Float32Array): Deno.PointerValue => Deno.UnsafePointer.of(a);
 
@@ -90,13 +109,12 @@ export function blasAttention(
   /** Row b's visible keys for query t: [first, end). */
   const visible = (b: number, t: number): [number, number] => [padding?.[b] ?? 0, past + t + 1];
   const f = tf.customGrad(
-    ((qt: tf.Tensor4D, kt: tf.Tensor4D, vt: tf.Tensor4D) => {
-      const qs = qt.dataSync() as Float32Array;
-      const ks = kt.dataSync() as Float32Array;
-      const vs = vt.dataSync() as Float32Array;
+    ((qt: tf.Tensor4D, kt: tf.Tensor4D, vt: tf.Tensor4D, save: tf.GradSaveFunc) => {
+      save([qt, kt, vt]); // for the gradient, instead of copies of their values
       const probs = new Float32Array(batch * heads * time * keys); // [B, H, T, S]
-      const out = new Float32Array(batch * heads * time * hd); // [B, H, T, hd]
-      const [pq, pk, pv, pp, po] = [at(qs), at(ks), at(vs), at(probs), at(out)];
+      const value = tf.fill([batch, heads, time, hd], 0) as tf.Tensor4D; // fresh, written once here
+      const [qs, ks, vs, out] = values([qt, kt, vt, value]);
+      const [pq, pk, pv, pp, po] = [at(qs!), at(ks!), at(vs!), at(probs), at(out!)];
       for (let bh = 0; bh < batch * heads; bh++) {
         const b = Math.floor(bh / heads);
         const pAt = bh * time * keys;
@@ -150,14 +168,13 @@ export function blasAttention(
         );
       }
       return {
-        value: tf.tensor4d(out, [batch, heads, time, hd]),
-        gradFunc: (dy: tf.Tensor) => {
-          const dys = dy.dataSync() as Float32Array;
-          const dq = new Float32Array(qs.length);
-          const dk = new Float32Array(ks.length);
-          const dv = new Float32Array(vs.length);
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [dqt, dkt, dvt] = [qt.shape, kt.shape, vt.shape].map((shape) => tf.fill(shape, 0));
+          const [qs, ks, vs, dys, dq, dk, dv] = values([...saved, dy, dqt!, dkt!, dvt!]);
+          const [pq, pk, pv] = [at(qs!), at(ks!), at(vs!)];
           const dp = new Float32Array(time * keys); // one (row, head)'s [T, S]
-          const [pdy, pdq, pdk, pdv, pdp] = [at(dys), at(dq), at(dk), at(dv), at(dp)];
+          const [pdy, pdq, pdk, pdv, pdp] = [at(dys!), at(dq!), at(dk!), at(dv!), at(dp)];
           for (let bh = 0; bh < batch * heads; bh++) {
             const [qAt, kAt, pAt] = [bh * time * hd, bh * keys * hd, bh * time * keys];
             gemm(blas, true, false, keys, hd, time, 1, pp, pAt, pdy, qAt, pdv, kAt); // dv = pᵀ·dy
@@ -173,11 +190,7 @@ export function blasAttention(
             gemm(blas, false, false, time, hd, keys, 1, pdp, 0, pk, kAt, pdq, qAt); // dq = ds·k
             gemm(blas, true, false, keys, hd, time, 1, pdp, 0, pq, qAt, pdk, kAt); // dk = dsᵀ·q
           }
-          return [
-            tf.tensor4d(dq, qt.shape),
-            tf.tensor4d(dk, kt.shape),
-            tf.tensor4d(dv, vt.shape),
-          ];
+          return [dqt, dkt, dvt];
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],

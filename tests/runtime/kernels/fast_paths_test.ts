@@ -123,11 +123,14 @@ for (const backend of ["wasm", "cpu"] as const) {
             return [Float32Array.from(value), ...grads];
           });
         const expected = run(plain);
+        const before = tf.memory().numTensors;
         const got = run(fast);
         ["value", "dq", "dk", "dv"].forEach((what, i) => {
           const error = relativeError(got[i]!, expected[i]!);
           assert.ok(error < 1e-5, `${what}: relative error ${error}`);
         });
+        // What it saves for the gradient goes with the gradient (a forward pass saves nothing).
+        assert.equal(tf.memory().numTensors, before);
         tf.dispose([q, k, v, weights, bias]);
       },
     });
