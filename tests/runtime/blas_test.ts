@@ -3,6 +3,7 @@
 // Without the library the tests are skipped, unless GIFTWRAP_REQUIRE_BLAS=1 (CI installs it).
 
 import assert from "node:assert/strict";
+import { relativeError } from "./_numeric.ts";
 import { tf, useBackend } from "../../runtime/backend.ts";
 import { loadBlas, unregisterBlasMatMul } from "../../runtime/blas.ts";
 import { initParams, modelConfig, tokenLogProbs } from "../../runtime/model/transformer.ts";
@@ -13,18 +14,6 @@ import { lines, withTempDir } from "../_helpers.ts";
 const probe = loadBlas();
 const REQUIRED = Deno.env.get("GIFTWRAP_REQUIRE_BLAS") === "1";
 const ignore = !probe.ok && !REQUIRED;
-
-/** ‖x − y‖∞ / ‖y‖∞. */
-function relativeError(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  assert.equal(x.length, y.length);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < y.length; i++) {
-    err = Math.max(err, Math.abs(x[i]! - y[i]!));
-    scale = Math.max(scale, Math.abs(y[i]!));
-  }
-  return err / scale;
-}
 
 /** Products of the model's forward and backward passes: [a shape, b shape, transposeA, transposeB]. */
 const CASES: [number[], number[], boolean, boolean][] = [

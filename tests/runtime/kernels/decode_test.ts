@@ -3,6 +3,7 @@
 // padding. Without the library the tests are skipped, unless GIFTWRAP_REQUIRE_BLAS=1.
 
 import assert from "node:assert/strict";
+import { relativeError } from "../_numeric.ts";
 import { tf, useBackend } from "../../../runtime/backend.ts";
 import { loadBlas } from "../../../runtime/blas.ts";
 import { blasDecoder } from "../../../runtime/kernels/decode.ts";
@@ -39,18 +40,6 @@ const CONFIGS: Record<string, ModelConfig> = {
     normEps: 1e-5,
   },
 };
-
-/** ‖x − y‖∞ / ‖y‖∞. */
-function relativeError(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  assert.equal(x.length, y.length);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < y.length; i++) {
-    err = Math.max(err, Math.abs(x[i]! - y[i]!));
-    scale = Math.max(scale, Math.abs(y[i]!));
-  }
-  return err / scale;
-}
 
 for (const backend of ["wasm", "cpu"] as const) {
   for (const [what, config] of Object.entries(CONFIGS)) {

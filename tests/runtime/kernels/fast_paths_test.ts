@@ -5,6 +5,7 @@
 // wasm's Identity and Cast that share memory instead of copying it.
 
 import assert from "node:assert/strict";
+import { relativeError } from "../_numeric.ts";
 import { oneHotFloat, tf, useBackend } from "../../../runtime/backend.ts";
 import { attentionBlas, blasAttention } from "../../../runtime/kernels/attention.ts";
 import { fusedRmsNorm, fusedRmsNormRuns } from "../../../runtime/kernels/rms_norm.ts";
@@ -21,18 +22,6 @@ import {
   tokenLogProbs,
 } from "../../../runtime/model/transformer.ts";
 import { normalArray, Rng } from "../../../runtime/random.ts";
-
-/** ‖x − y‖∞ / ‖y‖∞. */
-function relativeError(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  assert.equal(x.length, y.length);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < y.length; i++) {
-    err = Math.max(err, Math.abs(x[i]! - y[i]!));
-    scale = Math.max(scale, Math.abs(y[i]!));
-  }
-  return err / scale;
-}
 
 /** A value and the gradient of Σ value·weights, both read out. */
 function valueAndGrad(f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, weights: tf.Tensor) {
