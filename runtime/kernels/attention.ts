@@ -16,6 +16,7 @@
 
 import { type Blas, BLAS_MIN_FLOPS, blasRunsMatMul, loadBlas } from "../blas.ts";
 import { tf } from "../backend.ts";
+import { backendValues } from "./memory.ts";
 
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
@@ -31,25 +32,6 @@ export function attentionBlas(time: number, keys: number, hd: number): Blas | nu
   if (!blasRunsMatMul(tf.getBackend()) || time * keys * hd >= BLAS_MIN_FLOPS) return null;
   const probe = loadBlas();
   return probe.ok ? probe.blas : null;
-}
-
-/**
- * The float32 values of tensors of the current backend, without copies: on wasm views of the
- * module's memory (taken after every allocation, as the memory may grow and move), on cpu the
- * backend's own arrays. Copying the front door's q, k, v and gradients (655 KB each) out and back
- * in cost more than the attention around them.
- */
-function values(tensors: tf.Tensor[]): Float32Array[] {
-  if (tf.getBackend() !== "wasm") return tensors.map((t) => t.dataSync() as Float32Array);
-  const backend = tf.backend() as unknown as {
-    wasm: { HEAPF32: Float32Array };
-    dataIdMap: { get(id: object): { memoryOffset: number } };
-  };
-  const heap = backend.wasm.HEAPF32;
-  return tensors.map((t) => {
-    const offset = backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-    return heap.subarray(offset, offset + t.size);
-  });
 }
 
 /** Where an array's values are, for OpenBLAS. */
@@ -113,7 +95,7 @@ export function blasAttention(
       save([qt, kt, vt]); // for the gradient, instead of copies of their values
       const probs = new Float32Array(batch * heads * time * keys); // [B, H, T, S]
       const value = tf.fill([batch, heads, time, hd], 0) as tf.Tensor4D; // fresh, written once here
-      const [qs, ks, vs, out] = values([qt, kt, vt, value]);
+      const [qs, ks, vs, out] = backendValues([qt, kt, vt, value]);
       const [pq, pk, pv, pp, po] = [at(qs!), at(ks!), at(vs!), at(probs), at(out!)];
       for (let bh = 0; bh < batch * heads; bh++) {
         const b = Math.floor(bh / heads);
@@ -171,7 +153,7 @@ export function blasAttention(
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const [dqt, dkt, dvt] = [qt.shape, kt.shape, vt.shape].map((shape) => tf.fill(shape, 0));
-          const [qs, ks, vs, dys, dq, dk, dv] = values([...saved, dy, dqt!, dkt!, dvt!]);
+          const [qs, ks, vs, dys, dq, dk, dv] = backendValues([...saved, dy, dqt!, dkt!, dvt!]);
           const [pq, pk, pv] = [at(qs!), at(ks!), at(vs!)];
           const dp = new Float32Array(time * keys); // one (row, head)'s [T, S]
           const [pdy, pdq, pdk, pdv, pdp] = [at(dys!), at(dq!), at(dk!), at(dv!), at(dp)];

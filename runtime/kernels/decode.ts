@@ -535,17 +535,8 @@ function rope(
   sines: Float32Array,
   position: number,
 ): void {
-  const f = Math.fround;
-  const half = hd / 2;
-  for (let i = 0; i < half; i++) {
-    const cos = cosines[position * half + i]!;
-    const sin = sines[position * half + i]!;
-    for (let j = 0; j < h; j++) {
-      const at = (n * h + j) * hd + i;
-      const x1 = x[at]!;
-      const x2 = x[at + half]!;
-      x[at] = f(x1 * cos) + f(-x2 * sin);
-      x[at + half] = f(x2 * cos) + f(x1 * sin);
-    }
+  for (let j = 0; j < h; j++) {
+    const at = (n * h + j) * hd;
+    ropeInto(x, at, x, at, hd, cosines, sines, position); // in place: it reads a pair, then writes it
   }
 }

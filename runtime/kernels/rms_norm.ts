@@ -15,29 +15,12 @@
  */
 
 import { tf } from "../backend.ts";
+import { backendValues } from "./memory.ts";
 
 /** Whether the current backend's values are cheap to read and write from JavaScript. */
 export function fusedRmsNormRuns(): boolean {
   const backend = tf.getBackend();
   return backend === "wasm" || backend === "cpu";
-}
-
-/**
- * The float32 values of tensors of the current backend, without copies: on wasm views of the
- * module's memory (taken after every allocation, as the memory may grow and move), on cpu the
- * backend's own arrays.
- */
-function values(tensors: tf.Tensor[]): Float32Array[] {
-  if (tf.getBackend() !== "wasm") return tensors.map((t) => t.dataSync() as Float32Array);
-  const backend = tf.backend() as unknown as {
-    wasm: { HEAPF32: Float32Array };
-    dataIdMap: { get(id: object): { memoryOffset: number } };
-  };
-  const heap = backend.wasm.HEAPF32;
-  return tensors.map((t) => {
-    const at = backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-    return heap.subarray(at, at + t.size);
-  });
 }
 
 /** x [N, d] normalised by each row's root mean square (plus `eps`), times the gain w [d]. */
@@ -48,7 +31,7 @@ export function fusedRmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tens
       save([xt, wt]);
       const inverse = new Float64Array(rows); // 1 / rms of each row
       const value = tf.fill([rows, d], 0) as tf.Tensor2D; // fresh, written once here
-      const [xs, ws, out] = values([xt, wt, value]);
+      const [xs, ws, out] = backendValues([xt, wt, value]);
       for (let n = 0; n < rows; n++) {
         let sum = 0;
         for (let i = 0; i < d; i++) sum += xs![n * d + i]! * xs![n * d + i]!;
@@ -61,7 +44,7 @@ export function fusedRmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tens
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const dxt = tf.fill([rows, d], 0);
           const dwt = tf.fill(wt.shape, 0);
-          const [xs, ws, dys, dx, dwOut] = values([saved[0]!, saved[1]!, dy, dxt, dwt]);
+          const [xs, ws, dys, dx, dwOut] = backendValues([saved[0]!, saved[1]!, dy, dxt, dwt]);
           const dw = new Float64Array(d);
           for (let n = 0; n < rows; n++) {
             const r = inverse[n]!;

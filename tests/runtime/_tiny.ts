@@ -1,6 +1,7 @@
 /** A recipe small enough to train in a second or two: the runtime tests' fixture. */
 
 import { compile, gift, type Plan, recipe, rewards, tasks, tinyGpt } from "../../mod.ts";
+import type { ModelConfig } from "../../runtime/model/transformer.ts";
 
 /** One layer of width 32 on one-digit addition, 5 steps of 4 prompts × 4 completions. */
 export const TINY = recipe({
@@ -23,3 +24,18 @@ export const TINY = recipe({
 export function tinyPlan(changes: Partial<typeof TINY> = {}): Plan {
   return compile({ ...TINY, ...changes });
 }
+
+/** A model with grouped-query attention (4 query heads on 2 key/value heads) and untied embeddings. */
+export const GQA_CONFIG: ModelConfig = {
+  vocab: 15,
+  dModel: 32,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 8,
+  ffnDim: 64,
+  contextLength: 12,
+  tiedEmbeddings: false,
+  ropeTheta: 10_000,
+  normEps: 1e-5,
+};

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { relativeError } from "../_numeric.ts";
+import { GQA_CONFIG } from "../_tiny.ts";
 import { tf, useBackend } from "../../../runtime/backend.ts";
 import { loadBlas } from "../../../runtime/blas.ts";
 import { blasDecoder } from "../../../runtime/kernels/decode.ts";
@@ -13,19 +14,7 @@ import { Rng } from "../../../runtime/random.ts";
 const ignore = !loadBlas().ok && Deno.env.get("GIFTWRAP_REQUIRE_BLAS") !== "1";
 
 const CONFIGS: Record<string, ModelConfig> = {
-  "grouped-query attention, untied head": {
-    vocab: 15,
-    dModel: 32,
-    layers: 2,
-    heads: 4,
-    kvHeads: 2,
-    headDim: 8,
-    ffnDim: 64,
-    contextLength: 12,
-    tiedEmbeddings: false,
-    ropeTheta: 10_000,
-    normEps: 1e-5,
-  },
+  "grouped-query attention, untied head": GQA_CONFIG,
   "one layer, tied head": {
     vocab: 15,
     dModel: 64,

@@ -4,27 +4,14 @@ import {
   forward,
   initParams,
   type LayerCache,
-  type ModelConfig,
   paramShapes,
   tokenLogProbs,
 } from "../../../runtime/model/transformer.ts";
 import { Rng } from "../../../runtime/random.ts";
+import { GQA_CONFIG } from "../_tiny.ts";
 import { HAS_WEBGPU } from "../_webgpu.ts";
 
-/** Grouped-query attention (4 query heads on 2 key/value heads) and untied embeddings. */
-const CONFIG: ModelConfig = {
-  vocab: 15,
-  dModel: 32,
-  layers: 2,
-  heads: 4,
-  kvHeads: 2,
-  headDim: 8,
-  ffnDim: 64,
-  contextLength: 12,
-  tiedEmbeddings: false,
-  ropeTheta: 10_000,
-  normEps: 1e-5,
-};
+const CONFIG = GQA_CONFIG;
 
 function randomIds(rng: Rng, batch: number, time: number): tf.Tensor2D {
   const ids = Int32Array.from({ length: batch * time }, () => rng.int(CONFIG.vocab));
