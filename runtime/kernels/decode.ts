@@ -12,6 +12,11 @@
  * accumulates in float64 and rounds to float32, so logits agree with `forward()` to float32
  * rounding (tests/runtime/kernels/decode_test.ts), not bit for bit.
  *
+ * Threads: a step runs OpenBLAS on one thread (`Blas.singleThreaded`). Its products are small
+ * (the front door's: 128 × 128 · 128 × 352), and with two threads some sampling calls took 3–10×
+ * longer on the bench machine, the time all in `sgemm` (waking the second thread), while on one
+ * they kept to 3.4–5 ms of products per call. The train step's larger products keep every thread.
+ *
  * Memory: large fresh typed arrays are slow to allocate (~0.1 ms for 180 KB on the bench machine,
  * more than the loops over them), so a sampling call allocates almost none: the weights are read
  * once per tfjs data (`weightCopies`), the work arrays are the module's (`scratch`), and a KV cache
@@ -233,8 +238,6 @@ class BlasDecoder implements Decoder {
   disposed = false;
   /** One query's attention weights, by position. */
   readonly scores: Float64Array;
-  /** One query's attention output, accumulated in float64. */
-  readonly sums: Float64Array;
   /** RoPE's cos and sin, [capacity, headDim / 2], as `ropeTables` computes them. */
   readonly cosines: Float32Array;
   readonly sines: Float32Array;
@@ -255,7 +258,6 @@ class BlasDecoder implements Decoder {
     const { headDim: hd, ropeTheta } = config;
     const half = hd / 2;
     this.scores = new Float64Array(capacity);
-    this.sums = new Float64Array(hd);
     this.cosines = new Float32Array(capacity * half);
     this.sines = new Float32Array(capacity * half);
     for (let position = 0; position < capacity; position++) {
@@ -303,7 +305,7 @@ class BlasDecoder implements Decoder {
         return first === undefined;
       });
     }
-    const logits = this.run(ids, time, chosen);
+    const logits = this.blas.singleThreaded(() => this.run(ids, time, chosen));
     const { vocab, kvHeads, headDim: hd } = config;
     const block = kvHeads * capacity * hd; // one row's cache
     for (const [from, to] of copies) {
@@ -421,62 +423,91 @@ class BlasDecoder implements Decoder {
     from: number,
     time: number,
   ): void {
-    const { padding, capacity, past } = this;
+    const { padding, capacity, past, scores } = this;
     const { heads, kvHeads, headDim: hd } = this.config;
-    const { keys: cachedKeys, values: cachedValues } = layer;
     const scale = 1 / Math.sqrt(hd);
     const repeats = heads / kvHeads;
-    const scores = this.scores;
-    const sums = this.sums;
     const span = time - from;
-    const quads = hd & ~3; // the dot products run 4 terms per iteration, still in order
     for (let c = 0; c < chosen.length; c++) {
       const b = chosen[c]!;
-      const first = padding[b]!;
       for (let t = from; t < time; t++) {
-        const keys = past + t + 1; // causal: up to and including this position
         for (let j = 0; j < heads; j++) {
           const qAt = ((c * span + t - from) * heads + j) * hd;
           const base = (b * kvHeads + Math.floor(j / repeats)) * capacity * hd;
-          let max = -Infinity;
-          for (let s = first; s < keys; s++) {
-            const kAt = base + s * hd;
-            let dot = 0;
-            let i = 0;
-            for (; i < quads; i += 4) {
-              dot += q[qAt + i]! * cachedKeys[kAt + i]!;
-              dot += q[qAt + i + 1]! * cachedKeys[kAt + i + 1]!;
-              dot += q[qAt + i + 2]! * cachedKeys[kAt + i + 2]!;
-              dot += q[qAt + i + 3]! * cachedKeys[kAt + i + 3]!;
-            }
-            for (; i < hd; i++) dot += q[qAt + i]! * cachedKeys[kAt + i]!;
-            const score = Math.fround(Math.fround(dot) * scale);
-            scores[s] = score;
-            if (score > max) max = score;
-          }
-          let sum = 0;
-          for (let s = first; s < keys; s++) {
-            const e = Math.exp(scores[s]! - max);
-            scores[s] = e;
-            sum += e;
-          }
-          for (let i = 0; i < hd; i++) sums[i] = 0;
-          for (let s = first; s < keys; s++) {
-            const p = scores[s]! / sum;
-            const at = base + s * hd;
-            let i = 0;
-            for (; i < quads; i += 4) {
-              sums[i] = sums[i]! + p * cachedValues[at + i]!;
-              sums[i + 1] = sums[i + 1]! + p * cachedValues[at + i + 1]!;
-              sums[i + 2] = sums[i + 2]! + p * cachedValues[at + i + 2]!;
-              sums[i + 3] = sums[i + 3]! + p * cachedValues[at + i + 3]!;
-            }
-            for (; i < hd; i++) sums[i] = sums[i]! + p * cachedValues[at + i]!;
-          }
-          for (let i = 0; i < hd; i++) out[qAt + i] = sums[i]!;
+          // causal: up to and including this position
+          attendQuery(q, qAt, layer, base, padding[b]!, past + t + 1, hd, scale, scores, out);
         }
       }
     }
+  }
+}
+
+/**
+ * One query's attention (`q[qAt…qAt + hd)`) over the cached positions [first, last) of the head
+ * whose keys and values start at `base` in `layer`'s cache; writes `out[qAt…qAt + hd)`. A function
+ * of its own, called once per row and head, rather than loops inside `attend`: V8 optimises a
+ * small function called thousands of times within the first sampling call, while loops nested in
+ * a long one ran slower for the first ~10 calls (optimised on entry to a loop, then thrown away on
+ * leaving it). Sums run in float64, in order of position, and round to float32 once.
+ */
+function attendQuery(
+  q: Float32Array,
+  qAt: number,
+  layer: Layer,
+  base: number,
+  first: number,
+  last: number,
+  hd: number,
+  scale: number,
+  scores: Float64Array,
+  out: Float32Array,
+): void {
+  const { keys, values } = layer;
+  const quads = hd & ~3; // 4 terms per iteration, still in order
+  let max = -Infinity;
+  for (let s = first; s < last; s++) {
+    const at = base + s * hd;
+    let dot = 0;
+    let i = 0;
+    for (; i < quads; i += 4) {
+      dot += q[qAt + i]! * keys[at + i]!;
+      dot += q[qAt + i + 1]! * keys[at + i + 1]!;
+      dot += q[qAt + i + 2]! * keys[at + i + 2]!;
+      dot += q[qAt + i + 3]! * keys[at + i + 3]!;
+    }
+    for (; i < hd; i++) dot += q[qAt + i]! * keys[at + i]!;
+    const score = Math.fround(Math.fround(dot) * scale);
+    scores[s] = score;
+    if (score > max) max = score;
+  }
+  let sum = 0;
+  for (let s = first; s < last; s++) {
+    const e = Math.exp(scores[s]! - max);
+    scores[s] = e;
+    sum += e;
+  }
+  for (let s = first; s < last; s++) scores[s] = scores[s]! / sum;
+  // out[i] = Σ_s p[s]·v[s][i], four outputs at a time, each summed over s in order
+  let i = 0;
+  for (; i < quads; i += 4) {
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (let s = first; s < last; s++) {
+      const p = scores[s]!;
+      const at = base + s * hd + i;
+      a0 += p * values[at]!;
+      a1 += p * values[at + 1]!;
+      a2 += p * values[at + 2]!;
+      a3 += p * values[at + 3]!;
+    }
+    out[qAt + i] = a0;
+    out[qAt + i + 1] = a1;
+    out[qAt + i + 2] = a2;
+    out[qAt + i + 3] = a3;
+  }
+  for (; i < hd; i++) {
+    let a = 0;
+    for (let s = first; s < last; s++) a += scores[s]! * values[base + s * hd + i]!;
+    out[qAt + i] = a;
   }
 }
 
