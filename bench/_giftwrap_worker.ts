@@ -126,25 +126,31 @@ async function train(s: State): Promise<Answer> {
 }
 
 /**
- * B rows of KV-cache sampling. `tokens` counts the completion tokens drawn (`<eos>` included: a
- * row stops there, and the sampler stops computing it); `steps` is how many model calls it made.
+ * KV-cache sampling of all B rows, back to back for at least `minMs` (once at least). `tokens`
+ * counts the completion tokens drawn (`<eos>` included: a row stops there, and the sampler stops
+ * computing it) and `ms` the time, both summed over the `calls`; `steps` is how many model calls
+ * the last one made.
  */
-async function sample(s: State): Promise<Answer> {
+async function sample(s: State, minMs = 0): Promise<Answer> {
   const { rows: B, promptTokens: P, newTokens: C } = s.shapes;
   const options = { temperature: 1, topK: 0, topP: 1, maxNewTokens: C, promptLength: P };
   const start = performance.now();
-  const out = await sampleCompletions(
-    s.params,
-    s.config,
-    s.tokenizer,
-    s.prompts,
-    options,
-    s.sampleRng,
-  );
-  const ms = performance.now() - start;
-  const steps = Math.max(...out.lengths);
-  const tokens = out.lengths.reduce((sum, n) => sum + n, 0);
-  return { tokens, steps, rows: B, ms };
+  let [tokens, calls, steps, ms] = [0, 0, 0, 0];
+  do {
+    const out = await sampleCompletions(
+      s.params,
+      s.config,
+      s.tokenizer,
+      s.prompts,
+      options,
+      s.sampleRng,
+    );
+    steps = Math.max(...out.lengths);
+    tokens += out.lengths.reduce((sum, n) => sum + n, 0);
+    calls++;
+    ms = performance.now() - start;
+  } while (ms < minMs);
+  return { tokens, steps, calls, rows: B, ms };
 }
 
 async function logprobs(s: State): Promise<Answer> {
@@ -224,7 +230,7 @@ async function handle(command: Record<string, unknown>, state: State | null) {
     case "train":
       return { state, answer: await train(state) };
     case "sample":
-      return { state, answer: await sample(state) };
+      return { state, answer: await sample(state, Number(command.minMs ?? 0)) };
     case "logprobs":
       return { state, answer: await logprobs(state) };
     case "profile": {

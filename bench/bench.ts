@@ -10,9 +10,11 @@
  *    batch: forward, completion log-probs, GIFT loss, backward, clipping, AdamW. When a giftwrap
  *    step takes more than 30 s (the large model on a slow backend), the cell gets 1 warm-up step
  *    and at most 3 timed runs, and the table says so.
- * 2) sample: the same alternation; each run samples a full batch of B rows with a KV cache. Both
- *    samplers prefill each distinct prompt once (a group's rows share it) and stop computing a row
- *    once it has drawn `<eos>`; tokens/s = completion tokens drawn (`<eos>` included) / wall time.
+ * 2) sample: the same alternation, after at least 250 ms of giftwrap sampling as warm-up (V8
+ *    optimises its loops only once they have run a while); each run samples full batches of B
+ *    rows with a KV cache, back to back for at least 100 ms (a front-door batch takes ~15 ms, too
+ *    short to time alone after a pause). Both samplers prefill each distinct prompt once (a group's rows share
+ *    it) and stop computing a row once it has drawn `<eos>`; tokens/s = completion tokens drawn (`<eos>` included) / wall time.
  *    Each side draws its own tokens from the same model, so their lengths agree on average (the
  *    notes give both).
  * 3) memory: each worker's peak resident set (VmHWM), read after everything else.
@@ -56,6 +58,20 @@ import type { BackendName } from "../runtime/backend.ts";
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
 const SLOW_STEP_MS = 30_000;
 const SLOW_RUNS = 3;
+/**
+ * Sampling warms up for at least this much of giftwrap's sampling time (and `--warmup` runs), both
+ * sides alike. V8 optimises the sampler's loops only after they have run a while: the front
+ * door's first ~10 sampling calls (~15 ms each) ran up to 2× slower than the ones after, while a
+ * large model's first call is long enough on its own.
+ */
+const SAMPLE_WARMUP_MS = 250;
+/**
+ * A timed sampling run samples the batch back to back for at least this long (once at least),
+ * both sides alike, and counts all of it. One front-door batch takes ~15 ms, and the first
+ * milliseconds after a pause ran up to 1.5× slower on this machine, in C as in JavaScript
+ * (OpenBLAS's products included): timing one batch measured the pause more than the sampler.
+ */
+const SAMPLE_MIN_MS = 100;
 const BENCH_CONFIGS: ConfigName[] = ["front-door", "large", "large-b8"];
 const BACKENDS: BackendName[] = ["wasm", "cpu", "webgpu", "tensorflow"];
 const RESULTS = new URL("./RESULTS.md", import.meta.url);
@@ -231,24 +247,34 @@ async function measure(
     const sampleSteps: number[] = [];
     const perRow = { giftwrap: [] as number[], torch: [] as number[] };
     const rate = (a: Answer) => ((a.tokens as number) * 1000) / (a.ms as number);
-    for (let i = 0; i < warmup + runs; i++) {
+    let warmups = 0;
+    let warmedMs = 0;
+    for (let i = 0; tokensPerSecond.giftwrap.length < runs; i++) {
       await pause(options);
-      const g = await giftwrap.request({ cmd: "sample" });
+      const g = await giftwrap.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
       await pause(options);
-      const t = await torch.request({ cmd: "sample" });
-      if (i < warmup) continue;
+      const t = await torch.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
+      if (i < warmup || warmedMs < SAMPLE_WARMUP_MS) {
+        warmups++;
+        warmedMs += g.ms as number;
+        continue;
+      }
       tokensPerSecond.giftwrap.push(rate(g));
       tokensPerSecond.torch.push(rate(t));
       sampleSteps.push(g.steps as number);
-      perRow.giftwrap.push((g.tokens as number) / setup.shapes.rows);
-      perRow.torch.push((t.tokens as number) / setup.shapes.rows);
+      perRow.giftwrap.push((g.tokens as number) / setup.shapes.rows / (g.calls as number));
+      perRow.torch.push((t.tokens as number) / setup.shapes.rows / (t.calls as number));
       numTensors.push(g.numTensors as number);
       console.error(
-        `${label}: sample ${i - warmup + 1}/${runs}: giftwrap ${rate(g).toFixed(0)} tok/s ` +
-          `(${g.tokens} tokens), PyTorch ${rate(t).toFixed(0)} tok/s (${t.tokens} tokens)`,
+        `${label}: sample ${tokensPerSecond.giftwrap.length}/${runs}: giftwrap ${
+          rate(g).toFixed(0)
+        } tok/s ` +
+          `(${g.tokens} tokens in ${g.calls} batches), PyTorch ${rate(t).toFixed(0)} tok/s ` +
+          `(${t.tokens} tokens in ${t.calls})`,
       );
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    if (warmups > warmup) notes.push(`${label}: ${warmups} sampling warm-up runs each`);
     notes.push(
       `${label}: completion tokens per row drawn (mean of the timed runs; at most ` +
         `${setup.shapes.newTokens}, <eos> included): giftwrap ${

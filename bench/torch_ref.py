@@ -356,14 +356,27 @@ class Worker:
     @torch.no_grad()
     def sample(self, msg):
         """
-        giftwrap's sampler, step for step: the prefill runs once per distinct prompt (a group's G
-        rows share theirs) and its cache is copied to the rows; a row stops at <eos>, and from the
-        next step on the model runs only on rows still going (the cache is compacted when rows
-        end). `tokens` counts the completion tokens drawn, <eos> included.
+        Samples full batches back to back for at least `minMs` (one at least); `tokens` and `ms`
+        are their sums, `calls` how many. Each batch is giftwrap's sampler, step for step: the
+        prefill runs once per distinct prompt (a group's G rows share theirs) and its cache is
+        copied to the rows; a row stops at <eos>, and from the next step on the model runs only on
+        rows still going (the cache is compacted when rows end). `tokens` counts the completion
+        tokens drawn, <eos> included.
         """
-        steps = int(msg.get("newTokens") or self.new_tokens)
+        min_ms = float(msg.get("minMs") or 0)
+        most = int(msg.get("newTokens") or self.new_tokens)  # profile.ts: giftwrap's step count
         self.sync()
         start = time.perf_counter()
+        tokens = calls = steps = 0
+        while True:
+            drawn, steps = self.sample_once(most)
+            tokens, calls = tokens + drawn, calls + 1
+            ms = (time.perf_counter() - start) * 1000
+            if ms >= min_ms:
+                return {"tokens": tokens, "steps": steps, "calls": calls, "ms": ms}
+
+    def sample_once(self, steps):
+        """One full batch of at most `steps` tokens: (completion tokens drawn, model calls)."""
         unique, row_of = torch.unique(self.prompts, dim=0, return_inverse=True)  # [U, P], [B]
         logits, cache = self.model(unique, logits_from=self.prompt_len - 1)  # [U, 1, V] prefill
         logits = logits.index_select(0, row_of)  # [B, 1, V]
@@ -387,8 +400,7 @@ class Worker:
                 cache = [(k.index_select(0, keep), v.index_select(0, keep)) for k, v in cache]
             logits, cache = self.model(nxt, cache=cache)  # [L, 1, V]
         self.sync()
-        ms = (time.perf_counter() - start) * 1000
-        return {"tokens": drawn, "steps": t + 1, "ms": ms}
+        return drawn, t + 1
 
     @torch.no_grad()
     def logprobs(self, msg):
