@@ -55,7 +55,6 @@ const SYMBOLS = {
     result: "void",
   },
   openblas_get_num_threads: { parameters: [], result: "i32" },
-  openblas_set_num_threads: { parameters: ["i32"], result: "void" },
   openblas_get_corename: { parameters: [], result: "pointer" },
 } as const;
 
@@ -101,17 +100,10 @@ function chooseCoreType(): void {
 export interface Blas {
   /** The library file that loaded. */
   library: string;
-  /** The threads OpenBLAS runs a large product on (it starts them when it loads). */
   threads: number;
   /** The CPU kernels OpenBLAS chose, e.g. `SkylakeX`. */
   core: string;
   sgemm: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemm"];
-  /**
-   * Runs `work` with OpenBLAS on one thread, then gives it back its threads. For many small
-   * products in a row (sampling's): on two threads, waking the second one for each product made
-   * some calls 10× slower on the bench machine (see runtime/kernels/decode.ts).
-   */
-  singleThreaded<T>(work: () => T): T;
 }
 
 /** Why no BLAS is used, or the one that is. */
@@ -147,20 +139,7 @@ function probeBlas(libraries: readonly string[]): BlasProbe {
       const threads = lib.symbols.openblas_get_num_threads();
       const name = lib.symbols.openblas_get_corename();
       const core = name ? new Deno.UnsafePointerView(name).getCString() : "unknown";
-      const setThreads = lib.symbols.openblas_set_num_threads;
-      const singleThreaded = <T>(work: () => T): T => {
-        if (threads === 1) return work();
-        setThreads(1);
-        try {
-          return work();
-        } finally {
-          setThreads(threads);
-        }
-      };
-      return {
-        ok: true,
-        blas: { library, threads, core, sgemm: lib.symbols.cblas_sgemm, singleThreaded },
-      };
+      return { ok: true, blas: { library, threads, core, sgemm: lib.symbols.cblas_sgemm } };
     } catch {
       // not this one
     }

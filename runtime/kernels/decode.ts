@@ -12,11 +12,6 @@
  * accumulates in float64 and rounds to float32, so logits agree with `forward()` to float32
  * rounding (tests/runtime/kernels/decode_test.ts), not bit for bit.
  *
- * Threads: a step runs OpenBLAS on one thread (`Blas.singleThreaded`). Its products are small
- * (the front door's: 128 × 128 · 128 × 352), and with two threads some sampling calls took 3–10×
- * longer on the bench machine, the time all in `sgemm` (waking the second thread), while on one
- * they kept to 3.4–5 ms of products per call. The train step's larger products keep every thread.
- *
  * Memory: large fresh typed arrays are slow to allocate (~0.1 ms for 180 KB on the bench machine,
  * more than the loops over them), so a sampling call allocates almost none: the weights are read
  * once per tfjs data (`weightCopies`), the work arrays are the module's (`scratch`), and a KV cache
@@ -319,7 +314,7 @@ class BlasDecoder implements Decoder {
         return first === undefined;
       });
     }
-    const logits = this.blas.singleThreaded(() => this.run(ids, time, chosen));
+    const logits = this.run(ids, time, chosen);
     const { vocab, kvHeads, headDim: hd } = config;
     const block = kvHeads * capacity * hd; // one row's cache
     for (const [from, to] of copies) {
@@ -460,9 +455,10 @@ class BlasDecoder implements Decoder {
  * One query's attention (`q[qAt…qAt + hd)`) over the cached positions [first, last) of the head
  * whose keys and values start at `base` in `layer`'s cache; writes `out[qAt…qAt + hd)`. A function
  * of its own, called once per row and head, rather than loops inside `attend`: V8 optimises a
- * small function called thousands of times within the first sampling call, while loops nested in
- * a long one ran slower for the first ~10 calls (optimised on entry to a loop, then thrown away on
- * leaving it). Sums run in float64, in order of position, and round to float32 once.
+ * small function called thousands of times as a whole, while it compiled the same loops nested in
+ * `attend` on entering one and threw the code away on leaving it (52 deoptimisations in 30
+ * front-door sampling calls under `--trace-deopt`; none now). Sums run in float64, in order of
+ * position, and round to float32 once: the logits are bit-identical to the loops' before.
  */
 function attendQuery(
   q: Float32Array,

@@ -90,32 +90,6 @@ for (const backend of ["wasm", "cpu"] as const) {
   });
 }
 
-Deno.test({
-  name: "singleThreaded() runs its work on one OpenBLAS thread and gives the threads back",
-  ignore,
-  fn() {
-    assert.ok(probe.ok, `OpenBLAS is required here: ${!probe.ok && probe.reason}`);
-    const { blas } = probe;
-    // the same library again: dlopen hands back the loaded one, whose thread count is global
-    const lib = Deno.dlopen(blas.library, {
-      openblas_get_num_threads: { parameters: [], result: "i32" },
-    });
-    try {
-      const now = () => lib.symbols.openblas_get_num_threads();
-      assert.equal(now(), blas.threads);
-      assert.equal(blas.singleThreaded(() => now()), 1);
-      assert.equal(now(), blas.threads);
-      assert.throws(() =>
-        blas.singleThreaded(() => {
-          throw new Error("in the work");
-        }), /in the work/);
-      assert.equal(now(), blas.threads, "given back after a throw too");
-    } finally {
-      lib.close();
-    }
-  },
-});
-
 Deno.test("loadBlas() says why when no library loads, and useBackend() runs without it", async () => {
   const missing = loadBlas(["libgiftwrap-no-such-blas.so.0"]);
   assert.equal(missing.ok, false);
