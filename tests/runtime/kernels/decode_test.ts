@@ -28,6 +28,20 @@ const CONFIGS: Record<string, ModelConfig> = {
     ropeTheta: 10_000,
     normEps: 1e-5,
   },
+  // widths that are not multiples of 4: decode.wat's loops end one value at a time
+  "odd widths": {
+    vocab: 13,
+    dModel: 30,
+    layers: 2,
+    heads: 3,
+    kvHeads: 3,
+    headDim: 10,
+    ffnDim: 42,
+    contextLength: 12,
+    tiedEmbeddings: false,
+    ropeTheta: 10_000,
+    normEps: 1e-5,
+  },
 };
 
 for (const backend of ["wasm", "cpu"] as const) {
