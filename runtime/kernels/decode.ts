@@ -1,7 +1,7 @@
 /**
  * KV-cache sampling of the transformer (`model/transformer.ts`) without tfjs: its matrix products
  * through OpenBLAS (`blas.ts`), everything else in a small WebAssembly module with SIMD
- * (`decode.wat`), on arrays laid out in that module's memory. The same math as `forward()`.
+ * (`simd.wat`), on arrays laid out in that module's memory. The same math as `forward()`.
  *
  * Why: a sampling step of a small model is ~120 tiny tfjs kernels (norms, RoPE's split and concat,
  * per-head attention products, the embedding gather, the KV cache's concat), and on wasm their
@@ -12,7 +12,7 @@
  * anywhere else sampling stays on tfjs.
  *
  * Numerics: the products are the same OpenBLAS calls tfjs's `BatchMatMul` makes there; the rest
- * runs in float32 with sums over 4 lanes and `decode.wat`'s exponential, so logits agree with
+ * runs in float32 with sums over 4 lanes and `simd.wat`'s exponential, so logits agree with
  * `forward()` to float32 rounding (tests/runtime/kernels/decode_test.ts), not bit for bit.
  *
  * Memory: a decoder's arrays live in an `Arena` (one module instance and its memory). A disposed
@@ -27,42 +27,20 @@
 import { type Blas, blasRunsMatMul, loadBlas } from "../blas.ts";
 import { tf } from "../backend.ts";
 import type { ModelConfig, Params } from "../model/transformer.ts";
-import { decodeBase64 } from "./base64.ts";
-import { DECODE_WASM } from "./decode_wasm.ts";
+import { type SimdKernels, simdKernels } from "./simd.ts";
 
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
 const TRANS = 112;
 
-/** decode.wat's exports. Pointers are byte offsets into the arena's memory. */
-interface Kernels {
-  rmsNorm(x: number, w: number, out: number, rows: number, d: number, eps: number): void;
-  addInto(x: number, y: number, n: number): void;
-  siluTimes(gate: number, up: number, n: number): void;
-  rope(src: number, dst: number, cos: number, sin: number, half: number): void;
-  attend(
-    q: number,
-    keys: number,
-    values: number,
-    first: number,
-    last: number,
-    hd: number,
-    scale: number,
-    scores: number,
-    out: number,
-  ): void;
-}
-
-let compiled: WebAssembly.Module | null = null;
-
 /**
- * An instance of decode.wat and its memory, where arrays are laid out one after the other
+ * An instance of simd.wat and its memory, where arrays are laid out one after the other
  * (`alloc`) and freed all at once (`reset`). Offsets are in floats; the memory grows as needed,
  * after which `heap` and `base` are new.
  */
 class Arena {
   readonly memory = new WebAssembly.Memory({ initial: 16 }); // 1 MiB
-  readonly kernels: Kernels;
+  readonly kernels: SimdKernels;
   heap: Float32Array;
   /** The memory's address, for OpenBLAS. */
   base: Deno.PointerObject;
@@ -70,9 +48,7 @@ class Arena {
   top = 0;
 
   constructor() {
-    compiled ??= new WebAssembly.Module(decodeBase64(DECODE_WASM) as Uint8Array<ArrayBuffer>);
-    const instance = new WebAssembly.Instance(compiled, { env: { memory: this.memory } });
-    this.kernels = instance.exports as unknown as Kernels;
+    this.kernels = simdKernels(this.memory);
     this.heap = new Float32Array(this.memory.buffer);
     this.base = Deno.UnsafePointer.of(this.heap)!;
   }

@@ -28,7 +28,7 @@ const CONFIGS: Record<string, ModelConfig> = {
     ropeTheta: 10_000,
     normEps: 1e-5,
   },
-  // widths that are not multiples of 4: decode.wat's loops end one value at a time
+  // widths that are not multiples of 4: simd.wat's loops end one value at a time
   "odd widths": {
     vocab: 13,
     dModel: 30,

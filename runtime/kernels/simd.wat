@@ -1,9 +1,9 @@
 ;; The sampler's loops (runtime/kernels/decode.ts) in WebAssembly with 128-bit SIMD: RMSNorm,
 ;; residual adds, RoPE, SwiGLU's silu(gate) · up, and one query's attention over the KV cache.
-;; Written by hand because V8 runs the same loops as plain JavaScript 4-25x slower (float64
-;; arithmetic, a rounding per Math.fround, a bounds check per access), while their matrix products
-;; already run in OpenBLAS. `deno task wasm` assembles it into decode_wasm.ts; a test checks that
-;; the two agree.
+;; Written by hand because V8 ran them as plain JavaScript 4-25x slower (float64 arithmetic, a
+;; rounding per Math.fround, a bounds check per access), while the matrix products run in OpenBLAS.
+;;
+;; `deno task wasm` assembles it into simd_wasm.ts; a test checks that the two agree.
 ;;
 ;; Every pointer is a byte offset into the imported memory, every array float32. Loops take 4
 ;; lanes at a time, then the remaining elements one by one. Sums run in float32 lanes, so results

@@ -1,24 +1,24 @@
-// runtime/kernels/decode_wasm.ts must be what decode.wat assembles to (`deno task wasm`), and the
+// runtime/kernels/simd_wasm.ts must be what simd.wat assembles to (`deno task wasm`), and the
 // module's exponential, seen through SwiGLU's silu(gate) · up, must hold to float32 precision over
 // the whole range, extremes included.
 
 import assert from "node:assert/strict";
 import { assemble, moduleText } from "../../../scripts/build_wasm.ts";
 import { decodeBase64 } from "../../../runtime/kernels/base64.ts";
-import { DECODE_WASM } from "../../../runtime/kernels/decode_wasm.ts";
+import { SIMD_WASM } from "../../../runtime/kernels/simd_wasm.ts";
 
-Deno.test("decode_wasm.ts is decode.wat assembled: run `deno task wasm` after editing it", async () => {
+Deno.test("simd_wasm.ts is simd.wat assembled: run `deno task wasm` after editing it", async () => {
   const bytes = await assemble();
-  assert.deepEqual(decodeBase64(DECODE_WASM), bytes);
+  assert.deepEqual(decodeBase64(SIMD_WASM), bytes);
   const file = await Deno.readTextFile(
-    new URL("../../../runtime/kernels/decode_wasm.ts", import.meta.url),
+    new URL("../../../runtime/kernels/simd_wasm.ts", import.meta.url),
   );
   assert.equal(file, moduleText(bytes));
 });
 
-Deno.test("decode.wat's siluTimes is x·sigmoid(x)·up to 1e-6 relative, from −200 to 200", () => {
+Deno.test("simd.wat's siluTimes is x·sigmoid(x)·up to 1e-6 relative, from −200 to 200", () => {
   const memory = new WebAssembly.Memory({ initial: 1 });
-  const module = new WebAssembly.Module(decodeBase64(DECODE_WASM) as Uint8Array<ArrayBuffer>);
+  const module = new WebAssembly.Module(decodeBase64(SIMD_WASM) as Uint8Array<ArrayBuffer>);
   const { siluTimes } = new WebAssembly.Instance(module, { env: { memory } }).exports as {
     siluTimes(gate: number, up: number, n: number): void;
   };
