@@ -1,9 +1,11 @@
 /**
- * The SIMD kernels of `simd.wat`, instantiated on a memory (a decoder's, `decode.ts`).
+ * The SIMD kernels of `simd.wat`, instantiated on a memory: a decoder's own (`decode.ts`), or the
+ * wasm backend's, so that they read and write tensors where tfjs keeps them (`rope.ts`).
  *
  * @module
  */
 
+import { tf } from "../backend.ts";
 import { decodeBase64 } from "./base64.ts";
 import { SIMD_WASM } from "./simd_wasm.ts";
 
@@ -24,6 +26,19 @@ export interface SimdKernels {
     scores: number,
     out: number,
   ): void;
+  ropeHeads(
+    x: number,
+    out: number,
+    cos: number,
+    sin: number,
+    batch: number,
+    time: number,
+    heads: number,
+    hd: number,
+    rows: number,
+    sign: number,
+    toHeads: number,
+  ): void;
 }
 
 let compiled: WebAssembly.Module | null = null;
@@ -38,4 +53,31 @@ export function simdKernels(memory: WebAssembly.Memory): SimdKernels {
     .exports as unknown as SimdKernels;
   instances.set(memory, kernels);
   return kernels;
+}
+
+/** The wasm backend's module: its memory, and where each tensor's values start in it. */
+interface WasmBackend {
+  wasm: { asm?: { memory?: unknown } };
+  dataIdMap: { get(id: object): { memoryOffset: number } };
+}
+
+/** The kernels on the wasm backend's memory, and each tensor's byte offset there. */
+export interface BackendKernels {
+  kernels: SimdKernels;
+  offset(t: tf.Tensor): number;
+}
+
+/**
+ * The kernels on the wasm backend's memory; null on any other backend (or a wasm build that does
+ * not export its memory). Offsets stay valid when that memory grows (its views do not).
+ */
+export function wasmBackendKernels(): BackendKernels | null {
+  if (tf.getBackend() !== "wasm") return null;
+  const backend = tf.backend() as unknown as WasmBackend;
+  const memory = backend.wasm.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  return {
+    kernels: simdKernels(memory),
+    offset: (t) => backend.dataIdMap.get(t.dataId).memoryOffset,
+  };
 }

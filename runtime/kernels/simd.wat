@@ -1,14 +1,19 @@
-;; The sampler's loops (runtime/kernels/decode.ts) in WebAssembly with 128-bit SIMD: RMSNorm,
-;; residual adds, RoPE, SwiGLU's silu(gate) · up, and one query's attention over the KV cache.
-;; Written by hand because V8 ran them as plain JavaScript 4-25x slower (float64 arithmetic, a
-;; rounding per Math.fround, a bounds check per access), while the matrix products run in OpenBLAS.
+;; Loops of giftwrap's CPU paths in WebAssembly with 128-bit SIMD, written by hand: V8 ran them
+;; as plain JavaScript 4-25x slower (float64 arithmetic, a rounding per Math.fround, a bounds
+;; check per access), and as tfjs ops they cost more in dispatch than in arithmetic. The matrix
+;; products run in OpenBLAS.
+;;
+;; - the sampler's (runtime/kernels/decode.ts): RMSNorm, residual adds, RoPE, SwiGLU's
+;;   silu(gate) · up, and one query's attention over the KV cache;
+;; - the train step's RoPE fused with the split into heads (runtime/kernels/rope.ts), on the
+;;   tensors where the wasm backend keeps them (simd.ts instantiates this module on its memory).
 ;;
 ;; `deno task wasm` assembles it into simd_wasm.ts; a test checks that the two agree.
 ;;
 ;; Every pointer is a byte offset into the imported memory, every array float32. Loops take 4
 ;; lanes at a time, then the remaining elements one by one. Sums run in float32 lanes, so results
 ;; differ from float64 loops by float32 rounding (tests/runtime/kernels/decode_test.ts holds the
-;; logits to forward()'s within 1e-5 relative).
+;; sampler's logits to forward()'s within 1e-5 relative; ropeHeads is exact).
 (module
   (import "env" "memory" (memory 1))
 
@@ -304,4 +309,95 @@
         (f32.div (local.get $dot) (local.get $sum)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l))))
+
+  ;; RoPE (HF's rotate-half layout) of every head of a [B, T, H, hd] tensor, written as [B, H, T,
+  ;; hd] (`toHeads` 1), or the other way round (`toHeads` 0). cos and sin: [rows, T, hd] (rows 1:
+  ;; shared by the batch), of which each row's first hd / 2 values are read. `sign` −1 rotates
+  ;; backwards (the gradient: x·cos + rotate_halfᵀ(x)·sin). Each product and sum rounds to float32
+  ;; as tfjs's mul and add kernels round them.
+  (func (export "ropeHeads")
+    (param $x i32) (param $out i32) (param $cos i32) (param $sin i32) (param $batch i32)
+    (param $time i32) (param $heads i32) (param $hd i32) (param $rows i32) (param $sign f32)
+    (param $toHeads i32)
+    (local $b i32) (local $t i32) (local $h i32) (local $i i32) (local $half i32)
+    (local $bth i32) (local $bht i32) (local $src i32) (local $dst i32) (local $table i32)
+    (local $quads i32) (local $o i32) (local $hb i32) (local $sv v128)
+    (local $x1 v128) (local $x2 v128) (local $c v128) (local $sn v128)
+    (local $a f32) (local $bb f32) (local $cs f32) (local $s1 f32)
+    (local.set $half (i32.shr_u (local.get $hd) (i32.const 1)))
+    (local.set $hb (i32.shl (local.get $half) (i32.const 2)))
+    (local.set $quads (i32.and (local.get $half) (i32.const -4)))
+    (local.set $sv (f32x4.splat (local.get $sign)))
+    (block $bd (loop $bl
+      (br_if $bd (i32.ge_u (local.get $b) (local.get $batch)))
+      (local.set $t (i32.const 0))
+      (block $td (loop $tl
+        (br_if $td (i32.ge_u (local.get $t) (local.get $time)))
+        (local.set $table
+          (i32.shl
+            (i32.mul
+              (i32.add
+                (i32.mul (select (i32.const 0) (local.get $b) (i32.eq (local.get $rows) (i32.const 1))) (local.get $time))
+                (local.get $t))
+              (local.get $hd))
+            (i32.const 2)))
+        (local.set $h (i32.const 0))
+        (block $hd_ (loop $hl
+          (br_if $hd_ (i32.ge_u (local.get $h) (local.get $heads)))
+          ;; element offsets (in bytes) of this (b, t, h) head in both layouts
+          (local.set $bth
+            (i32.shl
+              (i32.mul
+                (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $time)) (local.get $t)) (local.get $heads)) (local.get $h))
+                (local.get $hd))
+              (i32.const 2)))
+          (local.set $bht
+            (i32.shl
+              (i32.mul
+                (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $heads)) (local.get $h)) (local.get $time)) (local.get $t))
+                (local.get $hd))
+              (i32.const 2)))
+          (if (local.get $toHeads)
+            (then
+              (local.set $src (i32.add (local.get $x) (local.get $bth)))
+              (local.set $dst (i32.add (local.get $out) (local.get $bht))))
+            (else
+              (local.set $src (i32.add (local.get $x) (local.get $bht)))
+              (local.set $dst (i32.add (local.get $out) (local.get $bth)))))
+          (local.set $i (i32.const 0))
+          (block $qd (loop $ql
+            (br_if $qd (i32.ge_u (local.get $i) (local.get $quads)))
+            (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+            (local.set $x1 (v128.load (i32.add (local.get $src) (local.get $o))))
+            (local.set $x2 (v128.load (i32.add (i32.add (local.get $src) (local.get $hb)) (local.get $o))))
+            (local.set $c (v128.load (i32.add (i32.add (local.get $cos) (local.get $table)) (local.get $o))))
+            (local.set $sn
+              (f32x4.mul (local.get $sv)
+                (v128.load (i32.add (i32.add (local.get $sin) (local.get $table)) (local.get $o)))))
+            (v128.store (i32.add (local.get $dst) (local.get $o))
+              (f32x4.sub (f32x4.mul (local.get $x1) (local.get $c)) (f32x4.mul (local.get $x2) (local.get $sn))))
+            (v128.store (i32.add (i32.add (local.get $dst) (local.get $hb)) (local.get $o))
+              (f32x4.add (f32x4.mul (local.get $x2) (local.get $c)) (f32x4.mul (local.get $x1) (local.get $sn))))
+            (local.set $i (i32.add (local.get $i) (i32.const 4)))
+            (br $ql)))
+          (block $sd (loop $sl
+            (br_if $sd (i32.ge_u (local.get $i) (local.get $half)))
+            (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+            (local.set $a (f32.load (i32.add (local.get $src) (local.get $o))))
+            (local.set $bb (f32.load (i32.add (i32.add (local.get $src) (local.get $hb)) (local.get $o))))
+            (local.set $cs (f32.load (i32.add (i32.add (local.get $cos) (local.get $table)) (local.get $o))))
+            (local.set $s1
+              (f32.mul (local.get $sign) (f32.load (i32.add (i32.add (local.get $sin) (local.get $table)) (local.get $o)))))
+            (f32.store (i32.add (local.get $dst) (local.get $o))
+              (f32.sub (f32.mul (local.get $a) (local.get $cs)) (f32.mul (local.get $bb) (local.get $s1))))
+            (f32.store (i32.add (i32.add (local.get $dst) (local.get $hb)) (local.get $o))
+              (f32.add (f32.mul (local.get $bb) (local.get $cs)) (f32.mul (local.get $a) (local.get $s1))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $sl)))
+          (local.set $h (i32.add (local.get $h) (i32.const 1)))
+          (br $hl)))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $tl)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bl))))
 )

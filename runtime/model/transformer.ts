@@ -19,6 +19,8 @@ import { oneHotFloat, tf } from "../backend.ts";
 import { blasRunsMatMul } from "../blas.ts";
 import { attentionBlas, blasAttention } from "../kernels/attention.ts";
 import { fusedRmsNorm, fusedRmsNormRuns } from "../kernels/rms_norm.ts";
+import { fusedRopeHeads } from "../kernels/rope.ts";
+import { wasmBackendKernels } from "../kernels/simd.ts";
 import type { ModelSpec } from "../../dsl/plan.ts";
 import { normalArray, type Rng } from "../random.ts";
 
@@ -185,7 +187,7 @@ export function embed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Ten
  * positions are `past + t` for every row: [T, headDim] each. With left padding, row b's tokens are
  * numbered from its first real token (`past + t − padding[b]`, pads at 0): [B, 1, T, headDim].
  */
-function ropeTables(
+export function ropeTables(
   config: ModelConfig,
   past: number,
   time: number,
@@ -212,7 +214,7 @@ function ropeTables(
 }
 
 /** Rotary embedding, HF layout: x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁]. */
-function rope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
+export function rope(x: tf.Tensor4D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor4D {
   return tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin));
 }
 
@@ -239,7 +241,7 @@ export function rotateHalf(x: tf.Tensor4D): tf.Tensor4D {
 }
 
 /** [B·T, heads·hd] → [B, heads, T, hd] */
-function splitHeads(x: tf.Tensor2D, batch: number, time: number, heads: number, hd: number) {
+export function splitHeads(x: tf.Tensor2D, batch: number, time: number, heads: number, hd: number) {
   return tf.transpose(tf.reshape(x, [batch, time, heads, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
 }
 
@@ -327,6 +329,7 @@ export function forward(
   const blas = attentionBlas(time, past + time, hd); // attention's small products through OpenBLAS
   const bias = blas ? null : attentionBias(past, time, padding);
   const scale = 1 / Math.sqrt(hd);
+  const simd = wasmBackendKernels(); // RoPE and the split into heads in one pass, on wasm
 
   let x = embed(p("model.embed_tokens.weight"), tf.reshape(ids, [-1]) as tf.Tensor1D, vocab); // [N, d], N = B·T
   const cache: LayerCache[] = [];
@@ -334,16 +337,14 @@ export function forward(
     const w = (name: string) => p(`model.layers.${l}.${name}.weight`);
     // 1) attention
     const h = rmsNorm(x, w("input_layernorm"), eps); // [N, d]
-    const q = rope(
-      splitHeads(tf.matMul(h, w("self_attn.q_proj")), batch, time, heads, hd),
-      cos,
-      sin,
-    ); // [B, H, T, hd]
-    let k = rope(
-      splitHeads(tf.matMul(h, w("self_attn.k_proj")), batch, time, kvHeads, hd),
-      cos,
-      sin,
-    ); // [B, kvH, T, hd]
+    const ropeHeads = (projection: string, count: number) => {
+      const x = tf.matMul(h, w(projection)) as tf.Tensor2D;
+      return simd
+        ? fusedRopeHeads(simd, x, batch, time, count, hd, cos, sin)
+        : rope(splitHeads(x, batch, time, count, hd), cos, sin);
+    };
+    const q = ropeHeads("self_attn.q_proj", heads); // [B, H, T, hd]
+    let k = ropeHeads("self_attn.k_proj", kvHeads); // [B, kvH, T, hd]
     let v = splitHeads(tf.matMul(h, w("self_attn.v_proj")), batch, time, kvHeads, hd); // [B, kvH, T, hd]
     const earlier = options.cache?.[l];
     if (earlier) {

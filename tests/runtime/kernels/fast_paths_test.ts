@@ -1,14 +1,17 @@
 // The faster formulations the model and the wasm backend use must give the plain ops' results on
 // wasm and cpu, forward and gradient (1e-5 relative, norm-wise; most are exact):
 // rotate_half as a signed-permutation product, the embedding as a one-hot product, attention's
-// small products through OpenBLAS and RMSNorm as one step (agreeing to float32 rounding), and
-// wasm's Identity and Cast that share memory instead of copying it.
+// small products through OpenBLAS and RMSNorm as one step (agreeing to float32 rounding), RoPE
+// fused with the split into heads on wasm (bit-identical), and wasm's Identity and Cast that share
+// memory instead of copying it.
 
 import assert from "node:assert/strict";
 import { relativeError } from "../_numeric.ts";
 import { oneHotFloat, tf, useBackend } from "../../../runtime/backend.ts";
 import { attentionBlas, blasAttention } from "../../../runtime/kernels/attention.ts";
 import { fusedRmsNorm, fusedRmsNormRuns } from "../../../runtime/kernels/rms_norm.ts";
+import { fusedRopeHeads } from "../../../runtime/kernels/rope.ts";
+import { wasmBackendKernels } from "../../../runtime/kernels/simd.ts";
 import {
   registerSharingKernels,
   unregisterSharingKernels,
@@ -18,7 +21,10 @@ import {
   embed,
   initParams,
   type ModelConfig,
+  rope,
+  ropeTables,
   rotateHalf,
+  splitHeads,
   tokenLogProbs,
 } from "../../../runtime/model/transformer.ts";
 import { normalArray, Rng } from "../../../runtime/random.ts";
@@ -219,3 +225,42 @@ Deno.test("wasm's sharing Identity keeps a clone readable after its source is di
   tf.dispose([copy, same, converted]);
   assert.equal(tf.memory().numBytes, bytes - 12, "the shared buffer is freed with its last tensor");
 });
+
+for (const padding of [null, [0, 3, 1]]) {
+  for (const hd of [32, 10]) {
+    Deno.test(
+      `fusedRopeHeads() on wasm gives the tfjs ops' bits, forward and gradient (head width ${hd}, ` +
+        `${padding ? "left padding" : "no padding"})`,
+      async () => {
+        await useBackend("wasm");
+        const simd = wasmBackendKernels();
+        assert.ok(simd, "the wasm backend exports its memory");
+        const [batch, time, heads] = [3, 5, 2];
+        const config = { headDim: hd, ropeTheta: 10_000 } as ModelConfig;
+        const rng = new Rng(9);
+        const x = tf.tensor(normalArray(rng, batch * time * heads * hd, 1), [
+          batch * time,
+          heads * hd,
+        ]);
+        const weights = tf.tensor(normalArray(rng, batch * time * heads * hd, 1), [
+          batch,
+          heads,
+          time,
+          hd,
+        ]);
+        const [cos, sin] = ropeTables(config, 2, time, padding); // 2 positions already cached
+        const plain = (t: tf.Tensor) =>
+          rope(splitHeads(t as tf.Tensor2D, batch, time, heads, hd), cos, sin);
+        const fast = (t: tf.Tensor) =>
+          fusedRopeHeads(simd, t as tf.Tensor2D, batch, time, heads, hd, cos, sin);
+        const before = tf.memory().numTensors;
+        const got = valueAndGrad(fast, x, weights);
+        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+        const expected = valueAndGrad(plain, x, weights);
+        assert.deepEqual(got.value, expected.value);
+        assert.deepEqual(got.grad, expected.grad);
+        tf.dispose([x, weights, cos, sin]);
+      },
+    );
+  }
+}
