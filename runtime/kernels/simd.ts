@@ -1,6 +1,7 @@
 /**
  * The SIMD kernels of `simd.wat`, instantiated on a memory: a decoder's own (`decode.ts`), or the
- * wasm backend's, so that they read and write tensors where tfjs keeps them (`rope.ts`).
+ * wasm backend's, so that they read and write tensors where tfjs keeps them (`rope.ts`,
+ * `rms_norm.ts`).
  *
  * @module
  */
@@ -38,6 +39,17 @@ export interface SimdKernels {
     rows: number,
     sign: number,
     toHeads: number,
+  ): void;
+  rmsNormBackward(
+    x: number,
+    w: number,
+    dy: number,
+    dx: number,
+    dw: number,
+    acc: number,
+    rows: number,
+    d: number,
+    eps: number,
   ): void;
 }
 

@@ -5,8 +5,9 @@
 ;;
 ;; - the sampler's (runtime/kernels/decode.ts): RMSNorm, residual adds, RoPE, SwiGLU's
 ;;   silu(gate) · up, and one query's attention over the KV cache;
-;; - the train step's RoPE fused with the split into heads (runtime/kernels/rope.ts), on the
-;;   tensors where the wasm backend keeps them (simd.ts instantiates this module on its memory).
+;; - the train step's RoPE fused with the split into heads (runtime/kernels/rope.ts) and RMSNorm's
+;;   forward and gradient (runtime/kernels/rms_norm.ts), on the tensors where the wasm backend
+;;   keeps them (simd.ts instantiates this module on its memory).
 ;;
 ;; `deno task wasm` assembles it into simd_wasm.ts; a test checks that the two agree.
 ;;
@@ -400,4 +401,132 @@
         (br $tl)))
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
       (br $bl))))
+
+  ;; 1 / sqrt(mean(x²) + eps) of one row of d values, the squares summed in float32 lanes.
+  (func $inverseRms (param $x i32) (param $d i32) (param $eps f32) (result f32)
+    (f32.div (f32.const 1)
+      (f32.sqrt
+        (f32.add
+          (f32.div (call $dot (local.get $x) (local.get $x) (local.get $d)) (f32.convert_i32_u (local.get $d)))
+          (local.get $eps)))))
+
+  ;; Σ x[i]·y[i] for i < n.
+  (func $dot (param $x i32) (param $y i32) (param $n i32) (result f32)
+    (local $i i32) (local $quads i32) (local $acc v128) (local $sum f32)
+    (local.set $quads (i32.and (local.get $n) (i32.const -4)))
+    (block $q (loop $l
+      (br_if $q (i32.ge_u (local.get $i) (local.get $quads)))
+      (local.set $acc
+        (f32x4.add (local.get $acc)
+          (f32x4.mul
+            (v128.load (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2))))
+            (v128.load (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (local.set $sum (call $lanes (local.get $acc)))
+    (block $t (loop $l
+      (br_if $t (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $sum
+        (f32.add (local.get $sum)
+          (f32.mul
+            (f32.load (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2))))
+            (f32.load (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (local.get $sum))
+
+  ;; RMSNorm's gradient for the train step, from dy [rows, d]: with r = 1 / rms of each row of x,
+  ;; dx = r·w·dy − x·r³·(Σ dy·w·x) / d, and dw = Σ over rows of dy·x·r, summed in float64 in
+  ;; `acc` (room for d float64, zeros on entry) and written to dw as float32 at the end.
+  (func (export "rmsNormBackward")
+    (param $x i32) (param $w i32) (param $dy i32) (param $dx i32) (param $dw i32) (param $acc i32)
+    (param $rows i32) (param $d i32) (param $eps f32)
+    (local $row i32) (local $i i32) (local $o i32) (local $r f32) (local $c f32) (local $dot f32)
+    (local $rv v128) (local $cv v128) (local $t v128) (local $bytes i32) (local $pairs i32)
+    (local $a f32)
+    (local.set $bytes (i32.shl (local.get $d) (i32.const 2)))
+    (local.set $pairs (i32.and (local.get $d) (i32.const -4)))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $row) (local.get $rows)))
+      (local.set $r (call $inverseRms (local.get $x) (local.get $d) (local.get $eps)))
+      ;; Σ dy·w·x
+      (local.set $t (v128.const i32x4 0 0 0 0))
+      (local.set $i (i32.const 0))
+      (block $q (loop $l
+        (br_if $q (i32.ge_u (local.get $i) (local.get $pairs)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $t
+          (f32x4.add (local.get $t)
+            (f32x4.mul
+              (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $o))) (v128.load (i32.add (local.get $w) (local.get $o))))
+              (v128.load (i32.add (local.get $x) (local.get $o))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $l)))
+      (local.set $dot (call $lanes (local.get $t)))
+      (block $q (loop $l
+        (br_if $q (i32.ge_u (local.get $i) (local.get $d)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $dot
+          (f32.add (local.get $dot)
+            (f32.mul
+              (f32.mul (f32.load (i32.add (local.get $dy) (local.get $o))) (f32.load (i32.add (local.get $w) (local.get $o))))
+              (f32.load (i32.add (local.get $x) (local.get $o))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+      (local.set $c
+        (f32.div (f32.mul (f32.mul (f32.mul (local.get $r) (local.get $r)) (local.get $r)) (local.get $dot))
+          (f32.convert_i32_u (local.get $d))))
+      (local.set $rv (f32x4.splat (local.get $r)))
+      (local.set $cv (f32x4.splat (local.get $c)))
+      (local.set $i (i32.const 0))
+      (block $q (loop $l
+        (br_if $q (i32.ge_u (local.get $i) (local.get $pairs)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (v128.store (i32.add (local.get $dx) (local.get $o))
+          (f32x4.sub
+            (f32x4.mul (f32x4.mul (local.get $rv) (v128.load (i32.add (local.get $w) (local.get $o))))
+              (v128.load (i32.add (local.get $dy) (local.get $o))))
+            (f32x4.mul (v128.load (i32.add (local.get $x) (local.get $o))) (local.get $cv))))
+        ;; dw's terms dy·x·r, added in float64: lanes 0–1, then 2–3
+        (local.set $t
+          (f32x4.mul
+            (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $o))) (v128.load (i32.add (local.get $x) (local.get $o))))
+            (local.get $rv)))
+        (v128.store (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3)))
+          (f64x2.add (v128.load (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3))))
+            (f64x2.promote_low_f32x4 (local.get $t))))
+        (v128.store (i32.add (local.get $acc) (i32.add (i32.shl (local.get $i) (i32.const 3)) (i32.const 16)))
+          (f64x2.add (v128.load (i32.add (local.get $acc) (i32.add (i32.shl (local.get $i) (i32.const 3)) (i32.const 16))))
+            (f64x2.promote_low_f32x4
+              (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $t) (local.get $t)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $l)))
+      (block $t2 (loop $l
+        (br_if $t2 (i32.ge_u (local.get $i) (local.get $d)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (f32.store (i32.add (local.get $dx) (local.get $o))
+          (f32.sub
+            (f32.mul (f32.mul (local.get $r) (f32.load (i32.add (local.get $w) (local.get $o))))
+              (f32.load (i32.add (local.get $dy) (local.get $o))))
+            (f32.mul (f32.load (i32.add (local.get $x) (local.get $o))) (local.get $c))))
+        (local.set $a
+          (f32.mul (f32.mul (f32.load (i32.add (local.get $dy) (local.get $o))) (f32.load (i32.add (local.get $x) (local.get $o))))
+            (local.get $r)))
+        (f64.store (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3)))
+          (f64.add (f64.load (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3))))
+            (f64.promote_f32 (local.get $a))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+      (local.set $x (i32.add (local.get $x) (local.get $bytes)))
+      (local.set $dy (i32.add (local.get $dy) (local.get $bytes)))
+      (local.set $dx (i32.add (local.get $dx) (local.get $bytes)))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $rowl)))
+    (local.set $i (i32.const 0))
+    (block $q (loop $l
+      (br_if $q (i32.ge_u (local.get $i) (local.get $d)))
+      (f32.store (i32.add (local.get $dw) (i32.shl (local.get $i) (i32.const 2)))
+        (f32.demote_f64 (f64.load (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
 )
