@@ -1,7 +1,7 @@
 /**
  * The SIMD kernels of `simd.wat`, instantiated on a memory: a decoder's own (`decode.ts`), or the
  * wasm backend's, so that they read and write tensors where tfjs keeps them (`rope.ts`,
- * `rms_norm.ts`).
+ * `rms_norm.ts`, `../optim.ts`).
  *
  * @module
  */
@@ -50,6 +50,26 @@ export interface SimdKernels {
     rows: number,
     d: number,
     eps: number,
+  ): void;
+  adamW(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    pOut: number,
+    mOut: number,
+    vOut: number,
+    n: number,
+    b1: number,
+    b2: number,
+    keep1: number,
+    keep2: number,
+    c1: number,
+    c2: number,
+    eps: number,
+    lr: number,
+    clip: number,
+    decay: number,
   ): void;
 }
 

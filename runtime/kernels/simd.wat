@@ -529,4 +529,78 @@
         (f32.demote_f64 (f64.load (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3))))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l))))
+
+  ;; One AdamW update of n values, in the tfjs ops' float32 steps (runtime/optim.ts), each into a
+  ;; fresh array: g' = g·clip (clip 1: g), m' = m·b1 + g'·(1 − b1), v' = v·b2 + g'²·(1 − b2),
+  ;; step = (m' / c1) / (sqrt(v' / c2) + eps), p' = p − (step + p·decay)·lr (decay 0: step·lr).
+  (func (export "adamW")
+    (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $pOut i32) (param $mOut i32)
+    (param $vOut i32) (param $n i32) (param $b1 f32) (param $b2 f32) (param $keep1 f32)
+    (param $keep2 f32) (param $c1 f32) (param $c2 f32) (param $eps f32) (param $lr f32)
+    (param $clip f32) (param $decay f32)
+    (local $o i32) (local $end i32)
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    ;; 4 values at a time, then the last 1–3 one at a time
+    (block $q (loop $l
+      (br_if $q (i32.gt_u (i32.add (local.get $o) (i32.const 16)) (local.get $end)))
+      (call $adamW4 (local.get $p) (local.get $g) (local.get $m) (local.get $v) (local.get $pOut)
+        (local.get $mOut) (local.get $vOut) (local.get $o) (local.get $b1) (local.get $b2)
+        (local.get $keep1) (local.get $keep2) (local.get $c1) (local.get $c2) (local.get $eps)
+        (local.get $lr) (local.get $clip) (local.get $decay) (i32.const 4))
+      (local.set $o (i32.add (local.get $o) (i32.const 16)))
+      (br $l)))
+    (block $t (loop $l
+      (br_if $t (i32.ge_u (local.get $o) (local.get $end)))
+      (call $adamW4 (local.get $p) (local.get $g) (local.get $m) (local.get $v) (local.get $pOut)
+        (local.get $mOut) (local.get $vOut) (local.get $o) (local.get $b1) (local.get $b2)
+        (local.get $keep1) (local.get $keep2) (local.get $c1) (local.get $c2) (local.get $eps)
+        (local.get $lr) (local.get $clip) (local.get $decay) (i32.const 1))
+      (local.set $o (i32.add (local.get $o) (i32.const 4)))
+      (br $l))))
+
+  ;; adamW's step at byte offset o: 4 values (lanes = 4), or 1 (lanes = 1: lane 0 only is read
+  ;; and written, the others computed on copies of it).
+  (func $adamW4
+    (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $pOut i32) (param $mOut i32)
+    (param $vOut i32) (param $o i32) (param $b1 f32) (param $b2 f32) (param $keep1 f32)
+    (param $keep2 f32) (param $c1 f32) (param $c2 f32) (param $eps f32) (param $lr f32)
+    (param $clip f32) (param $decay f32) (param $lanes i32)
+    (local $gv v128) (local $mv v128) (local $vv v128) (local $pv v128) (local $step v128)
+    (if (i32.eq (local.get $lanes) (i32.const 4))
+      (then
+        (local.set $gv (v128.load (i32.add (local.get $g) (local.get $o))))
+        (local.set $mv (v128.load (i32.add (local.get $m) (local.get $o))))
+        (local.set $vv (v128.load (i32.add (local.get $v) (local.get $o))))
+        (local.set $pv (v128.load (i32.add (local.get $p) (local.get $o)))))
+      (else
+        (local.set $gv (f32x4.splat (f32.load (i32.add (local.get $g) (local.get $o)))))
+        (local.set $mv (f32x4.splat (f32.load (i32.add (local.get $m) (local.get $o)))))
+        (local.set $vv (f32x4.splat (f32.load (i32.add (local.get $v) (local.get $o)))))
+        (local.set $pv (f32x4.splat (f32.load (i32.add (local.get $p) (local.get $o)))))))
+    (if (f32.ne (local.get $clip) (f32.const 1))
+      (then (local.set $gv (f32x4.mul (local.get $gv) (f32x4.splat (local.get $clip))))))
+    (local.set $mv
+      (f32x4.add (f32x4.mul (local.get $mv) (f32x4.splat (local.get $b1)))
+        (f32x4.mul (local.get $gv) (f32x4.splat (local.get $keep1)))))
+    (local.set $vv
+      (f32x4.add (f32x4.mul (local.get $vv) (f32x4.splat (local.get $b2)))
+        (f32x4.mul (f32x4.mul (local.get $gv) (local.get $gv)) (f32x4.splat (local.get $keep2)))))
+    (local.set $step
+      (f32x4.div (f32x4.div (local.get $mv) (f32x4.splat (local.get $c1)))
+        (f32x4.add (f32x4.sqrt (f32x4.div (local.get $vv) (f32x4.splat (local.get $c2))))
+          (f32x4.splat (local.get $eps)))))
+    (if (f32.gt (local.get $decay) (f32.const 0))
+      (then
+        (local.set $step
+          (f32x4.add (local.get $step) (f32x4.mul (local.get $pv) (f32x4.splat (local.get $decay)))))))
+    (local.set $pv (f32x4.sub (local.get $pv) (f32x4.mul (local.get $step) (f32x4.splat (local.get $lr)))))
+    (if (i32.eq (local.get $lanes) (i32.const 4))
+      (then
+        (v128.store (i32.add (local.get $mOut) (local.get $o)) (local.get $mv))
+        (v128.store (i32.add (local.get $vOut) (local.get $o)) (local.get $vv))
+        (v128.store (i32.add (local.get $pOut) (local.get $o)) (local.get $pv)))
+      (else
+        (f32.store (i32.add (local.get $mOut) (local.get $o)) (f32x4.extract_lane 0 (local.get $mv)))
+        (f32.store (i32.add (local.get $vOut) (local.get $o)) (f32x4.extract_lane 0 (local.get $vv)))
+        (f32.store (i32.add (local.get $pOut) (local.get $o)) (f32x4.extract_lane 0 (local.get $pv))))))
 )
