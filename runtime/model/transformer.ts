@@ -241,7 +241,13 @@ export function rotateHalf(x: tf.Tensor4D): tf.Tensor4D {
 }
 
 /** [B·T, heads·hd] → [B, heads, T, hd] */
-export function splitHeads(x: tf.Tensor2D, batch: number, time: number, heads: number, hd: number) {
+export function splitHeads(
+  x: tf.Tensor2D,
+  batch: number,
+  time: number,
+  heads: number,
+  hd: number,
+): tf.Tensor4D {
   return tf.transpose(tf.reshape(x, [batch, time, heads, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
 }
 
