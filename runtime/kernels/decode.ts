@@ -7,7 +7,8 @@
  * per-head attention products, the embedding gather, the KV cache's concat), and on wasm their
  * dispatch costs several times the arithmetic. Here a step is a handful of `sgemm` calls and a few
  * calls into the module per row, and the cache is written in place. The loops were plain
- * JavaScript before: 60% of the front door's sampling time, against ~15% now. Used by `sample.ts`
+ * JavaScript before, ~60% of the front door's sampling time; in WebAssembly the decoder runs 1.6×
+ * faster for the front door and 1.75× for bench/'s large model. Used by `sample.ts`
  * only when OpenBLAS runs the current backend's products (wasm or cpu with `--allow-ffi`);
  * anywhere else sampling stays on tfjs.
  *
