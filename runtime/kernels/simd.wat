@@ -173,10 +173,12 @@
       (br $l))))
 
   ;; RoPE of one head in HF's rotate-half layout: with x1, x2 the halves of src (`half` values
-  ;; each), dst ← [x1·cos − x2·sin, x2·cos + x1·sin]. cos and sin: the position's `half` values.
-  ;; dst may be src.
-  (func (export "rope")
+  ;; each) and s = sign·sin, dst ← [x1·cos − x2·s, x2·cos + x1·s] (sign −1: the transposed
+  ;; rotation, RoPE's gradient). cos and sin: the position's `half` values. dst may be src. Each
+  ;; product and sum rounds to float32 once, as tfjs's mul and add kernels round them.
+  (func $rotate
     (param $src i32) (param $dst i32) (param $cos i32) (param $sin i32) (param $half i32)
+    (param $sign f32)
     (local $i i32) (local $quads i32) (local $o i32) (local $h i32)
     (local $x1 v128) (local $x2 v128) (local $c v128) (local $s v128)
     (local $a f32) (local $b f32) (local $cs f32) (local $sn f32)
@@ -187,8 +189,8 @@
       (local.set $o (i32.shl (local.get $i) (i32.const 2)))
       (local.set $x1 (v128.load (i32.add (local.get $src) (local.get $o))))
       (local.set $x2 (v128.load (i32.add (i32.add (local.get $src) (local.get $h)) (local.get $o))))
+      (local.set $s (f32x4.mul (f32x4.splat (local.get $sign)) (v128.load (i32.add (local.get $sin) (local.get $o)))))
       (local.set $c (v128.load (i32.add (local.get $cos) (local.get $o))))
-      (local.set $s (v128.load (i32.add (local.get $sin) (local.get $o))))
       (v128.store (i32.add (local.get $dst) (local.get $o))
         (f32x4.sub (f32x4.mul (local.get $x1) (local.get $c)) (f32x4.mul (local.get $x2) (local.get $s))))
       (v128.store (i32.add (i32.add (local.get $dst) (local.get $h)) (local.get $o))
@@ -201,13 +203,18 @@
       (local.set $a (f32.load (i32.add (local.get $src) (local.get $o))))
       (local.set $b (f32.load (i32.add (i32.add (local.get $src) (local.get $h)) (local.get $o))))
       (local.set $cs (f32.load (i32.add (local.get $cos) (local.get $o))))
-      (local.set $sn (f32.load (i32.add (local.get $sin) (local.get $o))))
+      (local.set $sn (f32.mul (local.get $sign) (f32.load (i32.add (local.get $sin) (local.get $o)))))
       (f32.store (i32.add (local.get $dst) (local.get $o))
         (f32.sub (f32.mul (local.get $a) (local.get $cs)) (f32.mul (local.get $b) (local.get $sn))))
       (f32.store (i32.add (i32.add (local.get $dst) (local.get $h)) (local.get $o))
         (f32.add (f32.mul (local.get $b) (local.get $cs)) (f32.mul (local.get $a) (local.get $sn))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l))))
+
+  (func (export "rope")
+    (param $src i32) (param $dst i32) (param $cos i32) (param $sin i32) (param $half i32)
+    (call $rotate (local.get $src) (local.get $dst) (local.get $cos) (local.get $sin) (local.get $half)
+      (f32.const 1)))
 
   ;; One query's attention: q ([hd]) against the cached positions [first, last) of one head
   ;; (keys, values: [positions, hd], position 0 at the pointer), scores scaled by `scale`, softmax,
@@ -320,15 +327,9 @@
     (param $x i32) (param $out i32) (param $cos i32) (param $sin i32) (param $batch i32)
     (param $time i32) (param $heads i32) (param $hd i32) (param $rows i32) (param $sign f32)
     (param $toHeads i32)
-    (local $b i32) (local $t i32) (local $h i32) (local $i i32) (local $half i32)
+    (local $b i32) (local $t i32) (local $h i32) (local $half i32)
     (local $bth i32) (local $bht i32) (local $src i32) (local $dst i32) (local $table i32)
-    (local $quads i32) (local $o i32) (local $hb i32) (local $sv v128)
-    (local $x1 v128) (local $x2 v128) (local $c v128) (local $sn v128)
-    (local $a f32) (local $bb f32) (local $cs f32) (local $s1 f32)
     (local.set $half (i32.shr_u (local.get $hd) (i32.const 1)))
-    (local.set $hb (i32.shl (local.get $half) (i32.const 2)))
-    (local.set $quads (i32.and (local.get $half) (i32.const -4)))
-    (local.set $sv (f32x4.splat (local.get $sign)))
     (block $bd (loop $bl
       (br_if $bd (i32.ge_u (local.get $b) (local.get $batch)))
       (local.set $t (i32.const 0))
@@ -365,36 +366,8 @@
             (else
               (local.set $src (i32.add (local.get $x) (local.get $bht)))
               (local.set $dst (i32.add (local.get $out) (local.get $bth)))))
-          (local.set $i (i32.const 0))
-          (block $qd (loop $ql
-            (br_if $qd (i32.ge_u (local.get $i) (local.get $quads)))
-            (local.set $o (i32.shl (local.get $i) (i32.const 2)))
-            (local.set $x1 (v128.load (i32.add (local.get $src) (local.get $o))))
-            (local.set $x2 (v128.load (i32.add (i32.add (local.get $src) (local.get $hb)) (local.get $o))))
-            (local.set $c (v128.load (i32.add (i32.add (local.get $cos) (local.get $table)) (local.get $o))))
-            (local.set $sn
-              (f32x4.mul (local.get $sv)
-                (v128.load (i32.add (i32.add (local.get $sin) (local.get $table)) (local.get $o)))))
-            (v128.store (i32.add (local.get $dst) (local.get $o))
-              (f32x4.sub (f32x4.mul (local.get $x1) (local.get $c)) (f32x4.mul (local.get $x2) (local.get $sn))))
-            (v128.store (i32.add (i32.add (local.get $dst) (local.get $hb)) (local.get $o))
-              (f32x4.add (f32x4.mul (local.get $x2) (local.get $c)) (f32x4.mul (local.get $x1) (local.get $sn))))
-            (local.set $i (i32.add (local.get $i) (i32.const 4)))
-            (br $ql)))
-          (block $sd (loop $sl
-            (br_if $sd (i32.ge_u (local.get $i) (local.get $half)))
-            (local.set $o (i32.shl (local.get $i) (i32.const 2)))
-            (local.set $a (f32.load (i32.add (local.get $src) (local.get $o))))
-            (local.set $bb (f32.load (i32.add (i32.add (local.get $src) (local.get $hb)) (local.get $o))))
-            (local.set $cs (f32.load (i32.add (i32.add (local.get $cos) (local.get $table)) (local.get $o))))
-            (local.set $s1
-              (f32.mul (local.get $sign) (f32.load (i32.add (i32.add (local.get $sin) (local.get $table)) (local.get $o)))))
-            (f32.store (i32.add (local.get $dst) (local.get $o))
-              (f32.sub (f32.mul (local.get $a) (local.get $cs)) (f32.mul (local.get $bb) (local.get $s1))))
-            (f32.store (i32.add (i32.add (local.get $dst) (local.get $hb)) (local.get $o))
-              (f32.add (f32.mul (local.get $bb) (local.get $cs)) (f32.mul (local.get $a) (local.get $s1))))
-            (local.set $i (i32.add (local.get $i) (i32.const 1)))
-            (br $sl)))
+          (call $rotate (local.get $src) (local.get $dst) (i32.add (local.get $cos) (local.get $table))
+            (i32.add (local.get $sin) (local.get $table)) (local.get $half) (local.get $sign))
           (local.set $h (i32.add (local.get $h) (i32.const 1)))
           (br $hl)))
         (local.set $t (i32.add (local.get $t) (i32.const 1)))
