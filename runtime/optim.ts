@@ -120,9 +120,15 @@ export async function adamWStep(
         // front door's ~90 ms train step on wasm, nearly all dispatch
         const [nextP, nextM, nextV] = [p, m, v].map((t) => tf.fill(t.shape, 0));
         const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0;
-        const at = [p, raw, m, v, nextP!, nextM!, nextV!].map(simd.offset) as number[];
+        const at = simd.offset;
         simd.kernels.adamW(
-          ...(at as [number, number, number, number, number, number, number]),
+          at(p),
+          at(raw),
+          at(m),
+          at(v),
+          at(nextP!),
+          at(nextM!),
+          at(nextV!),
           p.size,
           b1,
           b2,

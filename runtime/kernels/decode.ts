@@ -28,7 +28,7 @@
 import { type Blas, blasRunsMatMul, loadBlas } from "../blas.ts";
 import { tf } from "../backend.ts";
 import type { ModelConfig, Params } from "../model/transformer.ts";
-import { type SimdKernels, simdKernels } from "./simd.ts";
+import { simdKernels } from "./simd.ts";
 
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
@@ -36,20 +36,24 @@ const TRANS = 112;
 
 /**
  * An instance of simd.wat and its memory, where arrays are laid out one after the other
- * (`alloc`) and freed all at once (`reset`). Offsets are in floats; the memory grows as needed,
- * after which `heap` and `base` are new.
+ * (`alloc`) and freed all at once by setting `top` back. Offsets are in floats; the memory grows
+ * as needed, after which `heap` and `base` are new.
  */
 class Arena {
   readonly memory = new WebAssembly.Memory({ initial: 16 }); // 1 MiB
-  readonly kernels: SimdKernels;
-  heap: Float32Array;
+  readonly kernels = simdKernels(this.memory);
+  heap!: Float32Array;
   /** The memory's address, for OpenBLAS. */
-  base: Deno.PointerObject;
+  base!: Deno.PointerObject;
   /** Floats in use. */
   top = 0;
 
   constructor() {
-    this.kernels = simdKernels(this.memory);
+    this.view();
+  }
+
+  /** Takes `heap` and `base` from the memory's current buffer. */
+  private view(): void {
     this.heap = new Float32Array(this.memory.buffer);
     this.base = Deno.UnsafePointer.of(this.heap)!;
   }
@@ -61,8 +65,7 @@ class Arena {
     const bytes = this.top * 4 - this.memory.buffer.byteLength;
     if (bytes > 0) {
       this.memory.grow(Math.ceil(bytes / 65536));
-      this.heap = new Float32Array(this.memory.buffer);
-      this.base = Deno.UnsafePointer.of(this.heap)!;
+      this.view();
     }
     return at;
   }
@@ -353,16 +356,16 @@ class BlasDecoder implements Decoder {
           const r = i * time + t;
           const table = Math.max(0, past + t - padding[b]!) * half;
           for (let j = 0; j < kvHeads; j++) {
-            const at = ((b * kvHeads + j) * capacity + past + t) * hd;
-            const from = (r * kvHeads + j) * hd;
+            const at = ((b * kvHeads + j) * capacity + past + t) * hd; // in the cache
+            const head = (r * kvHeads + j) * hd; // in k and v
             kernels.rope(
-              4 * (k + from),
+              4 * (k + head),
               4 * (layer.keys + at),
               4 * (cosines + table),
               4 * (sines + table),
               half,
             );
-            heap.copyWithin(layer.values + at, v + from, v + from + hd);
+            heap.copyWithin(layer.values + at, v + head, v + head + hd);
           }
         }
       }
