@@ -36,7 +36,7 @@ import {
   safeCompile,
   validateRecipe,
 } from "./dsl/mod.ts";
-import { presentBackends } from "./runtime/native.ts";
+import { presentBackends } from "./runtime/engine/native.ts";
 import {
   DEFAULT_OBJECTIVES,
   parseAccuracy,
@@ -44,7 +44,7 @@ import {
   parseLrs,
   parseObjectives,
   parseTrack,
-} from "./runtime/compare/options.ts";
+} from "./analysis/compare/options.ts";
 
 /** Exit codes of the command line. */
 export const EXIT = { ok: 0, internal: 1, invalid: 2, interrupted: 130 } as const;
@@ -201,7 +201,7 @@ function program(fail: (code: number) => void) {
       // Loaded here, not at the top: plan, validate and schema never load TensorFlow.js.
       const runtime = await import("./runtime/mod.ts");
       // Bars on a terminal, a plain line per step otherwise (CI logs, pipes).
-      const { barProgress } = await import("./runtime/progress_bar.ts");
+      const { barProgress } = await import("./runtime/run/progress_bar.ts");
       const progress = barProgress();
       // Ctrl-C (or SIGTERM) once: finish the step, write a checkpoint, exit 130. Twice: exit now.
       const stop = new AbortController();
@@ -255,7 +255,7 @@ function program(fail: (code: number) => void) {
     .option("--runs-dir <dir>", "where run directories are", "runs")
     .option("--json", "print the list as JSON")
     .action(async (options) => {
-      const { formatRuns, listRuns } = await import("./runtime/runs.ts");
+      const { formatRuns, listRuns } = await import("./analysis/runs.ts");
       const runs = await listRuns(options.runsDir);
       if (options.json) console.log(JSON.stringify(runs, null, 2));
       else if (runs.length === 0) console.log(`no runs in ${options.runsDir}`);
@@ -266,7 +266,7 @@ function program(fail: (code: number) => void) {
     .description("write a run directory's report.html from its files")
     .argument("<dir>", "a run directory")
     .action(async (dir) => {
-      const { readRunFiles, writeReport } = await import("./runtime/report/mod.ts");
+      const { readRunFiles, writeReport } = await import("./analysis/report/mod.ts");
       const files = await readRunFiles(dir).catch((e) => {
         console.error(`giftwrap: Cannot read run directory '${dir}': ${(e as Error).message}`);
         throw new Reported();
@@ -327,7 +327,7 @@ function program(fail: (code: number) => void) {
         for (const issue of validated.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
         throw new Reported();
       }
-      const compare = await import("./runtime/compare/mod.ts");
+      const compare = await import("./analysis/compare/mod.ts");
       // The runs' recipes are written elsewhere: their relative paths start from this recipe.
       const base = compare.withAbsolutePaths(validated.recipe, loaded.url);
       const planned = compare.planComparison(base, {

@@ -28,14 +28,14 @@
  */
 
 export * from "./dsl/mod.ts";
-export { objectives } from "./runtime/objectives/mod.ts";
+export { objectives } from "./runtime/rl/objectives/mod.ts";
 export type {
   GiftOptions,
   Objective,
   ObjectiveBatch,
   ObjectiveResult,
-} from "./runtime/objectives/mod.ts";
-export type { RewardFn, Sample } from "./runtime/rewards/types.ts";
+} from "./runtime/rl/objectives/mod.ts";
+export type { RewardFn, Sample } from "./runtime/rl/rewards/types.ts";
 export type { Problem } from "./runtime/data/types.ts";
 export type { AdditionRow } from "./runtime/data/addition.ts";
 export type { MultiplicationRow } from "./runtime/data/multiplication.ts";

@@ -7,7 +7,7 @@
  *   into two mini-batches of 64 rows; here one update covers all 128 rows.
  * - `large`: 6 layers, d 384, 6 heads of 64, vocab 64, 64 prompt + 192 new tokens, P 2 × G 8.
  * - `large-b8`: the same with one group (P 1 × G 8): the largest batch whose train step fitted in
- *   the wasm backend's 4 GiB heap before runtime/tape.ts freed memory during the backward pass;
+ *   the wasm backend's 4 GiB heap before runtime/engine/tape.ts freed memory during the backward pass;
  *   kept to compare with earlier results.
  * - `gqa-untied` (check only): a small model with grouped-query attention (4 heads over 2 key/value
  *   heads), an untied output head and weight decay, the paths the other two do not take.
@@ -17,8 +17,8 @@
 
 import { compile } from "../mod.ts";
 import frontDoorRecipe from "../recipes/addition_gift.ts";
-import { modelConfig } from "../runtime/model/transformer.ts";
-import { Rng } from "../runtime/random.ts";
+import { modelConfig } from "../runtime/engine/model/transformer.ts";
+import { Rng } from "../runtime/engine/random.ts";
 import type { WorkerConfig } from "./_protocol.ts";
 
 /** The special tokens every tokenizer starts with (`<pad>`, `<bos>`, `<eos>`). */

@@ -2,11 +2,11 @@
  * giftwrap's side of `deno task bench`: the protocol of bench/torch_ref.py (see bench/_protocol.ts)
  * implemented with giftwrap's own runtime, on one tfjs backend.
  *
- * - model: `initParams` (runtime/model/transformer.ts) from the setup's seed;
- * - train step: what runtime/train.ts's update loop does for one mini-batch: `tf.variableGrads`
+ * - model: `initParams` (runtime/engine/model/transformer.ts) from the setup's seed;
+ * - train step: what runtime/rl/train_step.ts's update loop does for one mini-batch: `tf.variableGrads`
  *   over a tidy closure of `tokenLogProbs` and `objectives.gift.loss`, read the loss, then
  *   `adamWStep` (clip, AdamW), dispose the gradients;
- * - sampling: `sampleCompletions` (runtime/sample.ts) of the batch's prompts, temperature 1;
+ * - sampling: `sampleCompletions` (runtime/rl/sample.ts) of the batch's prompts, temperature 1;
  * - memory: VmHWM of this process.
  *
  * Commands: `setup` (`{"config": WorkerConfig}`), `train`, `sample`, `logprobs`, `memory`;
@@ -21,18 +21,18 @@
  */
 
 import process from "node:process";
-import { tf, useBackend } from "../runtime/backend.ts";
+import { tf, useBackend } from "../runtime/engine/backend.ts";
 import {
   initParams,
   type ModelConfig,
   paramShapes,
   tokenLogProbs,
-} from "../runtime/model/transformer.ts";
-import { type CharTokenizer, charTokenizer } from "../runtime/model/tokenizer.ts";
-import { type GiftOptions, objectives, stopGradient } from "../runtime/objectives/mod.ts";
-import { type AdamW, adamW, adamWStep } from "../runtime/optim.ts";
-import { Rng } from "../runtime/random.ts";
-import { sampleCompletions } from "../runtime/sample.ts";
+} from "../runtime/engine/model/transformer.ts";
+import { type CharTokenizer, charTokenizer } from "../runtime/engine/model/tokenizer.ts";
+import { type GiftOptions, objectives, stopGradient } from "../runtime/rl/objectives/mod.ts";
+import { type AdamW, adamW, adamWStep } from "../runtime/engine/optim.ts";
+import { Rng } from "../runtime/engine/random.ts";
+import { sampleCompletions } from "../runtime/rl/sample.ts";
 import { type Answer, readLines, residentBytes, type WorkerConfig } from "./_protocol.ts";
 
 const START_RSS = residentBytes().rssBytes;
@@ -91,7 +91,7 @@ async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }>
   };
 }
 
-/** One optimiser update on the batch, as runtime/train.ts does for one mini-batch. */
+/** One optimiser update on the batch, as runtime/rl/train_step.ts does for one mini-batch. */
 async function train(s: State): Promise<Answer> {
   const { promptTokens: P, groupSize: G } = s.shapes;
   const vars = Object.values(s.params);

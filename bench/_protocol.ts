@@ -8,13 +8,13 @@
  */
 
 import process from "node:process";
-import type { ModelConfig } from "../runtime/model/transformer.ts";
-import type { AdamWOptions } from "../runtime/optim.ts";
-import type { BackendName } from "../runtime/backend.ts";
+import type { ModelConfig } from "../runtime/engine/model/transformer.ts";
+import type { AdamWOptions } from "../runtime/engine/optim.ts";
+import type { BackendName } from "../runtime/engine/backend.ts";
 
 /** What `{"cmd": "setup"}` carries: the model, the batch, the optimiser. */
 export interface WorkerConfig {
-  /** The model (runtime/model/transformer.ts's `ModelConfig`). */
+  /** The model (runtime/engine/model/transformer.ts's `ModelConfig`). */
   model: ModelConfig;
   shapes: {
     /** B = P·G */

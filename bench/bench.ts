@@ -53,7 +53,7 @@ import {
   startGiftwrapWorker,
   startTorchWorker,
 } from "./_protocol.ts";
-import type { BackendName } from "../runtime/backend.ts";
+import type { BackendName } from "../runtime/engine/backend.ts";
 
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
 const SLOW_STEP_MS = 30_000;

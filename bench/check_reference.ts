@@ -20,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { autoBackend, benchConfig, CONFIG_NAMES, type ConfigName } from "./_configs.ts";
 import { startGiftwrapWorker, startTorchWorker, type WorkerProcess } from "./_protocol.ts";
-import type { BackendName } from "../runtime/backend.ts";
+import type { BackendName } from "../runtime/engine/backend.ts";
 
 const TRAIN_STEPS = 3;
 

@@ -4,7 +4,7 @@ giftwrap with. On the CPU it runs under Debian's /usr/bin/python3 (the interpret
 1.13); bench/gpu.sh runs it on CUDA (setup's `device: "cuda"`) under the GPU machine's python3.
 On CUDA every timed command waits for the GPU (`torch.cuda.synchronize`) before it reads the clock.
 
-The model is runtime/model/transformer.ts layer for layer, so both do the same FLOPs:
+The model is runtime/engine/model/transformer.ts layer for layer, so both do the same FLOPs:
 
 - token embedding; L pre-norm blocks of RMSNorm -> grouped-query attention (kvHeads key/value
   heads, each serving heads/kvHeads query heads, HF's repeat_interleave order) with rotary
@@ -16,14 +16,14 @@ The model is runtime/model/transformer.ts layer for layer, so both do the same F
 - token log-probs: the final norm and head run only on the positions that predict a completion
   token (giftwrap's `logitsFrom`), then log_softmax and the target's entry.
 
-The train step is one optimiser update, as runtime/train.ts does for one mini-batch:
+The train step is one optimiser update, as runtime/rl/train_step.ts does for one mini-batch:
 
   1) logp = token log-probs of the completions                          [B, C]
-  2) GIFT (runtime/objectives/gift.ts): u_i = sum_t mask * (logp - refLogp);
+  2) GIFT (runtime/rl/objectives/gift.ts): u_i = sum_t mask * (logp - refLogp);
      A = group-standardised rewards (sample std, + eps); u~ = (u - m_g) / (s_g + eps) with m_g, s_g
      from u.detach(); L = mean_i (A_i - beta_c u~_i)^2
   3) backward; clip_grad_norm_ (PyTorch's rule, which giftwrap copies); AdamW (decoupled decay
-     on matrices only, as runtime/optim.ts), constant learning rate; a non-finite norm skips it.
+     on matrices only, as runtime/engine/optim.ts), constant learning rate; a non-finite norm skips it.
 
 Sampling is KV-cache sampling of B rows as giftwrap's sampler does it: one prefill per distinct
 prompt, then one token per step at temperature 1 (multinomial) for the rows that have not drawn
@@ -66,7 +66,7 @@ def proc_status_bytes(field):
 
 
 START_RSS = proc_status_bytes("VmRSS")
-PAD, EOS = 0, 2  # runtime/model/tokenizer.ts
+PAD, EOS = 0, 2  # runtime/engine/model/tokenizer.ts
 
 
 def openblas_core():
@@ -203,7 +203,7 @@ class Transformer(nn.Module):
 
 
 def giftwrap_params(c):
-    """(name, shape as giftwrap stores it, init) in runtime/model/transformer.ts `paramShapes` order."""
+    """(name, shape as giftwrap stores it, init) in runtime/engine/model/transformer.ts `paramShapes` order."""
     d, f = c["dModel"], c["ffnDim"]
     q, kv = c["heads"] * c["headDim"], c["kvHeads"] * c["headDim"]
     std, residual = 0.02, 0.02 / math.sqrt(2 * c["layers"])

@@ -720,7 +720,7 @@ function checkEvery(
 
 /**
  * The backend: as requested, or for `auto` the first of BACKEND_PREFERENCE that is present. On
- * wasm and cpu the runtime also sends matrix products to OpenBLAS where it loads (runtime/blas.ts),
+ * wasm and cpu the runtime also sends matrix products to OpenBLAS where it loads (runtime/engine/blas.ts),
  * which the reason says, as it does not depend on the recipe.
  */
 function resolveBackend(requested: Backend, options: CompileOptions): Plan["backend"] {

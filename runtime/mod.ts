@@ -6,19 +6,19 @@
  * @module
  */
 
-export * from "./backend.ts";
-export * from "./execute.ts";
-export * from "./objectives/mod.ts";
-export { type EvalResult, evaluate } from "./evaluate.ts";
-export { type Completions, sampleCompletions, type SampleOptions } from "./sample.ts";
+export * from "./engine/backend.ts";
+export * from "./run/execute.ts";
+export * from "./rl/objectives/mod.ts";
+export { type EvalResult, evaluate } from "./rl/evaluate.ts";
+export { type Completions, sampleCompletions, type SampleOptions } from "./rl/sample.ts";
 export {
   NonFiniteUpdateError,
   type Run,
   type SampleGroup,
   type StepMetrics,
   trainStep,
-} from "./train.ts";
-export { type RunInfo, RunWriteError } from "./run_dir.ts";
+} from "./rl/train_step.ts";
+export { type RunInfo, RunWriteError } from "./run/run_dir.ts";
 export {
   duration,
   lineProgress,
@@ -26,7 +26,7 @@ export {
   type Phase,
   type Progress,
   type ProgressUpdate,
-} from "./progress.ts";
+} from "./run/progress.ts";
 export {
   forward,
   initParams,
@@ -34,12 +34,12 @@ export {
   modelConfig,
   type Params,
   tokenLogProbs,
-} from "./model/transformer.ts";
-export { loadCheckpoint, saveCheckpoint, weightsToTensors } from "./model/checkpoint.ts";
-export { charTokenizer } from "./model/tokenizer.ts";
-export { Rng } from "./random.ts";
-export { TaskError } from "./task.ts";
-export { DynamicSamplingError } from "./groups.ts";
+} from "./engine/model/transformer.ts";
+export { loadCheckpoint, saveCheckpoint, weightsToTensors } from "./engine/model/checkpoint.ts";
+export { charTokenizer } from "./engine/model/tokenizer.ts";
+export { Rng } from "./engine/random.ts";
+export { TaskError } from "./data/task.ts";
+export { DynamicSamplingError } from "./rl/groups.ts";
 export { DataError } from "./data/jsonl.ts";
 export {
   createScorer,
@@ -47,6 +47,6 @@ export {
   scoreSources,
   type SourceOptions,
   type SourceScorer,
-} from "./rewards/mod.ts";
-export type { BatchScorer, RewardFn, Sample } from "./rewards/types.ts";
-export { rewardModelScorer, saveRewardModel } from "./model/reward_model.ts";
+} from "./rl/rewards/mod.ts";
+export type { BatchScorer, RewardFn, Sample } from "./rl/rewards/types.ts";
+export { rewardModelScorer, saveRewardModel } from "./rl/rewards/reward_model.ts";

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { writeReport } from "../runtime/report/mod.ts";
+import { writeReport } from "../analysis/report/mod.ts";
 import { launchChromium, loadPage } from "./_chromium.ts";
 
 /**

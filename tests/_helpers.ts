@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { main } from "../cli.ts";
-import { RUN_PERMISSIONS } from "../runtime/compare/compare.ts";
+import { RUN_PERMISSIONS } from "../analysis/compare/compare.ts";
 
 /** What one in-process run of the CLI returned and printed. */
 export interface Ran {

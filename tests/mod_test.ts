@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { tf, useBackend } from "../runtime/backend.ts";
+import { tf, useBackend } from "../runtime/engine/backend.ts";
 import { type ObjectiveBatch, objectives } from "../mod.ts";
 
 Deno.test("mod.ts exports objectives.gift, callable on plain tensors", async () => {

@@ -1,7 +1,7 @@
 /**
  * An objective of your own, as a recipe names it: `customObjective("./objectives/reinforce.ts",
  * { export: "reinforce", reads: { reference: false } })`. It implements the runtime's `Objective`
- * contract (`runtime/objectives/types.ts`) and passes the same conformance suite as the presets.
+ * contract (`runtime/rl/objectives/types.ts`) and passes the same conformance suite as the presets.
  *
  * REINFORCE with a group-mean baseline and no importance ratio:
  *   A_i = r_i − mean_g r                      (a constant)

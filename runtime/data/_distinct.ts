@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Rng } from "../random.ts";
+import type { Rng } from "../engine/random.ts";
 
 /** Above this many distinct problems, draw with a rejection set instead of a full permutation. */
 export const PERMUTE_LIMIT = 2_000_000;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Rng } from "../random.ts";
+import type { Rng } from "../engine/random.ts";
 import type { Problem, Splits } from "./types.ts";
 
 /** The row of an addition problem: its operands (a type, so it is a `Record<string, unknown>`). */

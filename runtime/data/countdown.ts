@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { Rng } from "../random.ts";
+import type { Rng } from "../engine/random.ts";
 import { checkInteger, decimalDigits } from "./_distinct.ts";
 import type { Problem, Splits } from "./types.ts";
 

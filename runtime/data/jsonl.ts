@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { Rng } from "../random.ts";
+import type { Rng } from "../engine/random.ts";
 import type { Problem, Splits } from "./types.ts";
 
 /** The row of a JSON Lines problem: the line's object as parsed. */

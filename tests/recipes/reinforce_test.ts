@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { reinforce } from "../../recipes/objectives/reinforce.ts";
-import { runObjectiveConformance } from "../runtime/objectives/_conformance.ts";
+import { runObjectiveConformance } from "../runtime/rl/objectives/_conformance.ts";
 
 // Equal rewards in a group give A = 0 and so a zero gradient anywhere.
 runObjectiveConformance(reinforce, {}, { name: "reinforce", zeroAdvantageGradient: "anywhere" });

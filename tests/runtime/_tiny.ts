@@ -1,7 +1,7 @@
 /** A recipe small enough to train in a second or two: the runtime tests' fixture. */
 
 import { compile, gift, type Plan, recipe, rewards, tasks, tinyGpt } from "../../mod.ts";
-import type { ModelConfig } from "../../runtime/model/transformer.ts";
+import type { ModelConfig } from "../../runtime/engine/model/transformer.ts";
 
 /** One layer of width 32 on one-digit addition, 5 steps of 4 prompts × 4 completions. */
 export const TINY = recipe({

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { assertDisjointSplits } from "./_splits.ts";
 import { additionProblem, additionSplits } from "../../../runtime/data/addition.ts";
-import { Rng } from "../../../runtime/random.ts";
+import { Rng } from "../../../runtime/engine/random.ts";
 
 Deno.test("additionProblem() zero-pads operands and writes the plain sum", () => {
   assert.deepEqual(additionProblem(507, 2), {

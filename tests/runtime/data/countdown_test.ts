@@ -11,7 +11,7 @@ import {
   maxPromptChars,
 } from "../../../runtime/data/countdown.ts";
 import type { Problem } from "../../../runtime/data/types.ts";
-import { Rng } from "../../../runtime/random.ts";
+import { Rng } from "../../../runtime/engine/random.ts";
 
 /**
  * A tiny evaluator for answers: `expr := operand op operand`, `operand := digits | (expr)`. Returns

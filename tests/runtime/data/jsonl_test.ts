@@ -6,7 +6,7 @@ import {
   loadJsonl,
   parseJsonl,
 } from "../../../runtime/data/jsonl.ts";
-import { Rng } from "../../../runtime/random.ts";
+import { Rng } from "../../../runtime/engine/random.ts";
 
 const PATH = "data/x.jsonl";
 const QA: JsonlLoadOptions = { prompt: "question", answer: "answer", eval: 0 };

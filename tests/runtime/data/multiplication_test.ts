@@ -7,7 +7,7 @@ import {
   multiplicationProblem,
   multiplicationSplits,
 } from "../../../runtime/data/multiplication.ts";
-import { Rng } from "../../../runtime/random.ts";
+import { Rng } from "../../../runtime/engine/random.ts";
 
 Deno.test("multiplicationProblem() zero-pads operands and writes the plain product", () => {
   assert.deepEqual(multiplicationProblem(1207, 2), {

@@ -7,7 +7,7 @@ import {
   sortingProblem,
   sortingSplits,
 } from "../../../runtime/data/sorting.ts";
-import { Rng } from "../../../runtime/random.ts";
+import { Rng } from "../../../runtime/engine/random.ts";
 
 Deno.test("sortingProblem() joins the values and sorts them numerically", () => {
   assert.deepEqual(sortingProblem([3, 1, 4, 1, 5]), {

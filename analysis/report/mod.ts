@@ -1,0 +1,210 @@
+/**
+ * A run's `report.html`: one self-contained page (inline CSS and SVG, no script, no network)
+ * drawn from the files of a run directory — `run.json` (provenance and status), `plan.json`,
+ * `metrics.jsonl` and `samples.jsonl`. The header gives the provenance, a short table the
+ * metrics at the start and the end of the run, Vega-Lite charts (rendered to SVG here, headless)
+ * the reward per source, accuracy, KL, completion length, the groups without signal, the gradient
+ * norm and any skipped update against the step, and tables the sampled groups of the first, the
+ * middle and the last logged step.
+ *
+ * What `deno task report <run dir>` writes, and what the trainer rewrites at every checkpoint and
+ * at the end of a run. Nothing here loads TensorFlow.js.
+ *
+ * @example
+ * ```ts
+ * import { writeReport } from "./runtime/report/mod.ts";
+ *
+ * const path = await writeReport("runs/addition-gift-20261126-162023");
+ * console.log(`wrote ${path}`);
+ * ```
+ *
+ * @module
+ */
+
+import { escapeHtml, STYLE } from "./_html.ts";
+import { finalTable, header, plots, samples } from "./_sections.ts";
+import type { RunInfo, SampleGroup } from "../../runtime/run/run_dir.ts";
+
+export type { RunInfo, SampleCompletion, SampleGroup } from "../../runtime/run/run_dir.ts";
+
+/**
+ * A line of `metrics.jsonl`: step 0's evaluation, then the `StepMetrics` of each step
+ * (runtime/rl/train_step.ts). Every field but `step` may be missing, and JSON writes NaN as null.
+ */
+export interface MetricsLine {
+  step: number;
+  rewardMean?: number | null;
+  rewardStd?: number | null;
+  rewards?: Record<string, { mean: number | null; std: number | null }>;
+  successRate?: number | null;
+  zeroStdGroups?: number | null;
+  kl?: number | null;
+  klInitial?: number | null;
+  entropy?: number | null;
+  completionLength?: number | null;
+  truncated?: number | null;
+  loss?: number | null;
+  gradNorm?: number | null;
+  lr?: number | null;
+  skippedUpdates?: number | null;
+  stepSeconds?: number | null;
+  tokensPerSecond?: number | null;
+  evalAccuracy?: number | null;
+  trainAccuracy?: number | null;
+  [field: string]: unknown;
+}
+
+/** The files of a run directory, as {@linkcode readRunFiles} reads them. */
+export interface RunFiles {
+  /** `run.json`; null when missing (a run from before it existed). */
+  info: RunInfo | null;
+  /** `plan.json` (dsl/plan.ts `Plan`); null when missing. */
+  plan: unknown | null;
+  /** `metrics.jsonl`, in file order. */
+  metrics: MetricsLine[];
+  /** `samples.jsonl`, in file order (lines without `completions`, an older format, left out). */
+  samples: SampleGroup[];
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+async function readText(path: string): Promise<string | null> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+async function readJson(path: string): Promise<Record<string, unknown> | null> {
+  const text = await readText(path);
+  if (text === null) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`Cannot read ${path} as it is not JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(value)) throw new Error(`Cannot read ${path} as it is not a JSON object`);
+  return value;
+}
+
+/**
+ * The objects of a JSON Lines file, each with a numeric `step`; a last line that is not one (the
+ * writer was interrupted in the middle of it) is left out, and so are blank lines.
+ */
+async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
+  const text = await readText(path);
+  if (text === null) return [];
+  const lines = text.split("\n");
+  let last = lines.length - 1;
+  while (last >= 0 && lines[last]!.trim() === "") last--;
+  const objects: Record<string, unknown>[] = [];
+  for (let i = 0; i <= last; i++) {
+    const line = lines[i]!;
+    if (line.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      value = undefined;
+    }
+    if (isObject(value) && typeof value.step === "number" && Number.isFinite(value.step)) {
+      objects.push(value);
+    } else if (i !== last) {
+      const shown = line.length > 60 ? `${line.slice(0, 60)}…` : line;
+      throw new Error(
+        `Cannot read ${path} as line ${i + 1} is not a JSON object with a numeric 'step': ` +
+          `current value is ${shown}`,
+      );
+    }
+  }
+  return objects;
+}
+
+/**
+ * Reads the files of the run directory `dir`. Tolerant of a run in progress or an older one: a
+ * missing file gives null or `[]`, and a partially written last line of a `.jsonl` is left out.
+ * Throws when `run.json` or `plan.json` is not a JSON object, or when a line of a `.jsonl` other
+ * than the last is not an object with a numeric `step`.
+ *
+ * @example
+ * ```ts
+ * const run = await readRunFiles("runs/addition-gift-20261126-162023");
+ * console.log(run.info?.status, run.metrics.length);
+ * ```
+ */
+export async function readRunFiles(dir: string): Promise<RunFiles> {
+  const [info, plan, metrics, samples] = await Promise.all([
+    readJson(`${dir}/run.json`),
+    readJson(`${dir}/plan.json`),
+    readJsonl(`${dir}/metrics.jsonl`),
+    readJsonl(`${dir}/samples.jsonl`),
+  ]);
+  return {
+    info: info as RunInfo | null,
+    plan,
+    metrics: metrics as MetricsLine[],
+    samples: samples.filter((s) => Array.isArray(s.completions)) as unknown as SampleGroup[],
+  };
+}
+
+/**
+ * The report of a run as one HTML page, from its already-read files.
+ *
+ * @example
+ * ```ts
+ * const html = await reportHtml(await readRunFiles(dir));
+ * ```
+ */
+export async function reportHtml(run: RunFiles): Promise<string> {
+  const head = header(run);
+  const parts = [
+    "<!DOCTYPE html>",
+    '<html lang="en">',
+    "<head>",
+    '<meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    `<title>run ${escapeHtml(head.name)}</title>`,
+    `<style>${STYLE}</style>`,
+    "</head>",
+    "<body>",
+    head.html,
+    "<h2>Result</h2>",
+    finalTable(run),
+    "<h2>Curves</h2>",
+    await plots(run),
+    "<h2>Samples</h2>",
+    samples(run),
+    "</body>",
+    "</html>",
+  ];
+  return parts.join("\n") + "\n";
+}
+
+/**
+ * Writes `<dir>/report.html` from the run directory's files, through a temporary file and a
+ * rename (a reader never sees half a page), and returns its path.
+ *
+ * @example
+ * ```ts
+ * const path = await writeReport("runs/addition-gift-20261126-162023");
+ * // "runs/addition-gift-20261126-162023/report.html"
+ * ```
+ */
+export async function writeReport(dir: string): Promise<string> {
+  const html = await reportHtml(await readRunFiles(dir));
+  const path = `${dir}/report.html`;
+  const temporary = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(temporary, html);
+    await Deno.rename(temporary, path);
+  } catch (e) {
+    await Deno.remove(temporary).catch(() => {});
+    throw e;
+  }
+  return path;
+}

@@ -1,0 +1,457 @@
+/**
+ * KV-cache sampling of the transformer (`model/transformer.ts`) without tfjs: its matrix products
+ * through OpenBLAS (`blas.ts`), everything else in a small WebAssembly module with SIMD
+ * (`simd.wat`), on arrays laid out in that module's memory. The same math as `forward()`.
+ *
+ * Why: a sampling step of a small model is ~120 tiny tfjs kernels (norms, RoPE's split and concat,
+ * per-head attention products, the embedding gather, the KV cache's concat), and on wasm their
+ * dispatch costs several times the arithmetic. Here a step is a handful of `sgemm` calls and a few
+ * calls into the module per row, and the cache is written in place. The loops were plain
+ * JavaScript before, ~60% of the front door's sampling time; in WebAssembly the decoder runs 1.6×
+ * faster for the front door and 1.75× for bench/'s large model. Used by `sample.ts`
+ * only when OpenBLAS runs the current backend's products (wasm or cpu with `--allow-ffi`);
+ * anywhere else sampling stays on tfjs.
+ *
+ * Numerics: the products are the same OpenBLAS calls tfjs's `BatchMatMul` makes there; the rest
+ * runs in float32 with sums over 4 lanes and `simd.wat`'s exponential, so logits agree with
+ * `forward()` to float32 rounding (tests/runtime/engine/kernels/decode_test.ts), not bit for bit.
+ *
+ * Memory: a decoder's arrays live in an `Arena` (one module instance and its memory). A disposed
+ * decoder hands its arena to the next one, which lays out its own arrays from the start: sampling
+ * again allocates nothing once the memory has grown to the largest call. The weights of the
+ * products stay in JavaScript arrays (OpenBLAS reads them there), read once per tfjs data
+ * (`weightCopies`).
+ *
+ * @module
+ */
+
+import { type Blas, blasRunsMatMul, loadBlas } from "../blas.ts";
+import { tf } from "../backend.ts";
+import type { ModelConfig, Params } from "../model/transformer.ts";
+import { simdKernels } from "./simd.ts";
+
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+/**
+ * An instance of simd.wat and its memory, where arrays are laid out one after the other
+ * (`alloc`) and freed all at once by setting `top` back. Offsets are in floats; the memory grows
+ * as needed, after which `heap` and `base` are new.
+ */
+class Arena {
+  readonly memory = new WebAssembly.Memory({ initial: 16 }); // 1 MiB
+  readonly kernels = simdKernels(this.memory);
+  heap!: Float32Array;
+  /** The memory's address, for OpenBLAS. */
+  base!: Deno.PointerObject;
+  /** Floats in use. */
+  top = 0;
+
+  constructor() {
+    this.view();
+  }
+
+  /** Takes `heap` and `base` from the memory's current buffer. */
+  private view(): void {
+    this.heap = new Float32Array(this.memory.buffer);
+    this.base = Deno.UnsafePointer.of(this.heap)!;
+  }
+
+  /** Room for `floats` values, 16-byte aligned; its offset in floats. */
+  alloc(floats: number): number {
+    const at = this.top;
+    this.top += Math.ceil(floats / 4) * 4;
+    const bytes = this.top * 4 - this.memory.buffer.byteLength;
+    if (bytes > 0) {
+      this.memory.grow(Math.ceil(bytes / 65536));
+      this.view();
+    }
+    return at;
+  }
+
+  /** Copies `values` in; their offset. */
+  copyIn(values: Float32Array): number {
+    const at = this.alloc(values.length);
+    this.heap.set(values, at);
+    return at;
+  }
+
+  /** The address of offset `at`, for OpenBLAS. */
+  pointer(at: number): Deno.PointerValue {
+    return Deno.UnsafePointer.offset(this.base, at * 4);
+  }
+}
+
+/** Arenas of disposed decoders, for the next ones (at most 2 kept). */
+const freeArenas: Arena[] = [];
+
+/** One layer: the products' weights ([in, out] as `forward()` keeps them), and arena offsets. */
+interface Layer {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  down: Float32Array;
+  /** Offsets of the norms' gains. */
+  inputNorm: number;
+  postNorm: number;
+  /** Offsets of [B, kvHeads, capacity, headDim]: keys (after RoPE) and values of every position. */
+  keys: number;
+  values: number;
+}
+
+/** A model ready to sample B rows: weights read once, and a KV cache of `capacity` positions. */
+export interface Decoder {
+  /**
+   * Runs `time` new tokens per row (`ids`: [B, time], row-major) after the earlier ones and
+   * returns the logits of each row's last new token: [B, vocab]. With `active`, only those rows
+   * run (the others' logits are 0 and their cache is left behind: they must not run again).
+   */
+  next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array;
+  /** Hands the decoder's memory to the next decoder; this one must not run again. */
+  dispose(): void;
+}
+
+/**
+ * The weights read so far, by the backend data they were read from. tfjs never changes the data
+ * under a `dataId` (an optimiser's `assign` gives the variable a new one), so a copy stays valid
+ * while its key lives: sampling again with the same weights skips reading them (~1 ms a call for
+ * the front door's model), and an update's new data is read afresh.
+ */
+const weightCopies = new WeakMap<object, Float32Array>();
+
+/**
+ * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, or null
+ * where OpenBLAS does not run the current backend's products (then tfjs is as fast as it gets).
+ */
+export async function blasDecoder(
+  params: Params,
+  config: ModelConfig,
+  rows: number,
+  padding: readonly number[],
+  capacity: number,
+): Promise<Decoder | null> {
+  if (!blasRunsMatMul(tf.getBackend())) return null;
+  const probe = loadBlas();
+  if (!probe.ok) return null;
+  capacity = Math.min(capacity, config.contextLength);
+  const read = async (name: string) => {
+    const t = params[name];
+    if (!t) throw new Error(`The model has no parameter '${name}'`);
+    const known = weightCopies.get(t.dataId);
+    if (known) return known;
+    const values = new Float32Array(await t.data());
+    weightCopies.set(t.dataId, values);
+    return values;
+  };
+  const weights = [];
+  for (let l = 0; l < config.layers; l++) {
+    const w = (name: string) => read(`model.layers.${l}.${name}.weight`);
+    weights.push({
+      inputNorm: await w("input_layernorm"),
+      q: await w("self_attn.q_proj"),
+      k: await w("self_attn.k_proj"),
+      v: await w("self_attn.v_proj"),
+      o: await w("self_attn.o_proj"),
+      postNorm: await w("post_attention_layernorm"),
+      gate: await w("mlp.gate_proj"),
+      up: await w("mlp.up_proj"),
+      down: await w("mlp.down_proj"),
+    });
+  }
+  const embedding = await read("model.embed_tokens.weight"); // [V, d]
+  const finalNorm = await read("model.norm.weight");
+  const head = config.tiedEmbeddings ? null : await read("lm_head.weight"); // [d, V]
+  const arena = freeArenas.pop() ?? new Arena();
+  arena.top = 0;
+  const cache = rows * config.kvHeads * capacity * config.headDim;
+  const layers: Layer[] = weights.map((w) => ({
+    ...w,
+    inputNorm: arena.copyIn(w.inputNorm),
+    postNorm: arena.copyIn(w.postNorm),
+    keys: arena.alloc(cache),
+    values: arena.alloc(cache),
+  }));
+  return new BlasDecoder(
+    probe.blas,
+    arena,
+    config,
+    {
+      embedding,
+      finalNorm: arena.copyIn(finalNorm),
+      head,
+      layers,
+    },
+    rows,
+    padding,
+    capacity,
+  );
+}
+
+/**
+ * The decoder's state and step. A class, not closures made per call: V8 keeps what it learns
+ * about a function (and its optimised code) per closure, so fresh closures on every sampling call
+ * would run cold.
+ */
+class BlasDecoder implements Decoder {
+  /** Positions already in the cache. */
+  past = 0;
+  /** Whether `dispose` handed the arena back. */
+  disposed = false;
+  /** Offset of one query's attention weights, by position. */
+  readonly scores: number;
+  /** Offsets of RoPE's cos and sin, [capacity, headDim / 2], as `ropeTables` computes them. */
+  readonly cosines: number;
+  readonly sines: number;
+  /** Where the work arrays of `run` start: everything before is this decoder's for good. */
+  readonly fixed: number;
+
+  constructor(
+    readonly blas: Blas,
+    readonly arena: Arena,
+    readonly config: ModelConfig,
+    readonly weights: {
+      embedding: Float32Array;
+      finalNorm: number;
+      head: Float32Array | null;
+      layers: Layer[];
+    },
+    readonly rows: number,
+    readonly padding: readonly number[],
+    readonly capacity: number,
+  ) {
+    const { headDim: hd, ropeTheta } = config;
+    const half = hd / 2;
+    this.scores = arena.alloc(capacity);
+    this.cosines = arena.alloc(capacity * half);
+    this.sines = arena.alloc(capacity * half);
+    for (let position = 0; position < capacity; position++) {
+      for (let i = 0; i < half; i++) {
+        const angle = position * ropeTheta ** (-(2 * i) / hd);
+        arena.heap[this.cosines + position * half + i] = Math.cos(angle);
+        arena.heap[this.sines + position * half + i] = Math.sin(angle);
+      }
+    }
+    this.fixed = arena.top;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (freeArenas.length < 2) freeArenas.push(this.arena);
+  }
+
+  next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array {
+    if (this.disposed) throw new Error("Cannot decode: the decoder was disposed");
+    const { config, rows, padding, capacity, past } = this;
+    if (ids.length !== rows * time) {
+      throw new Error(`Cannot decode ${ids.length} ids as [${rows}, ${time}]`);
+    }
+    if (past + time > capacity) {
+      throw new Error(
+        `Cannot run the model on ${past + time} positions: ` +
+          (capacity < config.contextLength
+            ? `the decoder was made for ${capacity}`
+            : `its context length is ${config.contextLength}`),
+      );
+    }
+    let chosen = active ?? Array.from({ length: rows }, (_, b) => b);
+    // Rows with the same prompt (a group's) share its prefill: run the first, copy to the others.
+    const copies: [number, number][] = [];
+    if (past === 0) {
+      const firstWith = new Map<string, number>();
+      chosen = chosen.filter((b) => {
+        const key = `${padding[b]}:${ids.subarray(b * time, (b + 1) * time).join(",")}`;
+        const first = firstWith.get(key);
+        if (first === undefined) firstWith.set(key, b);
+        else copies.push([first, b]);
+        return first === undefined;
+      });
+    }
+    const logits = this.run(ids, time, chosen);
+    const { vocab, kvHeads, headDim: hd } = config;
+    const block = kvHeads * capacity * hd; // one row's cache
+    const heap = this.arena.heap;
+    for (const [from, to] of copies) {
+      logits.copyWithin(to * vocab, from * vocab, (from + 1) * vocab);
+      for (const { keys, values } of this.weights.layers) {
+        heap.copyWithin(keys + to * block, keys + from * block, keys + (from + 1) * block);
+        heap.copyWithin(values + to * block, values + from * block, values + (from + 1) * block);
+      }
+    }
+    this.past += time;
+    return logits;
+  }
+
+  /** C[M, N] = A[M, K] · B, A and C in the arena, B a weight ([K, N], or [N, K] with `transB`). */
+  matmul(a: number, b: Float32Array, c: number, m: number, n: number, k: number, transB = false) {
+    const arena = this.arena;
+    this.blas.sgemm(
+      ROW_MAJOR,
+      NO_TRANS,
+      transB ? TRANS : NO_TRANS,
+      m,
+      n,
+      k,
+      1,
+      arena.pointer(a),
+      k,
+      Deno.UnsafePointer.of(b),
+      transB ? k : n,
+      0,
+      arena.pointer(c),
+      n,
+    );
+  }
+
+  /**
+   * The model on `time` new tokens of the rows `chosen` (of `ids`, [B, time]): writes their
+   * keys and values into the cache and returns [B, vocab] logits of their last token (other rows 0).
+   * Its work arrays follow the decoder's own in the arena; only the logits are a fresh array.
+   */
+  run(ids: Int32Array, time: number, chosen: readonly number[]): Float32Array {
+    const { arena, config, weights, padding, capacity, past, cosines, sines } = this;
+    const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
+    const kernels = arena.kernels;
+    const half = hd / 2;
+    const count = chosen.length;
+    const n = count * time; // rows of the residual stream: i·time + t for the i-th chosen row
+    arena.top = this.fixed;
+    const x = arena.alloc(n * d);
+    const h = arena.alloc(n * d);
+    const q = arena.alloc(n * heads * hd);
+    const k = arena.alloc(n * kvHeads * hd);
+    const v = arena.alloc(n * kvHeads * hd);
+    const attended = arena.alloc(n * heads * hd);
+    const projected = arena.alloc(n * d);
+    const gate = arena.alloc(n * ff);
+    const up = arena.alloc(n * ff);
+    const out = arena.alloc(count * vocab);
+    const heap = arena.heap; // after the last allocation: growing the memory replaces it
+    const embedding = weights.embedding;
+    for (let i = 0; i < count; i++) {
+      const b = chosen[i]!;
+      for (let t = 0; t < time; t++) {
+        const id = ids[b * time + t]!;
+        heap.set(embedding.subarray(id * d, (id + 1) * d), x + (i * time + t) * d);
+      }
+    }
+    // Queries run for positions [from, time): all of them, but in the last layer only the last
+    // one, whose logits are asked for (the others' keys and values are all later positions need).
+    let from = 0;
+    let m = n; // rows of x: count·(time − from)
+    const layers = weights.layers;
+    for (let l = 0; l < layers.length; l++) {
+      const layer = layers[l]!;
+      // 1) attention
+      kernels.rmsNorm(4 * x, 4 * layer.inputNorm, 4 * h, m, d, eps);
+      this.matmul(h, layer.k, k, m, kvHeads * hd, d);
+      this.matmul(h, layer.v, v, m, kvHeads * hd, d);
+      for (let i = 0; i < count; i++) {
+        const b = chosen[i]!;
+        for (let t = 0; t < time; t++) {
+          const r = i * time + t;
+          const table = Math.max(0, past + t - padding[b]!) * half;
+          for (let j = 0; j < kvHeads; j++) {
+            const at = ((b * kvHeads + j) * capacity + past + t) * hd; // in the cache
+            const head = (r * kvHeads + j) * hd; // in k and v
+            kernels.rope(
+              4 * (k + head),
+              4 * (layer.keys + at),
+              4 * (cosines + table),
+              4 * (sines + table),
+              half,
+            );
+            heap.copyWithin(layer.values + at, v + head, v + head + hd);
+          }
+        }
+      }
+      if (l === layers.length - 1 && time > 1) {
+        // in place: row i moves to i·time + time − 1 ≥ i, in ascending order
+        for (let i = 0; i < count; i++) {
+          const last = i * time + time - 1;
+          heap.copyWithin(x + i * d, x + last * d, x + (last + 1) * d);
+          heap.copyWithin(h + i * d, h + last * d, h + (last + 1) * d);
+        }
+        from = time - 1;
+        m = count;
+      }
+      const span = time - from;
+      this.matmul(h, layer.q, q, m, heads * hd, d);
+      for (let i = 0; i < count; i++) {
+        const b = chosen[i]!;
+        for (let t = 0; t < span; t++) {
+          const table = Math.max(0, past + from + t - padding[b]!) * half;
+          for (let j = 0; j < heads; j++) {
+            const at = 4 * (q + ((i * span + t) * heads + j) * hd);
+            kernels.rope(at, at, 4 * (cosines + table), 4 * (sines + table), half);
+          }
+        }
+      }
+      this.attend(layer, q, attended, chosen, from, time);
+      this.matmul(attended, layer.o, projected, m, d, heads * hd);
+      kernels.addInto(4 * x, 4 * projected, m * d);
+      // 2) SwiGLU feed-forward
+      kernels.rmsNorm(4 * x, 4 * layer.postNorm, 4 * h, m, d, eps);
+      this.matmul(h, layer.gate, gate, m, ff, d);
+      this.matmul(h, layer.up, up, m, ff, d);
+      kernels.siluTimes(4 * gate, 4 * up, m * ff);
+      this.matmul(gate, layer.down, projected, m, d, ff);
+      kernels.addInto(4 * x, 4 * projected, m * d);
+    }
+    // 3) output: x now holds each chosen row's last position only
+    kernels.rmsNorm(4 * x, 4 * weights.finalNorm, 4 * h, count, d, eps);
+    if (weights.head) this.matmul(h, weights.head, out, count, vocab, d);
+    else this.matmul(h, embedding, out, count, vocab, d, true);
+    const logits = new Float32Array(this.rows * vocab);
+    for (let i = 0; i < count; i++) {
+      logits.set(heap.subarray(out + i * vocab, out + (i + 1) * vocab), chosen[i]! * vocab);
+    }
+    return logits;
+  }
+
+  /**
+   * Causal attention of the queries of new positions [from, time) of the rows `chosen` (`q`:
+   * [count·(time − from), heads·hd]) over their cached positions, skipping each row's padding
+   * (`forward()`'s additive −1e9 mask gives those keys weight exactly 0). A padding position's
+   * query sees no key; its output (never read by a real token) is 0.
+   */
+  attend(
+    layer: Layer,
+    q: number,
+    out: number,
+    chosen: readonly number[],
+    from: number,
+    time: number,
+  ): void {
+    const { arena, padding, capacity, past, scores } = this;
+    const { heads, kvHeads, headDim: hd } = this.config;
+    const attend = arena.kernels.attend;
+    const scale = 1 / Math.sqrt(hd);
+    const repeats = heads / kvHeads;
+    const span = time - from;
+    for (let c = 0; c < chosen.length; c++) {
+      const b = chosen[c]!;
+      for (let t = from; t < time; t++) {
+        for (let j = 0; j < heads; j++) {
+          const at = ((c * span + t - from) * heads + j) * hd;
+          const base = (b * kvHeads + Math.floor(j / repeats)) * capacity * hd;
+          attend(
+            4 * (q + at),
+            4 * (layer.keys + base),
+            4 * (layer.values + base),
+            padding[b]!,
+            past + t + 1, // causal: up to and including this position
+            hd,
+            scale,
+            4 * scores,
+            4 * (out + at),
+          );
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * AdamW (decoupled weight decay, Loshchilov & Hutter) with global gradient-norm clipping and a
+ * learning-rate schedule: linear warm-up, then constant, linear or cosine decay to 0. Written out
+ * rather than taken from `tf.train.adam` because that has no decoupled decay and no way to save
+ * and restore its moments for a checkpoint.
+ *
+ * Clipping follows PyTorch's `clip_grad_norm_`: scale = min(1, maxNorm / (‖g‖ + 1e-6)). Weight
+ * decay skips 1-D parameters (norm gains), as Hugging Face's trainer does.
+ *
+ * @module
+ */
+
+import { tf } from "./backend.ts";
+import { wasmBackendKernels } from "./kernels/simd.ts";
+import type { Optimizer } from "../../dsl/schema.ts";
+import type { Resolved } from "../../dsl/objectives.ts";
+
+/**
+ * The optimiser's settings, every default resolved (the plan's `optimizer`; the trainer, not
+ * AdamW, acts on `maxSkippedUpdates`).
+ */
+export type AdamWOptions = Omit<Resolved<Optimizer>, "maxSkippedUpdates">;
+
+/** AdamW's state: the update count and both moments of every parameter. */
+export interface AdamW {
+  options: AdamWOptions;
+  /** Total updates the schedule spans (for linear and cosine decay). */
+  totalUpdates: number;
+  /** Updates taken so far. */
+  t: number;
+  m: Record<string, tf.Variable>;
+  v: Record<string, tf.Variable>;
+}
+
+/** A fresh AdamW over `params`, whose schedule spans `totalUpdates` updates. */
+export function adamW(
+  params: Record<string, tf.Variable>,
+  options: AdamWOptions,
+  totalUpdates: number,
+): AdamW {
+  const zeros = () =>
+    Object.fromEntries(
+      Object.entries(params).map(([name, p]) => {
+        const zero = tf.zerosLike(p);
+        const moment = tf.variable(zero, false);
+        zero.dispose();
+        return [name, moment];
+      }),
+    );
+  return { options, totalUpdates, t: 0, m: zeros(), v: zeros() };
+}
+
+/** The learning rate of update number `t` (0-based). */
+export function learningRate(options: AdamWOptions, t: number, totalUpdates: number): number {
+  const { lr, warmupSteps, schedule } = options;
+  if (t < warmupSteps) return (lr * (t + 1)) / warmupSteps;
+  const span = Math.max(1, totalUpdates - warmupSteps);
+  const progress = Math.min(1, (t - warmupSteps) / span);
+  switch (schedule) {
+    case "constant":
+      return lr;
+    case "linear":
+      return lr * (1 - progress);
+    case "cosine":
+      return lr * 0.5 * (1 + Math.cos(Math.PI * progress));
+  }
+}
+
+/**
+ * The global L2 norm of `grads` (a scalar tensor; the caller disposes it). The squares are added
+ * one by one, not with `tf.addN`: webgpu's AddN binds every input as a storage buffer, and from 8
+ * inputs on it exceeds WebGPU's default limit of 8 per shader stage, so its pipeline fails and it
+ * returns whatever its output buffer held (tests/runtime/engine/webgpu_test.ts). On cpu and wasm both
+ * ways add in the same order, in float32.
+ */
+export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
+  return tf.tidy(() => {
+    const squares = Object.values(grads).map((g) => tf.sum(tf.square(g)));
+    return tf.sqrt(squares.reduce((sum, s) => tf.add(sum, s))) as tf.Scalar;
+  });
+}
+
+/**
+ * One AdamW update of `params` with `grads` (disposed by the caller), after clipping their global
+ * norm. Returns the norm before clipping and the learning rate used. A gradient whose norm is not
+ * finite (a NaN or an infinity anywhere) is not applied: `skipped` is true and neither the
+ * parameters nor the optimiser's state change. On wasm the update of each parameter is one pass
+ * of simd.wat's `adamW`, bit-identical to the tfjs ops it replaces (`kernels` false: those ops).
+ */
+export async function adamWStep(
+  state: AdamW,
+  params: Record<string, tf.Variable>,
+  grads: Record<string, tf.Tensor>,
+  kernels = true,
+): Promise<{ gradNorm: number; lr: number; skipped: boolean }> {
+  const { betas: [b1, b2], eps, weightDecay, clipGradNorm } = state.options;
+  const normTensor = globalNorm(grads);
+  const gradNorm = (await normTensor.data())[0]!; // async: webgpu cannot read synchronously
+  normTensor.dispose();
+  if (!Number.isFinite(gradNorm)) {
+    return {
+      gradNorm,
+      lr: learningRate(state.options, state.t, state.totalUpdates),
+      skipped: true,
+    };
+  }
+  const clip = clipGradNorm > 0 ? Math.min(1, clipGradNorm / (gradNorm + 1e-6)) : 1;
+  const lr = learningRate(state.options, state.t, state.totalUpdates);
+  state.t += 1;
+  const c1 = 1 - b1 ** state.t;
+  const c2 = 1 - b2 ** state.t;
+  const simd = kernels ? wasmBackendKernels() : null;
+  tf.tidy(() => {
+    for (const [name, p] of Object.entries(params)) {
+      const raw = grads[name];
+      if (!raw) continue;
+      const [m, v] = [state.m[name]!, state.v[name]!];
+      if (simd) {
+        // the same float32 steps in one SIMD pass: ~12 kernels per parameter were ~8 ms of the
+        // front door's ~90 ms train step on wasm, nearly all dispatch
+        const [nextP, nextM, nextV] = [p, m, v].map((t) => tf.fill(t.shape, 0));
+        const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0;
+        const at = simd.offset;
+        simd.kernels.adamW(
+          at(p),
+          at(raw),
+          at(m),
+          at(v),
+          at(nextP!),
+          at(nextM!),
+          at(nextV!),
+          p.size,
+          b1,
+          b2,
+          1 - b1,
+          1 - b2,
+          c1,
+          c2,
+          eps,
+          lr,
+          clip,
+          decay,
+        );
+        m.assign(nextM!);
+        v.assign(nextV!);
+        p.assign(nextP!);
+        continue;
+      }
+      const g = clip === 1 ? raw : tf.mul(raw, clip);
+      m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
+      v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
+      const step = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
+      const decay = weightDecay > 0 && p.rank > 1 ? tf.mul(p, weightDecay) : null;
+      p.assign(tf.sub(p, tf.mul(decay ? tf.add(step, decay) : step, lr)));
+    }
+  });
+  return { gradNorm, lr, skipped: false };
+}
+
+/** Frees the optimiser's moments. */
+export function disposeAdamW(state: AdamW): void {
+  tf.dispose([...Object.values(state.m), ...Object.values(state.v)]);
+}

@@ -1,0 +1,86 @@
+/**
+ * Evaluation: greedy decoding (temperature 0, so no random draw) of held-out problems, scored by a
+ * verifier. Accuracy is the fraction of problems the verifier scores 1: exactly correct answers.
+ *
+ * @module
+ */
+
+import type { Verifier } from "../../dsl/schema.ts";
+import type { Problem } from "../data/types.ts";
+import type { CharTokenizer } from "../engine/model/tokenizer.ts";
+import type { ModelConfig, Params } from "../engine/model/transformer.ts";
+import { verifier } from "./rewards/verifiers.ts";
+import { Rng } from "../engine/random.ts";
+import { sampleCompletions } from "./sample.ts";
+import { encodePrompt } from "../data/task.ts";
+
+/** Rows decoded per model call sequence; bounds activation memory on long eval sets. */
+const EVAL_CHUNK = 512;
+
+/** What one evaluation measured. */
+export interface EvalResult {
+  /** Fraction of problems answered exactly right, in [0, 1]. */
+  accuracy: number;
+  correct: number;
+  total: number;
+  /** Mean completion length in tokens. */
+  meanLength: number;
+}
+
+/**
+ * Greedy accuracy of the model on `problems`.
+ *
+ * @example
+ * ```ts
+ * const { accuracy } = await evaluate(params, config, tok, splits.eval, { kind: "numericAnswer" }, {
+ *   promptTokens: 7,
+ *   newTokens: 4,
+ * });
+ * ```
+ */
+export async function evaluate(
+  params: Params,
+  config: ModelConfig,
+  tokenizer: CharTokenizer,
+  problems: readonly Problem[],
+  metric: Verifier,
+  shapes: { promptTokens: number; newTokens: number },
+  onProgress?: (done: number, total: number, correct: number) => void,
+): Promise<EvalResult> {
+  const score = verifier(metric);
+  const greedy = {
+    temperature: 0,
+    topK: 0,
+    topP: 1,
+    maxNewTokens: shapes.newTokens,
+    promptLength: shapes.promptTokens,
+  };
+  const unused = new Rng(0); // greedy decoding draws nothing
+  let correct = 0;
+  let tokens = 0;
+  for (let start = 0; start < problems.length; start += EVAL_CHUNK) {
+    const chunk = problems.slice(start, start + EVAL_CHUNK);
+    const prompts = chunk.map((p) => encodePrompt(tokenizer, p));
+    const out = await sampleCompletions(params, config, tokenizer, prompts, greedy, unused);
+    chunk.forEach((problem, i) => {
+      const sample = {
+        prompt: problem.prompt,
+        completion: out.texts[i]!,
+        answer: problem.answer,
+        row: problem.row,
+        tokens: out.lengths[i]!,
+        truncated: out.truncated[i]!,
+      };
+      correct += score(sample) === 1 ? 1 : 0;
+      tokens += out.lengths[i]!;
+    });
+    onProgress?.(start + chunk.length, problems.length, correct);
+  }
+  const total = problems.length;
+  return {
+    accuracy: total === 0 ? 0 : correct / total,
+    correct,
+    total,
+    meanLength: total === 0 ? 0 : tokens / total,
+  };
+}

@@ -1,0 +1,461 @@
+/**
+ * One RL step, as straight-line code: sample → score → old/reference log-probs → advantages →
+ * update. What runs is decided by the plan (its stages and the objective's axes), never by the
+ * objective's name: the objective is a loss function over a batch of whole groups.
+ *
+ * Log-probabilities that must equal the policy's where it has not moved (π_old, a frozen π_ref at
+ * step 0) are computed in the update's mini-batches with the update's shapes, so that GIFT's
+ * implicit reward u is exactly 0 there rather than float noise divided by ε (OBJECTIVES.md).
+ *
+ * @module
+ */
+
+import type { Plan } from "../../dsl/plan.ts";
+import { tf } from "../engine/backend.ts";
+import type { Task } from "../data/task.ts";
+import type { Problem } from "../data/types.ts";
+import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
+import type { Objective } from "./objectives/types.ts";
+import { stopGradient } from "./objectives/_group.ts";
+import { advantages } from "./objectives/_axes.ts";
+import { type AdamW, adamWStep } from "../engine/optim.ts";
+import type { Rng } from "../engine/random.ts";
+import type { SourceScorer } from "./rewards/mod.ts";
+import { sampleGroups } from "./groups.ts";
+import type { Completions } from "./sample.ts";
+import type { SampleGroup } from "../run/run_dir.ts";
+
+export type { SampleGroup };
+
+/** Everything a step reads and updates. */
+export interface Run {
+  plan: Plan;
+  config: ModelConfig;
+  task: Task;
+  /** The policy being trained. */
+  params: Record<string, tf.Variable>;
+  /** A frozen reference policy (`initial` or a checkpoint); null for `rollout` or `none`. */
+  reference: Params | null;
+  /**
+   * The policy as it started RL, frozen, when the run tracks KL to it (`klInitial`); the same
+   * tensors as `reference` when that is `initial`.
+   */
+  initial: Params | null;
+  optimizer: AdamW;
+  /** The reward sources, ready to score. */
+  sources: SourceScorer[];
+  objective: Objective<unknown>;
+  /** What `objective.loss` gets as options: the plan's, or a custom objective's own. */
+  objectiveOptions: unknown;
+  /** Draws the completions' tokens. */
+  sampleRng: Rng;
+  /** Orders the train problems. */
+  promptRng: Rng;
+  /** The order the train problems are visited in, and the next position in it. */
+  cursor: { order: number[]; next: number };
+  /** Updates skipped for a non-finite loss or gradient: the current run of them, and in all. */
+  faults: { inRow: number; total: number };
+}
+
+/**
+ * `optimizer.maxSkippedUpdates` updates in a row had a non-finite loss or gradient: the run stops
+ * rather than train on garbage. The policy is the one before those updates (none was applied).
+ */
+export class NonFiniteUpdateError extends Error {
+  constructor(readonly step: number, readonly count: number, detail: string) {
+    super(
+      `Stopped at step ${step}: ${count} updates in a row had a non-finite ${detail}, so none ` +
+        "was applied (optimizer.maxSkippedUpdates)",
+    );
+    this.name = "NonFiniteUpdateError";
+  }
+}
+
+/** One line of `metrics.jsonl` (eval fields are added on the steps that evaluate). */
+export interface StepMetrics {
+  step: number;
+  /** Mean and standard deviation (population) of the total reward over the batch. */
+  rewardMean: number;
+  rewardStd: number;
+  /** Mean and standard deviation (population) of each reward source. */
+  rewards: Record<string, { mean: number; std: number }>;
+  /** Samples each source could not score this step (sources with none are left out). */
+  rewardErrors: Record<string, number>;
+  /** Fraction of groups left out of the update by a `"skip-group"` source. */
+  skippedGroups: number;
+  /** Fraction of completions the success signal scores 1 (null without one). */
+  successRate: number | null;
+  /** Fraction of groups whose rewards are all equal (no learning signal for GRPO-style losses). */
+  zeroStdGroups: number;
+  /**
+   * k3 estimate of KL(π ‖ π_ref) per completion token, measured on each update's mini-batch just
+   * before that update, mean over the step's updates (π_ref the rollout policy for `rollout`, so
+   * there it is how far the step's earlier updates moved the policy); null without a reference.
+   */
+  kl: number | null;
+  /**
+   * k3 estimate of KL(π ‖ π_initial) per completion token at sampling time, π_initial the policy
+   * as RL started; only when the run tracks it.
+   */
+  klInitial?: number;
+  /** Mean entropy (nats) of the tempered distribution each completion token was drawn from. */
+  entropy: number;
+  /** DAPO: groups dropped for equal success rewards, and prompts sampled to replace them. */
+  groupsDropped: number;
+  promptsResampled: number;
+  /** Mean completion length in tokens, and the fraction that hit maxNewTokens. */
+  completionLength: number;
+  truncated: number;
+  /** Mean over the step's optimiser updates (null when one was not finite). */
+  loss: number;
+  gradNorm: number;
+  /** Updates of this step skipped because their loss or gradient was not finite. */
+  skippedUpdates: number;
+  lr: number;
+  /** The objective's own diagnostics, mean over updates. */
+  objective: Record<string, number>;
+  sampleSeconds: number;
+  stepSeconds: number;
+  /** Completion tokens sampled per second of the whole step. */
+  tokensPerSecond: number;
+  evalAccuracy?: number;
+  /** Greedy accuracy on as many train problems as the eval uses, when the run tracks it. */
+  trainAccuracy?: number;
+}
+
+/** The next `count` train problems, reshuffling the split each time it is used up. */
+function nextProblems(run: Run, count: number): Problem[] {
+  const train = run.task.splits.train;
+  const out: Problem[] = [];
+  while (out.length < count) {
+    if (run.cursor.next >= run.cursor.order.length) {
+      run.cursor.order = run.promptRng.shuffle(train.map((_, i) => i));
+      run.cursor.next = 0;
+    }
+    out.push(train[run.cursor.order[run.cursor.next++]!]!);
+  }
+  return out;
+}
+
+/** Rows [start, start + rows) of a batch as tensors, with the update's `mask` and `rewards`. */
+function miniBatchTensors(
+  batch: Completions,
+  mask: Float32Array,
+  rewards: Float32Array,
+  start: number,
+  rows: number,
+) {
+  const width = batch.promptLength + batch.newTokens;
+  const C = batch.newTokens;
+  return {
+    ids: tf.tensor2d(
+      batch.ids.slice(start * width, (start + rows) * width),
+      [rows, width],
+      "int32",
+    ), // [b, P + C]
+    mask: tf.tensor2d(mask.slice(start * C, (start + rows) * C), [rows, C]), // [b, C]
+    rewards: tf.tensor1d(rewards.slice(start, start + rows)), // [b]
+    padding: batch.padding.slice(start, start + rows),
+  };
+}
+
+function mean(values: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i]!;
+  return values.length === 0 ? 0 : sum / values.length;
+}
+
+/** Mean of `values` where `mask` is 1. */
+function maskedMean(values: Float32Array, mask: Float32Array): number {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (mask[i] === 0) continue;
+    sum += values[i]!;
+    count++;
+  }
+  return count === 0 ? 0 : sum / count;
+}
+
+function std(values: ArrayLike<number>): number {
+  const m = mean(values);
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += (values[i]! - m) ** 2;
+  return values.length === 0 ? 0 : Math.sqrt(sum / values.length);
+}
+
+/**
+ * k3 estimate of KL(π ‖ π_ref) per completion token: mean over masked tokens of
+ * exp(ref − logp) − (ref − logp) − 1 (never negative; 0 where the policy equals the reference).
+ */
+function klPerToken(logp: tf.Tensor2D, refLogp: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar {
+  const d = tf.sub(refLogp, logp); // [b, C]
+  const k3 = tf.sub(tf.sub(tf.exp(d), d), 1);
+  return tf.div(tf.sum(tf.mul(k3, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
+}
+
+/** Fraction of groups of `size` consecutive values that are all equal. */
+function equalGroups(values: Float32Array, size: number): number {
+  let equal = 0;
+  const groups = values.length / size;
+  for (let g = 0; g < groups; g++) {
+    const first = values[g * size]!;
+    let same = true;
+    for (let i = 1; i < size && same; i++) same = values[g * size + i] === first;
+    if (same) equal++;
+  }
+  return equal / groups;
+}
+
+/** Options of `trainStep()`. */
+export interface TrainStepOptions {
+  /** Return the step's first `log.sampleGroups` groups (for samples.jsonl). @default true */
+  logSamples?: boolean;
+}
+
+/** Runs one RL step on `run`, updating its policy and optimiser in place. */
+export async function trainStep(
+  run: Run,
+  step: number,
+  options: TrainStepOptions = {},
+): Promise<{ metrics: StepMetrics; samples: SampleGroup[] }> {
+  const { plan, config, task, params } = run;
+  const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
+  const { miniBatchRows } = plan.shapes;
+  const temperature = plan.sampling.temperature > 0 ? plan.sampling.temperature : 1;
+  const stages = new Set(plan.stages.map((s) => s.name));
+  const axes = plan.objective.axes;
+  const started = performance.now();
+
+  // 1) sample and 2) score: P prompts × G completions (a group is G consecutive rows), scored by
+  // every reward source; with DAPO's dynamic sampling, groups without signal are replaced
+  const { batch, samples, scores, groupsDropped, promptsResampled } = await sampleGroups(
+    {
+      params,
+      config,
+      tokenizer: task.tokenizer,
+      sampling: { ...plan.sampling, promptLength: promptTokens },
+      sources: run.sources,
+      rng: run.sampleRng,
+      nextProblems: (count) => nextProblems(run, count),
+    },
+    P,
+    G,
+    axes.dynamicSampling,
+  );
+  const sampleSeconds = (performance.now() - started) / 1000;
+  // A group a "skip-group" source could not score takes no part in the update: its mask is 0 and
+  // its rewards are equal, so every objective gives it no gradient. DAPO may also mask out
+  // truncated completions.
+  const mask = batch.mask.slice(); // [B, C]
+  const rewards = scores.total.slice(); // [B]
+  scores.skippedGroups.forEach((skipped, g) => {
+    if (!skipped) return;
+    mask.fill(0, g * G * C, (g + 1) * G * C);
+    rewards.fill(0, g * G, (g + 1) * G);
+  });
+  if (axes.maskTruncated) {
+    batch.truncated.forEach((truncated, i) => truncated && mask.fill(0, i * C, (i + 1) * C));
+  }
+
+  // 3) old and reference log-probs: constants, in the update's mini-batches and shapes
+  const miniBatches = [];
+  for (let start = 0; start < B; start += miniBatchRows) {
+    const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
+    const old = stages.has("old log-probs")
+      ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding)) // [b, C]
+      : null;
+    const ref = run.reference && stages.has("reference log-probs")
+      ? tf.tidy(() =>
+        tokenLogProbs(run.reference!, config, mb.ids, promptTokens, temperature, mb.padding)
+      ) // [b, C]
+      : null;
+    miniBatches.push({ ...mb, old, ref, start });
+  }
+
+  // KL to the policy RL started from, when tracked: reuses the reference pass when they coincide
+  let klInitial: number | undefined;
+  if (run.initial) {
+    let sum = 0;
+    let tokens = 0;
+    for (const mb of miniBatches) {
+      const initial = run.initial === run.reference && mb.ref
+        ? mb.ref
+        : tf.tidy(() =>
+          tokenLogProbs(run.initial!, config, mb.ids, promptTokens, temperature, mb.padding)
+        );
+      const values = (await initial.data()) as Float32Array; // [b, C]
+      if (initial !== mb.ref) initial.dispose();
+      for (let j = 0; j < values.length; j++) {
+        const at = mb.start * C + j;
+        if (batch.mask[at] === 0) continue;
+        const d = values[j]! - batch.logp[at]!; // log π_initial − log π
+        sum += Math.exp(d) - d - 1;
+        tokens++;
+      }
+    }
+    klInitial = tokens === 0 ? 0 : sum / tokens;
+  }
+
+  // 4) advantages: the objective standardises rewards itself; the log records the equal groups
+  const zeroStdGroups = equalGroups(scores.total, G);
+
+  // 5) update: epochs × mini-batches of whole groups, one AdamW step each
+  const vars = Object.values(params);
+  const names = Object.keys(params);
+  const rolloutReference = plan.reference.kind === "rollout";
+  const losses: number[] = [];
+  const norms: number[] = [];
+  let skippedUpdates = 0;
+  let lr = 0;
+  const diagnostics: Record<string, number[]> = {};
+  const kls: number[] = [];
+  try {
+    for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
+      for (const mb of miniBatches) {
+        const kept: Record<string, tf.Scalar> = {};
+        const measured: { kl?: tf.Scalar } = {}; // set inside the differentiated closure
+        const { value, grads } = tf.variableGrads(() =>
+          tf.tidy(() => {
+            const logp = tokenLogProbs(
+              params,
+              config,
+              mb.ids,
+              promptTokens,
+              temperature,
+              mb.padding,
+            ); // [b, C]
+            const oldLogp = mb.old ?? stopGradient(logp); // one update per batch: π_old = π
+            const refLogp = rolloutReference ? oldLogp : mb.ref;
+            const { loss, metrics } = run.objective.loss({
+              logp,
+              oldLogp,
+              ...(refLogp ? { refLogp } : {}),
+              mask: mb.mask,
+              rewards: mb.rewards,
+              groupSize: G,
+            }, run.objectiveOptions);
+            for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
+            if (refLogp) measured.kl = tf.keep(klPerToken(stopGradient(logp), refLogp, mb.mask));
+            return loss;
+          }), vars);
+        try {
+          const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+          const loss = (await value.data())[0]!;
+          // A non-finite loss or gradient is not applied; too many in a row stop the run.
+          const update = Number.isFinite(loss)
+            ? await adamWStep(run.optimizer, params, byName)
+            : { gradNorm: NaN, lr, skipped: true };
+          losses.push(loss);
+          norms.push(update.gradNorm);
+          lr = update.lr;
+          if (update.skipped) {
+            skippedUpdates++;
+            run.faults.total++;
+            run.faults.inRow++;
+            if (run.faults.inRow >= plan.optimizer.maxSkippedUpdates) {
+              const what = Number.isFinite(loss)
+                ? `gradient (norm ${update.gradNorm})`
+                : `loss (${loss})`;
+              throw new NonFiniteUpdateError(step, run.faults.inRow, what);
+            }
+          } else {
+            run.faults.inRow = 0;
+          }
+          for (const [k, m] of Object.entries(kept)) {
+            (diagnostics[k] ??= []).push((await m.data())[0]!);
+          }
+          if (measured.kl) kls.push((await measured.kl.data())[0]!);
+        } finally {
+          tf.dispose([
+            value,
+            ...Object.values(grads),
+            ...Object.values(kept),
+            ...Object.values(measured),
+          ]);
+        }
+      }
+    }
+  } finally {
+    for (const mb of miniBatches) {
+      tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
+    }
+  }
+
+  const stepSeconds = (performance.now() - started) / 1000;
+  const sampledTokens = batch.lengths.reduce((a, b) => a + b, 0);
+  const metrics: StepMetrics = {
+    step,
+    rewardMean: mean(scores.total),
+    rewardStd: std(scores.total),
+    rewards: Object.fromEntries(
+      Object.entries(scores.bySource).map(([k, v]) => [k, { mean: mean(v), std: std(v) }]),
+    ),
+    rewardErrors: Object.fromEntries(
+      Object.entries(scores.errors).map(([k, { count }]) => [k, count]),
+    ),
+    skippedGroups: scores.skippedGroups.filter(Boolean).length / P,
+    successRate: scores.success ? mean(scores.success) : null,
+    zeroStdGroups,
+    kl: kls.length > 0 ? mean(kls) : null,
+    ...(klInitial === undefined ? {} : { klInitial }),
+    entropy: maskedMean(batch.entropy, batch.mask),
+    groupsDropped,
+    promptsResampled,
+    completionLength: sampledTokens / B,
+    truncated: batch.truncated.filter(Boolean).length / B,
+    loss: mean(losses),
+    gradNorm: mean(norms),
+    skippedUpdates,
+    lr,
+    objective: Object.fromEntries(Object.entries(diagnostics).map(([k, v]) => [k, mean(v)])),
+    sampleSeconds,
+    stepSeconds,
+    tokensPerSecond: sampledTokens / stepSeconds,
+  };
+  const logged = options.logSamples === false
+    ? []
+    : await sampleGroupsOf(run, step, samples, scores, batch, rewards);
+  return { metrics, samples: logged };
+}
+
+/** The first `plan.schedule.sampleGroups` groups of a step, with rewards and advantages. */
+async function sampleGroupsOf(
+  run: Run,
+  step: number,
+  samples: readonly { prompt: string; completion: string; answer: string }[],
+  scores: { total: Float32Array; bySource: Record<string, Float32Array> },
+  batch: Completions,
+  rewards: Float32Array,
+): Promise<SampleGroup[]> {
+  const G = run.plan.shapes.groupSize;
+  const rows = run.plan.schedule.sampleGroups * G;
+  const axis = run.plan.objective.axes.advantage;
+  let advantage: Float32Array | null = null;
+  if (axis) {
+    const values = tf.tidy(() => advantages(tf.tensor1d(rewards.slice(0, rows)), G, axis)); // [rows]
+    advantage = (await values.data()) as Float32Array;
+    values.dispose();
+  }
+  const groups: SampleGroup[] = [];
+  for (let start = 0; start < rows; start += G) {
+    const first = samples[start]!;
+    groups.push({
+      step,
+      group: start / G,
+      prompt: first.prompt,
+      answer: first.answer,
+      completions: samples.slice(start, start + G).map((s, j) => ({
+        text: s.completion,
+        reward: scores.total[start + j]!,
+        rewards: Object.fromEntries(
+          Object.entries(scores.bySource).map(([name, v]) => [name, v[start + j]!]),
+        ),
+        advantage: advantage ? advantage[start + j]! : null,
+        length: batch.lengths[start + j]!,
+        truncated: batch.truncated[start + j]!,
+      })),
+    });
+  }
+  return groups;
+}

@@ -1,0 +1,237 @@
+/** A run's report.html, from a synthetic run directory (no training needed). */
+
+import assert from "node:assert/strict";
+import {
+  type MetricsLine,
+  readRunFiles,
+  reportHtml,
+  type RunFiles,
+  writeReport,
+} from "../../../analysis/report/mod.ts";
+import { withTempDir } from "../../_helpers.ts";
+import { HOSTILE, syntheticRun, writeRun } from "./_fixture.ts";
+
+function count(text: string, pattern: RegExp): number {
+  return [...text.matchAll(pattern)].length;
+}
+
+/** The titles of the charts drawn, in page order. */
+function chartTitles(html: string): string[] {
+  return [...html.matchAll(/<svg role="img" aria-label="([^"]*)"/g)].map((m) => m[1]!);
+}
+
+/** A synthetic run directory's files, once its report is written. */
+const RUN_FILES = ["metrics.jsonl", "plan.json", "report.html", "run.json", "samples.jsonl"];
+
+Deno.test("reportHtml() draws a chart per measured quantity and says which are not measured", async () => {
+  const html = await reportHtml(syntheticRun());
+  assert.deepEqual(chartTitles(html), [
+    "Reward per source",
+    "Accuracy (greedy)",
+    "Completion length",
+    "Groups with all-equal rewards (no learning signal)",
+    "Gradient norm (before clipping)",
+    "Skipped updates",
+  ]);
+  assert.equal(count(html, /<svg\b/g), 6);
+  // The run had no reference: kl is null on every line.
+  assert.match(html, /KL \(k3, per completion token\): not measured\./);
+  // One line per series: the reward chart's legend names the total and both sources.
+  for (const label of ["total", "correct", "format"]) {
+    assert.match(html, new RegExp(`>${label}</text>`), label);
+  }
+  // The x axis runs to the plan's total; the gradient norm spans 4 decades, so it is on a log axis.
+  assert.match(html, />gradient norm \(log scale\)</);
+});
+
+Deno.test("reportHtml() draws KL when measured and leaves out skipped updates when there were none", async () => {
+  const html = await reportHtml(syntheticRun({ kl: true, skipped: 0 }));
+  const titles = chartTitles(html);
+  assert.ok(titles.includes("KL (k3, per completion token)"), titles.join(", "));
+  assert.ok(!titles.includes("Skipped updates"), titles.join(", "));
+  assert.match(html, /Skipped updates: none\./);
+  assert.ok(!html.includes("not measured"));
+});
+
+Deno.test("reportHtml() gives element ids unique to each chart", async () => {
+  const html = await reportHtml(syntheticRun({ kl: true }));
+  const ids = [...html.matchAll(/\bid="([^"]+)"/g)].map((m) => m[1]!);
+  assert.equal(new Set(ids).size, ids.length, `repeated ids: ${ids.join(" ")}`);
+  for (const m of html.matchAll(/url\(#([^)]+)\)/g)) assert.ok(ids.includes(m[1]!), m[1]);
+});
+
+Deno.test("reportHtml() shows the groups of the start, middle and end steps of samples.jsonl", async () => {
+  const run = syntheticRun({ sampleSteps: [1, 5, 10, 15, 20] });
+  const html = await reportHtml(run);
+  assert.match(html, /<h3>Start: step 1<\/h3>/);
+  assert.match(html, /<h3>Middle: step 10<\/h3>/);
+  assert.match(html, /<h3>End: step 20<\/h3>/);
+  assert.ok(!/step 5 ·|step 15 ·/.test(html), "only the first, middle and last step");
+  // Two groups per shown step, four completions each, one column per reward source.
+  assert.equal(count(html, /<h4>step \d+ · group \d<\/h4>/g), 6);
+  assert.equal(count(html, /<td class="text">/g), 24);
+  assert.match(html, /<th>reward: correct<\/th><th>reward: format<\/th><th>advantage<\/th>/);
+  assert.match(html, /prompt <code>20\+21=<\/code> · answer <code>41<\/code>/);
+  // A completion's row: text, total reward, per source, advantage, length, truncated.
+  assert.match(
+    html,
+    /<div>31<\/div><\/td><td class="num">1<\/td><td class="num">1<\/td><td class="num">1<\/td><td class="num">1\.5<\/td><td class="num">3<\/td><td>no<\/td>/,
+  );
+});
+
+Deno.test("reportHtml() escapes completions, prompts, names and errors", async () => {
+  const run = syntheticRun({ status: "failed", name: "a<b>&c" });
+  run.samples[0]!.prompt = "<img src=x onerror=alert(1)>";
+  run.samples[0]!.completions[0]!.text = "bell\u0007 and nul\u0000";
+  run.samples[0]!.completions[1]!.advantage = null;
+  run.samples[0]!.completions[1]!.rewards.format = null;
+  const html = await reportHtml(run);
+  assert.ok(!html.includes("<script"), "a raw <script");
+  assert.ok(!html.includes("<img"), "a raw <img");
+  assert.ok(!html.includes("<b>bold"), "raw markup from a completion");
+  assert.ok(html.includes(
+    HOSTILE.replaceAll("&", "&amp;").replaceAll("<", "&lt;")
+      .replaceAll(">", "&gt;").replaceAll('"', "&quot;"),
+  ));
+  assert.match(html, /<title>run a&lt;b&gt;&amp;c<\/title>/);
+  assert.match(html, /<div class="error">error: Cannot step as the loss is NaN: &lt;nan&gt;/);
+  assert.match(html, /status-failed">failed</);
+  // No advantage, and a source that could not score: dashes.
+  assert.match(
+    html,
+    /<div>31<\/div><\/td><td class="num">1<\/td><td class="num">1<\/td><td class="num">—<\/td><td class="num">—<\/td>/,
+  );
+  // Control characters show as their pictures.
+  assert.match(html, /bell\u2407 and nul\u2400/);
+  assert.ok(!html.includes("\u0000") && !html.includes("\u0007"));
+});
+
+Deno.test("reportHtml() shows the provenance and the accuracy before and after", async () => {
+  const html = await reportHtml(syntheticRun());
+  for (
+    const fact of [
+      "3dfc49152e7c2685",
+      "recipes/addition_grpo.ts",
+      "cpu — TensorFlow.js CPU backend",
+      "giftwrap 0.1.0 · Deno 2.9.6 · V8 14.0 · TypeScript 5.9 · TensorFlow.js 4.22.0",
+      "20 / 20 (100.0%)",
+      "step 20 (checkpoints/final)",
+      "2026-11-26 16:20:23 UTC",
+      "3m20s",
+    ]
+  ) assert.ok(html.includes(fact), fact);
+  assert.match(
+    html,
+    /<td>eval accuracy<\/td><td class="num">60\.0% \(step 0\)<\/td><td class="num">80\.0% \(step 20\)<\/td><td class="num">\+20\.0 pts<\/td>/,
+  );
+  assert.match(html, /<td>train accuracy<\/td><td class="num">58\.0% \(step 0\)/);
+  assert.match(html, /<td>reward: correct<\/td>/);
+  assert.match(html, /1 skipped update\b/);
+});
+
+Deno.test("reportHtml() draws a run that has not started, or has no run.json", async () => {
+  const empty: RunFiles = { info: null, plan: null, metrics: [], samples: [] };
+  const html = await reportHtml(empty);
+  assert.equal(count(html, /<svg\b/g), 0);
+  assert.match(html, /No metrics yet\./);
+  assert.match(html, /Reward per source: not measured\./);
+  assert.match(html, /No sampled groups logged/);
+
+  const run = syntheticRun({ status: "running" });
+  const running = await reportHtml({ ...run, info: null, metrics: run.metrics.slice(0, 8) });
+  assert.match(running, /unknown<\/span> <span class="muted">\(no run\.json/);
+  assert.match(running, /7 \/ 20 \(35\.0%\)/, "steps done from metrics.jsonl, total from the plan");
+});
+
+Deno.test("readRunFiles() reads what writeRun() wrote", async () => {
+  await withTempDir(async (dir) => {
+    const run = syntheticRun();
+    await writeRun(dir, run);
+    assert.deepEqual(await readRunFiles(dir), JSON.parse(JSON.stringify(run)));
+  });
+});
+
+Deno.test("readRunFiles() gives null and [] for missing files", async () => {
+  await withTempDir(async (dir) => {
+    assert.deepEqual(await readRunFiles(dir), { info: null, plan: null, metrics: [], samples: [] });
+  });
+});
+
+Deno.test("readRunFiles() skips a partially written last line of a .jsonl", async () => {
+  await withTempDir(async (dir) => {
+    const run = syntheticRun();
+    await writeRun(dir, run);
+    await Deno.writeTextFile(`${dir}/metrics.jsonl`, '{"step":21,"rewardMe', { append: true });
+    await Deno.writeTextFile(`${dir}/samples.jsonl`, '{"step":21,"group":0,"pro', { append: true });
+    const read = await readRunFiles(dir);
+    assert.equal(read.metrics.length, run.metrics.length);
+    assert.equal(read.metrics.at(-1)!.step, 20);
+    assert.equal(read.samples.length, run.samples.length);
+    // The page is still drawn.
+    assert.equal(count(await reportHtml(read), /<svg\b/g), 6);
+  });
+});
+
+Deno.test("readRunFiles() rejects a broken line before the last, naming it", async () => {
+  await withTempDir(async (dir) => {
+    const lines: MetricsLine[] = [{ step: 0, evalAccuracy: 0.5 }, { step: 1, rewardMean: 0.1 }];
+    await Deno.writeTextFile(
+      `${dir}/metrics.jsonl`,
+      `${JSON.stringify(lines[0])}\nnot json\n${JSON.stringify(lines[1])}\n`,
+    );
+    await assert.rejects(
+      readRunFiles(dir),
+      /Cannot read .*metrics\.jsonl as line 2 is not a JSON object with a numeric 'step': current value is not json/,
+    );
+  });
+});
+
+Deno.test("writeReport() writes report.html through a temporary file and returns its path", async () => {
+  await withTempDir(async (dir) => {
+    await writeRun(dir, syntheticRun());
+    await Deno.writeTextFile(`${dir}/report.html`, "old");
+    const path = await writeReport(dir);
+    assert.equal(path, `${dir}/report.html`);
+    const html = await Deno.readTextFile(path);
+    assert.ok(html.startsWith("<!DOCTYPE html>") && html.endsWith("</html>\n"));
+    assert.equal(html, await reportHtml(await readRunFiles(dir)));
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), RUN_FILES);
+  });
+});
+
+Deno.test("writeReport() leaves no temporary file behind when it cannot write", async () => {
+  await withTempDir(async (dir) => {
+    await writeRun(dir, syntheticRun());
+    await Deno.mkdir(`${dir}/report.html/taken`, { recursive: true });
+    await assert.rejects(writeReport(dir));
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), RUN_FILES);
+  });
+});
+
+Deno.test("writeReport() takes well under 2 s on a 150-step run", async () => {
+  await withTempDir(async (dir) => {
+    await writeRun(dir, syntheticRun({ steps: 150, kl: true, sampleSteps: [1, 50, 100, 150] }));
+    await writeReport(dir); // loads and compiles vega once
+    const started = performance.now();
+    await writeReport(dir);
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(seconds < 2, `${seconds.toFixed(2)} s`);
+  });
+});
+
+Deno.test("analysis/report/mod.ts loads nothing but its own files, the run formats, vega and vega-lite", async () => {
+  const mod = new URL("../../../analysis/report/mod.ts", import.meta.url);
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", mod.href],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  assert.equal(code, 0);
+  const info = JSON.parse(new TextDecoder().decode(stdout)) as { modules: { specifier: string }[] };
+  const dir = new URL("./", mod).href;
+  const runDir = new URL("../../runtime/run/run_dir.ts", mod).href; // the file formats, which import nothing
+  const outside = info.modules.map((m) => m.specifier)
+    .filter((s) => !s.startsWith(dir) && s !== runDir && !/^npm:\/?vega(-lite)?@/.test(s));
+  assert.deepEqual(outside, []);
+  assert.ok(info.modules.length >= 5, "the module graph");
+});
