@@ -16,4 +16,3 @@ export * from "./recipes.ts";
 export * from "./report.ts";
 export * from "./stats.ts";
 export * from "./summary.ts";
-export * from "./svg.ts";
