@@ -287,8 +287,8 @@ function rewardSeries(run: RunFiles): Series[] {
 /**
  * What the gradient norm chart shows, and why the norm before clipping may be huge without the
  * run diverging: GIFT divides each group's implicit rewards by their std + ε, and a group whose
- * implicit rewards are all equal (u ≡ 0 on its first update after sampling, with the rollout
- * policy as reference) has std ≈ 0, so its gradient is scaled by ~1/ε.
+ * implicit rewards are all equal (u ≡ 0 where the policy has not moved from the reference) has
+ * std ≈ 0, so its gradient is scaled by ~1/ε.
  */
 function gradientNote(run: RunFiles): string {
   const clip = finite(at(run.plan, "optimizer", "clipGradNorm"));
@@ -299,24 +299,25 @@ function gradientNote(run: RunFiles): string {
     : "the same: clipping is off (optimizer.clipGradNorm 0)";
   const parts = [
     "Before clipping: the global norm of the loss's gradient, as computed. After clipping: the " +
-    `norm of the gradient the update used, ${after}. A large norm before clipping is not ` +
-    "divergence: clipping bounds every update.",
+    `norm of the gradient the update used, ${after}. Each is the mean over the step's ` +
+    "updates. A large norm before clipping is not divergence: clipping bounds every update.",
   ];
   if (at(run.plan, "objective", "kind") === "gift") {
     const epsilon = finite(at(run.plan, "objective", "options", "stdEpsilon")) ?? 1e-6;
     const power = (x: number) => Number(x.toPrecision(3)).toExponential().replace("e+", "e");
     parts.push(
       "GIFT standardises each group's implicit rewards u as (u − mean) / (std + ε), " +
-        `ε = ${power(epsilon)}: a group whose implicit rewards are all equal (u ≡ 0 on its ` +
-        "first update after sampling, when the reference is the rollout policy) has std ≈ 0, " +
-        `so its gradient is scaled by about 1/ε = ${power(1 / epsilon)}. A norm before clipping ` +
+        `ε = ${power(epsilon)}: a group whose implicit rewards are all equal (u ≡ 0 where the ` +
+        "policy has not moved from the reference: at the first step, and at each group's first " +
+        "update with the rollout policy as reference) has std ≈ 0, so its gradient is scaled " +
+        `by about 1/ε = ${power(1 / epsilon)}. A norm before clipping ` +
         "orders of magnitude above the one after is that scale, not a policy running away.",
     );
   }
   return `<p class="muted note">${escapeHtml(parts.join(" "))}</p>`;
 }
 
-/** The charts, each with a note under it; a chart without any value says so instead. */
+/** The charts (the gradient norm's with a note under it); one without any value says so instead. */
 export async function plots(run: RunFiles): Promise<string> {
   const steps = totalSteps(run);
   const lines = run.metrics;

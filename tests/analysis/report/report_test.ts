@@ -337,6 +337,9 @@ Deno.test("reportHtml() draws the gradient norm before and after clipping, and s
     /has std ≈ 0, so its gradient is scaled by about 1\/ε = 1e6\. A norm before clipping orders of magnitude above/,
   );
   assert.match(gift, /\(u − mean\) \/ \(std \+ ε\), ε = 1e-6:/);
+  // The plan's ε, not the default's.
+  const wider = { ...plan, objective: { kind: "gift", options: { stdEpsilon: 1e-4 } } };
+  assert.match(await reportHtml({ ...run, plan: wider }), /ε = 1e-4: .* 1\/ε = 1e4\./);
 
   // A run from before the clipped norm was logged: the norm before clipping alone, named so.
   const old = {
