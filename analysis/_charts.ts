@@ -223,9 +223,11 @@ export async function renderChart(chart: Chart, id: string): Promise<string> {
   try {
     const svg = tidy(await view.toSVG(), `${id}-`);
     const title = escapeHtml(chart.title);
+    // A function, not a pattern string: a title's `$` stays as it is.
     return svg.replace(
       /^<svg ([^>]*)>/,
-      `<svg role="img" aria-label="${title}" $1><title>${title}</title>`,
+      (_, attributes) =>
+        `<svg role="img" aria-label="${title}" ${attributes}><title>${title}</title>`,
     );
   } finally {
     view.finalize();

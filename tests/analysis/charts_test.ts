@@ -110,12 +110,12 @@ Deno.test("chartSpec() draws a band under each line from the points' low to thei
 });
 
 Deno.test("renderChart() draws the titles and series names, escaped, and no link", async () => {
-  const hostile = { ...CHART, title: 'a<b & "c"', series: ["x<y", "to the initial policy"] };
+  const hostile = { ...CHART, title: 'a<b & "c" $1', series: ["x<y", "to the initial policy"] };
   hostile.points = CHART.points.map((p) =>
     p.series === "to the reference" ? { ...p, series: "x<y" } : p
   );
   const svg = await renderChart(hostile, "kl");
-  const title = "a&lt;b &amp; &quot;c&quot;";
+  const title = "a&lt;b &amp; &quot;c&quot; $1"; // `$1` as it is, not a replacement pattern
   assert.ok(
     svg.startsWith(`<svg role="img" aria-label="${title}" `) &&
       svg.includes(`><title>${title}</title>`),
