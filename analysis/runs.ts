@@ -37,7 +37,7 @@ export interface RunSummary {
   /** The recipe's name. */
   name: string;
   status: RunStatus;
-  /** Train steps completed, of `steps`. */
+  /** Train steps completed (the last one logged), of `steps`. */
   step: number;
   steps: number;
   /** ISO time the run started. */
@@ -89,17 +89,33 @@ export async function listRuns(runsDir: string): Promise<RunSummary[]> {
   return runs.sort(newestFirst);
 }
 
+/** The statuses of a run that may be resumed (or, running, would be after a crash). */
+const RESUMABLE: readonly RunStatus[] = ["running", "stopped", "failed", "interrupted"];
+
+/**
+ * Steps done of the total and, for a run that could be resumed, the checkpoint a resume starts
+ * from when it is not the last step done: `56/150 (checkpoint 50)`, or `(no checkpoint)` when a
+ * resume would start over.
+ */
+function stepsText(run: RunSummary): string {
+  const steps = `${run.step}/${run.steps}`;
+  if (!RESUMABLE.includes(run.status) || (run.checkpointStep ?? 0) === run.step) return steps;
+  const from = run.checkpointStep === null ? "no checkpoint" : `checkpoint ${run.checkpointStep}`;
+  return `${steps} (${from})`;
+}
+
 /**
  * The runs as a table, one line per run and a header, columns padded to their widest cell:
- * directory, recipe, status, steps done of total, eval accuracy before → after, last mean reward,
- * and the local time the run started. Unknown values show as `-`.
+ * directory, recipe, status, steps done of total (and the checkpoint a resume would start from,
+ * when that is earlier), eval accuracy before → after, last mean reward, and the local time the
+ * run started. Unknown values show as `-`.
  *
  * @example
  * ```ts
  * console.log(formatRuns(await listRuns("runs")));
- * // dir                            recipe         status     steps  accuracy       reward  started
- * // expK-20261126-162947           expK           stopped   56/150  60.0% → 66.8%   0.445  2026-11-26 16:29
- * // addition-gift-20261126-162023  addition-gift  finished  150/150  50.2% → 28.6%   0.109  2026-11-26 16:20
+ * // dir                            recipe         status                      steps  accuracy       reward  started
+ * // expK-20261126-162947           expK           stopped   56/150 (checkpoint 50)  60.0% → 66.8%   0.445  2026-11-26 16:29
+ * // addition-gift-20261126-162023  addition-gift  finished                 150/150  50.2% → 28.6%   0.109  2026-11-26 16:20
  * ```
  */
 export function formatRuns(runs: readonly RunSummary[]): string {
@@ -110,7 +126,7 @@ export function formatRuns(runs: readonly RunSummary[]): string {
     run.dir.slice(run.dir.lastIndexOf("/") + 1),
     run.name,
     run.status,
-    `${run.step}/${run.steps}`,
+    stepsText(run),
     run.accuracyBefore === null && run.accuracyAfter === null
       ? "-"
       : `${percent(run.accuracyBefore)} → ${percent(run.accuracyAfter)}`,

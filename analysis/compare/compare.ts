@@ -429,7 +429,7 @@ export async function runComparison(
     ...(options.target === undefined ? {} : { target: options.target }),
   });
   await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
-  await Deno.writeTextFile(`${dir}/report.html`, reportHtml(summary));
+  await Deno.writeTextFile(`${dir}/report.html`, await reportHtml(summary));
 
   for (const line of formatTable(summary)) log(line);
   const skipped = [...chosen.values()].filter((lr) => lr === null).length * plan.seeds.length;

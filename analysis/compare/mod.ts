@@ -16,4 +16,4 @@ export * from "./recipes.ts";
 export * from "./report.ts";
 export * from "./stats.ts";
 export * from "./summary.ts";
-export * from "./svg.ts";
+export type { Chart, Point } from "../_charts.ts";

@@ -8,60 +8,103 @@
  * @module
  */
 
-import { type ChartSeries, escapeXml, lineChart, PALETTE } from "./svg.ts";
+import { type Chart, PALETTE, type Point, renderChart } from "../_charts.ts";
+import { BASE_STYLE, escapeHtml } from "../_html.ts";
 import { type ObjectiveSummary, percent, type Summary, tableCells } from "./summary.ts";
 import type { Spread } from "./stats.ts";
 
-const STYLE = `body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;
-text-align:left}th{background:#f4f4f4}td.num{text-align:right}.muted{color:#777}
-figure{margin:1em 0}pre{background:#f8f8f8;padding:.5em}`;
+/** Sampled curves have a dot on each point up to this many points per series. */
+const MAX_DOTTED = 40;
 
-/** A band point from a spread: the mean, between the min and the max. */
-function banded(x: number, s: Spread): { x: number; y: number; low?: number; high?: number } {
+/** A point from a spread: the mean, in a band from the min to the max (none without a mean). */
+function banded(x: number, series: string, s: Spread): Point[] {
+  if (s.mean === null) return [];
   return s.min !== null && s.max !== null
-    ? { x, y: s.mean!, low: s.min, high: s.max }
-    : { x, y: s.mean ?? 0 };
+    ? [{ x, series, value: s.mean, low: s.min, high: s.max }]
+    : [{ x, series, value: s.mean }];
 }
 
-function series(
+/**
+ * A chart with a line per objective that has points, each objective in its own colour on every
+ * chart (its place among all the comparison's objectives).
+ */
+function objectiveChart(
   objectives: readonly ObjectiveSummary[],
-  points: (o: ObjectiveSummary) => ChartSeries["points"],
-): ChartSeries[] {
-  return objectives.map((o, i) => ({
-    label: o.objective,
-    points: points(o),
-    color: PALETTE[i % 10]!,
-  }))
-    .filter((s) => s.points.length > 0);
+  points: (o: ObjectiveSummary) => Point[],
+  chart: Omit<Chart, "series" | "points" | "colors">,
+): Chart {
+  const drawn = objectives.map((o, i) => ({ o, i, points: points(o) }))
+    .filter((d) => d.points.length > 0);
+  const longest = Math.max(0, ...drawn.map((d) => d.points.length));
+  return {
+    ...chart,
+    series: drawn.map((d) => d.o.objective),
+    colors: drawn.map((d) => PALETTE[d.i % PALETTE.length]!),
+    points: drawn.flatMap((d) => d.points),
+    dots: longest <= MAX_DOTTED,
+    legend: true,
+    height: 260,
+  };
 }
 
-function chart(
-  title: string,
-  xLabel: string,
-  yLabel: string,
-  lines: ChartSeries[],
-  format?: (v: number) => string,
-  yRange?: readonly [number, number],
-): string {
-  if (lines.length === 0) return "";
-  const svg = lineChart({
-    title,
-    xLabel,
-    yLabel,
-    series: lines,
-    ...(format === undefined ? {} : { formatY: format }),
-    ...(yRange === undefined ? {} : { yRange }),
-  });
-  return `<figure>\n${svg}\n</figure>`;
-}
-
-function percentTick(v: number): string {
-  return `${Math.round(v * 1000) / 10}%`;
+/**
+ * The comparison's charts, in page order: eval accuracy against steps and against sampled tokens,
+ * KL to the reference and to the initial policy, and the train − eval accuracy gap, each a line per
+ * objective (the mean over seeds) in a band from the lowest to the highest seed. Charts no run
+ * measured are left out.
+ *
+ * @example
+ * ```ts
+ * const [accuracy] = comparisonCharts(summary);
+ * accuracy.title; // "eval accuracy vs step"
+ * ```
+ */
+export function comparisonCharts(summary: Summary): Chart[] {
+  const objectives = summary.objectives;
+  const steps = [0, Math.max(1, summary.steps)] as const;
+  const accuracy = { yTitle: "eval accuracy", percent: true, yDomain: [0, 1] } as const;
+  const kl = { yTitle: "KL (k3, per token)", xDomain: steps } as const;
+  const charts = [
+    objectiveChart(
+      objectives,
+      (o) => o.aggregate.eval.flatMap((p) => banded(p.step, o.objective, p)),
+      { title: "eval accuracy vs step", xDomain: steps, ...accuracy },
+    ),
+    objectiveChart(
+      objectives,
+      (o) => o.aggregate.eval.flatMap((p) => banded(p.tokens, o.objective, p)),
+      {
+        title: "eval accuracy vs sampled tokens",
+        xTitle: "completion tokens sampled",
+        ...accuracy,
+      },
+    ),
+    objectiveChart(
+      objectives,
+      (o) => o.aggregate.kl.flatMap((p) => banded(p.step, o.objective, p)),
+      { title: "KL to the reference vs step", ...kl },
+    ),
+    objectiveChart(
+      objectives,
+      (o) => o.aggregate.klInitial.flatMap((p) => banded(p.step, o.objective, p)),
+      { title: "KL to the initial policy vs step", ...kl },
+    ),
+    objectiveChart(
+      objectives,
+      (o) => o.aggregate.gap.flatMap((p) => banded(p.step, o.objective, p)),
+      {
+        title: "train − eval accuracy vs step",
+        yTitle: "train − eval accuracy",
+        percent: true,
+        xDomain: steps,
+      },
+    ),
+  ];
+  return charts.filter((c) => c.points.length > 0);
 }
 
 function cell(text: string, numeric = false): string {
-  return `<td${numeric ? ' class="num"' : ""}>${escapeXml(text)}</td>`;
+  return `<td${numeric ? ' class="num"' : ""}>${escapeHtml(text)}</td>`;
 }
 
 /** An HTML table; the columns `numeric` says are right-aligned. */
@@ -72,7 +115,7 @@ function table(
 ): string {
   return [
     "<table>",
-    `<tr>${header.map((h) => `<th>${escapeXml(h)}</th>`).join("")}</tr>`,
+    `<tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join("")}</tr>`,
     ...rows.map((r) => `<tr>${r.map((c, i) => cell(c, numeric(i))).join("")}</tr>`),
     "</table>",
   ].join("\n");
@@ -87,10 +130,10 @@ function maybe(x: number | null, format: (v: number) => string): string {
  *
  * @example
  * ```ts
- * await Deno.writeTextFile(`${dir}/report.html`, reportHtml(summary));
+ * await Deno.writeTextFile(`${dir}/report.html`, await reportHtml(summary));
  * ```
  */
-export function reportHtml(summary: Summary): string {
+export async function reportHtml(summary: Summary): Promise<string> {
   const objectives = summary.objectives;
   const [header, ...rows] = tableCells(summary);
   const tuned = objectives.filter((o) => o.tuning !== null);
@@ -105,17 +148,10 @@ export function reportHtml(summary: Summary): string {
     (o.finalAccuracy.std === null ? "" : ` ± ${(100 * o.finalAccuracy.std).toFixed(1)}`),
   ]);
 
-  const accuracySteps = series(
-    objectives,
-    (o) => o.aggregate.eval.map((p) => banded(p.step, p)),
-  );
-  const accuracyTokens = series(
-    objectives,
-    (o) => o.aggregate.eval.map((p) => banded(p.tokens, p)),
-  );
-  const kl = series(objectives, (o) => o.aggregate.kl.map((p) => banded(p.step, p)));
-  const klInitial = series(objectives, (o) => o.aggregate.klInitial.map((p) => banded(p.step, p)));
-  const gap = series(objectives, (o) => o.aggregate.gap.map((p) => banded(p.step, p)));
+  const charts: string[] = [];
+  for (const [i, chart] of comparisonCharts(summary).entries()) {
+    charts.push(`<figure>\n${await renderChart(chart, `chart${i}`)}\n</figure>`);
+  }
 
   const target = summary.target.accuracy;
   const parts = [
@@ -123,14 +159,14 @@ export function reportHtml(summary: Summary): string {
     '<html lang="en">',
     "<head>",
     '<meta charset="utf-8">',
-    `<title>compare ${escapeXml(summary.name)}</title>`,
-    `<style>${STYLE}</style>`,
+    `<title>compare ${escapeHtml(summary.name)}</title>`,
+    `<style>${BASE_STYLE}</style>`,
     "</head>",
     "<body>",
-    `<h1>compare ${escapeXml(summary.name)}</h1>`,
-    `<p>${escapeXml(summary.recipe)} · ${summary.steps} steps · seeds ${
+    `<h1>compare ${escapeHtml(summary.name)}</h1>`,
+    `<p>${escapeHtml(summary.recipe)} · ${summary.steps} steps · seeds ${
       summary.seeds.join(", ")
-    } · ${escapeXml(summary.createdAt)}</p>`,
+    } · ${escapeHtml(summary.createdAt)}</p>`,
     "<h2>Summary</h2>",
     `<p>Eval accuracy with a budget of a fraction of the steps (the last evaluation at or before ` +
     `it), mean ± std over seeds in points; steps to ${
@@ -142,7 +178,7 @@ export function reportHtml(summary: Summary): string {
     "<h2>Learning rates</h2>",
     table(["objective", "lr", "chosen", "reference", "final accuracy"], lrRows, (i) => i === 4),
     ...tuned.flatMap((o) => [
-      `<h3>Tuning ${escapeXml(o.objective)} on seed ${summary.tuningSeed}</h3>`,
+      `<h3>Tuning ${escapeHtml(o.objective)} on seed ${summary.tuningSeed}</h3>`,
       table(
         ["lr", "mean of the last 3 evals", "final accuracy", "run"],
         o.tuning!.map((t) => [
@@ -156,22 +192,11 @@ export function reportHtml(summary: Summary): string {
     ]),
     "<h2>Curves</h2>",
     '<p class="muted">Lines: mean over seeds; bands: lowest to highest seed.</p>',
-    chart("eval accuracy vs step", "step", "eval accuracy", accuracySteps, percentTick, [0, 1]),
-    chart(
-      "eval accuracy vs sampled tokens",
-      "completion tokens sampled",
-      "eval accuracy",
-      accuracyTokens,
-      percentTick,
-      [0, 1],
-    ),
-    chart("KL to the reference vs step", "step", "KL (k3, per token)", kl),
-    chart("KL to the initial policy vs step", "step", "KL (k3, per token)", klInitial),
-    chart("train − eval accuracy vs step", "step", "train − eval accuracy", gap, percentTick),
+    ...charts,
     ...(summary.failures.length === 0 ? [] : [
       "<h2>Failed runs</h2>",
       "<ul>",
-      ...summary.failures.map((f) => `<li>${escapeXml(f.run)}: ${escapeXml(f.error)}</li>`),
+      ...summary.failures.map((f) => `<li>${escapeHtml(f.run)}: ${escapeHtml(f.error)}</li>`),
       "</ul>",
     ]),
     "</body>",

@@ -1,17 +1,16 @@
 /**
- * HTML pieces of a run's `report.html`: escaping, tables and the page's style (the comparison
- * report's, plus what a run's header and sample tables need).
+ * HTML pieces of a run's `report.html`: tables, numbers and the page's style (both reports' base,
+ * plus what a run's header and sample tables need); escaping is both reports' (analysis/_html.ts).
  *
  * @module
  */
 
-/** The comparison report's style (analysis/compare/report.ts), then the run report's additions. */
-export const STYLE = `body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;
-text-align:left}th{background:#f4f4f4}td.num{text-align:right}.muted{color:#777}
-figure{margin:1em 0}pre{background:#f8f8f8;padding:.5em}
-figure svg{max-width:100%;height:auto}
-table.info th{width:9em;vertical-align:top}
+import { BASE_STYLE, escapeHtml } from "../_html.ts";
+
+export { escapeHtml };
+
+/** The page's style: both reports' base, then what a run's header, notes and sample tables need. */
+export const STYLE = BASE_STYLE + `table.info th{width:9em;vertical-align:top}
 .status{font-weight:bold}.status-finished{color:#2ca02c}.status-running{color:#1f77b4}
 .status-failed{color:#d62728}.status-interrupted{color:#ff7f0e}
 .error{border:1px solid #d62728;background:#fdf0f0;padding:.5em;white-space:pre-wrap}
@@ -20,24 +19,8 @@ table.samples td.text{white-space:pre-wrap;overflow-wrap:anywhere}
 table.samples td.text div{max-height:12em;overflow:auto}
 code,td.text{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
 code{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f4f4;padding:0 .25em}
+.note{max-width:52em;margin-top:-.5em}
 `;
-
-/** C0 control characters but tab, line feed and carriage return. */
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g;
-
-/**
- * `text` safe as HTML text or as a double- or single-quoted attribute value; control characters
- * become their visible pictures (U+2400…), so a completion's stray bytes show instead of vanishing.
- */
-export function escapeHtml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;").replaceAll("'", "&#39;")
-    .replace(
-      CONTROL,
-      (c) => String.fromCodePoint(c === "\u007f" ? 0x2421 : 0x2400 + c.charCodeAt(0)),
-    );
-}
 
 /** A table cell: already-escaped `html`, with a class when given. */
 export interface Cell {

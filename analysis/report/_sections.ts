@@ -7,8 +7,8 @@
  */
 
 import { type Cell, escapeHtml, fmt, num, percent, table, text } from "./_html.ts";
-import { type Plot, type Point, renderPlot } from "./_plots.ts";
-import type { MetricsLine, RunFiles, SampleGroup } from "./mod.ts";
+import { type Chart, type Point, renderChart } from "../_charts.ts";
+import type { MetricsLine, RunFiles, SampleGroup } from "./_types.ts";
 
 /** `x` when it is a finite number, else null. */
 function finite(x: unknown): number | null {
@@ -78,6 +78,18 @@ function duration(seconds: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
 }
 
+/**
+ * The backend as one phrase. The runtime's description names the backend first ("wasm (SIMD, 1
+ * thread) · matmul: OpenBLAS"), or is the name alone: then it is shown as it is. Another (the
+ * plan's reason, "auto: the fastest present of …") follows the name.
+ */
+function backendText(name: string, description: string | null): string {
+  if (description === null || description.trim() === "") return name;
+  const rest = description.startsWith(name) ? description.slice(name.length) : null;
+  if (rest !== null && (rest === "" || !/^[\p{L}\p{N}_-]/u.test(rest))) return description;
+  return `${name} — ${description}`;
+}
+
 /** The page's heading and provenance table; `name` for the page title. */
 export function header(run: RunFiles): { name: string; html: string } {
   const { info, plan } = run;
@@ -104,7 +116,7 @@ export function header(run: RunFiles): { name: string; html: string } {
   row("seed", seed === null ? null : String(seed));
   const backend = str(info?.backend?.name) ?? str(at(plan, "backend", "name"));
   const description = str(info?.backend?.description) ?? str(at(plan, "backend", "reason"));
-  row("backend", backend === null ? null : backend + (description ? ` — ${description}` : ""));
+  row("backend", backend === null ? null : backendText(backend, description));
   const v = info?.versions;
   if (v !== undefined && v !== null) {
     row(
@@ -224,75 +236,150 @@ export function finalTable(run: RunFiles): string {
   ].join("\n");
 }
 
+/** A series of a chart: its name, and its value on a metrics line (null: none there). */
+type Series = [string, (m: MetricsLine) => number | null];
+
 /** The points of each named series that has a value on a line. */
-function points(
-  lines: readonly MetricsLine[],
-  series: readonly [string, (m: MetricsLine) => number | null][],
-): Point[] {
+function points(lines: readonly MetricsLine[], series: readonly Series[]): Point[] {
   const out: Point[] = [];
   for (const [name, value] of series) {
     for (const m of lines) {
       const v = value(m);
-      if (v !== null) out.push({ step: m.step, series: name, value: v });
+      if (v !== null) out.push({ x: m.step, series: name, value: v });
     }
   }
   return out;
 }
 
-/** The charts; a chart without any value says so instead. */
+/** Whether `a` and `b` have a value on the same lines, the same values, and at least one. */
+function sameValues(
+  lines: readonly MetricsLine[],
+  a: (m: MetricsLine) => number | null,
+  b: (m: MetricsLine) => number | null,
+): boolean {
+  let any = false;
+  for (const m of lines) {
+    const [x, y] = [a(m), b(m)];
+    if (x === null && y === null) continue;
+    if (x === null || y === null || Math.abs(x - y) > 1e-9 * Math.max(1, Math.abs(x))) {
+      return false;
+    }
+    any = true;
+  }
+  return any;
+}
+
+/**
+ * The reward chart's series: the total, then each source. One source whose mean is the total's at
+ * every step (its weight is 1) would draw the same line twice, the total's on top of it: it is
+ * one line then, named for both.
+ */
+function rewardSeries(run: RunFiles): Series[] {
+  const total: Series = ["total", (m) => finite(m.rewardMean)];
+  const sources = sourceNames(run).map((name): Series => [name, (m) => sourceMean(m, name)]);
+  const [only] = sources;
+  if (sources.length === 1 && sameValues(run.metrics, total[1], only![1])) {
+    return [[`${only![0]} (= total)`, total[1]]];
+  }
+  return [total, ...sources];
+}
+
+/**
+ * What the gradient norm chart shows, and why the norm before clipping may be huge without the
+ * run diverging: GIFT divides each group's implicit rewards by their std + ε, and a group whose
+ * implicit rewards are all equal (u ≡ 0 where the policy has not moved from the reference) has
+ * std ≈ 0, so its gradient is scaled by ~1/ε.
+ */
+function gradientNote(run: RunFiles): string {
+  const clip = finite(at(run.plan, "optimizer", "clipGradNorm"));
+  const after = clip === null
+    ? "scaled down to at most optimizer.clipGradNorm"
+    : clip > 0
+    ? `scaled down to at most ${fmt(clip)} (optimizer.clipGradNorm)`
+    : "the same: clipping is off (optimizer.clipGradNorm 0)";
+  const parts = [
+    "Before clipping: the global norm of the loss's gradient, as computed. After clipping: the " +
+    `norm of the gradient the update used, ${after}. Each is the mean over the step's ` +
+    "updates. A large norm before clipping is not divergence: clipping bounds every update.",
+  ];
+  if (at(run.plan, "objective", "kind") === "gift") {
+    const epsilon = finite(at(run.plan, "objective", "options", "stdEpsilon")) ?? 1e-6;
+    const power = (x: number) => Number(x.toPrecision(3)).toExponential().replace("e+", "e");
+    parts.push(
+      "GIFT standardises each group's implicit rewards u as (u − mean) / (std + ε), " +
+        `ε = ${power(epsilon)}: a group whose implicit rewards are all equal (u ≡ 0 where the ` +
+        "policy has not moved from the reference: at the first step, and at each group's first " +
+        "update with the rollout policy as reference) has std ≈ 0, so its gradient is scaled " +
+        `by about 1/ε = ${power(1 / epsilon)}. A norm before clipping ` +
+        "orders of magnitude above the one after is that scale, not a policy running away.",
+    );
+  }
+  return `<p class="muted note">${escapeHtml(parts.join(" "))}</p>`;
+}
+
+/** The charts (the gradient norm's with a note under it); one without any value says so instead. */
 export async function plots(run: RunFiles): Promise<string> {
   const steps = totalSteps(run);
   const lines = run.metrics;
-  const sources = sourceNames(run);
-  const chart = (
-    title: string,
-    yTitle: string,
-    series: [string, (m: MetricsLine) => number | null][],
-    options: Pick<Plot, "fraction" | "logWhenWide" | "dots" | "integer"> = {},
-  ): Plot => {
+  type Options = Pick<Chart, "percent" | "yDomain" | "logWhenWide" | "dots" | "integer" | "legend">;
+  const chart = (title: string, yTitle: string, series: Series[], options: Options = {}) => {
     const ps = points(lines, series);
     const present = series.map(([name]) => name).filter((n) => ps.some((p) => p.series === n));
-    return { title, yTitle, series: present, points: ps, steps, ...options };
+    const xDomain = [0, Math.max(1, steps)] as const;
+    return { title, yTitle, series: present, points: ps, xDomain, ...options } satisfies Chart;
   };
+  const fraction = { percent: true, yDomain: [0, 1] } as const;
 
-  const charts: (Plot | string)[] = [
-    chart("Reward per source", "mean reward", [
-      ["total", (m) => finite(m.rewardMean)],
-      ...sources.map((name): [string, (m: MetricsLine) => number | null] => [
-        name,
-        (m) => sourceMean(m, name),
+  const charts: ({ chart: Chart; note?: string } | string)[] = [
+    // The legend even for one line: it says which source the line is.
+    { chart: chart("Reward per source", "mean reward", rewardSeries(run), { legend: true }) },
+    {
+      chart: chart("Accuracy (greedy)", "accuracy", [
+        ["eval", (m) => finite(m.evalAccuracy)],
+        ["train", (m) => finite(m.trainAccuracy)],
+      ], { ...fraction, dots: true }),
+    },
+    {
+      chart: chart("KL (k3, per completion token)", "KL", [
+        ["to the reference", (m) => finite(m.kl)],
+        ["to the initial policy", (m) => finite(m.klInitial)],
       ]),
-    ]),
-    chart("Accuracy (greedy)", "accuracy", [
-      ["eval", (m) => finite(m.evalAccuracy)],
-      ["train", (m) => finite(m.trainAccuracy)],
-    ], { fraction: true, dots: true }),
-    chart("KL (k3, per completion token)", "KL", [
-      ["to the reference", (m) => finite(m.kl)],
-      ["to the initial policy", (m) => finite(m.klInitial)],
-    ]),
-    chart("Completion length", "mean tokens", [
-      ["completion length", (m) => finite(m.completionLength)],
-    ]),
-    chart("Groups with all-equal rewards (no learning signal)", "fraction of groups", [
-      ["all-equal groups", (m) => finite(m.zeroStdGroups)],
-    ], { fraction: true }),
-    chart("Gradient norm (before clipping)", "gradient norm", [
-      ["gradient norm", (m) => finite(m.gradNorm)],
-    ], { logWhenWide: true }),
+    },
+    {
+      chart: chart("Completion length", "mean tokens", [
+        ["completion length", (m) => finite(m.completionLength)],
+      ]),
+    },
+    {
+      chart: chart("Groups with all-equal rewards (no learning signal)", "fraction of groups", [
+        ["all-equal groups", (m) => finite(m.zeroStdGroups)],
+      ], fraction),
+    },
+    {
+      // The legend even for one line: a run from before the clipped norm was logged has only
+      // the norm before clipping, and says so.
+      chart: chart("Gradient norm", "gradient norm", [
+        ["before clipping", (m) => finite(m.gradNorm)],
+        ["after clipping", (m) => finite(m.gradNormClipped)],
+      ], { logWhenWide: true, legend: true }),
+      note: gradientNote(run),
+    },
   ];
   const skipped = chart("Skipped updates", "updates skipped", [
     ["skipped updates", (m) => finite(m.skippedUpdates)],
   ], { dots: true, integer: true });
-  if (skipped.points.some((p) => p.value > 0)) charts.push(skipped);
+  if (skipped.points.some((p) => p.value > 0)) charts.push({ chart: skipped });
   else if (skipped.points.length > 0) charts.push('<p class="muted">Skipped updates: none.</p>');
 
   const html: string[] = [];
   for (const [i, c] of charts.entries()) {
     if (typeof c === "string") html.push(c);
-    else if (c.points.length === 0) {
-      html.push(`<p class="muted">${escapeHtml(c.title)}: not measured.</p>`);
-    } else html.push(`<figure>\n${await renderPlot(c, `plot${i}`)}\n</figure>`);
+    else if (c.chart.points.length === 0) {
+      html.push(`<p class="muted">${escapeHtml(c.chart.title)}: not measured.</p>`);
+    } else {
+      html.push(`<figure>\n${await renderChart(c.chart, `plot${i}`)}\n</figure>`);
+      if (c.note !== undefined) html.push(c.note);
+    }
   }
   return html.join("\n");
 }

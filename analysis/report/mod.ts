@@ -4,7 +4,7 @@
  * `metrics.jsonl` and `samples.jsonl`. The header gives the provenance, a short table the
  * metrics at the start and the end of the run, Vega-Lite charts (rendered to SVG here, headless)
  * the reward per source, accuracy, KL, completion length, the groups without signal, the gradient
- * norm and any skipped update against the step, and tables the sampled groups of the first, the
+ * norm before and after clipping and any skipped update against the step, and tables the sampled groups of the first, the
  * middle and the last logged step.
  *
  * What `deno task report <run dir>` writes, and what the trainer rewrites at every checkpoint and
@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
- * import { writeReport } from "./runtime/report/mod.ts";
+ * import { writeReport } from "./analysis/report/mod.ts";
  *
  * const path = await writeReport("runs/addition-gift-20261126-162023");
  * console.log(`wrote ${path}`);
@@ -23,48 +23,9 @@
 
 import { escapeHtml, STYLE } from "./_html.ts";
 import { finalTable, header, plots, samples } from "./_sections.ts";
-import type { RunInfo, SampleGroup } from "../../runtime/run/run_dir.ts";
+import type { MetricsLine, RunFiles, RunInfo, SampleGroup } from "./_types.ts";
 
-export type { RunInfo, SampleCompletion, SampleGroup } from "../../runtime/run/run_dir.ts";
-
-/**
- * A line of `metrics.jsonl`: step 0's evaluation, then the `StepMetrics` of each step
- * (runtime/rl/train_step.ts). Every field but `step` may be missing, and JSON writes NaN as null.
- */
-export interface MetricsLine {
-  step: number;
-  rewardMean?: number | null;
-  rewardStd?: number | null;
-  rewards?: Record<string, { mean: number | null; std: number | null }>;
-  successRate?: number | null;
-  zeroStdGroups?: number | null;
-  kl?: number | null;
-  klInitial?: number | null;
-  entropy?: number | null;
-  completionLength?: number | null;
-  truncated?: number | null;
-  loss?: number | null;
-  gradNorm?: number | null;
-  lr?: number | null;
-  skippedUpdates?: number | null;
-  stepSeconds?: number | null;
-  tokensPerSecond?: number | null;
-  evalAccuracy?: number | null;
-  trainAccuracy?: number | null;
-  [field: string]: unknown;
-}
-
-/** The files of a run directory, as {@linkcode readRunFiles} reads them. */
-export interface RunFiles {
-  /** `run.json`; null when missing (a run from before it existed). */
-  info: RunInfo | null;
-  /** `plan.json` (dsl/plan.ts `Plan`); null when missing. */
-  plan: unknown | null;
-  /** `metrics.jsonl`, in file order. */
-  metrics: MetricsLine[];
-  /** `samples.jsonl`, in file order (lines without `completions`, an older format, left out). */
-  samples: SampleGroup[];
-}
+export type { MetricsLine, RunFiles, RunInfo, SampleCompletion, SampleGroup } from "./_types.ts";
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);

@@ -80,11 +80,26 @@ export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
   });
 }
 
+/** What one AdamW update did. */
+export interface AdamWUpdate {
+  /** The gradient's global norm before clipping, ‖g‖. */
+  gradNorm: number;
+  /**
+   * The norm of the gradient the update used, after clipping: ‖g‖ · min(1, maxNorm / (‖g‖ + 1e-6))
+   * (‖g‖ itself without clipping); at most `clipGradNorm`. Not finite for a skipped update.
+   */
+  gradNormClipped: number;
+  /** The learning rate of the update. */
+  lr: number;
+  /** The gradient was not finite, so nothing changed. */
+  skipped: boolean;
+}
+
 /**
  * One AdamW update of `params` with `grads` (disposed by the caller), after clipping their global
- * norm. Returns the norm before clipping and the learning rate used. A gradient whose norm is not
- * finite (a NaN or an infinity anywhere) is not applied: `skipped` is true and neither the
- * parameters nor the optimiser's state change. On wasm the update of each parameter is one pass
+ * norm. Returns the norm before and after clipping and the learning rate used. A gradient whose
+ * norm is not finite (a NaN or an infinity anywhere) is not applied: `skipped` is true and neither
+ * the parameters nor the optimiser's state change. On wasm the update of each parameter is one pass
  * of simd.wat's `adamW`, bit-identical to the tfjs ops it replaces (`kernels` false: those ops).
  */
 export async function adamWStep(
@@ -92,7 +107,7 @@ export async function adamWStep(
   params: Record<string, tf.Variable>,
   grads: Record<string, tf.Tensor>,
   kernels = true,
-): Promise<{ gradNorm: number; lr: number; skipped: boolean }> {
+): Promise<AdamWUpdate> {
   const { betas: [b1, b2], eps, weightDecay, clipGradNorm } = state.options;
   const normTensor = globalNorm(grads);
   const gradNorm = (await normTensor.data())[0]!; // async: webgpu cannot read synchronously
@@ -100,6 +115,7 @@ export async function adamWStep(
   if (!Number.isFinite(gradNorm)) {
     return {
       gradNorm,
+      gradNormClipped: gradNorm,
       lr: learningRate(state.options, state.t, state.totalUpdates),
       skipped: true,
     };
@@ -154,7 +170,7 @@ export async function adamWStep(
       p.assign(tf.sub(p, tf.mul(decay ? tf.add(step, decay) : step, lr)));
     }
   });
-  return { gradNorm, lr, skipped: false };
+  return { gradNorm, gradNormClipped: gradNorm * clip, lr, skipped: false };
 }
 
 /** Frees the optimiser's moments. */

@@ -108,7 +108,10 @@ export interface StepMetrics {
   truncated: number;
   /** Mean over the step's optimiser updates (null when one was not finite). */
   loss: number;
+  /** The gradient's global norm before clipping (GIFT's all-equal groups scale it by ~1/ε). */
   gradNorm: number;
+  /** The norm after clipping, what the update used: at most `optimizer.clipGradNorm`. */
+  gradNormClipped: number;
   /** Updates of this step skipped because their loss or gradient was not finite. */
   skippedUpdates: number;
   lr: number;
@@ -306,6 +309,7 @@ export async function trainStep(
   const rolloutReference = plan.reference.kind === "rollout";
   const losses: number[] = [];
   const norms: number[] = [];
+  const clippedNorms: number[] = [];
   let skippedUpdates = 0;
   let lr = 0;
   const diagnostics: Record<string, number[]> = {};
@@ -345,9 +349,10 @@ export async function trainStep(
           // A non-finite loss or gradient is not applied; too many in a row stop the run.
           const update = Number.isFinite(loss)
             ? await adamWStep(run.optimizer, params, byName)
-            : { gradNorm: NaN, lr, skipped: true };
+            : { gradNorm: NaN, gradNormClipped: NaN, lr, skipped: true };
           losses.push(loss);
           norms.push(update.gradNorm);
+          clippedNorms.push(update.gradNormClipped);
           lr = update.lr;
           if (update.skipped) {
             skippedUpdates++;
@@ -406,6 +411,7 @@ export async function trainStep(
     truncated: batch.truncated.filter(Boolean).length / B,
     loss: mean(losses),
     gradNorm: mean(norms),
+    gradNormClipped: mean(clippedNorms),
     skippedUpdates,
     lr,
     objective: Object.fromEntries(Object.entries(diagnostics).map(([k, v]) => [k, mean(v)])),

@@ -285,6 +285,29 @@ Deno.test("formatRuns() lays the runs out as a table", () => {
       started: local(17, 15),
       accuracyAfter: null,
       rewardMean: -0.25,
+      checkpointStep: 25, // killed 17 steps after its last checkpoint: a resume starts at 25
+    },
+    {
+      ...base,
+      dir: "runs/sorting-20261126-180000",
+      name: "sorting",
+      status: "failed",
+      step: 7,
+      steps: 40,
+      started: local(18, 0),
+      accuracyBefore: 0.1,
+      accuracyAfter: null,
+      rewardMean: 0.125,
+      checkpointStep: null, // failed before its first checkpoint: a resume starts over
+    },
+    {
+      ...base,
+      dir: "runs/addition-gift-20261126-190000",
+      status: "interrupted",
+      step: 20,
+      started: local(19, 0),
+      accuracyAfter: null,
+      checkpointStep: 20, // Ctrl-C writes a checkpoint of the step it finished
     },
     {
       ...base,
@@ -297,15 +320,18 @@ Deno.test("formatRuns() lays the runs out as a table", () => {
       accuracyBefore: null,
       accuracyAfter: null,
       rewardMean: null,
+      checkpointStep: null,
     },
   ];
   assert.equal(
     formatRuns(runs),
     [
-      "dir                             recipe          status      steps  accuracy       reward  started",
-      "addition-gift-20261126-162023   addition-gift   finished  150/150  50.2% → 90.0%   0.813  2026-11-26 16:20",
-      "countdown-dapo-20261126-171500  countdown-dapo  stopped   42/1000  50.2% → -      -0.250  2026-11-26 17:15",
-      "expA-20261126-162310            expA            unknown       0/0  -                   -  -",
+      "dir                             recipe          status                         steps  accuracy       reward  started",
+      "addition-gift-20261126-162023   addition-gift   finished                     150/150  50.2% → 90.0%   0.813  2026-11-26 16:20",
+      "countdown-dapo-20261126-171500  countdown-dapo  stopped      42/1000 (checkpoint 25)  50.2% → -      -0.250  2026-11-26 17:15",
+      "sorting-20261126-180000         sorting         failed          7/40 (no checkpoint)  10.0% → -       0.125  2026-11-26 18:00",
+      "addition-gift-20261126-190000   addition-gift   interrupted                   20/150  50.2% → -       0.813  2026-11-26 19:00",
+      "expA-20261126-162310            expA            unknown                          0/0  -                   -  -",
     ].join("\n"),
   );
   assert.equal(

@@ -31,6 +31,7 @@ export function syntheticRun(options: SyntheticOptions = {}): RunFiles {
     const t = step / steps;
     const correct = 0.3 + 0.4 * t + 0.05 * Math.sin(step);
     const format = 0.8 + 0.15 * t;
+    const gradNorm = step === 1 ? 5000 : 0.8 + 0.5 * Math.sin(step);
     const line: MetricsLine = {
       step,
       rewardMean: 0.7 * correct + 0.3 * format,
@@ -47,7 +48,9 @@ export function syntheticRun(options: SyntheticOptions = {}): RunFiles {
       completionLength: 12 - 4 * t,
       truncated: 0.05,
       loss: 0.1 * Math.cos(step),
-      gradNorm: step === 1 ? 5000 : 2 + Math.sin(step),
+      gradNorm,
+      // clipGradNorm 1, as the plan says: scale = min(1, 1 / (‖g‖ + 1e-6))
+      gradNormClipped: gradNorm * Math.min(1, 1 / (gradNorm + 1e-6)),
       lr: 3e-4,
       objective: { advantageAbs: 0.5 },
       sampleSeconds: 0.2,
@@ -115,6 +118,7 @@ export function syntheticRun(options: SyntheticOptions = {}): RunFiles {
     seed: 1,
     rewards: sources.map((name) => ({ name })),
     objective: { kind: "grpo" },
+    optimizer: { clipGradNorm: 1 },
     schedule: { steps },
   };
   return { info, plan, metrics, samples };

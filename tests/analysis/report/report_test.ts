@@ -30,7 +30,7 @@ Deno.test("reportHtml() draws a chart per measured quantity and says which are n
     "Accuracy (greedy)",
     "Completion length",
     "Groups with all-equal rewards (no learning signal)",
-    "Gradient norm (before clipping)",
+    "Gradient norm",
     "Skipped updates",
   ]);
   assert.equal(count(html, /<svg\b/g), 6);
@@ -219,7 +219,7 @@ Deno.test("writeReport() takes well under 2 s on a 150-step run", async () => {
   });
 });
 
-Deno.test("analysis/report/mod.ts loads nothing but its own files, the run formats, vega and vega-lite", async () => {
+Deno.test("analysis/report/mod.ts loads nothing but analysis/ files, the run formats, vega and vega-lite", async () => {
   const mod = new URL("../../../analysis/report/mod.ts", import.meta.url);
   const { code, stdout } = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", mod.href],
@@ -228,10 +228,125 @@ Deno.test("analysis/report/mod.ts loads nothing but its own files, the run forma
   }).output();
   assert.equal(code, 0);
   const info = JSON.parse(new TextDecoder().decode(stdout)) as { modules: { specifier: string }[] };
-  const dir = new URL("./", mod).href;
+  const dir = new URL("../", mod).href; // analysis/: the charts and the escaping both reports share
   const runDir = new URL("../../runtime/run/run_dir.ts", mod).href; // the file formats, which import nothing
   const outside = info.modules.map((m) => m.specifier)
     .filter((s) => !s.startsWith(dir) && s !== runDir && !/^npm:\/?vega(-lite)?@/.test(s));
   assert.deepEqual(outside, []);
   assert.ok(info.modules.length >= 5, "the module graph");
+});
+
+/** The `<figure>` of the chart titled `title`. */
+function figure(html: string, title: string): string {
+  const found = [...html.matchAll(/<figure>\n([\s\S]*?)\n<\/figure>/g)].map((m) => m[1]!)
+    .find((svg) => svg.includes(`aria-label="${title}"`));
+  assert.ok(found !== undefined, `no chart titled ${title}`);
+  return found;
+}
+
+/** The legend's labels of a chart's SVG, in order. */
+function legend(svg: string): string[] {
+  return [...svg.matchAll(/role-legend-label[^>]*><text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!);
+}
+
+/** The lines a chart's SVG draws. */
+function lineCount(svg: string): number {
+  return count(svg, /aria-roledescription="line mark"/g);
+}
+
+Deno.test("reportHtml() shows the backend once, however its description names it", async () => {
+  const backendRow = async (backend: { name: string; description: string } | null) => {
+    const run = syntheticRun();
+    const info = backend === null ? null : { ...run.info!, backend };
+    const plan = { ...(run.plan as object), backend: { name: "wasm", reason: "requested" } };
+    const html = await reportHtml({ ...run, info, plan });
+    return /<tr><th>backend<\/th><td>([^<]*)<\/td><\/tr>/.exec(html)?.[1];
+  };
+  assert.equal(await backendRow({ name: "wasm", description: "wasm" }), "wasm");
+  assert.equal(
+    await backendRow({ name: "wasm", description: "wasm (SIMD, 1 thread) · matmul: OpenBLAS" }),
+    "wasm (SIMD, 1 thread) · matmul: OpenBLAS",
+  );
+  assert.equal(
+    await backendRow({ name: "cpu", description: "TensorFlow.js CPU backend" }),
+    "cpu — TensorFlow.js CPU backend",
+  );
+  // A description that starts with another word is not the name repeated.
+  assert.equal(await backendRow({ name: "wasm", description: "wasmtime" }), "wasm — wasmtime");
+  assert.equal(await backendRow({ name: "wasm", description: "" }), "wasm");
+  // Without run.json: the plan's backend and its reason.
+  assert.equal(await backendRow(null), "wasm — requested");
+});
+
+/** The synthetic run with one reward source, `correct`, the total `weight` × it. */
+function oneSource(weight: number): RunFiles {
+  const run = syntheticRun();
+  const metrics = run.metrics.map((m): MetricsLine => {
+    if (m.rewards === undefined) return m;
+    const correct = m.rewards["correct"]!;
+    return { ...m, rewards: { correct }, rewardMean: weight * correct.mean! };
+  });
+  const plan = { ...(run.plan as object), rewards: [{ name: "correct", weight }] };
+  return { ...run, plan, metrics };
+}
+
+Deno.test("reportHtml() draws the total once when the only reward source is the total", async () => {
+  const same = figure(await reportHtml(oneSource(1)), "Reward per source");
+  assert.deepEqual(legend(same), ["correct (= total)"]);
+  assert.equal(lineCount(same), 1);
+  // Weighted, the total is another line: both drawn, both in the legend.
+  const weighted = figure(await reportHtml(oneSource(0.5)), "Reward per source");
+  assert.deepEqual(legend(weighted), ["total", "correct"]);
+  assert.equal(lineCount(weighted), 2);
+  // Two sources: the total and each.
+  const two = figure(await reportHtml(syntheticRun()), "Reward per source");
+  assert.deepEqual(legend(two), ["total", "correct", "format"]);
+  assert.equal(lineCount(two), 3);
+});
+
+Deno.test("reportHtml() draws the gradient norm before and after clipping, and says what they mean", async () => {
+  const run = syntheticRun();
+  const html = await reportHtml(run);
+  const svg = figure(html, "Gradient norm");
+  assert.deepEqual(legend(svg), ["before clipping", "after clipping"]);
+  assert.equal(lineCount(svg), 2);
+  // 5000 before clipping at step 1, about 1 after: 4 decades, a log axis.
+  assert.match(svg, />gradient norm \(log scale\)</);
+  const note = /<\/figure>\n<p class="muted note">([^<]*)<\/p>/.exec(
+    html.slice(html.indexOf('aria-label="Gradient norm"')),
+  )?.[1];
+  assert.ok(note !== undefined, "a note under the chart");
+  assert.match(
+    note,
+    /After clipping: the norm of the gradient the update used, scaled down to at most 1 \(optimizer\.clipGradNorm\)\./,
+  );
+  assert.match(
+    note,
+    /A large norm before clipping is not divergence: clipping bounds every update\./,
+  );
+  assert.doesNotMatch(note, /GIFT/, "GRPO has no implicit rewards");
+
+  // GIFT: why its norm before clipping is ~1/ε.
+  const plan = {
+    ...(run.plan as object),
+    objective: { kind: "gift", options: { stdEpsilon: 1e-6 } },
+  };
+  const gift = await reportHtml({ ...run, plan });
+  assert.match(
+    gift,
+    /has std ≈ 0, so its gradient is scaled by about 1\/ε = 1e6\. A norm before clipping orders of magnitude above/,
+  );
+  assert.match(gift, /\(u − mean\) \/ \(std \+ ε\), ε = 1e-6:/);
+  // The plan's ε, not the default's.
+  const wider = { ...plan, objective: { kind: "gift", options: { stdEpsilon: 1e-4 } } };
+  assert.match(await reportHtml({ ...run, plan: wider }), /ε = 1e-4: .* 1\/ε = 1e4\./);
+
+  // A run from before the clipped norm was logged: the norm before clipping alone, named so.
+  const old = {
+    ...run,
+    metrics: run.metrics.map(({ gradNormClipped: _, ...m }) => m as MetricsLine),
+  };
+  const before = figure(await reportHtml(old), "Gradient norm");
+  assert.deepEqual(legend(before), ["before clipping"]);
+  assert.equal(lineCount(before), 1);
 });

@@ -28,6 +28,25 @@ Deno.test("adamWStep() takes AdamW's first step by hand: p − lr · sign(g)", a
   disposeAdamW(state);
 });
 
+Deno.test("adamWStep() returns the norm before clipping and the exact norm after it", async () => {
+  // ‖(3, 4)‖ = 5: over maxNorm 1, scaled by 1 / (5 + 1e-6); under maxNorm 10, or with clipping
+  // off, as it is.
+  const after = async (clipGradNorm: number) => {
+    const p = { w: tf.variable(tf.tensor1d([1, -2])) };
+    const state = adamW(p, { ...OPTIONS, clipGradNorm }, 10);
+    const g = tf.tensor1d([3, 4]);
+    const update = await adamWStep(state, p, { w: g });
+    tf.dispose([g, p.w]);
+    disposeAdamW(state);
+    assert.equal(update.gradNorm, 5);
+    return update.gradNormClipped;
+  };
+  // 5 / 5.000001 = 1 / (1 + 2e-7) = 1 − 2e-7 + 4e-14 − …
+  assert.ok(Math.abs((await after(1)) - 0.99999980000004) < 1e-15);
+  assert.equal(await after(10), 5);
+  assert.equal(await after(0), 5);
+});
+
 Deno.test("adamWStep() skips a gradient with a NaN or an infinity, changing nothing", async () => {
   for (const bad of [NaN, Infinity]) {
     const p = { w: tf.variable(tf.tensor1d([1, -2])), b: tf.variable(tf.tensor1d([3])) };
@@ -43,6 +62,7 @@ Deno.test("adamWStep() skips a gradient with a NaN or an infinity, changing noth
     const result = await adamWStep(state, p, poisoned);
     assert.equal(result.skipped, true);
     assert.ok(!Number.isFinite(result.gradNorm));
+    assert.ok(!Number.isFinite(result.gradNormClipped));
     assert.equal(state.t, 1);
     assert.deepEqual(await p.w.data(), before.w);
     assert.deepEqual(await state.m["w"]!.data(), before.m);

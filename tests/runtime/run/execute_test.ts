@@ -73,6 +73,27 @@ Deno.test("execute() on the tiny recipe", async (t) => {
       });
     });
 
+    await t.step("logs the gradient norm before and after clipping", async () => {
+      const clip = tinyPlan().optimizer.clipGradNorm;
+      assert.equal(clip, 1);
+      const lines = (await readJsonl(`${result.dir}/metrics.jsonl`)).slice(1);
+      assert.equal(lines.length, 5);
+      for (const m of lines) {
+        const [before, after] = [m.gradNorm, m.gradNormClipped];
+        assert.ok(typeof before === "number" && typeof after === "number", JSON.stringify(m));
+        assert.ok(after <= clip + 1e-6, `step ${m.step}: ${after} after clipping`);
+        assert.ok(before >= after, `step ${m.step}: ${before} before, ${after} after`);
+      }
+      // GIFT's first update (u ≡ 0 as π is the reference) is scaled ~1/ε, far over the clip norm;
+      // a step whose every update is over it is scaled down to it.
+      assert.ok((lines[0]!.gradNorm as number) > 1e3, `step 1: ${lines[0]!.gradNorm}`);
+      const norms = lines.map((m) => [m.gradNorm, m.gradNormClipped]);
+      assert.ok(
+        lines.some((m) => Math.abs((m.gradNormClipped as number) - clip) < 1e-6),
+        `no step clipped to ${clip}: ${JSON.stringify(norms)}`,
+      );
+    });
+
     await t.step("leaks no tensor across steps", () => {
       const [, , third, ...rest] = run.tensorsAfterStep;
       assert.ok(third !== undefined && rest.length === 2);
