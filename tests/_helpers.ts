@@ -80,7 +80,9 @@ export async function giftwrap(
     stderr: "piped",
   }).output();
   const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+  // Deno's own note when several processes start on one node_modules/ at once; not giftwrap's.
+  const noted = text.decode(stderr).replace(/^Blocking waiting for file lock on .*\n/gm, "");
+  return { code, stdout: text.decode(stdout), stderr: noted };
 }
 
 /** The lines of `text`, without the final newline. */
