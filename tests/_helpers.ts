@@ -81,8 +81,8 @@ export async function giftwrap(
   }).output();
   const text = new TextDecoder();
   // Deno's own note when several processes start on one node_modules/ at once; not giftwrap's.
-  const noted = text.decode(stderr).replace(/^Blocking waiting for file lock on .*\n/gm, "");
-  return { code, stdout: text.decode(stdout), stderr: noted };
+  const ours = text.decode(stderr).replace(/^Blocking waiting for file lock on .*\n/gm, "");
+  return { code, stdout: text.decode(stdout), stderr: ours };
 }
 
 /** The lines of `text`, without the final newline. */
