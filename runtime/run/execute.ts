@@ -155,8 +155,8 @@ async function objectiveOf(
     const found = module[declared.export!] as Partial<Objective<unknown>> | undefined;
     if (!found || typeof found.loss !== "function" || typeof found.name !== "string") {
       throw new RunSetupError(
-        `Cannot use objective ${where}: expected an Objective ({ name, needs, loss(batch, ` +
-          `options) }), got ${found === undefined ? "nothing" : typeof found}`,
+        `Cannot use objective ${where}: expected an Objective ({ name, loss(batch, options) }), ` +
+          `got ${found === undefined ? "nothing" : typeof found}`,
       );
     }
     return { objective: found as Objective<unknown>, options: declared.options ?? {} };
