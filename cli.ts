@@ -21,21 +21,13 @@
  */
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import {
-  type Backend,
-  BACKENDS,
-  type CompileOptions,
-  formatIssue,
-  formatPlan,
-  type LoadedRecipe,
-  loadRecipe,
-  type Plan,
-  planHash,
-  recipeJsonSchema,
-  RecipeLoadError,
-  safeCompile,
-  validateRecipe,
-} from "./dsl/mod.ts";
+import { type Backend, BACKENDS, recipeJsonSchema } from "./dsl/schema.ts";
+import { type CompileOptions, safeCompile } from "./dsl/compile.ts";
+import { formatPlan } from "./dsl/format.ts";
+import { formatIssue } from "./dsl/issues.ts";
+import { type LoadedRecipe, loadRecipe, RecipeLoadError } from "./dsl/load.ts";
+import { type Plan, planHash } from "./dsl/plan.ts";
+import { validateRecipe } from "./dsl/validate.ts";
 import { presentBackends } from "./runtime/engine/native.ts";
 import {
   DEFAULT_OBJECTIVES,

@@ -3,9 +3,10 @@
  * (Group-relative Implicit Fine-Tuning), with GRPO, Dr. GRPO, DAPO, GSPO, RLOO, online DPO and UNA
  * as baselines.
  *
- * Write a recipe with the builders, compile it to a plan, print or run the plan. The objectives'
- * math is here too, as plain functions of tensors (`objectives.gift.loss(batch, options)`); the
- * rest of the runtime (`execute()`, the model, the sampler) is in `runtime/mod.ts`.
+ * This entry is the recipe language: write a recipe with the builders, compile it to a plan, print
+ * or share the plan. It never loads TensorFlow.js, so declaring, validating and planning a recipe
+ * stays light. Running a plan, the model, the sampler and the objectives' math are the runtime's
+ * entry, `runtime/mod.ts` (`giftwrap/runtime`).
  *
  * @example
  * ```ts
@@ -27,14 +28,44 @@
  * @module
  */
 
-export * from "./dsl/mod.ts";
-export { objectives } from "./runtime/rl/objectives/mod.ts";
-export type {
-  GiftOptions,
-  Objective,
-  ObjectiveBatch,
-  ObjectiveResult,
-} from "./runtime/rl/objectives/mod.ts";
+// Declaring a recipe: the builders.
+export {
+  customObjective,
+  type CustomObjectiveOptions,
+  dapo,
+  drGrpo,
+  fn,
+  type FnOptions,
+  gift,
+  grpo,
+  gspo,
+  http,
+  jsonl,
+  type JsonlOptions,
+  onlineDpo,
+  recipe,
+  rewardModel,
+  type RewardModelOptions,
+  rewards,
+  rloo,
+  tasks,
+  tinyGpt,
+  una,
+} from "./dsl/builders.ts";
+export type { Recipe } from "./dsl/schema.ts";
+
+// Checking and compiling it.
+export { type LoadedRecipe, loadRecipe, RecipeLoadError } from "./dsl/load.ts";
+export { validateRecipe, type ValidationResult } from "./dsl/validate.ts";
+export { compile, type CompileOptions, type CompileResult, safeCompile } from "./dsl/compile.ts";
+export { formatIssue, type Issue, RecipeError } from "./dsl/issues.ts";
+export { recipeJsonSchema } from "./dsl/schema.ts";
+
+// The plan.
+export { type Plan, planHash } from "./dsl/plan.ts";
+export { formatPlan } from "./dsl/format.ts";
+
+// What a reward function module (`fn(module)`) implements and reads: types only, no runtime.
 export type { RewardFn, Sample } from "./runtime/rl/rewards/types.ts";
 export type { Problem } from "./runtime/data/types.ts";
 export type { AdditionRow } from "./runtime/data/addition.ts";

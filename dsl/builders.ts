@@ -41,6 +41,22 @@ import type {
 /**
  * Declares a recipe. It returns its argument unchanged: the value of the function is the type
  * check in the editor. Recipes compose by spreading: `recipe({ ...base, objective: grpo() })`.
+ *
+ * @example
+ * ```ts
+ * import { gift, recipe, rewards, tasks, tinyGpt } from "./mod.ts";
+ *
+ * export default recipe({
+ *   name: "addition-gift",
+ *   policy: tinyGpt(),
+ *   data: tasks.addition({ digits: 2 }),
+ *   rewards: [{ source: rewards.numericAnswer() }],
+ *   group: { size: 8, prompts: 16 },
+ *   objective: gift(),
+ *   optimizer: { lr: 3e-4 },
+ *   steps: 150,
+ * });
+ * ```
  */
 export function recipe(definition: Recipe): Recipe {
   return definition;
@@ -129,7 +145,15 @@ function countdownTask(options: OptionsOf<Countdown> = {}): Countdown {
  */
 export const tasks = { addition, multiplication, sorting, countdown: countdownTask } as const;
 
-/** The options of `jsonl()`: field mapping, template, held-out rows. */
+/**
+ * The options of `jsonl()`: field mapping, template, held-out rows.
+ *
+ * @example
+ * ```ts
+ * const options: JsonlOptions = { prompt: "question", template: "Q: {prompt}\nA:", eval: 100 };
+ * jsonl("data/problems.jsonl", options);
+ * ```
+ */
 export type JsonlOptions = Omit<OptionsOf<Jsonl>, "path">;
 
 /**
@@ -204,7 +228,15 @@ export const rewards = {
   countdown: countdownVerifier,
 } as const;
 
-/** The options of `fn()`: the declared range, the sandbox and the per-call timeout. */
+/**
+ * The options of `fn()`: the declared range, the sandbox and the per-call timeout.
+ *
+ * @example
+ * ```ts
+ * const options: FnOptions = { range: [0, 1], timeoutMs: 2000 };
+ * fn("./my_reward.ts", "score", options);
+ * ```
+ */
 export type FnOptions = Omit<OptionsOf<Source<"fn">>, "module" | "export">;
 
 /**
@@ -243,7 +275,15 @@ export function http(options: OptionsOf<Source<"http">>): Source<"http"> {
   return { kind: "http", ...options };
 }
 
-/** The options of `rewardModel()`: batch size and declared range. */
+/**
+ * The options of `rewardModel()`: batch size and declared range.
+ *
+ * @example
+ * ```ts
+ * const options: RewardModelOptions = { batchSize: 16, range: [-5, 5] };
+ * rewardModel("checkpoints/rm", options);
+ * ```
+ */
 export type RewardModelOptions = Omit<OptionsOf<Source<"rewardModel">>, "checkpoint">;
 
 /**
@@ -264,56 +304,121 @@ export function rewardModel(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Objectives (defaults in OBJECTIVES.md, filled in by compile())
+// Objectives (their defaults are the schema's, dsl/schema.ts, filled in by compile())
 
 type Of<K extends Objective["kind"]> = KindOf<Objective, K>;
 
-/** GIFT: match the group-standardised implicit reward to the group-standardised reward. */
+/**
+ * GIFT: match the group-standardised implicit reward to the group-standardised reward.
+ *
+ * @example
+ * ```ts
+ * gift(); // β_c = 1, the paper's form
+ * gift({ betaC: 0.5 });
+ * ```
+ */
 export function gift(options: OptionsOf<Of<"gift">> = {}): Of<"gift"> {
   return { kind: "gift", ...options };
 }
 
-/** GRPO: group-standardised advantages, clipped token ratio, k3 KL (β 0.04), sequence-mean. */
+/**
+ * GRPO: group-standardised advantages, clipped token ratio, k3 KL in the loss, sequence-mean.
+ *
+ * @example
+ * ```ts
+ * grpo({ beta: 0, epsilonHigh: 0.28 }); // no KL term, DAPO's upper clip
+ * ```
+ */
 export function grpo(options: OptionsOf<Of<"grpo">> = {}): Of<"grpo"> {
   return { kind: "grpo", ...options };
 }
 
-/** Dr. GRPO: GRPO without std scaling, constant normaliser, no KL. */
+/**
+ * Dr. GRPO: GRPO without std scaling, with a constant normaliser; no KL term by default.
+ *
+ * @example
+ * ```ts
+ * drGrpo({ beta: 0.01 }); // with a small KL term, which needs a reference
+ * ```
+ */
 export function drGrpo(options: OptionsOf<Of<"drGrpo">> = {}): Of<"drGrpo"> {
   return { kind: "drGrpo", ...options };
 }
 
-/** DAPO: clip-higher (0.2/0.28), token-mean, dynamic sampling. */
+/**
+ * DAPO: clip-higher, token-mean aggregation, dynamic sampling (which needs a success reward).
+ *
+ * @example
+ * ```ts
+ * dapo({ maxSamplingRounds: 5, maskTruncated: true });
+ * ```
+ */
 export function dapo(options: OptionsOf<Of<"dapo">> = {}): Of<"dapo"> {
   return { kind: "dapo", ...options };
 }
 
-/** GSPO: length-normalised sequence ratio clipped to [1 − 3e-4, 1 + 4e-4]. */
+/**
+ * GSPO: a length-normalised sequence ratio, clipped to a narrow range.
+ *
+ * @example
+ * ```ts
+ * gspo({ epsilon: 3e-4, epsilonHigh: 4e-4 });
+ * ```
+ */
 export function gspo(options: OptionsOf<Of<"gspo">> = {}): Of<"gspo"> {
   return { kind: "gspo", ...options };
 }
 
-/** RLOO: leave-one-out baseline, sequence ratio, KL (β 0.05) in the reward. */
+/**
+ * RLOO: leave-one-out baseline, sequence ratio, KL to the reference subtracted from the reward.
+ *
+ * @example
+ * ```ts
+ * rloo({ beta: 0 }); // no KL in the reward, so no reference needed
+ * ```
+ */
 export function rloo(options: OptionsOf<Of<"rloo">> = {}): Of<"rloo"> {
   return { kind: "rloo", ...options };
 }
 
-/** Online DPO: best against worst completion of each group, ties skipped (β 0.1). */
+/**
+ * Online DPO: the best against the worst completion of each group, ties skipped.
+ *
+ * @example
+ * ```ts
+ * onlineDpo({ beta: 0.2 }); // the DPO temperature
+ * ```
+ */
 export function onlineDpo(options: OptionsOf<Of<"onlineDpo">> = {}): Of<"onlineDpo"> {
   return { kind: "onlineDpo", ...options };
 }
 
-/** UNA: (σ(β·u) − σ(r))² with u the summed log-ratio to the reference (β 0.03). */
+/**
+ * UNA: (σ(β·u) − σ(r))² with u the summed log-ratio to the reference.
+ *
+ * @example
+ * ```ts
+ * una({ beta: 0.05 }); // the sigmoid's temperature
+ * ```
+ */
 export function una(options: OptionsOf<Of<"una">> = {}): Of<"una"> {
   return { kind: "una", ...options };
 }
 
-/** The options of `customObjective()`: the export name, the loss's options and what it reads. */
+/**
+ * The options of `customObjective()`: the export name, the loss's options and what it reads.
+ *
+ * @example
+ * ```ts
+ * const options: CustomObjectiveOptions = { export: "reinforce", reads: { reference: false } };
+ * customObjective("./objectives/reinforce.ts", options);
+ * ```
+ */
 export type CustomObjectiveOptions = Omit<OptionsOf<CustomObjective>, "module">;
 
 /**
  * Your own objective: a module (relative to the recipe) whose export (`"default"`) implements the
- * runtime's `Objective` contract `{ name, needs: { reference }, loss(batch, options) }`. `options`
+ * runtime's `Objective` contract `{ name, loss(batch, options) }`. `options`
  * (JSON, `{}`) is passed to `loss()` as it is. `reads` declares what the batch must carry:
  * `reference` (true) adds `refLogp` under the recipe's reference, which then defaults to
  * `"initial"`; `old` (false) says the loss reads `oldLogp`, so that with several optimiser steps

@@ -23,15 +23,19 @@ import { fillDefaults, type SchemaLike, unionKinds } from "./_schema_walk.ts";
 import { num, plural } from "./format.ts";
 import { type Issue, RecipeError } from "./issues.ts";
 import {
+  atRollout,
+  defaultMiniBatches,
   lossFormula,
   type ObjectiveAxes,
   objectiveAxes,
   type Resolved,
   type ResolvedObjective,
+  resolveObjective,
   usesReference,
 } from "./objectives.ts";
 import {
   type BackendName,
+  logProbPasses,
   type ModelSpec,
   type Plan,
   PLAN_FORMAT,
@@ -42,7 +46,6 @@ import {
   type Backend,
   type Data,
   type EvalSplit,
-  type Objective,
   type Recipe,
   RecipeSchema,
   type RewardSource,
@@ -59,7 +62,15 @@ import {
 } from "./tasks.ts";
 import { validateRecipe } from "./validate.ts";
 
-/** Options of `compile()`. */
+/**
+ * Options of `compile()`.
+ *
+ * @example
+ * ```ts
+ * const options: CompileOptions = { backend: "auto", available: ["webgpu", "wasm", "cpu"] };
+ * compile(recipe, options).backend.name; // "webgpu"
+ * ```
+ */
 export interface CompileOptions {
   /**
    * Overrides the recipe's `backend`, as the CLI's `--backend` does.
@@ -74,7 +85,15 @@ export interface CompileOptions {
   available?: readonly BackendName[];
 }
 
-/** The outcome of `safeCompile()`. */
+/**
+ * The outcome of `safeCompile()`.
+ *
+ * @example
+ * ```ts
+ * const result: CompileResult = safeCompile(input);
+ * console.log(result.ok ? planHash(result.plan) : result.issues.map(formatIssue));
+ * ```
+ */
 export type CompileResult = { ok: true; plan: Plan } | { ok: false; issues: Issue[] };
 
 /** Backends in order of speed, fastest first, for `auto`. */
@@ -118,7 +137,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
   const task = resolveTask(r, d);
   const sampling = resolveSampling(r, task);
   const model = resolveModel(r, task, sampling, d);
-  const objective = resolveObjective(r.objective);
+  const objective = resolveObjective(r.objective) as ResolvedObjective;
   const axes = objectiveAxes(objective);
   const reference = resolveReference(given, objective, axes, d);
   const rewards = resolveRewards(r, sampling, axes, d);
@@ -373,14 +392,6 @@ function resolveModel(
   };
 }
 
-/** Fills the defaults no annotation can state: an unset upper clip equals the lower one. */
-function resolveObjective(o: Objective): ResolvedObjective {
-  if ((o.kind === "grpo" || o.kind === "drGrpo") && o.epsilonHigh === undefined) {
-    return { ...o, epsilonHigh: o.epsilon } as ResolvedObjective;
-  }
-  return o as ResolvedObjective;
-}
-
 function resolveReference(
   given: Recipe,
   objective: ResolvedObjective,
@@ -589,9 +600,7 @@ function resolveUpdates(
       hint: "set group.size to 2 or more (8 is common)",
     });
   }
-  // GIFT's implicit reward only moves after an update, so GIFT defaults to several per batch.
-  const miniBatches = given.miniBatches ??
-    (objective.kind === "gift" ? divisors(P).find((k) => k > 1) ?? 1 : 1);
+  const miniBatches = given.miniBatches ?? defaultMiniBatches(objective, P);
   const epochs = r.epochs!;
   if (P % miniBatches !== 0) {
     d.errors.push({
@@ -602,14 +611,9 @@ function resolveUpdates(
     });
   }
   if (axes.implicitReward && reference === "rollout" && miniBatches * epochs === 1) {
-    const tail = objective.kind === "gift" ? " and GIFT reduces to normalised REINFORCE" : "";
-    const what = objective.kind === "custom"
-      ? "refLogp is logp detached, so log π/π_ref "
-      : "the implicit reward ";
     d.warnings.push({
       path: "miniBatches",
-      message: `with reference 'rollout' and one optimiser step per batch, ${what}` +
-        `is always 0${tail}`,
+      message: `with reference 'rollout' and one optimiser step per batch, ${atRollout(objective)}`,
       hint: "use miniBatches or epochs of 2 or more, or reference: 'initial'",
     });
   }
@@ -756,10 +760,9 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
     shapes;
   // π_old is read by a ratio (or a custom loss that says so), and is the reference under
   // "rollout". With one optimiser step per batch it equals π detached at that step, so no separate
-  // pass is needed (as in TRL).
+  // pass is needed (as in TRL). The runtime reads the same passes from logProbPasses().
   const readsOld = axes.readsOld || reference.kind === "rollout";
-  const needsOld = readsOld && schedule.optimizerStepsPerBatch > 1;
-  const frozen = reference.kind === "initial" || reference.kind === "checkpoint";
+  const { old: needsOld, reference: frozen } = logProbPasses(plan);
   const evalFlops = samplingFlops(model, schedule.evalProblems, Tp, n);
   const flops = {
     sample: samplingFlops(model, B, Tp, n),

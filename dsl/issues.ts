@@ -6,7 +6,18 @@
  * @module
  */
 
-/** One problem with a recipe, or one warning about it. */
+/**
+ * One problem with a recipe, or one warning about it.
+ *
+ * @example
+ * ```ts
+ * const issue: Issue = {
+ *   path: "group.size",
+ *   message: "a group needs at least 2 completions to compare, got 1",
+ *   hint: "set group.size to 2 or more (8 is common)",
+ * };
+ * ```
+ */
 export interface Issue {
   /** The field's JSON path, such as `group.size` or `rewards[1].weight`; "" is the whole recipe. */
   path: string;
@@ -16,7 +27,18 @@ export interface Issue {
   hint?: string;
 }
 
-/** Thrown by `compile()` when a recipe is invalid; `issues` holds every problem found. */
+/**
+ * Thrown by `compile()` when a recipe is invalid; `issues` holds every problem found.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   compile({ ...base, group: { size: 1, prompts: 16 } });
+ * } catch (e) {
+ *   if (e instanceof RecipeError) console.error(e.issues.map(formatIssue).join("\n"));
+ * }
+ * ```
+ */
 export class RecipeError extends Error {
   /** Every problem found. */
   readonly issues: readonly Issue[];

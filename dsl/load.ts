@@ -12,7 +12,15 @@ import { pathToFileURL } from "node:url";
 import { jsonSyntaxError } from "./_json_error.ts";
 import { PLAN_FORMAT } from "./plan.ts";
 
-/** A recipe as read from its file, not yet validated. */
+/**
+ * A recipe as read from its file, not yet validated.
+ *
+ * @example
+ * ```ts
+ * const { format, input } = await loadRecipe("recipes/addition_gift.json"); // format: "json"
+ * const checked = validateRecipe(input);
+ * ```
+ */
 export interface LoadedRecipe {
   /** The path or URL as given. */
   specifier: string;
@@ -26,7 +34,18 @@ export interface LoadedRecipe {
   planHash?: string;
 }
 
-/** A recipe file that cannot be read. `message` is one line: `<file>: <problem>`. */
+/**
+ * A recipe file that cannot be read. `message` is one line: `<file>: <problem>`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await loadRecipe("missing.json");
+ * } catch (e) {
+ *   if (e instanceof RecipeLoadError) console.error(e.message); // "missing.json: …"
+ * }
+ * ```
+ */
 export class RecipeLoadError extends Error {
   /** What went wrong, without the file name. */
   readonly problem: string;

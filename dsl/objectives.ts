@@ -1,13 +1,24 @@
 /**
  * The objective presets as data over shared axes (OBJECTIVES.md): advantage baseline and scale,
  * importance ratio and clipping, KL to the reference, aggregation. This table is the only place
- * that maps a preset's name to its behaviour; the runtime reads the axes from the plan and never
- * branches on the name.
+ * that maps a preset's name to its behaviour: the axes, the defaults no schema annotation can
+ * state, and what the compiler does differently for a preset (its default number of mini-batches,
+ * its warning). The compiler and the runtime read it and never branch on the name.
+ *
+ * The option defaults that are constants live in the schema (`dsl/schema.ts`) alone:
+ * `resolveObjective()` fills them from there, for the compiler and for the runtime's objectives.
  *
  * @module
  */
 
-import type { CustomObjective, CustomReads, Objective } from "./schema.ts";
+import { fillDefaults, type SchemaLike } from "./_schema_walk.ts";
+import {
+  type CustomObjective,
+  type CustomReads,
+  type KindOf,
+  type Objective,
+  ObjectiveSchema,
+} from "./schema.ts";
 
 /** A value with every optional field present (what `compile()` resolves). */
 export type Resolved<T> = T extends unknown ? { [K in keyof T]-?: Exclude<T[K], undefined> }
@@ -18,6 +29,12 @@ export type ResolvedCustomObjective = {
   [K in keyof Resolved<CustomObjective>]: K extends "reads" ? Resolved<CustomReads>
     : Resolved<CustomObjective>[K];
 };
+
+/**
+ * The options of preset `K` as a caller of its loss may give them: each optional (the runtime's
+ * objectives resolve them with `resolveObjective()`).
+ */
+export type ObjectiveOptions<K extends Objective["kind"]> = Partial<KindOf<Objective, K>>;
 
 /** An objective with every option resolved. */
 export type ResolvedObjective =
@@ -70,105 +87,236 @@ function grpoAdvantage(): ObjectiveAxes["advantage"] {
   return { baseline: "group-mean", scale: "group-std", epsilon: GRPO_STD_EPSILON };
 }
 
-type Presets = {
-  [K in Objective["kind"]]: (options: Extract<ResolvedObjective, { kind: K }>) => ObjectiveAxes;
-};
+/** The options of preset `K` as the schema leaves them: constant defaults filled, others not. */
+type Filled<K extends Objective["kind"]> = KindOf<Objective, K>;
+
+/** The resolved options of preset `K`. */
+type ResolvedOf<K extends Objective["kind"]> = Extract<ResolvedObjective, { kind: K }>;
+
+/** One row of the table: what a preset is, as data. */
+interface Preset<K extends Objective["kind"]> {
+  /** Its point of the shared axes, given its resolved options. */
+  axes: (options: ResolvedOf<K>) => ObjectiveAxes;
+  /**
+   * Completes the options after the schema's defaults are filled: the defaults that depend on
+   * another option (an unset upper clip equals the lower one). Absent: nothing to complete.
+   */
+  complete?: (options: Filled<K>) => ResolvedOf<K>;
+  /**
+   * Optimiser steps per sampled batch when the recipe sets no `miniBatches`: `"one"`, or
+   * `"several"` (the smallest divisor of `group.prompts` above 1) for a loss whose implicit reward
+   * only moves after an update within the batch (GIFT).
+   */
+  miniBatches: "one" | "several";
+  /**
+   * For a loss that reads the implicit reward: what is always 0 with reference 'rollout' and one
+   * optimiser step per batch (the compiler's warning). @default "the implicit reward is always 0"
+   */
+  atRollout?: string;
+}
+
+type Presets = { [K in Objective["kind"]]: Preset<K> };
+
+/** An unset upper clip equals the lower one. */
+function symmetricClip<O extends { epsilon?: number; epsilonHigh?: number }>(
+  o: O,
+): O & { epsilonHigh: number } {
+  return { ...o, epsilonHigh: o.epsilonHigh ?? o.epsilon! };
+}
 
 /** The table of OBJECTIVES.md, one entry per preset. */
 const PRESETS: Presets = {
-  gift: (o) => ({
-    loss: "gift",
-    advantage: { baseline: "group-mean", scale: "group-std", epsilon: o.stdEpsilon },
-    ratio: null,
-    kl: null,
-    aggregation: "sequence-mean",
-    implicitReward: true,
-    readsOld: false,
-    ...NO_EXTRAS,
-  }),
-  grpo: (o) => ({
-    loss: "clipped-surrogate",
-    advantage: grpoAdvantage(),
-    ratio: { level: "token", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
-    kl: kl(o.beta, "loss"),
-    aggregation: "sequence-mean",
-    implicitReward: false,
-    readsOld: true,
-    ...NO_EXTRAS,
-  }),
-  drGrpo: (o) => ({
-    loss: "clipped-surrogate",
-    advantage: { baseline: "group-mean", scale: "none", epsilon: 0 },
-    ratio: { level: "token", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
-    kl: kl(o.beta, "loss"),
-    aggregation: "constant",
-    implicitReward: false,
-    readsOld: true,
-    ...NO_EXTRAS,
-  }),
-  dapo: (o) => ({
-    loss: "clipped-surrogate",
-    advantage: grpoAdvantage(),
-    ratio: { level: "token", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
-    kl: kl(o.beta, "loss"),
-    aggregation: "token-mean",
-    implicitReward: false,
-    readsOld: true,
-    dynamicSampling: o.dynamicSampling ? { maxRounds: o.maxSamplingRounds } : null,
-    maskTruncated: o.maskTruncated,
-  }),
-  gspo: (o) => ({
-    loss: "clipped-surrogate",
-    advantage: grpoAdvantage(),
-    ratio: { level: "sequence", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
-    kl: kl(o.beta, "loss"),
-    aggregation: "sequence-mean",
-    implicitReward: false,
-    readsOld: true,
-    ...NO_EXTRAS,
-  }),
-  rloo: (o) => ({
-    loss: "clipped-surrogate",
-    advantage: { baseline: "leave-one-out", scale: "none", epsilon: 0 },
-    ratio: { level: "sequence", clipLow: o.epsilon, clipHigh: o.epsilon },
-    kl: kl(o.beta, "reward"),
-    aggregation: "sequence-mean",
-    implicitReward: false,
-    readsOld: true,
-    ...NO_EXTRAS,
-  }),
-  onlineDpo: () => ({
-    loss: "dpo-pairs",
-    advantage: null,
-    ratio: null,
-    kl: null,
-    aggregation: "pair-mean",
-    implicitReward: true,
-    readsOld: false,
-    ...NO_EXTRAS,
-  }),
-  una: () => ({
-    loss: "una",
-    advantage: null,
-    ratio: null,
-    kl: null,
-    aggregation: "sequence-mean",
-    implicitReward: true,
-    readsOld: false,
-    ...NO_EXTRAS,
-  }),
+  gift: {
+    axes: (o) => ({
+      loss: "gift",
+      advantage: { baseline: "group-mean", scale: "group-std", epsilon: o.stdEpsilon },
+      ratio: null,
+      kl: null,
+      aggregation: "sequence-mean",
+      implicitReward: true,
+      readsOld: false,
+      ...NO_EXTRAS,
+    }),
+    miniBatches: "several",
+    atRollout: "the implicit reward is always 0 and GIFT reduces to normalised REINFORCE",
+  },
+  grpo: {
+    axes: (o) => ({
+      loss: "clipped-surrogate",
+      advantage: grpoAdvantage(),
+      ratio: { level: "token", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
+      kl: kl(o.beta, "loss"),
+      aggregation: "sequence-mean",
+      implicitReward: false,
+      readsOld: true,
+      ...NO_EXTRAS,
+    }),
+    complete: (o) => symmetricClip(o) as ResolvedOf<"grpo">,
+    miniBatches: "one",
+  },
+  drGrpo: {
+    axes: (o) => ({
+      loss: "clipped-surrogate",
+      advantage: { baseline: "group-mean", scale: "none", epsilon: 0 },
+      ratio: { level: "token", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
+      kl: kl(o.beta, "loss"),
+      aggregation: "constant",
+      implicitReward: false,
+      readsOld: true,
+      ...NO_EXTRAS,
+    }),
+    complete: (o) => symmetricClip(o) as ResolvedOf<"drGrpo">,
+    miniBatches: "one",
+  },
+  dapo: {
+    axes: (o) => ({
+      loss: "clipped-surrogate",
+      advantage: grpoAdvantage(),
+      ratio: { level: "token", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
+      kl: kl(o.beta, "loss"),
+      aggregation: "token-mean",
+      implicitReward: false,
+      readsOld: true,
+      dynamicSampling: o.dynamicSampling ? { maxRounds: o.maxSamplingRounds } : null,
+      maskTruncated: o.maskTruncated,
+    }),
+    miniBatches: "one",
+  },
+  gspo: {
+    axes: (o) => ({
+      loss: "clipped-surrogate",
+      advantage: grpoAdvantage(),
+      ratio: { level: "sequence", clipLow: o.epsilon, clipHigh: o.epsilonHigh },
+      kl: kl(o.beta, "loss"),
+      aggregation: "sequence-mean",
+      implicitReward: false,
+      readsOld: true,
+      ...NO_EXTRAS,
+    }),
+    miniBatches: "one",
+  },
+  rloo: {
+    axes: (o) => ({
+      loss: "clipped-surrogate",
+      advantage: { baseline: "leave-one-out", scale: "none", epsilon: 0 },
+      ratio: { level: "sequence", clipLow: o.epsilon, clipHigh: o.epsilon },
+      kl: kl(o.beta, "reward"),
+      aggregation: "sequence-mean",
+      implicitReward: false,
+      readsOld: true,
+      ...NO_EXTRAS,
+    }),
+    miniBatches: "one",
+  },
+  onlineDpo: {
+    axes: () => ({
+      loss: "dpo-pairs",
+      advantage: null,
+      ratio: null,
+      kl: null,
+      aggregation: "pair-mean",
+      implicitReward: true,
+      readsOld: false,
+      ...NO_EXTRAS,
+    }),
+    miniBatches: "one",
+  },
+  una: {
+    axes: () => ({
+      loss: "una",
+      advantage: null,
+      ratio: null,
+      kl: null,
+      aggregation: "sequence-mean",
+      implicitReward: true,
+      readsOld: false,
+      ...NO_EXTRAS,
+    }),
+    miniBatches: "one",
+  },
   // Your own loss: the trainer hands it raw rewards and reads only what it declares it reads.
-  custom: (o) => ({
-    loss: "custom",
-    advantage: null,
-    ratio: null,
-    kl: null,
-    aggregation: "sequence-mean", // nominal: the module aggregates as it likes
-    implicitReward: o.reads.reference,
-    readsOld: o.reads.old,
-    ...NO_EXTRAS,
-  }),
+  custom: {
+    axes: (o) => ({
+      loss: "custom",
+      advantage: null,
+      ratio: null,
+      kl: null,
+      aggregation: "sequence-mean", // nominal: the module aggregates as it likes
+      implicitReward: o.reads.reference,
+      readsOld: o.reads.old,
+      ...NO_EXTRAS,
+    }),
+    miniBatches: "one",
+    atRollout: "refLogp is logp detached, so log π/π_ref is always 0",
+  },
 };
+
+/** A row of the table, typed for any objective (each row is checked against its kind above). */
+interface AnyPreset {
+  axes: (options: ResolvedObjective) => ObjectiveAxes;
+  complete?: (options: Objective) => ResolvedObjective;
+  miniBatches: "one" | "several";
+  atRollout?: string;
+}
+
+function presetOf(kind: Objective["kind"]): AnyPreset {
+  return PRESETS[kind] as unknown as AnyPreset;
+}
+
+const OBJECTIVE_SCHEMA = ObjectiveSchema as unknown as SchemaLike;
+
+/**
+ * An objective with every option resolved: the schema's defaults filled in, then the defaults
+ * that depend on another option (an unset `epsilonHigh` is `epsilon` for grpo and drGrpo). The
+ * one place an objective's defaults are applied: `compile()` calls it, and so does each runtime
+ * objective on the options it is given (a plan's are already resolved; a direct caller's may be
+ * partial). Fields the objective does not have are dropped.
+ *
+ * @example
+ * ```ts
+ * resolveObjective({ kind: "grpo", epsilon: 0.3 });
+ * // { kind: "grpo", beta: 0.04, epsilon: 0.3, epsilonHigh: 0.3 }
+ * ```
+ */
+export function resolveObjective<K extends Objective["kind"]>(
+  objective: KindOf<Objective, K>,
+): ResolvedOf<K> {
+  const filled = fillDefaults(OBJECTIVE_SCHEMA, objective) as Filled<K>;
+  const { complete } = presetOf(filled.kind);
+  return (complete ? complete(filled) : filled) as ResolvedOf<K>;
+}
+
+/**
+ * Optimiser steps per sampled batch for a recipe that sets no `miniBatches`, from the preset
+ * table: 1, or for GIFT the smallest divisor of `prompts` above 1 (1 when there is none).
+ *
+ * @example
+ * ```ts
+ * defaultMiniBatches({ kind: "gift" }, 16); // 2
+ * defaultMiniBatches({ kind: "grpo" }, 16); // 1
+ * ```
+ */
+export function defaultMiniBatches(
+  objective: { kind: Objective["kind"] },
+  prompts: number,
+): number {
+  if (presetOf(objective.kind).miniBatches === "one") return 1;
+  for (let k = 2; k <= prompts; k++) if (prompts % k === 0) return k;
+  return 1;
+}
+
+/**
+ * What is always 0 for an objective that reads the implicit reward, with reference 'rollout' and
+ * one optimiser step per batch (the compiler's warning says it).
+ *
+ * @example
+ * ```ts
+ * atRollout({ kind: "una" }); // "the implicit reward is always 0"
+ * ```
+ */
+export function atRollout(objective: { kind: Objective["kind"] }): string {
+  return presetOf(objective.kind).atRollout ?? "the implicit reward is always 0";
+}
 
 /**
  * The axes of a resolved objective.
@@ -180,8 +328,7 @@ const PRESETS: Presets = {
  * ```
  */
 export function objectiveAxes(objective: ResolvedObjective): ObjectiveAxes {
-  const preset = PRESETS[objective.kind] as (o: ResolvedObjective) => ObjectiveAxes;
-  return preset(objective);
+  return presetOf(objective.kind).axes(objective);
 }
 
 /** Whether the objective reads log-probs under the reference policy. */

@@ -77,7 +77,16 @@ export interface Stage {
   every?: number;
 }
 
-/** The plan of a recipe. */
+/**
+ * The plan of a recipe: plain data, every default resolved. Share it as JSON (`deno task plan
+ * --json`); `planHash()` names its content.
+ *
+ * @example
+ * ```ts
+ * const plan: Plan = compile(recipe);
+ * console.log(plan.shapes.rows, plan.objective.formula, plan.stages.map((s) => s.name));
+ * ```
+ */
 export interface Plan {
   format: typeof PLAN_FORMAT;
   name: string;
@@ -169,6 +178,42 @@ export interface Plan {
     };
   };
   warnings: Issue[];
+}
+
+/**
+ * The log-probability passes a step makes before its update, each shown as a stage of the printed
+ * plan ("old log-probs", "reference log-probs"). The runtime reads these, never the stage names.
+ * A function of the plan rather than a field of it, so that plans and their hashes stay as they
+ * are.
+ */
+export interface LogProbPasses {
+  /**
+   * log π_old gets a pass of its own: the loss reads it (a ratio, or the reference under
+   * 'rollout') and the batch has several optimiser steps. With one step, π_old is π detached.
+   */
+  old: boolean;
+  /** log π_ref gets a pass under a frozen reference ('initial' or a checkpoint). */
+  reference: boolean;
+}
+
+/**
+ * Which log-probability passes each step of `plan` makes before its update.
+ *
+ * @example
+ * ```ts
+ * logProbPasses(compile(recipe({ ...base, objective: grpo(), miniBatches: 2 })));
+ * // { old: true, reference: true }
+ * ```
+ */
+export function logProbPasses(
+  plan: Pick<Plan, "objective" | "reference" | "schedule">,
+): LogProbPasses {
+  const { objective, reference, schedule } = plan;
+  const readsOld = objective.axes.readsOld || reference.kind === "rollout";
+  return {
+    old: readsOld && schedule.optimizerStepsPerBatch > 1,
+    reference: reference.kind === "initial" || reference.kind === "checkpoint",
+  };
 }
 
 /** JSON with object keys sorted at every depth: the same data always gives the same text. */

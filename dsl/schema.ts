@@ -520,7 +520,7 @@ export const CustomSchema = variant("custom", {
   export: opt(Type.String({
     minLength: 1,
     default: "default",
-    description: "Export name of an Objective { name, needs, loss(batch, options) }.",
+    description: "Export name of an Objective { name, loss(batch, options) }.",
   })),
   options: opt(Type.Unsafe<JsonObject>({
     type: "object",
@@ -697,6 +697,16 @@ export const RecipeSchema = Type.Object({
 // ---------------------------------------------------------------------------------------------
 // Types (derived, never written by hand)
 
+/**
+ * A recipe: policy, reference, data, rewards, group, objective, optimiser and schedule, as plain
+ * data (derived from `RecipeSchema`). Build it with `recipe()` and the builders, or write its JSON.
+ *
+ * @example
+ * ```ts
+ * const base: Recipe = JSON.parse(await Deno.readTextFile("recipes/addition_gift.json"));
+ * const variant: Recipe = { ...base, name: "addition-grpo", objective: grpo() };
+ * ```
+ */
 export type Recipe = Static<typeof RecipeSchema>;
 export type Policy = Static<typeof PolicySchema>;
 export type TinyGpt = Static<typeof TinyGptSchema>;
@@ -730,7 +740,15 @@ export type KindOf<U extends { kind: string }, K extends U["kind"]> = Extract<U,
 /** The options of a tagged node: everything but its `kind`. */
 export type OptionsOf<T extends { kind: string }> = Omit<T, "kind">;
 
-/** The JSON Schema (draft 2020-12) of a recipe, as plain JSON. */
+/**
+ * The JSON Schema (draft 2020-12) of a recipe, as plain JSON: what `deno task schema` writes to
+ * `recipe.schema.json`.
+ *
+ * @example
+ * ```ts
+ * await Deno.writeTextFile("recipe.schema.json", JSON.stringify(recipeJsonSchema(), null, 2));
+ * ```
+ */
 export function recipeJsonSchema(): Record<string, unknown> {
   const plain = JSON.parse(JSON.stringify(RecipeSchema)) as Record<string, unknown>;
   return { $schema: "https://json-schema.org/draft/2020-12/schema", ...plain };

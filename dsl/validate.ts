@@ -23,7 +23,15 @@ import {
 import { type Issue, joinPath, pointerToPath, showValue } from "./issues.ts";
 import { type Recipe, recipeJsonSchema } from "./schema.ts";
 
-/** The outcome of `validateRecipe()`. */
+/**
+ * The outcome of `validateRecipe()`.
+ *
+ * @example
+ * ```ts
+ * const result: ValidationResult = validateRecipe(JSON.parse(text));
+ * if (!result.ok) for (const issue of result.issues) console.error(formatIssue(issue));
+ * ```
+ */
 export type ValidationResult =
   | { ok: true; recipe: Recipe }
   | { ok: false; issues: Issue[] };

@@ -1,32 +1,33 @@
 /**
- * The runtime: executes a compiled plan on TensorFlow.js (backends, the Llama-style model, KV-cache
- * sampling, rewards, objectives, AdamW, the training step, evaluation and the run directory).
- * Importing it loads TensorFlow.js; the recipe language (`dsl/`) never does.
+ * The runtime (`giftwrap/runtime`): executes a compiled plan on TensorFlow.js. Importing it loads
+ * TensorFlow.js; the recipe language (`mod.ts`) never does. Here are running a plan, the backends,
+ * the Llama-style model and its checkpoints, sampling and evaluation, the errors a caller catches,
+ * and the objectives: the presets, the `Objective` contract, and the building blocks an objective
+ * of your own composes (advantages, ratios and clipping, the k3 KL, aggregation).
+ *
+ * @example
+ * ```ts
+ * import { compile } from "./mod.ts";
+ * import { execute } from "./runtime/mod.ts";
+ * import base from "./recipes/addition_gift.ts";
+ *
+ * const result = await execute(compile({ ...base, steps: 20 }), { runsDir: "runs" });
+ * console.log(result.accuracyBefore, result.accuracyAfter, result.dir);
+ * ```
  *
  * @module
  */
 
-export * from "./engine/backend.ts";
-export * from "./run/execute.ts";
-export * from "./rl/objectives/mod.ts";
-export { type EvalResult, evaluate } from "./rl/evaluate.ts";
-export { type Completions, sampleCompletions, type SampleOptions } from "./rl/sample.ts";
-export {
-  NonFiniteUpdateError,
-  type Run,
-  type SampleGroup,
-  type StepMetrics,
-  trainStep,
-} from "./rl/train_step.ts";
-export { type RunInfo, RunWriteError } from "./run/run_dir.ts";
-export {
-  duration,
-  lineProgress,
-  pct,
-  type Phase,
-  type Progress,
-  type ProgressUpdate,
-} from "./run/progress.ts";
+// Running a plan.
+export { execute, type ExecuteOptions, type RunResult, RunSetupError } from "./run/execute.ts";
+export { NonFiniteUpdateError, type StepMetrics } from "./rl/train_step.ts";
+export { RunWriteError } from "./run/run_dir.ts";
+export { lineProgress, type Progress } from "./run/progress.ts";
+
+// Backends.
+export { BackendUnavailableError, useBackend } from "./engine/backend.ts";
+
+// The model and its checkpoints.
 export {
   forward,
   initParams,
@@ -35,18 +36,47 @@ export {
   type Params,
   tokenLogProbs,
 } from "./engine/model/transformer.ts";
-export { loadCheckpoint, saveCheckpoint, weightsToTensors } from "./engine/model/checkpoint.ts";
-export { charTokenizer } from "./engine/model/tokenizer.ts";
-export { Rng } from "./engine/random.ts";
-export { TaskError } from "./data/task.ts";
-export { DynamicSamplingError } from "./rl/groups.ts";
-export { DataError } from "./data/jsonl.ts";
 export {
-  createScorer,
-  RewardError,
-  scoreSources,
-  type SourceOptions,
-  type SourceScorer,
-} from "./rl/rewards/mod.ts";
-export type { BatchScorer, RewardFn, Sample } from "./rl/rewards/types.ts";
-export { rewardModelScorer, saveRewardModel } from "./rl/rewards/reward_model.ts";
+  loadCheckpoint,
+  type LoadedCheckpoint,
+  saveCheckpoint,
+  weightsToTensors,
+} from "./engine/model/checkpoint.ts";
+export { type CharTokenizer, charTokenizer } from "./engine/model/tokenizer.ts";
+export { Rng } from "./engine/random.ts";
+
+// Sampling and evaluation.
+export { type Completions, sampleCompletions, type SampleOptions } from "./rl/sample.ts";
+export { type EvalResult, evaluate } from "./rl/evaluate.ts";
+
+// What data and rewards throw.
+export { TaskError } from "./data/task.ts";
+export { DataError } from "./data/jsonl.ts";
+export { RewardError } from "./rl/rewards/mod.ts";
+export { DynamicSamplingError } from "./rl/groups.ts";
+
+// The objectives: the presets, their contract, and the blocks they are built from.
+export {
+  type AdvantageAxis,
+  advantages,
+  aggregate,
+  type Aggregation,
+  checkBatch,
+  clipFractions,
+  clippedSurrogate,
+  groupMean,
+  groupStd,
+  klK3,
+  type Objective,
+  type ObjectiveBatch,
+  type ObjectiveResult,
+  objectives,
+  type RatioAxis,
+  sequenceLengths,
+  sequenceRatio,
+  sequenceSum,
+  standardize,
+  type StandardizeOptions,
+  stopGradient,
+  tokenRatio,
+} from "./rl/objectives/mod.ts";

@@ -1,31 +1,93 @@
-import assert from "node:assert/strict";
-import { tf, useBackend } from "../runtime/engine/backend.ts";
-import { type ObjectiveBatch, objectives } from "../mod.ts";
+// mod.ts is the recipe language alone: declaring, validating and planning a recipe must not load
+// TensorFlow.js, and every export is a deliberate, documented one.
 
-Deno.test("mod.ts exports objectives.gift, callable on plain tensors", async () => {
-  await useBackend("cpu");
-  // One group of 4: rewards [1, 0, 0, 1]; u = Σ_t (logp − refLogp) = [1, 0, 0, 0].
-  const batch: ObjectiveBatch = {
-    logp: tf.tensor2d([[0.5, 0.5], [0, 0], [0, 0], [0, 0]]),
-    oldLogp: tf.zeros([4, 2]),
-    refLogp: tf.zeros([4, 2]),
-    mask: tf.ones([4, 2]),
-    rewards: tf.tensor1d([1, 0, 0, 1]),
-    groupSize: 4,
-  };
-  const { loss, metrics } = objectives.gift.loss(batch, {});
-  // Â = ±1/std([1,0,0,1]) = ±0.8660; ũ = ([1,0,0,0] − 0.25)/0.5 = [1.5, −0.5, −0.5, −0.5].
-  const a = 0.5 / Math.sqrt(1 / 3);
-  const expected = ((a - 1.5) ** 2 + 2 * (-a + 0.5) ** 2 + (a + 0.5) ** 2) / 4;
-  assert.ok(
-    Math.abs(loss.dataSync()[0]! - expected) < 1e-5,
-    `${loss.dataSync()[0]} vs ${expected}`,
+import assert from "node:assert/strict";
+import { exportDocs, moduleGraph, undocumented } from "./_entry.ts";
+
+const TFJS = /tensorflow|tfjs/i;
+
+Deno.test("mod.ts's module graph holds no TensorFlow.js module, not even a type-only import", async () => {
+  const graph = await moduleGraph("mod.ts");
+  assert.ok(graph.modules.some((m) => m.endsWith("/dsl/compile.ts")), "the graph reads nothing");
+  assert.deepEqual(graph.modules.filter((m) => TFJS.test(m)), []);
+  assert.deepEqual(graph.imports.filter((s) => TFJS.test(s)), []);
+  // The same check sees TensorFlow.js where it is: in the runtime's entry.
+  const runtime = await moduleGraph("runtime/mod.ts");
+  assert.ok(runtime.modules.some((m) => m.startsWith("npm:/@tensorflow/tfjs@")));
+});
+
+/** Every name mod.ts exports, by what it is for. */
+const EXPORTS = {
+  builders: [
+    "customObjective",
+    "CustomObjectiveOptions",
+    "dapo",
+    "drGrpo",
+    "fn",
+    "FnOptions",
+    "gift",
+    "grpo",
+    "gspo",
+    "http",
+    "jsonl",
+    "JsonlOptions",
+    "onlineDpo",
+    "recipe",
+    "Recipe",
+    "rewardModel",
+    "RewardModelOptions",
+    "rewards",
+    "rloo",
+    "tasks",
+    "tinyGpt",
+    "una",
+  ],
+  checking: [
+    "compile",
+    "CompileOptions",
+    "CompileResult",
+    "formatIssue",
+    "Issue",
+    "LoadedRecipe",
+    "loadRecipe",
+    "RecipeError",
+    "recipeJsonSchema",
+    "RecipeLoadError",
+    "safeCompile",
+    "validateRecipe",
+    "ValidationResult",
+  ],
+  plan: ["formatPlan", "Plan", "planHash"],
+  rewardModules: [
+    "AdditionRow",
+    "CountdownRow",
+    "MultiplicationRow",
+    "Problem",
+    "RewardFn",
+    "Sample",
+    "SortingRow",
+  ],
+};
+
+Deno.test("mod.ts exports the recipe language and nothing internal", async () => {
+  const names = (await exportDocs("mod.ts")).map((e) => e.name).sort();
+  assert.deepEqual(names, Object.values(EXPORTS).flat().sort());
+});
+
+Deno.test("every export of mod.ts has a doc comment with an @example", async () => {
+  const exports = await exportDocs("mod.ts");
+  assert.ok(exports.length > 40, `only ${exports.length} exports found`);
+  assert.deepEqual(undocumented(exports), []);
+});
+
+Deno.test("undocumented() names an export without a doc comment or an @example", () => {
+  const file = "x.ts";
+  assert.deepEqual(
+    undocumented([
+      { name: "a", file, documented: true, example: true },
+      { name: "b", file, documented: true, example: false },
+      { name: "c", file, documented: false, example: false },
+    ]),
+    ["b (x.ts) lacks an @example", "c (x.ts) lacks a doc comment and an @example"],
   );
-  assert.equal(objectives.gift.name, "gift");
-  assert.deepEqual(objectives.gift.needs, { reference: true });
-  tf.dispose([
-    loss,
-    ...Object.values(metrics),
-    ...Object.values(batch).filter((t) => t instanceof tf.Tensor),
-  ]);
 });

@@ -26,10 +26,14 @@ function outputOf(command: string): string[] {
   return README.slice(start, README.indexOf("```", start)).split("\n").filter((l) => l !== "");
 }
 
-/** Writes a README snippet to a temporary file, its "./mod.ts" imports pointed at this checkout. */
+/**
+ * Writes a README snippet to a temporary file, its imports of the two entry points ("./mod.ts",
+ * "./runtime/mod.ts") and of "./recipes/" pointed at this checkout.
+ */
 async function writeSnippet(dir: string, name: string, text: string): Promise<string> {
   const path = `${dir}/${name}`;
   const fixed = text.replaceAll('"./mod.ts"', JSON.stringify(new URL("mod.ts", ROOT).href))
+    .replaceAll('"./runtime/mod.ts"', JSON.stringify(new URL("runtime/mod.ts", ROOT).href))
     .replaceAll('"./recipes/', `"${new URL("recipes/", ROOT).href}`);
   await Deno.writeTextFile(path, fixed);
   return path;

@@ -10,7 +10,16 @@
 import type { Rng } from "../engine/random.ts";
 import type { Problem, Splits } from "./types.ts";
 
-/** The row of an addition problem: its operands (a type, so it is a `Record<string, unknown>`). */
+/**
+ * The row of an addition problem: its operands (a type, so it is a `Record<string, unknown>`).
+ *
+ * @example
+ * ```ts
+ * // A reward that reads the operands rather than the reference answer.
+ * const exact: RewardFn<AdditionRow> = ({ completion, row }) =>
+ *   Number(completion.trim()) === row.a + row.b ? 1 : 0;
+ * ```
+ */
 export type AdditionRow = { a: number; b: number };
 
 /** Above this many distinct problems, draw with a rejection set instead of a full permutation. */

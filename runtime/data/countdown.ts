@@ -26,6 +26,13 @@ import type { Problem, Splits } from "./types.ts";
 /**
  * The row of a countdown problem: the numbers in prompt order and the target (a type, so it is a
  * `Record<string, unknown>`).
+ *
+ * @example
+ * ```ts
+ * // Half a point for a completion that names the target at all.
+ * const mentions: RewardFn<CountdownRow> = ({ completion, row }) =>
+ *   completion.includes(String(row.target)) ? 0.5 : 0;
+ * ```
  */
 export type CountdownRow = { numbers: number[]; target: number };
 

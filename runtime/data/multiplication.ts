@@ -15,6 +15,12 @@ import type { Problem, Splits } from "./types.ts";
 /**
  * The row of a multiplication problem: its operands (a type, so it is a
  * `Record<string, unknown>`).
+ *
+ * @example
+ * ```ts
+ * const exact: RewardFn<MultiplicationRow> = ({ completion, row }) =>
+ *   Number(completion.trim()) === row.a * row.b ? 1 : 0;
+ * ```
  */
 export type MultiplicationRow = { a: number; b: number };
 

@@ -15,6 +15,13 @@ import type { Problem, Splits } from "./types.ts";
 /**
  * The row of a sorting problem: the values in prompt order (a type, so it is a
  * `Record<string, unknown>`).
+ *
+ * @example
+ * ```ts
+ * // The fraction of the values the completion lists at all.
+ * const coverage: RewardFn<SortingRow> = ({ completion, row }) =>
+ *   row.values.filter((v) => completion.split(",").includes(String(v))).length / row.values.length;
+ * ```
  */
 export type SortingRow = { values: number[] };
 

@@ -24,7 +24,18 @@ export interface Task {
   promptLength: number;
 }
 
-/** Data a run cannot use; the message is one line naming the file or the problem. */
+/**
+ * Data a run cannot use; the message is one line naming the file or the problem.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(plan);
+ * } catch (e) {
+ *   if (e instanceof TaskError) console.error(e.message);
+ * }
+ * ```
+ */
 export class TaskError extends Error {
   constructor(message: string) {
     super(message);

@@ -6,7 +6,14 @@
  * @module
  */
 
-/** One problem. `Row` is the dataset's row type (a JSON object). */
+/**
+ * One problem. `Row` is the dataset's row type (a JSON object).
+ *
+ * @example
+ * ```ts
+ * const problem: Problem<AdditionRow> = { prompt: "12+30=", answer: "42", row: { a: 12, b: 30 } };
+ * ```
+ */
 export interface Problem<Row = Record<string, unknown>> {
   /** The prompt text, template applied, without special tokens. */
   prompt: string;

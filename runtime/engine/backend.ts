@@ -35,7 +35,18 @@ import { freeDuringBackprop } from "./tape.ts";
 export { tf };
 export type { BackendName };
 
-/** A backend that cannot run here; its message is one line meant for the user. */
+/**
+ * A backend that cannot run here; its message is one line meant for the user.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await useBackend("webgpu");
+ * } catch (e) {
+ *   if (e instanceof BackendUnavailableError) await useBackend("wasm");
+ * }
+ * ```
+ */
 export class BackendUnavailableError extends Error {
   constructor(readonly backend: BackendName, message: string) {
     super(message);

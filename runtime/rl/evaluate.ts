@@ -17,7 +17,16 @@ import { encodePrompt } from "../data/task.ts";
 /** Rows decoded per model call sequence; bounds activation memory on long eval sets. */
 const EVAL_CHUNK = 512;
 
-/** What one evaluation measured. */
+/**
+ * What one evaluation measured.
+ *
+ * @example
+ * ```ts
+ * const { accuracy, correct, total }: EvalResult = await evaluate(params, config, tok, problems, {
+ *   kind: "exactMatch",
+ * }, { promptTokens: 7, newTokens: 4 });
+ * ```
+ */
 export interface EvalResult {
   /** Fraction of problems answered exactly right, in [0, 1]. */
   accuracy: number;

@@ -28,7 +28,18 @@ export interface ScoredGroups {
   promptsResampled: number;
 }
 
-/** DAPO ran out of rounds before finding P groups with a signal. */
+/**
+ * DAPO ran out of rounds before finding P groups with a signal.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(compile({ ...base, objective: dapo({ maxSamplingRounds: 2 }) }));
+ * } catch (e) {
+ *   if (e instanceof DynamicSamplingError) console.error(e.message); // raise maxSamplingRounds
+ * }
+ * ```
+ */
 export class DynamicSamplingError extends Error {
   constructor(message: string) {
     super(message);

@@ -23,7 +23,14 @@ import type { Rng } from "../engine/random.ts";
 import { sampleRow, type TokenSampling } from "./sample_token.ts";
 import { blasDecoder } from "../engine/kernels/decode.ts";
 
-/** How completions are drawn. */
+/**
+ * How completions are drawn.
+ *
+ * @example
+ * ```ts
+ * const options: SampleOptions = { temperature: 0.7, topK: 0, topP: 0.95, maxNewTokens: 8 };
+ * ```
+ */
 export interface SampleOptions extends TokenSampling {
   /** C: every completion is padded to this many tokens. */
   maxNewTokens: number;
@@ -33,7 +40,15 @@ export interface SampleOptions extends TokenSampling {
   promptLength?: number;
 }
 
-/** A batch of completions, flat row-major arrays. */
+/**
+ * A batch of completions, flat row-major arrays.
+ *
+ * @example
+ * ```ts
+ * const out: Completions = await sampleCompletions(params, config, tok, prompts, options, rng);
+ * out.texts.forEach((text, i) => console.log(text, out.lengths[i], out.truncated[i]));
+ * ```
+ */
 export interface Completions {
   /** B */
   rows: number;

@@ -1,7 +1,7 @@
 /**
  * One RL step, as straight-line code: sample → score → old/reference log-probs → advantages →
- * update. What runs is decided by the plan (its stages and the objective's axes), never by the
- * objective's name: the objective is a loss function over a batch of whole groups.
+ * update. What runs is decided by the plan (its log-prob passes and the objective's axes), never
+ * by the objective's name: the objective is a loss function over a batch of whole groups.
  *
  * Log-probabilities that must equal the policy's where it has not moved (π_old, a frozen π_ref at
  * step 0) are computed in the update's mini-batches with the update's shapes, so that GIFT's
@@ -10,14 +10,14 @@
  * @module
  */
 
-import type { Plan } from "../../dsl/plan.ts";
+import { logProbPasses, type Plan } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
 import type { Task } from "../data/task.ts";
 import type { Problem } from "../data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
 import type { Objective } from "./objectives/types.ts";
-import { stopGradient } from "./objectives/_group.ts";
-import { advantages } from "./objectives/_axes.ts";
+import { stopGradient } from "./objectives/group.ts";
+import { advantages, aggregate, klK3 } from "./objectives/axes.ts";
 import { type AdamW, adamWStep } from "../engine/optim.ts";
 import type { Rng } from "../engine/random.ts";
 import type { SourceScorer } from "./rewards/mod.ts";
@@ -60,6 +60,15 @@ export interface Run {
 /**
  * `optimizer.maxSkippedUpdates` updates in a row had a non-finite loss or gradient: the run stops
  * rather than train on garbage. The policy is the one before those updates (none was applied).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(plan);
+ * } catch (e) {
+ *   if (e instanceof NonFiniteUpdateError) console.error(`stopped at step ${e.step}`);
+ * }
+ * ```
  */
 export class NonFiniteUpdateError extends Error {
   constructor(readonly step: number, readonly count: number, detail: string) {
@@ -71,7 +80,15 @@ export class NonFiniteUpdateError extends Error {
   }
 }
 
-/** One line of `metrics.jsonl` (eval fields are added on the steps that evaluate). */
+/**
+ * One line of `metrics.jsonl` (eval fields are added on the steps that evaluate).
+ *
+ * @example
+ * ```ts
+ * const { metrics } = await execute(plan);
+ * for (const m of metrics) console.log(m.step, m.rewardMean, m.loss, m.kl, m.objective);
+ * ```
+ */
 export interface StepMetrics {
   step: number;
   /** Mean and standard deviation (population) of the total reward over the batch. */
@@ -187,16 +204,6 @@ function std(values: ArrayLike<number>): number {
   return values.length === 0 ? 0 : Math.sqrt(sum / values.length);
 }
 
-/**
- * k3 estimate of KL(π ‖ π_ref) per completion token: mean over masked tokens of
- * exp(ref − logp) − (ref − logp) − 1 (never negative; 0 where the policy equals the reference).
- */
-function klPerToken(logp: tf.Tensor2D, refLogp: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar {
-  const d = tf.sub(refLogp, logp); // [b, C]
-  const k3 = tf.sub(tf.sub(tf.exp(d), d), 1);
-  return tf.div(tf.sum(tf.mul(k3, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
-}
-
 /** Fraction of groups of `size` consecutive values that are all equal. */
 function equalGroups(values: Float32Array, size: number): number {
   let equal = 0;
@@ -226,7 +233,7 @@ export async function trainStep(
   const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
   const { miniBatchRows } = plan.shapes;
   const temperature = plan.sampling.temperature > 0 ? plan.sampling.temperature : 1;
-  const stages = new Set(plan.stages.map((s) => s.name));
+  const passes = logProbPasses(plan);
   const axes = plan.objective.axes;
   const started = performance.now();
 
@@ -265,10 +272,10 @@ export async function trainStep(
   const miniBatches = [];
   for (let start = 0; start < B; start += miniBatchRows) {
     const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
-    const old = stages.has("old log-probs")
+    const old = passes.old
       ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding)) // [b, C]
       : null;
-    const ref = run.reference && stages.has("reference log-probs")
+    const ref = run.reference && passes.reference
       ? tf.tidy(() =>
         tokenLogProbs(run.reference!, config, mb.ids, promptTokens, temperature, mb.padding)
       ) // [b, C]
@@ -287,13 +294,15 @@ export async function trainStep(
         : tf.tidy(() =>
           tokenLogProbs(run.initial!, config, mb.ids, promptTokens, temperature, mb.padding)
         );
-      const values = (await initial.data()) as Float32Array; // [b, C]
+      const rows = mb.padding.length;
+      const sampledLogp = batch.logp.slice(mb.start * C, (mb.start + rows) * C); // [b, C] log π
+      const k3 = tf.tidy(() => klK3(tf.tensor2d(sampledLogp, [rows, C]), initial)); // [b, C]
       if (initial !== mb.ref) initial.dispose();
+      const values = (await k3.data()) as Float32Array; // [b, C]
+      k3.dispose();
       for (let j = 0; j < values.length; j++) {
-        const at = mb.start * C + j;
-        if (batch.mask[at] === 0) continue;
-        const d = values[j]! - batch.logp[at]!; // log π_initial − log π
-        sum += Math.exp(d) - d - 1;
+        if (batch.mask[mb.start * C + j] === 0) continue;
+        sum += values[j]!;
         tokens++;
       }
     }
@@ -340,7 +349,10 @@ export async function trainStep(
               groupSize: G,
             }, run.objectiveOptions);
             for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
-            if (refLogp) measured.kl = tf.keep(klPerToken(stopGradient(logp), refLogp, mb.mask));
+            if (refLogp) {
+              const k3 = klK3(stopGradient(logp), refLogp); // [b, C]
+              measured.kl = tf.keep(aggregate(k3, mb.mask, "token-mean")); // per completion token
+            }
             return loss;
           }), vars);
         try {

@@ -62,7 +62,16 @@ import {
   trainerState,
 } from "./checkpoint.ts";
 
-/** Options of `execute()`. */
+/**
+ * Options of `execute()`.
+ *
+ * @example
+ * ```ts
+ * const stop = new AbortController(); // stop.abort(): finish the step, checkpoint, return
+ * const options: ExecuteOptions = { runsDir: "runs", signal: stop.signal, progress: lineProgress() };
+ * await execute(plan, options);
+ * ```
+ */
 export interface ExecuteOptions {
   /** Where run directories are created. @default "runs" */
   runsDir?: string;
@@ -101,7 +110,15 @@ export interface ExecuteOptions {
   onFinish?: (run: Run) => void | Promise<void>;
 }
 
-/** What a run measured. */
+/**
+ * What a run measured.
+ *
+ * @example
+ * ```ts
+ * const result: RunResult = await execute(plan, { runsDir: "runs" });
+ * console.log(result.dir, result.accuracyBefore, "→", result.accuracyAfter);
+ * ```
+ */
 export interface RunResult {
   /** The run directory. */
   dir: string;
@@ -121,7 +138,18 @@ export interface RunResult {
   seconds: number;
 }
 
-/** A run of a plan that cannot start; the message is one line for the user. */
+/**
+ * A run of a plan that cannot start; the message is one line for the user.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(plan);
+ * } catch (e) {
+ *   if (e instanceof RunSetupError) console.error(e.message); // "Cannot load objective …"
+ * }
+ * ```
+ */
 export class RunSetupError extends Error {
   constructor(message: string) {
     super(message);
@@ -155,8 +183,8 @@ async function objectiveOf(
     const found = module[declared.export!] as Partial<Objective<unknown>> | undefined;
     if (!found || typeof found.loss !== "function" || typeof found.name !== "string") {
       throw new RunSetupError(
-        `Cannot use objective ${where}: expected an Objective ({ name, needs, loss(batch, ` +
-          `options) }), got ${found === undefined ? "nothing" : typeof found}`,
+        `Cannot use objective ${where}: expected an Objective ({ name, loss(batch, options) }), ` +
+          `got ${found === undefined ? "nothing" : typeof found}`,
       );
     }
     return { objective: found as Objective<unknown>, options: declared.options ?? {} };

@@ -27,7 +27,15 @@ export interface ProgressUpdate {
   etaSeconds?: number;
 }
 
-/** Receives a run's progress. */
+/**
+ * Receives a run's progress.
+ *
+ * @example
+ * ```ts
+ * const quiet: Progress = { start() {}, update() {}, stop() {}, log: (line) => console.log(line) };
+ * await execute(plan, { progress: quiet });
+ * ```
+ */
 export interface Progress {
   /** A phase begins: `total` units, of which `done` are already done (a resumed run). */
   start(phase: Phase, total: number, done?: number): void;

@@ -82,7 +82,18 @@ export function osReason(e: unknown): string {
   return message.replace(/[:,] [a-z]+ '[^']*'( -> '[^']*')?$/, "");
 }
 
-/** A write to the run directory failed; the message names the file and the reason. */
+/**
+ * A write to the run directory failed; the message names the file and the reason.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(plan, { runsDir: "/read-only" });
+ * } catch (e) {
+ *   if (e instanceof RunWriteError) console.error(e.message); // "Cannot write '…': …"
+ * }
+ * ```
+ */
 export class RunWriteError extends Error {
   constructor(path: string, cause: unknown) {
     super(`Cannot write '${path}': ${osReason(cause)}`);

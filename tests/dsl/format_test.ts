@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import {
-  bytesText,
   compile,
-  count,
   customObjective,
   dapo,
   drGrpo,
-  flopsText,
   fn,
   formatPlan,
   gift,
@@ -21,6 +18,7 @@ import {
   tasks,
   una,
 } from "../../mod.ts";
+import { bytesText, count, flopsText } from "../../dsl/format.ts";
 import frontDoor from "../../recipes/addition_gift.ts";
 
 // Golden tests: the printed plan of each objective preset, on the front-door recipe, is pinned in

@@ -1,5 +1,17 @@
 import assert from "node:assert/strict";
-import { canonicalJson, compile, formatPlan, planHash, safeCompile } from "../../mod.ts";
+import {
+  compile,
+  customObjective,
+  formatPlan,
+  gift,
+  grpo,
+  planHash,
+  recipe,
+  rloo,
+  safeCompile,
+  una,
+} from "../../mod.ts";
+import { canonicalJson, logProbPasses } from "../../dsl/plan.ts";
 import frontDoor from "../../recipes/addition_gift.ts";
 import { base } from "./_fixtures.ts";
 
@@ -49,4 +61,42 @@ Deno.test("canonicalJson() sorts keys at every depth and keeps array order", () 
 Deno.test("formatPlan() prints the hash planHash() computes", () => {
   const plan = compile(frontDoor);
   assert.ok(formatPlan(plan).startsWith(`plan addition-gift · hash ${planHash(plan)}\n`));
+});
+
+Deno.test("logProbPasses() is the passes the printed stages show", () => {
+  const cases: [string, Parameters<typeof recipe>[0], { old: boolean; reference: boolean }][] = [
+    // A ratio with one optimiser step per batch: π_old is π detached, no pass of its own.
+    ["grpo, 1 step", { ...base, objective: grpo() }, { old: false, reference: true }],
+    ["grpo, 2 steps", { ...base, objective: grpo(), miniBatches: 2 }, {
+      old: true,
+      reference: true,
+    }],
+    ["grpo β 0", { ...base, objective: grpo({ beta: 0 }), epochs: 2 }, {
+      old: true,
+      reference: false,
+    }],
+    // No ratio: π_old is not read, unless it is the reference (rollout).
+    ["gift", { ...base, objective: gift(), miniBatches: 2 }, { old: false, reference: true }],
+    ["gift rollout", { ...base, objective: gift(), reference: "rollout", miniBatches: 2 }, {
+      old: true,
+      reference: false,
+    }],
+    ["una checkpoint", { ...base, objective: una(), reference: { checkpoint: "ck" } }, {
+      old: false,
+      reference: true,
+    }],
+    ["rloo", { ...base, objective: rloo(), epochs: 3 }, { old: true, reference: true }],
+    ["custom reads old", {
+      ...base,
+      objective: customObjective("./m.ts", { reads: { reference: false, old: true } }),
+      miniBatches: 2,
+    }, { old: true, reference: false }],
+  ];
+  for (const [name, r, expected] of cases) {
+    const plan = compile(r);
+    const stages = plan.stages.map((s) => s.name);
+    assert.deepEqual(logProbPasses(plan), expected, name);
+    assert.equal(stages.includes("old log-probs"), expected.old, name);
+    assert.equal(stages.includes("reference log-probs"), expected.reference, name);
+  }
 });

@@ -1,14 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  charVocabSize,
-  compile,
-  type Data,
-  recipe,
-  rewards,
-  type RewardSource,
-  tasks,
-  taskSpec,
-} from "../../mod.ts";
+import { compile, recipe, rewards, tasks } from "../../mod.ts";
+import { type Data, type RewardSource } from "../../dsl/schema.ts";
+import { charVocabSize, taskSpec } from "../../dsl/tasks.ts";
 import { fillDefaults, type SchemaLike } from "../../dsl/_schema_walk.ts";
 import { DataSchema } from "../../dsl/schema.ts";
 import { base } from "./_fixtures.ts";

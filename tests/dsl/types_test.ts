@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import {
   customObjective,
   dapo,
-  type Eval,
   fn,
   gift,
   grpo,
@@ -14,15 +13,14 @@ import {
   jsonl,
   type Recipe,
   recipe,
-  type Reward,
   rewardModel,
   rewards,
   tasks,
   tinyGpt,
   una,
   validateRecipe,
-  type Verifier,
 } from "../../mod.ts";
+import { type Eval, type Reward, type Verifier } from "../../dsl/schema.ts";
 import { base } from "./_fixtures.ts";
 
 function rejected(input: unknown): boolean {

@@ -134,7 +134,14 @@ export async function checkpointFiles(
   };
 }
 
-/** Saves a model as a checkpoint directory (`extra` files are written alongside). */
+/**
+ * Saves a model as a checkpoint directory (`extra` files are written alongside).
+ *
+ * @example
+ * ```ts
+ * await saveCheckpoint("checkpoints/mine", params, config, tokenizer.alphabet);
+ * ```
+ */
 export async function saveCheckpoint(
   dir: string,
   params: Record<string, tf.Tensor>,
@@ -145,7 +152,15 @@ export async function saveCheckpoint(
   await writeDirAtomic(dir, { ...await checkpointFiles(params, config, alphabet), ...extra });
 }
 
-/** A checkpoint read back: its config, tokenizer alphabet and weights (our [in, out] layout). */
+/**
+ * A checkpoint read back: its config, tokenizer alphabet and weights (our [in, out] layout).
+ *
+ * @example
+ * ```ts
+ * const { config, alphabet, weights }: LoadedCheckpoint = await loadCheckpoint(dir);
+ * const tokenizer = charTokenizer(alphabet);
+ * ```
+ */
 export interface LoadedCheckpoint {
   config: ModelConfig;
   alphabet: string;
@@ -153,7 +168,16 @@ export interface LoadedCheckpoint {
   weights: Record<string, TensorData>;
 }
 
-/** Reads a checkpoint directory written by `saveCheckpoint`. */
+/**
+ * Reads a checkpoint directory written by `saveCheckpoint` (a run's are under
+ * `<run dir>/checkpoints/`).
+ *
+ * @example
+ * ```ts
+ * const loaded = await loadCheckpoint("runs/addition-gift-…/checkpoints/final");
+ * const params = weightsToTensors(loaded.weights, false);
+ * ```
+ */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const raw = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)) as CheckpointConfig;
   const config = configFromCheckpoint(raw);
@@ -176,7 +200,16 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   return { config, alphabet: raw.giftwrap?.tokenizer?.alphabet ?? "", weights };
 }
 
-/** Loaded weights as tensors: trainable variables or plain (frozen) tensors. */
+/**
+ * Loaded weights as tensors: trainable variables or plain (frozen) tensors.
+ *
+ * @example
+ * ```ts
+ * const { weights } = await loadCheckpoint(dir);
+ * const frozen = weightsToTensors(weights, false); // a reference policy
+ * const trainable = weightsToTensors(weights, true); // a policy to train on
+ * ```
+ */
 export function weightsToTensors(
   weights: Record<string, TensorData>,
   trainable: true,

@@ -15,7 +15,15 @@ export const BOS = 1;
 /** Id of `<eos>`. */
 export const EOS = 2;
 
-/** A character tokenizer over a fixed alphabet. */
+/**
+ * A character tokenizer over a fixed alphabet.
+ *
+ * @example
+ * ```ts
+ * const tok: CharTokenizer = charTokenizer("0123456789+=");
+ * tok.decode(tok.encode("12+30=")); // "12+30="
+ * ```
+ */
 export interface CharTokenizer {
   kind: "char";
   alphabet: string;

@@ -24,7 +24,15 @@ import { wasmBackendKernels } from "../kernels/simd.ts";
 import type { ModelSpec } from "../../../dsl/plan.ts";
 import { normalArray, type Rng } from "../random.ts";
 
-/** The model's dimensions: a plan's `ModelSpec` without the bookkeeping. */
+/**
+ * The model's dimensions: a plan's `ModelSpec` without the bookkeeping.
+ *
+ * @example
+ * ```ts
+ * const config: ModelConfig = modelConfig(compile(recipe).model);
+ * config.vocab; // the tokenizer's vocabulary
+ * ```
+ */
 export interface ModelConfig {
   vocab: number;
   dModel: number;
@@ -39,7 +47,15 @@ export interface ModelConfig {
   normEps: number;
 }
 
-/** The model config of a plan's model spec. */
+/**
+ * The model config of a plan's model spec.
+ *
+ * @example
+ * ```ts
+ * const config = modelConfig(compile(recipe).model);
+ * const params = initParams(config, new Rng(0));
+ * ```
+ */
 export function modelConfig(spec: ModelSpec): ModelConfig {
   const { vocab, dModel, layers, heads, kvHeads, headDim, ffnDim, contextLength } = spec;
   const { tiedEmbeddings, ropeTheta, normEps } = spec;
@@ -58,7 +74,15 @@ export function modelConfig(spec: ModelSpec): ModelConfig {
   };
 }
 
-/** Model weights by HF name. Variables while training, plain kept tensors for a frozen copy. */
+/**
+ * Model weights by HF name. Variables while training, plain kept tensors for a frozen copy.
+ *
+ * @example
+ * ```ts
+ * const params: Params = weightsToTensors((await loadCheckpoint(dir)).weights, false);
+ * params["model.embed_tokens.weight"]?.shape; // [vocab, dModel]
+ * ```
+ */
 export type Params = Record<string, tf.Tensor>;
 
 /** How one parameter is initialised. */
@@ -98,7 +122,15 @@ export function isLinear(name: string): boolean {
   return name.endsWith("_proj.weight") || name === "lm_head.weight";
 }
 
-/** Fresh parameters drawn from `rng`, in `paramShapes` order, as tf.Variables. */
+/**
+ * Fresh parameters drawn from `rng`, in `paramShapes` order, as tf.Variables.
+ *
+ * @example
+ * ```ts
+ * const plan = compile(recipe);
+ * const params = initParams(modelConfig(plan.model), new Rng(plan.seed).fork("init"));
+ * ```
+ */
 export function initParams(config: ModelConfig, rng: Rng): Record<string, tf.Variable> {
   const params: Record<string, tf.Variable> = {};
   for (const [name, { shape, init }] of Object.entries(paramShapes(config))) {

@@ -29,8 +29,8 @@ import {
   klK3,
   sequenceRatio,
   tokenRatio,
-} from "./_axes.ts";
-import { checkBatch, sequenceSum, stopGradient } from "./_group.ts";
+} from "./axes.ts";
+import { checkBatch, sequenceSum, stopGradient } from "./group.ts";
 import type { ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
 /**

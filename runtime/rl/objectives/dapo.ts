@@ -14,65 +14,30 @@
  * sample more prompts), the masking of truncated completions (both done by the trainer, from the
  * options `dynamicSampling`, `maxSamplingRounds` and `maskTruncated`, which this loss ignores), and
  * the soft overlong penalty (a reward source). No entropy bonus. The behaviour is read from
- * `objectiveAxes()` (dsl/objectives.ts); each axis lives in _axes.ts.
+ * `objectiveAxes()` (dsl/objectives.ts); each axis lives in axes.ts.
  *
  * @module
  */
 
-import { objectiveAxes, type ResolvedObjective, usesReference } from "../../../dsl/objectives.ts";
+import { objectiveAxes, type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { surrogateLoss } from "./_surrogate.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the DAPO loss (the recipe's `dapo()` objective; extra fields are ignored). */
-export interface DapoOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "dapo";
-  /**
-   * β, the coefficient of the k3 KL to the reference in the loss (0: no term).
-   * @default {0}
-   */
-  beta?: number;
-  /**
-   * ε_low: ratios below 1 − ε are clipped (where A < 0).
-   * @default {0.2}
-   */
-  epsilon?: number;
-  /**
-   * ε_high: ratios above 1 + ε_high are clipped (where A > 0).
-   * @default {0.28}
-   */
-  epsilonHigh?: number;
-  /**
-   * Dynamic sampling, done by the trainer (ignored by the loss).
-   * @default {true}
-   */
-  dynamicSampling?: boolean;
-  /**
-   * Sampling rounds allowed to fill one batch, for the trainer (ignored by the loss).
-   * @default {10}
-   */
-  maxSamplingRounds?: number;
-  /**
-   * Exclude truncated completions, done by the trainer through the mask (ignored by the loss).
-   * @default {false}
-   */
-  maskTruncated?: boolean;
-}
-
-function resolve(options: DapoOptions): Extract<ResolvedObjective, { kind: "dapo" }> {
-  return {
-    kind: "dapo",
-    beta: options.beta ?? 0,
-    epsilon: options.epsilon ?? 0.2,
-    epsilonHigh: options.epsilonHigh ?? 0.28,
-    dynamicSampling: options.dynamicSampling ?? true,
-    maxSamplingRounds: options.maxSamplingRounds ?? 10,
-    maskTruncated: options.maskTruncated ?? false,
-  };
-}
+/**
+ * Options of the DAPO loss: the recipe's `dapo()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: DapoOptions = { epsilonHigh: 0.3 }; // the others at the schema's defaults
+ * ```
+ */
+export type DapoOptions = ObjectiveOptions<"dapo">;
 
 function dapoLoss(batch: ObjectiveBatch, options: DapoOptions): ObjectiveResult {
-  return surrogateLoss(batch, objectiveAxes(resolve(options)), "dapo");
+  const resolved = resolveObjective({ ...options, kind: "dapo" });
+  return surrogateLoss(batch, objectiveAxes(resolved), "dapo");
 }
 
 /**
@@ -96,6 +61,5 @@ function dapoLoss(batch: ObjectiveBatch, options: DapoOptions): ObjectiveResult 
  */
 export const dapo: Objective<DapoOptions> = {
   name: "dapo",
-  needs: { reference: usesReference(objectiveAxes(resolve({}))) },
   loss: dapoLoss,
 };

@@ -13,48 +13,30 @@
  *    favour long wrong answers.
  *
  * Deliberately left out: no std scaling, no per-sequence length normalisation, no entropy bonus.
- * The behaviour is read from `objectiveAxes()` (dsl/objectives.ts); each axis lives in _axes.ts.
+ * The behaviour is read from `objectiveAxes()` (dsl/objectives.ts); each axis lives in axes.ts.
  *
  * @module
  */
 
-import { objectiveAxes, type ResolvedObjective, usesReference } from "../../../dsl/objectives.ts";
+import { objectiveAxes, type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { surrogateLoss } from "./_surrogate.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the Dr. GRPO loss (the recipe's `drGrpo()` objective; extra fields are ignored). */
-export interface DrGrpoOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "drGrpo";
-  /**
-   * β, the coefficient of the k3 KL to the reference in the loss (0: no term).
-   * @default {0}
-   */
-  beta?: number;
-  /**
-   * ε_low: ratios below 1 − ε are clipped (where A < 0).
-   * @default {0.2}
-   */
-  epsilon?: number;
-  /**
-   * ε_high: ratios above 1 + ε_high are clipped (where A > 0).
-   * @default {epsilon}
-   */
-  epsilonHigh?: number;
-}
-
-function resolve(options: DrGrpoOptions): Extract<ResolvedObjective, { kind: "drGrpo" }> {
-  const epsilon = options.epsilon ?? 0.2;
-  return {
-    kind: "drGrpo",
-    beta: options.beta ?? 0,
-    epsilon,
-    epsilonHigh: options.epsilonHigh ?? epsilon,
-  };
-}
+/**
+ * Options of the Dr. GRPO loss: the recipe's `drGrpo()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: DrGrpoOptions = { epsilonHigh: 0.28 }; // the others at the schema's defaults
+ * ```
+ */
+export type DrGrpoOptions = ObjectiveOptions<"drGrpo">;
 
 function drGrpoLoss(batch: ObjectiveBatch, options: DrGrpoOptions): ObjectiveResult {
-  return surrogateLoss(batch, objectiveAxes(resolve(options)), "drGrpo");
+  const resolved = resolveObjective({ ...options, kind: "drGrpo" });
+  return surrogateLoss(batch, objectiveAxes(resolved), "drGrpo");
 }
 
 /**
@@ -77,6 +59,5 @@ function drGrpoLoss(batch: ObjectiveBatch, options: DrGrpoOptions): ObjectiveRes
  */
 export const drGrpo: Objective<DrGrpoOptions> = {
   name: "drGrpo",
-  needs: { reference: usesReference(objectiveAxes(resolve({}))) },
   loss: drGrpoLoss,
 };

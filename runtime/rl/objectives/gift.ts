@@ -27,28 +27,26 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { checkBatch, groupStd, sequenceSum, standardize, stopGradient } from "./_group.ts";
+import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
+import { checkBatch, groupStd, sequenceSum, standardize, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the GIFT loss (the recipe's `gift()` objective; extra fields such as `kind` are ignored). */
-export interface GiftOptions {
-  /**
-   * β_c, scaling the standardised implicit reward in the loss (the paper's form is 1).
-   * @default {1}
-   */
-  betaC?: number;
-  /**
-   * ε added to both group standard deviations.
-   * @default {1e-6}
-   */
-  stdEpsilon?: number;
-}
+/**
+ * Options of the GIFT loss: the recipe's `gift()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: GiftOptions = { betaC: 0.5 }; // the others at the schema's defaults
+ * ```
+ */
+export type GiftOptions = ObjectiveOptions<"gift">;
 
 function giftLoss(batch: ObjectiveBatch, options: GiftOptions): ObjectiveResult {
   checkBatch(batch, "the gift loss");
   const { logp, mask, rewards, groupSize } = batch;
-  const betaC = options.betaC ?? 1;
-  const epsilon = options.stdEpsilon ?? 1e-6;
+  const { betaC, stdEpsilon: epsilon } = resolveObjective({ ...options, kind: "gift" });
   const refLogp = batch.refLogp ?? batch.oldLogp; // [B, T] rollout reference when none declared
   return tf.tidy(() => {
     // 1) explicit side, a constant: Â = (r − mean_g r) / (std_g r + ε)
@@ -94,6 +92,5 @@ function giftLoss(batch: ObjectiveBatch, options: GiftOptions): ObjectiveResult 
  */
 export const gift: Objective<GiftOptions> = {
   name: "gift",
-  needs: { reference: true },
   loss: giftLoss,
 };

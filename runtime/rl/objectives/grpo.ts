@@ -12,48 +12,30 @@
  *
  * Deliberately left out: no entropy bonus, no value function, no dynamic sampling (DAPO's), no
  * reward scaling across the batch. The behaviour is read from `objectiveAxes()`
- * (dsl/objectives.ts); the math of each axis lives in _axes.ts.
+ * (dsl/objectives.ts); the math of each axis lives in axes.ts.
  *
  * @module
  */
 
-import { objectiveAxes, type ResolvedObjective, usesReference } from "../../../dsl/objectives.ts";
+import { objectiveAxes, type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { surrogateLoss } from "./_surrogate.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the GRPO loss (the recipe's `grpo()` objective; extra fields are ignored). */
-export interface GrpoOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "grpo";
-  /**
-   * β, the coefficient of the k3 KL to the reference in the loss (0 drops the term).
-   * @default {0.04}
-   */
-  beta?: number;
-  /**
-   * ε_low: ratios below 1 − ε are clipped (where A < 0).
-   * @default {0.2}
-   */
-  epsilon?: number;
-  /**
-   * ε_high: ratios above 1 + ε_high are clipped (where A > 0).
-   * @default {epsilon}
-   */
-  epsilonHigh?: number;
-}
-
-function resolve(options: GrpoOptions): Extract<ResolvedObjective, { kind: "grpo" }> {
-  const epsilon = options.epsilon ?? 0.2;
-  return {
-    kind: "grpo",
-    beta: options.beta ?? 0.04,
-    epsilon,
-    epsilonHigh: options.epsilonHigh ?? epsilon,
-  };
-}
+/**
+ * Options of the GRPO loss: the recipe's `grpo()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: GrpoOptions = { beta: 0 }; // the others at the schema's defaults
+ * ```
+ */
+export type GrpoOptions = ObjectiveOptions<"grpo">;
 
 function grpoLoss(batch: ObjectiveBatch, options: GrpoOptions): ObjectiveResult {
-  return surrogateLoss(batch, objectiveAxes(resolve(options)), "grpo");
+  const resolved = resolveObjective({ ...options, kind: "grpo" });
+  return surrogateLoss(batch, objectiveAxes(resolved), "grpo");
 }
 
 /**
@@ -76,6 +58,5 @@ function grpoLoss(batch: ObjectiveBatch, options: GrpoOptions): ObjectiveResult 
  */
 export const grpo: Objective<GrpoOptions> = {
   name: "grpo",
-  needs: { reference: usesReference(objectiveAxes(resolve({}))) },
   loss: grpoLoss,
 };

@@ -12,47 +12,30 @@
  * 4. Aggregation `sequence-mean`: `L = (1/B) Σ_i Σ_t mask·ℓ / |y_i|`, i.e. the mean of ℓ_i.
  *
  * Deliberately left out: no token-level ratio (GSPO-token), no entropy bonus. The behaviour is read
- * from `objectiveAxes()` (dsl/objectives.ts); each axis lives in _axes.ts.
+ * from `objectiveAxes()` (dsl/objectives.ts); each axis lives in axes.ts.
  *
  * @module
  */
 
-import { objectiveAxes, type ResolvedObjective, usesReference } from "../../../dsl/objectives.ts";
+import { objectiveAxes, type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { surrogateLoss } from "./_surrogate.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the GSPO loss (the recipe's `gspo()` objective; extra fields are ignored). */
-export interface GspoOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "gspo";
-  /**
-   * β, the coefficient of the k3 KL to the reference in the loss (0: no term).
-   * @default {0}
-   */
-  beta?: number;
-  /**
-   * ε_low: sequence ratios below 1 − ε are clipped (where A < 0).
-   * @default {3e-4}
-   */
-  epsilon?: number;
-  /**
-   * ε_high: sequence ratios above 1 + ε_high are clipped (where A > 0).
-   * @default {4e-4}
-   */
-  epsilonHigh?: number;
-}
-
-function resolve(options: GspoOptions): Extract<ResolvedObjective, { kind: "gspo" }> {
-  return {
-    kind: "gspo",
-    beta: options.beta ?? 0,
-    epsilon: options.epsilon ?? 3e-4,
-    epsilonHigh: options.epsilonHigh ?? 4e-4,
-  };
-}
+/**
+ * Options of the GSPO loss: the recipe's `gspo()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: GspoOptions = { epsilon: 2e-4 }; // the others at the schema's defaults
+ * ```
+ */
+export type GspoOptions = ObjectiveOptions<"gspo">;
 
 function gspoLoss(batch: ObjectiveBatch, options: GspoOptions): ObjectiveResult {
-  return surrogateLoss(batch, objectiveAxes(resolve(options)), "gspo");
+  const resolved = resolveObjective({ ...options, kind: "gspo" });
+  return surrogateLoss(batch, objectiveAxes(resolved), "gspo");
 }
 
 /**
@@ -75,6 +58,5 @@ function gspoLoss(batch: ObjectiveBatch, options: GspoOptions): ObjectiveResult 
  */
 export const gspo: Objective<GspoOptions> = {
   name: "gspo",
-  needs: { reference: usesReference(objectiveAxes(resolve({}))) },
   loss: gspoLoss,
 };

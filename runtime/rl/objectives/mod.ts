@@ -1,7 +1,10 @@
 /**
  * Training objectives: each a pure loss over one batch of sampled groups, behind one `Objective`
  * interface (see OBJECTIVES.md for the exact math). GIFT, and the baselines as presets over shared
- * axes (advantage, ratio and clip, KL, aggregation: `_axes.ts`). Use them directly:
+ * axes. The axes are exported as building blocks, so that an objective of your own composes them
+ * rather than copying them: advantages from rewards, the token and sequence ratios and the clipped
+ * surrogate (`axes.ts`), the k3 KL, the aggregation of a per-token loss, and the group statistics
+ * beneath them (`group.ts`).
  *
  * ```ts
  * import { objectives } from "./mod.ts";
@@ -21,16 +24,53 @@ import { onlineDpo } from "./online_dpo.ts";
 import { rloo } from "./rloo.ts";
 import { una } from "./una.ts";
 
-export * from "./types.ts";
-export { gift, type GiftOptions } from "./gift.ts";
-export { grpo, type GrpoOptions } from "./grpo.ts";
-export { drGrpo, type DrGrpoOptions } from "./dr_grpo.ts";
-export { dapo, type DapoOptions } from "./dapo.ts";
-export { gspo, type GspoOptions } from "./gspo.ts";
-export { rloo, type RlooOptions } from "./rloo.ts";
-export { onlineDpo, type OnlineDpoOptions } from "./online_dpo.ts";
-export { una, type UnaOptions } from "./una.ts";
-export { stopGradient } from "./_group.ts";
+export type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
+export type { GiftOptions } from "./gift.ts";
+export type { GrpoOptions } from "./grpo.ts";
+export type { DrGrpoOptions } from "./dr_grpo.ts";
+export type { DapoOptions } from "./dapo.ts";
+export type { GspoOptions } from "./gspo.ts";
+export type { RlooOptions } from "./rloo.ts";
+export type { OnlineDpoOptions } from "./online_dpo.ts";
+export type { UnaOptions } from "./una.ts";
+export {
+  type AdvantageAxis,
+  advantages,
+  aggregate,
+  type Aggregation,
+  clipFractions,
+  clippedSurrogate,
+  klK3,
+  type RatioAxis,
+  sequenceLengths,
+  sequenceRatio,
+  tokenRatio,
+} from "./axes.ts";
+export {
+  checkBatch,
+  groupMean,
+  groupStd,
+  sequenceSum,
+  standardize,
+  type StandardizeOptions,
+  stopGradient,
+} from "./group.ts";
 
-/** Every objective by its recipe kind: `objectives.gift.loss(batch, options)`. */
+/**
+ * Every objective by its recipe kind: `objectives.gift.loss(batch, options)`. Options left out
+ * take the recipe schema's defaults.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * const batch = {
+ *   logp: tf.tensor2d([[-1, -2], [-0.5, -1]]), // [B, T]
+ *   oldLogp: tf.tensor2d([[-1.1, -2], [-0.6, -1]]), // [B, T]
+ *   mask: tf.tensor2d([[1, 1], [1, 0]]), // [B, T]
+ *   rewards: tf.tensor1d([1, 0]), // [B]
+ *   groupSize: 2,
+ * };
+ * const { loss } = objectives.dapo.loss(batch, { epsilonHigh: 0.3 });
+ * ```
+ */
 export const objectives = { gift, grpo, drGrpo, dapo, gspo, rloo, onlineDpo, una } as const;

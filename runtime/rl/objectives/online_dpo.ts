@@ -23,20 +23,21 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { objectiveAxes, usesReference } from "../../../dsl/objectives.ts";
-import { checkBatch, groupView, sequenceSum, stopGradient } from "./_group.ts";
+import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
+import { checkBatch, groupView, sequenceSum, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the online DPO loss (the recipe's `onlineDpo()` objective; extra fields ignored). */
-export interface OnlineDpoOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "onlineDpo";
-  /**
-   * β, the DPO temperature: the implicit reward is β·Σ log π/π_ref.
-   * @default {0.1}
-   */
-  beta?: number;
-}
+/**
+ * Options of the online DPO loss: the recipe's `onlineDpo()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: OnlineDpoOptions = { beta: 0.2 }; // the others at the schema's defaults
+ * ```
+ */
+export type OnlineDpoOptions = ObjectiveOptions<"onlineDpo">;
 
 /**
  * Each group's preference pair as masks over its rows, from constant rewards [B]: `chosen` and
@@ -60,7 +61,7 @@ function preferencePairs(
 function onlineDpoLoss(batch: ObjectiveBatch, options: OnlineDpoOptions): ObjectiveResult {
   checkBatch(batch, "the onlineDpo loss");
   const { logp, mask, rewards, groupSize } = batch;
-  const beta = options.beta ?? 0.1;
+  const { beta } = resolveObjective({ ...options, kind: "onlineDpo" });
   const refLogp = batch.refLogp ?? batch.oldLogp; // [B, T] rollout reference when none declared
   return tf.tidy(() => {
     // 1) the pair of each group, from the rewards
@@ -103,6 +104,5 @@ function onlineDpoLoss(batch: ObjectiveBatch, options: OnlineDpoOptions): Object
  */
 export const onlineDpo: Objective<OnlineDpoOptions> = {
   name: "onlineDpo",
-  needs: { reference: usesReference(objectiveAxes({ kind: "onlineDpo", beta: 0.1 })) },
   loss: onlineDpoLoss,
 };

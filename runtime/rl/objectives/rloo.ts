@@ -15,37 +15,30 @@
  *
  * Deliberately left out: no KL term in the loss (it is in the reward), no std scaling of the
  * advantage, no entropy bonus, no value function. The behaviour is read from `objectiveAxes()`
- * (dsl/objectives.ts); each axis lives in _axes.ts.
+ * (dsl/objectives.ts); each axis lives in axes.ts.
  *
  * @module
  */
 
-import { objectiveAxes, type ResolvedObjective, usesReference } from "../../../dsl/objectives.ts";
+import { objectiveAxes, type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { surrogateLoss } from "./_surrogate.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the RLOO loss (the recipe's `rloo()` objective; extra fields are ignored). */
-export interface RlooOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "rloo";
-  /**
-   * β, the coefficient of the KL to the reference subtracted from each reward (0: none).
-   * @default {0.05}
-   */
-  beta?: number;
-  /**
-   * ε: sequence ratios outside [1 − ε, 1 + ε] are clipped (on the side the advantage's sign picks).
-   * @default {0.2}
-   */
-  epsilon?: number;
-}
-
-function resolve(options: RlooOptions): Extract<ResolvedObjective, { kind: "rloo" }> {
-  return { kind: "rloo", beta: options.beta ?? 0.05, epsilon: options.epsilon ?? 0.2 };
-}
+/**
+ * Options of the RLOO loss: the recipe's `rloo()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: RlooOptions = { beta: 0.1 }; // the others at the schema's defaults
+ * ```
+ */
+export type RlooOptions = ObjectiveOptions<"rloo">;
 
 function rlooLoss(batch: ObjectiveBatch, options: RlooOptions): ObjectiveResult {
-  return surrogateLoss(batch, objectiveAxes(resolve(options)), "rloo");
+  const resolved = resolveObjective({ ...options, kind: "rloo" });
+  return surrogateLoss(batch, objectiveAxes(resolved), "rloo");
 }
 
 /**
@@ -70,6 +63,5 @@ function rlooLoss(batch: ObjectiveBatch, options: RlooOptions): ObjectiveResult 
  */
 export const rloo: Objective<RlooOptions> = {
   name: "rloo",
-  needs: { reference: usesReference(objectiveAxes(resolve({}))) },
   loss: rlooLoss,
 };

@@ -12,6 +12,18 @@ import type * as tf from "@tensorflow/tfjs";
 /**
  * One batch of P prompts × G completions, B = P·G rows. Rows of one group are consecutive: row i
  * belongs to group ⌊i/G⌋, and a batch never splits a group. T is the padded completion length.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * const batch: ObjectiveBatch = {
+ *   logp: tf.tensor2d([[-1, -2], [-0.5, -1]]), // [B, T]
+ *   oldLogp: tf.tensor2d([[-1, -2], [-0.5, -1]]), // [B, T]
+ *   mask: tf.tensor2d([[1, 1], [1, 0]]), // [B, T]: row 1 has one token
+ *   rewards: tf.tensor1d([1, 0]), // [B]
+ *   groupSize: 2, // one group of two
+ * };
+ * ```
  */
 export interface ObjectiveBatch {
   /** [B, T] log-probability of each completion token under the policy being trained (differentiable). */
@@ -31,7 +43,17 @@ export interface ObjectiveBatch {
   groupSize: number;
 }
 
-/** What `Objective.loss` returns; the caller owns (and disposes) every tensor in it. */
+/**
+ * What `Objective.loss` returns; the caller owns (and disposes) every tensor in it.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * const { loss, metrics }: ObjectiveResult = objectives.una.loss(batch, {});
+ * console.log(loss.dataSync()[0], metrics.implicitReward?.dataSync()[0]);
+ * tf.dispose([loss, ...Object.values(metrics)]);
+ * ```
+ */
 export interface ObjectiveResult {
   /** The scalar to minimise. */
   loss: tf.Scalar;
@@ -39,12 +61,34 @@ export interface ObjectiveResult {
   metrics: Record<string, tf.Scalar>;
 }
 
-/** One training objective: a loss over a batch of groups, with its own options type `O`. */
+/**
+ * One training objective: a loss over a batch of groups, with its own options type `O`. What the
+ * batch carries is declared by the recipe, not here: a preset's axes (dsl/objectives.ts) say
+ * whether it reads the reference and π_old, and a custom objective declares it as
+ * `customObjective(module, { reads: { reference, old } })`, so that `compile()` knows it without
+ * loading the module.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { type Objective, sequenceSum } from "./runtime/mod.ts";
+ *
+ * // −mean_i r_i · Σ_t logp[i,t]: REINFORCE without a baseline
+ * export const plain: Objective<Record<string, never>> = {
+ *   name: "plain",
+ *   loss(batch) {
+ *     const loss = tf.tidy(() => {
+ *       const sequenceLogp = sequenceSum(batch.logp, batch.mask); // [B]
+ *       return tf.neg(tf.mean(tf.mul(batch.rewards, sequenceLogp))) as tf.Scalar;
+ *     });
+ *     return { loss, metrics: {} };
+ *   },
+ * };
+ * ```
+ */
 export interface Objective<O> {
   /** The objective's name, as in the recipe's `objective.kind` (e.g. `"gift"`). */
   name: string;
-  /** What the batch must carry: `reference: true` when the loss reads `refLogp`. */
-  needs: { reference: boolean };
   /**
    * The loss of one batch. Pure: it neither disposes nor mutates the batch's tensors, and every
    * intermediate tensor is released; only the returned tensors survive.

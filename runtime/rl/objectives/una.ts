@@ -17,25 +17,26 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { objectiveAxes, usesReference } from "../../../dsl/objectives.ts";
-import { checkBatch, sequenceSum, stopGradient } from "./_group.ts";
+import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
+import { checkBatch, sequenceSum, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
-/** Options of the UNA loss (the recipe's `una()` objective; extra fields are ignored). */
-export interface UnaOptions {
-  /** The recipe's tag; the loss ignores it. */
-  kind?: "una";
-  /**
-   * β, the temperature of the sigmoid on the implicit reward.
-   * @default {0.03}
-   */
-  beta?: number;
-}
+/**
+ * Options of the UNA loss: the recipe's `una()` options, each optional. Their defaults are
+ * the recipe schema's (`dsl/schema.ts`), filled in by `resolveObjective()`; a plan's options are
+ * already resolved. Extra fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const options: UnaOptions = { beta: 0.05 }; // the others at the schema's defaults
+ * ```
+ */
+export type UnaOptions = ObjectiveOptions<"una">;
 
 function unaLoss(batch: ObjectiveBatch, options: UnaOptions): ObjectiveResult {
   checkBatch(batch, "the una loss");
   const { logp, mask, rewards } = batch;
-  const beta = options.beta ?? 0.03;
+  const { beta } = resolveObjective({ ...options, kind: "una" });
   const refLogp = batch.refLogp ?? batch.oldLogp; // [B, T] rollout reference when none declared
   return tf.tidy(() => {
     // 1) implicit reward, a sum over completion tokens
@@ -70,6 +71,5 @@ function unaLoss(batch: ObjectiveBatch, options: UnaOptions): ObjectiveResult {
  */
 export const una: Objective<UnaOptions> = {
   name: "una",
-  needs: { reference: usesReference(objectiveAxes({ kind: "una", beta: 0.03 })) },
   loss: unaLoss,
 };

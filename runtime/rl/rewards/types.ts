@@ -6,7 +6,17 @@
  * @module
  */
 
-/** What a reward sees of one completion. `Row` is the dataset's row type. */
+/**
+ * What a reward sees of one completion. `Row` is the dataset's row type.
+ *
+ * @example
+ * ```ts
+ * // Penalise completions cut at maxNewTokens.
+ * export function finished(sample: Sample): number {
+ *   return sample.truncated ? -1 : 0;
+ * }
+ * ```
+ */
 export interface Sample<Row = Record<string, unknown>> {
   prompt: string;
   completion: string;
@@ -20,7 +30,18 @@ export interface Sample<Row = Record<string, unknown>> {
   truncated: boolean;
 }
 
-/** A reward function written by a user: `(sample) => number | Promise<number>`. */
+/**
+ * A reward function written by a user: `(sample) => number | Promise<number>`. A recipe names it
+ * by module and export: `fn("./my_reward.ts", "exact")`.
+ *
+ * @example
+ * ```ts
+ * import type { AdditionRow, RewardFn } from "../mod.ts";
+ *
+ * export const exact: RewardFn<AdditionRow> = ({ completion, row }) =>
+ *   Number(completion.trim()) === row.a + row.b ? 1 : 0;
+ * ```
+ */
 export type RewardFn<Row = Record<string, unknown>> = (
   sample: Sample<Row>,
 ) => number | Promise<number>;

@@ -20,7 +20,12 @@ import { sampleCompletions } from "../../../runtime/rl/sample.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { tinyPlan } from "../_tiny.ts";
 import { HAS_WEBGPU } from "../_webgpu.ts";
-import { logpGradient, randomBatchData, toBatch } from "../rl/objectives/_conformance.ts";
+import {
+  logpGradient,
+  presetReadsReference,
+  randomBatchData,
+  toBatch,
+} from "../rl/objectives/_conformance.ts";
 
 const ignore = !HAS_WEBGPU;
 
@@ -70,7 +75,7 @@ for (const [name, each] of Object.entries(objectives)) {
       const options = OPTIONS[name as keyof typeof objectives];
       const on = async (backend: BackendName) => {
         await useBackend(backend);
-        const batch = toBatch(data, objective.needs.reference);
+        const batch = toBatch(data, presetReadsReference(name));
         const { loss, metrics } = objective.loss(batch, options);
         const grad = logpGradient(objective, batch, options);
         const out = { loss: await loss.data(), grad: await grad.data() };

@@ -610,3 +610,19 @@ Deno.test("execute() trains with a user's objective module, and names a bad one 
     );
   });
 });
+
+Deno.test("execute() reads the log-prob passes from the plan, never its stage names", async () => {
+  await withTempDir(async (runsDir) => {
+    // Stage names are for people: renamed, the run still makes the old log-probs pass.
+    const plan = tinyPlan({ reference: "rollout", steps: 3 });
+    const renamed = { ...plan, stages: plan.stages.map((s) => ({ ...s, name: `(${s.name})` })) };
+    const result = await execute(renamed, { runsDir, log: () => {} });
+    const losses = result.metrics.map((m) => m.loss);
+    losses.forEach((loss, i) => {
+      assert.ok(
+        Math.abs(loss - RECORDED_ROLLOUT_LOSSES[i]!) < 1e-4,
+        `step ${i + 1}: loss ${loss}, recorded ${RECORDED_ROLLOUT_LOSSES[i]} (all: ${losses})`,
+      );
+    });
+  });
+});

@@ -8,6 +8,8 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import { objectiveAxes, resolveObjective, usesReference } from "../../../../dsl/objectives.ts";
+import type { Objective as ObjectiveSpec } from "../../../../dsl/schema.ts";
 import type { Objective, ObjectiveBatch } from "../../../../runtime/rl/objectives/types.ts";
 
 /** A seeded PRNG (mulberry32) returning floats in [0, 1). */
@@ -132,6 +134,17 @@ export function logpGradient<O>(
   return tf.grad(lossOf)(batch.logp) as tf.Tensor2D;
 }
 
+const PRESET_KINDS = ["gift", "grpo", "drGrpo", "dapo", "gspo", "rloo", "onlineDpo", "una"];
+
+/**
+ * Whether the preset `kind` reads the reference's log-probs with `options`, as the preset table
+ * (dsl/objectives.ts) says and the trainer then supplies them.
+ */
+export function presetReadsReference(kind: string, options: object = {}): boolean {
+  const resolved = resolveObjective({ ...options, kind } as ObjectiveSpec);
+  return usesReference(objectiveAxes(resolved));
+}
+
 /** Options of `runObjectiveConformance()`. */
 export interface ConformanceOptions {
   /**
@@ -160,6 +173,11 @@ export interface ConformanceOptions {
    * @default {"cpu"}
    */
   backend?: string;
+  /**
+   * Whether the batches carry `refLogp`.
+   * @default {whether the preset of that name reads it with its default options; true otherwise}
+   */
+  reference?: boolean;
 }
 
 function assertFiniteScalar(t: tf.Tensor, what: string): void {
@@ -195,7 +213,8 @@ export function runObjectiveConformance<O>(
   const mode = conformance.zeroAdvantageGradient ?? "anywhere";
   const groupSizes = conformance.groupSizes ?? [2, 3, 8];
   const backend = conformance.backend ?? "cpu";
-  const withReference = objective.needs.reference;
+  const withReference = conformance.reference ??
+    (PRESET_KINDS.includes(objective.name) ? presetReadsReference(objective.name) : true);
   const cases = groupSizes.flatMap((groupSize, k) =>
     [1, 2].map((seed) => ({ seed: 100 * k + seed, groupSize, groups: 3 + seed, length: 6 }))
   );

@@ -8,7 +8,7 @@ import {
   klK3,
   sequenceRatio,
   tokenRatio,
-} from "../../../../runtime/rl/objectives/_axes.ts";
+} from "../../../../runtime/rl/objectives/axes.ts";
 import { assertAllClose, assertClose, mulberry32, scalarOf } from "./_conformance.ts";
 
 await tf.setBackend("cpu");

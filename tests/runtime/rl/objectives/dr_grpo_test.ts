@@ -7,6 +7,7 @@ import {
   disposeBatch,
   handBatch,
   logpGradient,
+  presetReadsReference,
   runObjectiveConformance,
   scalarOf,
 } from "./_conformance.ts";
@@ -78,7 +79,7 @@ Deno.test("drGrpo divides by the padded length T, not by the completion lengths"
 });
 
 Deno.test("drGrpo reads no reference by default; with β > 0 it adds β·Σ mask·k3 / (B·T)", () => {
-  assert.deepEqual(drGrpo.needs, { reference: false });
+  assert.equal(presetReadsReference("drGrpo"), false);
   const base = offPolicyBatch([1, 0]);
   const refLogp = tf.tensor2d([[0, 0, 0], [0, 0, 0]]); // k3 against log-ratios as above
   const batch = { ...base, refLogp };

@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { gift } from "../../../../runtime/rl/objectives/gift.ts";
 import { objectives } from "../../../../runtime/rl/objectives/mod.ts";
-import { standardize } from "../../../../runtime/rl/objectives/_group.ts";
+import { standardize } from "../../../../runtime/rl/objectives/group.ts";
 import {
   type BatchData,
   disposeBatch,
   logpGradient,
   mulberry32,
+  presetReadsReference,
   randomBatchData,
   runObjectiveConformance,
   toBatch,
@@ -335,7 +336,7 @@ Deno.test("gift rejects tensors whose shapes disagree", () => {
 Deno.test("gift is reachable as objectives.gift with options carrying a kind", () => {
   assert.equal(objectives.gift, gift);
   assert.equal(gift.name, "gift");
-  assert.deepEqual(gift.needs, { reference: true });
+  assert.equal(presetReadsReference("gift"), true);
   const batch = toBatch(randomBatchData(29, { groups: 2, groupSize: 2, length: 3 }), true);
   const options = { kind: "gift" as const, betaC: 1, stdEpsilon: 1e-6 };
   const { loss, metrics } = objectives.gift.loss(batch, options);

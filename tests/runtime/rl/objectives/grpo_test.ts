@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { objectiveAxes } from "../../../../dsl/objectives.ts";
-import { advantages } from "../../../../runtime/rl/objectives/_axes.ts";
-import { standardize } from "../../../../runtime/rl/objectives/_group.ts";
+import { advantages } from "../../../../runtime/rl/objectives/axes.ts";
+import { standardize } from "../../../../runtime/rl/objectives/group.ts";
 import { grpo } from "../../../../runtime/rl/objectives/grpo.ts";
 import {
   assertAllClose,

@@ -23,7 +23,13 @@ import {
   type RlooOptions,
   type UnaOptions,
 } from "../../../../runtime/rl/objectives/mod.ts";
-import { disposeBatch, handBatch, mulberry32, scalarOf } from "./_conformance.ts";
+import {
+  disposeBatch,
+  handBatch,
+  mulberry32,
+  presetReadsReference,
+  scalarOf,
+} from "./_conformance.ts";
 
 await tf.setBackend("cpu");
 
@@ -53,8 +59,8 @@ Deno.test("objectives holds every preset under its recipe kind, with its name", 
   for (const kind of KINDS) assert.equal(objectives[kind].name, kind);
 });
 
-Deno.test("objectives declare the reference they read with their default options", () => {
-  const reads = Object.fromEntries(KINDS.map((k) => [k, objectives[k].needs.reference]));
+Deno.test("presets read the reference their axes say, with their default options", () => {
+  const reads = Object.fromEntries(KINDS.map((k) => [k, presetReadsReference(k)]));
   assert.deepEqual(reads, {
     gift: true, // implicit reward
     grpo: true, // β = 0.04

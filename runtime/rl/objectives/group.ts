@@ -56,6 +56,13 @@ export function assertWholeGroups(rows: number, groupSize: number, what: string)
 /**
  * Throws unless `batch` holds whole groups and its tensors agree with `logp`'s [B, T] shape;
  * `what` names the loss in the message ("the gift loss"). Creates no tensor.
+ *
+ * @example
+ * ```ts
+ * checkBatch({ ...batch, groupSize: 4 }, "the reinforce loss");
+ * // throws: Cannot compute the reinforce loss as the batch has 6 rows, not a multiple of
+ * // groupSize 4: a batch must hold whole groups
+ * ```
  */
 export function checkBatch(batch: ObjectiveBatch, what: string): void {
   const [rows, length] = batch.logp.shape;
@@ -86,7 +93,15 @@ export function groupView(x: tf.Tensor1D, groupSize: number): tf.Tensor2D {
   return tf.reshape(x, [x.shape[0] / groupSize, groupSize]); // [P, G]
 }
 
-/** Mean of each group, [P]; taken about the group's first element (exact for equal groups). */
+/**
+ * Mean of each group, [P]; taken about the group's first element (exact for equal groups).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * groupMean(tf.tensor1d([1, 0, 0.1, 0.1]), 2); // [0.5, 0.1], the second exactly 0.1 in float32
+ * ```
+ */
 export function groupMean(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
   return tf.tidy(() => {
     const v = groupView(x, groupSize); // [P, G]
@@ -95,7 +110,15 @@ export function groupMean(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
   });
 }
 
-/** Sample standard deviation of each group (divides by G − 1), [P]; zeros when G = 1. */
+/**
+ * Sample standard deviation of each group (divides by G − 1), [P]; zeros when G = 1.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * groupStd(tf.tensor1d([1, 0, 2, 2]), 2); // [0.7071, 0]
+ * ```
+ */
 export function groupStd(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
   return tf.tidy(() => {
     const v = groupView(x, groupSize); // [P, G]
@@ -105,7 +128,18 @@ export function groupStd(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
   });
 }
 
-/** Options of `standardize()`. */
+/**
+ * Options of `standardize()`.
+ *
+ * @example
+ * ```ts
+ * const implicitSide: StandardizeOptions = {
+ *   epsilon: 1e-6,
+ *   singleton: "zero",
+ *   constantStatistics: true,
+ * };
+ * ```
+ */
 export interface StandardizeOptions {
   /** ε added to the group standard deviation. */
   epsilon: number;
@@ -152,7 +186,15 @@ export function standardize(
   });
 }
 
-/** Σ_t mask[i,t] · values[i,t], [B]: a per-sequence sum over completion tokens. */
+/**
+ * Σ_t mask[i,t] · values[i,t], [B]: a per-sequence sum over completion tokens.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * sequenceSum(tf.tensor2d([[-1, -2], [-3, -9]]), tf.tensor2d([[1, 1], [1, 0]])); // [-3, -3]
+ * ```
+ */
 export function sequenceSum(values: tf.Tensor2D, mask: tf.Tensor2D): tf.Tensor1D {
   return tf.sum(tf.mul(values, mask), 1); // [B]
 }

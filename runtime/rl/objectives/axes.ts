@@ -3,7 +3,8 @@
  * small pure tensor function per axis: advantages from rewards, the token and sequence importance
  * ratios, the clipped surrogate and its clip fractions, the k3 KL to the reference, and the
  * aggregation of a per-token loss. A preset (grpo.ts, dapo.ts, …) is a point of these axes, read
- * from `objectiveAxes()` of dsl/objectives.ts; `_surrogate.ts` composes them into a loss.
+ * from `objectiveAxes()` of dsl/objectives.ts; `_surrogate.ts` composes them into a loss, and an
+ * objective of your own may compose them too (`runtime/mod.ts` exports them).
  *
  * Differentiated code here uses no boolean op (TensorFlow.js cannot differentiate through one):
  * the clip is `tf.clipByValue` and the pessimistic bound `tf.minimum`. The clip fractions use
@@ -14,15 +15,36 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { ObjectiveAxes } from "../../../dsl/objectives.ts";
-import { groupMean, groupStd, groupView, sequenceSum, stopGradient } from "./_group.ts";
+import { groupMean, groupStd, groupView, sequenceSum, stopGradient } from "./group.ts";
 
-/** How rewards become advantages (the `advantage` axis of a preset). */
+/**
+ * How rewards become advantages (the `advantage` axis of a preset).
+ *
+ * @example
+ * ```ts
+ * const drGrpo: AdvantageAxis = { baseline: "group-mean", scale: "none", epsilon: 0 };
+ * ```
+ */
 export type AdvantageAxis = NonNullable<ObjectiveAxes["advantage"]>;
 
-/** The importance ratio and its clip range [1 − clipLow, 1 + clipHigh] (the `ratio` axis). */
+/**
+ * The importance ratio and its clip range [1 − clipLow, 1 + clipHigh] (the `ratio` axis).
+ *
+ * @example
+ * ```ts
+ * const dapo: RatioAxis = { level: "token", clipLow: 0.2, clipHigh: 0.28 };
+ * ```
+ */
 export type RatioAxis = NonNullable<ObjectiveAxes["ratio"]>;
 
-/** How a per-token loss is averaged over the batch. */
+/**
+ * How a per-token loss is averaged over the batch (see `aggregate()`).
+ *
+ * @example
+ * ```ts
+ * const drGrpo: Aggregation = "constant"; // Σ mask·ℓ / (B·T)
+ * ```
+ */
 export type Aggregation = "sequence-mean" | "token-mean" | "constant";
 
 /**
@@ -36,7 +58,7 @@ export type Aggregation = "sequence-mean" | "token-mean" | "constant";
  * - scale `group-std`: divided by `std_g r + ε` (sample std; a group of size 1 has std 0);
  *   `none`: left as is.
  *
- * Group means are taken about each group's first element (see _group.ts), so an equal-reward group
+ * Group means are taken about each group's first element (see group.ts), so an equal-reward group
  * gives advantages of exactly 0 whatever the float32 rounding of its rewards.
  *
  * @example
@@ -102,7 +124,15 @@ export function sequenceRatio(
   });
 }
 
-/** `max(Σ_t mask[i,t], 1)`, [B]: each completion's length, at least 1 (a constant). */
+/**
+ * `max(Σ_t mask[i,t], 1)`, [B]: each completion's length, at least 1 (a constant).
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * sequenceLengths(tf.tensor2d([[1, 1, 0], [0, 0, 0]])); // [2, 1]
+ * ```
+ */
 export function sequenceLengths(mask: tf.Tensor2D): tf.Tensor1D {
   return tf.maximum(tf.sum(mask, 1), 1); // [B]
 }
@@ -175,7 +205,8 @@ export function clipFractions(
  * The k3 estimator of KL(π‖π_ref) per token, `exp(refLogp − logp) − (refLogp − logp) − 1`, [B, T]:
  * non-negative, 0 exactly where `logp = refLogp`; its gradient in `logp` is
  * `1 − exp(refLogp − logp)`, positive where the policy is above the reference, so that descent
- * pulls it back.
+ * pulls it back. The one place k3 is written: the losses' KL terms and the train step's KL
+ * metrics call it.
  *
  * @example
  * ```ts
