@@ -259,7 +259,7 @@ export async function useBackend(
 }
 
 /** How to install OpenBLAS, for the line saying that tfjs's kernels run the products instead. */
-export const INSTALL_OPENBLAS =
+const INSTALL_OPENBLAS =
   "sudo apt-get install libopenblas0-pthread, or your distribution's openblas package";
 
 /**
