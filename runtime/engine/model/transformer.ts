@@ -186,7 +186,7 @@ function repeatKv(x: tf.Tensor4D, repeats: number): tf.Tensor4D {
 }
 
 /**
- * Runs the model on `ids` ([B, T] int32) with the kernel set `k`, continuing after
+ * Runs the model on `ids` ([B, T] int32) with the kernel set `ops`, continuing after
  * `options.cache` when given. Call inside `tf.tidy`; the returned cache holds new tensors (the
  * caller disposes the old one).
  *
@@ -199,7 +199,7 @@ function repeatKv(x: tf.Tensor4D, repeats: number): tf.Tensor4D {
  * ```
  */
 export function forward(
-  k: KernelSet,
+  ops: KernelSet,
   params: Params,
   config: ModelConfig,
   ids: tf.Tensor2D,
@@ -226,37 +226,37 @@ export function forward(
   const rotary = ropeTables(config, past, time, padding); // [T, hd], or [B, 1, T, hd] padded
   const repeats = heads / kvHeads;
 
-  let x = k.embed(p("model.embed_tokens.weight"), tf.reshape(ids, [-1]), vocab); // [N, d], N = B·T
+  let x = ops.embed(p("model.embed_tokens.weight"), tf.reshape(ids, [-1]), vocab); // [N, d], N = B·T
   const cache: LayerCache[] = [];
   for (let l = 0; l < config.layers; l++) {
     const w = (name: string) => p(`model.layers.${l}.${name}.weight`);
     // 1) attention
-    const h = k.rmsNorm(x, w("input_layernorm"), eps); // [N, d]
-    const q = k.ropeHeads(k.linear(h, w("self_attn.q_proj")), heads, rotary); // [B, H, T, hd]
-    let keys = k.ropeHeads(k.linear(h, w("self_attn.k_proj")), kvHeads, rotary); // [B, kvH, T, hd]
-    let values = splitHeads(k.linear(h, w("self_attn.v_proj")), batch, time, kvHeads, hd); // [B, kvH, T, hd]
+    const h = ops.rmsNorm(x, w("input_layernorm"), eps); // [N, d]
+    const q = ops.ropeHeads(ops.linear(h, w("self_attn.q_proj")), heads, rotary); // [B, H, T, hd]
+    let k = ops.ropeHeads(ops.linear(h, w("self_attn.k_proj")), kvHeads, rotary); // [B, kvH, T, hd]
+    let v = splitHeads(ops.linear(h, w("self_attn.v_proj")), batch, time, kvHeads, hd); // [B, kvH, T, hd]
     const earlier = options.cache?.[l];
     if (earlier) {
-      keys = tf.concat([earlier.k, keys], 2); // [B, kvH, S, hd], S = past + T
-      values = tf.concat([earlier.v, values], 2);
+      k = tf.concat([earlier.k, k], 2); // [B, kvH, S, hd], S = past + T
+      v = tf.concat([earlier.v, v], 2);
     }
-    cache.push({ k: keys, v: values });
-    const attended = k.attention(q, repeatKv(keys, repeats), repeatKv(values, repeats), padding); // [B, H, T, hd]
-    x = tf.add(x, k.linear(mergeHeads(attended), w("self_attn.o_proj"))); // [N, d]
+    cache.push({ k, v });
+    const attended = ops.attention(q, repeatKv(k, repeats), repeatKv(v, repeats), padding); // [B, H, T, hd]
+    x = tf.add(x, ops.linear(mergeHeads(attended), w("self_attn.o_proj"))); // [N, d]
     // 2) SwiGLU feed-forward
-    const g = k.rmsNorm(x, w("post_attention_layernorm"), eps); // [N, d]
-    x = tf.add(x, k.swiGlu(g, w("mlp.gate_proj"), w("mlp.up_proj"), w("mlp.down_proj"))); // [N, d]
+    const g = ops.rmsNorm(x, w("post_attention_layernorm"), eps); // [N, d]
+    x = tf.add(x, ops.swiGlu(g, w("mlp.gate_proj"), w("mlp.up_proj"), w("mlp.down_proj"))); // [N, d]
   }
   // 3) output: only the positions whose logits are asked for
   const from = options.logitsFrom ?? 0;
   let out = tf.reshape(x, [batch, time, d]) as tf.Tensor3D;
   if (from > 0) out = tf.slice(out, [0, from, 0], [batch, time - from, d]);
   const rows = tf.reshape(out, [-1, d]) as tf.Tensor2D; // [B·(T−from), d]
-  const normed = k.rmsNorm(rows, p("model.norm.weight"), eps); // [B·(T−from), d]
+  const normed = ops.rmsNorm(rows, p("model.norm.weight"), eps); // [B·(T−from), d]
   const head = config.tiedEmbeddings
-    ? tf.transpose(p("model.embed_tokens.weight")) // [d, V]
+    ? tf.transpose(p("model.embed_tokens.weight")) // [d, V]: the [in, out] layout
     : p("lm_head.weight");
-  const logits = tf.reshape(k.linear(normed, head), [batch, time - from, vocab]) as tf.Tensor3D;
+  const logits = tf.reshape(ops.linear(normed, head), [batch, time - from, vocab]) as tf.Tensor3D;
   const hidden = tf.reshape(normed, [batch, time - from, d]) as tf.Tensor3D;
   return { logits, hidden, cache };
 }
@@ -264,7 +264,7 @@ export function forward(
 /**
  * Per-token log-probabilities of the completions in `ids` ([B, P + C] int32: prompts of length
  * `promptLength`, left-padded by `padding[b]` tokens, then completions), under logits divided by
- * `temperature` (as sampled), with the kernel set `k`: [B, C].
+ * `temperature` (as sampled), with the kernel set `ops`: [B, C].
  *
  * @example
  * ```ts
@@ -272,7 +272,7 @@ export function forward(
  * ```
  */
 export function tokenLogProbs(
-  k: KernelSet,
+  ops: KernelSet,
   params: Params,
   config: ModelConfig,
   ids: tf.Tensor2D,
@@ -284,11 +284,11 @@ export function tokenLogProbs(
   const completion = time - promptLength;
   // Position t predicts token t + 1: feed all but the last token, read logits from the prompt's end.
   const inputs = tf.slice(ids, [0, 0], [batch, time - 1]); // [B, T − 1]
-  const { logits } = forward(k, params, config, inputs, {
+  const { logits } = forward(ops, params, config, inputs, {
     logitsFrom: promptLength - 1,
     ...(padding ? { padding } : {}),
   }); // [B, C, V]
   const scaled = temperature === 1 ? logits : tf.div<tf.Tensor3D>(logits, temperature); // [B, C, V]
   const targets = tf.slice(ids, [0, promptLength], [batch, completion]); // [B, C]
-  return k.logSoftmaxAt(scaled, targets); // [B, C]
+  return ops.logSoftmaxAt(scaled, targets); // [B, C]
 }
