@@ -2,7 +2,8 @@
  * giftwrap's side of `deno task bench`: the protocol of bench/torch_ref.py (see bench/_protocol.ts)
  * implemented with giftwrap's own runtime, on one tfjs backend.
  *
- * - model: `initParams` (runtime/engine/model/transformer.ts) from the setup's seed;
+ * - model: `initParams` (runtime/engine/model/transformer.ts) from the setup's seed, run with the
+ *   kernel set `useBackend` chose;
  * - train step: what runtime/rl/train_step.ts's update loop does for one mini-batch: `tf.variableGrads`
  *   over a tidy closure of `tokenLogProbs` and `objectives.gift.loss`, read the loss, then
  *   `adamWStep` (clip, AdamW), dispose the gradients;
@@ -21,7 +22,7 @@
  */
 
 import process from "node:process";
-import { tf, useBackend } from "../runtime/engine/backend.ts";
+import { type KernelSet, tf, useBackend } from "../runtime/engine/backend.ts";
 import {
   initParams,
   type ModelConfig,
@@ -39,6 +40,8 @@ const START_RSS = residentBytes().rssBytes;
 
 /** Everything setup makes. */
 interface State {
+  /** The backend's kernel set. */
+  kernels: KernelSet;
   config: ModelConfig;
   shapes: WorkerConfig["shapes"];
   params: Record<string, tf.Variable>;
@@ -67,6 +70,7 @@ async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }>
   const rng = new Rng(c.seed);
   const params = initParams(c.model, rng.fork("init"));
   const state: State = {
+    kernels: backend.kernels,
     config: c.model,
     shapes: c.shapes,
     params,
@@ -99,7 +103,7 @@ async function train(s: State): Promise<Answer> {
   const start = performance.now();
   const { value, grads } = tf.variableGrads(() =>
     tf.tidy(() => {
-      const logp = tokenLogProbs(s.params, s.config, s.ids, P); // [B, C]
+      const logp = tokenLogProbs(s.kernels, s.params, s.config, s.ids, P); // [B, C]
       const { loss } = objectives.gift.loss({
         logp,
         oldLogp: stopGradient(logp), // one update per batch: π_old = π (GIFT reads refLogp)
@@ -113,7 +117,7 @@ async function train(s: State): Promise<Answer> {
   const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
   const loss = (await value.data())[0]!;
   const update = Number.isFinite(loss)
-    ? await adamWStep(s.optimizer, s.params, byName)
+    ? await adamWStep(s.kernels, s.optimizer, s.params, byName)
     : { gradNorm: NaN, skipped: true };
   tf.dispose([value, ...Object.values(grads)]);
   // On a GPU the update's kernels are only queued: read a value computed after them, so that the
@@ -138,6 +142,7 @@ async function sample(s: State, minMs = 0): Promise<Answer> {
   let [tokens, calls, steps, ms] = [0, 0, 0, 0];
   do {
     const out = await sampleCompletions(
+      s.kernels,
       s.params,
       s.config,
       s.tokenizer,
@@ -154,7 +159,9 @@ async function sample(s: State, minMs = 0): Promise<Answer> {
 }
 
 async function logprobs(s: State): Promise<Answer> {
-  const logp = tf.tidy(() => tokenLogProbs(s.params, s.config, s.ids, s.shapes.promptTokens)); // [B, C]
+  const logp = tf.tidy(() =>
+    tokenLogProbs(s.kernels, s.params, s.config, s.ids, s.shapes.promptTokens)
+  ); // [B, C]
   const values = await logp.data();
   logp.dispose();
   return { logp: Array.from(values) };

@@ -27,7 +27,8 @@
  * Flags: `--configs` (front-door,large,large-b8), `--backends` (the one `auto` picks), `--runs` (5),
  * `--warmup` (2), `--threads` (PyTorch's, 1), `--no-blas` (giftwrap without OpenBLAS),
  * `--openblas-core` (best; see `openblasCore`), `--pause-ms` (500), `--no-append`,
- * `--torch-device` (cpu, or cuda), `--python` (the interpreter with torch; Debian's by default).
+ * `--torch-device` (cpu, or cuda), `--python` (the interpreter with torch; Debian's by default);
+ * `--help` prints them.
  *
  *   deno task bench
  *   deno task bench --configs front-door --backends wasm,cpu --runs 7 --threads 2 --no-append
@@ -399,6 +400,28 @@ async function append(text: string, results: URL): Promise<void> {
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", results.pathname] }).output();
 }
 
+/** What `--help` prints. */
+const USAGE = `Usage: deno task bench [options]
+
+giftwrap against its PyTorch peer (bench/torch_ref.py): train step, sampling and memory of the same
+model, batch and weights; the table goes to stdout and to bench/RESULTS.md.
+
+Options:
+  --configs LIST        configurations, some of ${CONFIG_NAMES.join(", ")} (default ${
+  BENCH_CONFIGS.join(",")
+})
+  --backends LIST       giftwrap backends, some of ${BACKENDS.join(", ")} (default: what auto picks)
+  --runs N              timed runs of each measurement (default 5)
+  --warmup N            warm-up steps before them (default 2)
+  --threads N           PyTorch's threads (default 1)
+  --no-blas             giftwrap without OpenBLAS
+  --openblas-core NAME  OpenBLAS's kernels for both sides (default best)
+  --pause-ms N          pause between two commands (default 500)
+  --torch-device NAME   cpu or cuda (default cpu)
+  --python PATH         the interpreter with torch (default ${DEBIAN_PYTHON})
+  --no-append           print the table only, not to bench/RESULTS.md
+  --help                this text`;
+
 function parseOptions(args: string[], worker: readonly string[]): Options {
   const { values } = parseArgs({
     args,
@@ -463,6 +486,10 @@ export async function benchMain(
   command = "deno task bench",
   results: URL = RESULTS,
 ): Promise<void> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return;
+  }
   const options = parseOptions(args, worker);
   const cpu = await cpuInfo();
   const blas = await openblasCore(options.openblasCore, cpu.flags, options.python);

@@ -1,39 +1,47 @@
 /**
- * TensorFlow.js backends: loading them, and patching the gaps measured under Deno (TFJS_NOTES.md).
+ * Setting a TensorFlow.js backend up: loading it, choosing its kernel set, and every patch of tfjs
+ * the runtime makes, each measured under Deno (TFJS_NOTES.md). `useBackend()` is the one place
+ * that does any of it; nothing else asks which backend runs.
  *
- * - `wasm` (SIMD, one thread) is the CPU default. Its `matMul` with `transposeA`/`transposeB` runs
- *   at 1–2 GFLOP/s against ~27 without, and tfjs's own matmul gradient uses exactly those flags,
- *   so every backward pass would crawl: this module re-registers the `BatchMatMul` gradient with
- *   explicit `tf.transpose` calls followed by plain products (same math, ~6× faster end to end).
- * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests.
- * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU).
+ * - `wasm` (SIMD, one thread) is the CPU default, with the `wasm` kernel set (`kernels/wasm.ts`).
+ *   Its `matMul` with `transposeA`/`transposeB` runs at 1–2 GFLOP/s against ~27 without, and
+ *   tfjs's own matmul gradient uses exactly those flags, so every backward pass would crawl: the
+ *   `BatchMatMul` gradient is re-registered to compute its products with the kernel set's
+ *   `product` (same math, ~6× faster end to end).
+ * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests; the
+ *   `cpu` kernel set.
+ * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the plain tfjs set and
+ *   its `AddN` repaired (`chainWebgpuAddN`).
  * - `tensorflow` is `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`, imported only when
- *   asked for. Their install step downloads libtensorflow, which fails without network access to
- *   Google's storage, so its absence is an ordinary, clearly reported condition.
+ *   asked for, with the plain tfjs set. Their install step downloads libtensorflow, which fails
+ *   without network access to Google's storage, so its absence is an ordinary, clearly reported
+ *   condition.
  *
- * Gradients are registered only by the `@tensorflow/tfjs` union package under Deno, so everything
- * in `runtime/` imports tfjs from here.
+ * On `wasm` and `cpu`, OpenBLAS runs the matrix products when it loads (`blas.ts`), and the
+ * backend's description says where they run, with how to install it when it is missing. Every
+ * backend frees memory during the backward pass (`tape.ts`), and wasm's `Identity` and `Cast`
+ * share memory instead of copying (`kernels/share.ts`).
+ *
+ * Everything in `runtime/` imports tfjs from `tf.ts` (re-exported here).
  *
  * @module
  */
 
-import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { BackendName } from "../../dsl/plan.ts";
-import {
-  BLAS_MIN_FLOPS,
-  blasRunsMatMul,
-  loadBlas,
-  registerBlasMatMul,
-  unregisterBlasMatMul,
-} from "./blas.ts";
+import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
+import { cpuKernels } from "./kernels/cpu.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
+import { tfjsKernels } from "./kernels/tfjs.ts";
+import type { KernelSet } from "./kernels/types.ts";
+import { wasmKernels } from "./kernels/wasm.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
 import { freeDuringBackprop } from "./tape.ts";
+import { tf } from "./tf.ts";
 
 export { tf };
-export type { BackendName };
+export type { BackendName, KernelSet };
 
 /**
  * A backend that cannot run here; its message is one line meant for the user.
@@ -54,44 +62,13 @@ export class BackendUnavailableError extends Error {
   }
 }
 
-/** The last two axes of `x` swapped (a plain transpose, fast on every backend). */
-export function swapLastAxes(x: tf.Tensor): tf.Tensor {
-  const perm = [...Array(x.rank).keys()];
-  perm[x.rank - 1] = x.rank - 2;
-  perm[x.rank - 2] = x.rank - 1;
-  return tf.transpose(x, perm);
-}
-
-/**
- * One-hot rows as float32. On wasm, `tf.oneHot(…, "float32")` returns int32 bits labelled float32
- * (1 reads as 1.4e-45), so the int32 result is cast instead.
- */
-export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
-  return tf.cast(tf.oneHot(indices as tf.Tensor1D, depth), "float32");
-}
-
-/**
- * `a · b` with optional transposes, computed where it is fast: OpenBLAS (when it runs this
- * backend's products, and the product is big enough to go there) takes the transpose flags itself;
- * wasm's own kernel is ~15× slower with them, so there the operand is transposed first.
- */
-function product(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
-  const rankA = a.rank;
-  const rankB = b.rank;
-  const M = a.shape[transposeA ? rankA - 1 : rankA - 2]!;
-  const K = a.shape[transposeA ? rankA - 2 : rankA - 1]!;
-  const N = b.shape[transposeB ? rankB - 2 : rankB - 1]!;
-  if (blasRunsMatMul(tf.getBackend()) && M * N * K >= BLAS_MIN_FLOPS) {
-    return tf.matMul(a, b, transposeA, transposeB);
-  }
-  return tf.matMul(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);
-}
-
 /**
  * tfjs's `BatchMatMul` gradient (tfjs-core `gradients/BatchMatMul_grad.ts`), every transposed
- * product through {@linkcode product}. Identical math on every backend.
+ * product through the kernel set's `product`. Identical math on every backend; registered again by
+ * each `useBackend()` for the set it chose.
  */
-function registerMatMulGradient(): void {
+function registerMatMulGradient(kernels: KernelSet): void {
+  const product = kernels.product;
   tf.registerGradient({
     kernelName: tf.BatchMatMul,
     inputsToSave: ["a", "b"],
@@ -116,17 +93,19 @@ function registerMatMulGradient(): void {
   });
 }
 
-registerMatMulGradient();
-
 /** What `useBackend()` set up. */
 export interface BackendInfo {
   name: BackendName;
   /**
-   * One line for the console, e.g. `wasm (SIMD, 1 thread) · matmul: OpenBLAS, 2 threads`.
+   * One line for the console, e.g. `wasm (SIMD, 1 thread) · matmul: OpenBLAS SkylakeX, 2 threads`;
+   * on `wasm` and `cpu` without OpenBLAS it says that tfjs's kernels run the products, and how to
+   * install OpenBLAS when it is missing.
    */
   description: string;
   /** Where matrix products run: the backend's own kernel, or OpenBLAS (and why not). */
   matmul: { blas: string | null; reason: string };
+  /** The backend's fused operations, for the model, the optimiser and the sampler. */
+  kernels: KernelSet;
 }
 
 /** Options of `useBackend()`. */
@@ -136,6 +115,11 @@ export interface UseBackendOptions {
    * environment variable `GIFTWRAP_BLAS=0` turns it off too. @default true
    */
   blas?: boolean;
+  /**
+   * The OpenBLAS library files to try, in order (a name the loader searches for, or a path).
+   * @default ["libopenblas.so.0", "libopenblas.so", "libopenblas.0.dylib", "libopenblas.dylib"]
+   */
+  blasLibraries?: readonly string[];
 }
 
 /** Whether GIFTWRAP_BLAS=0 asks for no BLAS (read without prompting for the permission). */
@@ -170,7 +154,6 @@ async function setupWebgpu(): Promise<string> {
     );
   }
   await import("@tensorflow/tfjs-backend-webgpu");
-  chainWebgpuAddN();
   // the adapter's own name ("llvmpipe (LLVM 15.0.6, 256 bits)" for lavapipe, the GPU's otherwise)
   const name = adapter.info?.description;
   return `webgpu (Deno's WebGPU${name ? `: ${name}` : ""})`;
@@ -224,27 +207,30 @@ async function setupTensorflow(): Promise<string> {
   throw new BackendUnavailableError(
     "tensorflow",
     `backend 'tensorflow' needs the native library libtensorflow from @tensorflow/tfjs-node-gpu ` +
-      `or @tensorflow/tfjs-node (${
-        found.tried.join("; ")
-      }); their install step downloads it from ` +
-      "Google's storage (TFJS_NODE_CDN_STORAGE selects a mirror), or use --backend wasm",
+      `or @tensorflow/tfjs-node (${found.tried.join("; ")}); install one with ` +
+      "`deno add --allow-scripts=npm:@tensorflow/tfjs-node npm:@tensorflow/tfjs-node` " +
+      "(tfjs-node-gpu for CUDA), whose install step downloads libtensorflow from Google's storage " +
+      "(TFJS_NODE_CDN_STORAGE selects a mirror), or use --backend wasm",
   );
 }
 
 /**
- * Makes `name` the active tfjs backend, loading it first when needed.
+ * Makes `name` the active tfjs backend, loading it first when needed, and chooses its kernel set.
+ * Every patch of tfjs the runtime makes is installed here: the `BatchMatMul` kernel through
+ * OpenBLAS (wasm, cpu), the `BatchMatMul` gradient through the kernel set's products, the backward
+ * pass that frees as it goes, wasm's sharing `Identity` and `Cast`, and webgpu's `AddN`.
  *
  * @throws {BackendUnavailableError} when the backend cannot run here (one line, for the user).
  * @example
  * ```ts
- * const { description } = await useBackend("wasm"); // "wasm (SIMD, 1 thread)"
+ * const { description, kernels } = await useBackend("wasm"); // "wasm (SIMD, 1 thread) · matmul: …"
+ * const logp = tf.tidy(() => tokenLogProbs(kernels, params, config, ids, 7));
  * ```
  */
 export async function useBackend(
   name: BackendName,
   options: UseBackendOptions = {},
 ): Promise<BackendInfo> {
-  freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   let description: string;
   switch (name) {
     case "cpu":
@@ -269,27 +255,65 @@ export async function useBackend(
     // The cpu backend advertises tfjs-node on its first write; here that is the tensorflow backend.
     (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
   }
+  const { matmul, blas, note } = useBlas(name, options);
+  const kernels = name === "wasm"
+    ? wasmKernels(tf.backend(), blas)
+    : name === "cpu"
+    ? cpuKernels(blas)
+    : tfjsKernels();
+  registerMatMulGradient(kernels);
+  freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
-  const matmul = useBlas(name, options.blas ?? true);
-  if (matmul.blas) description += ` · matmul: ${matmul.blas}`;
-  return { name, description, matmul };
+  if (name === "webgpu") chainWebgpuAddN();
+  if (note) description += ` · ${note}`;
+  return { name, description, matmul, kernels };
 }
 
-/** Registers (or removes) the OpenBLAS matmul of `name` as asked and as possible. */
-function useBlas(name: BackendName, wanted: boolean): BackendInfo["matmul"] {
+/** How to install OpenBLAS, for the line saying that tfjs's kernels run the products instead. */
+const INSTALL_OPENBLAS =
+  "sudo apt-get install libopenblas0-pthread, or your distribution's openblas package";
+
+/**
+ * Registers (or removes) the OpenBLAS matmul of `name` as asked and as possible: where products
+ * run (`matmul`), the library when it runs them, and the description's note on it (empty on a
+ * backend that runs its own products).
+ */
+function useBlas(
+  name: BackendName,
+  options: UseBackendOptions,
+): { matmul: BackendInfo["matmul"]; blas: Blas | null; note: string } {
   if (name !== "wasm" && name !== "cpu") {
-    return { blas: null, reason: `the ${name} backend runs its own matmul` };
+    const reason = `the ${name} backend runs its own matmul`;
+    return { matmul: { blas: null, reason }, blas: null, note: "" };
   }
+  const fallback = "matmul: tfjs's kernels";
+  const wanted = options.blas ?? true;
   if (!wanted || blasTurnedOff()) {
     unregisterBlasMatMul(name);
-    return { blas: null, reason: wanted ? "GIFTWRAP_BLAS=0" : "turned off" };
+    const reason = wanted ? "GIFTWRAP_BLAS=0" : "turned off";
+    const why = wanted ? "GIFTWRAP_BLAS=0 turns OpenBLAS off" : "OpenBLAS turned off";
+    return { matmul: { blas: null, reason }, blas: null, note: `${fallback} (${why})` };
   }
-  const probe = loadBlas();
-  if (!probe.ok) return { blas: null, reason: probe.reason };
+  const probe = options.blasLibraries ? loadBlas(options.blasLibraries) : loadBlas();
+  if (!probe.ok) {
+    unregisterBlasMatMul(name);
+    const why = probe.reason.startsWith("no FFI permission")
+      ? "OpenBLAS needs --allow-ffi"
+      : `OpenBLAS not found; install it: ${INSTALL_OPENBLAS}`;
+    return {
+      matmul: { blas: null, reason: probe.reason },
+      blas: null,
+      note: `${fallback}, several times slower (${why})`,
+    };
+  }
   registerBlasMatMul(name, probe.blas);
   const threads = probe.blas.threads === 1 ? "1 thread" : `${probe.blas.threads} threads`;
   return {
-    blas: `OpenBLAS ${probe.blas.core}, ${threads}`,
-    reason: `${probe.blas.library} loaded`,
+    matmul: {
+      blas: `OpenBLAS ${probe.blas.core}, ${threads}`,
+      reason: `${probe.blas.library} loaded`,
+    },
+    blas: probe.blas,
+    note: `matmul: OpenBLAS ${probe.blas.core}, ${threads}`,
   };
 }

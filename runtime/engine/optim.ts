@@ -10,8 +10,8 @@
  * @module
  */
 
-import { tf } from "./backend.ts";
-import { wasmBackendKernels } from "./kernels/simd.ts";
+import { tf } from "./tf.ts";
+import type { KernelSet } from "./kernels/types.ts";
 import type { Optimizer } from "../../dsl/schema.ts";
 import type { Resolved } from "../../dsl/objectives.ts";
 
@@ -97,16 +97,22 @@ export interface AdamWUpdate {
 
 /**
  * One AdamW update of `params` with `grads` (disposed by the caller), after clipping their global
- * norm. Returns the norm before and after clipping and the learning rate used. A gradient whose
- * norm is not finite (a NaN or an infinity anywhere) is not applied: `skipped` is true and neither
- * the parameters nor the optimiser's state change. On wasm the update of each parameter is one pass
- * of simd.wat's `adamW`, bit-identical to the tfjs ops it replaces (`kernels` false: those ops).
+ * norm; each parameter's update is the kernel set's `adamW` (on wasm one SIMD pass, bit-identical
+ * to the tfjs ops). Returns the norm before and after clipping and the learning rate used. A
+ * gradient whose norm is not finite (a NaN or an infinity anywhere) is not applied: `skipped` is
+ * true and neither the parameters nor the optimiser's state change.
+ *
+ * @example
+ * ```ts
+ * const { kernels } = await useBackend("wasm");
+ * const { gradNorm, gradNormClipped, lr, skipped } = await adamWStep(kernels, state, params, grads);
+ * ```
  */
 export async function adamWStep(
+  kernels: KernelSet,
   state: AdamW,
   params: Record<string, tf.Variable>,
   grads: Record<string, tf.Tensor>,
-  kernels = true,
 ): Promise<AdamWUpdate> {
   const { betas: [b1, b2], eps, weightDecay, clipGradNorm } = state.options;
   const normTensor = globalNorm(grads);
@@ -125,49 +131,12 @@ export async function adamWStep(
   state.t += 1;
   const c1 = 1 - b1 ** state.t;
   const c2 = 1 - b2 ** state.t;
-  const simd = kernels ? wasmBackendKernels() : null;
   tf.tidy(() => {
     for (const [name, p] of Object.entries(params)) {
-      const raw = grads[name];
-      if (!raw) continue;
-      const [m, v] = [state.m[name]!, state.v[name]!];
-      if (simd) {
-        // the same float32 steps in one SIMD pass: ~12 kernels per parameter were ~8 ms of the
-        // front door's ~90 ms train step on wasm, nearly all dispatch
-        const [nextP, nextM, nextV] = [p, m, v].map((t) => tf.fill(t.shape, 0));
-        const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0;
-        const at = simd.offset;
-        simd.kernels.adamW(
-          at(p),
-          at(raw),
-          at(m),
-          at(v),
-          at(nextP!),
-          at(nextM!),
-          at(nextV!),
-          p.size,
-          b1,
-          b2,
-          1 - b1,
-          1 - b2,
-          c1,
-          c2,
-          eps,
-          lr,
-          clip,
-          decay,
-        );
-        m.assign(nextM!);
-        v.assign(nextV!);
-        p.assign(nextP!);
-        continue;
-      }
-      const g = clip === 1 ? raw : tf.mul(raw, clip);
-      m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
-      v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
-      const step = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-      const decay = weightDecay > 0 && p.rank > 1 ? tf.mul(p, weightDecay) : null;
-      p.assign(tf.sub(p, tf.mul(decay ? tf.add(step, decay) : step, lr)));
+      const g = grads[name];
+      if (!g) continue;
+      const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0; // not on norm gains
+      kernels.adamW(p, g, state.m[name]!, state.v[name]!, { b1, b2, c1, c2, eps, lr, clip, decay });
     }
   });
   return { gradNorm, gradNormClipped: gradNorm * clip, lr, skipped: false };

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { tf } from "./backend.ts";
+import { tf } from "./tf.ts";
 
 /** tfjs-core's `TapeNode`, as far as it is read here. */
 interface TapeNode {

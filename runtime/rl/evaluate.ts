@@ -9,6 +9,7 @@ import type { Verifier } from "../../dsl/schema.ts";
 import type { Problem } from "../data/types.ts";
 import type { CharTokenizer } from "../engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
+import type { KernelSet } from "../engine/kernels/types.ts";
 import { verifier } from "./rewards/verifiers.ts";
 import { Rng } from "../engine/random.ts";
 import { sampleCompletions } from "./sample.ts";
@@ -37,17 +38,18 @@ export interface EvalResult {
 }
 
 /**
- * Greedy accuracy of the model on `problems`.
+ * Greedy accuracy of the model on `problems`, sampled with the kernel set's decoder.
  *
  * @example
  * ```ts
- * const { accuracy } = await evaluate(params, config, tok, splits.eval, { kind: "numericAnswer" }, {
+ * const { accuracy } = await evaluate(kernels, params, config, tok, splits.eval, { kind: "numericAnswer" }, {
  *   promptTokens: 7,
  *   newTokens: 4,
  * });
  * ```
  */
 export async function evaluate(
+  kernels: KernelSet,
   params: Params,
   config: ModelConfig,
   tokenizer: CharTokenizer,
@@ -70,7 +72,15 @@ export async function evaluate(
   for (let start = 0; start < problems.length; start += EVAL_CHUNK) {
     const chunk = problems.slice(start, start + EVAL_CHUNK);
     const prompts = chunk.map((p) => encodePrompt(tokenizer, p));
-    const out = await sampleCompletions(params, config, tokenizer, prompts, greedy, unused);
+    const out = await sampleCompletions(
+      kernels,
+      params,
+      config,
+      tokenizer,
+      prompts,
+      greedy,
+      unused,
+    );
     chunk.forEach((problem, i) => {
       const sample = {
         prompt: problem.prompt,

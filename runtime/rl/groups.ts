@@ -10,6 +10,7 @@
 import type { Problem } from "../data/types.ts";
 import type { CharTokenizer } from "../engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
+import type { KernelSet } from "../engine/kernels/types.ts";
 import type { Rng } from "../engine/random.ts";
 import { type Scores, scoreSources, type SourceScorer } from "./rewards/mod.ts";
 import type { Sample } from "./rewards/types.ts";
@@ -49,6 +50,8 @@ export class DynamicSamplingError extends Error {
 
 /** What sampling a set of groups needs. */
 export interface GroupSampler {
+  /** The backend's kernel set (its decoder samples). */
+  kernels: KernelSet;
   params: Params;
   config: ModelConfig;
   tokenizer: CharTokenizer;
@@ -65,6 +68,7 @@ async function sampleRound(s: GroupSampler, problems: Problem[], G: number) {
     Array.from({ length: G }, () => encodePrompt(s.tokenizer, p))
   );
   const batch = await sampleCompletions(
+    s.kernels,
     s.params,
     s.config,
     s.tokenizer,

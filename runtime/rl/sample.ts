@@ -1,6 +1,7 @@
 /**
  * Sampling completions with a KV cache: one prefill call over the prompts, then one call per new
- * token on the last token only. Logits come back to JavaScript each step and tokens are drawn
+ * token on the last token only, through the kernel set's decoder (without tfjs where OpenBLAS runs
+ * the products, else the model's `forward()`). Logits come back to JavaScript each step and tokens are drawn
  * there (`sample_token.ts`), one uniform per row and token from the caller's `Rng`, so a seed gives
  * the same completions on every backend whose logits agree.
  *
@@ -10,18 +11,12 @@
  * @module
  */
 
-import { tf } from "../engine/backend.ts";
 import { EOS, PAD } from "../engine/model/tokenizer.ts";
 import type { CharTokenizer } from "../engine/model/tokenizer.ts";
-import {
-  forward,
-  type LayerCache,
-  type ModelConfig,
-  type Params,
-} from "../engine/model/transformer.ts";
+import type { ModelConfig, Params } from "../engine/model/config.ts";
+import type { KernelSet } from "../engine/kernels/types.ts";
 import type { Rng } from "../engine/random.ts";
 import { sampleRow, type TokenSampling } from "./sample_token.ts";
-import { blasDecoder } from "../engine/kernels/decode.ts";
 
 /**
  * How completions are drawn.
@@ -92,17 +87,20 @@ function rowEntropy(buffer: Float32Array, offset: number, vocab: number, tempera
 
 /**
  * Samples one completion for each prompt row (`prompts`: token ids, `<bos>` first; shorter ones
- * are left-padded with `<pad>`). Repeat a prompt G times to sample a group.
+ * are left-padded with `<pad>`) with the kernel set's decoder. Repeat a prompt G times to sample a
+ * group.
  *
  * @example
  * ```ts
- * const out = await sampleCompletions(params, config, tok, prompts, {
+ * const { kernels } = await useBackend("wasm");
+ * const out = await sampleCompletions(kernels, params, config, tok, prompts, {
  *   temperature: 1, topK: 0, topP: 1, maxNewTokens: 4,
  * }, rng.fork("sample"));
  * out.texts[0]; // "42"
  * ```
  */
 export async function sampleCompletions(
+  kernels: KernelSet,
   params: Params,
   config: ModelConfig,
   tokenizer: CharTokenizer,
@@ -135,16 +133,13 @@ export async function sampleCompletions(
     { length: rows * promptLength },
     (_, i) => ids[Math.floor(i / promptLength) * width + (i % promptLength)]!,
   );
-  // Sampling steps on plain arrays where OpenBLAS runs the products, else through tfjs.
-  const decoder = await blasDecoder(
+  const model = await kernels.decoder(
     params,
     config,
     rows,
     padding,
     promptLength + Math.max(C - 1, 0),
   );
-  const tfjs = decoder ? null : tfjsDecoder(params, config, rows, padding);
-  const model = decoder ?? tfjs!;
   try {
     let input = promptIds;
     for (let t = 0; t < C && done.includes(false); t++) {
@@ -169,8 +164,7 @@ export async function sampleCompletions(
       input = nextTokens;
     }
   } finally {
-    decoder?.dispose();
-    tfjs?.dispose();
+    model.dispose();
   }
   const texts: string[] = [];
   const truncated: boolean[] = [];
@@ -190,49 +184,5 @@ export async function sampleCompletions(
     lengths,
     truncated,
     entropy,
-  };
-}
-
-/**
- * `Decoder` through tfjs's `forward()`, holding its KV cache as tensors until `dispose`. It runs
- * every row (the shapes stay fixed); `active` is only a hint.
- */
-function tfjsDecoder(
-  params: Params,
-  config: ModelConfig,
-  rows: number,
-  padding: readonly number[],
-): {
-  next(ids: Int32Array, time: number, active?: readonly number[]): Promise<Float32Array>;
-  dispose(): void;
-} {
-  let cache: LayerCache[] | undefined;
-  const disposeCache = () => {
-    for (const { k, v } of cache ?? []) tf.dispose([k, v]);
-  };
-  return {
-    async next(ids, time) {
-      const logits = tf.tidy(() => {
-        const input = tf.tensor2d(ids, [rows, time], "int32");
-        const { logits, cache: next } = forward(params, config, input, {
-          ...(cache ? { cache } : {}),
-          logitsFrom: time - 1,
-          padding,
-        });
-        disposeCache();
-        cache = next;
-        for (const { k, v } of next) {
-          tf.keep(k);
-          tf.keep(v);
-        }
-        return tf.reshape(logits, [rows, config.vocab]);
-      });
-      try {
-        return (await logits.data()) as Float32Array;
-      } finally {
-        logits.dispose();
-      }
-    },
-    dispose: disposeCache,
   };
 }

@@ -12,6 +12,7 @@
 
 import { logProbPasses, type Plan } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
+import type { KernelSet } from "../engine/kernels/types.ts";
 import type { Task } from "../data/task.ts";
 import type { Problem } from "../data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
@@ -30,6 +31,8 @@ export type { SampleGroup };
 /** Everything a step reads and updates. */
 export interface Run {
   plan: Plan;
+  /** The backend's kernel set (`useBackend()`'s): the model's, the optimiser's, the sampler's. */
+  kernels: KernelSet;
   config: ModelConfig;
   task: Task;
   /** The policy being trained. */
@@ -229,7 +232,7 @@ export async function trainStep(
   step: number,
   options: TrainStepOptions = {},
 ): Promise<{ metrics: StepMetrics; samples: SampleGroup[] }> {
-  const { plan, config, task, params } = run;
+  const { plan, config, task, params, kernels } = run;
   const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
   const { miniBatchRows } = plan.shapes;
   const temperature = plan.sampling.temperature > 0 ? plan.sampling.temperature : 1;
@@ -241,6 +244,7 @@ export async function trainStep(
   // every reward source; with DAPO's dynamic sampling, groups without signal are replaced
   const { batch, samples, scores, groupsDropped, promptsResampled } = await sampleGroups(
     {
+      kernels,
       params,
       config,
       tokenizer: task.tokenizer,
@@ -273,11 +277,21 @@ export async function trainStep(
   for (let start = 0; start < B; start += miniBatchRows) {
     const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
     const old = passes.old
-      ? tf.tidy(() => tokenLogProbs(params, config, mb.ids, promptTokens, temperature, mb.padding)) // [b, C]
+      ? tf.tidy(() =>
+        tokenLogProbs(kernels, params, config, mb.ids, promptTokens, temperature, mb.padding)
+      ) // [b, C]
       : null;
     const ref = run.reference && passes.reference
       ? tf.tidy(() =>
-        tokenLogProbs(run.reference!, config, mb.ids, promptTokens, temperature, mb.padding)
+        tokenLogProbs(
+          kernels,
+          run.reference!,
+          config,
+          mb.ids,
+          promptTokens,
+          temperature,
+          mb.padding,
+        )
       ) // [b, C]
       : null;
     miniBatches.push({ ...mb, old, ref, start });
@@ -292,7 +306,15 @@ export async function trainStep(
       const initial = run.initial === run.reference && mb.ref
         ? mb.ref
         : tf.tidy(() =>
-          tokenLogProbs(run.initial!, config, mb.ids, promptTokens, temperature, mb.padding)
+          tokenLogProbs(
+            kernels,
+            run.initial!,
+            config,
+            mb.ids,
+            promptTokens,
+            temperature,
+            mb.padding,
+          )
         );
       const rows = mb.padding.length;
       const sampledLogp = batch.logp.slice(mb.start * C, (mb.start + rows) * C); // [b, C] log π
@@ -331,6 +353,7 @@ export async function trainStep(
         const { value, grads } = tf.variableGrads(() =>
           tf.tidy(() => {
             const logp = tokenLogProbs(
+              kernels,
               params,
               config,
               mb.ids,
@@ -360,7 +383,7 @@ export async function trainStep(
           const loss = (await value.data())[0]!;
           // A non-finite loss or gradient is not applied; too many in a row stop the run.
           const update = Number.isFinite(loss)
-            ? await adamWStep(run.optimizer, params, byName)
+            ? await adamWStep(kernels, run.optimizer, params, byName)
             : { gradNorm: NaN, gradNormClipped: NaN, lr, skipped: true };
           losses.push(loss);
           norms.push(update.gradNorm);

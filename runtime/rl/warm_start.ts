@@ -17,6 +17,7 @@ import type { Problem } from "../data/types.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/model/checkpoint.ts";
 import type { CharTokenizer } from "../engine/model/tokenizer.ts";
 import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
+import type { KernelSet } from "../engine/kernels/types.ts";
 import { adamW, adamWStep, disposeAdamW } from "../engine/optim.ts";
 import type { Rng } from "../engine/random.ts";
 import { supervisedExample } from "../data/task.ts";
@@ -53,6 +54,8 @@ export interface WarmStartResult {
 
 /** Options of `warmStart()`. */
 export interface WarmStartOptions {
+  /** The backend's kernel set (the model's, the optimiser's and the checkpoint's layout). */
+  kernels: KernelSet;
   /** Directory of the cache (one checkpoint per key). */
   cacheDir: string;
   /** Where matrix products run when not on the backend's own kernel (`BackendInfo.matmul.blas`). */
@@ -74,13 +77,14 @@ export async function warmStart(
   options: WarmStartOptions,
 ): Promise<WarmStartResult> {
   const spec = plan.model.warmStart;
+  const { kernels } = options;
   const started = performance.now();
   const dir = `${options.cacheDir}/${warmStartKey(plan, options.matmul ?? null)}`;
   if (!spec || spec.sftSteps === 0) {
     return { cached: false, dir, finalLoss: null, seconds: 0 };
   }
   try {
-    const { weights } = await loadCheckpoint(dir);
+    const { weights } = await loadCheckpoint(dir, kernels.layout);
     for (const [name, p] of Object.entries(params)) {
       const w = weights[name]!;
       tf.tidy(() => p.assign(tf.tensor(w.data, w.shape, "float32")));
@@ -117,11 +121,11 @@ export async function warmStart(
       const padding = examples.map((e) => e.padding);
       const { value, grads } = tf.variableGrads(() =>
         tf.tidy(() => {
-          const logp = tokenLogProbs(params, config, ids, promptLength, 1, padding); // [b, C]
+          const logp = tokenLogProbs(kernels, params, config, ids, promptLength, 1, padding); // [b, C]
           return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
         }), vars);
       const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-      await adamWStep(optimizer, params, byName);
+      await adamWStep(kernels, optimizer, params, byName);
       losses.push((await value.data())[0]!);
       tf.dispose([ids, mask, value, ...Object.values(grads)]);
       options.progress?.(step + 1, sftSteps, losses[losses.length - 1]!);
@@ -129,7 +133,7 @@ export async function warmStart(
   } finally {
     disposeAdamW(optimizer);
   }
-  await saveCheckpoint(dir, params, config, tokenizer.alphabet);
+  await saveCheckpoint(dir, params, config, tokenizer.alphabet, { layout: kernels.layout });
   const tail = losses.slice(-Math.max(1, Math.floor(sftSteps / 10)));
   return {
     cached: false,

@@ -23,7 +23,7 @@ import type { Plan } from "../../dsl/plan.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { plural } from "../../dsl/format.ts";
 import { planHash } from "../../dsl/plan.ts";
-import { tf, useBackend } from "../engine/backend.ts";
+import { type KernelSet, tf, useBackend } from "../engine/backend.ts";
 import { type EvalResult, evaluate } from "../rl/evaluate.ts";
 import { checkpointFiles, loadCheckpoint, weightsToTensors } from "../engine/model/checkpoint.ts";
 import {
@@ -203,12 +203,20 @@ async function objectiveOf(
  * The plan's reward sources, ready to score; `fn` modules and checkpoints resolve from `baseUrl`.
  * @throws {RunSetupError} naming the source that cannot load (closing those that did).
  */
-async function rewardSources(plan: Plan, baseUrl: string): Promise<SourceScorer[]> {
+async function rewardSources(
+  plan: Plan,
+  baseUrl: string,
+  kernels: KernelSet,
+): Promise<SourceScorer[]> {
   const context = {
     baseUrl,
     maxNewTokens: plan.shapes.newTokens,
     rewardModel: (checkpoint: string, batchSize: number) =>
-      rewardModelScorer(decodeURIComponent(new URL(checkpoint, baseUrl).pathname), batchSize),
+      rewardModelScorer(
+        decodeURIComponent(new URL(checkpoint, baseUrl).pathname),
+        batchSize,
+        kernels,
+      ),
   };
   const sources: SourceScorer[] = [];
   try {
@@ -378,7 +386,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     const { objective, options: objectiveOptions } = await objectiveOf(plan, baseUrl);
     const backend = await useBackend(plan.backend.name);
     const task = await loadTask(plan, seed.fork("data"), baseUrl);
-    const sources = await rewardSources(plan, String(baseUrl));
+    const sources = await rewardSources(plan, String(baseUrl), backend.kernels);
     return { objective, objectiveOptions, backend, task, sources };
   };
   const { objective, objectiveOptions, backend, task, sources } = await setup().catch((e) => {
@@ -489,6 +497,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         seed.fork("warm start"),
         {
           // Beside the run: a resumed run's directory may not be under `runsDir`.
+          kernels: backend.kernels,
           cacheDir: `${dirname(dir)}/.cache/warm-start`,
           matmul: backend.matmul.blas,
           progress: (done, _total, loss) => {
@@ -536,6 +545,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     release.push(() => disposeAdamW(optimizer));
     const run: Run = {
       plan,
+      kernels: backend.kernels,
       config,
       task,
       params,
@@ -559,6 +569,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
       if (!metric || evalSet.length === 0) return null;
       if (shown) progress.start("eval", evalSet.length);
       const result = await evaluate(
+        backend.kernels,
         params,
         config,
         task.tokenizer,
@@ -575,7 +586,16 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
     const trainSet = task.splits.train.slice(0, evalSet.length);
     const runTrainEval = async (): Promise<number | undefined> =>
       options.track?.trainAccuracy && metric && trainSet.length > 0
-        ? (await evaluate(params, config, task.tokenizer, trainSet, metric, plan.shapes)).accuracy
+        ? (await evaluate(
+          backend.kernels,
+          params,
+          config,
+          task.tokenizer,
+          trainSet,
+          metric,
+          plan.shapes,
+        ))
+          .accuracy
         : undefined;
 
     const { steps, evalEvery, checkpointEvery, checkpointKeep, samplesEvery } = plan.schedule;

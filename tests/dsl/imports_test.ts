@@ -3,6 +3,7 @@
 // of packages, so a new import of tfjs, or of runtime/ that would bring it, fails here.
 
 import assert from "node:assert/strict";
+import { importsOf } from "../_imports.ts";
 
 const DSL = new URL("../../dsl/", import.meta.url);
 const ALLOWED_PACKAGES = new Set([
@@ -12,17 +13,6 @@ const ALLOWED_PACKAGES = new Set([
   "node:path",
   "node:url",
 ]);
-
-/** Every module specifier a source file imports or re-exports, statically or dynamically. */
-export function importsOf(source: string): string[] {
-  const code = source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, ""); // no comments
-  const patterns = [
-    /\b(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/g,
-    /\bimport\s*["']([^"']+)["']/g,
-    /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-  ];
-  return patterns.flatMap((p) => [...code.matchAll(p)].map((m) => m[1]!));
-}
 
 function problems(file: URL, specifiers: readonly string[]): string[] {
   return specifiers.flatMap((s) => {

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { requires } from "./_requires.ts";
+
 /** Whether `navigator.gpu` offers an adapter (true or throws when GIFTWRAP_REQUIRE_WEBGPU is set). */
 export const HAS_WEBGPU: boolean = await (async () => {
   // Vulkan's loader complains on every adapter request without a runtime directory.
@@ -22,3 +24,9 @@ export const HAS_WEBGPU: boolean = await (async () => {
   }
   return adapter !== null;
 })();
+
+/** A test's name and `ignore` flag: skipped where no WebGPU adapter is offered, saying why. */
+export const needsWebgpu = requires(
+  HAS_WEBGPU,
+  "no WebGPU adapter; Debian's mesa-vulkan-drivers provides one on a CPU",
+);

@@ -1,6 +1,7 @@
 /**
  * Causal softmax attention with its gradient, one OpenBLAS product per (row, head), for the `wasm`
- * and `cpu` backends where OpenBLAS runs their matrix products.
+ * and `cpu` kernel sets where OpenBLAS runs their matrix products (`blasAttentionRuns` says for
+ * which sizes).
  *
  * Why: attention's products are B·H tiny matrices ([T, hd] · [hd, S] with T, S ~ 10 in the front
  * door). tfjs's `BatchMatMul` sends each product under `BLAS_MIN_FLOPS` to the backend's own
@@ -8,30 +9,30 @@
  * and backward) a third of it. Here they are `sgemm` calls on the tensors' values read out once,
  * and softmax and its gradient are plain loops.
  *
- * Same math as `forward()`'s tfjs ops (scores·scale, the −1e9 mask, softmax, ·v); the softmax
+ * Same math as the tfjs kernel set's ops (scores·scale, the −1e9 mask, softmax, ·v); the softmax
  * accumulates in float64, so results agree to float32 rounding (tests/runtime/engine/kernels/).
  *
  * @module
  */
 
-import { type Blas, BLAS_MIN_FLOPS, blasRunsMatMul, loadBlas } from "../blas.ts";
-import { tf } from "../backend.ts";
-import { backendValues } from "./memory.ts";
+import { type Blas, BLAS_MIN_FLOPS } from "../blas.ts";
+import { tf } from "../tf.ts";
+import type { Values } from "./memory.ts";
+import { attentionOps } from "./tfjs.ts";
+import type { KernelSet } from "./types.ts";
 
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
 const TRANS = 112;
 
 /**
- * OpenBLAS for attention over `keys` positions of `time` queries of width `hd`, or null (use
- * tfjs's ops): only where OpenBLAS runs the backend's products, and only for products too small
- * to go there (`BLAS_MIN_FLOPS`) — bigger ones already do, and their softmax is faster on the
+ * Whether attention over `keys` positions of `time` queries of width `hd` runs here (where
+ * OpenBLAS runs the backend's products): only for products too small to go to OpenBLAS through
+ * `BatchMatMul` (`BLAS_MIN_FLOPS`). Bigger ones already do, and their softmax is faster on the
  * backend's vectorised kernels than in JavaScript.
  */
-export function attentionBlas(time: number, keys: number, hd: number): Blas | null {
-  if (!blasRunsMatMul(tf.getBackend()) || time * keys * hd >= BLAS_MIN_FLOPS) return null;
-  const probe = loadBlas();
-  return probe.ok ? probe.blas : null;
+export function blasAttentionRuns(time: number, keys: number, hd: number): boolean {
+  return time * keys * hd < BLAS_MIN_FLOPS;
 }
 
 /** Where an array's values are, for OpenBLAS. */
@@ -75,10 +76,12 @@ function gemm(
  * softmax(q·kᵀ·scale + mask)·v for q [B, H, T, hd] and k, v [B, H, S, hd]: the T queries are
  * positions S − T … S − 1, each sees the keys up to its own, and row b's first `padding[b]` keys
  * are masked. A query that sees no key (a padding position) averages all S values, as the
- * additive −1e9 mask of `forward()` makes it; nothing real reads those positions.
+ * additive −1e9 mask of the tfjs ops makes it; nothing real reads those positions. `values` reads
+ * the backend's memory.
  */
 export function blasAttention(
   blas: Blas,
+  values: Values,
   q: tf.Tensor4D,
   k: tf.Tensor4D,
   v: tf.Tensor4D,
@@ -95,7 +98,7 @@ export function blasAttention(
       save([qt, kt, vt]); // for the gradient, instead of copies of their values
       const probs = new Float32Array(batch * heads * time * keys); // [B, H, T, S]
       const value = tf.fill([batch, heads, time, hd], 0) as tf.Tensor4D; // fresh, written once here
-      const [qs, ks, vs, out] = backendValues([qt, kt, vt, value]);
+      const [qs, ks, vs, out] = values([qt, kt, vt, value]);
       const [pq, pk, pv, pp, po] = [at(qs!), at(ks!), at(vs!), at(probs), at(out!)];
       for (let bh = 0; bh < batch * heads; bh++) {
         const b = Math.floor(bh / heads);
@@ -153,7 +156,7 @@ export function blasAttention(
         value,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const [dqt, dkt, dvt] = [qt.shape, kt.shape, vt.shape].map((shape) => tf.fill(shape, 0));
-          const [qs, ks, vs, dys, dq, dk, dv] = backendValues([...saved, dy, dqt!, dkt!, dvt!]);
+          const [qs, ks, vs, dys, dq, dk, dv] = values([...saved, dy, dqt!, dkt!, dvt!]);
           const [pq, pk, pv] = [at(qs!), at(ks!), at(vs!)];
           const dp = new Float32Array(time * keys); // one (row, head)'s [T, S]
           const [pdy, pdq, pdk, pdv, pdp] = [at(dys!), at(dq!), at(dk!), at(dv!), at(dp)];
@@ -178,4 +181,17 @@ export function blasAttention(
     }) as unknown as Parameters<typeof tf.customGrad>[0],
   );
   return f(q, k, v) as tf.Tensor4D;
+}
+
+/**
+ * The attention of a kernel set whose products OpenBLAS runs: `blasAttention` where its products
+ * are too small for `BatchMatMul` to send there (`blasAttentionRuns`), else the tfjs ops.
+ */
+export function blasOrOpsAttention(blas: Blas, values: Values): KernelSet["attention"] {
+  return (q, k, v, padding) => {
+    const [, , time, hd] = q.shape;
+    return blasAttentionRuns(time, k.shape[2], hd)
+      ? blasAttention(blas, values, q, k, v, 1 / Math.sqrt(hd), padding)
+      : attentionOps(q, k, v, padding);
+  };
 }

@@ -8,9 +8,9 @@
  * dispatch costs several times the arithmetic. Here a step is a handful of `sgemm` calls and a few
  * calls into the module per row, and the cache is written in place. The loops were plain
  * JavaScript before, ~60% of the front door's sampling time; in WebAssembly the decoder runs 1.6×
- * faster for the front door and 1.75× for bench/'s large model. Used by `sample.ts`
- * only when OpenBLAS runs the current backend's products (wasm or cpu with `--allow-ffi`);
- * anywhere else sampling stays on tfjs.
+ * faster for the front door and 1.75× for bench/'s large model. The decoder of the `wasm` and
+ * `cpu` kernel sets where OpenBLAS runs their products (with `--allow-ffi`); anywhere else
+ * sampling stays on tfjs.
  *
  * Numerics: the products are the same OpenBLAS calls tfjs's `BatchMatMul` makes there; the rest
  * runs in float32 with sums over 4 lanes and `simd.wat`'s exponential, so logits agree with
@@ -25,10 +25,10 @@
  * @module
  */
 
-import { type Blas, blasRunsMatMul, loadBlas } from "../blas.ts";
-import { tf } from "../backend.ts";
-import type { ModelConfig, Params } from "../model/transformer.ts";
+import type { Blas } from "../blas.ts";
+import type { ModelConfig, Params } from "../model/config.ts";
 import { simdKernels } from "./simd.ts";
+import type { Decoder } from "./types.ts";
 
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
@@ -103,18 +103,6 @@ interface Layer {
   values: number;
 }
 
-/** A model ready to sample B rows: weights read once, and a KV cache of `capacity` positions. */
-export interface Decoder {
-  /**
-   * Runs `time` new tokens per row (`ids`: [B, time], row-major) after the earlier ones and
-   * returns the logits of each row's last new token: [B, vocab]. With `active`, only those rows
-   * run (the others' logits are 0 and their cache is left behind: they must not run again).
-   */
-  next(ids: Int32Array, time: number, active?: readonly number[]): Float32Array;
-  /** Hands the decoder's memory to the next decoder; this one must not run again. */
-  dispose(): void;
-}
-
 /**
  * The weights read so far, by the backend data they were read from. tfjs never changes the data
  * under a `dataId` (an optimiser's `assign` gives the variable a new one), so a copy stays valid
@@ -124,19 +112,18 @@ export interface Decoder {
 const weightCopies = new WeakMap<object, Float32Array>();
 
 /**
- * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, or null
- * where OpenBLAS does not run the current backend's products (then tfjs is as fast as it gets).
+ * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, its
+ * products through `blas`. Its weights are read from `params` ([in, out], as the `wasm` and `cpu`
+ * kernel sets keep them).
  */
 export async function blasDecoder(
+  blas: Blas,
   params: Params,
   config: ModelConfig,
   rows: number,
   padding: readonly number[],
   capacity: number,
-): Promise<Decoder | null> {
-  if (!blasRunsMatMul(tf.getBackend())) return null;
-  const probe = loadBlas();
-  if (!probe.ok) return null;
+): Promise<Decoder> {
   capacity = Math.min(capacity, config.contextLength);
   const read = async (name: string) => {
     const t = params[name];
@@ -176,7 +163,7 @@ export async function blasDecoder(
     values: arena.alloc(cache),
   }));
   return new BlasDecoder(
-    probe.blas,
+    blas,
     arena,
     config,
     {

@@ -4,23 +4,33 @@
  * @module
  */
 
-import { tf } from "../backend.ts";
+import type { tf } from "../tf.ts";
 
 /**
- * The float32 values of tensors of the current backend, without copies: on wasm views of the
- * module's memory (take them after every allocation, as the memory may grow and move), on cpu the
- * backend's own arrays. Copying the front door's activations (655 KB each) out and back in cost
- * more than the loops over them.
+ * The float32 values of tensors, without copies (a kernel set's view of its backend's memory):
+ * take them after every allocation, as a backend's memory may grow and move. Copying the front
+ * door's activations (655 KB each) out and back in cost more than the loops over them.
  */
-export function backendValues(tensors: tf.Tensor[]): Float32Array[] {
-  if (tf.getBackend() !== "wasm") return tensors.map((t) => t.dataSync() as Float32Array);
-  const backend = tf.backend() as unknown as {
-    wasm: { HEAPF32: Float32Array };
-    dataIdMap: { get(id: object): { memoryOffset: number } };
+export type Values = (tensors: tf.Tensor[]) => Float32Array[];
+
+/** The cpu backend's own arrays (its `dataSync` hands them out, not copies). */
+export function cpuValues(tensors: tf.Tensor[]): Float32Array[] {
+  return tensors.map((t) => t.dataSync() as Float32Array);
+}
+
+/** The wasm backend's module, as far as its memory is read here. */
+export interface WasmBackend {
+  wasm: { HEAPF32: Float32Array; asm?: { memory?: unknown } };
+  dataIdMap: { get(id: object): { memoryOffset: number } };
+}
+
+/** Views of the wasm backend's module memory (`backend`: the wasm backend's instance). */
+export function wasmValues(backend: WasmBackend): Values {
+  return (tensors) => {
+    const heap = backend.wasm.HEAPF32;
+    return tensors.map((t) => {
+      const at = backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+      return heap.subarray(at, at + t.size);
+    });
   };
-  const heap = backend.wasm.HEAPF32;
-  return tensors.map((t) => {
-    const at = backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-    return heap.subarray(at, at + t.size);
-  });
 }

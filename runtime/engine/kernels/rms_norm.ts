@@ -1,6 +1,6 @@
 /**
- * RMSNorm (x / rms(x) · w over the last axis) and its gradient as loops over the values: on the
- * `wasm` backend simd.wat's (`simdRmsNorm`), on `cpu` plain JavaScript.
+ * RMSNorm (x / rms(x) · w over the last axis) and its gradient as loops over the values, for the
+ * `wasm` kernel set (simd.wat's, `simdRmsNorm`) and the `cpu` one (plain JavaScript, `loopRmsNorm`).
  *
  * Why: as tfjs ops it is 5 kernels forward and ~12 backward, several of them broadcasts that
  * wasm runs on slow generic paths, on the small [B·T, d] activations of the models trained
@@ -15,27 +15,27 @@
  * @module
  */
 
-import { tf } from "../backend.ts";
-import { backendValues } from "./memory.ts";
-import { type BackendKernels, wasmBackendKernels } from "./simd.ts";
+import { tf } from "../tf.ts";
+import type { Values } from "./memory.ts";
+import type { BackendKernels } from "./simd.ts";
 
-/** Whether the current backend's values are cheap to read and write from JavaScript. */
-export function fusedRmsNormRuns(): boolean {
-  const backend = tf.getBackend();
-  return backend === "wasm" || backend === "cpu";
-}
-
-/** x [N, d] normalised by each row's root mean square (plus `eps`), times the gain w [d]. */
-export function fusedRmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tensor2D {
-  const simd = wasmBackendKernels();
-  if (simd) return simdRmsNorm(simd, x, w, eps);
+/**
+ * x [N, d] normalised by each row's root mean square (plus `eps`), times the gain w [d], as
+ * JavaScript loops over the backend's memory (`values`).
+ */
+export function loopRmsNorm(
+  values: Values,
+  x: tf.Tensor2D,
+  w: tf.Tensor,
+  eps: number,
+): tf.Tensor2D {
   const [rows, d] = x.shape;
   const f = tf.customGrad(
     ((xt: tf.Tensor2D, wt: tf.Tensor1D, save: tf.GradSaveFunc) => {
       save([xt, wt]);
       const inverse = new Float64Array(rows); // 1 / rms of each row
       const value = tf.fill([rows, d], 0) as tf.Tensor2D; // fresh, written once here
-      const [xs, ws, out] = backendValues([xt, wt, value]);
+      const [xs, ws, out] = values([xt, wt, value]);
       for (let n = 0; n < rows; n++) {
         let sum = 0;
         for (let i = 0; i < d; i++) sum += xs![n * d + i]! * xs![n * d + i]!;
@@ -48,7 +48,7 @@ export function fusedRmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tens
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const dxt = tf.fill([rows, d], 0);
           const dwt = tf.fill(wt.shape, 0);
-          const [xs, ws, dys, dx, dwOut] = backendValues([saved[0]!, saved[1]!, dy, dxt, dwt]);
+          const [xs, ws, dys, dx, dwOut] = values([saved[0]!, saved[1]!, dy, dxt, dwt]);
           const dw = new Float64Array(d);
           for (let n = 0; n < rows; n++) {
             const r = inverse[n]!;
@@ -73,12 +73,12 @@ export function fusedRmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tens
 }
 
 /**
- * `fusedRmsNorm` on the wasm backend: simd.wat's `rmsNorm` and `rmsNormBackward`, on the tensors
+ * RMSNorm on the wasm backend: simd.wat's `rmsNorm` and `rmsNormBackward`, on the tensors
  * where the backend keeps them. For the front door's [1280, 128] norms (five per train step) the
  * JavaScript loops above took 0.9 ms forward and ~3.1 ms with the gradient, these 0.15 and ~1.2;
  * its forward and backward pass went from 73–78 ms to 65–69 ms.
  */
-function simdRmsNorm(
+export function simdRmsNorm(
   simd: BackendKernels,
   x: tf.Tensor2D,
   w: tf.Tensor,

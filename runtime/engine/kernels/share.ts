@@ -8,7 +8,7 @@
  * @module
  */
 
-import * as tf from "@tensorflow/tfjs";
+import { tf } from "../tf.ts";
 
 /** The wasm kernels replaced, by name, to put back and to run what is not a plain copy. */
 const replaced = new Map<string, tf.KernelConfig>();

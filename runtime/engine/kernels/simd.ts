@@ -1,13 +1,14 @@
 /**
  * The SIMD kernels of `simd.wat`, instantiated on a memory: a decoder's own (`decode.ts`), or the
  * wasm backend's, so that they read and write tensors where tfjs keeps them (`rope.ts`,
- * `rms_norm.ts`, `../optim.ts`).
+ * `rms_norm.ts`, `wasm.ts`).
  *
  * @module
  */
 
-import { tf } from "../backend.ts";
+import type { tf } from "../tf.ts";
 import { decodeBase64 } from "./base64.ts";
+import type { WasmBackend } from "./memory.ts";
 import { SIMD_WASM } from "./simd_wasm.ts";
 
 /** simd.wat's exports (see there). Pointers are byte offsets into the memory. */
@@ -87,12 +88,6 @@ export function simdKernels(memory: WebAssembly.Memory): SimdKernels {
   return kernels;
 }
 
-/** The wasm backend's module: its memory, and where each tensor's values start in it. */
-interface WasmBackend {
-  wasm: { asm?: { memory?: unknown } };
-  dataIdMap: { get(id: object): { memoryOffset: number } };
-}
-
 /** The kernels on the wasm backend's memory, and each tensor's byte offset there. */
 export interface BackendKernels {
   kernels: SimdKernels;
@@ -100,12 +95,10 @@ export interface BackendKernels {
 }
 
 /**
- * The kernels on the wasm backend's memory; null on any other backend (or a wasm build that does
- * not export its memory). Offsets stay valid when that memory grows (its views do not).
+ * The kernels on the memory of `backend` (the wasm backend's instance); null for a wasm build that
+ * does not export its memory. Offsets stay valid when that memory grows (its views do not).
  */
-export function wasmBackendKernels(): BackendKernels | null {
-  if (tf.getBackend() !== "wasm") return null;
-  const backend = tf.backend() as unknown as WasmBackend;
+export function backendKernels(backend: WasmBackend): BackendKernels | null {
   const memory = backend.wasm.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return null;
   return {

@@ -1,15 +1,17 @@
 /**
  * Checkpoints: a directory with `model.safetensors` (Hugging Face names and layout, linear weights
- * [out, in]) and a `config.json` in the shape of a Hugging Face `LlamaConfig`, plus giftwrap's own
+ * [out, in], turned to and from the kernel set's `layout` here) and a `config.json` in the shape of a Hugging Face `LlamaConfig`, plus giftwrap's own
  * fields (the tokenizer) under `"giftwrap"`. A directory is written beside its final name and
  * renamed into place, so a crash never leaves a half-written checkpoint under that name.
  *
  * @module
  */
 
-import { tf } from "../backend.ts";
+import { tf } from "../tf.ts";
+import type { LinearLayout } from "../kernels/types.ts";
+import type { ModelConfig } from "./config.ts";
 import { decodeSafetensors, encodeSafetensors, type TensorData } from "./safetensors.ts";
-import { isLinear, type ModelConfig, paramShapes } from "./transformer.ts";
+import { isLinear, paramShapes } from "./transformer.ts";
 
 /** `config.json`: Hugging Face's Llama fields, and giftwrap's own. */
 export interface CheckpointConfig {
@@ -77,15 +79,18 @@ function transpose2d(data: Float32Array, rows: number, cols: number): Float32Arr
   return out;
 }
 
-/** Tensors as safetensors data, linear weights turned to HF's [out, in]. */
+/**
+ * Tensors as safetensors data, linear weights turned from `layout` (the kernel set's) to HF's
+ * [out, in]; with `layout` false every tensor is written as it is (an optimiser's moments).
+ */
 export async function toTensorData(
   params: Record<string, tf.Tensor>,
-  hfLayout = true,
+  layout: LinearLayout | false = "[in, out]",
 ): Promise<Record<string, TensorData>> {
   const out: Record<string, TensorData> = {};
   for (const [name, t] of Object.entries(params)) {
     const data = (await t.data()) as Float32Array;
-    if (hfLayout && isLinear(name) && t.rank === 2) {
+    if (layout === "[in, out]" && isLinear(name) && t.rank === 2) {
       const [rows, cols] = t.shape as [number, number];
       out[name] = { dtype: "F32", shape: [cols, rows], data: transpose2d(data, rows, cols) };
     } else {
@@ -126,20 +131,29 @@ export async function checkpointFiles(
   params: Record<string, tf.Tensor>,
   config: ModelConfig,
   alphabet: string,
+  layout: LinearLayout = "[in, out]",
 ): Promise<Record<string, Uint8Array | string>> {
-  const tensors = await toTensorData(params);
+  const tensors = await toTensorData(params, layout);
   return {
     "model.safetensors": encodeSafetensors(tensors, { format: "pt" }),
     "config.json": JSON.stringify(checkpointConfig(config, alphabet), null, 2) + "\n",
   };
 }
 
+/** Options of `saveCheckpoint()`. */
+export interface SaveCheckpointOptions {
+  /** The layout of the linear weights in `params` (`KernelSet.layout`). @default "[in, out]" */
+  layout?: LinearLayout;
+  /** Files written alongside, name → bytes or text. @default {} */
+  extra?: Record<string, Uint8Array | string>;
+}
+
 /**
- * Saves a model as a checkpoint directory (`extra` files are written alongside).
+ * Saves a model as a checkpoint directory.
  *
  * @example
  * ```ts
- * await saveCheckpoint("checkpoints/mine", params, config, tokenizer.alphabet);
+ * await saveCheckpoint("out/model", params, config, tokenizer.alphabet, { layout: kernels.layout });
  * ```
  */
 export async function saveCheckpoint(
@@ -147,13 +161,14 @@ export async function saveCheckpoint(
   params: Record<string, tf.Tensor>,
   config: ModelConfig,
   alphabet: string,
-  extra: Record<string, Uint8Array | string> = {},
+  options: SaveCheckpointOptions = {},
 ): Promise<void> {
-  await writeDirAtomic(dir, { ...await checkpointFiles(params, config, alphabet), ...extra });
+  const files = await checkpointFiles(params, config, alphabet, options.layout);
+  await writeDirAtomic(dir, { ...files, ...options.extra });
 }
 
 /**
- * A checkpoint read back: its config, tokenizer alphabet and weights (our [in, out] layout).
+ * A checkpoint read back: its config, tokenizer alphabet and weights (in the layout asked for).
  *
  * @example
  * ```ts
@@ -164,29 +179,32 @@ export async function saveCheckpoint(
 export interface LoadedCheckpoint {
   config: ModelConfig;
   alphabet: string;
-  /** Weights by name, shaped as `paramShapes(config)`. */
+  /** Weights by name, shaped as `paramShapes(config, layout)`. */
   weights: Record<string, TensorData>;
 }
 
 /**
  * Reads a checkpoint directory written by `saveCheckpoint` (a run's are under
- * `<run dir>/checkpoints/`).
+ * `<run dir>/checkpoints/`), linear weights turned to `layout` (the kernel set's).
  *
  * @example
  * ```ts
- * const loaded = await loadCheckpoint("runs/addition-gift-…/checkpoints/final");
+ * const loaded = await loadCheckpoint("runs/addition-gift-…/checkpoints/final", kernels.layout);
  * const params = weightsToTensors(loaded.weights, false);
  * ```
  */
-export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+export async function loadCheckpoint(
+  dir: string,
+  layout: LinearLayout = "[in, out]",
+): Promise<LoadedCheckpoint> {
   const raw = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)) as CheckpointConfig;
   const config = configFromCheckpoint(raw);
   const { tensors } = decodeSafetensors(await Deno.readFile(`${dir}/model.safetensors`));
   const weights: Record<string, TensorData> = {};
-  for (const [name, { shape }] of Object.entries(paramShapes(config))) {
+  for (const [name, { shape }] of Object.entries(paramShapes(config, layout))) {
     const t = tensors[name];
     if (!t) throw new Error(`Cannot load checkpoint ${dir}: model.safetensors lacks '${name}'`);
-    const linear = isLinear(name);
+    const linear = layout === "[in, out]" && isLinear(name); // stored transposed on disk
     const want = linear ? [shape[1]!, shape[0]!] : shape;
     if (t.shape.join(",") !== want.join(",")) {
       throw new Error(

@@ -21,15 +21,17 @@ import {
 import { decodeSafetensors, encodeSafetensors } from "../../engine/model/safetensors.ts";
 import { BOS, charTokenizer, EOS, PAD } from "../../engine/model/tokenizer.ts";
 import { forward, type ModelConfig, type Params } from "../../engine/model/transformer.ts";
+import type { KernelSet } from "../../engine/kernels/types.ts";
 
 /** The name of the scalar head in `model.safetensors`, as in Hugging Face. */
 export const SCORE_WEIGHT = "score.weight";
 
 /**
- * Scores of `ids` ([B, T] int32, left-padded by `padding[b]`): the head applied to the hidden
- * state of the last position. [B]
+ * Scores of `ids` ([B, T] int32, left-padded by `padding[b]`) with the kernel set `kernels`: the
+ * head applied to the hidden state of the last position. [B]
  */
 export function rewardScores(
+  kernels: KernelSet,
   params: Params,
   config: ModelConfig,
   ids: tf.Tensor2D,
@@ -38,7 +40,7 @@ export function rewardScores(
   const time = ids.shape[1];
   const head = params[SCORE_WEIGHT];
   if (!head) throw new Error(`The reward model has no '${SCORE_WEIGHT}'`);
-  const { hidden } = forward(params, config, ids, { logitsFrom: time - 1, padding }); // [B, 1, d]
+  const { hidden } = forward(kernels, params, config, ids, { logitsFrom: time - 1, padding }); // [B, 1, d]
   const last = tf.reshape(hidden, [ids.shape[0], config.dModel]); // [B, d]
   return tf.reshape(tf.matMul(last, tf.transpose(head)), [-1]) as tf.Tensor1D; // [B]
 }
@@ -64,19 +66,23 @@ export async function saveRewardModel(
 
 /**
  * A scorer reading the reward model at `dir`: it scores `<bos>` + prompt + completion + `<eos>`
- * in batches of `batchSize`. Errors (a missing directory, a policy checkpoint without a head, a
+ * in batches of `batchSize`, with the kernel set `kernels` (`useBackend()`'s). Errors (a missing directory, a policy checkpoint without a head, a
  * character outside the model's tokenizer) are one line naming the checkpoint.
  *
  * @example
  * ```ts
- * const scorer = await rewardModelScorer("runs/rm/checkpoints/final", 64);
+ * const scorer = await rewardModelScorer("runs/rm/checkpoints/final", 64, kernels);
  * const [score] = await scorer.score([{ prompt: "1+1=", completion: "2", answer: "2", row: {}, tokens: 2, truncated: false }]);
  * ```
  */
-export async function rewardModelScorer(dir: string, batchSize: number): Promise<BatchScorer> {
+export async function rewardModelScorer(
+  dir: string,
+  batchSize: number,
+  kernels: KernelSet,
+): Promise<BatchScorer> {
   let loaded;
   try {
-    loaded = await loadCheckpoint(dir);
+    loaded = await loadCheckpoint(dir, kernels.layout);
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
     throw new Error(`reward model ${dir}: cannot load: ${why}`);
@@ -119,7 +125,13 @@ export async function rewardModelScorer(dir: string, batchSize: number): Promise
           const padding = good.map((e) => width - e.length);
           const ids = good.map((e, i) => [...new Array<number>(padding[i]!).fill(PAD), ...e]);
           const scores = tf.tidy(() =>
-            rewardScores(params, config, tf.tensor2d(ids, [good.length, width], "int32"), padding)
+            rewardScores(
+              kernels,
+              params,
+              config,
+              tf.tensor2d(ids, [good.length, width], "int32"),
+              padding,
+            )
           );
           const values = (await scores.data()) as Float32Array;
           scores.dispose();

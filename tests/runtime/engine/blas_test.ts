@@ -1,11 +1,13 @@
 // OpenBLAS matrix products must equal the backend's own (1e-5 relative, norm-wise): every layout
 // the model and its gradients use, batched and broadcast, and a whole forward and backward pass.
-// Without the library the tests are skipped, unless GIFTWRAP_REQUIRE_BLAS=1 (CI installs it).
+// Without the library the tests are skipped, saying so, unless GIFTWRAP_REQUIRE_BLAS=1 (CI installs
+// it).
 
 import assert from "node:assert/strict";
 import { relativeError } from "../_numeric.ts";
 import { tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { loadBlas, unregisterBlasMatMul } from "../../../runtime/engine/blas.ts";
+import { BLAS_PROBE as probe, needsBlas } from "../_blas.ts";
 import {
   initParams,
   modelConfig,
@@ -14,10 +16,6 @@ import {
 import { Rng } from "../../../runtime/engine/random.ts";
 import { tinyPlan } from "../_tiny.ts";
 import { lines, withTempDir } from "../../_helpers.ts";
-
-const probe = loadBlas();
-const REQUIRED = Deno.env.get("GIFTWRAP_REQUIRE_BLAS") === "1";
-const ignore = !probe.ok && !REQUIRED;
 
 /** Products of the model's forward and backward passes: [a shape, b shape, transposeA, transposeB]. */
 const CASES: [number[], number[], boolean, boolean][] = [
@@ -34,8 +32,7 @@ const CASES: [number[], number[], boolean, boolean][] = [
 
 for (const backend of ["wasm", "cpu"] as const) {
   Deno.test({
-    name: `registerBlasMatMul() on ${backend}: every product equals the backend's own`,
-    ignore,
+    ...needsBlas(`registerBlasMatMul() on ${backend}: every product equals the backend's own`),
     async fn() {
       assert.ok(probe.ok, `OpenBLAS is required here: ${!probe.ok && probe.reason}`);
       const withBlas = await useBackend(backend);
@@ -61,18 +58,18 @@ for (const backend of ["wasm", "cpu"] as const) {
   });
 
   Deno.test({
-    name:
+    ...needsBlas(
       `registerBlasMatMul() on ${backend}: a forward and backward pass equals the backend's own`,
-    ignore,
+    ),
     async fn() {
       const plan = tinyPlan({ policy: { kind: "tinyGpt", layers: 2, dModel: 64, heads: 4 } });
       const config = modelConfig(plan.model);
       const ids = tf.tensor2d([[1, 4, 13, 7, 14, 5, 2], [1, 9, 13, 12, 14, 4, 8]], [2, 7], "int32");
       const pass = async (blas: boolean) => {
-        await useBackend(backend, { blas });
+        const { kernels } = await useBackend(backend, { blas });
         const params = initParams(config, new Rng(3));
         const { value, grads } = tf.variableGrads(
-          () => tf.sum(tokenLogProbs(params, config, ids, 4, 1, [0, 0])) as tf.Scalar,
+          () => tf.sum(tokenLogProbs(kernels, params, config, ids, 4, 1, [0, 0])) as tf.Scalar,
           Object.values(params),
         );
         const out = {
@@ -103,7 +100,11 @@ Deno.test("loadBlas() says why when no library loads, and useBackend() runs with
   );
   const off = await useBackend("wasm", { blas: false });
   assert.deepEqual(off.matmul, { blas: null, reason: "turned off" });
-  assert.equal(off.description, "wasm (SIMD, 1 thread)");
+  assert.equal(
+    off.description,
+    "wasm (SIMD, 1 thread) · matmul: tfjs's kernels (OpenBLAS turned off)",
+  );
+  assert.equal(off.kernels.blas, false);
   unregisterBlasMatMul("wasm"); // a second time does nothing
 });
 
@@ -138,6 +139,6 @@ Deno.test("useBackend() without the FFI permission runs the backend's own matmul
   assert.equal(code, 0, text.decode(stderr));
   assert.deepEqual(lines(text.decode(stdout)), [
     JSON.stringify({ blas: null, reason: "no FFI permission (--allow-ffi)" }),
-    "wasm (SIMD, 1 thread)",
+    "wasm (SIMD, 1 thread) · matmul: tfjs's kernels, several times slower (OpenBLAS needs --allow-ffi)",
   ]);
 });

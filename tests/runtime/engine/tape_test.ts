@@ -12,7 +12,7 @@ import { tinyPlan } from "../_tiny.ts";
 
 /** A GIFT train step's gradients (and their peak tensor bytes) on a 2-layer model, 64 rows. */
 async function step(backend: BackendName, free: boolean) {
-  await useBackend(backend);
+  const { kernels } = await useBackend(backend);
   freeDuringBackprop(free);
   try {
     const config = modelConfig(
@@ -33,7 +33,7 @@ async function step(backend: BackendName, free: boolean) {
     const profile = await tf.profile(async () => {
       const { value, grads: g } = tf.variableGrads(() =>
         tf.tidy(() => {
-          const logp = tokenLogProbs(params, config, ids, 5);
+          const logp = tokenLogProbs(kernels, params, config, ids, 5);
           return objectives.gift.loss(
             { logp, oldLogp: stopGradient(logp), refLogp, mask, rewards, groupSize: 4 },
             { betaC: 1, stdEpsilon: 1e-6 } as never,

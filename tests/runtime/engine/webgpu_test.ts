@@ -19,15 +19,13 @@ import { Rng } from "../../../runtime/engine/random.ts";
 import { sampleCompletions } from "../../../runtime/rl/sample.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { tinyPlan } from "../_tiny.ts";
-import { HAS_WEBGPU } from "../_webgpu.ts";
+import { needsWebgpu } from "../_webgpu.ts";
 import {
   logpGradient,
   presetReadsReference,
   randomBatchData,
   toBatch,
 } from "../rl/objectives/_conformance.ts";
-
-const ignore = !HAS_WEBGPU;
 
 /** `actual` equals `expected` within `tolerance` of the largest |expected| (at least 1e-3). */
 function assertNear(
@@ -68,8 +66,7 @@ const OPTIONS: Record<keyof typeof objectives, object> = {
 for (const [name, each] of Object.entries(objectives)) {
   const objective = each as Objective<unknown>;
   Deno.test({
-    name: `webgpu: ${name}'s loss and its gradient equal cpu's`,
-    ignore,
+    ...needsWebgpu(`webgpu: ${name}'s loss and its gradient equal cpu's`),
     async fn() {
       const data = randomBatchData(31, { groups: 3, groupSize: 4, length: 6 });
       const options = OPTIONS[name as keyof typeof objectives];
@@ -91,8 +88,9 @@ for (const [name, each] of Object.entries(objectives)) {
 }
 
 Deno.test({
-  name: "webgpu: tf.addN of 2 to 20 tensors is their sum (tfjs's own kernel fails from 8 on)",
-  ignore,
+  ...needsWebgpu(
+    "webgpu: tf.addN of 2 to 20 tensors is their sum (tfjs's own kernel fails from 8 on)",
+  ),
   async fn() {
     await useBackend("webgpu");
     for (const n of [2, 7, 8, 9, 15, 20]) {
@@ -109,8 +107,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu: AdamW steps (clipping, weight decay on matrices) equal cpu's",
-  ignore,
+  ...needsWebgpu("webgpu: AdamW steps (clipping, weight decay on matrices) equal cpu's"),
   async fn() {
     // Nine parameters: a norm over 8 or more once went through webgpu's broken AddN (optim.ts).
     const shapes = [[6, 5], [5], [4, 3], [3], [2, 2], [7], [3, 3], [1, 4], [5]];
@@ -129,7 +126,7 @@ Deno.test({
       schedule: "cosine" as const,
     };
     const on = async (backend: BackendName) => {
-      await useBackend(backend);
+      const { kernels } = await useBackend(backend);
       const tensors = (values: number[][]) =>
         Object.fromEntries(values.map((v, i) => [`p${i}`, tf.tensor(v, shapes[i])]));
       const params = Object.fromEntries(
@@ -139,7 +136,7 @@ Deno.test({
       const norms: number[] = [];
       for (const g of grads) {
         const byName = tensors(g);
-        norms.push((await adamWStep(state, params, byName)).gradNorm);
+        norms.push((await adamWStep(kernels, state, params, byName)).gradNorm);
         tf.dispose(Object.values(byName));
       }
       const read = async (of: Record<string, tf.Tensor>) =>
@@ -162,8 +159,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu: KV-cache sampling draws cpu's tokens with cpu's log-probs",
-  ignore,
+  ...needsWebgpu("webgpu: KV-cache sampling draws cpu's tokens with cpu's log-probs"),
   async fn() {
     const config = modelConfig(tinyPlan().model);
     const tokenizer = charTokenizer("0123456789+=");
@@ -171,9 +167,9 @@ Deno.test({
       Array.from({ length: 4 }, () => [1, ...tokenizer.encode(p)])
     );
     const on = async (backend: BackendName) => {
-      await useBackend(backend);
+      const { kernels } = await useBackend(backend);
       const params = initParams(config, new Rng(3));
-      const out = await sampleCompletions(params, config, tokenizer, prompts, {
+      const out = await sampleCompletions(kernels, params, config, tokenizer, prompts, {
         temperature: 1,
         topK: 0,
         topP: 1,
@@ -191,8 +187,9 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu: two steps of the tiny recipe (warm start, sampling, GIFT, AdamW) match cpu",
-  ignore,
+  ...needsWebgpu(
+    "webgpu: two steps of the tiny recipe (warm start, sampling, GIFT, AdamW) match cpu",
+  ),
   async fn() {
     const run = (backend: BackendName) =>
       withTempDir((runsDir) =>

@@ -48,10 +48,11 @@ function parity(): SourceScorer {
 }
 
 async function withSampler<T>(source: SourceScorer, body: (s: GroupSampler) => Promise<T>) {
-  await useBackend("wasm");
+  const { kernels } = await useBackend("wasm");
   const params = initParams(CONFIG, new Rng(1));
   let next = 0;
   const sampler: GroupSampler = {
+    kernels,
     params,
     config: CONFIG,
     tokenizer: tok,

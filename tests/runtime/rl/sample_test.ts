@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { tf, useBackend } from "../../../runtime/engine/backend.ts";
+import { type KernelSet, tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { charTokenizer, EOS, PAD } from "../../../runtime/engine/model/tokenizer.ts";
 import {
   forward,
@@ -27,20 +27,30 @@ const CONFIG: ModelConfig = {
 const PROMPTS = ["12+34=", "55+01=", "99+99="].map((p) => [1, ...tok.encode(p)]);
 const OPTIONS = { temperature: 1, topK: 0, topP: 1, maxNewTokens: 5 };
 
-async function withModel<T>(body: (params: Record<string, tf.Variable>) => Promise<T>) {
-  await useBackend("wasm");
+async function withModel<T>(
+  body: (params: Record<string, tf.Variable>, kernels: KernelSet) => Promise<T>,
+) {
+  const { kernels } = await useBackend("wasm");
   const params = initParams(CONFIG, new Rng(11));
   try {
-    return await body(params);
+    return await body(params, kernels);
   } finally {
     tf.dispose(Object.values(params));
   }
 }
 
 Deno.test("sampleCompletions() is a function of the seed", async () => {
-  await withModel(async (params) => {
+  await withModel(async (params, kernels) => {
     const draw = (seed: number) =>
-      sampleCompletions(params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(seed).fork("sample"));
+      sampleCompletions(
+        kernels,
+        params,
+        CONFIG,
+        tok,
+        PROMPTS,
+        OPTIONS,
+        new Rng(seed).fork("sample"),
+      );
     const a = await draw(5);
     const b = await draw(5);
     const c = await draw(6);
@@ -50,8 +60,8 @@ Deno.test("sampleCompletions() is a function of the seed", async () => {
 });
 
 Deno.test("sampleCompletions() pads after <eos>, masks it in, and logs tempered log-probs", async () => {
-  await withModel(async (params) => {
-    const out = await sampleCompletions(params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(3));
+  await withModel(async (params, kernels) => {
+    const out = await sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(3));
     const P = 7;
     const C = OPTIONS.maxNewTokens;
     assert.equal(out.ids.length, 3 * (P + C));
@@ -68,7 +78,7 @@ Deno.test("sampleCompletions() pads after <eos>, masks it in, and logs tempered 
     }
     // The recorded log-prob of each token is log-softmax of the full forward pass's logits.
     const ids = tf.tensor2d(out.ids, [3, P + C], "int32");
-    const logits = tf.tidy(() => forward(params, CONFIG, ids).logits.arraySync());
+    const logits = tf.tidy(() => forward(kernels, params, CONFIG, ids).logits.arraySync());
     ids.dispose();
     for (let b = 0; b < 3; b++) {
       for (let t = 0; t < out.lengths[b]!; t++) {
@@ -82,16 +92,16 @@ Deno.test("sampleCompletions() pads after <eos>, masks it in, and logs tempered 
 });
 
 Deno.test("sampleCompletions() with temperature 0 decodes greedily, drawing nothing", async () => {
-  await withModel(async (params) => {
+  await withModel(async (params, kernels) => {
     const greedy = { ...OPTIONS, temperature: 0 };
     const rng = new Rng(9);
     const before = rng.state();
-    const out = await sampleCompletions(params, CONFIG, tok, PROMPTS, greedy, rng);
+    const out = await sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, greedy, rng);
     assert.deepEqual(rng.state(), before);
     const P = 7;
     const width = P + OPTIONS.maxNewTokens;
     const ids = tf.tensor2d(out.ids, [3, width], "int32");
-    const logits = tf.tidy(() => forward(params, CONFIG, ids).logits.arraySync());
+    const logits = tf.tidy(() => forward(kernels, params, CONFIG, ids).logits.arraySync());
     ids.dispose();
     for (let b = 0; b < 3; b++) {
       for (let t = 0; t < out.lengths[b]!; t++) {
@@ -103,8 +113,8 @@ Deno.test("sampleCompletions() with temperature 0 decodes greedily, drawing noth
 });
 
 Deno.test("sampleCompletions() ends a completion at a stop string", async () => {
-  await withModel(async (params) => {
-    const out = await sampleCompletions(params, CONFIG, tok, PROMPTS, {
+  await withModel(async (params, kernels) => {
+    const out = await sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, {
       ...OPTIONS,
       maxNewTokens: 8,
       stop: ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "+", "="],
@@ -116,26 +126,42 @@ Deno.test("sampleCompletions() ends a completion at a stop string", async () => 
 });
 
 Deno.test("sampleCompletions() leaves no tensor behind", async () => {
-  await withModel(async (params) => {
-    await sampleCompletions(params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(1));
+  await withModel(async (params, kernels) => {
+    await sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(1));
     const before = tf.memory().numTensors;
-    await sampleCompletions(params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(2));
+    await sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, OPTIONS, new Rng(2));
     assert.equal(tf.memory().numTensors, before);
   });
 });
 
 Deno.test("sampleCompletions() left-pads shorter prompts without changing their completions", async () => {
-  await withModel(async (params) => {
+  await withModel(async (params, kernels) => {
     const greedy = { ...OPTIONS, temperature: 0 };
     const prompts = [[1, ...tok.encode("12+34=")], [1, ...tok.encode("5+1=")], [
       1,
       ...tok.encode("7="),
     ]];
-    const together = await sampleCompletions(params, CONFIG, tok, prompts, greedy, new Rng(1));
+    const together = await sampleCompletions(
+      kernels,
+      params,
+      CONFIG,
+      tok,
+      prompts,
+      greedy,
+      new Rng(1),
+    );
     assert.equal(together.promptLength, 7);
     assert.deepEqual(together.padding, [0, 2, 4]);
     for (const [b, prompt] of prompts.entries()) {
-      const alone = await sampleCompletions(params, CONFIG, tok, [prompt], greedy, new Rng(1));
+      const alone = await sampleCompletions(
+        kernels,
+        params,
+        CONFIG,
+        tok,
+        [prompt],
+        greedy,
+        new Rng(1),
+      );
       assert.equal(together.texts[b], alone.texts[0]);
       for (let t = 0; t < together.lengths[b]!; t++) {
         assert.ok(Math.abs(together.logp[b * 5 + t]! - alone.logp[t]!) < 1e-5);
@@ -143,7 +169,15 @@ Deno.test("sampleCompletions() left-pads shorter prompts without changing their 
     }
     await assert.rejects(
       () =>
-        sampleCompletions(params, CONFIG, tok, prompts, { ...greedy, promptLength: 5 }, new Rng(1)),
+        sampleCompletions(
+          kernels,
+          params,
+          CONFIG,
+          tok,
+          prompts,
+          { ...greedy, promptLength: 5 },
+          new Rng(1),
+        ),
       /a prompt of 7 tokens is longer than the 5 allowed/,
     );
   });

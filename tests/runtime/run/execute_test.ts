@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { planHash } from "../../../mod.ts";
-import { tf, useBackend } from "../../../runtime/engine/backend.ts";
+import { type KernelSet, tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { execute, type RunResult, RunSetupError } from "../../../runtime/run/execute.ts";
 import { loadCheckpoint, weightsToTensors } from "../../../runtime/engine/model/checkpoint.ts";
 import { forward, initParams } from "../../../runtime/engine/model/transformer.ts";
@@ -31,6 +31,8 @@ interface TinyRun {
   log: string[];
   tensorsAfterStep: number[];
   finalLogits: number[][][];
+  /** The kernel set the run used. */
+  kernels: KernelSet;
   runsDir: string;
 }
 
@@ -40,17 +42,20 @@ async function runTiny(runsDir: string): Promise<TinyRun> {
   const log: string[] = [];
   const tensorsAfterStep: number[] = [];
   let finalLogits: number[][][] = [];
+  let kernels: KernelSet | null = null;
   const result = await execute(tinyPlan(), {
     runsDir,
     log: (line) => log.push(line),
     onStep: () => tensorsAfterStep.push(tf.memory().numTensors),
     onFinish: (run) => {
+      kernels = run.kernels;
       finalLogits = tf.tidy(() =>
-        forward(run.params, run.config, tf.tensor2d(IDS, [2, 7], "int32")).logits.arraySync()
+        forward(run.kernels, run.params, run.config, tf.tensor2d(IDS, [2, 7], "int32")).logits
+          .arraySync()
       );
     },
   });
-  return { result, log, tensorsAfterStep, finalLogits, runsDir };
+  return { result, log, tensorsAfterStep, finalLogits, kernels: kernels!, runsDir };
 }
 
 async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
@@ -194,7 +199,7 @@ Deno.test("execute() on the tiny recipe", async (t) => {
       const { config, weights } = await loadCheckpoint(`${result.dir}/checkpoints/final`);
       const params = weightsToTensors(weights, false);
       const logits = tf.tidy(() =>
-        forward(params, config, tf.tensor2d(IDS, [2, 7], "int32")).logits.arraySync()
+        forward(run.kernels, params, config, tf.tensor2d(IDS, [2, 7], "int32")).logits.arraySync()
       );
       tf.dispose(Object.values(params));
       assert.deepEqual(logits, run.finalLogits);

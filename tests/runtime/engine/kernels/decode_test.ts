@@ -1,61 +1,35 @@
-// The OpenBLAS decoder must give forward()'s logits (1e-5 relative, norm-wise) on wasm and cpu:
-// prefill then one token at a time, with grouped-query attention, tied and untied heads and left
-// padding. Without the library the tests are skipped, unless GIFTWRAP_REQUIRE_BLAS=1.
+// The OpenBLAS decoder (runtime/engine/kernels/decode.ts) must give forward()'s logits (1e-5
+// relative, norm-wise) on wasm and cpu: prefill then one token at a time, with grouped-query
+// attention, tied and untied heads and left padding; a row that ended runs no more. Without the
+// library these tests are skipped, saying so, unless GIFTWRAP_REQUIRE_BLAS=1. (Every kernel set's
+// decoder against the plain tfjs forward(): _conformance.ts.)
 
 import assert from "node:assert/strict";
 import { relativeError } from "../../_numeric.ts";
-import { GQA_CONFIG } from "../../_tiny.ts";
+import { BLAS_PROBE, needsBlas } from "../../_blas.ts";
 import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
-import { loadBlas } from "../../../../runtime/engine/blas.ts";
+import type { Blas } from "../../../../runtime/engine/blas.ts";
 import { blasDecoder } from "../../../../runtime/engine/kernels/decode.ts";
-import {
-  forward,
-  initParams,
-  type ModelConfig,
-} from "../../../../runtime/engine/model/transformer.ts";
+import { forward, initParams } from "../../../../runtime/engine/model/transformer.ts";
 import { Rng } from "../../../../runtime/engine/random.ts";
+import { DECODER_CONFIGS } from "./_conformance.ts";
 
-const ignore = !loadBlas().ok && Deno.env.get("GIFTWRAP_REQUIRE_BLAS") !== "1";
+/** The OpenBLAS these tests run with (they are skipped without it). */
+function openBlas(): Blas {
+  assert.ok(BLAS_PROBE.ok, `OpenBLAS is required here: ${!BLAS_PROBE.ok && BLAS_PROBE.reason}`);
+  return BLAS_PROBE.blas;
+}
 
-const CONFIGS: Record<string, ModelConfig> = {
-  "grouped-query attention, untied head": GQA_CONFIG,
-  "one layer, tied head": {
-    vocab: 15,
-    dModel: 64,
-    layers: 1,
-    heads: 2,
-    kvHeads: 2,
-    headDim: 32,
-    ffnDim: 96,
-    contextLength: 12,
-    tiedEmbeddings: true,
-    ropeTheta: 10_000,
-    normEps: 1e-5,
-  },
-  // widths that are not multiples of 4: simd.wat's loops end one value at a time
-  "odd widths": {
-    vocab: 13,
-    dModel: 30,
-    layers: 2,
-    heads: 3,
-    kvHeads: 3,
-    headDim: 10,
-    ffnDim: 42,
-    contextLength: 12,
-    tiedEmbeddings: false,
-    ropeTheta: 10_000,
-    normEps: 1e-5,
-  },
-};
+const CONFIGS = DECODER_CONFIGS;
 
 for (const backend of ["wasm", "cpu"] as const) {
   for (const [what, config] of Object.entries(CONFIGS)) {
     Deno.test({
-      name:
+      ...needsBlas(
         `blasDecoder() on ${backend} (${what}) gives forward()'s logits at every step, rows shared or ended`,
-      ignore,
+      ),
       async fn() {
-        await useBackend(backend);
+        const { kernels } = await useBackend(backend);
         const params = initParams(config, new Rng(4));
         // Large weights, so that the logits are far from 0 and a wrong step shows.
         for (const p of Object.values(params)) p.assign(tf.tidy(() => tf.mul(p, 20)));
@@ -70,20 +44,19 @@ for (const backend of ["wasm", "cpu"] as const) {
         ids.copyWithin(2 * width, 0, prefill);
         const full = tf.tidy(() => {
           const t = tf.tensor2d(ids, [rows, width], "int32");
-          return forward(params, config, t, { padding }).logits.arraySync(); // [B, T, V]
+          return forward(kernels, params, config, t, { padding }).logits.arraySync(); // [B, T, V]
         });
-        const decoder = await blasDecoder(params, config, rows, padding, width);
-        assert.ok(decoder, "OpenBLAS runs the products, so there is a decoder");
+        const decoder = await blasDecoder(openBlas(), params, config, rows, padding, width);
         const columns = (from: number, to: number) =>
           Int32Array.from(
             { length: rows * (to - from) },
             (_, i) => ids[Math.floor(i / (to - from)) * width + from + (i % (to - from))]!,
           );
-        let logits = decoder.next(columns(0, prefill), prefill);
+        let logits = await decoder.next(columns(0, prefill), prefill);
         for (let t = prefill - 1; t < width; t++) {
           // From the second token on, row 3 has ended: it runs no more, and its logits are 0.
           const active = t > prefill ? [0, 1, 2, 4] : undefined;
-          if (t >= prefill) logits = decoder.next(columns(t, t + 1), 1, active);
+          if (t >= prefill) logits = await decoder.next(columns(t, t + 1), 1, active);
           const expected = full.flatMap((row, b) =>
             active && !active.includes(b) ? new Array<number>(config.vocab).fill(0) : row[t]!
           );
@@ -99,37 +72,44 @@ for (const backend of ["wasm", "cpu"] as const) {
   }
 }
 
-Deno.test({
-  name: "blasDecoder() is null where OpenBLAS does not run the backend's products",
-  ignore,
-  async fn() {
+for (const backend of ["wasm", "cpu"] as const) {
+  Deno.test(`useBackend("${backend}") without OpenBLAS samples through forward(): the prefill's bits`, async () => {
     const config = CONFIGS["one layer, tied head"]!;
     try {
-      await useBackend("wasm", { blas: false });
+      const { kernels } = await useBackend(backend, { blas: false });
       const params = initParams(config, new Rng(4));
-      assert.equal(await blasDecoder(params, config, 1, [0], 4), null);
+      const ids = Int32Array.from([1, 5, 6, 7, 0, 1, 9, 10]);
+      const padding = [0, 1];
+      const decoder = await kernels.decoder(params, config, 2, padding, 4);
+      const logits = await decoder.next(ids, 4);
+      decoder.dispose();
+      const expected = tf.tidy(() => {
+        const t = tf.tensor2d(ids, [2, 4], "int32");
+        return forward(kernels, params, config, t, { logitsFrom: 3, padding }).logits.dataSync();
+      });
+      assert.deepEqual(logits, expected);
       tf.dispose(Object.values(params));
     } finally {
-      await useBackend("wasm");
+      await useBackend(backend);
     }
-  },
-});
+  });
+}
 
 Deno.test({
-  name:
+  ...needsBlas(
     "blasDecoder() reads weights again after an update, and a disposed decoder's cache serves the next",
-  ignore,
+  ),
   async fn() {
     const config = CONFIGS["grouped-query attention, untied head"]!;
-    await useBackend("wasm");
+    const { kernels } = await useBackend("wasm");
     const params = initParams(config, new Rng(6));
     const ids = Int32Array.from([1, 5, 6, 7, 0, 1, 9, 10]);
     const padding = [0, 1];
     // Each decoder is disposed, so the next one gets its (not cleared) cache arrays.
     const prefill = async () => {
-      const decoder = (await blasDecoder(params, config, 2, padding, 4))!;
+      const decoder = await blasDecoder(openBlas(), params, config, 2, padding, 4);
       try {
-        return decoder.next(ids, 4);
+        return await decoder.next(ids, 4);
       } finally {
         decoder.dispose();
       }
@@ -137,7 +117,7 @@ Deno.test({
     const expected = () =>
       tf.tidy(() => {
         const t = tf.tensor2d(ids, [2, 4], "int32");
-        return forward(params, config, t, { logitsFrom: 3, padding }).logits.dataSync();
+        return forward(kernels, params, config, t, { logitsFrom: 3, padding }).logits.dataSync();
       });
     const first = await prefill();
     assert.ok(relativeError(first, expected()) < 1e-5);

@@ -41,19 +41,19 @@ function sample(prompt: string, completion: string): Sample {
 }
 
 Deno.test("rewardModelScorer() scores each sample as the model does on it alone", async () => {
-  await useBackend("wasm");
+  const { kernels } = await useBackend("wasm");
   await withTempDir(async (dir) => {
     const params: Record<string, tf.Tensor> = initParams(CONFIG, new Rng(1));
     params[SCORE_WEIGHT] = tf.tensor(normalArray(new Rng(2), 16, 1), [1, 16]);
     await saveRewardModel(dir, params, CONFIG, ALPHABET);
     const samples = [sample("12+34=", "46"), sample("1+1=", "3"), sample("99+99=", "198")];
-    const scorer = await rewardModelScorer(dir, 2);
+    const scorer = await rewardModelScorer(dir, 2, kernels);
     const scores = await scorer.score(samples);
     scorer.close?.();
     for (const [i, s] of samples.entries()) {
       const ids = [BOS, ...tok.encode(s.prompt + s.completion), EOS];
       const alone = tf.tidy(() =>
-        rewardScores(params, CONFIG, tf.tensor2d([ids], [1, ids.length], "int32"), [0])
+        rewardScores(kernels, params, CONFIG, tf.tensor2d([ids], [1, ids.length], "int32"), [0])
           .arraySync()[0]!
       );
       const got = scores[i];
@@ -66,12 +66,12 @@ Deno.test("rewardModelScorer() scores each sample as the model does on it alone"
 });
 
 Deno.test("rewardModelScorer() gives an Error for a sample its tokenizer cannot read", async () => {
-  await useBackend("wasm");
+  const { kernels } = await useBackend("wasm");
   await withTempDir(async (dir) => {
     const params: Record<string, tf.Tensor> = initParams(CONFIG, new Rng(1));
     params[SCORE_WEIGHT] = tf.zeros([1, 16]);
     await saveRewardModel(dir, params, CONFIG, ALPHABET);
-    const scorer = await rewardModelScorer(dir, 8);
+    const scorer = await rewardModelScorer(dir, 8, kernels);
     const [good, bad] = await scorer.score([sample("1+1=", "2"), sample("1+1=", "two")]);
     scorer.close?.();
     assert.equal(good, 0);
@@ -82,16 +82,16 @@ Deno.test("rewardModelScorer() gives an Error for a sample its tokenizer cannot 
 });
 
 Deno.test("rewardModelScorer() refuses a missing directory and a policy checkpoint", async () => {
-  await useBackend("wasm");
+  const { kernels } = await useBackend("wasm");
   await withTempDir(async (dir) => {
     await assert.rejects(
-      () => rewardModelScorer(`${dir}/nothing`, 8),
+      () => rewardModelScorer(`${dir}/nothing`, 8, kernels),
       /^Error: reward model .*\/nothing: cannot load: not found$/,
     );
     const params = initParams(CONFIG, new Rng(1));
     await saveCheckpoint(`${dir}/policy`, params, CONFIG, ALPHABET);
     await assert.rejects(
-      () => rewardModelScorer(`${dir}/policy`, 8),
+      () => rewardModelScorer(`${dir}/policy`, 8, kernels),
       /'score\.weight' of shape \[1, 16\] is missing; a policy checkpoint has no scalar head/,
     );
     tf.dispose(Object.values(params));

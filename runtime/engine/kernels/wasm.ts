@@ -1,0 +1,150 @@
+/**
+ * The `wasm` kernel set: tfjs's WebAssembly backend (SIMD, one thread), whose kernels are fast on
+ * big products and slow to dispatch, with transposed operands, and on broadcasts. Here:
+ *
+ * - RMSNorm, RoPE fused with the split into heads, and AdamW's update are single passes of
+ *   `simd.wat`'s loops on the backend's memory (`rms_norm.ts`, `rope.ts`);
+ * - the embedding is a one-hot product for small vocabularies, and `gather` with a hand-written
+ *   gradient otherwise (wasm has no `gather` gradient);
+ * - the matmul gradient transposes operands first (wasm's transposed products are slow), except
+ *   for products OpenBLAS runs;
+ * - where OpenBLAS runs the backend's products (`blas.ts`), attention's small products go to it one
+ *   (row, head) at a time and sampling runs without tfjs (`decode.ts`).
+ *
+ * A wasm build that does not export its memory gets the same math as JavaScript loops and tfjs ops.
+ *
+ * @module
+ */
+
+import { type Blas, blasProduct } from "../blas.ts";
+import { oneHotFloat, tf } from "../tf.ts";
+import { blasOrOpsAttention } from "./attention.ts";
+import { blasDecoder } from "./decode.ts";
+import { type WasmBackend, wasmValues } from "./memory.ts";
+import { loopRmsNorm, simdRmsNorm } from "./rms_norm.ts";
+import { fusedRopeHeads, rotateHalfByProduct } from "./rope.ts";
+import { type BackendKernels, backendKernels } from "./simd.ts";
+import {
+  adamWOps,
+  attentionOps,
+  linear,
+  logSoftmaxAt,
+  rotaryShape,
+  splitThenRope,
+  swiGlu,
+  tfjsDecoder,
+  transposedFirst,
+} from "./tfjs.ts";
+import type { AdamWUpdate, KernelSet } from "./types.ts";
+
+/**
+ * Vocabularies up to this size are embedded as `oneHot(ids) · table`: wasm's `gather` takes
+ * ~10 ms for any table (1280 rows of 128), the product ~1 ms at 15 tokens and ~2 ms at 512, and is
+ * exact (one term per output). Larger tables keep `gather`.
+ */
+export const ONE_HOT_EMBED_MAX_VOCAB = 1024;
+
+/**
+ * Embedding lookup on wasm. `gather` has no gradient there (its gradient needs
+ * `UnsortedSegmentSum`), so the table's gradient is written by hand as `oneHot(ids)ᵀ · dy`, a plain
+ * matmul; the one-hot matrix is saved with `save` because tensors made in the forward pass are gone
+ * by the time the backward pass runs. For small vocabularies the lookup itself is that product,
+ * whose gradient is the same matmul.
+ */
+export function wasmEmbed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
+  if (vocab <= ONE_HOT_EMBED_MAX_VOCAB) {
+    return tf.matMul(oneHotFloat(ids, vocab) as tf.Tensor2D, table as tf.Tensor2D); // [N, d]
+  }
+  const f = tf.customGrad(
+    ((e: tf.Tensor, oneHot: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([oneHot]);
+      return {
+        value: tf.gather(e, ids), // [N, d]
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const oh = saved[0] as tf.Tensor2D; // [N, V]
+          return [tf.matMul(tf.transpose(oh), dy as tf.Tensor2D), tf.zerosLike(oh)]; // [V, d]
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(table, oneHotFloat(ids, vocab)) as tf.Tensor2D;
+}
+
+/**
+ * AdamW's update of one parameter as one pass of simd.wat's `adamW`: the same float32 steps as
+ * the tfjs ops, bit for bit; ~12 kernels per parameter were nearly all dispatch.
+ */
+function simdAdamW(
+  simd: BackendKernels,
+  p: tf.Variable,
+  g: tf.Tensor,
+  m: tf.Variable,
+  v: tf.Variable,
+  { b1, b2, c1, c2, eps, lr, clip, decay }: AdamWUpdate,
+): void {
+  const [nextP, nextM, nextV] = [p, m, v].map((t) => tf.fill(t.shape, 0));
+  const at = simd.offset;
+  simd.kernels.adamW(
+    at(p),
+    at(g),
+    at(m),
+    at(v),
+    at(nextP!),
+    at(nextM!),
+    at(nextV!),
+    p.size,
+    b1,
+    b2,
+    1 - b1,
+    1 - b2,
+    c1,
+    c2,
+    eps,
+    lr,
+    clip,
+    decay,
+  );
+  m.assign(nextM!);
+  v.assign(nextV!);
+  p.assign(nextP!);
+}
+
+/**
+ * The wasm kernel set on `backend` (the wasm backend's instance, once it is the active backend);
+ * `blas` is the OpenBLAS that runs its products (`useBackend()` registered it), or null.
+ *
+ * @example
+ * ```ts
+ * const { kernels } = await useBackend("wasm"); // wasmKernels(tf.backend(), OpenBLAS or null)
+ * ```
+ */
+export function wasmKernels(backend: unknown, blas: Blas | null): KernelSet {
+  const wasm = backend as WasmBackend;
+  const values = wasmValues(wasm);
+  const simd = backendKernels(wasm);
+  const kernels: KernelSet = {
+    name: "wasm",
+    blas: blas !== null,
+    layout: "[in, out]",
+    linear,
+    product: blas ? blasProduct : transposedFirst,
+    embed: wasmEmbed,
+    rmsNorm: (x, w, eps) => simd ? simdRmsNorm(simd, x, w, eps) : loopRmsNorm(values, x, w, eps),
+    ropeHeads: (x, heads, rotary) => {
+      if (!simd) return splitThenRope(x, heads, rotary, rotateHalfByProduct);
+      const { batch, time } = rotaryShape(x, rotary);
+      const hd = x.shape[1] / heads;
+      return fusedRopeHeads(simd, x, batch, time, heads, hd, rotary.cos, rotary.sin);
+    },
+    attention: blas ? blasOrOpsAttention(blas, values) : attentionOps,
+    swiGlu,
+    logSoftmaxAt,
+    adamW: (p, g, m, v, update) =>
+      simd ? simdAdamW(simd, p, g, m, v, update) : adamWOps(p, g, m, v, update),
+    decoder: (params, config, rows, padding, capacity) =>
+      blas
+        ? blasDecoder(blas, params, config, rows, padding, capacity)
+        : Promise.resolve(tfjsDecoder(kernels, params, config, rows, padding)),
+  };
+  return kernels;
+}

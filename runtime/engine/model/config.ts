@@ -1,0 +1,70 @@
+/**
+ * The model's dimensions and its weights by name: what the model, the kernel sets and the
+ * checkpoints share, in a module of its own so that none of them imports another for a type.
+ *
+ * @module
+ */
+
+import type { tf } from "../tf.ts";
+import type { ModelSpec } from "../../../dsl/plan.ts";
+
+/**
+ * The model's dimensions: a plan's `ModelSpec` without the bookkeeping.
+ *
+ * @example
+ * ```ts
+ * const config: ModelConfig = modelConfig(compile(recipe).model);
+ * config.vocab; // the tokenizer's vocabulary
+ * ```
+ */
+export interface ModelConfig {
+  vocab: number;
+  dModel: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffnDim: number;
+  contextLength: number;
+  tiedEmbeddings: boolean;
+  ropeTheta: number;
+  normEps: number;
+}
+
+/**
+ * The model config of a plan's model spec.
+ *
+ * @example
+ * ```ts
+ * const config = modelConfig(compile(recipe).model);
+ * config.dModel; // 128
+ * ```
+ */
+export function modelConfig(spec: ModelSpec): ModelConfig {
+  const { vocab, dModel, layers, heads, kvHeads, headDim, ffnDim, contextLength } = spec;
+  const { tiedEmbeddings, ropeTheta, normEps } = spec;
+  return {
+    vocab,
+    dModel,
+    layers,
+    heads,
+    kvHeads,
+    headDim,
+    ffnDim,
+    contextLength,
+    tiedEmbeddings,
+    ropeTheta,
+    normEps,
+  };
+}
+
+/**
+ * Model weights by HF name. Variables while training, plain kept tensors for a frozen copy.
+ *
+ * @example
+ * ```ts
+ * const params: Params = weightsToTensors((await loadCheckpoint(dir)).weights, false);
+ * params["model.embed_tokens.weight"]?.shape; // [vocab, dModel]
+ * ```
+ */
+export type Params = Record<string, tf.Tensor>;

@@ -1,0 +1,59 @@
+// Checkpoints hold Hugging Face's [out, in] linear weights whatever the kernel set's layout
+// (runtime/engine/model/checkpoint.ts): written from either layout and read back into either.
+
+import assert from "node:assert/strict";
+import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
+import {
+  loadCheckpoint,
+  saveCheckpoint,
+  toTensorData,
+} from "../../../../runtime/engine/model/checkpoint.ts";
+import { decodeSafetensors } from "../../../../runtime/engine/model/safetensors.ts";
+import { initParams, paramShapes } from "../../../../runtime/engine/model/transformer.ts";
+import { Rng } from "../../../../runtime/engine/random.ts";
+import { withTempDir } from "../../../_helpers.ts";
+import { GQA_CONFIG } from "../../_tiny.ts";
+
+const Q = "model.layers.0.self_attn.q_proj.weight"; // [d, H·hd] = [32, 32] in [in, out]
+const UP = "model.layers.0.mlp.up_proj.weight"; // [32, 64] in [in, out], HF's [64, 32]
+
+Deno.test("paramShapes() turns linear weights to the layout asked for, and nothing else", () => {
+  const inOut = paramShapes(GQA_CONFIG);
+  const outIn = paramShapes(GQA_CONFIG, "[out, in]");
+  assert.deepEqual(inOut[UP]!.shape, [32, 64]);
+  assert.deepEqual(outIn[UP]!.shape, [64, 32]);
+  assert.deepEqual(outIn["lm_head.weight"]!.shape, [15, 32]);
+  assert.deepEqual(outIn["model.embed_tokens.weight"]!.shape, [15, 32]);
+  assert.deepEqual(outIn["model.norm.weight"]!.shape, [32]);
+});
+
+Deno.test("a checkpoint holds HF's [out, in] from either layout, and reads back into either", async () => {
+  await useBackend("cpu");
+  await withTempDir(async (dir) => {
+    const inOut = initParams(GQA_CONFIG, new Rng(1));
+    await saveCheckpoint(`${dir}/a`, inOut, GQA_CONFIG, "0123456789+=");
+    const onDisk = decodeSafetensors(await Deno.readFile(`${dir}/a/model.safetensors`)).tensors;
+    assert.deepEqual(onDisk[UP]!.shape, [64, 32]);
+    const w = (await inOut[UP]!.array()) as number[][]; // [in, out]
+    assert.equal(onDisk[UP]!.data[1 * 32 + 2], Math.fround(w[2]![1]!)); // HF [out 1, in 2]
+    // read into [out, in]: as on disk
+    const outIn = await loadCheckpoint(`${dir}/a`, "[out, in]");
+    assert.deepEqual(outIn.weights[UP]!.shape, [64, 32]);
+    assert.deepEqual(outIn.weights[UP]!.data, onDisk[UP]!.data);
+    // written from [out, in]: the same file contents, so [in, out] reads back the first weights
+    const params = Object.fromEntries(
+      Object.entries(outIn.weights).map(([name, t]) => [name, tf.tensor(t.data, t.shape)]),
+    );
+    assert.deepEqual(
+      (await toTensorData(params, "[out, in]"))[Q]!.data,
+      (await toTensorData(inOut, "[in, out]"))[Q]!.data,
+    );
+    await saveCheckpoint(`${dir}/b`, params, GQA_CONFIG, "0123456789+=", { layout: "[out, in]" });
+    const back = await loadCheckpoint(`${dir}/b`);
+    for (const [name, p] of Object.entries(inOut)) {
+      assert.deepEqual(back.weights[name]!.shape, p.shape, name);
+      assert.deepEqual(back.weights[name]!.data, await p.data(), name);
+    }
+    tf.dispose([...Object.values(params), ...Object.values(inOut)]);
+  });
+});
