@@ -25,7 +25,8 @@ export { RunWriteError } from "./run/run_dir.ts";
 export { lineProgress, type Progress } from "./run/progress.ts";
 
 // Backends.
-export { BackendUnavailableError, useBackend } from "./engine/backend.ts";
+export { type BackendInfo, BackendUnavailableError, useBackend } from "./engine/backend.ts";
+export type { KernelSet } from "./engine/kernels/types.ts";
 
 // The model and its checkpoints.
 export {

@@ -93,7 +93,15 @@ function registerMatMulGradient(kernels: KernelSet): void {
   });
 }
 
-/** What `useBackend()` set up. */
+/**
+ * What `useBackend()` set up: the backend, its one-line description and its kernel set.
+ *
+ * @example
+ * ```ts
+ * const info: BackendInfo = await useBackend("cpu");
+ * console.log(info.description); // "cpu (tfjs JavaScript kernels) · matmul: OpenBLAS …"
+ * ```
+ */
 export interface BackendInfo {
   name: BackendName;
   /**

@@ -68,7 +68,16 @@ export interface Decoder {
   dispose(): void;
 }
 
-/** The fused operations of one backend. */
+/**
+ * The fused operations of one backend, chosen by `useBackend()` and passed to the model, the
+ * optimiser and the sampler.
+ *
+ * @example
+ * ```ts
+ * const { kernels } = await useBackend("wasm");
+ * const logp = tf.tidy(() => tokenLogProbs(kernels, params, config, ids, promptLength)); // [B, C]
+ * ```
+ */
 export interface KernelSet {
   /** Which implementation this is: `"tfjs"` (plain tfjs ops), `"cpu"` or `"wasm"`. */
   readonly name: "tfjs" | "cpu" | "wasm";
