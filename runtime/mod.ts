@@ -6,8 +6,11 @@
  * @module
  */
 
+import type { Plan } from "../dsl/plan.ts";
+import { execute as executePlan, type ExecuteOptions, type RunResult } from "./run/execute.ts";
+
 export * from "./engine/backend.ts";
-export * from "./run/execute.ts";
+export { type ExecuteOptions, type RunResult, RunSetupError } from "./run/execute.ts";
 export * from "./rl/objectives/mod.ts";
 export { type EvalResult, evaluate } from "./rl/evaluate.ts";
 export { type Completions, sampleCompletions, type SampleOptions } from "./rl/sample.ts";
@@ -50,3 +53,24 @@ export {
 } from "./rl/rewards/mod.ts";
 export type { BatchScorer, RewardFn, Sample } from "./rl/rewards/types.ts";
 export { rewardModelScorer, saveRewardModel } from "./rl/rewards/reward_model.ts";
+
+/**
+ * Runs a plan to the end (or until `options.signal` asks it to stop) and returns what it
+ * measured, writing the run directory's `report.html` at each checkpoint and at the end unless
+ * `options.report` says otherwise.
+ *
+ * @example
+ * ```ts
+ * const result = await execute(compile(recipe), { runsDir: "runs" });
+ * console.log(result.accuracyBefore, result.accuracyAfter, result.dir);
+ * ```
+ */
+export function execute(plan: Plan, options: ExecuteOptions = {}): Promise<RunResult> {
+  return executePlan(plan, { ...options, report: options.report ?? writeRunReport });
+}
+
+/** `report.html` as `analysis/report/` draws it, loaded on first use: the run does not need it. */
+async function writeRunReport(dir: string): Promise<string> {
+  const { writeReport } = await import("../analysis/report/mod.ts");
+  return await writeReport(dir);
+}
