@@ -19,7 +19,8 @@
  * the data cursor and AdamW's state are part of the checkpoint, and the logs are cut back to it.
  *
  * Each phase is a function of its own file: `setup.ts`, `open.ts` (the run directory),
- * `reference.ts`, `policy.ts`, `trainer.ts`, `schedule.ts` (the steps) and `finish.ts`.
+ * `reference.ts`, `policy.ts`, `trainer.ts`, `schedule.ts` (the steps) and `finish.ts`; a request
+ * to stop is checked between steps (`interrupt.ts`).
  *
  * @module
  */

@@ -54,8 +54,8 @@ export interface Resumable extends AsyncDisposable {
   info: RunInfo | null;
   /** The newest complete checkpoint; null to start the run over in its directory. */
   checkpoint: RunCheckpoint | null;
-  /** `run.lock`, held until the run ends. */
-  lock: RunLock;
+  /** `run.lock`, held until the run ends (disposing the directory or this lets go of it). */
+  lock: AsyncDisposable;
 }
 
 /**
@@ -207,7 +207,7 @@ export class RunDirectory implements AsyncDisposable {
     readonly resumed: boolean,
     /** The checkpoint the run continues from; null for a run from the start. */
     readonly checkpoint: RunCheckpoint | null,
-    readonly lock: RunLock,
+    readonly lock: AsyncDisposable,
     readonly options: Pick<OpenOptions, "report" | "progress">,
   ) {
     this.checkpointsDir = `${dir}/checkpoints`;

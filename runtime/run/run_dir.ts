@@ -1,6 +1,8 @@
 /**
  * The run directory on disk, and nothing else: its provenance record (`run.json`), the append-only
- * logs (`metrics.jsonl`, `samples.jsonl`), and the checkpoints under `checkpoints/`.
+ * logs (`metrics.jsonl`, `samples.jsonl`, read back by {@linkcode parseMetrics}), the checkpoints
+ * under `checkpoints/`, and `run.lock`, which exists while a process runs the run. It loads no
+ * TensorFlow.js: what reads finished runs (`analysis/`) builds on it.
  *
  * Every file that is rewritten (`run.json`, `report.html`, a checkpoint directory) is written
  * under a temporary name, synced and renamed into place, so a crash leaves the old version or the
