@@ -195,15 +195,12 @@ function program(fail: (code: number) => void) {
       // Bars on a terminal, a plain line per step otherwise (CI logs, pipes).
       const { barProgress } = await import("./runtime/run/progress_bar.ts");
       const progress = barProgress();
-      // Ctrl-C (or SIGTERM) once: finish the step, write a checkpoint, exit 130. Twice: exit now.
-      const stop = new AbortController();
-      const onSignal = () => {
-        if (stop.signal.aborted) Deno.exit(EXIT.interrupted);
-        progress.log("stopping after this step to write a checkpoint (Ctrl-C again to quit now)");
-        stop.abort();
-      };
-      const signals = ["SIGINT", "SIGTERM"] as const;
-      for (const s of signals) Deno.addSignalListener(s, onSignal);
+      // Ctrl-C (or SIGTERM) once: finish the step, write a checkpoint, exit 130. Twice: exit now,
+      // even in the middle of a long step (the signals are taken off the thread that trains).
+      const { stopOnSignals } = await import("./runtime/run/interrupt.ts");
+      using stop = await stopOnSignals(() =>
+        progress.log("stopping after this step to write a checkpoint (Ctrl-C again to quit now)")
+      );
       const executeOptions = {
         progress,
         runsDir: options.runsDir,
@@ -237,8 +234,6 @@ function program(fail: (code: number) => void) {
           return;
         }
         throw e;
-      } finally {
-        for (const s of signals) Deno.removeSignalListener(s, onSignal);
       }
     });
 

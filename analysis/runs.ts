@@ -10,8 +10,7 @@
  * @module
  */
 
-import { isRunLocked } from "../runtime/run/run_dir.ts";
-import { parseMetrics } from "./compare/metrics.ts";
+import { isRunLocked, parseMetrics } from "../runtime/run/run_dir.ts";
 
 /**
  * Where a run stands: what its `run.json` says (`running`, `finished`, `failed`, `interrupted`),
@@ -213,7 +212,7 @@ async function readProgress(dir: string): Promise<RunProgress> {
     rewardMean: null,
   };
   const text = await readOptional(`${dir}/metrics.jsonl`);
-  for (const line of parseMetrics(text ?? "") as (Record<string, unknown> & { step: number })[]) {
+  for (const line of parseMetrics(text ?? "")) {
     progress.step = Math.max(progress.step, line.step);
     const accuracy = finite(line.evalAccuracy);
     if (accuracy !== null) {

@@ -18,8 +18,11 @@
  * @module
  */
 
-// Running a plan.
-export { execute, type ExecuteOptions, type RunResult, RunSetupError } from "./run/execute.ts";
+import type { Plan } from "../dsl/plan.ts";
+import { execute as executePlan, type ExecuteOptions, type RunResult } from "./run/execute.ts";
+
+// Running a plan (`execute`, below).
+export { type ExecuteOptions, type RunResult, RunSetupError } from "./run/execute.ts";
 export { NonFiniteUpdateError, type StepMetrics } from "./rl/train_step.ts";
 export { RunWriteError } from "./run/run_dir.ts";
 export { lineProgress, type Progress } from "./run/progress.ts";
@@ -81,3 +84,24 @@ export {
   stopGradient,
   tokenRatio,
 } from "./rl/objectives/mod.ts";
+
+/**
+ * Runs a plan to the end (or until `options.signal` asks it to stop) and returns what it
+ * measured, writing the run directory's `report.html` at each checkpoint and at the end unless
+ * `options.report` says otherwise.
+ *
+ * @example
+ * ```ts
+ * const result = await execute(compile(recipe), { runsDir: "runs" });
+ * console.log(result.accuracyBefore, result.accuracyAfter, result.dir);
+ * ```
+ */
+export function execute(plan: Plan, options: ExecuteOptions = {}): Promise<RunResult> {
+  return executePlan(plan, { ...options, report: options.report ?? writeRunReport });
+}
+
+/** `report.html` as `analysis/report/` draws it, loaded on first use: the run does not need it. */
+async function writeRunReport(dir: string): Promise<string> {
+  const { writeReport } = await import("../analysis/report/mod.ts");
+  return await writeReport(dir);
+}

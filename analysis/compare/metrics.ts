@@ -10,6 +10,8 @@
  * @module
  */
 
+import { parseMetrics as parseMetricsRecords } from "../../runtime/run/run_dir.ts";
+
 /** The fields of a `metrics.jsonl` line that a comparison reads (all but `step` optional). */
 export interface MetricsLine {
   step: number;
@@ -53,7 +55,8 @@ export interface RunCurves {
 
 /**
  * Parses the text of a `metrics.jsonl`; a line that is not a JSON object with a numeric `step`
- * (such as a last line cut short by a crash) is skipped.
+ * (such as a last line cut short by a crash) is skipped. The run directory's own reader
+ * (`parseMetrics` in `runtime/run/run_dir.ts`), typed for the fields a comparison reads.
  *
  * @example
  * ```ts
@@ -61,19 +64,7 @@ export interface RunCurves {
  * ```
  */
 export function parseMetrics(text: string): MetricsLine[] {
-  const lines: MetricsLine[] = [];
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    try {
-      const value = JSON.parse(line);
-      if (value !== null && typeof value === "object" && typeof value.step === "number") {
-        lines.push(value as MetricsLine);
-      }
-    } catch {
-      // A partial line: the run stopped while writing it.
-    }
-  }
-  return lines;
+  return parseMetricsRecords(text) as MetricsLine[];
 }
 
 /**

@@ -60,8 +60,11 @@ export interface WarmStartOptions {
   cacheDir: string;
   /** Where matrix products run when not on the backend's own kernel (`BackendInfo.matmul.blas`). */
   matmul?: string | null;
-  /** Called after every step with the step, the total and the step's loss (it may throw to stop). */
-  progress?: (step: number, total: number, loss: number) => void;
+  /**
+   * Called after every step with the step, the total and the step's loss, and awaited (so it may
+   * let the event loop turn); it may throw to stop.
+   */
+  progress?: (step: number, total: number, loss: number) => void | Promise<void>;
 }
 
 /**
@@ -128,7 +131,7 @@ export async function warmStart(
       await adamWStep(kernels, optimizer, params, byName);
       losses.push((await value.data())[0]!);
       tf.dispose([ids, mask, value, ...Object.values(grads)]);
-      options.progress?.(step + 1, sftSteps, losses[losses.length - 1]!);
+      await options.progress?.(step + 1, sftSteps, losses[losses.length - 1]!);
     }
   } finally {
     disposeAdamW(optimizer);

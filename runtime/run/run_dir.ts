@@ -1,6 +1,8 @@
 /**
  * The run directory on disk, and nothing else: its provenance record (`run.json`), the append-only
- * logs (`metrics.jsonl`, `samples.jsonl`), and the checkpoints under `checkpoints/`.
+ * logs (`metrics.jsonl`, `samples.jsonl`, read back by {@linkcode parseMetrics}), the checkpoints
+ * under `checkpoints/`, and `run.lock`, which exists while a process runs the run. It loads no
+ * TensorFlow.js: what reads finished runs (`analysis/`) builds on it.
  *
  * Every file that is rewritten (`run.json`, `report.html`, a checkpoint directory) is written
  * under a temporary name, synced and renamed into place, so a crash leaves the old version or the
@@ -247,16 +249,51 @@ export async function pruneCheckpoints(checkpointsDir: string, keep: number): Pr
 /**
  * Takes `<dir>/run.lock` for as long as the returned file stays open (the operating system frees
  * it when the process ends, however it ends); null when another process holds it. A run holds it
- * while it writes its directory, so no two processes write one run.
+ * while it writes its directory, so no two processes write one run, and removes it when it ends
+ * ({@linkcode unlockRunDir}); a run killed outright leaves it behind, unheld.
  */
 export async function lockRunDir(dir: string): Promise<Deno.FsFile | null> {
-  const file = await writing(
-    `${dir}/run.lock`,
-    () => Deno.open(`${dir}/run.lock`, { read: true, write: true, create: true }),
-  );
-  if (await file.tryLock(true)) return file;
-  file.close();
-  return null;
+  const path = `${dir}/run.lock`;
+  for (;;) {
+    const file = await writing(
+      path,
+      () => Deno.open(path, { read: true, write: true, create: true }),
+    );
+    if (!(await file.tryLock(true))) {
+      file.close();
+      return null;
+    }
+    // The holder before us may have removed the file between our open and our lock: a lock on
+    // that file excludes no one, so take the one at the path now.
+    if (await isFileAt(file, path)) return file;
+    file.close();
+  }
+}
+
+/** Whether `path` names the open `file` now (not a file removed or replaced since it was opened). */
+async function isFileAt(file: Deno.FsFile, path: string): Promise<boolean> {
+  try {
+    const [held, named] = [await file.stat(), await Deno.stat(path)];
+    return held.ino === named.ino && held.dev === named.dev;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * Removes `<dir>/run.lock` and lets go of it: the run has ended (finished, interrupted or failed),
+ * and its directory says so in `run.json`. Removed while still held, so a process that opened the
+ * file meanwhile finds it gone once it gets the lock ({@linkcode lockRunDir} then takes a new one).
+ */
+export async function unlockRunDir(dir: string, lock: Deno.FsFile): Promise<void> {
+  try {
+    await Deno.remove(`${dir}/run.lock`);
+  } catch {
+    // Already gone, or the directory went read-only: the lock is freed on close all the same.
+  } finally {
+    lock.close();
+  }
 }
 
 /** Whether a process holds `<dir>/run.lock` now (false when there is none). */
@@ -274,4 +311,36 @@ export async function isRunLocked(dir: string): Promise<boolean> {
   } finally {
     file.close();
   }
+}
+
+/** A line of `metrics.jsonl` as read back: its step, and its eval accuracy where it has one. */
+export interface MetricsRecord {
+  step: number;
+  evalAccuracy?: number;
+  [field: string]: unknown;
+}
+
+/**
+ * Parses the text of a `metrics.jsonl`; a line that is not a JSON object with a numeric `step`
+ * (such as a last line cut short by a crash) is skipped.
+ *
+ * @example
+ * ```ts
+ * parseMetrics('{"step":0,"evalAccuracy":0.5}\n{"st'); // [{ step: 0, evalAccuracy: 0.5 }]
+ * ```
+ */
+export function parseMetrics(text: string): MetricsRecord[] {
+  const lines: MetricsRecord[] = [];
+  for (const line of text.split("\n")) {
+    if (line.trim() === "") continue;
+    try {
+      const value = JSON.parse(line);
+      if (value !== null && typeof value === "object" && typeof value.step === "number") {
+        lines.push(value as MetricsRecord);
+      }
+    } catch {
+      // A partial line: the run stopped while writing it.
+    }
+  }
+  return lines;
 }

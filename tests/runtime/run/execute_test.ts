@@ -9,6 +9,7 @@ import { Rng } from "../../../runtime/engine/random.ts";
 import type { SampleGroup, StepMetrics } from "../../../runtime/rl/train_step.ts";
 import { decodeSafetensors } from "../../../runtime/engine/model/safetensors.ts";
 import { RewardError } from "../../../runtime/rl/rewards/mod.ts";
+import { writeReport } from "../../../analysis/report/mod.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { tinyPlan } from "../_tiny.ts";
 
@@ -46,6 +47,7 @@ async function runTiny(runsDir: string): Promise<TinyRun> {
   const result = await execute(tinyPlan(), {
     runsDir,
     log: (line) => log.push(line),
+    report: writeReport,
     onStep: () => tensorsAfterStep.push(tf.memory().numTensors),
     onFinish: (run) => {
       kernels = run.kernels;
@@ -118,7 +120,6 @@ Deno.test("execute() on the tiny recipe", async (t) => {
         "recipe.json",
         "report.html",
         "run.json",
-        "run.lock",
         "samples.jsonl",
       ]);
       const plan = tinyPlan();

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  isRunLocked,
   JsonlLog,
+  lockRunDir,
+  parseMetrics,
   pruneCheckpoints,
   RunWriteError,
   stepCheckpoints,
+  unlockRunDir,
   writeCheckpointDir,
   writeFileAtomic,
 } from "../../../runtime/run/run_dir.ts";
@@ -121,4 +125,34 @@ Deno.test("writeFileAtomic() replaces a file whole, and names the file when it c
       /^RunWriteError: Cannot write '.*\/nowhere\/run\.json': No such file or directory/,
     );
   });
+});
+
+Deno.test("unlockRunDir() removes run.lock and frees it; a stale holder of the old file blocks no one", async () => {
+  await withTempDir(async (dir) => {
+    const lock = await lockRunDir(dir);
+    assert.ok(lock);
+    assert.equal(await isRunLocked(dir), true);
+    assert.equal(await lockRunDir(dir), null, "held");
+    // A process that opened run.lock just before its holder let go of it…
+    const stale = await Deno.open(`${dir}/run.lock`, { read: true, write: true });
+    await unlockRunDir(dir, lock);
+    assert.deepEqual(await names(dir), []);
+    assert.equal(await isRunLocked(dir), false);
+    // …may lock that file now, but it is no longer run.lock: the next run takes the new one.
+    assert.equal(await stale.tryLock(true), true);
+    const next = await lockRunDir(dir);
+    assert.ok(next);
+    assert.equal(await isRunLocked(dir), true);
+    stale.close();
+    await unlockRunDir(dir, next);
+    assert.deepEqual(await names(dir), []);
+  });
+});
+
+Deno.test("parseMetrics() reads metrics.jsonl back, skipping blank lines and a line cut short", () => {
+  assert.deepEqual(
+    parseMetrics('{"step":0,"evalAccuracy":0.5}\n\n{"step":1,"kl":0.1}\n["x"]\n{"loss":1}\n{"st'),
+    [{ step: 0, evalAccuracy: 0.5 }, { step: 1, kl: 0.1 }],
+  );
+  assert.deepEqual(parseMetrics(""), []);
 });

@@ -1,0 +1,343 @@
+/**
+ * Opening a run's directory: a new one under the runs directory, or one to resume, cut back to its
+ * newest complete checkpoint. The {@linkcode RunDirectory} it returns is how the run writes there:
+ * `run.json`, the logs, checkpoints and the report. The directory's `run.lock` is held from the
+ * moment it is opened and removed when the run ends, however it ends short of being killed.
+ *
+ * @module
+ */
+
+import type { Plan } from "../../dsl/plan.ts";
+import denoJson from "../../deno.json" with { type: "json" };
+import { type BackendInfo, tf } from "../engine/backend.ts";
+import type { Run } from "../rl/train_step.ts";
+import {
+  readRunCheckpoint,
+  type RunCheckpoint,
+  saveRunCheckpoint,
+  trainerState,
+} from "./checkpoint.ts";
+import type { Progress } from "./progress.ts";
+import {
+  JsonlLog,
+  lockRunDir,
+  type MetricsRecord,
+  osReason,
+  parseMetrics,
+  pruneCheckpoints,
+  type RunInfo,
+  type SampleGroup,
+  stepCheckpoints,
+  unlockRunDir,
+  writeFileAtomic,
+} from "./run_dir.ts";
+import { RunSetupError } from "./setup.ts";
+
+/** `run.lock` while this process holds it; letting go removes it (and does nothing twice). */
+class RunLock implements AsyncDisposable {
+  #file: Deno.FsFile | null;
+
+  constructor(readonly dir: string, file: Deno.FsFile | null) {
+    this.#file = file;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    const file = this.#file;
+    this.#file = null;
+    if (file) await unlockRunDir(this.dir, file);
+  }
+}
+
+/** A resumable run directory, checked before anything loads; disposing it lets go of the lock. */
+export interface Resumable extends AsyncDisposable {
+  dir: string;
+  info: RunInfo | null;
+  /** The newest complete checkpoint; null to start the run over in its directory. */
+  checkpoint: RunCheckpoint | null;
+  /** `run.lock`, held until the run ends (disposing the directory or this lets go of it). */
+  lock: AsyncDisposable;
+}
+
+/**
+ * The run directory to resume, and its last complete checkpoint (a checkpoint that cannot be read
+ * is passed over for the one before it).
+ * @throws {RunSetupError} when it is not a run of this plan, finished, or running now.
+ */
+export async function openResumable(
+  dir: string,
+  hash: string,
+  progress: Progress,
+): Promise<Resumable> {
+  let ran: { hash?: string };
+  try {
+    ran = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "it has no plan.json" : (e as Error).message;
+    throw new RunSetupError(`Cannot resume '${dir}': ${why}`);
+  }
+  if (ran.hash !== hash) {
+    throw new RunSetupError(
+      `Cannot resume '${dir}': it ran plan ${ran.hash}, this recipe compiles to ${hash}; ` +
+        `resume it with the recipe it ran, ${dir}/recipe.json`,
+    );
+  }
+  const finished = (info: RunInfo | null) =>
+    new RunSetupError(`Cannot resume '${dir}': it finished (step ${info?.step})`);
+  let info = await readRunInfo(dir);
+  if (info?.status === "finished") throw finished(info);
+  const file = await lockRunDir(dir).catch((e) => {
+    throw new RunSetupError(`Cannot resume '${dir}': ${(e as Error).message}`);
+  });
+  if (!file) {
+    throw new RunSetupError(
+      `Cannot resume '${dir}': another process is running it (process ${info?.pid})`,
+    );
+  }
+  const lock = new RunLock(dir, file);
+  try {
+    // Again under the lock: a run that was ending as we first looked has said so by now.
+    info = await readRunInfo(dir);
+    if (info?.status === "finished") throw finished(info);
+    let checkpoint: RunCheckpoint | null = null;
+    for (const { dir: name } of await stepCheckpoints(`${dir}/checkpoints`)) {
+      try {
+        checkpoint = await readRunCheckpoint(`${dir}/checkpoints/${name}`, hash);
+        break;
+      } catch (e) {
+        progress.log(
+          `checkpoint ${name} cannot be read (${(e as Error).message}); trying the one before`,
+        );
+      }
+    }
+    return {
+      dir,
+      info,
+      checkpoint,
+      lock,
+      [Symbol.asyncDispose]: () => lock[Symbol.asyncDispose](),
+    };
+  } catch (e) {
+    await lock[Symbol.asyncDispose]();
+    throw e;
+  }
+}
+
+/** `run.json`, or null: an older run directory, or one killed before it was first written. */
+async function readRunInfo(dir: string): Promise<RunInfo | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${dir}/run.json`)) as RunInfo;
+  } catch {
+    return null;
+  }
+}
+
+/** Where a run's directory goes, and what `run.json` records of where it came from. */
+export interface OpenOptions {
+  /** Where a new run directory is created. */
+  runsDir: string;
+  /** Where the recipe came from (a path or URL), recorded in `run.json`. */
+  source?: string;
+  /** Writes `report.html` into the directory; false for none. */
+  report: ((dir: string) => Promise<unknown>) | false;
+  progress: Progress;
+}
+
+/**
+ * Opens the run's directory, `resumed`'s or a new `runs/<name>-<time>/`, and holds its lock;
+ * nothing is written there until {@linkcode RunDirectory.start}.
+ */
+export async function openRunDir(
+  plan: Plan,
+  hash: string,
+  backend: BackendInfo,
+  resumed: Resumable | null,
+  options: OpenOptions,
+): Promise<RunDirectory> {
+  const checkpoint = resumed?.checkpoint ?? null;
+  const resumeStep = checkpoint?.state.step ?? 0;
+  const dir = resumed?.dir ?? await createRunDir(options.runsDir, plan.name);
+  const lock = resumed?.lock ?? new RunLock(dir, await lockRunDir(dir));
+  const now = new Date().toISOString();
+  const info: RunInfo = {
+    format: "giftwrap.run/1",
+    name: plan.name,
+    status: "running",
+    started: resumed?.info?.started ?? now,
+    updated: now,
+    pid: Deno.pid,
+    host: hostname(),
+    recipe: { source: options.source ?? resumed?.info?.recipe.source ?? null },
+    planHash: hash,
+    seed: plan.seed,
+    backend: { name: backend.name, description: backend.description },
+    versions: versions(),
+    steps: plan.schedule.steps,
+    step: resumeStep,
+    checkpoint: checkpoint
+      ? { step: resumeStep, dir: `checkpoints/${basename(checkpoint.dir)}` }
+      : null,
+    resumes: [
+      ...resumed?.info?.resumes ?? [],
+      ...(resumed ? [{ fromStep: resumeStep, at: now }] : []),
+    ],
+    result: null,
+    error: null,
+  };
+  return new RunDirectory(dir, hash, info, resumed !== null, checkpoint, lock, options);
+}
+
+/**
+ * A run's directory as the run writes it: `run.json`, the two logs, checkpoints and the report.
+ * Disposing it closes the logs and removes `run.lock`.
+ */
+export class RunDirectory implements AsyncDisposable {
+  readonly checkpointsDir: string;
+  #metrics: JsonlLog | null = null;
+  #samples: JsonlLog | null = null;
+  /** `metrics.jsonl` as written so far, which each checkpoint keeps a copy of. */
+  #metricsText: string;
+
+  constructor(
+    /** The run directory. */
+    readonly dir: string,
+    readonly hash: string,
+    /** `run.json` as last written. */
+    public info: RunInfo,
+    /** Whether the directory is a resumed run's. */
+    readonly resumed: boolean,
+    /** The checkpoint the run continues from; null for a run from the start. */
+    readonly checkpoint: RunCheckpoint | null,
+    readonly lock: AsyncDisposable,
+    readonly options: Pick<OpenOptions, "report" | "progress">,
+  ) {
+    this.checkpointsDir = `${dir}/checkpoints`;
+    this.#metricsText = checkpoint?.metrics ?? "";
+  }
+
+  /** The last step done before this process started: the checkpoint's, or 0. */
+  get resumeStep(): number {
+    return this.checkpoint?.state.step ?? 0;
+  }
+
+  /**
+   * Writes the directory as the run starts and announces it: a new run's recipe and plan; a
+   * resumed run's logs cut back to its checkpoint (or its checkpoints removed, to start over
+   * without one); `run.json` as `running`.
+   */
+  async start(plan: Plan, backend: BackendInfo): Promise<void> {
+    const { dir, hash, checkpoint, resumeStep } = this;
+    if (!this.resumed) {
+      await writeFileAtomic(`${dir}/recipe.json`, JSON.stringify(plan.recipe, null, 2) + "\n");
+      await writeFileAtomic(`${dir}/plan.json`, JSON.stringify({ hash, ...plan }, null, 2) + "\n");
+    } else if (!checkpoint) {
+      // Nothing to continue from: start over in the same directory.
+      await Deno.remove(this.checkpointsDir, { recursive: true }).catch(() => {});
+    }
+    await this.saveInfo({});
+    if (checkpoint) await writeFileAtomic(`${dir}/metrics.jsonl`, checkpoint.metrics);
+    await Deno.mkdir(this.checkpointsDir, { recursive: true });
+    await pruneCheckpoints(this.checkpointsDir, Number.POSITIVE_INFINITY);
+    const logs = checkpoint?.state.logs;
+    this.#metrics = await JsonlLog.open(`${dir}/metrics.jsonl`, logs?.metricsBytes ?? 0);
+    this.#samples = await JsonlLog.open(`${dir}/samples.jsonl`, logs?.samplesBytes ?? 0);
+    this.options.progress.log(
+      `${this.resumed ? "resume" : "run"} ${plan.name} · plan ${hash} · ${backend.description} · ` +
+        `${plan.model.params.toLocaleString("en-US")} parameters → ${dir}` +
+        (this.resumed ? ` · from ${checkpoint ? `step ${resumeStep}` : "the start"}` : ""),
+    );
+  }
+
+  /** The metrics lines up to the checkpoint (none for a run from the start). */
+  earlierMetrics(): MetricsRecord[] {
+    return this.checkpoint ? parseMetrics(this.checkpoint.metrics) : [];
+  }
+
+  /** Rewrites `run.json` with `changes`. */
+  saveInfo(changes: Partial<RunInfo>): Promise<void> {
+    this.info = { ...this.info, ...changes, updated: new Date().toISOString() };
+    return writeFileAtomic(`${this.dir}/run.json`, JSON.stringify(this.info, null, 2) + "\n");
+  }
+
+  /** Appends a line to `metrics.jsonl`. */
+  async appendMetrics(line: object): Promise<void> {
+    await this.#metrics!.append(line);
+    this.#metricsText += JSON.stringify(line) + "\n";
+  }
+
+  /** Appends groups to `samples.jsonl`. */
+  appendSamples(groups: readonly SampleGroup[]): Promise<void> {
+    return this.#samples!.append(...groups);
+  }
+
+  /**
+   * Writes `run`'s checkpoint after `step` (as `name`, or `step-NNNNNN`) and keeps the newest
+   * `keep` step checkpoints. Returns its directory's name.
+   */
+  async saveCheckpoint(run: Run, step: number, keep: number, name?: string): Promise<string> {
+    const state = trainerState(run, step, this.hash, {
+      metricsBytes: this.#metrics!.bytes,
+      samplesBytes: this.#samples!.bytes,
+    });
+    const saved = await saveRunCheckpoint(this.checkpointsDir, run, state, this.#metricsText, name);
+    await pruneCheckpoints(this.checkpointsDir, keep);
+    return saved;
+  }
+
+  /** Writes `report.html` from what the directory holds now; a failure to draw it fails nothing. */
+  async report(): Promise<void> {
+    if (this.options.report === false) return;
+    try {
+      await this.options.report(this.dir);
+    } catch (e) {
+      this.options.progress.log(`report.html not written: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#metrics?.close();
+    this.#samples?.close();
+    await this.lock[Symbol.asyncDispose]();
+  }
+}
+
+/** `name-YYYYMMDD-HHMMSS` in UTC, suffixed `-2`, `-3`… when taken. */
+async function createRunDir(runsDir: string, name: string): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  try {
+    await Deno.mkdir(runsDir, { recursive: true });
+    if (!(await Deno.stat(runsDir)).isDirectory) throw new Error("it is not a directory");
+  } catch (e) {
+    throw new RunSetupError(`Cannot create a run directory in '${runsDir}': ${osReason(e)}`);
+  }
+  for (let n = 1;; n++) {
+    const dir = `${runsDir}/${name}-${stamp}${n === 1 ? "" : `-${n}`}`;
+    try {
+      await Deno.mkdir(dir);
+      return dir;
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      throw new RunSetupError(`Cannot create a run directory in '${runsDir}': ${osReason(e)}`);
+    }
+  }
+}
+
+/** This machine's name, or "unknown" without the permission to read it (never a prompt). */
+function hostname(): string {
+  const { state } = Deno.permissions.querySync({ name: "sys", kind: "hostname" });
+  return state === "granted" ? Deno.hostname() : "unknown";
+}
+
+/** The versions a run records. */
+function versions(): RunInfo["versions"] {
+  return {
+    giftwrap: denoJson.version,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    tfjs: tf.version.tfjs,
+  };
+}
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}

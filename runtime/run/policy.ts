@@ -1,0 +1,74 @@
+/**
+ * The policy a run trains: a resumed run's from its checkpoint; otherwise initialised from the
+ * seed's `init` stream, warm-started on the task's reference answers, and saved as
+ * `checkpoints/initial/`: π_ref for reference "initial", and what a resumed run reloads for it.
+ *
+ * @module
+ */
+
+import { tf } from "../engine/backend.ts";
+import { checkpointFiles, weightsToTensors } from "../engine/model/checkpoint.ts";
+import { initParams } from "../engine/model/transformer.ts";
+import { warmStart } from "../rl/warm_start.ts";
+import type { RunContext } from "./context.ts";
+import { Interrupted, stopRequested } from "./interrupt.ts";
+import { duration } from "./progress.ts";
+import { writeCheckpointDir } from "./run_dir.ts";
+
+/**
+ * The policy's variables, released with the run.
+ * @param signal checked after every warm-start step.
+ * @throws {Interrupted} when `signal` stops the warm start (nothing of it is kept).
+ */
+export async function startPolicy(
+  context: RunContext,
+  signal?: AbortSignal,
+): Promise<Record<string, tf.Variable>> {
+  const { plan, config, dir, setup, seed, progress, held } = context;
+  const params = dir.checkpoint
+    ? weightsToTensors(dir.checkpoint.weights, true)
+    : initParams(config, seed.fork("init"));
+  held.defer(() => tf.dispose(Object.values(params)));
+  if (dir.checkpoint) return params;
+
+  const { task, backend } = setup;
+  const spec = plan.model.warmStart;
+  const steps = spec?.sftSteps ?? 0;
+  if (steps > 0) progress.start("warm start", steps);
+  const warm = await warmStart(
+    plan,
+    params,
+    config,
+    task.tokenizer,
+    task.splits.train,
+    seed.fork("warm start"),
+    {
+      kernels: backend.kernels,
+      // Beside the run: a resumed run's directory may not be under `runsDir`.
+      cacheDir: `${dirname(dir.dir)}/.cache/warm-start`,
+      matmul: backend.matmul.blas,
+      progress: async (done, _total, loss) => {
+        progress.update({ done, loss });
+        if (await stopRequested(signal)) throw new Interrupted();
+      },
+    },
+  );
+  if (steps > 0) {
+    progress.stop();
+    progress.log(
+      warm.cached
+        ? `warm start: cached (${warm.dir})`
+        : `warm start: ${steps} steps in ${duration(warm.seconds)}`,
+    );
+  }
+  await writeCheckpointDir(
+    `${dir.checkpointsDir}/initial`,
+    await checkpointFiles(params, config, task.tokenizer.alphabet),
+  );
+  return params;
+}
+
+function dirname(path: string): string {
+  const at = path.lastIndexOf("/");
+  return at < 0 ? "." : path.slice(0, at) || "/";
+}

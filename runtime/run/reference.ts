@@ -1,0 +1,89 @@
+/**
+ * The frozen policies a step compares against: the reference (π_ref) the plan names, and the
+ * policy RL started from when the run tracks KL to it. Frozen means kept tensors, not variables
+ * (tfjs variable names are global).
+ *
+ * @module
+ */
+
+import type { Plan } from "../../dsl/plan.ts";
+import { tf } from "../engine/backend.ts";
+import { loadCheckpoint, weightsToTensors } from "../engine/model/checkpoint.ts";
+import type { ModelConfig, Params } from "../engine/model/transformer.ts";
+import { loadFrozen } from "./checkpoint.ts";
+import type { RunContext } from "./context.ts";
+import { RunSetupError } from "./setup.ts";
+
+/**
+ * A reference from a checkpoint directory (`reference: { checkpoint }`), which must have the
+ * policy's dimensions, released with `held`; null for any other reference.
+ * @throws {RunSetupError} naming the directory and the mismatch.
+ */
+export async function checkpointReference(
+  held: AsyncDisposableStack,
+  plan: Plan,
+  config: ModelConfig,
+  baseUrl: string | URL,
+): Promise<Params | null> {
+  if (plan.reference.kind !== "checkpoint") return null;
+  const path = decodeURIComponent(new URL(plan.reference.checkpoint!, baseUrl).pathname);
+  let loaded;
+  try {
+    loaded = await loadCheckpoint(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
+    throw new RunSetupError(`Cannot load reference checkpoint '${path}': ${why}`);
+  }
+  for (const key of Object.keys(config) as (keyof ModelConfig)[]) {
+    if (key !== "contextLength" && loaded.config[key] !== config[key]) {
+      throw new RunSetupError(
+        `Cannot use reference checkpoint '${path}': its ${key} is ${loaded.config[key]}, ` +
+          `the policy's is ${config[key]}`,
+      );
+    }
+  }
+  const params = weightsToTensors(loaded.weights, false);
+  held.defer(() => tf.dispose(Object.values(params)));
+  return params;
+}
+
+/** The frozen policies of a run's steps (the `Run` fields of the same names). */
+export interface References {
+  /** π_ref: the checkpoint's, the policy RL started from ("initial"), or null. */
+  reference: Params | null;
+  /** The policy RL started from when KL to it is tracked (`klInitial`), else null. */
+  initial: Params | null;
+}
+
+/**
+ * The run's references, released with the run: the policy RL started from is `params` frozen
+ * now, or, for a resumed run, `checkpoints/initial/` reloaded; `fromCheckpoint` is the
+ * {@linkcode checkpointReference}.
+ */
+export async function references(
+  { plan, dir, held }: RunContext,
+  params: Record<string, tf.Variable>,
+  fromCheckpoint: Params | null,
+  track: { klInitial?: boolean } = {},
+): Promise<References> {
+  const needsInitial = plan.reference.kind === "initial" || track.klInitial === true;
+  const startPolicy = !needsInitial
+    ? null
+    : dir.checkpoint
+    ? await loadFrozen(`${dir.checkpointsDir}/initial`).catch((e) => {
+      throw new RunSetupError(
+        `Cannot resume '${dir.dir}': checkpoints/initial: ${(e as Error).message}`,
+      );
+    })
+    : freeze(params);
+  held.defer(() => tf.dispose(Object.values(startPolicy ?? {})));
+  return {
+    reference: plan.reference.kind === "initial" ? startPolicy : fromCheckpoint,
+    initial: track.klInitial ? startPolicy : null,
+  };
+}
+
+/** Frozen copies of `params`. */
+function freeze(params: Record<string, tf.Variable>): Params {
+  return Object.fromEntries(Object.entries(params).map(([n, p]) => [n, tf.keep(p.clone())]));
+}

@@ -1,0 +1,144 @@
+/**
+ * A run's setup, before its directory exists: the objective, the backend, the data and the reward
+ * sources. What can be checked without a tensor is checked first, so a plan this runtime cannot
+ * run costs nothing and leaves nothing on disk.
+ *
+ * @module
+ */
+
+import type { Plan } from "../../dsl/plan.ts";
+import { type BackendInfo, type KernelSet, useBackend } from "../engine/backend.ts";
+import type { Rng } from "../engine/random.ts";
+import { loadTask, type Task } from "../data/task.ts";
+import { objectives } from "../rl/objectives/mod.ts";
+import type { Objective } from "../rl/objectives/types.ts";
+import { createScorer, type SourceOptions, type SourceScorer } from "../rl/rewards/mod.ts";
+import { rewardModelScorer } from "../rl/rewards/reward_model.ts";
+
+/**
+ * A run of a plan that cannot start; the message is one line for the user.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(plan);
+ * } catch (e) {
+ *   if (e instanceof RunSetupError) console.error(e.message); // "Cannot load objective …"
+ * }
+ * ```
+ */
+export class RunSetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RunSetupError";
+  }
+}
+
+/** What a run is set up with; disposing it closes the reward sources. */
+export interface Setup extends AsyncDisposable {
+  objective: Objective<unknown>;
+  /** What `objective.loss` gets as options: the plan's, or a custom objective's own. */
+  objectiveOptions: unknown;
+  backend: BackendInfo;
+  task: Task;
+  sources: SourceScorer[];
+}
+
+/**
+ * Sets a plan's run up: its objective (checked before any tensor exists), its backend, its data
+ * (drawn from the seed's `data` stream) and its reward sources, ready to score.
+ * @throws {RunSetupError} (or the task's and backend's own errors) naming what cannot load.
+ */
+export async function setUp(plan: Plan, seed: Rng, baseUrl: string | URL): Promise<Setup> {
+  const { objective, options } = await objectiveOf(plan, baseUrl);
+  const backend = await useBackend(plan.backend.name);
+  const task = await loadTask(plan, seed.fork("data"), baseUrl);
+  const sources = await rewardSources(plan, String(baseUrl), backend.kernels);
+  return {
+    objective,
+    objectiveOptions: options,
+    backend,
+    task,
+    sources,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(sources.map((s) => s.scorer.close?.()));
+    },
+  };
+}
+
+/**
+ * The implemented objective a plan names: checked before any tensor exists, so an unsupported
+ * plan costs nothing.
+ */
+async function objectiveOf(
+  plan: Plan,
+  baseUrl: string | URL,
+): Promise<{ objective: Objective<unknown>; options: unknown }> {
+  const declared = plan.objective.options as unknown as {
+    kind: string;
+    module?: string;
+    export?: string;
+    options?: unknown;
+  };
+  if (declared.kind === "custom") {
+    const where = `${declared.module}#${declared.export}`;
+    let module: Record<string, unknown>;
+    try {
+      module = await import(new URL(declared.module!, baseUrl).href);
+    } catch (e) {
+      const why = (e as Error).message.split("\n")[0];
+      throw new RunSetupError(`Cannot load objective ${where}: ${why}`);
+    }
+    const found = module[declared.export!] as Partial<Objective<unknown>> | undefined;
+    if (!found || typeof found.loss !== "function" || typeof found.name !== "string") {
+      throw new RunSetupError(
+        `Cannot use objective ${where}: expected an Objective ({ name, loss(batch, options) }), ` +
+          `got ${found === undefined ? "nothing" : typeof found}`,
+      );
+    }
+    return { objective: found as Objective<unknown>, options: declared.options ?? {} };
+  }
+  const found = (objectives as Record<string, Objective<unknown>>)[plan.objective.kind];
+  if (!found) {
+    throw new RunSetupError(
+      `Cannot run objective '${plan.objective.kind}': this runtime implements ` +
+        `${Object.keys(objectives).join(", ")}; the plan compiles, and 'deno task plan' prints it`,
+    );
+  }
+  return { objective: found, options: plan.objective.options };
+}
+
+/**
+ * The plan's reward sources, ready to score; `fn` modules and checkpoints resolve from `baseUrl`.
+ * @throws {RunSetupError} naming the source that cannot load (closing those that did).
+ */
+async function rewardSources(
+  plan: Plan,
+  baseUrl: string,
+  kernels: KernelSet,
+): Promise<SourceScorer[]> {
+  const context = {
+    baseUrl,
+    maxNewTokens: plan.shapes.newTokens,
+    rewardModel: (checkpoint: string, batchSize: number) =>
+      rewardModelScorer(
+        decodeURIComponent(new URL(checkpoint, baseUrl).pathname),
+        batchSize,
+        kernels,
+      ),
+  };
+  const sources: SourceScorer[] = [];
+  try {
+    for (const [i, spec] of plan.rewards.entries()) {
+      const scorer = await createScorer(spec.source as SourceOptions, context).catch((e) => {
+        throw new RunSetupError(`rewards[${i}] ('${spec.name}'): ${(e as Error).message}`);
+      });
+      const { name, weight, success, onError } = spec;
+      sources.push({ name, weight, success, onError, scorer });
+    }
+  } catch (e) {
+    await Promise.all(sources.map((s) => s.scorer.close?.()));
+    throw e;
+  }
+  return sources;
+}

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { tf } from "../../../runtime/engine/backend.ts";
+import { weightsToTensors } from "../../../runtime/engine/model/checkpoint.ts";
+import { decodeSafetensors, encodeSafetensors } from "../../../runtime/engine/model/safetensors.ts";
+import { type Run, trainStep } from "../../../runtime/rl/train_step.ts";
+import {
+  loadFrozen,
+  readRunCheckpoint,
+  restoreRun,
+  saveRunCheckpoint,
+  trainerState,
+} from "../../../runtime/run/checkpoint.ts";
+import { withTempDir } from "../../_helpers.ts";
+import { releaseRun, tinyRun, valuesOf } from "../_run.ts";
+
+const HASH = "0123456789abcdef";
+
+/** Metrics lines without the fields that time a step. */
+function timeless(metrics: object): object {
+  const { sampleSeconds: _s, stepSeconds: _t, tokensPerSecond: _r, ...rest } = metrics as Record<
+    string,
+    unknown
+  >;
+  return rest;
+}
+
+Deno.test("saveRunCheckpoint(), readRunCheckpoint() and restoreRun() give back the run, bit for bit", async () => {
+  await withTempDir(async (dir) => {
+    // Two steps of 2 updates each: moments, update count, streams and cursor all moved.
+    const run = await tinyRun({ miniBatches: 2 });
+    const fresh = await tinyRun({ miniBatches: 2 });
+    let restored: Run | null = null;
+    try {
+      await trainStep(run, 1);
+      await trainStep(run, 2);
+      run.faults = { inRow: 1, total: 2 };
+      const logs = { metricsBytes: 123, samplesBytes: 4567 };
+      const state = trainerState(run, 2, HASH, logs);
+      assert.deepEqual(state, {
+        format: "giftwrap.trainer_state/1",
+        step: 2,
+        planHash: HASH,
+        optimizer: { t: 4 },
+        rng: { sample: run.sampleRng.state(), prompts: run.promptRng.state() },
+        cursor: { order: run.cursor.order, next: 8 },
+        faults: { inRow: 1, total: 2 },
+        logs,
+      });
+      const metrics = '{"step":0,"evalAccuracy":0.25}\n{"step":1}\n{"step":2}\n';
+      const name = await saveRunCheckpoint(dir, run, state, metrics);
+      assert.equal(name, "step-000002");
+      const files = (await Array.fromAsync(Deno.readDir(`${dir}/${name}`))).map((e) => e.name);
+      assert.deepEqual(files.sort(), [
+        "config.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+      ]);
+
+      const checkpoint = await readRunCheckpoint(`${dir}/${name}`, HASH);
+      assert.equal(checkpoint.dir, `${dir}/${name}`);
+      assert.deepEqual(checkpoint.state, state);
+      assert.equal(checkpoint.metrics, metrics);
+      // Into a run just built from the seed, its policy the checkpoint's: as a run resumes.
+      tf.dispose(Object.values(fresh.params));
+      restored = { ...fresh, params: weightsToTensors(checkpoint.weights, true) };
+      restoreRun(restored, checkpoint);
+      assert.deepEqual(valuesOf(restored.params), valuesOf(run.params));
+      assert.deepEqual(valuesOf(restored.optimizer.m), valuesOf(run.optimizer.m));
+      assert.deepEqual(valuesOf(restored.optimizer.v), valuesOf(run.optimizer.v));
+      assert.ok(Object.values(run.optimizer.v).some((v) => v.dataSync().some((x) => x > 0)));
+      assert.equal(restored.optimizer.t, 4);
+      assert.deepEqual(restored.sampleRng.state(), run.sampleRng.state());
+      assert.deepEqual(restored.promptRng.state(), run.promptRng.state());
+      assert.deepEqual(restored.cursor, run.cursor);
+      assert.deepEqual(restored.faults, run.faults);
+
+      // And both go on the same: the next step, number for number.
+      const [a, b] = [await trainStep(run, 3), await trainStep(restored, 3)];
+      assert.deepEqual(timeless(b.metrics), timeless(a.metrics));
+      assert.deepEqual(b.samples, a.samples);
+      assert.deepEqual(valuesOf(restored.params), valuesOf(run.params));
+
+      // The frozen copy of a checkpoint's policy (what a resumed run reloads initial/ as).
+      const frozen = await loadFrozen(`${dir}/${name}`);
+      assert.ok(Object.values(frozen).every((t) => !(t instanceof tf.Variable)));
+      assert.deepEqual(
+        valuesOf(frozen),
+        Object.fromEntries(Object.entries(checkpoint.weights).map(([n, w]) => [n, w.data])),
+      );
+      tf.dispose(Object.values(frozen));
+    } finally {
+      releaseRun(run);
+      releaseRun(restored ?? fresh);
+    }
+  });
+});
+
+Deno.test("readRunCheckpoint() refuses another plan's checkpoint, another format and missing moments", async () => {
+  await withTempDir(async (dir) => {
+    const run = await tinyRun();
+    try {
+      const state = trainerState(run, 0, HASH, { metricsBytes: 0, samplesBytes: 0 });
+      const name = await saveRunCheckpoint(dir, run, state, "", "a");
+      const at = `${dir}/${name}`;
+      await assert.rejects(
+        () => readRunCheckpoint(at, "fedcba9876543210"),
+        (e: Error) => e.message === `it belongs to plan ${HASH}, not fedcba9876543210`,
+      );
+      const stateFile = `${at}/trainer_state.json`;
+      const saved = await Deno.readTextFile(stateFile);
+      await Deno.writeTextFile(
+        stateFile,
+        JSON.stringify({ ...JSON.parse(saved), format: "giftwrap.trainer_state/0" }),
+      );
+      await assert.rejects(
+        () => readRunCheckpoint(at, HASH),
+        (e: Error) => e.message === "trainer_state.json has format 'giftwrap.trainer_state/0'",
+      );
+      await Deno.writeTextFile(stateFile, saved);
+      // AdamW's state without the second moment of one parameter.
+      const file = `${at}/optimizer.safetensors`;
+      const { tensors } = decodeSafetensors(await Deno.readFile(file));
+      const [first] = Object.keys(run.params);
+      delete tensors[`v.${first}`];
+      await Deno.writeFile(file, encodeSafetensors(tensors));
+      await assert.rejects(
+        () => readRunCheckpoint(at, HASH),
+        (e: Error) => e.message === `optimizer.safetensors lacks the moments of '${first}'`,
+      );
+      await Deno.remove(file);
+      await assert.rejects(() => readRunCheckpoint(at, HASH), Deno.errors.NotFound);
+    } finally {
+      releaseRun(run);
+    }
+  });
+});
