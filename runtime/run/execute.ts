@@ -43,7 +43,16 @@ import { startTrainer } from "./trainer.ts";
 export type { RunResult } from "./finish.ts";
 export { RunSetupError } from "./setup.ts";
 
-/** Options of `execute()`. */
+/**
+ * Options of `execute()`.
+ *
+ * @example
+ * ```ts
+ * const stop = new AbortController(); // stop.abort(): finish the step, checkpoint, return
+ * const options: ExecuteOptions = { runsDir: "runs", signal: stop.signal, progress: lineProgress() };
+ * await execute(plan, options);
+ * ```
+ */
 export interface ExecuteOptions {
   /** Where run directories are created. @default "runs" */
   runsDir?: string;

@@ -13,7 +13,15 @@ import type { RunDirectory } from "./open.ts";
 import { duration, pct, type Progress } from "./progress.ts";
 import type { Outcome, Schedule } from "./schedule.ts";
 
-/** What a run measured. */
+/**
+ * What a run measured.
+ *
+ * @example
+ * ```ts
+ * const result: RunResult = await execute(plan, { runsDir: "runs" });
+ * console.log(result.dir, result.accuracyBefore, "→", result.accuracyAfter);
+ * ```
+ */
 export interface RunResult extends Outcome {
   /** The run directory. */
   dir: string;
