@@ -36,7 +36,7 @@ import {
   safeCompile,
   validateRecipe,
 } from "./dsl/mod.ts";
-import { presentBackends } from "./runtime/engine/native.ts";
+import { machineMemory, presentBackends } from "./runtime/engine/native.ts";
 import {
   DEFAULT_OBJECTIVES,
   parseAccuracy,
@@ -92,10 +92,23 @@ function printWarnings(specifier: string, plan: Plan): void {
   for (const w of plan.warnings) console.error(`${specifier}: warning: ${formatIssue(w)}`);
 }
 
-/** The caller's backend override, and the backends present here for `auto` to choose from. */
+/**
+ * The caller's backend override, the backends present here for `auto` to choose from, and the
+ * machine's memory for the memory check.
+ */
 function compileOptions(options: { backend?: Backend }): CompileOptions {
   const available = presentBackends();
-  return options.backend === undefined ? { available } : { backend: options.backend, available };
+  return {
+    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    available,
+    ...memoryOption(),
+  };
+}
+
+/** The machine's memory as a compile option, when the `sys` permission allows reading it. */
+function memoryOption(): Pick<CompileOptions, "machineMemory"> {
+  const memory = machineMemory();
+  return memory === undefined ? {} : { machineMemory: memory };
 }
 
 /** Writes `text` to `path` through a temporary file and a rename, so a crash leaves no half file. */
@@ -155,7 +168,7 @@ function program(fail: (code: number) => void) {
     )
     .option("--strict", "treat warnings as errors")
     .action(async (specifier, options) => {
-      const { loaded, plan } = await compileFile(specifier, {});
+      const { loaded, plan } = await compileFile(specifier, memoryOption());
       printWarnings(specifier, plan);
       if (options.strict && plan.warnings.length > 0) throw new Reported();
       if (options.format === "json") {
@@ -236,6 +249,7 @@ function program(fail: (code: number) => void) {
           [runtime.RewardError, EXIT.internal],
           [runtime.DynamicSamplingError, EXIT.internal],
           [runtime.NonFiniteUpdateError, EXIT.internal],
+          [runtime.OutOfMemoryError, EXIT.internal],
           [runtime.RunWriteError, EXIT.internal],
         ];
         const code = known.find(([kind]) => e instanceof kind)?.[1];

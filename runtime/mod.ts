@@ -19,6 +19,7 @@ export {
   trainStep,
 } from "./rl/train_step.ts";
 export { type RunInfo, RunWriteError } from "./run/run_dir.ts";
+export { OutOfMemoryError } from "./run/out_of_memory.ts";
 export {
   duration,
   lineProgress,

@@ -42,6 +42,7 @@ import { loadTask } from "../data/task.ts";
 import { type Run, type StepMetrics, trainStep } from "../rl/train_step.ts";
 import { parseMetrics } from "../../analysis/compare/metrics.ts";
 import { warmStart } from "../rl/warm_start.ts";
+import { outOfMemory, STEP_STAGES } from "./out_of_memory.ts";
 import { duration, lineProgress, pct, type Progress } from "./progress.ts";
 import {
   JsonlLog,
@@ -468,7 +469,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
             if (options.signal?.aborted) throw new Interrupted();
           },
         },
-      );
+      ).catch(outOfMemory(plan, "warm start", ["warm start"]));
       if (spec && spec.sftSteps > 0) {
         progress.stop();
         progress.log(
@@ -540,14 +541,15 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         shown
           ? (done, _total, correct) => progress.update({ done, accuracy: correct / done })
           : undefined,
-      );
+      ).catch(outOfMemory(plan, "eval", ["eval"]));
       if (shown) progress.stop();
       return result;
     };
     const trainSet = task.splits.train.slice(0, evalSet.length);
     const runTrainEval = async (): Promise<number | undefined> =>
       options.track?.trainAccuracy && metric && trainSet.length > 0
-        ? (await evaluate(params, config, task.tokenizer, trainSet, metric, plan.shapes)).accuracy
+        ? (await evaluate(params, config, task.tokenizer, trainSet, metric, plan.shapes)
+          .catch(outOfMemory(plan, "eval", ["eval"]))).accuracy
         : undefined;
 
     const { steps, evalEvery, checkpointEvery, checkpointKeep, samplesEvery } = plan.schedule;
@@ -604,7 +606,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
         break;
       }
       const logSamples = step === 1 || step % samplesEvery === 0 || step === steps;
-      const { metrics, samples } = await trainStep(run, step, { logSamples });
+      const { metrics, samples } = await trainStep(run, step, { logSamples })
+        .catch(outOfMemory(plan, `step ${step}`, STEP_STAGES));
       trainSeconds += metrics.stepSeconds;
       const evaluated = step === steps || (evalEvery !== null && step % evalEvery === 0);
       if (evaluated) {
