@@ -2,7 +2,8 @@
  * The giftwrap command line.
  *
  *   deno task plan <recipe> [--json]        print the plan (stages, shapes, budgets, warnings)
- *   deno task validate <recipe> [--strict]  check the schema and every compiler rule, run nothing
+ *   deno task validate <recipe> [--strict]  check the schema, every compiler rule, reward modules and
+ *                                           data files, run nothing
  *   deno task schema [--out FILE]           write the recipe's JSON Schema
  *   deno task run <recipe> [--resume DIR]   train (or continue a run from its last checkpoint)
  *   deno task runs [--json]                 list the run directories: recipe, status, metrics
@@ -170,6 +171,11 @@ function program(fail: (code: number) => void) {
     .action(async (specifier, options) => {
       const { loaded, plan } = await compileFile(specifier, memoryOption());
       printWarnings(specifier, plan);
+      // What a run would meet before its first step: reward modules, data files, checkpoints.
+      const { preflight } = await import("./runtime/run/preflight.ts");
+      const problems = await preflight(plan, { baseUrl: loaded.url, recipe: specifier });
+      for (const line of problems) console.error(line);
+      if (problems.length > 0) throw new Reported();
       if (options.strict && plan.warnings.length > 0) throw new Reported();
       if (options.format === "json") {
         const validated = validateRecipe(loaded.input);
