@@ -57,7 +57,7 @@ export interface MemoryLimit {
 /** The parts of a plan the estimate reads. */
 export type MemoryPlan = Pick<
   Plan,
-  "backend" | "model" | "shapes" | "schedule" | "reference" | "stages" | "budget" | "recipe"
+  "backend" | "model" | "shapes" | "schedule" | "reference" | "objective" | "budget" | "recipe"
 >;
 
 /**
@@ -65,8 +65,9 @@ export type MemoryPlan = Pick<
  *
  * @example
  * ```ts
- * for (const peak of stagePeaks(compile(recipe))) {
- *   console.log(`${peak.stage}: ${bytesText(peak.bytes)}`); // "warm start: 30.1 MiB", …
+ * // The front door, recipes/addition_gift.ts: evaluation's 500 problems at once are the most.
+ * for (const peak of stagePeaks(compile(frontDoor))) {
+ *   console.log(`${peak.stage}: ${bytesText(peak.bytes)}`); // "warm start: 36.2 MiB", "eval: 122 MiB", …
  * }
  * ```
  */
@@ -92,7 +93,10 @@ export function stagePeaks(plan: MemoryPlan): StagePeak[] {
     peaks.push({ stage: "eval", bytes: decode(rows), rows, tokens: T });
   }
   peaks.push({ stage: "sample", bytes: decode(shapes.rows), rows: shapes.rows, tokens: T });
-  if (plan.stages.some((s) => s.name === "old log-probs" || s.name === "reference log-probs")) {
+  // A separate pass reads π_old (a ratio, or the rollout reference, over several optimiser steps
+  // per batch) or the frozen reference, as compile() lowers them.
+  const readsOld = plan.objective.axes.readsOld || plan.reference.kind === "rollout";
+  if ((readsOld && schedule.optimizerStepsPerBatch > 1) || reference > 0) {
     const rows = shapes.miniBatchRows;
     peaks.push({
       stage: "log-probs",
