@@ -7,10 +7,9 @@
  * {@linkcode EVAL_BATCH} problems and the log-probability passes, and any of them can be the
  * largest. Each estimate is the tensors the stage holds at its peak ({@linkcode activationBytes}
  * for a differentiated pass, {@linkcode forwardBytes} for one without gradients) plus the weights,
- * AdamW's state and the frozen reference. Measured on wasm (T 512, d 128, 2 layers), one warm-start
- * step's heap was within 3% of its estimate at 8 to 64 rows, and a forward pass's within 4%; over
- * further steps the heap grew to up to 1.3× (the allocator fragments, and the heap never shrinks),
- * hence {@linkcode FRAGMENTATION}.
+ * AdamW's state and the frozen reference. Measured against the wasm heap (bench/RESULTS.md,
+ * 2026-12-03), one step came within 5% of its estimate, and further steps grew the heap by up to
+ * {@linkcode FRAGMENTATION} as the allocator fragments it (the heap never shrinks).
  *
  * @module
  */
