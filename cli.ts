@@ -2,7 +2,8 @@
  * The giftwrap command line.
  *
  *   deno task plan <recipe> [--json]        print the plan (stages, shapes, budgets, warnings)
- *   deno task validate <recipe> [--strict]  check the schema and every compiler rule, run nothing
+ *   deno task validate <recipe> [--strict]  check the schema, every compiler rule, reward modules and
+ *                                           data files, run nothing
  *   deno task schema [--out FILE]           write the recipe's JSON Schema
  *   deno task run <recipe> [--resume DIR]   train (or continue a run from its last checkpoint)
  *   deno task runs [--json]                 list the run directories: recipe, status, metrics
@@ -28,7 +29,7 @@ import { formatIssue } from "./dsl/issues.ts";
 import { type LoadedRecipe, loadRecipe, RecipeLoadError } from "./dsl/load.ts";
 import { type Plan, planHash } from "./dsl/plan.ts";
 import { validateRecipe } from "./dsl/validate.ts";
-import { presentBackends } from "./runtime/engine/native.ts";
+import { machineMemory, presentBackends } from "./runtime/engine/native.ts";
 import {
   DEFAULT_OBJECTIVES,
   parseAccuracy,
@@ -84,10 +85,23 @@ function printWarnings(specifier: string, plan: Plan): void {
   for (const w of plan.warnings) console.error(`${specifier}: warning: ${formatIssue(w)}`);
 }
 
-/** The caller's backend override, and the backends present here for `auto` to choose from. */
+/**
+ * The caller's backend override, the backends present here for `auto` to choose from, and the
+ * machine's memory for the memory check.
+ */
 function compileOptions(options: { backend?: Backend }): CompileOptions {
   const available = presentBackends();
-  return options.backend === undefined ? { available } : { backend: options.backend, available };
+  return {
+    ...(options.backend === undefined ? {} : { backend: options.backend }),
+    available,
+    ...memoryOption(),
+  };
+}
+
+/** The machine's memory as a compile option, when the `sys` permission allows reading it. */
+function memoryOption(): Pick<CompileOptions, "machineMemory"> {
+  const memory = machineMemory();
+  return memory === undefined ? {} : { machineMemory: memory };
 }
 
 /** Writes `text` to `path` through a temporary file and a rename, so a crash leaves no half file. */
@@ -147,8 +161,13 @@ function program(fail: (code: number) => void) {
     )
     .option("--strict", "treat warnings as errors")
     .action(async (specifier, options) => {
-      const { loaded, plan } = await compileFile(specifier, {});
+      const { loaded, plan } = await compileFile(specifier, memoryOption());
       printWarnings(specifier, plan);
+      // What a run would meet before its first step: reward modules, data files, checkpoints.
+      const { preflight } = await import("./runtime/run/preflight.ts");
+      const problems = await preflight(plan, { baseUrl: loaded.url, recipe: specifier });
+      for (const line of problems) console.error(line);
+      if (problems.length > 0) throw new Reported();
       if (options.strict && plan.warnings.length > 0) throw new Reported();
       if (options.format === "json") {
         const validated = validateRecipe(loaded.input);
@@ -225,6 +244,7 @@ function program(fail: (code: number) => void) {
           [runtime.RewardError, EXIT.internal],
           [runtime.DynamicSamplingError, EXIT.internal],
           [runtime.NonFiniteUpdateError, EXIT.internal],
+          [runtime.OutOfMemoryError, EXIT.internal],
           [runtime.RunWriteError, EXIT.internal],
         ];
         const code = known.find(([kind]) => e instanceof kind)?.[1];

@@ -94,3 +94,19 @@ export function activationBytes(m: ModelShape, rows: number, len: number): numbe
 export function samplingBytes(m: ModelShape, rows: number, len: number): number {
   return floatBytes(2 * m.layers * rows * len * kvDim(m) + rows * m.vocab);
 }
+
+/**
+ * Bytes a forward pass without gradients allocates over `rows` sequences of `len` tokens: inside
+ * `tf.tidy` every intermediate stays until the pass ends, so per layer and token about 16·d
+ * (norms, q, k, v and their rotations, the attention output and its reshapes, projections,
+ * residuals), 5·ffn (gate, up, sigmoid and two products) and 4·heads·len (scores, scaled, masked
+ * and softmax); then 3·vocab per token for the logits and their log-softmax. It counts tfjs's own
+ * kernels, whose attention keeps the scores; OpenBLAS's sampler needs less.
+ */
+export function forwardBytes(m: ModelShape, rows: number, len: number): number {
+  const perToken = m.layers * (16 * m.dModel + 5 * m.ffnDim + 4 * m.heads * len) + 3 * m.vocab;
+  return floatBytes(rows * len * perToken);
+}
+
+/** Problems one evaluation decodes at once (`runtime/rl/evaluate.ts`). */
+export const EVAL_BATCH = 512;

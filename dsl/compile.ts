@@ -61,6 +61,7 @@ import {
   taskSpec,
 } from "./tasks.ts";
 import { validateRecipe } from "./validate.ts";
+import { memoryIssues } from "./memory.ts";
 
 /**
  * Options of `compile()`.
@@ -83,6 +84,13 @@ export interface CompileOptions {
    * @default ["wasm", "cpu"], which need nothing but the npm packages
    */
   available?: readonly BackendName[];
+  /**
+   * Bytes of memory on the machine, which the runtime reads (`Deno.systemMemoryInfo().total`):
+   * each stage's estimated peak is held against it as well as against the backend's own limit
+   * (wasm's 4 GiB heap). The compiler does not probe (it is pure).
+   * @default unknown: only the backend's own limit
+   */
+  machineMemory?: number;
 }
 
 /**
@@ -233,7 +241,12 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     schedule,
     warnings: d.warnings,
   };
-  return { ok: true, plan: { ...plan, ...lower(plan) } };
+  const lowered = { ...plan, ...lower(plan) };
+  // Each stage's estimated peak against what the backend holds (dsl/memory.ts).
+  const memory = memoryIssues(lowered, options.machineMemory);
+  if (memory.errors.length > 0) return { ok: false, issues: memory.errors };
+  lowered.warnings.push(...memory.warnings);
+  return { ok: true, plan: lowered };
 }
 
 // ---------------------------------------------------------------------------------------------

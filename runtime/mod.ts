@@ -25,6 +25,7 @@ import { execute as executePlan, type ExecuteOptions, type RunResult } from "./r
 export { type ExecuteOptions, type RunResult, RunSetupError } from "./run/execute.ts";
 export { NonFiniteUpdateError, type StepMetrics } from "./rl/train_step.ts";
 export { RunWriteError } from "./run/run_dir.ts";
+export { OutOfMemoryError } from "./run/out_of_memory.ts";
 export { lineProgress, type Progress } from "./run/progress.ts";
 
 // Backends.

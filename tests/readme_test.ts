@@ -2,7 +2,7 @@
 // what the README shows, they fail: run the commands the README shows and paste their output.
 
 import assert from "node:assert/strict";
-import { compile, loadRecipe, planHash } from "../mod.ts";
+import { compile, formatPlan, loadRecipe, planHash } from "../mod.ts";
 import frontDoor from "../recipes/addition_gift.ts";
 import { runMain, withTempDir } from "./_helpers.ts";
 
@@ -39,15 +39,33 @@ async function writeSnippet(dir: string, name: string, text: string): Promise<st
   return path;
 }
 
-Deno.test("README: the first recipe compiles to the plan hash shown", async () => {
+Deno.test("README: the first recipe compiles to the plan excerpt shown", async () => {
   await withTempDir(async (dir) => {
     const file = await writeSnippet(dir, "my_recipe.ts", blockAfter("Save this as `my_recipe.ts`"));
-    const shown = /^plan my-first-gift · hash ([0-9a-f]{16})$/m.exec(
-      blockAfter("See what it will do"),
-    );
-    assert.ok(shown, "the README shows no plan line");
     const plan = compile((await loadRecipe(file)).input as typeof frontDoor);
-    assert.equal(planHash(plan), shown[1]);
+    // The excerpt: runs of lines, cut where the README writes "…", each found whole and in order
+    // in what `deno task plan` prints (the CLI's `available` is the compiler's default here).
+    const shown = outputOf("$ deno task -q plan my_recipe.ts");
+    const runs: string[][] = [[]];
+    for (const line of shown) {
+      if (line.trim() === "…") runs.push([]);
+      else runs.at(-1)!.push(line);
+    }
+    assert.ok(runs.length > 1 && runs[0]!.length > 3, "the README shows no plan excerpt");
+    const printed = formatPlan(plan).trimEnd().split("\n").filter((l) => l !== "");
+    let from = 0;
+    for (const run of runs.filter((r) => r.length > 0)) {
+      const at = printed.findIndex((_, i) =>
+        i >= from && run.every((line, j) => printed[i + j] === line)
+      );
+      assert.ok(at >= 0, `the plan does not print, in this order:\n${run.join("\n")}`);
+      from = at + run.length;
+    }
+    assert.ok(shown[0]!.includes(`hash ${planHash(plan)}`));
+    // The run shown is a run of this plan.
+    const ran = outputOf("$ deno task run my_recipe.ts");
+    assert.ok(ran[0]!.startsWith(`run my-first-gift · plan ${planHash(plan)} · `), ran[0]);
+    assert.match(ran.at(-1)!, /^accuracy \d+\.\d% → \d+\.\d% \(\+\d+\.\d points\) after 150 steps/);
   });
 });
 

@@ -182,7 +182,7 @@ export const RUN_PERMISSIONS = [
   "--allow-env",
   "--allow-net",
   "--allow-import",
-  "--allow-sys=hostname",
+  "--allow-sys=hostname,systemMemoryInfo",
   "--allow-ffi",
 ] as const;
 

@@ -102,13 +102,50 @@ export async function loadJsonl(
   options: JsonlLoadOptions,
   rng: Rng,
 ): Promise<Splits<JsonlRow>> {
+  return withoutLines(await loadJsonlLines(path, options, rng));
+}
+
+/**
+ * {@linkcode loadJsonl} with each problem's line in the file, for messages that name it.
+ *
+ * @example
+ * ```ts
+ * const options = { prompt: "q", answer: "a", eval: 0 };
+ * const { train } = await loadJsonlLines("data/x.jsonl", options, new Rng(1));
+ * train[0]!.line; // 3 (for some seed)
+ * ```
+ */
+export async function loadJsonlLines(
+  path: string,
+  options: JsonlLoadOptions,
+  rng: Rng,
+): Promise<NumberedSplits> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
     throw new DataError(path, undefined, `cannot read: ${readFailure(error)}`);
   }
-  return parseJsonl(text, path, options, rng);
+  return parseJsonlLines(text, path, options, rng);
+}
+
+/** A problem and the 1-based line it came from (blank lines counted). */
+export interface NumberedProblem {
+  problem: Problem<JsonlRow>;
+  line: number;
+}
+
+/** The train and eval problems of a file, each with its line. */
+export interface NumberedSplits {
+  train: NumberedProblem[];
+  eval: NumberedProblem[];
+}
+
+function withoutLines(splits: NumberedSplits): Splits<JsonlRow> {
+  return {
+    eval: splits.eval.map((p) => p.problem),
+    train: splits.train.map((p) => p.problem),
+  };
 }
 
 /**
@@ -130,6 +167,27 @@ export function parseJsonl(
   options: JsonlLoadOptions,
   rng: Rng,
 ): Splits<JsonlRow> {
+  return withoutLines(parseJsonlLines(text, path, options, rng));
+}
+
+/**
+ * {@linkcode parseJsonl} with each problem's line in the file; the shuffle and the splits are the
+ * same.
+ *
+ * @example
+ * ```ts
+ * const text = '{"q": "1+1", "a": 2}\n\n{"q": "2+2", "a": 4}\n';
+ * const options = { prompt: "q", answer: "a", eval: 0 };
+ * const { train } = parseJsonlLines(text, "sums.jsonl", options, new Rng(1));
+ * train.map((p) => p.line).sort(); // [1, 3]
+ * ```
+ */
+export function parseJsonlLines(
+  text: string,
+  path: string,
+  options: JsonlLoadOptions,
+  rng: Rng,
+): NumberedSplits {
   const template = options.template ?? "{prompt}";
   if (!template.includes("{prompt}")) {
     throw new RangeError(
@@ -145,11 +203,14 @@ export function parseJsonl(
   }
 
   // 1) One problem per non-blank line, in file order.
-  const problems: Problem<JsonlRow>[] = [];
+  const problems: NumberedProblem[] = [];
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   for (const [index, line] of lines.entries()) {
     if (line.trim() === "") continue;
-    problems.push(parseLine(line, path, index + 1, options, template));
+    problems.push({
+      problem: parseLine(line, path, index + 1, options, template),
+      line: index + 1,
+    });
   }
   if (problems.length === 0) throw new DataError(path, undefined, "empty file (no problems)");
   const rows = count(problems.length, "row");
@@ -161,8 +222,8 @@ export function parseJsonl(
   // 2) Shuffle, hold out the first `eval`, and keep train free of the eval prompts.
   rng.shuffle(problems);
   const held = problems.slice(0, options.eval);
-  const heldPrompts = new Set(held.map((p) => p.prompt));
-  const train = problems.slice(options.eval).filter((p) => !heldPrompts.has(p.prompt));
+  const heldPrompts = new Set(held.map((p) => p.problem.prompt));
+  const train = problems.slice(options.eval).filter((p) => !heldPrompts.has(p.problem.prompt));
   if (train.length === 0) {
     const reason = `${rows} but the ${options.eval} held out for eval repeat every other prompt, ` +
       "leaving no train problems";

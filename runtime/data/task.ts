@@ -9,11 +9,12 @@
 import type { Plan } from "../../dsl/plan.ts";
 import { additionSplits } from "./addition.ts";
 import { countdownSplits } from "./countdown.ts";
-import { loadJsonl } from "./jsonl.ts";
+import { DataError, loadJsonlLines, type NumberedSplits } from "./jsonl.ts";
 import { multiplicationSplits } from "./multiplication.ts";
 import { sortingSplits } from "./sorting.ts";
 import type { Problem, Splits } from "./types.ts";
 import { BOS, type CharTokenizer, charTokenizer, EOS, PAD } from "../engine/model/tokenizer.ts";
+import { PRINTABLE_ASCII } from "../../dsl/tasks.ts";
 import type { Rng } from "../engine/random.ts";
 
 /** The data of a run. */
@@ -43,8 +44,15 @@ export class TaskError extends Error {
   }
 }
 
-/** The problems of a plan's data source, drawn with `rng`; `baseUrl` resolves file paths. */
-async function splitsOf(plan: Plan, rng: Rng, baseUrl: string | URL): Promise<Splits> {
+/**
+ * The problems of a plan's data source, drawn with `rng`; `baseUrl` resolves file paths. A JSON
+ * Lines file's problems carry their lines (and `file` is its path, as messages show it).
+ */
+async function splitsOf(
+  plan: Plan,
+  rng: Rng,
+  baseUrl: string | URL,
+): Promise<Splits | { file: string; numbered: NumberedSplits }> {
   const data = plan.recipe.data;
   switch (data.kind) {
     case "addition":
@@ -68,58 +76,113 @@ async function splitsOf(plan: Plan, rng: Rng, baseUrl: string | URL): Promise<Sp
         eval: data.eval!,
       }, rng);
     case "jsonl": {
-      const path = new URL(data.path, baseUrl);
-      const shown = path.protocol === "file:" ? decodeURIComponent(path.pathname) : path.href;
-      return await loadJsonl(shown, {
+      const file = jsonlPath(plan, baseUrl);
+      const numbered = await loadJsonlLines(file, {
         prompt: data.prompt!,
         answer: data.answer!,
         ...(data.template === undefined ? {} : { template: data.template }),
         eval: data.eval!,
       }, rng);
+      return { file, numbered };
     }
   }
 }
 
 /**
- * Loads a plan's data, drawing the splits with `rng`, and checks that every prompt fits the
- * plan's prompt length in the plan's alphabet (and every answer its new tokens, when the policy is
- * warm-started on them), so that a bad row stops the run before any training.
+ * Where a plan's JSON Lines file is, as messages show it: a path for a `file:` URL, else the URL.
+ * Relative paths start at `baseUrl`, the recipe's location.
+ */
+export function jsonlPath(plan: Plan, baseUrl: string | URL): string {
+  const data = plan.recipe.data;
+  if (data.kind !== "jsonl") throw new Error(`The plan's data is ${data.kind}, not jsonl`);
+  const path = new URL(data.path, baseUrl);
+  return path.protocol === "file:" ? decodeURIComponent(path.pathname) : path.href;
+}
+
+/**
+ * Why `problem` of `split` does not fit the plan, as "field: what was expected, what was given",
+ * or null when it fits: every character in the tokenizer's alphabet, the prompt within the plan's
+ * prompt tokens, and, for a train problem of a warm-started policy, the answer and `<eos>` within
+ * the new tokens.
+ *
+ * @example
+ * ```ts
+ * problemFit(tokenizer, { prompt: "2+2=", answer: "4", row: {} }, "train", plan);
+ * // null
+ * problemFit(tokenizer, { prompt: "2×2=", answer: "4", row: {} }, "train", plan);
+ * // 'prompt: expected characters of the tokenizer's alphabet "0123456789+=", got "×" at 2'
+ * ```
+ */
+export function problemFit(
+  tokenizer: CharTokenizer,
+  problem: Problem,
+  split: "train" | "eval",
+  plan: Pick<Plan, "shapes" | "model">,
+): string | null {
+  const { promptTokens, newTokens } = plan.shapes;
+  const known = new Set(tokenizer.alphabet);
+  for (const field of ["prompt", "answer"] as const) {
+    const chars = [...problem[field]];
+    const at = chars.findIndex((c) => !known.has(c));
+    if (at >= 0) {
+      const alphabet = tokenizer.alphabet === PRINTABLE_ASCII
+        ? "printable ASCII or a newline"
+        : JSON.stringify(tokenizer.alphabet);
+      return `${field}: expected characters of the tokenizer's alphabet (${alphabet}), got ` +
+        `${JSON.stringify(chars[at])} (U+${
+          chars[at]!.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
+        }) at character ${at + 1}`;
+    }
+  }
+  const prompt = 1 + [...problem.prompt].length; // <bos> and one token per character
+  if (prompt > promptTokens) {
+    return `prompt: expected at most ${promptTokens} tokens with <bos> (data.maxPromptTokens), ` +
+      `got ${prompt}`;
+  }
+  const warm = (plan.model.warmStart?.sftSteps ?? 0) > 0;
+  const answer = [...problem.answer].length + 1; // and <eos>
+  if (warm && split === "train" && answer > newTokens) {
+    return `answer: expected at most ${newTokens} tokens with <eos> (sampling.maxNewTokens), ` +
+      `as the warm start trains on it, got ${answer}`;
+  }
+  return null;
+}
+
+/**
+ * Loads a plan's data, drawing the splits with `rng`, and checks that every problem fits the plan
+ * ({@linkcode problemFit}), so that a bad row stops the run before any training: a JSON Lines
+ * file's first bad line is a {@linkcode DataError} naming it (`data.jsonl:3: prompt: …`).
  *
  * @param baseUrl where relative data paths start: the recipe's location.
  */
 export async function loadTask(plan: Plan, rng: Rng, baseUrl: string | URL): Promise<Task> {
   const tokenizer = charTokenizer(plan.tokenizer.alphabet);
-  const splits = await splitsOf(plan, rng, baseUrl);
-  const where = plan.recipe.data.kind === "jsonl" ? `${plan.recipe.data.path}: ` : "";
-  const { promptTokens, newTokens } = plan.shapes;
-  const warm = (plan.model.warmStart?.sftSteps ?? 0) > 0;
-  for (const [split, problems] of [["train", splits.train], ["eval", splits.eval]] as const) {
+  const drawn = await splitsOf(plan, rng, baseUrl);
+  if ("numbered" in drawn) {
+    const { file, numbered } = drawn;
+    const bad = [
+      ...numbered.train.map((p) => ({
+        ...p,
+        why: problemFit(tokenizer, p.problem, "train", plan),
+      })),
+      ...numbered.eval.map((p) => ({ ...p, why: problemFit(tokenizer, p.problem, "eval", plan) })),
+    ].filter((p) => p.why !== null).sort((a, b) => a.line - b.line);
+    if (bad.length > 0) throw new DataError(file, bad[0]!.line, bad[0]!.why!);
+    const splits = {
+      train: numbered.train.map((p) => p.problem),
+      eval: numbered.eval.map((p) => p.problem),
+    };
+    return { tokenizer, splits, promptLength: plan.shapes.promptTokens };
+  }
+  for (const [split, problems] of [["train", drawn.train], ["eval", drawn.eval]] as const) {
     for (const problem of problems) {
-      let prompt: number[];
-      let answer: number[];
-      try {
-        prompt = encodePrompt(tokenizer, problem);
-        answer = tokenizer.encode(problem.answer);
-      } catch (e) {
-        throw new TaskError(
-          `${where}${split} problem ${JSON.stringify(problem.prompt)}: ${(e as Error).message}`,
-        );
-      }
-      if (prompt.length > promptTokens) {
-        throw new TaskError(
-          `${where}${split} problem ${JSON.stringify(problem.prompt)} has ${prompt.length} ` +
-            `tokens with <bos>, more than the ${promptTokens} the plan allows (maxPromptTokens)`,
-        );
-      }
-      if (warm && split === "train" && answer.length + 1 > newTokens) {
-        throw new TaskError(
-          `${where}the answer to ${JSON.stringify(problem.prompt)} has ${answer.length + 1} ` +
-            `tokens with <eos>, more than sampling.maxNewTokens (${newTokens}) allows the warm start`,
-        );
+      const why = problemFit(tokenizer, problem, split, plan);
+      if (why !== null) {
+        throw new TaskError(`${split} problem ${JSON.stringify(problem.prompt)}: ${why}`);
       }
     }
   }
-  return { tokenizer, splits, promptLength: promptTokens };
+  return { tokenizer, splits: drawn, promptLength: plan.shapes.promptTokens };
 }
 
 /** `<bos>` and the prompt's ids. */

@@ -64,3 +64,19 @@ export function presentBackends(): ("tensorflow" | "wasm" | "cpu")[] {
   }
   return native ? ["tensorflow", "wasm", "cpu"] : ["wasm", "cpu"];
 }
+
+/**
+ * Bytes of memory on this machine, for the compiler's memory check (`CompileOptions`), or
+ * undefined without the `sys` permission for it (`--allow-sys=systemMemoryInfo`), asked without
+ * prompting.
+ *
+ * @example
+ * ```ts
+ * const memory = machineMemory();
+ * const plan = compile(recipe, memory === undefined ? {} : { machineMemory: memory });
+ * ```
+ */
+export function machineMemory(): number | undefined {
+  const allowed = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" });
+  return allowed.state === "granted" ? Deno.systemMemoryInfo().total : undefined;
+}

@@ -14,9 +14,9 @@ import { verifier } from "./rewards/verifiers.ts";
 import { Rng } from "../engine/random.ts";
 import { sampleCompletions } from "./sample.ts";
 import { encodePrompt } from "../data/task.ts";
-
-/** Rows decoded per model call sequence; bounds activation memory on long eval sets. */
-const EVAL_CHUNK = 512;
+// Rows decoded per model call sequence: it bounds activation memory on long eval sets, and the
+// compiler's memory estimate reads the same constant.
+import { EVAL_BATCH as EVAL_CHUNK } from "../../dsl/budget.ts";
 
 /**
  * What one evaluation measured.

@@ -14,6 +14,7 @@ import type { RunContext } from "./context.ts";
 import { Interrupted, stopRequested } from "./interrupt.ts";
 import { duration } from "./progress.ts";
 import { writeCheckpointDir } from "./run_dir.ts";
+import { outOfMemory } from "./out_of_memory.ts";
 
 /**
  * The policy's variables, released with the run.
@@ -52,7 +53,7 @@ export async function startPolicy(
         if (await stopRequested(signal)) throw new Interrupted();
       },
     },
-  );
+  ).catch(outOfMemory(plan, "warm start", ["warm start"]));
   if (steps > 0) {
     progress.stop();
     progress.log(

@@ -15,6 +15,7 @@ import { type Run, type StepMetrics, trainStep } from "../rl/train_step.ts";
 import { plural } from "../../dsl/format.ts";
 import type { RunContext } from "./context.ts";
 import { pct } from "./progress.ts";
+import { outOfMemory, STEP_STAGES } from "./out_of_memory.ts";
 
 /** What a schedule measures besides its steps, and who hears of each step. */
 export interface ScheduleOptions {
@@ -92,7 +93,8 @@ export class Schedule {
     const { plan, dir, progress } = this.#context;
     const { steps, evalEvery, checkpointEvery, samplesEvery } = plan.schedule;
     const logSamples = step === 1 || step % samplesEvery === 0 || step === steps;
-    const { metrics, samples } = await trainStep(this.#run, step, { logSamples });
+    const { metrics, samples } = await trainStep(this.#run, step, { logSamples })
+      .catch(outOfMemory(plan, `step ${step}`, STEP_STAGES));
     this.#trainSeconds += metrics.stepSeconds;
     if (step === steps || (evalEvery !== null && step % evalEvery === 0)) {
       const result = await this.#evaluate(false);
@@ -164,7 +166,7 @@ export class Schedule {
       shown
         ? (done, _total, correct) => progress.update({ done, accuracy: correct / done })
         : undefined,
-    );
+    ).catch(outOfMemory(plan, "eval", ["eval"]));
     if (shown) progress.stop();
     return result;
   }
@@ -184,7 +186,6 @@ export class Schedule {
       this.#trainSet,
       metric,
       plan.shapes,
-    ))
-      .accuracy;
+    ).catch(outOfMemory(plan, "eval", ["eval"]))).accuracy;
   }
 }

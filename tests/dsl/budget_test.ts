@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   activationBytes,
+  forwardBytes,
   forwardFlops,
   matmulParams,
   type ModelShape,
@@ -40,11 +41,13 @@ Deno.test("forwardFlops(), trainFlops() and samplingFlops() count a tiny model b
   assert.equal(samplingFlops(tiny, 2, 3, 1), 2256);
 });
 
-Deno.test("activationBytes() and samplingBytes() count a tiny model by hand", () => {
+Deno.test("activationBytes(), samplingBytes() and forwardBytes() count a tiny model by hand", () => {
   // per token: 10·4 + 4·8 + 2·2 heads·3 + 3·5 vocab = 99 floats; 2 rows × 3 tokens × 4 bytes.
   assert.equal(activationBytes(tiny, 2, 3), 2 * 3 * 99 * 4);
   // keys and values: 2 · 1 layer · 2 rows · 6 tokens · width 2; logits 2 · 5; 4 bytes each.
   assert.equal(samplingBytes(tiny, 2, 6), 4 * (48 + 10));
+  // without gradients, per token: 16·4 + 5·8 + 4·2 heads·3 + 3·5 vocab = 143 floats.
+  assert.equal(forwardBytes(tiny, 2, 3), 2 * 3 * 143 * 4);
 });
 
 Deno.test("compile() counts the base model's parameters by hand", () => {

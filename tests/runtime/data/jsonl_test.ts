@@ -5,6 +5,7 @@ import {
   type JsonlLoadOptions,
   loadJsonl,
   parseJsonl,
+  parseJsonlLines,
 } from "../../../runtime/data/jsonl.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 
@@ -252,4 +253,19 @@ Deno.test("DataError keeps its parts as data", () => {
     3,
     "missing field 'question'",
   ]);
+});
+
+Deno.test("parseJsonlLines() numbers each problem by its line, blank lines counted, as parseJsonl() splits", () => {
+  const rows = numbered(12).split("\n");
+  const text = ["", ...rows.slice(0, 5), "  ", ...rows.slice(5)].join("\n");
+  const options = { ...QA, eval: 3 };
+  const numberedSplits = parseJsonlLines(text, PATH, options, new Rng(4));
+  const plain = parseJsonl(text, PATH, options, new Rng(4));
+  assert.deepEqual(numberedSplits.train.map((p) => p.problem), plain.train);
+  assert.deepEqual(numberedSplits.eval.map((p) => p.problem), plain.eval);
+  // q0..q4 are on lines 2..6; q5..q11 follow the blank line 7, on lines 8..14.
+  for (const { problem, line } of [...numberedSplits.train, ...numberedSplits.eval]) {
+    const i = Number(problem.prompt.slice(1));
+    assert.equal(line, i < 5 ? i + 2 : i + 3, problem.prompt);
+  }
 });
