@@ -21,7 +21,18 @@ import type { Plan } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
 import { machineMemory } from "../engine/native.ts";
 
-/** A stage that ran out of the backend's memory; the message is one line for the user. */
+/**
+ * A stage that ran out of the backend's memory; the message is one line for the user.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await execute(plan);
+ * } catch (e) {
+ *   if (e instanceof OutOfMemoryError) console.error(e.message); // "warm start ran out of memory …"
+ * }
+ * ```
+ */
 export class OutOfMemoryError extends Error {
   /** What ran: "warm start", "eval", "step 3". */
   readonly stage: string;

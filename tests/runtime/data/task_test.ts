@@ -121,25 +121,27 @@ Deno.test("loadTask() refuses data the plan cannot use, in one line naming the f
 
     // 7 + 2 = 9 tokens with <bos> and the template's '=': more than maxPromptTokens (8).
     const long = await failure(rows({ q: "1234567", a: "1" }));
-    assert.ok(long instanceof TaskError);
-    assert.match(
+    assert.ok(long instanceof DataError);
+    assert.equal(
       long.message,
-      /^data\/sums\.jsonl\S*: (train|eval) problem "1234567=" has 9 tokens with <bos>, more than the 8 the plan allows \(maxPromptTokens\)$/,
+      `${file}:9: prompt: expected at most 8 tokens with <bos> (data.maxPromptTokens), got 9`,
     );
     // A character outside the printable ASCII alphabet of JSON Lines data.
     const foreign = await failure(rows({ q: "1+é", a: "1" }));
-    assert.ok(foreign instanceof TaskError);
-    assert.match(
+    assert.ok(foreign instanceof DataError);
+    assert.equal(
       foreign.message,
-      /^data\/sums\.jsonl\S*: (train|eval) problem "1\+é=": Cannot tokenize "1\+é=": character "é" at 2 is not in the tokenizer's alphabet$/,
+      `${file}:9: prompt: expected characters of the tokenizer's alphabet (printable ` +
+        'ASCII or a newline), got "é" (U+00E9) at character 3',
     );
     // An answer the warm start cannot fit in maxNewTokens (3): 3 digits and <eos>. Only a train
     // row is trained on: with every row in train, the check cannot miss it.
     const answer = await failure(rows({ q: "1+1", a: "123" }), jsonlPlan({ eval: 0 }));
-    assert.ok(answer instanceof TaskError);
-    assert.match(
+    assert.ok(answer instanceof DataError);
+    assert.equal(
       answer.message,
-      /^data\/sums\.jsonl\S*: the answer to "1\+1=" has 4 tokens with <eos>, more than sampling\.maxNewTokens \(3\) allows the warm start$/,
+      `${file}:9: answer: expected at most 3 tokens with <eos> (sampling.maxNewTokens), ` +
+        "as the warm start trains on it, got 4",
     );
     // Without a warm start, that answer is only a reward's business.
     const cold = jsonlPlan({ eval: 0 }, {
