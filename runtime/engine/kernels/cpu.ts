@@ -25,6 +25,7 @@ import {
   swiGlu,
   tfjsDecoder,
   transposedFirst,
+  unembed,
 } from "./tfjs.ts";
 import type { KernelSet } from "./types.ts";
 
@@ -43,6 +44,7 @@ export function cpuKernels(blas: Blas | null): KernelSet {
     blas: blas !== null,
     layout: "[in, out]",
     linear,
+    unembed,
     product: blas ? blasProduct : transposedFirst,
     embed: (table, ids) => gatherRows(table, ids),
     rmsNorm: (x, w, eps) => loopRmsNorm(cpuValues, x, w, eps),

@@ -18,6 +18,11 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D {
   return tf.matMul(x, w as tf.Tensor2D);
 }
 
+/** x [N, d] · Eᵀ for the embedding table E [V, d]: the table transposed to [d, V], then `linear`. */
+export function unembed(x: tf.Tensor2D, table: tf.Tensor): tf.Tensor2D {
+  return linear(x, tf.transpose(table)); // [N, V]
+}
+
 /** op(a) · op(b) with each transposed operand transposed first (no transpose flag). */
 export function transposedFirst(
   a: tf.Tensor,
@@ -187,6 +192,7 @@ export function tfjsKernels(): KernelSet {
     blas: false,
     layout: "[in, out]",
     linear,
+    unembed,
     product: transposedFirst,
     embed: (table, ids) => gatherRows(table, ids),
     rmsNorm: rmsNormOps,

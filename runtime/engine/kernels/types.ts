@@ -88,6 +88,11 @@ export interface KernelSet {
   /** x [N, in] · W (stored in `layout`) → [N, out]. */
   linear(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D;
   /**
+   * x [N, d] · Eᵀ for the embedding table E [V, d] → [N, V]: the output projection of a model
+   * whose head is tied to its embedding (the table is stored as embedded, whatever `layout` is).
+   */
+  unembed(x: tf.Tensor2D, table: tf.Tensor): tf.Tensor2D;
+  /**
    * op(a) · op(b) for the `BatchMatMul` gradient, computed where it is fast: with the transpose
    * flags where the kernel takes them well, else with the operand transposed first.
    */

@@ -34,6 +34,7 @@ import {
   swiGlu,
   tfjsDecoder,
   transposedFirst,
+  unembed,
 } from "./tfjs.ts";
 import type { AdamWUpdate, KernelSet } from "./types.ts";
 
@@ -127,6 +128,7 @@ export function wasmKernels(backend: unknown, blas: Blas | null): KernelSet {
     blas: blas !== null,
     layout: "[in, out]",
     linear,
+    unembed,
     product: blas ? blasProduct : transposedFirst,
     embed: wasmEmbed,
     rmsNorm: (x, w, eps) => simd ? simdRmsNorm(simd, x, w, eps) : loopRmsNorm(values, x, w, eps),

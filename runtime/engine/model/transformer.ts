@@ -254,10 +254,10 @@ export function forward(
   if (from > 0) out = tf.slice(out, [0, from, 0], [batch, time - from, d]);
   const rows = tf.reshape(out, [-1, d]) as tf.Tensor2D; // [B·(T−from), d]
   const normed = ops.rmsNorm(rows, p("model.norm.weight"), eps); // [B·(T−from), d]
-  const head = config.tiedEmbeddings
-    ? tf.transpose(p("model.embed_tokens.weight")) // [d, V]: the [in, out] layout
-    : p("lm_head.weight");
-  const logits = tf.reshape(ops.linear(normed, head), [batch, time - from, vocab]) as tf.Tensor3D;
+  const projected = config.tiedEmbeddings
+    ? ops.unembed(normed, p("model.embed_tokens.weight"))
+    : ops.linear(normed, p("lm_head.weight")); // [B·(T−from), V]
+  const logits = tf.reshape(projected, [batch, time - from, vocab]) as tf.Tensor3D;
   const hidden = tf.reshape(normed, [batch, time - from, d]) as tf.Tensor3D;
   return { logits, hidden, cache };
 }

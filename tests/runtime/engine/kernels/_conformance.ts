@@ -34,6 +34,7 @@ import { oneHotFloat } from "../../../../runtime/engine/tf.ts";
 export type Operation =
   | "product"
   | "linear"
+  | "unembed"
   | "embed"
   | "rmsNorm"
   | "ropeHeads"
@@ -244,6 +245,19 @@ export function runKernelConformance(backend: BackendName, options: ConformanceO
         "linear",
         ["value", "dx", "dW"],
         (k) => valueAndGrads((x, w) => k.linear(x as tf.Tensor2D, w!), inputs, weights),
+      );
+    }
+  });
+
+  test("unembed() equals x·Eᵀ for an embedding table E, forward and both gradients", async () => {
+    const rng = new Rng(12);
+    for (const [n, d, vocab] of [[37, 24, 15], [128, 64, 300]]) {
+      const inputs = [normal(rng, [n!, d!]), normal(rng, [vocab!, d!])];
+      const weights = normal(rng, [n!, vocab!]);
+      await compare(
+        "unembed",
+        ["value", "dx", "dE"],
+        (k) => valueAndGrads((x, e) => k.unembed(x as tf.Tensor2D, e!), inputs, weights),
       );
     }
   });
