@@ -14,6 +14,7 @@ import { tf } from "../engine/backend.ts";
 import { checkpointFiles, loadCheckpoint, toTensorData } from "../engine/model/checkpoint.ts";
 import { decodeSafetensors, encodeSafetensors } from "../engine/model/safetensors.ts";
 import type { Params } from "../engine/model/transformer.ts";
+import type { LinearLayout } from "../engine/kernels/types.ts";
 import { Rng } from "../engine/random.ts";
 import { checkpointName, writeCheckpointDir } from "./run_dir.ts";
 import type { Run } from "../rl/train_step.ts";
@@ -36,7 +37,7 @@ export interface TrainerState {
 export interface RunCheckpoint {
   dir: string;
   state: TrainerState;
-  /** The policy's weights, in the model's layout. */
+  /** The policy's weights as the checkpoint stores them (linear weights `[out, in]`). */
   weights: Awaited<ReturnType<typeof loadCheckpoint>>["weights"];
   /** AdamW's moments by parameter name. */
   moments: { m: Record<string, Float32Array>; v: Record<string, Float32Array> };
@@ -78,7 +79,8 @@ export async function saveRunCheckpoint(
   metrics: string,
   name = checkpointName(state.step),
 ): Promise<string> {
-  const model = await checkpointFiles(run.params, run.config, run.task.tokenizer.alphabet);
+  const { params, config, task, kernels } = run;
+  const model = await checkpointFiles(params, config, task.tokenizer.alphabet, kernels.layout);
   await writeCheckpointDir(`${checkpointsDir}/${name}`, {
     ...model,
     "optimizer.safetensors": encodeSafetensors({
@@ -104,7 +106,7 @@ export async function readRunCheckpoint(dir: string, planHash: string): Promise<
   if (state.planHash !== planHash) {
     throw new Error(`it belongs to plan ${state.planHash}, not ${planHash}`);
   }
-  const { weights } = await loadCheckpoint(dir);
+  const { weights } = await loadCheckpoint(dir, "[out, in]"); // read before a kernel set is chosen
   const { tensors } = decodeSafetensors(await Deno.readFile(`${dir}/optimizer.safetensors`));
   const moments = { m: {} as Record<string, Float32Array>, v: {} as Record<string, Float32Array> };
   for (const name of Object.keys(weights)) {
@@ -133,9 +135,9 @@ export function restoreRun(run: Run, checkpoint: RunCheckpoint): void {
   run.faults = { ...state.faults };
 }
 
-/** Frozen tensors of the weights in a model checkpoint directory. */
-export async function loadFrozen(dir: string): Promise<Params> {
-  const { weights } = await loadCheckpoint(dir);
+/** Frozen tensors of the weights in a model checkpoint directory, in `layout` (a kernel set's). */
+export async function loadFrozen(dir: string, layout: LinearLayout): Promise<Params> {
+  const { weights } = await loadCheckpoint(dir, layout);
   return Object.fromEntries(
     Object.entries(weights).map(([name, w]) => [name, tf.tensor(w.data, w.shape, "float32")]),
   );

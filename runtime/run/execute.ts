@@ -121,7 +121,13 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const seed = new Rng(plan.seed);
   const setup = held.use(await setUp(plan, seed, baseUrl));
   const config = modelConfig(plan.model);
-  const fromCheckpoint = await checkpointReference(held, plan, config, baseUrl);
+  const fromCheckpoint = await checkpointReference(
+    held,
+    plan,
+    config,
+    baseUrl,
+    setup.backend.kernels.layout,
+  );
   const dir = held.use(
     await openRunDir(plan, hash, setup.backend, resumed, {
       runsDir: options.runsDir ?? "runs",

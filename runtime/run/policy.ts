@@ -7,7 +7,7 @@
  */
 
 import { tf } from "../engine/backend.ts";
-import { checkpointFiles, weightsToTensors } from "../engine/model/checkpoint.ts";
+import { checkpointFiles, inLayout, weightsToTensors } from "../engine/model/checkpoint.ts";
 import { initParams } from "../engine/model/transformer.ts";
 import { warmStart } from "../rl/warm_start.ts";
 import type { RunContext } from "./context.ts";
@@ -26,9 +26,10 @@ export async function startPolicy(
   signal?: AbortSignal,
 ): Promise<Record<string, tf.Variable>> {
   const { plan, config, dir, setup, seed, progress, held } = context;
+  const layout = setup.backend.kernels.layout; // of the linear weights, the kernel set's choice
   const params = dir.checkpoint
-    ? weightsToTensors(dir.checkpoint.weights, true)
-    : initParams(config, seed.fork("init"));
+    ? weightsToTensors(inLayout(dir.checkpoint.weights, layout), true)
+    : initParams(config, seed.fork("init"), layout);
   held.defer(() => tf.dispose(Object.values(params)));
   if (dir.checkpoint) return params;
 
@@ -64,7 +65,7 @@ export async function startPolicy(
   }
   await writeCheckpointDir(
     `${dir.checkpointsDir}/initial`,
-    await checkpointFiles(params, config, task.tokenizer.alphabet),
+    await checkpointFiles(params, config, task.tokenizer.alphabet, layout),
   );
   return params;
 }

@@ -10,6 +10,7 @@ import type { Plan } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
 import { loadCheckpoint, weightsToTensors } from "../engine/model/checkpoint.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
+import type { LinearLayout } from "../engine/kernels/types.ts";
 import { loadFrozen } from "./checkpoint.ts";
 import type { RunContext } from "./context.ts";
 import { RunSetupError } from "./setup.ts";
@@ -24,12 +25,13 @@ export async function checkpointReference(
   plan: Plan,
   config: ModelConfig,
   baseUrl: string | URL,
+  layout: LinearLayout,
 ): Promise<Params | null> {
   if (plan.reference.kind !== "checkpoint") return null;
   const path = decodeURIComponent(new URL(plan.reference.checkpoint!, baseUrl).pathname);
   let loaded;
   try {
-    loaded = await loadCheckpoint(path);
+    loaded = await loadCheckpoint(path, layout);
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
     throw new RunSetupError(`Cannot load reference checkpoint '${path}': ${why}`);
@@ -61,7 +63,7 @@ export interface References {
  * {@linkcode checkpointReference}.
  */
 export async function references(
-  { plan, dir, held }: RunContext,
+  { plan, dir, held, setup }: RunContext,
   params: Record<string, tf.Variable>,
   fromCheckpoint: Params | null,
   track: { klInitial?: boolean } = {},
@@ -70,7 +72,7 @@ export async function references(
   const startPolicy = !needsInitial
     ? null
     : dir.checkpoint
-    ? await loadFrozen(`${dir.checkpointsDir}/initial`).catch((e) => {
+    ? await loadFrozen(`${dir.checkpointsDir}/initial`, setup.backend.kernels.layout).catch((e) => {
       throw new RunSetupError(
         `Cannot resume '${dir.dir}': checkpoints/initial: ${(e as Error).message}`,
       );

@@ -200,22 +200,43 @@ export async function loadCheckpoint(
   const raw = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)) as CheckpointConfig;
   const config = configFromCheckpoint(raw);
   const { tensors } = decodeSafetensors(await Deno.readFile(`${dir}/model.safetensors`));
-  const weights: Record<string, TensorData> = {};
-  for (const [name, { shape }] of Object.entries(paramShapes(config, layout))) {
+  const onDisk: Record<string, TensorData> = {};
+  for (const [name, { shape }] of Object.entries(paramShapes(config, "[out, in]"))) {
     const t = tensors[name];
     if (!t) throw new Error(`Cannot load checkpoint ${dir}: model.safetensors lacks '${name}'`);
-    const linear = layout === "[in, out]" && isLinear(name); // stored transposed on disk
-    const want = linear ? [shape[1]!, shape[0]!] : shape;
-    if (t.shape.join(",") !== want.join(",")) {
+    if (t.shape.join(",") !== shape.join(",")) {
       throw new Error(
-        `Cannot load checkpoint ${dir}: '${name}' has shape [${t.shape}], expected [${want}]`,
+        `Cannot load checkpoint ${dir}: '${name}' has shape [${t.shape}], expected [${shape}]`,
       );
     }
-    weights[name] = linear
-      ? { dtype: "F32", shape, data: transpose2d(t.data, want[0]!, want[1]!) }
-      : t;
+    onDisk[name] = t;
   }
-  return { config, alphabet: raw.giftwrap?.tokenizer?.alphabet ?? "", weights };
+  const alphabet = raw.giftwrap?.tokenizer?.alphabet ?? "";
+  return { config, alphabet, weights: inLayout(onDisk, layout) };
+}
+
+/**
+ * Weights as a checkpoint stores them (Hugging Face's `[out, in]` linear weights) in `layout`, a
+ * kernel set's: for `"[in, out]"` the linear weights are transposed, the rest kept as they are.
+ *
+ * @example
+ * ```ts
+ * const { weights } = await loadCheckpoint(dir, "[out, in]"); // as on disk
+ * const params = weightsToTensors(inLayout(weights, kernels.layout), true);
+ * ```
+ */
+export function inLayout(
+  weights: Record<string, TensorData>,
+  layout: LinearLayout,
+): Record<string, TensorData> {
+  if (layout === "[out, in]") return weights;
+  return Object.fromEntries(
+    Object.entries(weights).map(([name, t]) => {
+      if (!isLinear(name) || t.shape.length !== 2) return [name, t];
+      const [rows, cols] = t.shape as [number, number];
+      return [name, { dtype: "F32", shape: [cols, rows], data: transpose2d(t.data, rows, cols) }];
+    }),
+  );
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { tf } from "../../../runtime/engine/backend.ts";
-import { weightsToTensors } from "../../../runtime/engine/model/checkpoint.ts";
+import { inLayout, weightsToTensors } from "../../../runtime/engine/model/checkpoint.ts";
 import { decodeSafetensors, encodeSafetensors } from "../../../runtime/engine/model/safetensors.ts";
 import { type Run, trainStep } from "../../../runtime/rl/train_step.ts";
 import {
@@ -62,9 +62,11 @@ Deno.test("saveRunCheckpoint(), readRunCheckpoint() and restoreRun() give back t
       assert.equal(checkpoint.dir, `${dir}/${name}`);
       assert.deepEqual(checkpoint.state, state);
       assert.equal(checkpoint.metrics, metrics);
-      // Into a run just built from the seed, its policy the checkpoint's: as a run resumes.
+      // Into a run just built from the seed, its policy the checkpoint's (read as stored, turned
+      // to the kernel set's layout): as a run resumes.
       tf.dispose(Object.values(fresh.params));
-      restored = { ...fresh, params: weightsToTensors(checkpoint.weights, true) };
+      const weights = inLayout(checkpoint.weights, run.kernels.layout);
+      restored = { ...fresh, params: weightsToTensors(weights, true) };
       restoreRun(restored, checkpoint);
       assert.deepEqual(valuesOf(restored.params), valuesOf(run.params));
       assert.deepEqual(valuesOf(restored.optimizer.m), valuesOf(run.optimizer.m));
@@ -83,11 +85,11 @@ Deno.test("saveRunCheckpoint(), readRunCheckpoint() and restoreRun() give back t
       assert.deepEqual(valuesOf(restored.params), valuesOf(run.params));
 
       // The frozen copy of a checkpoint's policy (what a resumed run reloads initial/ as).
-      const frozen = await loadFrozen(`${dir}/${name}`);
+      const frozen = await loadFrozen(`${dir}/${name}`, run.kernels.layout);
       assert.ok(Object.values(frozen).every((t) => !(t instanceof tf.Variable)));
       assert.deepEqual(
         valuesOf(frozen),
-        Object.fromEntries(Object.entries(checkpoint.weights).map(([n, w]) => [n, w.data])),
+        Object.fromEntries(Object.entries(weights).map(([n, w]) => [n, w.data])),
       );
       tf.dispose(Object.values(frozen));
     } finally {

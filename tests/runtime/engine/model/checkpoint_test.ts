@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
 import {
+  inLayout,
   loadCheckpoint,
   saveCheckpoint,
   toTensorData,
@@ -56,4 +57,30 @@ Deno.test("a checkpoint holds HF's [out, in] from either layout, and reads back 
     }
     tf.dispose([...Object.values(params), ...Object.values(inOut)]);
   });
+});
+
+Deno.test("inLayout() transposes linear weights from HF's [out, in] to [in, out], and nothing else", () => {
+  // q_proj as stored: [out 2, in 3] = [[1, 2, 3], [4, 5, 6]]; as [in, out]: [[1, 4], [2, 5], [3, 6]]
+  const stored = {
+    "model.layers.0.self_attn.q_proj.weight": {
+      dtype: "F32" as const,
+      shape: [2, 3],
+      data: Float32Array.of(1, 2, 3, 4, 5, 6),
+    },
+    "model.embed_tokens.weight": {
+      dtype: "F32" as const,
+      shape: [2, 3],
+      data: Float32Array.of(1, 2, 3, 4, 5, 6),
+    },
+    "model.norm.weight": { dtype: "F32" as const, shape: [3], data: Float32Array.of(7, 8, 9) },
+  };
+  const inOut = inLayout(stored, "[in, out]");
+  assert.deepEqual(inOut["model.layers.0.self_attn.q_proj.weight"], {
+    dtype: "F32",
+    shape: [3, 2],
+    data: Float32Array.of(1, 4, 2, 5, 3, 6),
+  });
+  assert.equal(inOut["model.embed_tokens.weight"], stored["model.embed_tokens.weight"]);
+  assert.equal(inOut["model.norm.weight"], stored["model.norm.weight"]);
+  assert.equal(inLayout(stored, "[out, in]"), stored);
 });
