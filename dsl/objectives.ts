@@ -1,5 +1,5 @@
 /**
- * The objective presets as data over shared axes (OBJECTIVES.md): advantage baseline and scale,
+ * The objective presets as data over shared axes (docs/objectives.md): advantage baseline and scale,
  * importance ratio and clipping, KL to the reference, aggregation. This table is the only place
  * that maps a preset's name to its behaviour: the axes, the defaults no schema annotation can
  * state, and what the compiler does differently for a preset (its default number of mini-batches,
@@ -124,7 +124,7 @@ function symmetricClip<O extends { epsilon?: number; epsilonHigh?: number }>(
   return { ...o, epsilonHigh: o.epsilonHigh ?? o.epsilon! };
 }
 
-/** The table of OBJECTIVES.md, one entry per preset. */
+/** The table of docs/objectives.md, one entry per preset. */
 const PRESETS: Presets = {
   gift: {
     axes: (o) => ({

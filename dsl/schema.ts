@@ -397,7 +397,7 @@ export const RewardSchema = section({
 }, "One reward source with its weight, role and error policy.");
 
 // ---------------------------------------------------------------------------------------------
-// Objectives (OBJECTIVES.md). Each accepts only its own options.
+// Objectives (docs/objectives.md). Each accepts only its own options.
 
 const beta = (value: number, what: string) =>
   opt(num({ minimum: 0, maximum: 100, default: value, description: what }));

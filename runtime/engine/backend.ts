@@ -1,13 +1,13 @@
 /**
  * Setting a TensorFlow.js backend up: loading it, choosing its kernel set, and every patch of tfjs
- * the runtime makes, each measured under Deno (TFJS_NOTES.md). `useBackend()` is the one place
+ * the runtime makes, each measured under Deno (docs/tfjs.md). `useBackend()` is the one place
  * that does any of it; nothing else asks which backend runs.
  *
  * - `wasm` (SIMD, one thread) is the CPU default, with the `wasm` kernel set (`kernels/wasm.ts`).
- *   Its `matMul` with `transposeA`/`transposeB` runs at 1–2 GFLOP/s against ~27 without, and
+ *   Its `matMul` with `transposeA`/`transposeB` is an order of magnitude slower than without, and
  *   tfjs's own matmul gradient uses exactly those flags, so every backward pass would crawl: the
  *   `BatchMatMul` gradient is re-registered to compute its products with the kernel set's
- *   `product` (same math, ~6× faster end to end).
+ *   `product` (same math; docs/tfjs.md).
  * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests; the
  *   `cpu` kernel set.
  * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the plain tfjs set and

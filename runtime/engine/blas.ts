@@ -1,8 +1,8 @@
 /**
  * Matrix products through a system BLAS (OpenBLAS's `cblas_sgemm`, called with Deno's FFI), for
- * the `wasm` and `cpu` backends. tfjs's wasm `matMul` runs at ~25 GFLOP/s on one thread (1–2 with
- * a transposed operand) and its cpu one at ~1; OpenBLAS uses every core and handles transposes
- * itself. Everything else stays on the backend: this replaces only the `BatchMatMul` kernel, and
+ * the `wasm` and `cpu` backends. tfjs's wasm `matMul` runs on one thread and slows to a crawl
+ * with a transposed operand, and its cpu one is plain JavaScript; OpenBLAS uses every core and
+ * handles transposes itself (bench/RESULTS.md, "kernel choices"). Everything else stays on the backend: this replaces only the `BatchMatMul` kernel, and
  * only where the library loads and the process may use FFI (`--allow-ffi`); anywhere else the
  * backend runs as it was.
  *
@@ -60,8 +60,8 @@ const SYMBOLS = {
 
 /**
  * OpenBLAS picks its kernels from the CPU's family and model; under a hypervisor that reports a
- * generic "Intel Xeon Processor" it falls back to Prescott (SSE3), ~7× slower here (28 against
- * 207 GFLOP/s on a 1024² product). Unless the user chose (OPENBLAS_CORETYPE), choose from the
+ * generic "Intel Xeon Processor" it falls back to Prescott (SSE3), several times slower than the
+ * kernels the CPU can run (bench/RESULTS.md, "kernel choices"). Unless the user chose (OPENBLAS_CORETYPE), choose from the
  * instruction sets the CPU reports as usable, before the library loads and reads the variable.
  * The CPU is asked through glibc's `__x86_get_cpuid_feature_leaf` (2.33+): Deno refuses
  * `/proc/cpuinfo` without `--allow-all`. Anywhere else OpenBLAS chooses alone.
@@ -167,7 +167,7 @@ export function unregisterBlasMatMul(backendName: "wasm" | "cpu"): void {
  * op(a) · op(b) where OpenBLAS runs the backend's products (the `BatchMatMul` gradient of the
  * `wasm` and `cpu` kernel sets): products big enough to go there (`BLAS_MIN_FLOPS`) keep their
  * transpose flags, which OpenBLAS takes for free; smaller ones run on the backend's own kernel,
- * with each transposed operand transposed first (wasm's kernel is ~15× slower with the flags).
+ * with each transposed operand transposed first (wasm's kernel is far slower with the flags).
  */
 export function blasProduct(
   a: tf.Tensor,

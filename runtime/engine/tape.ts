@@ -4,13 +4,10 @@
  * tfjs's `engine.gradients` (behind `tf.variableGrads` and `tf.grad`) keeps every gradient it
  * computes, and every tensor saved for the backward pass, until the whole backward pass ends. A
  * train step's peak therefore holds the forward activations and the gradient of each of them at
- * once: 2.9 GiB of tensors for the large bench model at batch 8, against PyTorch's 1.3 GiB peak
- * resident set. This is the same algorithm (tfjs-core 4.22, `engine.ts` `gradients` and
+ * once, about twice what PyTorch holds for the same step. This is the same algorithm (tfjs-core 4.22, `engine.ts` `gradients` and
  * `tape.ts`), except that once a node's gradient has been computed, the tensors it saved and the
- * gradients of its outputs are disposed: nothing later reads them. Gradients are bit-identical.
- *
- * Measured on the large bench model at batch 8 on wasm: peak resident set 2.4 GiB → 1.4 GiB, and
- * batch 16, which overflowed the wasm heap's 4 GiB, trains in 2.4 GiB.
+ * gradients of its outputs are disposed: nothing later reads them. Gradients are bit-identical,
+ * and a batch that overflowed the wasm heap trains within it (bench/RESULTS.md, "kernel choices").
  *
  * @module
  */

@@ -5,7 +5,7 @@
  *
  * Log-probabilities that must equal the policy's where it has not moved (π_old, a frozen π_ref at
  * step 0) are computed in the update's mini-batches with the update's shapes, so that GIFT's
- * implicit reward u is exactly 0 there rather than float noise divided by ε (OBJECTIVES.md).
+ * implicit reward u is exactly 0 there rather than float noise divided by ε (docs/objectives.md).
  *
  * @module
  */

@@ -562,7 +562,7 @@ Deno.test("compile() keeps the error for a success reward that is not a verifier
   );
 });
 
-Deno.test("compile() fills the defaults of OBJECTIVES.md", () => {
+Deno.test("compile() fills the defaults of docs/objectives.md", () => {
   const options = (objective: Parameters<typeof recipe>[0]["objective"]) =>
     compile({ ...base, objective, reference: "initial" }).objective.options;
   assert.deepEqual(options(gift()), { kind: "gift", betaC: 1, stdEpsilon: 1e-6 });

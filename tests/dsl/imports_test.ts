@@ -1,4 +1,4 @@
-// dsl/ must never import TensorFlow.js (DESIGN.md): everything in it runs without a tensor. This
+// dsl/ must never import TensorFlow.js (docs/architecture.md): everything in it runs without a tensor. This
 // scans every import of every file under dsl/ and allows only files inside dsl/ and a short list
 // of packages, so a new import of tfjs, or of runtime/ that would bring it, fails here.
 

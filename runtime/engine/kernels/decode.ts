@@ -6,9 +6,9 @@
  * Why: a sampling step of a small model is ~120 tiny tfjs kernels (norms, RoPE's split and concat,
  * per-head attention products, the embedding gather, the KV cache's concat), and on wasm their
  * dispatch costs several times the arithmetic. Here a step is a handful of `sgemm` calls and a few
- * calls into the module per row, and the cache is written in place. The loops were plain
- * JavaScript before, ~60% of the front door's sampling time; in WebAssembly the decoder runs 1.6×
- * faster for the front door and 1.75× for bench/'s large model. The decoder of the `wasm` and
+ * calls into the module per row, and the cache is written in place; the loops are WebAssembly
+ * because as plain JavaScript they were most of a sampling call (bench/RESULTS.md, "kernel
+ * choices"). The decoder of the `wasm` and
  * `cpu` kernel sets where OpenBLAS runs their products (with `--allow-ffi`); anywhere else
  * sampling stays on tfjs.
  *
@@ -106,8 +106,8 @@ interface Layer {
 /**
  * The weights read so far, by the backend data they were read from. tfjs never changes the data
  * under a `dataId` (an optimiser's `assign` gives the variable a new one), so a copy stays valid
- * while its key lives: sampling again with the same weights skips reading them (~1 ms a call for
- * the front door's model), and an update's new data is read afresh.
+ * while its key lives: sampling again with the same weights skips reading them, and an update's
+ * new data is read afresh.
  */
 const weightCopies = new WeakMap<object, Float32Array>();
 

@@ -8,8 +8,8 @@ import type { tf } from "../tf.ts";
 
 /**
  * The float32 values of tensors, without copies (a kernel set's view of its backend's memory):
- * take them after every allocation, as a backend's memory may grow and move. Copying the front
- * door's activations (655 KB each) out and back in cost more than the loops over them.
+ * take them after every allocation, as a backend's memory may grow and move. Copying activations
+ * out and back in cost more than the loops over them.
  */
 export type Values = (tensors: tf.Tensor[]) => Float32Array[];
 

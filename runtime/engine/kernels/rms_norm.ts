@@ -9,8 +9,9 @@
  * both agree with the tfjs ops to float32 rounding (tests/runtime/engine/kernels/).
  *
  * The loops read and write the backend's memory in place (wasm's heap, cpu's arrays): the input is
- * saved for the gradient rather than copied out, and outputs are fresh `fill` tensors written once.
- * Copies of fresh 655 KB arrays in and out made the front door's norm ~20% slower.
+ * saved for the gradient rather than copied out, and outputs are fresh `fill` tensors written once:
+ * copying fresh arrays out and back in cost more than the loops (bench/RESULTS.md, "kernel
+ * choices").
  *
  * @module
  */
@@ -74,9 +75,8 @@ export function loopRmsNorm(
 
 /**
  * RMSNorm on the wasm backend: simd.wat's `rmsNorm` and `rmsNormBackward`, on the tensors
- * where the backend keeps them. For the front door's [1280, 128] norms (five per train step) the
- * JavaScript loops above took 0.9 ms forward and ~3.1 ms with the gradient, these 0.15 and ~1.2;
- * its forward and backward pass went from 73–78 ms to 65–69 ms.
+ * where the backend keeps them: several times faster than the JavaScript loops above, which V8
+ * runs in float64 with a rounding per store.
  */
 export function simdRmsNorm(
   simd: BackendKernels,

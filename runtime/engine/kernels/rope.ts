@@ -6,10 +6,9 @@
  * backend keeps them.
  *
  * Why: as tfjs ops it is a transpose, two products with the tables, rotate_half (a product with a
- * signed permutation) and a sum, forward, and as many backward, for each of q and k in every layer,
- * on [128, 4, 10, 32] tensors for the front door. Fused, its forward and backward pass took 70 ms
- * instead of 86 (medians of 25), and `deno task bench` timed its train step at 89–96 ms instead of
- * 110.
+ * signed permutation) and a sum, forward, and as many backward, for each of q and k in every layer:
+ * on the small tensors of the models trained here, dispatch outweighs the arithmetic, and one pass
+ * each way shortens the train step (bench/RESULTS.md, "kernel choices").
  *
  * Bit-identical to those ops (tests/runtime/engine/kernels/wasm_test.ts): each product and sum is
  * one float32 operation in both, and the permutation's product is exact.
@@ -39,8 +38,8 @@ export function rotateHalf(x: tf.Tensor4D): tf.Tensor4D {
 
 /**
  * rotate_half(x) as one product with a signed permutation matrix, for wasm and where OpenBLAS runs
- * the products: split, neg and concat (and their gradients) cost ~10× more there. Exact either
- * way: each output is one input times ±1.
+ * the products: split, neg and concat (and their gradients) cost several times more there. Exact
+ * either way: each output is one input times ±1.
  */
 export function rotateHalfByProduct(x: tf.Tensor4D): tf.Tensor4D {
   const hd = x.shape[3];

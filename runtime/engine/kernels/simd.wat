@@ -1,6 +1,7 @@
 ;; Loops of giftwrap's CPU paths in WebAssembly with 128-bit SIMD, written by hand: V8 ran them
-;; as plain JavaScript 4-25x slower (float64 arithmetic, a rounding per Math.fround, a bounds
-;; check per access), and as tfjs ops they cost more in dispatch than in arithmetic. The matrix
+;; as plain JavaScript several times slower (float64 arithmetic, a rounding per Math.fround, a
+;; bounds check per access; bench/RESULTS.md, "kernel choices"), and as tfjs ops they cost more in
+;; dispatch than in arithmetic. The matrix
 ;; products run in OpenBLAS.
 ;;
 ;; - the sampler's (runtime/engine/kernels/decode.ts): RMSNorm, residual adds, RoPE, SwiGLU's

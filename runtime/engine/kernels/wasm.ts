@@ -39,9 +39,9 @@ import {
 import type { AdamWUpdate, KernelSet } from "./types.ts";
 
 /**
- * Vocabularies up to this size are embedded as `oneHot(ids) · table`: wasm's `gather` takes
- * ~10 ms for any table (1280 rows of 128), the product ~1 ms at 15 tokens and ~2 ms at 512, and is
- * exact (one term per output). Larger tables keep `gather`.
+ * Vocabularies up to this size are embedded as `oneHot(ids) · table`: wasm's `gather` costs
+ * several times the product at the sizes trained here (bench/RESULTS.md, "kernel choices"), and
+ * the product is exact (one term per output). Larger tables keep `gather`.
  */
 export const ONE_HOT_EMBED_MAX_VOCAB = 1024;
 

@@ -1,5 +1,5 @@
 /**
- * The shared axes of the baseline objectives (OBJECTIVES.md, "Shared axes for the baselines"), one
+ * The shared axes of the baseline objectives (docs/objectives.md, "Shared axes for the baselines"), one
  * small pure tensor function per axis: advantages from rewards, the token and sequence importance
  * ratios, the clipped surrogate and its clip fractions, the k3 KL to the reference, and the
  * aggregation of a per-token loss. A preset (grpo.ts, dapo.ts, …) is a point of these axes, read

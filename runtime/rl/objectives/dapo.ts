@@ -1,6 +1,6 @@
 /**
  * DAPO: Decoupled Clip and Dynamic sAmpling Policy Optimization (arXiv 2503.14476), its loss. For
- * P prompts × G completions (B = P·G rows), exactly as OBJECTIVES.md:
+ * P prompts × G completions (B = P·G rows), exactly as docs/objectives.md:
  *
  * 1. Advantage (constant): `A_i = (r_i − mean_g r) / (std_g r + ε)`, sample std, ε = 1e-4.
  * 2. Token ratio `w[i,t] = exp(logp − oldLogp)` with the decoupled "clip-higher" range

@@ -1,7 +1,7 @@
 /**
  * Dr. GRPO: "GRPO Done Right" (Understanding R1-Zero-Like Training, arXiv 2503.20783). GRPO without
  * its two length and difficulty biases. For P prompts × G completions (B = P·G rows), exactly as
- * OBJECTIVES.md:
+ * docs/objectives.md:
  *
  * 1. Advantage (constant): `A_i = r_i − mean_g r`: no division by the group std (which up-weights
  *    groups that are nearly all right or all wrong).

@@ -2,7 +2,7 @@
  * GIFT: Group-relative Implicit Fine-Tuning (arXiv 2510.23868). Reward *matching* instead of reward
  * maximisation: make the group-standardised implicit reward of each completion equal its
  * group-standardised explicit reward. For P prompts × G completions (B = P·G rows, groups
- * consecutive), exactly as OBJECTIVES.md:
+ * consecutive), exactly as docs/objectives.md:
  *
  * 1. Explicit side (constant): Â_i = (r_i − mean_g r) / (std_g r + ε), sample std, ε = 1e-6.
  *    A group of size 1: Â_i = r_i. A group whose rewards are all equal: Â_i = 0 (the group is kept).

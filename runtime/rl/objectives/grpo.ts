@@ -1,6 +1,6 @@
 /**
  * GRPO: Group Relative Policy Optimization (DeepSeekMath, arXiv 2402.03300), as TRL's `"grpo"`
- * loss. For P prompts × G completions (B = P·G rows, groups consecutive), exactly as OBJECTIVES.md:
+ * loss. For P prompts × G completions (B = P·G rows, groups consecutive), exactly as docs/objectives.md:
  *
  * 1. Advantage (constant): `A_i = (r_i − mean_g r) / (std_g r + ε)`, sample std, ε = 1e-4 (TRL's).
  *    A group whose rewards are all equal gives `A_i = 0` exactly, so its policy-gradient term is 0.

@@ -1,7 +1,7 @@
 /**
  * GSPO: Group Sequence Policy Optimization (arXiv 2507.18071). GRPO's advantages with the
  * importance ratio taken per sequence, as the reward is. For P prompts × G completions
- * (B = P·G rows), exactly as OBJECTIVES.md:
+ * (B = P·G rows), exactly as docs/objectives.md:
  *
  * 1. Advantage (constant): `A_i = (r_i − mean_g r) / (std_g r + ε)`, sample std, ε = 1e-4.
  * 2. Sequence ratio, length-normalised: `s_i = exp(Σ_t mask·(logp − oldLogp) / |y_i|)`, exactly 1

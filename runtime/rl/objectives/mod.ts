@@ -1,6 +1,6 @@
 /**
  * Training objectives: each a pure loss over one batch of sampled groups, behind one `Objective`
- * interface (see OBJECTIVES.md for the exact math). GIFT, and the baselines as presets over shared
+ * interface (see docs/objectives.md for the exact math). GIFT, and the baselines as presets over shared
  * axes. The axes are exported as building blocks, so that an objective of your own composes them
  * rather than copying them: advantages from rewards, the token and sequence ratios and the clipped
  * surrogate (`axes.ts`), the k3 KL, the aggregation of a per-token loss, and the group statistics

@@ -1,7 +1,7 @@
 /**
  * Online DPO: Direct Preference Optimization (arXiv 2305.18290) on pairs drawn from the policy's
  * own samples (Guo et al., arXiv 2402.04792), the pair chosen by the reward. For P prompts ×
- * G completions (B = P·G rows, groups consecutive), exactly as OBJECTIVES.md:
+ * G completions (B = P·G rows, groups consecutive), exactly as docs/objectives.md:
  *
  * 1. Pairs: in each group, the completion with the highest reward is chosen (c) and the one with
  *    the lowest is rejected (r); among equal rewards the first row wins (as the backend's argMax

@@ -1,7 +1,7 @@
 /**
  * RLOO: REINFORCE Leave-One-Out (Ahmadian et al., arXiv 2402.14740), as TRL's RLOO trainer with a
  * sequence-level clipped ratio. For P prompts × G completions (B = P·G rows), exactly as
- * OBJECTIVES.md:
+ * docs/objectives.md:
  *
  * 1. KL in the reward (a constant): `r'_i = r_i − β·Σ_t mask·(oldLogp − refLogp)`, β = 0.05: the
  *    sampled completion's log-ratio to the reference, summed over its tokens. Without `refLogp` in

@@ -1,5 +1,5 @@
 /**
- * The contract between the trainer and an objective (DESIGN.md, "Runtime contracts"). An objective
+ * The contract between the trainer and an objective (docs/architecture.md, "Contracts"). An objective
  * is a pure function of one batch of sampled groups: the trainer builds an `ObjectiveBatch`, calls
  * `objective.loss(batch, options)` under `tf.grad`/`optimizer.minimize`, and never branches on the
  * objective's name.

@@ -1,7 +1,7 @@
 /**
  * UNA: Unifying alignment through an implicit reward (arXiv 2408.15339), its score-based form with
  * rewards from the recipe's reward sources. For B completions (rows grouped, groups consecutive),
- * exactly as OBJECTIVES.md:
+ * exactly as docs/objectives.md:
  *
  * 1. Implicit reward, as in GIFT (a sum over completion tokens): `u_i = Σ_t mask·(logp − refLogp)`.
  *    Without `refLogp` in the batch, the reference is the rollout policy (`oldLogp`).

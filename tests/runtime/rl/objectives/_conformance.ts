@@ -1,5 +1,5 @@
 /**
- * The conformance suite every objective passes (OBJECTIVES.md, property 9), plus the seeded batch
+ * The conformance suite every objective passes (docs/objectives.md, property 9), plus the seeded batch
  * helpers the objective tests share. An objective's test file calls
  * `runObjectiveConformance(objective, options)` and adds its own cases.
  *

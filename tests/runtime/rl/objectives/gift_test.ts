@@ -83,7 +83,7 @@ function assertClose(actual: number, expected: number, tolerance: number, what: 
   );
 }
 
-// ---- GIFT properties (OBJECTIVES.md) ----
+// ---- GIFT properties (docs/objectives.md) ----
 
 Deno.test("gift loss equals 2(G−1)/G · (1 − corr(r, u)) for one group (property 1)", () => {
   for (const [seed, groupSize] of [[1, 2], [2, 5], [3, 8], [4, 16]] as const) {
