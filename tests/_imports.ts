@@ -5,15 +5,40 @@
  * @module
  */
 
+/** A module a source file refers to. */
+export interface ModuleReference {
+  specifier: string;
+  /** Loaded on demand, not as the file loads: a dynamic `import()`, or a worker's module. */
+  lazy: boolean;
+  /** Started as a worker (`new URL("./x.ts", import.meta.url)`) rather than imported. */
+  worker: boolean;
+}
+
+/** The forms of a reference: a pattern whose first group is the specifier, and what it is. */
+const REFERENCES: [RegExp, Omit<ModuleReference, "specifier">][] = [
+  [/\b(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/g, { lazy: false, worker: false }],
+  [/\bimport\s*["']([^"']+)["']/g, { lazy: false, worker: false }],
+  [/\bimport\s*\(\s*["']([^"']+)["']\s*\)/g, { lazy: true, worker: false }],
+  [/\bnew URL\(\s*["']([^"']+\.ts)["']\s*,\s*import\.meta\.url\s*\)/g, {
+    lazy: true,
+    worker: true,
+  }],
+];
+
+/**
+ * Every module a source file imports, re-exports, loads with `import()` or names by a URL of its
+ * own (a worker's), comments left out.
+ */
+export function moduleReferences(source: string): ModuleReference[] {
+  const code = source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
+  return REFERENCES.flatMap(([pattern, kind]) =>
+    [...code.matchAll(pattern)].map((m) => ({ specifier: m[1]!, ...kind }))
+  );
+}
+
 /** Every module specifier a source file imports or re-exports, statically or dynamically. */
 export function importsOf(source: string): string[] {
-  const code = source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, ""); // no comments
-  const patterns = [
-    /\b(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/g,
-    /\bimport\s*["']([^"']+)["']/g,
-    /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-  ];
-  return patterns.flatMap((p) => [...code.matchAll(p)].map((m) => m[1]!));
+  return moduleReferences(source).filter((r) => !r.worker).map((r) => r.specifier);
 }
 
 /** Directories never scanned: dependencies, hidden ones, and what deno.json excludes. */

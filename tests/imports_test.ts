@@ -5,7 +5,7 @@
 // each cycle it finds.
 
 import assert from "node:assert/strict";
-import { importCycles, importGraph, sourceFiles } from "./_imports.ts";
+import { importCycles, importGraph, moduleReferences, sourceFiles } from "./_imports.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -33,4 +33,23 @@ Deno.test("no module of the repository imports itself through others", async () 
   assert.ok(edges > 500, `only ${edges} imports found: is the scanner still working?`);
   const cycles = importCycles(graph).map((cycle) => cycle.join(" → "));
   assert.deepEqual(cycles, [], `import cycles:\n${cycles.join("\n")}`);
+});
+
+Deno.test("moduleReferences() finds each form of import, and which load lazily", () => {
+  const source = [
+    'import { a } from "./a.ts";',
+    'import type {\n  B,\n} from "../b.ts";',
+    'export * from "./c.ts";',
+    'import "./d.ts";',
+    'const e = await import("./e.ts");',
+    'new Worker(new URL("./f.ts", import.meta.url), { type: "module" });',
+  ].join("\n");
+  assert.deepEqual(moduleReferences(source).map((s) => [s.specifier, s.lazy]), [
+    ["./a.ts", false],
+    ["../b.ts", false],
+    ["./c.ts", false],
+    ["./d.ts", false],
+    ["./e.ts", true],
+    ["./f.ts", true],
+  ]);
 });
