@@ -7,7 +7,7 @@
  */
 
 import { loadBlas } from "../../runtime/engine/blas.ts";
-import { requires } from "./_requires.ts";
+import { requires } from "../_requires.ts";
 
 /** What loading OpenBLAS gave: the library, or why not. */
 export const BLAS_PROBE = loadBlas();

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { requires } from "./_requires.ts";
+import { requires } from "../_requires.ts";
 
 /** Whether `navigator.gpu` offers an adapter (true or throws when GIFTWRAP_REQUIRE_WEBGPU is set). */
 export const HAS_WEBGPU: boolean = await (async () => {

@@ -9,13 +9,21 @@ import { writeReport } from "../../../analysis/report/mod.ts";
 import { findChromium, launchChromium, loadPage } from "../../../scripts/_chromium.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { syntheticRun, writeRun } from "./_fixture.ts";
+import { requires } from "../../_requires.ts";
 
 const chromium = findChromium();
 const required = Deno.env.get("GIFTWRAP_REQUIRE_CHROMIUM") === "1";
 
+/** Runs where Chromium is (or must be, in CI), skipped elsewhere saying why. */
+const needsChromium = requires(
+  chromium !== null || required,
+  "no Chromium; Debian's chromium package provides it",
+);
+
 Deno.test({
-  name: "writeReport() writes a page headless Chromium loads cleanly, with every chart laid out",
-  ignore: chromium === null && !required,
+  ...needsChromium(
+    "writeReport() writes a page headless Chromium loads cleanly, with every chart laid out",
+  ),
   async fn() {
     assert.ok(chromium !== null, "GIFTWRAP_REQUIRE_CHROMIUM=1 but no Chromium binary on PATH");
     await withTempDir(async (dir) => {

@@ -7,7 +7,7 @@ import { BackendUnavailableError, useBackend } from "../../../runtime/engine/bac
 import { nativeTensorflow } from "../../../runtime/engine/native.ts";
 import { execute } from "../../../runtime/run/execute.ts";
 import { withTempDir } from "../../_helpers.ts";
-import { requires } from "../_requires.ts";
+import { requires } from "../../_requires.ts";
 import { needsBlas } from "../_blas.ts";
 import { tinyPlan } from "../_tiny.ts";
 

@@ -10,6 +10,7 @@ import type { RunInfo } from "../../../runtime/run/run_dir.ts";
 import { readRunCheckpoint } from "../../../runtime/run/checkpoint.ts";
 import { assertNoStack, giftwrap, lines, RUN_PERMISSIONS, withTempDir } from "../../_helpers.ts";
 import { TINY } from "../_tiny.ts";
+import { requires } from "../../_requires.ts";
 
 const CLI = decodeURIComponent(new URL("../../../cli.ts", import.meta.url).pathname);
 const FIXTURES = new URL("../fixtures/", import.meta.url);
@@ -390,6 +391,8 @@ function canMount(): boolean {
 }
 
 const MOUNT = Deno.build.os === "linux" && canMount();
+/** The disk tests: where this process may mount a tmpfs (root on Linux, as in CI). */
+const needsMount = requires(MOUNT, "cannot mount a tmpfs here (needs root on Linux)");
 
 /** Runs `body` with a tmpfs mounted at `dir` with `options`, unmounted afterwards. */
 async function withTmpfs(dir: string, options: string, body: () => Promise<void>): Promise<void> {
@@ -407,8 +410,9 @@ async function withTmpfs(dir: string, options: string, body: () => Promise<void>
 }
 
 Deno.test({
-  name: "execute() on a full disk stops at the failing write in one line, and resumes exactly",
-  ignore: !MOUNT,
+  ...needsMount(
+    "execute() on a full disk stops at the failing write in one line, and resumes exactly",
+  ),
   async fn() {
     await withTempDir(async (tmp) => {
       const recipe = await writeRecipe(
@@ -453,8 +457,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "execute() reports a run directory it cannot write before training, in one line",
-  ignore: !MOUNT,
+  ...needsMount("execute() reports a run directory it cannot write before training, in one line"),
   async fn() {
     await withTempDir(async (tmp) => {
       const recipe = await writeRecipe(

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { relativeError } from "../../_numeric.ts";
 import { GQA_CONFIG } from "../../_tiny.ts";
-import { type Requirement, requires } from "../../_requires.ts";
+import { type Requirement, requires } from "../../../_requires.ts";
 import { type BackendName, tf, useBackend } from "../../../../runtime/engine/backend.ts";
 import { tfjsKernels } from "../../../../runtime/engine/kernels/tfjs.ts";
 import type { KernelSet } from "../../../../runtime/engine/kernels/types.ts";

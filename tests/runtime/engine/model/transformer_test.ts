@@ -15,7 +15,7 @@ import {
 import { Rng } from "../../../../runtime/engine/random.ts";
 import { GQA_CONFIG } from "../../_tiny.ts";
 import { needsWebgpu } from "../../_webgpu.ts";
-import { requires } from "../../_requires.ts";
+import { requires } from "../../../_requires.ts";
 
 const CONFIG = GQA_CONFIG;
 
