@@ -4,12 +4,7 @@ import { countdownSplits } from "../../../runtime/data/countdown.ts";
 import { multiplicationSplits } from "../../../runtime/data/multiplication.ts";
 import { sortingSplits } from "../../../runtime/data/sorting.ts";
 import { DataError } from "../../../runtime/data/jsonl.ts";
-import {
-  encodePrompt,
-  loadTask,
-  supervisedExample,
-  TaskError,
-} from "../../../runtime/data/task.ts";
+import { encodePrompt, loadTask, supervisedExample } from "../../../runtime/data/task.ts";
 import { BOS, EOS, PAD } from "../../../runtime/engine/model/tokenizer.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { withTempDir } from "../../_helpers.ts";
