@@ -23,9 +23,8 @@ import { EVAL_BATCH as EVAL_CHUNK } from "../../dsl/budget.ts";
  *
  * @example
  * ```ts
- * const { accuracy, correct, total }: EvalResult = await evaluate(params, config, tok, problems, {
- *   kind: "exactMatch",
- * }, { promptTokens: 7, newTokens: 4 });
+ * const { accuracy, correct, total }: EvalResult = await evaluate(kernels, params, config, tok,
+ *   problems, { kind: "exactMatch" }, { promptTokens: 7, newTokens: 4 });
  * ```
  */
 export interface EvalResult {

@@ -1,9 +1,9 @@
 /**
  * Sampling completions with a KV cache: one prefill call over the prompts, then one call per new
  * token on the last token only, through the kernel set's decoder (without tfjs where OpenBLAS runs
- * the products, else the model's `forward()`). Logits come back to JavaScript each step and tokens are drawn
- * there (`sample_token.ts`), one uniform per row and token from the caller's `Rng`, so a seed gives
- * the same completions on every backend whose logits agree.
+ * the products, else the model's `forward()`). Logits come back to JavaScript each step and tokens
+ * are drawn there (`sample_token.ts`), one uniform per row and token from the caller's `Rng`, so a
+ * seed gives the same completions on every backend whose logits agree.
  *
  * Completions are right-padded with `<pad>` to `maxNewTokens`, so every batch has the plan's
  * shapes. A row ends at `<eos>` (kept, masked in) or when its text ends with a stop string.
@@ -40,7 +40,7 @@ export interface SampleOptions extends TokenSampling {
  *
  * @example
  * ```ts
- * const out: Completions = await sampleCompletions(params, config, tok, prompts, options, rng);
+ * const out: Completions = await sampleCompletions(kernels, params, config, tok, prompts, options, rng);
  * out.texts.forEach((text, i) => console.log(text, out.lengths[i], out.truncated[i]));
  * ```
  */
