@@ -114,9 +114,9 @@ export function stagePeaks(plan: MemoryPlan): StagePeak[] {
 }
 
 /**
- * What `backend` can hold: wasm's heap, or less where the machine has less; on cpu and tensorflow
- * the machine's memory; null when nothing is known (webgpu's memory is the GPU's, which the
- * compiler cannot see, and the machine's when not given).
+ * What `backend` can hold: wasm's heap, or less where the machine has less; on cpu, tensorflow
+ * and webgpu the machine's memory (webgpu's device memory, a GPU's own, is not visible here, so
+ * the message says so); null when the machine's memory is not given.
  *
  * @example
  * ```ts
@@ -133,7 +133,12 @@ export function memoryLimit(backend: BackendName, machineBytes?: number): Memory
     return machine !== null && machine.bytes < heap.bytes ? machine : heap;
   }
   if (backend === "cpu" || backend === "tensorflow") return machine;
-  return null;
+  // webgpu: the device's memory is not visible here (a GPU's own, or the machine's on lavapipe);
+  // every tensor also passes through the machine's memory on its way in and out.
+  return machine === null ? null : {
+    bytes: machine.bytes,
+    what: `${machine.what} (webgpu's device memory is not known here)`,
+  };
 }
 
 /** The recipe field a stage's size comes from, where an issue points. */
@@ -226,6 +231,13 @@ export function memoryIssues(
     const other = byField.get(FIELD[peak.stage]);
     if (other === undefined || peak.bytes > other.bytes) byField.set(FIELD[peak.stage], peak);
   }
+  const failing = [...byField.values()].filter((p) => p.bytes * FRAGMENTATION > limit.bytes);
+  const stuck = failing.filter((p) => !fewerRowsFit(plan, p, limit.bytes / 2));
+  if (stuck.length > 0) {
+    // The sequences are too long for any batch: one error, on the length, whatever else fails.
+    errors.push(lengthIssue(plan, failing, limit, machineBytes));
+    return { errors, warnings };
+  }
   for (const peak of byField.values()) {
     if (peak.bytes <= limit.bytes / 2) continue;
     const what = `${SUBJECT[peak.stage]}'s estimated peak of ${bytesText(peak.bytes)} ` +
@@ -247,6 +259,72 @@ export function memoryIssues(
     }
   }
   return { errors, warnings };
+}
+
+/** The fewest rows each stage can run at once: one problem, or one group. */
+function fewestRows(plan: MemoryPlan, stage: MemoryStage): number {
+  return stage === "warm start" || stage === "eval" ? 1 : plan.shapes.groupSize;
+}
+
+/** Whether `peak`'s stage fits `budget` bytes at its fewest rows, its sequences unchanged. */
+function fewerRowsFit(plan: MemoryPlan, peak: StagePeak, budget: number): boolean {
+  const rows = fewestRows(plan, peak.stage);
+  const fewest = stagePeaks(withRows(plan, peak.stage, rows)).find((p) => p.stage === peak.stage)!;
+  return fewest.bytes <= budget;
+}
+
+/**
+ * The one error of a plan some of whose `failing` stages would not fit `limit` at any batch size:
+ * it names the largest, and `sampling.maxNewTokens` with the longest completions at which every
+ * stage fits half the limit (no warning), or, where none does, that stage's own fixes.
+ */
+function lengthIssue(
+  plan: MemoryPlan,
+  failing: StagePeak[],
+  limit: MemoryLimit,
+  machineBytes: number | undefined,
+): Issue {
+  const worst = failing.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+  const what = `${SUBJECT[worst.stage]}'s estimated peak of ${bytesText(worst.bytes)} ` +
+    `(${plural(worst.rows, "row")} of ${worst.tokens} tokens) does not fit ${limit.what} ` +
+    `once a run's memory fragments (up to ${FRAGMENTATION}× the estimate)`;
+  const { shapes } = plan;
+  const fits = largest(
+    shapes.newTokens - 1,
+    (n) => stagePeaks(withNewTokens(plan, n)).every((p) => p.bytes <= limit.bytes / 2),
+  );
+  if (fits > 0) {
+    return {
+      path: "sampling.maxNewTokens",
+      message: `${what}, even ${fewestRows(plan, worst.stage) === 1 ? "one row" : "one group"} ` +
+        `at a time with sequences of ${shapes.sequenceTokens} tokens`,
+      hint: `set sampling.maxNewTokens to ${fits} or less (sequences of ` +
+        `${shapes.promptTokens + fits} tokens at these batch sizes)`,
+    };
+  }
+  return {
+    path: FIELD[worst.stage],
+    message: what,
+    hint: memoryFix(plan, worst, limit.bytes / 2, machineBytes),
+  };
+}
+
+/** The plan with completions of at most `newTokens` tokens (for trying a fix), as compiled. */
+function withNewTokens(plan: MemoryPlan, newTokens: number): MemoryPlan {
+  const { model, shapes } = plan;
+  const T = shapes.promptTokens + newTokens;
+  const m = plan.budget.perStep.peakBytes;
+  // compile()'s update peak: the larger of the update's activations and the sampler's cache.
+  const activations = Math.max(
+    2 * activationBytes(model, shapes.miniBatchRows, T),
+    samplingBytes(model, shapes.rows, T),
+  );
+  const peakBytes = { ...m, activations, total: m.total - m.activations + activations };
+  return {
+    ...plan,
+    shapes: { ...shapes, newTokens, sequenceTokens: T },
+    budget: { ...plan.budget, perStep: { ...plan.budget.perStep, peakBytes } },
+  };
 }
 
 /** The plan with `stage` run on `rows` rows at once (for trying a fix). */

@@ -25,8 +25,11 @@
  * @module
  */
 
+import { formatIssue } from "../../dsl/issues.ts";
+import { memoryIssues } from "../../dsl/memory.ts";
 import type { Plan } from "../../dsl/plan.ts";
 import { planHash } from "../../dsl/plan.ts";
+import { machineMemory } from "../engine/native.ts";
 import { modelConfig } from "../engine/model/transformer.ts";
 import { Rng } from "../engine/random.ts";
 import type { Run, StepMetrics } from "../rl/train_step.ts";
@@ -37,7 +40,7 @@ import { startPolicy } from "./policy.ts";
 import { lineProgress, type Progress } from "./progress.ts";
 import { checkpointReference, references } from "./reference.ts";
 import { Schedule } from "./schedule.ts";
-import { setUp } from "./setup.ts";
+import { RunSetupError, setUp } from "./setup.ts";
 import { startTrainer } from "./trainer.ts";
 
 export type { RunResult } from "./finish.ts";
@@ -112,6 +115,12 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const hash = planHash(plan);
   // Everything made from here on is released on the way out, whether the run ends or fails.
   await using held = new AsyncDisposableStack();
+
+  // 0) memory: compile() held the plan against the memory its caller gave (the CLI gives this
+  //    machine's); a plan compiled without it, or on another machine, is held here, before
+  //    anything loads or trains (dsl/memory.ts)
+  const memory = memoryIssues(plan, machineMemory()).errors[0];
+  if (memory !== undefined) throw new RunSetupError(`Cannot run plan: ${formatIssue(memory)}`);
 
   // 1) setup: the run to resume (checked before anything loads), the objective, backend, data,
   //    rewards and a checkpoint reference; then the run directory, new or cut back

@@ -16,6 +16,7 @@ import {
   recipe,
   rewards,
   safeCompile,
+  tasks,
   tinyGpt,
 } from "../../mod.ts";
 
@@ -67,7 +68,7 @@ Deno.test("stagePeaks() adds each stage's tensors to the weights and AdamW's sta
   assert.equal(stagePeaks(many).find((p) => p.stage === "eval")!.rows, EVAL_BATCH);
 });
 
-Deno.test("memoryLimit() is wasm's heap, or the machine's memory where it is smaller", () => {
+Deno.test("memoryLimit() is wasm's heap, or the machine's memory where it is smaller or on other backends", () => {
   assert.deepEqual(memoryLimit("wasm"), { bytes: 4 * GiB, what: "wasm's 4 GiB heap" });
   assert.deepEqual(memoryLimit("wasm", 64 * GiB), memoryLimit("wasm"));
   assert.deepEqual(memoryLimit("wasm", 2 * GiB), {
@@ -79,7 +80,12 @@ Deno.test("memoryLimit() is wasm's heap, or the machine's memory where it is sma
     what: "this machine's 16 GiB of memory",
   });
   assert.equal(memoryLimit("cpu"), null);
-  assert.equal(memoryLimit("webgpu", 16 * GiB), null);
+  // webgpu's device memory is not visible to the compiler: the machine's is held, and said so.
+  assert.deepEqual(memoryLimit("webgpu", 16 * GiB), {
+    bytes: 16 * GiB,
+    what: "this machine's 16 GiB of memory (webgpu's device memory is not known here)",
+  });
+  assert.equal(memoryLimit("webgpu"), null);
 });
 
 Deno.test("compile() refuses a warm start that overflows wasm's heap, with the batch that fits", () => {
@@ -141,4 +147,107 @@ Deno.test("compile() holds the machine's memory only when told it, and suggests 
     ["group", `lower group.prompts (8) or group.size (8), or ${SHORTER}`],
     ["miniBatches", `set miniBatches to 8 (8 rows per update), or ${SHORTER}`],
   ]);
+});
+
+/**
+ * Completions of 21,845 tokens on the default tiny model, 8 × 16 rows at once: an update
+ * estimated at 3.85 TiB, which once printed "warnings: none" on a machine of 16 GiB and died two
+ * minutes later in V8's out-of-memory.
+ */
+const HUGE = recipe({
+  name: "huge",
+  policy: tinyGpt({ layers: 2, dModel: 128, heads: 4 }),
+  reference: "rollout",
+  data: tasks.addition({ digits: 2, train: 5000, eval: 500 }),
+  rewards: [{ source: rewards.numericAnswer() }],
+  group: { size: 8, prompts: 16 },
+  sampling: { maxNewTokens: 21845 },
+  objective: gift(),
+  optimizer: { lr: 3e-5 },
+  steps: 5,
+});
+
+/** The runtime tests' tiny recipe (tests/runtime/_tiny.ts), on wasm. */
+const TINY_LIKE = recipe({
+  name: "tiny",
+  policy: tinyGpt({ layers: 1, dModel: 32, heads: 2, warmStart: { sftSteps: 20, batchSize: 16 } }),
+  data: tasks.addition({ digits: 1, train: 60, eval: 20 }),
+  rewards: [{ source: rewards.numericAnswer() }],
+  group: { size: 4, prompts: 4 },
+  objective: gift(),
+  optimizer: { lr: 1e-3 },
+  steps: 5,
+  backend: "wasm",
+});
+
+/** HUGE with completions of at most `n` tokens. */
+function newTokens(n: number): typeof HUGE {
+  return { ...HUGE, sampling: { maxNewTokens: n } };
+}
+
+Deno.test("compile() refuses completions too long for any batch on every backend, in one line", () => {
+  const plan = compile(HUGE, { backend: "cpu" }); // no machine given: nothing is held
+  // By hand: 2 layers, d 128, 4 heads, ffn 352, vocab 15, 403,968 parameters; 7 prompt tokens
+  // + 21,845 = 21,852; 64 rows per update (16 × 8 rows in the default 2 mini-batches).
+  const m = plan.model;
+  assert.deepEqual([m.layers, m.dModel, m.heads, m.ffnDim, m.vocab, m.params], [
+    2,
+    128,
+    4,
+    352,
+    15,
+    403968,
+  ]);
+  assert.deepEqual([plan.shapes.sequenceTokens, plan.shapes.miniBatchRows], [21852, 64]);
+  const perToken = 2 * (10 * 128 + 4 * 352 + 2 * 4 * 21852) + 3 * 15; // floats kept per token
+  const activations = 2 * 4 * 64 * 21852 * perToken; // forward and backward, float32
+  assert.equal(perToken, 355053);
+  assert.equal(activations, 3_972_412_495_872);
+  // The rollout reference is no frozen copy: weights, gradients and AdamW's moments.
+  assert.equal(plan.budget.perStep.peakBytes.total, activations + 4 * 4 * 403968);
+  assert.equal(bytesText(plan.budget.perStep.peakBytes.total), "3.61 TiB");
+  for (const backend of ["wasm", "cpu", "tensorflow", "webgpu"] as const) {
+    const result = safeCompile(HUGE, { backend, machineMemory: 16 * GiB });
+    assert.equal(result.ok, false, backend);
+    assert.equal(!result.ok && result.issues.length, 1, backend);
+    assert.equal(!result.ok && result.issues[0]!.path, "sampling.maxNewTokens", backend);
+  }
+  const webgpu = safeCompile(HUGE, { backend: "webgpu", machineMemory: 16 * GiB });
+  assert.deepEqual(!webgpu.ok && webgpu.issues.map(formatIssue), [
+    "sampling.maxNewTokens: the update's estimated peak of 3.61 TiB (64 rows of 21852 tokens) " +
+    "does not fit this machine's 16 GiB of memory (webgpu's device memory is not known here) " +
+    "once a run's memory fragments (up to 1.3× the estimate), even one group at a time with " +
+    "sequences of 21852 tokens; fix: set sampling.maxNewTokens to 861 or less (sequences of " +
+    "868 tokens at these batch sizes)",
+  ]);
+});
+
+Deno.test("compile() passes the longest completions its fix names, and warns one token past", () => {
+  // 861: every stage is at most half of 16 GiB (the fix aims there); the update, the largest,
+  // by hand: 2·4·64·868·(2·(1280 + 1408 + 8·868) + 45) bytes of activations and 16·403,968 of
+  // weights, gradients and moments: 8,587,692,032 of 8,589,934,592. At 862, 8,604,697,088.
+  const plan = compile(newTokens(861), { backend: "cpu", machineMemory: 16 * GiB });
+  assert.deepEqual(plan.warnings, []);
+  const update = 2 * 4 * 64 * 868 * (2 * (1280 + 1408 + 8 * 868) + 45) + 16 * 403968;
+  assert.equal(update, 8_587_692_032);
+  assert.equal(plan.budget.perStep.peakBytes.total, update);
+  const past = compile(newTokens(862), { backend: "cpu", machineMemory: 16 * GiB });
+  assert.equal(past.budget.perStep.peakBytes.total, 8_604_697_088);
+  assert.deepEqual(past.warnings.map((w) => w.path), ["miniBatches"]);
+});
+
+Deno.test("compile() refuses maxNewTokens 131072 in one line naming it, with the length that fits", () => {
+  // The runtime tests' tiny model (1 layer, d 32, 2 heads, ffn 96): its warm start of 16 rows of
+  // 5 + 131,072 tokens is the largest stage, by hand 2·4·16·131077·(320 + 384 + 4·131077 + 45)
+  // bytes of activations and the weights, gradients and moments, 4·4·13,888.
+  const warm = 2 * 4 * 16 * 131077 * (320 + 384 + 4 * 131077 + 45) + 16 * 13888;
+  assert.equal(bytesText(warm), "8.01 TiB");
+  const result = safeCompile({ ...TINY_LIKE, sampling: { maxNewTokens: 131072 } });
+  assert.deepEqual(!result.ok && result.issues.map(formatIssue), [
+    "sampling.maxNewTokens: the warm start's estimated peak of 8.01 TiB (16 rows of 131077 " +
+    "tokens) does not fit wasm's 4 GiB heap once a run's memory fragments (up to 1.3× the " +
+    "estimate), even one row at a time with sequences of 131077 tokens; fix: set " +
+    "sampling.maxNewTokens to 1951 or less (sequences of 1956 tokens at these batch sizes)",
+  ]);
+  assert.deepEqual(compile({ ...TINY_LIKE, sampling: { maxNewTokens: 1951 } }).warnings, []);
 });

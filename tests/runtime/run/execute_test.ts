@@ -296,6 +296,25 @@ Deno.test("execute() refuses what this runtime lacks before touching a tensor or
   });
 });
 
+Deno.test("execute() refuses a plan its backend's memory cannot hold, compiled without the check", async () => {
+  await withTempDir(async (runsDir) => {
+    // Compiled for cpu with no machine memory given, nothing was held; run on wasm, whose heap
+    // is 4 GiB, its warm start of 8 TiB is refused before anything loads.
+    const plan = tinyPlan({ backend: "cpu", sampling: { temperature: 1, maxNewTokens: 131072 } });
+    const wasm = { ...plan, backend: { ...plan.backend, name: "wasm" as const } };
+    const tensors = tf.memory().numTensors;
+    await assert.rejects(
+      () => execute(wasm, { runsDir, log: () => {} }),
+      (e: Error) =>
+        e instanceof RunSetupError &&
+        /^Cannot run plan: sampling\.maxNewTokens: the warm start's estimated peak of 8\.01 TiB .* wasm's 4 GiB heap .*; fix: set sampling\.maxNewTokens to 1951 or less/
+          .test(e.message),
+    );
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(runsDir)), []);
+    assert.equal(tf.memory().numTensors, tensors);
+  });
+});
+
 Deno.test("execute() uses a checkpoint as the reference, and refuses one of another shape", async () => {
   await withTempDir(async (dir) => {
     const first = await execute(tinyPlan({ steps: 1 }), { runsDir: dir, log: () => {} });

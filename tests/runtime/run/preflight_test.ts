@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { TINY } from "../_tiny.ts";
-import { assertNoStack, giftwrap, lines, RUN_PERMISSIONS, withTempDir } from "../../_helpers.ts";
+import {
+  assertNoStack,
+  assertUsageError,
+  giftwrap,
+  lines,
+  RUN_PERMISSIONS,
+  withTempDir,
+} from "../../_helpers.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
 
@@ -107,6 +114,34 @@ Deno.test("validate names each data line that does not fit, with its file and li
     const run = await giftwrap(["run", "bad.json", "--runs-dir", "runs"], dir, RUN_PERMISSIONS);
     assert.equal(run.code, 2, run.stderr);
     assert.deepEqual(lines(run.stderr), [`giftwrap: ${lines(bad.stderr)[0]}`]);
+  });
+});
+
+Deno.test("validate and run refuse a budget this machine cannot hold in one line, before training", async () => {
+  await withTempDir(async (dir) => {
+    // Completions of 131,072 tokens: a warm start estimated at terabytes, on every backend.
+    const long = { ...TINY, sampling: { temperature: 1, maxNewTokens: 131072 } };
+    for (const backend of ["cpu", "wasm", "webgpu"]) {
+      await Deno.writeTextFile(`${dir}/${backend}.json`, JSON.stringify({ ...long, backend }));
+    }
+    const expected = (name: string) =>
+      new RegExp(
+        `^${name}: sampling\\.maxNewTokens: the warm start's estimated peak of 8\\.01 TiB \\(16 ` +
+          `rows of 131077 tokens\\) does not fit .*; fix: set sampling\\.maxNewTokens to \\d+ ` +
+          `or less \\(sequences of \\d+ tokens at these batch sizes\\)$`,
+      );
+    for (const backend of ["cpu", "wasm", "webgpu"]) {
+      const validate = await giftwrap(["validate", `${backend}.json`], dir, VALIDATE);
+      assertUsageError(validate, `validate on ${backend}`);
+      assert.match(validate.stderr.trimEnd(), expected(`${backend}.json`));
+      const plan = await giftwrap(["plan", `${backend}.json`], dir, VALIDATE);
+      assertUsageError(plan, `plan on ${backend}`);
+      // run refuses it before anything loads or trains: no run directory.
+      const run = await giftwrap(["run", `${backend}.json`, "--runs-dir", "runs"], dir);
+      assertUsageError(run, `run on ${backend}`);
+      assert.match(run.stderr.trimEnd(), expected(`${backend}.json`));
+    }
+    assert.equal(await Deno.stat(`${dir}/runs`).then(() => true, () => false), false);
   });
 });
 
