@@ -8,11 +8,19 @@
 
 import { type Cell, escapeHtml, fmt, num, percent, table, text } from "./_html.ts";
 import { type Chart, type Point, renderChart } from "../_charts.ts";
-import type { MetricsLine, RunFiles, SampleGroup } from "./_types.ts";
+import { finite, MAX_POINTS, type MetricsDigest, type Sampled } from "./_digest.ts";
+import type { RunInfo, SampleGroup } from "./_types.ts";
 
-/** `x` when it is a finite number, else null. */
-function finite(x: unknown): number | null {
-  return typeof x === "number" && Number.isFinite(x) ? x : null;
+/**
+ * What the sections draw: `run.json` and `plan.json` as read, the digest of `metrics.jsonl` and
+ * the groups of `samples.jsonl` at the steps shown (`_digest.ts`), each bounded however long the
+ * run.
+ */
+export interface ReportData {
+  info: RunInfo | null;
+  plan: unknown | null;
+  metrics: MetricsDigest;
+  sampled: Sampled;
 }
 
 function str(x: unknown): string | null {
@@ -29,19 +37,14 @@ function at(plan: unknown, ...path: string[]): unknown {
   return x;
 }
 
-/** The step lines of the metrics (step 0's evaluation-only line left out). */
-function stepLines(run: RunFiles): MetricsLine[] {
-  return run.metrics.filter((m) => finite(m.rewardMean) !== null);
-}
-
 /** The plan's total of steps: run.json's, else plan.json's, else the last step logged. */
-function totalSteps(run: RunFiles): number {
+function totalSteps(run: ReportData): number {
   return finite(run.info?.steps) ?? finite(at(run.plan, "schedule", "steps")) ??
-    Math.max(0, ...run.metrics.map((m) => m.step));
+    run.metrics.maxStep;
 }
 
 /** The reward sources in the plan's order, then any other the metrics name. */
-function sourceNames(run: RunFiles): string[] {
+function sourceNames(run: ReportData): string[] {
   const names: string[] = [];
   const planned = at(run.plan, "rewards");
   if (Array.isArray(planned)) {
@@ -50,15 +53,8 @@ function sourceNames(run: RunFiles): string[] {
       if (name !== null && !names.includes(name)) names.push(name);
     }
   }
-  for (const m of run.metrics) {
-    if (typeof m.rewards !== "object" || m.rewards === null) continue;
-    for (const name of Object.keys(m.rewards)) if (!names.includes(name)) names.push(name);
-  }
+  for (const name of run.metrics.sources) if (!names.includes(name)) names.push(name);
   return names;
-}
-
-function sourceMean(m: MetricsLine, name: string): number | null {
-  return finite(at(m.rewards, name, "mean"));
 }
 
 /** An ISO time as `2026-11-26 16:20:23 UTC`; anything else as it is. */
@@ -91,13 +87,12 @@ function backendText(name: string, description: string | null): string {
 }
 
 /** The page's heading and provenance table; `name` for the page title. */
-export function header(run: RunFiles): { name: string; html: string } {
+export function header(run: ReportData): { name: string; html: string } {
   const { info, plan } = run;
   const name = str(info?.name) ?? str(at(plan, "name")) ?? "(unnamed)";
   const status = str(info?.status) ?? "unknown";
   const total = totalSteps(run);
-  const lines = stepLines(run);
-  const done = finite(info?.step) ?? (lines.length === 0 ? 0 : lines[lines.length - 1]!.step);
+  const done = finite(info?.step) ?? run.metrics.lastStep ?? 0;
   const objective = str(at(plan, "objective", "kind"));
   const rows: [string, string][] = []; // [label, escaped HTML]
   const row = (label: string, value: string | null) => {
@@ -170,19 +165,19 @@ function change(a: number | null, b: number | null, fraction: boolean): string {
 }
 
 /** The start and end of the run: accuracy before → after, and per-step means at both ends. */
-export function finalTable(run: RunFiles): string {
-  const lines = stepLines(run);
-  const k = Math.max(1, Math.min(10, Math.floor(lines.length / 2)));
+export function finalTable(run: ReportData): string {
+  const digest = run.metrics;
+  const k = Math.max(1, Math.min(10, Math.floor(digest.steps / 2)));
   const rows: Cell[][] = [];
 
   const accuracy = (label: string, field: "evalAccuracy" | "trainAccuracy", result?: unknown) => {
-    const evals = run.metrics.filter((m) => finite(m[field]) !== null);
-    const first = evals[0];
-    const last = evals.length > 1 ? evals[evals.length - 1] : undefined;
-    const before = first === undefined ? finite(at(result, "accuracyBefore")) : first[field]!;
-    const after = last === undefined ? finite(at(result, "accuracyAfter")) : last[field]!;
+    const evals = digest.accuracy[field];
+    const first = evals.first;
+    const last = evals.last === evals.first ? undefined : evals.last;
+    const before = first === undefined ? finite(at(result, "accuracyBefore")) : first.value;
+    const after = last === undefined ? finite(at(result, "accuracyAfter")) : last.value;
     if (before === null && after === null) return;
-    const when = (m: MetricsLine | undefined) => m === undefined ? "" : ` (step ${m.step})`;
+    const when = (m: { step: number } | undefined) => m === undefined ? "" : ` (step ${m.step})`;
     rows.push([
       text(label),
       num(percent(before) + when(first)),
@@ -193,38 +188,38 @@ export function finalTable(run: RunFiles): string {
   accuracy("eval accuracy", "evalAccuracy", run.info?.result);
   accuracy("train accuracy", "trainAccuracy");
 
-  const means = (label: string, value: (m: MetricsLine) => number | null, fraction = false) => {
-    const xs = lines.map(value).filter((x): x is number => x !== null);
-    if (xs.length === 0) return;
-    const m = Math.min(k, xs.length);
-    const start = mean(xs.slice(0, m));
-    const end = mean(xs.slice(-m));
+  const means = (label: string, key: string, fraction = false) => {
+    const xs = digest.ends(key);
+    if (xs.first.length === 0) return;
+    const m = Math.min(k, xs.first.length);
+    const start = mean(xs.first.slice(0, m));
+    const end = mean(xs.last.slice(-m));
     const show = fraction ? percent : (x: number | null) => fmt(x);
     rows.push([text(label), num(show(start)), num(show(end)), num(change(start, end, fraction))]);
   };
-  means("reward (total)", (m) => finite(m.rewardMean));
+  means("reward (total)", "rewardMean");
   const sources = sourceNames(run);
-  for (const name of sources) means(`reward: ${name}`, (m) => sourceMean(m, name));
-  means("success rate", (m) => finite(m.successRate), true);
-  means("KL to the reference", (m) => finite(m.kl));
-  means("KL to the initial policy", (m) => finite(m.klInitial));
-  means("completion length (tokens)", (m) => finite(m.completionLength));
-  means("truncated", (m) => finite(m.truncated), true);
-  means("groups with all-equal rewards", (m) => finite(m.zeroStdGroups), true);
+  for (const name of sources) means(`reward: ${name}`, `source:${name}`);
+  means("success rate", "successRate", true);
+  means("KL to the reference", "kl");
+  means("KL to the initial policy", "klInitial");
+  means("completion length (tokens)", "completionLength");
+  means("truncated", "truncated", true);
+  means("groups with all-equal rewards", "zeroStdGroups", true);
 
   if (rows.length === 0) return '<p class="muted">No metrics yet.</p>';
   const facts: string[] = [];
-  const seconds = finite(run.info?.result?.seconds) ??
-    lines.reduce((s, m) => s + (finite(m.stepSeconds) ?? 0), 0);
+  const seconds = finite(run.info?.result?.seconds) ?? digest.stepSeconds;
   if (seconds > 0) {
     facts.push(
       run.info?.result ? `${duration(seconds)} in all` : `steps took ${duration(seconds)}`,
     );
   }
-  const speed = mean(lines.map((m) => finite(m.tokensPerSecond)).filter((x) => x !== null));
+  const { sum, count } = digest.tokensPerSecond;
+  const speed = count === 0 ? null : sum / count;
   if (speed !== null) facts.push(`${Math.round(speed)} sampled tokens per second`);
-  const skipped = lines.reduce((s, m) => s + (finite(m.skippedUpdates) ?? 0), 0);
-  if (lines.some((m) => finite(m.skippedUpdates) !== null)) {
+  const skipped = digest.skipped.sum;
+  if (digest.skipped.logged) {
     facts.push(`${skipped} skipped update${skipped === 1 ? "" : "s"}`);
   }
   return [
@@ -236,37 +231,22 @@ export function finalTable(run: RunFiles): string {
   ].join("\n");
 }
 
-/** A series of a chart: its name, and its value on a metrics line (null: none there). */
-type Series = [string, (m: MetricsLine) => number | null];
+/** A series of a chart: its name, and its key in the digest (`_digest.ts`). */
+type Series = [string, string];
 
-/** The points of each named series that has a value on a line. */
-function points(lines: readonly MetricsLine[], series: readonly Series[]): Point[] {
+/** The points of each named series, and whether any was downsampled. */
+function points(
+  digest: MetricsDigest,
+  series: readonly Series[],
+): { points: Point[]; downsampled: boolean } {
   const out: Point[] = [];
-  for (const [name, value] of series) {
-    for (const m of lines) {
-      const v = value(m);
-      if (v !== null) out.push({ x: m.step, series: name, value: v });
-    }
+  let downsampled = false;
+  for (const [name, key] of series) {
+    const { points, seen } = digest.series(key);
+    if (points.length < seen) downsampled = true;
+    for (const p of points) out.push({ x: p.x, series: name, value: p.value });
   }
-  return out;
-}
-
-/** Whether `a` and `b` have a value on the same lines, the same values, and at least one. */
-function sameValues(
-  lines: readonly MetricsLine[],
-  a: (m: MetricsLine) => number | null,
-  b: (m: MetricsLine) => number | null,
-): boolean {
-  let any = false;
-  for (const m of lines) {
-    const [x, y] = [a(m), b(m)];
-    if (x === null && y === null) continue;
-    if (x === null || y === null || Math.abs(x - y) > 1e-9 * Math.max(1, Math.abs(x))) {
-      return false;
-    }
-    any = true;
-  }
-  return any;
+  return { points: out, downsampled };
 }
 
 /**
@@ -274,11 +254,11 @@ function sameValues(
  * every step (its weight is 1) would draw the same line twice, the total's on top of it: it is
  * one line then, named for both.
  */
-function rewardSeries(run: RunFiles): Series[] {
-  const total: Series = ["total", (m) => finite(m.rewardMean)];
-  const sources = sourceNames(run).map((name): Series => [name, (m) => sourceMean(m, name)]);
+function rewardSeries(run: ReportData): Series[] {
+  const total: Series = ["total", "rewardMean"];
+  const sources = sourceNames(run).map((name): Series => [name, `source:${name}`]);
   const [only] = sources;
-  if (sources.length === 1 && sameValues(run.metrics, total[1], only![1])) {
+  if (sources.length === 1 && run.metrics.sameAsTotal(only![0])) {
     return [[`${only![0]} (= total)`, total[1]]];
   }
   return [total, ...sources];
@@ -290,7 +270,7 @@ function rewardSeries(run: RunFiles): Series[] {
  * implicit rewards are all equal (u ≡ 0 where the policy has not moved from the reference) has
  * std ≈ 0, so its gradient is scaled by ~1/ε.
  */
-function gradientNote(run: RunFiles): string {
+function gradientNote(run: ReportData): string {
   const clip = finite(at(run.plan, "optimizer", "clipGradNorm"));
   const after = clip === null
     ? "scaled down to at most optimizer.clipGradNorm"
@@ -318,12 +298,13 @@ function gradientNote(run: RunFiles): string {
 }
 
 /** The charts (the gradient norm's with a note under it); one without any value says so instead. */
-export async function plots(run: RunFiles): Promise<string> {
+export async function plots(run: ReportData): Promise<string> {
   const steps = totalSteps(run);
-  const lines = run.metrics;
   type Options = Pick<Chart, "percent" | "yDomain" | "logWhenWide" | "dots" | "integer" | "legend">;
+  const downsampled = new Set<string>();
   const chart = (title: string, yTitle: string, series: Series[], options: Options = {}) => {
-    const ps = points(lines, series);
+    const { points: ps, downsampled: fewer } = points(run.metrics, series);
+    if (fewer) downsampled.add(title);
     const present = series.map(([name]) => name).filter((n) => ps.some((p) => p.series === n));
     const xDomain = [0, Math.max(1, steps)] as const;
     return { title, yTitle, series: present, points: ps, xDomain, ...options } satisfies Chart;
@@ -335,40 +316,40 @@ export async function plots(run: RunFiles): Promise<string> {
     { chart: chart("Reward per source", "mean reward", rewardSeries(run), { legend: true }) },
     {
       chart: chart("Accuracy (greedy)", "accuracy", [
-        ["eval", (m) => finite(m.evalAccuracy)],
-        ["train", (m) => finite(m.trainAccuracy)],
+        ["eval", "evalAccuracy"],
+        ["train", "trainAccuracy"],
       ], { ...fraction, dots: true }),
     },
     {
       chart: chart("KL (k3, per completion token)", "KL", [
-        ["to the reference", (m) => finite(m.kl)],
-        ["to the initial policy", (m) => finite(m.klInitial)],
+        ["to the reference", "kl"],
+        ["to the initial policy", "klInitial"],
       ]),
     },
     {
       chart: chart("Completion length", "mean tokens", [
-        ["completion length", (m) => finite(m.completionLength)],
+        ["completion length", "completionLength"],
       ]),
     },
     {
       chart: chart("Groups with all-equal rewards (no learning signal)", "fraction of groups", [
-        ["all-equal groups", (m) => finite(m.zeroStdGroups)],
+        ["all-equal groups", "zeroStdGroups"],
       ], fraction),
     },
     {
       // The legend even for one line: a run from before the clipped norm was logged has only
       // the norm before clipping, and says so.
       chart: chart("Gradient norm", "gradient norm", [
-        ["before clipping", (m) => finite(m.gradNorm)],
-        ["after clipping", (m) => finite(m.gradNormClipped)],
+        ["before clipping", "gradNorm"],
+        ["after clipping", "gradNormClipped"],
       ], { logWhenWide: true, legend: true }),
       note: gradientNote(run),
     },
   ];
   const skipped = chart("Skipped updates", "updates skipped", [
-    ["skipped updates", (m) => finite(m.skippedUpdates)],
+    ["skipped updates", "skippedUpdates"],
   ], { dots: true, integer: true });
-  if (skipped.points.some((p) => p.value > 0)) charts.push({ chart: skipped });
+  if (run.metrics.anySkipped) charts.push({ chart: skipped });
   else if (skipped.points.length > 0) charts.push('<p class="muted">Skipped updates: none.</p>');
 
   const html: string[] = [];
@@ -378,20 +359,17 @@ export async function plots(run: RunFiles): Promise<string> {
       html.push(`<p class="muted">${escapeHtml(c.chart.title)}: not measured.</p>`);
     } else {
       html.push(`<figure>\n${await renderChart(c.chart, `plot${i}`)}\n</figure>`);
+      if (downsampled.has(c.chart.title)) {
+        // A long run's report stays the same size: each line through at most MAX_POINTS points.
+        html.push(
+          `<p class="muted">Downsampled: each line is drawn through at most ${MAX_POINTS} ` +
+            `evenly spaced of its logged points, the first and the last included.</p>`,
+        );
+      }
       if (c.note !== undefined) html.push(c.note);
     }
   }
   return html.join("\n");
-}
-
-/** The first, middle and last of the steps `samples.jsonl` logged, with their labels. */
-function sampledSteps(groups: readonly SampleGroup[]): [string, number][] {
-  const steps = [...new Set(groups.map((g) => g.step))].sort((a, b) => a - b);
-  if (steps.length === 0) return [];
-  const picked: [string, number][] = [["start", steps[0]!]];
-  if (steps.length >= 3) picked.push(["middle", steps[Math.floor((steps.length - 1) / 2)]!]);
-  if (steps.length >= 2) picked.push(["end", steps[steps.length - 1]!]);
-  return picked;
 }
 
 function groupTable(g: SampleGroup, sources: readonly string[]): string {
@@ -436,14 +414,14 @@ function groupTable(g: SampleGroup, sources: readonly string[]): string {
 }
 
 /** The groups logged at the first, the middle and the last step of `samples.jsonl`. */
-export function samples(run: RunFiles): string {
-  const picked = sampledSteps(run.samples);
+export function samples(run: ReportData): string {
+  const picked = run.sampled.steps;
   if (picked.length === 0) return '<p class="muted">No sampled groups logged (samples.jsonl).</p>';
   const sources = sourceNames(run);
   const html: string[] = [];
   for (const [label, step] of picked) {
     html.push(`<h3>${label[0]!.toUpperCase()}${label.slice(1)}: step ${step}</h3>`);
-    const groups = run.samples.filter((g) => g.step === step);
+    const groups = run.sampled.groups.filter((g) => g.step === step);
     groups.sort((a, b) => (finite(a.group) ?? 0) - (finite(b.group) ?? 0));
     for (const g of groups) html.push(groupTable(g, sources));
   }

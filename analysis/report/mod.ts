@@ -22,10 +22,20 @@
  */
 
 import { escapeHtml, STYLE } from "./_html.ts";
-import { finalTable, header, plots, samples } from "./_sections.ts";
+import {
+  digestMetrics,
+  MetricsDigest,
+  parseLine,
+  pickSteps,
+  rawLines,
+  readSampled,
+} from "./_digest.ts";
+import { finalTable, header, plots, type ReportData, samples } from "./_sections.ts";
 import type { MetricsLine, RunFiles, RunInfo, SampleGroup } from "./_types.ts";
 
 export type { MetricsLine, RunFiles, RunInfo, SampleCompletion, SampleGroup } from "./_types.ts";
+export type { ReportData } from "./_sections.ts";
+export { MAX_POINTS, MetricsDigest } from "./_digest.ts";
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
@@ -58,30 +68,10 @@ async function readJson(path: string): Promise<Record<string, unknown> | null> {
  * writer was interrupted in the middle of it) is left out, and so are blank lines.
  */
 async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
-  const text = await readText(path);
-  if (text === null) return [];
-  const lines = text.split("\n");
-  let last = lines.length - 1;
-  while (last >= 0 && lines[last]!.trim() === "") last--;
   const objects: Record<string, unknown>[] = [];
-  for (let i = 0; i <= last; i++) {
-    const line = lines[i]!;
-    if (line.trim() === "") continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      value = undefined;
-    }
-    if (isObject(value) && typeof value.step === "number" && Number.isFinite(value.step)) {
-      objects.push(value);
-    } else if (i !== last) {
-      const shown = line.length > 60 ? `${line.slice(0, 60)}…` : line;
-      throw new Error(
-        `Cannot read ${path} as line ${i + 1} is not a JSON object with a numeric 'step': ` +
-          `current value is ${shown}`,
-      );
-    }
+  for await (const line of rawLines(path)) {
+    const value = parseLine(path, line);
+    if (value !== null) objects.push(value);
   }
   return objects;
 }
@@ -114,15 +104,50 @@ export async function readRunFiles(dir: string): Promise<RunFiles> {
 }
 
 /**
- * The report of a run as one HTML page, from its already-read files.
+ * What the report of the run directory `dir` draws, read in bounded memory: `run.json` and
+ * `plan.json`, `metrics.jsonl` a line at a time into a digest (each chart's series downsampled to
+ * at most {@linkcode MAX_POINTS} points), and `samples.jsonl` parsed only at the first, middle
+ * and last logged steps. Throws as {@linkcode readRunFiles} does, except for lines of
+ * `samples.jsonl` at steps the page does not show, which are not parsed.
+ *
+ * @example
+ * ```ts
+ * const data = await readReportData("runs/addition-gift-20261126-162023");
+ * console.log(data.metrics.steps, data.sampled.steps); // 150 [["start", 1], ["middle", 75], …]
+ * ```
+ */
+export async function readReportData(dir: string): Promise<ReportData> {
+  const [info, plan, metrics, sampled] = await Promise.all([
+    readJson(`${dir}/run.json`),
+    readJson(`${dir}/plan.json`),
+    digestMetrics(`${dir}/metrics.jsonl`),
+    readSampled(`${dir}/samples.jsonl`),
+  ]);
+  return { info: info as RunInfo | null, plan, metrics, sampled };
+}
+
+/** What the report draws of already-read files: the same as {@linkcode readReportData} reads. */
+function reportData(run: RunFiles): ReportData {
+  const metrics = new MetricsDigest();
+  for (const m of run.metrics) metrics.add(m);
+  const steps = pickSteps(run.samples.map((g) => g.step));
+  const shown = new Set(steps.map(([, step]) => step));
+  const groups = run.samples.filter((g) => shown.has(g.step));
+  return { info: run.info, plan: run.plan, metrics, sampled: { steps, groups } };
+}
+
+/**
+ * The report of a run as one HTML page, from its already-read files, or from what
+ * {@linkcode readReportData} read.
  *
  * @example
  * ```ts
  * const html = await reportHtml(await readRunFiles(dir));
  * ```
  */
-export async function reportHtml(run: RunFiles): Promise<string> {
-  const head = header(run);
+export async function reportHtml(run: RunFiles | ReportData): Promise<string> {
+  const data = "sampled" in run ? run : reportData(run);
+  const head = header(data);
   const parts = [
     "<!DOCTYPE html>",
     '<html lang="en">',
@@ -135,11 +160,11 @@ export async function reportHtml(run: RunFiles): Promise<string> {
     "<body>",
     head.html,
     "<h2>Result</h2>",
-    finalTable(run),
+    finalTable(data),
     "<h2>Curves</h2>",
-    await plots(run),
+    await plots(data),
     "<h2>Samples</h2>",
-    samples(run),
+    samples(data),
     "</body>",
     "</html>",
   ];
@@ -147,8 +172,9 @@ export async function reportHtml(run: RunFiles): Promise<string> {
 }
 
 /**
- * Writes `<dir>/report.html` from the run directory's files, through a temporary file and a
- * rename (a reader never sees half a page), and returns its path.
+ * Writes `<dir>/report.html` from the run directory's files as {@linkcode readReportData} reads
+ * them (bounded however long the run), through a temporary file and a rename (a reader never sees
+ * half a page), and returns its path.
  *
  * @example
  * ```ts
@@ -157,7 +183,8 @@ export async function reportHtml(run: RunFiles): Promise<string> {
  * ```
  */
 export async function writeReport(dir: string): Promise<string> {
-  const html = await reportHtml(await readRunFiles(dir));
+  // Read in bounded memory: a long run rebuilds this at every checkpoint.
+  const html = await reportHtml(await readReportData(dir));
   const path = `${dir}/report.html`;
   const temporary = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {

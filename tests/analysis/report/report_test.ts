@@ -2,12 +2,15 @@
 
 import assert from "node:assert/strict";
 import {
+  MAX_POINTS,
   type MetricsLine,
+  readReportData,
   readRunFiles,
   reportHtml,
   type RunFiles,
   writeReport,
 } from "../../../analysis/report/mod.ts";
+import { Downsample } from "../../../analysis/report/_digest.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { HOSTILE, syntheticRun, writeRun } from "./_fixture.ts";
 
@@ -349,4 +352,81 @@ Deno.test("reportHtml() draws the gradient norm before and after clipping, and s
   const before = figure(await reportHtml(old), "Gradient norm");
   assert.deepEqual(legend(before), ["before clipping"]);
   assert.equal(lineCount(before), 1);
+});
+
+Deno.test("Downsample keeps at most its bound of points, evenly, the first and the last among them", () => {
+  const d = new Downsample(3);
+  for (let i = 0; i < 10; i++) d.push(i, i * i);
+  // Kept as they came: 0..6, then past 2 × 3 every 2nd (0 2 4 6), then 8; the last, 9; then an
+  // even stride over those 6 picks indices 0, round(2.5) = 3 and 5.
+  assert.deepEqual(d.points(), [{ x: 0, value: 0 }, { x: 6, value: 36 }, { x: 9, value: 81 }]);
+  assert.equal(d.seen, 10);
+  const few = new Downsample(3);
+  few.push(1, 1);
+  few.push(2, 4);
+  assert.deepEqual(few.points(), [{ x: 1, value: 1 }, { x: 2, value: 4 }]);
+});
+
+/** The vertices of each line a page's charts draw. */
+function lineVertices(html: string): number[] {
+  return [...html.matchAll(/aria-roledescription="line mark" d="([^"]*)"/g)]
+    .map((m) => 1 + count(m[1]!, /L/g));
+}
+
+Deno.test("writeReport() of a 100,000-step run draws at most MAX_POINTS per line and parses only the samples it shows", async () => {
+  await withTempDir(async (dir) => {
+    const steps = 100_000;
+    const run = syntheticRun({ steps, kl: true, sampleSteps: [] });
+    await writeRun(dir, { ...run, metrics: [], samples: [] });
+    // metrics.jsonl, written in slices: 100,001 lines (~60 MB).
+    const metrics = await Deno.open(`${dir}/metrics.jsonl`, { write: true, truncate: true });
+    const encoder = new TextEncoder();
+    for (let i = 0; i < run.metrics.length; i += 10_000) {
+      const text = run.metrics.slice(i, i + 10_000).map((m) => JSON.stringify(m) + "\n").join("");
+      await metrics.write(encoder.encode(text));
+    }
+    metrics.close();
+    // samples.jsonl: two groups every 20 steps (10,000 lines, ~20 MB). Only the first, middle
+    // and last of the 5,000 logged steps are whole JSON: a report that parsed any other line
+    // would fail on it, as readRunFiles() does.
+    const shown = [20, 50_000, 100_000];
+    const samples = await Deno.open(`${dir}/samples.jsonl`, { write: true, create: true });
+    const padding = "x".repeat(2000);
+    for (let step = 20; step <= steps; step += 20) {
+      let text = "";
+      for (let group = 0; group < 2; group++) {
+        const g = { step, group, prompt: `${step}+${group}=`, answer: "?", completions: [] };
+        text += shown.includes(step)
+          ? JSON.stringify(g) + "\n"
+          : `${JSON.stringify(g).slice(0, -2)}["not parsed ${padding}\n`;
+      }
+      await samples.write(encoder.encode(text));
+    }
+    samples.close();
+    await assert.rejects(readRunFiles(dir), /samples\.jsonl as line 3 is not a JSON object/);
+
+    const html = await Deno.readTextFile(await writeReport(dir));
+    const vertices = lineVertices(html);
+    assert.ok(vertices.length >= 8, `${vertices.length} lines drawn`);
+    assert.ok(vertices.every((n) => n <= MAX_POINTS), `vertices per line: ${vertices}`);
+    assert.ok(vertices.some((n) => n === MAX_POINTS), `vertices per line: ${vertices}`);
+    assert.match(html, /Downsampled: each line is drawn through at most 2000 evenly spaced/);
+    assert.deepEqual(
+      [...html.matchAll(/<h3>(\w+): step (\d+)<\/h3>/g)].map((m) => `${m[1]} ${m[2]}`),
+      ["Start 20", "Middle 50000", "End 100000"],
+    );
+    assert.equal(count(html, /<h4>step /g), 6);
+
+    // The chart data: the first and last steps kept, every value the logged one at its step.
+    const data = await readReportData(dir);
+    const completion = data.metrics.series("completionLength");
+    assert.equal(completion.seen, steps);
+    assert.equal(completion.points.length, MAX_POINTS);
+    assert.equal(completion.points[0]!.x, 1);
+    assert.equal(completion.points.at(-1)!.x, steps);
+    for (const p of completion.points) assert.equal(p.value, 12 - 4 * (p.x / steps));
+    // The result table's sums and ends are over every line all the same: 0.5 s a step.
+    assert.equal(data.metrics.stepSeconds, 0.5 * steps);
+    assert.equal(data.metrics.steps, steps);
+  });
 });
