@@ -196,9 +196,11 @@ export class MetricsDigest {
     for (const field of ["evalAccuracy", "trainAccuracy"] as const) {
       const value = finite(m[field]);
       if (value === null) continue;
+      // One object for a single evaluation: the table tells first and last apart by identity.
+      const point = { step: m.step, value };
       const seen = this.accuracy[field];
-      seen.first ??= { step: m.step, value };
-      seen.last = { step: m.step, value };
+      seen.first ??= point;
+      seen.last = point;
     }
 
     if (total === null) return; // step 0's evaluation: no step

@@ -132,6 +132,17 @@ Deno.test("reportHtml() shows the provenance and the accuracy before and after",
   assert.match(html, /1 skipped update\b/);
 });
 
+Deno.test("reportHtml() takes the accuracy after from run.json when only step 0 evaluated", async () => {
+  const run = syntheticRun();
+  const metrics = run.metrics.map(({ evalAccuracy, ...m }) =>
+    (m.step === 0 ? { ...m, evalAccuracy } : m) as MetricsLine
+  );
+  assert.match(
+    await reportHtml({ ...run, metrics }),
+    /<td>eval accuracy<\/td><td class="num">60\.0% \(step 0\)<\/td><td class="num">80\.0%<\/td><td class="num">\+20\.0 pts<\/td>/,
+  );
+});
+
 Deno.test("reportHtml() draws a run that has not started, or has no run.json", async () => {
   const empty: RunFiles = { info: null, plan: null, metrics: [], samples: [] };
   const html = await reportHtml(empty);
