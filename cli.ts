@@ -15,8 +15,11 @@
  * recipe, a plan written by `plan --json`, or a URL to one of them.
  *
  * Exit codes: 0 success; 2 an invalid recipe or invalid usage, one line per problem on stderr and
- * never a stack trace; 1 a run that failed (a reward source, a full disk, non-finite updates: one
- * line) or an internal error; 130 a run stopped by Ctrl-C (or SIGTERM) after writing a checkpoint.
+ * never a stack trace (a recipe that is not a regular file, a recipe URL that does not answer in
+ * full within GIFTWRAP_FETCH_TIMEOUT seconds, an export whose getter throws included); 1 a run
+ * that failed (a reward source, a full disk, non-finite updates: one line) or an internal error;
+ * 130 a run stopped by Ctrl-C (or SIGTERM) after writing a checkpoint, or a comparison stopped by
+ * it after summarising its finished runs.
  *
  * @module
  */
