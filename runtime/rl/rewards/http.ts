@@ -166,8 +166,12 @@ async function post(
     } catch {
       // an unparsable Location is reported as it is
     }
-    const where = next?.href ??
-      (header === null ? "nowhere (no Location)" : `'${oneLine(header)}'`);
+    // Quoted on one line, and shortened: the Location is the endpoint's to choose.
+    const where = next !== null
+      ? oneLine(next.href)
+      : header === null
+      ? "nowhere (no Location)"
+      : `'${oneLine(header)}'`;
     if (!options.followRedirects) {
       return `${url}: redirected (status ${status}) to ${where}, which is not followed ` +
         "(followRedirects is false)";

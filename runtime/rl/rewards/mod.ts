@@ -192,7 +192,7 @@ export async function scoreSources(
  *   16,
  *   1,
  * );
- * // ['warning: reward \'judge\' failed on all 16 samples of step 1, which score 0 as …']
+ * // ["warning: reward 'judge' failed on all 16 samples of step 1, which score 0 as …"]
  * ```
  */
 export function unscoredWarnings(
