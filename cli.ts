@@ -15,8 +15,11 @@
  * recipe, a plan written by `plan --json`, or a URL to one of them.
  *
  * Exit codes: 0 success; 2 an invalid recipe or invalid usage, one line per problem on stderr and
- * never a stack trace; 1 a run that failed (a reward source, a full disk, non-finite updates: one
- * line) or an internal error; 130 a run stopped by Ctrl-C (or SIGTERM) after writing a checkpoint.
+ * never a stack trace (a recipe that is not a regular file, a recipe URL that does not answer in
+ * full within GIFTWRAP_FETCH_TIMEOUT seconds, an export whose getter throws included); 1 a run
+ * that failed (a reward source, a full disk, non-finite updates: one line) or an internal error;
+ * 130 a run stopped by Ctrl-C (or SIGTERM) after writing a checkpoint, or a comparison stopped by
+ * it after summarising its finished runs.
  *
  * @module
  */
@@ -26,12 +29,18 @@ import { type Backend, BACKENDS, recipeJsonSchema } from "./dsl/schema.ts";
 import { type CompileOptions, safeCompile } from "./dsl/compile.ts";
 import { formatPlan } from "./dsl/format.ts";
 import { formatIssue } from "./dsl/issues.ts";
-import { type LoadedRecipe, loadRecipe, RecipeLoadError } from "./dsl/load.ts";
+import {
+  type LoadedRecipe,
+  loadRecipe,
+  type LoadRecipeOptions,
+  RecipeLoadError,
+} from "./dsl/load.ts";
 import { type Plan, planHash } from "./dsl/plan.ts";
 import { validateRecipe } from "./dsl/validate.ts";
 import { machineMemory, presentBackends } from "./runtime/engine/native.ts";
 import {
   DEFAULT_OBJECTIVES,
+  MAX_SEEDS,
   parseAccuracy,
   parseCount,
   parseLrs,
@@ -60,12 +69,29 @@ function parser<T>(parse: (text: string) => T): (text: string) => T {
   };
 }
 
+/**
+ * How a recipe is loaded: `GIFTWRAP_FETCH_TIMEOUT` (seconds) bounds fetching a recipe URL, where
+ * the `env` permission lets it be read; a bad value is a usage error.
+ */
+function loadOptions(): LoadRecipeOptions {
+  const name = "GIFTWRAP_FETCH_TIMEOUT";
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return {};
+  const text = Deno.env.get(name);
+  if (text === undefined) return {};
+  const seconds = Number(text);
+  if (text.trim() === "" || !Number.isFinite(seconds) || seconds <= 0) {
+    console.error(`giftwrap: ${name}: expected seconds > 0, got '${text}'`);
+    throw new Reported();
+  }
+  return { timeoutMs: Math.min(seconds * 1000, 2 ** 31 - 1) };
+}
+
 /** Loads and compiles a recipe, printing every problem as one line on stderr. */
 async function compileFile(
   specifier: string,
   options: CompileOptions,
 ): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
-  const loaded = await loadRecipe(specifier);
+  const loaded = await loadRecipe(specifier, loadOptions());
   const result = safeCompile(loaded.input, options);
   if (!result.ok) {
     for (const issue of result.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
@@ -301,8 +327,8 @@ function program(fail: (code: number) => void) {
     )
     .option(
       "--seeds <n>",
-      "seeds per objective: the recipe's seed and the next",
-      parser((t) => parseCount(t, 1)),
+      `seeds per objective, at most ${MAX_SEEDS}: the recipe's seed and the next`,
+      parser((t) => parseCount(t, 1, MAX_SEEDS)),
       3,
     )
     .option(
@@ -328,7 +354,7 @@ function program(fail: (code: number) => void) {
     )
     .addOption(backendOption())
     .action(async (specifier, options) => {
-      const loaded = await loadRecipe(specifier);
+      const loaded = await loadRecipe(specifier, loadOptions());
       const validated = validateRecipe(loaded.input);
       if (!validated.ok) {
         for (const issue of validated.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
@@ -353,19 +379,37 @@ function program(fail: (code: number) => void) {
         console.error("giftwrap: compare starts each run as a subprocess: it needs --allow-run");
         throw new Reported();
       }
+      // Ctrl-C (or SIGTERM) once: no run starts, the running ones stop after their step, the
+      // finished ones are summarised, exit 130. Twice: exit now. (This thread only waits on the
+      // runs, so a listener here always gets its turn.)
+      const stop = new AbortController();
+      const onSignal = () => {
+        if (stop.signal.aborted) Deno.exit(EXIT.interrupted);
+        stop.abort();
+        console.log(
+          "compare: interrupted; running runs stop after their step, then the finished ones " +
+            "are summarised (Ctrl-C again to quit now)",
+        );
+      };
+      const signals = ["SIGINT", "SIGTERM"] as const;
+      for (const name of signals) Deno.addSignalListener(name, onSignal);
       try {
         const result = await compare.runComparison(planned.plan, {
           recipe: specifier,
           jobs: options.jobs,
           track: options.track,
+          signal: stop.signal,
           ...(options.out === undefined ? {} : { out: options.out }),
           ...(options.target === undefined ? {} : { target: options.target }),
         });
-        if (result.failed > 0) fail(EXIT.internal);
+        if (result.interrupted) fail(EXIT.interrupted);
+        else if (result.failed > 0) fail(EXIT.internal);
       } catch (e) {
         if (!(e instanceof compare.CompareSetupError)) throw e;
         console.error(`giftwrap: ${e.message}`);
         fail(EXIT.invalid);
+      } finally {
+        for (const name of signals) Deno.removeSignalListener(name, onSignal);
       }
     });
 

@@ -341,6 +341,16 @@ export const HttpSchema = variant("http", {
   concurrency: opt(
     int({ minimum: 1, maximum: 1024, default: 4, description: "Requests in flight." }),
   ),
+  maxResponseBytes: opt(int({
+    minimum: 1,
+    maximum: 1_073_741_824,
+    default: 16_777_216,
+    description: "The most bytes of a response read; a longer one is an error.",
+  })),
+  followRedirects: opt(Type.Boolean({
+    default: false,
+    description: "Follow 307 and 308 redirects to the endpoint's own origin; never another one.",
+  })),
   range: opt(Range),
 }, "A remote scorer: batched JSON POST of samples, scores back.");
 

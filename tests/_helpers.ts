@@ -65,17 +65,21 @@ export interface Outcome {
   stderr: string;
 }
 
-/** Runs `giftwrap <args>` as a subprocess in `cwd`, with `permissions` (the run task's). */
+/**
+ * Runs `giftwrap <args>` as a subprocess in `cwd`, with `permissions` (the run task's) and `env`
+ * added to this process's environment.
+ */
 export async function giftwrap(
   args: readonly string[],
   cwd: string | URL = new URL("../", import.meta.url),
   permissions: readonly string[] = RUN_PERMISSIONS,
+  env: Record<string, string> = {},
 ): Promise<Outcome> {
   const cli = decodeURIComponent(new URL("../cli.ts", import.meta.url).pathname);
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", ...permissions, cli, ...args],
     cwd,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -361,3 +361,69 @@ Deno.test("deno.json's run task grants what compare gives each run, and compare 
   assert.deepEqual(flags(tasks.run), [...RUN_PERMISSIONS]);
   assert.deepEqual(flags(tasks.compare).sort(), [...RUN_PERMISSIONS, "--allow-run"].sort());
 });
+
+Deno.test("giftwrap exits 2 naming a recipe URL that drips, within GIFTWRAP_FETCH_TIMEOUT", async () => {
+  // The start of a JSON recipe, then a byte a second for ever: only a deadline ends the fetch.
+  const stop = new AbortController();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (stop.signal.aborted) return controller.close();
+          controller.enqueue(new TextEncoder().encode(" "));
+          await new Promise((resolve) => {
+            const timer = setTimeout(resolve, 1000);
+            stop.signal.addEventListener("abort", () => resolve(clearTimeout(timer)));
+          });
+        },
+      }, { highWaterMark: 0 }),
+      { headers: { "content-type": "application/json" } },
+    ));
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}/drip.json`;
+    const started = performance.now();
+    const [drip, badTimeout] = await Promise.all([
+      giftwrap(["plan", url], ROOT, RUN_PERMISSIONS, { GIFTWRAP_FETCH_TIMEOUT: "2" }),
+      giftwrap(["plan", url], ROOT, RUN_PERMISSIONS, { GIFTWRAP_FETCH_TIMEOUT: "soon" }),
+    ]);
+    const seconds = (performance.now() - started) / 1000;
+    assertUsageError(drip, "a dripping recipe URL");
+    assert.equal(drip.stderr, `${url}: cannot fetch: no complete response within 2 s\n`);
+    assert.ok(seconds < 20, `took ${seconds.toFixed(1)} s`);
+    assertUsageError(badTimeout, "a bad GIFTWRAP_FETCH_TIMEOUT");
+    assert.equal(
+      badTimeout.stderr,
+      "giftwrap: GIFTWRAP_FETCH_TIMEOUT: expected seconds > 0, got 'soon'\n",
+    );
+  } finally {
+    stop.abort();
+    await server.shutdown();
+  }
+});
+
+Deno.test("giftwrap exits 2 naming the field when reading a recipe export throws", async () => {
+  await withTempDir(async (dir) => {
+    const front = await frontDoorWith({});
+    await Deno.writeTextFile(
+      `${dir}/getter.ts`,
+      `const base = ${front};\n` +
+        'export default { ...base, get name() { throw new Error("no name\\ntoday"); } };\n',
+    );
+    await Deno.writeTextFile(
+      `${dir}/nested.ts`,
+      `const base = ${front};\n` +
+        "export const recipe = { ...base, rewards: [{ source: { get kind() { throw 42; } } }] };\n",
+    );
+    const [getter, nested] = await Promise.all([
+      giftwrap(["validate", "getter.ts"], dir),
+      giftwrap(["run", "nested.ts"], dir),
+    ]);
+    assertUsageError(getter, "a throwing getter");
+    assert.equal(getter.stderr, "getter.ts: reading export default.name threw: no name\n");
+    assertUsageError(nested, "a nested throwing getter");
+    assert.equal(
+      nested.stderr,
+      "nested.ts: reading export recipe.rewards[0].source.kind threw: 42\n",
+    );
+  });
+});

@@ -22,7 +22,7 @@ import type { Backend, Recipe } from "../../dsl/schema.ts";
 import type { ObjectiveLabel } from "./options.ts";
 import { errorLine, progressLine, runChild, runPool } from "./jobs.ts";
 import { readMetrics, type RunCurves, runCurves } from "./metrics.ts";
-import { type Track, trackText } from "./options.ts";
+import { MAX_SEEDS, type Track, trackText } from "./options.ts";
 import {
   comparisonSeeds,
   comparisonVariant,
@@ -105,6 +105,12 @@ export function planComparison(
     if (result.variant.referenceDropped) dropped.add(change.objective);
     return [result.variant];
   };
+  if (!Number.isSafeInteger(request.seeds) || request.seeds < 1 || request.seeds > MAX_SEEDS) {
+    return {
+      ok: false,
+      issues: [`seeds: expected a whole number >= 1 and <= ${MAX_SEEDS}, got ${request.seeds}`],
+    };
+  }
   const seeds = comparisonSeeds(base, request.seeds);
   const lrs = request.lrs === undefined ? null : [...request.lrs];
   const tuning = lrs === null ? null : {
@@ -156,6 +162,11 @@ export interface RunComparisonOptions {
   progressEvery?: number;
   /** The command line that runs a recipe. @default this repository's cli.ts */
   cli?: string | URL;
+  /**
+   * Stops the comparison (Ctrl-C): no run starts after it aborts, each running one is sent SIGINT
+   * (it stops after its step, with a checkpoint), and the summary covers the runs that finished.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a comparison produced. */
@@ -165,6 +176,8 @@ export interface ComparisonResult {
   summary: Summary;
   /** Runs that failed (tuning runs included) plus runs not started for lack of an lr. */
   failed: number;
+  /** Whether `signal` stopped it: the summary then covers only the runs that finished. */
+  interrupted: boolean;
 }
 
 /** The output directory cannot be made; the message is one line. */
@@ -186,6 +199,12 @@ export const RUN_PERMISSIONS = [
   "--allow-ffi",
 ] as const;
 
+/** The outcome of a run the interruption stopped (`dir`) or kept from starting (null). */
+function interrupted(variant: RunVariant, dir: string | null): Outcome {
+  const curves = { eval: [], kl: [], klInitial: [], gap: [] };
+  return { variant, dir, error: "interrupted", curves, interrupted: true };
+}
+
 /** How one run went. */
 interface Outcome {
   variant: RunVariant;
@@ -193,6 +212,8 @@ interface Outcome {
   dir: string | null;
   error: string | null;
   curves: RunCurves;
+  /** Stopped, or never started, because the comparison was interrupted. */
+  interrupted: boolean;
 }
 
 function stamp(): string {
@@ -290,6 +311,7 @@ export async function runComparison(
 
   /** Runs one variant as a child process and reads its metrics. */
   const runOne = async (variant: RunVariant, warm: () => void): Promise<Outcome> => {
+    if (options.signal?.aborted) return interrupted(variant, null);
     const recipePath = `${dir}/recipes/${variant.name}.json`;
     await Deno.writeTextFile(recipePath, JSON.stringify(variant.recipe, null, 2) + "\n");
     log(`start ${variant.name}`);
@@ -306,18 +328,26 @@ export async function runComparison(
       ...(plan.backend === null ? [] : ["--backend", plan.backend]),
       ...(track === undefined ? [] : ["--track", track]),
     ];
-    const child = await runChild(Deno.execPath(), args, (line) => {
-      const created = /^run \S+ · .* → (.+)$/.exec(line);
-      if (created) runDir = created[1]!;
-      if (/^(warm start: |eval step |step \d+\/)/.test(line)) warm();
-      const step = /^step (\d+)\/\d+ /.exec(line);
-      if (step) {
-        const done = Number(step[1]);
-        state.stepsDone += done - (stepsOf.get(variant.name) ?? 0);
-        stepsOf.set(variant.name, done);
-      }
-    }, blasThreads);
+    const child = await runChild(
+      Deno.execPath(),
+      args,
+      (line) => {
+        const created = /^run \S+ · .* → (.+)$/.exec(line);
+        if (created) runDir = created[1]!;
+        if (/^(warm start: |eval step |step \d+\/)/.test(line)) warm();
+        const step = /^step (\d+)\/\d+ /.exec(line);
+        if (step) {
+          const done = Number(step[1]);
+          state.stepsDone += done - (stepsOf.get(variant.name) ?? 0);
+          stepsOf.set(variant.name, done);
+        }
+      },
+      blasThreads,
+      options.signal,
+    );
     const finalDir = runDir as string | null;
+    // Stopped by the interruption: neither finished nor failed.
+    if (child.code !== 0 && options.signal?.aborted) return interrupted(variant, finalDir);
     let failure = child.code === 0 ? null : errorLine(child.stderr, child.code);
     let curves: RunCurves = { eval: [], kl: [], klInitial: [], gap: [] };
     if (finalDir !== null) {
@@ -346,7 +376,7 @@ export async function runComparison(
       error(`${variant.name}: ${failure}`);
     }
     progress();
-    return { variant, dir: finalDir, error: failure, curves };
+    return { variant, dir: finalDir, error: failure, curves, interrupted: false };
   };
 
   const runPhase = (variants: readonly RunVariant[]): Promise<Outcome[]> =>
@@ -363,7 +393,8 @@ export async function runComparison(
     // 1) Tuning: each objective × lr on the tuning seed.
     if (plan.tuning !== null) {
       tuningOutcomes = await runPhase(plan.tuning.runs);
-      for (const objective of plan.objectives) {
+      // Interrupted: no lr is chosen from trials cut short, and no comparison run starts.
+      for (const objective of options.signal?.aborted ? [] : plan.objectives) {
         const trials = tuningOutcomes.filter((o) => o.variant.objective === objective).map((o) => ({
           lr: o.variant.lr,
           score: o.error === null ? lastEvaluationsMean(o.curves.eval) : null,
@@ -391,6 +422,10 @@ export async function runComparison(
   } finally {
     clearInterval(timer);
   }
+  // An interrupted comparison summarises the runs that finished, as if the others were not asked.
+  tuningOutcomes = tuningOutcomes.filter((o) => !o.interrupted);
+  outcomes = outcomes.filter((o) => !o.interrupted);
+  const stopped = options.signal?.aborted ?? false;
 
   const record = (o: Outcome): RunRecord => ({
     run: o.variant.name,
@@ -434,9 +469,13 @@ export async function runComparison(
   for (const line of formatTable(summary)) log(line);
   const skipped = [...chosen.values()].filter((lr) => lr === null).length * plan.seeds.length;
   const failed = summary.failures.length + skipped;
-  log(
-    `${failed === 0 ? "done" : `${failed} of ${state.runs + skipped} runs failed`} · ` +
-      `${dir}/summary.json · ${dir}/report.html`,
-  );
-  return { dir, summary, failed };
+  const files = `${dir}/summary.json · ${dir}/report.html`;
+  if (stopped) {
+    const finished = tuningOutcomes.length + outcomes.length;
+    const failures = failed === 0 ? "" : ` (${failed} failed)`;
+    log(`interrupted: ${finished} of ${state.runs + skipped} runs finished${failures} · ${files}`);
+  } else {
+    log(`${failed === 0 ? "done" : `${failed} of ${state.runs + skipped} runs failed`} · ${files}`);
+  }
+  return { dir, summary, failed, interrupted: stopped };
 }

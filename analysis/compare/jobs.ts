@@ -91,6 +91,9 @@ export interface ChildResult {
 
 /**
  * Runs `command args`, handing each stdout line to `onLine` as it comes; stderr is kept whole.
+ * The child runs in a process group of its own, so a Ctrl-C at the terminal reaches only this
+ * process, which passes it on once: when `signal` aborts, the child is sent SIGINT (a run then
+ * finishes its step, writes a checkpoint and exits 130; a second SIGINT would quit it at once).
  *
  * @example
  * ```ts
@@ -102,6 +105,7 @@ export async function runChild(
   args: readonly string[],
   onLine: (line: string) => void,
   env: Record<string, string> = {},
+  signal?: AbortSignal,
 ): Promise<ChildResult> {
   const child = new Deno.Command(command, {
     args: [...args],
@@ -109,7 +113,29 @@ export async function runChild(
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", ...env },
+    detached: true,
   }).spawn();
+  const interrupt = () => {
+    try {
+      child.kill("SIGINT");
+    } catch {
+      // it has exited already
+    }
+  };
+  if (signal?.aborted) interrupt();
+  signal?.addEventListener("abort", interrupt, { once: true });
+  try {
+    return await collect(child, onLine);
+  } finally {
+    signal?.removeEventListener("abort", interrupt);
+  }
+}
+
+/** A child's stdout line by line to `onLine`, its stderr whole, and its exit code. */
+async function collect(
+  child: Deno.ChildProcess,
+  onLine: (line: string) => void,
+): Promise<ChildResult> {
   const stderr = new Response(child.stderr).text();
   const stdout: string[] = [];
   let rest = "";

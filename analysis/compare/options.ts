@@ -120,18 +120,26 @@ export function parseLrs(text: string): number[] {
   return [...new Set(lrs)];
 }
 
+/** The most seeds a comparison runs per objective (each seed is a run of every objective). */
+export const MAX_SEEDS = 1000;
+
 /**
- * Parses a whole number from `min` up.
+ * Parses a whole number from `min` up, and at most `max` when given.
  *
  * @example
  * ```ts
  * parseCount("3", 1); // 3
+ * parseCount("4294967296", 1, MAX_SEEDS); // throws "expected a whole number >= 1 and <= 1000, …"
  * ```
  */
-export function parseCount(text: string, min: number): number {
+export function parseCount(text: string, min: number, max?: number): number {
   const n = Number(text.trim());
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new Error(`expected a whole number >= ${min}, got '${text}'`);
+  if (
+    !/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min ||
+    (max !== undefined && n > max)
+  ) {
+    const range = max === undefined ? `>= ${min}` : `>= ${min} and <= ${max}`;
+    throw new Error(`expected a whole number ${range}, got '${text}'`);
   }
   return n;
 }

@@ -21,7 +21,7 @@ import { stopGradient } from "./objectives/group.ts";
 import { advantages, aggregate, klK3 } from "./objectives/axes.ts";
 import { type AdamW, adamWStep } from "../engine/optim.ts";
 import type { Rng } from "../engine/random.ts";
-import type { SourceScorer } from "./rewards/mod.ts";
+import type { Scores, SourceScorer } from "./rewards/mod.ts";
 import { sampleGroups } from "./groups.ts";
 import type { Completions } from "./sample.ts";
 import type { SampleGroup } from "../run/run_dir.ts";
@@ -231,7 +231,7 @@ export async function trainStep(
   run: Run,
   step: number,
   options: TrainStepOptions = {},
-): Promise<{ metrics: StepMetrics; samples: SampleGroup[] }> {
+): Promise<{ metrics: StepMetrics; samples: SampleGroup[]; rewardErrors: Scores["errors"] }> {
   const { plan, config, task, params, kernels } = run;
   const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
   const { miniBatchRows } = plan.shapes;
@@ -457,7 +457,7 @@ export async function trainStep(
   const logged = options.logSamples === false
     ? []
     : await sampleGroupsOf(run, step, samples, scores, batch, rewards);
-  return { metrics, samples: logged };
+  return { metrics, samples: logged, rewardErrors: scores.errors };
 }
 
 /** The first `plan.schedule.sampleGroups` groups of a step, with rewards and advantages. */

@@ -12,6 +12,7 @@ import type { Verifier } from "../../dsl/schema.ts";
 import type { Problem } from "../data/types.ts";
 import { type EvalResult, evaluate } from "../rl/evaluate.ts";
 import { type Run, type StepMetrics, trainStep } from "../rl/train_step.ts";
+import { unscoredWarnings } from "../rl/rewards/mod.ts";
 import { plural } from "../../dsl/format.ts";
 import type { RunContext } from "./context.ts";
 import { pct } from "./progress.ts";
@@ -50,6 +51,8 @@ export class Schedule {
   /** As many train problems as the eval uses: the train–eval gap's. */
   readonly #trainSet: readonly Problem[];
   readonly #metric: Verifier | null;
+  /** The reward sources already warned about (`unscoredWarnings`): once each is enough. */
+  readonly #warned = new Set<string>();
 
   constructor(context: RunContext, run: Run, options: ScheduleOptions = {}) {
     this.#context = context;
@@ -93,8 +96,17 @@ export class Schedule {
     const { plan, dir, progress } = this.#context;
     const { steps, evalEvery, checkpointEvery, samplesEvery } = plan.schedule;
     const logSamples = step === 1 || step % samplesEvery === 0 || step === steps;
-    const { metrics, samples } = await trainStep(this.#run, step, { logSamples })
+    const { metrics, samples, rewardErrors } = await trainStep(this.#run, step, { logSamples })
       .catch(outOfMemory(plan, `step ${step}`, STEP_STAGES));
+    const { prompts: P, groupSize: G } = plan.shapes;
+    const unwarned = plan.rewards.filter((r) => !this.#warned.has(r.name));
+    const scored = (P + metrics.promptsResampled) * G; // DAPO's refill rounds included
+    for (const line of unscoredWarnings(unwarned, rewardErrors, scored, step)) {
+      progress.log(line);
+    }
+    for (const name of Object.keys(rewardErrors)) {
+      if (rewardErrors[name]!.count >= scored) this.#warned.add(name);
+    }
     this.#trainSeconds += metrics.stepSeconds;
     if (step === steps || (evalEvery !== null && step % evalEvery === 0)) {
       const result = await this.#evaluate(false);

@@ -255,3 +255,74 @@ Deno.test("loadRecipe() reads a TypeScript recipe by URL, fresh each time, leavi
     await server.shutdown();
   }
 });
+
+Deno.test("loadRecipe() refuses a recipe that is a FIFO or a link to /dev/zero, without reading it", async () => {
+  await withTempDir(async (dir) => {
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/fifo.json`] }).output();
+    assert.equal(made.code, 0);
+    await Deno.symlink("/dev/zero", `${dir}/zero.ts`);
+    assert.equal(
+      (await loadError(`${dir}/fifo.json`)).problem,
+      "cannot read: it is a FIFO, not a regular file",
+    );
+    assert.equal(
+      (await loadError(`${dir}/zero.ts`)).problem,
+      "cannot read: it is a character device, not a regular file",
+    );
+  });
+});
+
+Deno.test("loadRecipe() stops reading a recipe URL past maxBytes", async () => {
+  let made = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (made++ === 1024) return controller.close(); // 64 MiB at most
+          controller.enqueue(new Uint8Array(65_536).fill(0x20));
+        },
+      }, { highWaterMark: 1 }),
+    ));
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}/big.json`;
+    const error = await loadRecipe(url, { maxBytes: 1_000_000 }).catch((e) => e);
+    assert.ok(error instanceof RecipeLoadError);
+    assert.equal(error.message, `${url}: cannot fetch: the response is over 1000000 bytes`);
+    // What fits in the limit and the buffers on the way, far from all 1024.
+    assert.ok(made < 512, `made ${made} chunks of 64 KiB`);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("loadRecipe() copies a module's export as plain data, naming a field whose getter throws", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/ok.ts`,
+      "let reads = 0;\nconst shared = { size: 4, prompts: 2 };\n" +
+        "export default { get name() { return `read ${++reads}`; }, group: shared, " +
+        'more: [shared], "a b": NaN };\n',
+    );
+    const loaded = await loadRecipe(`${dir}/ok.ts`);
+    const group = { size: 4, prompts: 2 };
+    assert.deepEqual(loaded.input, { name: "read 1", group, more: [group], "a b": NaN });
+    // Read once: the copy is plain data, no getter left behind.
+    assert.equal((loaded.input as { name: string }).name, "read 1");
+    await Deno.writeTextFile(
+      `${dir}/throws.ts`,
+      'export default { steps: 3, eval: { get ["every n"]() { throw new RangeError("no"); } } };\n',
+    );
+    assert.equal(
+      (await loadError(`${dir}/throws.ts`)).problem,
+      'reading export default.eval["every n"] threw: no',
+    );
+    await Deno.writeTextFile(
+      `${dir}/cycle.ts`,
+      "const r: any = { a: {} };\nr.a.b = r;\nexport default r;\n",
+    );
+    assert.equal(
+      (await loadError(`${dir}/cycle.ts`)).problem,
+      "export default.a.b refers back to one of its parents: a recipe is plain data",
+    );
+  });
+});

@@ -10,8 +10,30 @@
 import { tf } from "../tf.ts";
 import type { LinearLayout } from "../kernels/types.ts";
 import type { ModelConfig } from "./config.ts";
-import { decodeSafetensors, encodeSafetensors, type TensorData } from "./safetensors.ts";
+import { encodeSafetensors, readSafetensorsFile, type TensorData } from "./safetensors.ts";
+import { readRegularFile } from "./_regular_file.ts";
 import { isLinear, paramShapes } from "./transformer.ts";
+
+/** The largest JSON file of a checkpoint read (a `config.json` is a few kB; HF's stay under 1 MB). */
+export const MAX_JSON_BYTES = 16_777_216;
+
+/**
+ * The JSON in the regular file at `path`, at most `MAX_JSON_BYTES` of it (a FIFO, a device or a
+ * larger file is refused unread); errors are one line naming the file.
+ *
+ * @example
+ * ```ts
+ * const config = await readJsonFile("runs/x/checkpoints/final/config.json");
+ * ```
+ */
+export async function readJsonFile(path: string): Promise<unknown> {
+  const bytes = await readRegularFile(path, MAX_JSON_BYTES);
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new Error(`Cannot read '${path}' as it is not UTF-8 JSON: ${(e as Error).message}`);
+  }
+}
 
 /** `config.json`: Hugging Face's Llama fields, and giftwrap's own. */
 export interface CheckpointConfig {
@@ -197,9 +219,9 @@ export async function loadCheckpoint(
   dir: string,
   layout: LinearLayout = "[in, out]",
 ): Promise<LoadedCheckpoint> {
-  const raw = JSON.parse(await Deno.readTextFile(`${dir}/config.json`)) as CheckpointConfig;
+  const raw = await readJsonFile(`${dir}/config.json`) as CheckpointConfig;
   const config = configFromCheckpoint(raw);
-  const { tensors } = decodeSafetensors(await Deno.readFile(`${dir}/model.safetensors`));
+  const { tensors } = await readSafetensorsFile(`${dir}/model.safetensors`);
   const onDisk: Record<string, TensorData> = {};
   for (const [name, { shape }] of Object.entries(paramShapes(config, "[out, in]"))) {
     const t = tensors[name];

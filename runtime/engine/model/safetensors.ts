@@ -16,6 +16,8 @@
  * @module
  */
 
+import { openRegularFile, readExactly } from "./_regular_file.ts";
+
 /** A float32 tensor: its dtype tag, its shape and its values in row-major order. */
 export interface TensorData {
   dtype: "F32";
@@ -237,6 +239,81 @@ export function decodeSafetensors(
     tensors[name] = { dtype: "F32", shape: [...shape], data };
   }
   return { tensors, metadata };
+}
+
+/**
+ * Reads and decodes the safetensors file at `path`, trusting nothing about it: it must be a
+ * regular file (a link to `/dev/zero` or a FIFO is refused before it is opened), its header length
+ * at most 100 MB, and its size exactly what the header declares (8 bytes, the header, the tensors'
+ * data), which is checked before the data is read, so no more is ever read than the tensors need.
+ * Errors are one line naming the file.
+ *
+ * @example
+ * ```ts
+ * const { tensors } = await readSafetensorsFile("runs/x/checkpoints/final/model.safetensors");
+ * ```
+ */
+export async function readSafetensorsFile(
+  path: string,
+): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }> {
+  const fail = (why: string): never => {
+    throw new Error(`Cannot read safetensors '${path}' as ${why}`);
+  };
+  const { file, size } = await openRegularFile(path);
+  try {
+    if (size < 8) fail(`the file is ${size} bytes, too short for the 8-byte header length`);
+    const start = await readExactly(file, 8, path);
+    const n = new DataView(start.buffer).getBigUint64(0, true);
+    if (n > BigInt(MAX_HEADER_BYTES)) {
+      fail(`the header length ${n} is over the ${MAX_HEADER_BYTES}-byte limit`);
+    }
+    const headerLength = Number(n);
+    if (8 + headerLength > size) {
+      fail(`the header length ${headerLength} is beyond the file (${size - 8} bytes after it)`);
+    }
+    const headerBytes = await readExactly(file, headerLength, path);
+    const data = declaredDataBytes(headerBytes);
+    if (data !== undefined && 8 + headerLength + data !== size) {
+      fail(
+        `its header declares ${8 + headerLength + data} bytes (8 + header ${headerLength} + ` +
+          `data ${data}), but the file is ${size}`,
+      );
+    }
+    // Malformed headers (data undefined) read no further than the size: decoding names the fault.
+    const bytes = new Uint8Array(size);
+    bytes.set(start, 0);
+    bytes.set(headerBytes, 8);
+    await readExactly(file, size - 8 - headerLength, path, bytes.subarray(8 + headerLength));
+    try {
+      return decodeSafetensors(bytes);
+    } catch (e) {
+      return fail((e as Error).message.replace(/^Cannot decode safetensors as /, ""));
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * The data bytes a header declares (the largest `data_offsets` end), or undefined when the header
+ * is not a JSON object of well-formed entries (then decoding reports what is wrong).
+ */
+function declaredDataBytes(header: Uint8Array): number | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(header));
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+  let end = 0;
+  for (const [name, entry] of Object.entries(parsed as Record<string, unknown>)) {
+    if (name === "__metadata__") continue;
+    const offsets = (entry as { data_offsets?: unknown } | null)?.data_offsets;
+    if (!Array.isArray(offsets) || !Number.isSafeInteger(offsets[1])) return undefined;
+    end = Math.max(end, offsets[1] as number);
+  }
+  return end;
 }
 
 /**

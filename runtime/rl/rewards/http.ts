@@ -10,6 +10,13 @@
  * (the other chunks still score); a score that is not a finite number gives an Error for its
  * sample only. The scorer never throws on the endpoint's account: `onError` decides.
  *
+ * The endpoint is not trusted with the trainer's resources. A redirect is an error naming where
+ * it pointed (a 307 would re-post every sample there, and the run's network permission reaches
+ * any host); with `followRedirects`, 307 and 308 on the endpoint's own origin are followed, at
+ * most 5 in a row, and nothing else. A response is read as it arrives, at most
+ * `maxResponseBytes` of it: a declared `Content-Length` over the limit is refused before the body
+ * is read, and a body that grows past it is cancelled at once. Neither is retried.
+ *
  * @module
  */
 
@@ -29,7 +36,20 @@ export interface HttpScorerOptions {
   concurrency?: number;
   /** The first retry waits this long, the k-th `backoffMs · 2^k`. @default {100} */
   backoffMs?: number;
+  /** The most bytes of a response read; a longer one is an error. @default {16777216} (16 MiB) */
+  maxResponseBytes?: number;
+  /** Follow 307 and 308 redirects to the endpoint's own origin (never another one). @default {false} */
+  followRedirects?: boolean;
 }
+
+/** Redirects followed in a row, with `followRedirects`, before giving up. */
+const MAX_REDIRECTS = 5;
+
+/** How much of an error response's body is read, to quote its start. */
+const ERROR_TEXT_BYTES = 4096;
+
+/** The options with their defaults. */
+type Resolved = Required<Omit<HttpScorerOptions, "url">>;
 
 /** What one request gave: a value per sample of its chunk, or one message for all of them. */
 type ChunkResult = (number | Error)[] | string;
@@ -74,34 +94,143 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function attempt(
+/** Why an attempt failed before a response came: a timeout, or the network error's first line. */
+function failure(error: unknown): string {
+  const timedOut = error instanceof DOMException && error.name === "TimeoutError";
+  return timedOut ? "timeout" : oneLine(String((error as Error)?.message ?? error));
+}
+
+/**
+ * At most `limit` bytes of `response`'s body, read as they arrive, as text; null when there are
+ * more (the rest is cancelled, unless `truncate`: then the first `limit` bytes are the text).
+ */
+async function readBody(
+  response: Response,
+  limit: number,
+  truncate: boolean,
+): Promise<string | null> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const reader = response.body?.getReader();
+  if (reader) {
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (size + value.length > limit) {
+          await reader.cancel().catch(() => {});
+          if (!truncate) return null;
+          parts.push(value.subarray(0, limit - size));
+          size = limit;
+          break;
+        }
+        parts.push(value);
+        size += value.length;
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/** Posts `body` to `url` without following redirects, or following those `followRedirects` allows. */
+async function post(
   url: string,
   body: string,
-  timeoutMs: number,
-  expected: number,
-): Promise<Attempt> {
-  let response: Response;
-  try {
-    response = await fetch(url, {
+  signal: AbortSignal,
+  options: Resolved,
+): Promise<Response | string> {
+  let target = url;
+  for (let hops = 0;; hops++) {
+    const response = await fetch(target, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body,
-      signal: AbortSignal.timeout(timeoutMs),
+      redirect: "manual",
+      signal,
     });
-  } catch (error) {
-    const timedOut = error instanceof DOMException && error.name === "TimeoutError";
-    const problem = timedOut ? "timeout" : oneLine(String((error as Error)?.message ?? error));
-    return { done: false, status: null, problem };
+    if (response.status < 300 || response.status >= 400) return response;
+    await response.body?.cancel();
+    const header = response.headers.get("location");
+    const status = response.status;
+    let next: URL | null = null;
+    try {
+      next = header === null ? null : new URL(header, target);
+    } catch {
+      // an unparsable Location is reported as it is
+    }
+    // Quoted on one line, and shortened: the Location is the endpoint's to choose.
+    const where = next !== null
+      ? oneLine(next.href)
+      : header === null
+      ? "nowhere (no Location)"
+      : `'${oneLine(header)}'`;
+    if (!options.followRedirects) {
+      return `${url}: redirected (status ${status}) to ${where}, which is not followed ` +
+        "(followRedirects is false)";
+    }
+    if (next === null || next.origin !== new URL(url).origin) {
+      return `${url}: redirected (status ${status}) to ${where}, another origin, which is never ` +
+        "followed";
+    }
+    if (status !== 307 && status !== 308) {
+      return `${url}: redirected (status ${status}) to ${where}; only 307 and 308 keep the POST, ` +
+        "so only they are followed";
+    }
+    if (hops === MAX_REDIRECTS) {
+      return `${url}: more than ${MAX_REDIRECTS} redirects in a row (the last to ${where})`;
+    }
+    target = next.href;
   }
-  let text: string;
+}
+
+async function attempt(
+  url: string,
+  body: string,
+  expected: number,
+  options: Resolved,
+): Promise<Attempt> {
+  const signal = AbortSignal.timeout(options.timeoutMs);
+  let response: Response | string;
   try {
-    text = await response.text();
+    response = await post(url, body, signal, options);
   } catch (error) {
-    const timedOut = error instanceof DOMException && error.name === "TimeoutError";
-    const problem = timedOut ? "timeout" : oneLine(String((error as Error)?.message ?? error));
-    return { done: false, status: null, problem };
+    return { done: false, status: null, problem: failure(error) };
   }
+  if (typeof response === "string") return { done: true, result: response };
   const status = response.status;
+  const limit = options.maxResponseBytes;
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (response.ok && declared > limit) {
+    await response.body?.cancel();
+    return {
+      done: true,
+      result: `${url}: the response declares ${declared} bytes, over maxResponseBytes ` +
+        `(${limit} bytes)`,
+    };
+  }
+  let text: string | null;
+  try {
+    // An error's body is only quoted: its start is enough.
+    text = response.ok
+      ? await readBody(response, limit, false)
+      : await readBody(response, Math.min(limit, ERROR_TEXT_BYTES), true);
+  } catch (error) {
+    return { done: false, status: null, problem: failure(error) };
+  }
+  if (text === null) {
+    return {
+      done: true,
+      result: `${url}: the response is over maxResponseBytes (${limit} bytes); stopped reading it`,
+    };
+  }
   if (response.ok) return { done: true, result: readScores(url, text, expected) };
   const detail = text.trim() === "" ? "" : `: ${oneLine(text)}`;
   if (status >= 500 || status === 429) {
@@ -114,7 +243,7 @@ async function attempt(
 async function postChunk(
   url: string,
   samples: readonly Sample[],
-  options: Required<Omit<HttpScorerOptions, "url">>,
+  options: Resolved,
 ): Promise<(number | Error)[]> {
   const body = JSON.stringify({
     samples: samples.map(({ prompt, completion, answer, row }) => ({
@@ -128,7 +257,7 @@ async function postChunk(
   let last: Extract<Attempt, { done: false }> | null = null;
   for (let k = 0; k < attempts; k++) {
     if (k > 0) await sleep(options.backoffMs * 2 ** (k - 1));
-    const outcome: Attempt = await attempt(url, body, options.timeoutMs, samples.length);
+    const outcome: Attempt = await attempt(url, body, samples.length, options);
     if (outcome.done) {
       const { result } = outcome;
       return typeof result === "string" ? samples.map(() => new Error(result)) : result;
@@ -155,17 +284,19 @@ async function postChunk(
  */
 export function httpScorer(options: HttpScorerOptions): BatchScorer {
   const url = options.url;
-  const resolved = {
+  const resolved: Resolved = {
     timeoutMs: options.timeoutMs ?? 30_000,
     retries: options.retries ?? 2,
     batchSize: options.batchSize ?? 64,
     concurrency: options.concurrency ?? 4,
     backoffMs: options.backoffMs ?? 100,
+    maxResponseBytes: options.maxResponseBytes ?? 16_777_216,
+    followRedirects: options.followRedirects ?? false,
   };
   if (!/^https?:\/\//.test(url)) {
     throw new Error(`Cannot score with '${url}' as the url must start with http:// or https://`);
   }
-  for (const key of ["timeoutMs", "batchSize", "concurrency"] as const) {
+  for (const key of ["timeoutMs", "batchSize", "concurrency", "maxResponseBytes"] as const) {
     if (!Number.isInteger(resolved[key]) || resolved[key] < 1) {
       throw new Error(`Cannot score with ${url} as '${key}' must be an integer >= 1`);
     }

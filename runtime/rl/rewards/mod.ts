@@ -177,6 +177,42 @@ export async function scoreSources(
   return { total, bySource, success, skippedGroups, errors };
 }
 
+/**
+ * The warning lines for the sources that failed on every sample of a step while their `onError`
+ * (`"zero"` or `"skip-group"`) kept the run going: such a source adds a constant (or removes every
+ * group) and teaches nothing, which the step's reward alone does not show. `scored` is how many
+ * samples the step scored (every round of DAPO's dynamic sampling included); `errors` is
+ * `Scores.errors` summed over those rounds.
+ *
+ * @example
+ * ```ts
+ * const lines = unscoredWarnings(
+ *   [{ name: "judge", onError: "zero" }],
+ *   { judge: { count: 16, first: "http://127.0.0.1:8123/score: status 503 after 3 attempts" } },
+ *   16,
+ *   1,
+ * );
+ * // ["warning: reward 'judge' failed on all 16 samples of step 1, which score 0 as …"]
+ * ```
+ */
+export function unscoredWarnings(
+  sources: readonly Pick<SourceScorer, "name" | "onError">[],
+  errors: Scores["errors"],
+  scored: number,
+  step: number,
+): string[] {
+  return sources.flatMap(({ name, onError }) => {
+    const failed = errors[name];
+    if (onError === "fail" || failed === undefined || failed.count < scored) return [];
+    const outcome = onError === "zero" ? "score 0" : "leave their groups out of the update";
+    return [
+      `warning: reward '${name}' failed on all ${scored} samples of step ${step}, which ` +
+      `${outcome} as its onError is "${onError}" (said once; metrics.jsonl counts rewardErrors ` +
+      `every step): ${failed.first}`,
+    ];
+  });
+}
+
 /** A reward source with its defaults resolved, as `createScorer()` takes it. */
 export type SourceOptions =
   | { kind: "exactMatch"; trim: boolean; caseSensitive: boolean; collapseWhitespace: boolean }
@@ -200,6 +236,8 @@ export type SourceOptions =
     retries: number;
     batchSize: number;
     concurrency: number;
+    maxResponseBytes: number;
+    followRedirects: boolean;
     range?: readonly [number, number];
   }
   | {

@@ -18,7 +18,7 @@ import {
   weightsToTensors,
   writeDirAtomic,
 } from "../../engine/model/checkpoint.ts";
-import { decodeSafetensors, encodeSafetensors } from "../../engine/model/safetensors.ts";
+import { encodeSafetensors, readSafetensorsFile } from "../../engine/model/safetensors.ts";
 import { BOS, charTokenizer, EOS, PAD } from "../../engine/model/tokenizer.ts";
 import { forward, type ModelConfig, type Params } from "../../engine/model/transformer.ts";
 import type { KernelSet } from "../../engine/kernels/types.ts";
@@ -87,7 +87,7 @@ export async function rewardModelScorer(
     const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
     throw new Error(`reward model ${dir}: cannot load: ${why}`);
   }
-  const raw = decodeSafetensors(await Deno.readFile(`${dir}/model.safetensors`)).tensors;
+  const raw = (await readSafetensorsFile(`${dir}/model.safetensors`)).tensors;
   const head = raw[SCORE_WEIGHT];
   if (!head || head.shape.join() !== `1,${loaded.config.dModel}`) {
     throw new Error(

@@ -286,3 +286,80 @@ Deno.test("giftwrap compare --lr tunes each objective on seed + 1000, then compa
     );
   });
 });
+
+Deno.test("giftwrap compare refuses a --seeds count out of range in one line, exit 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify({ ...TINY, steps: 2 }));
+    const [huge, many] = await Promise.all([
+      compareCli(["compare", "tiny.json", "--seeds", "4294967296"], dir),
+      compareCli(["compare", "tiny.json", "--seeds", "1001"], dir),
+    ]);
+    assertUsageError(huge, "--seeds 4294967296");
+    assert.equal(
+      huge.stderr,
+      "error: option '--seeds <n>' argument '4294967296' is invalid. expected a whole number " +
+        ">= 1 and <= 1000, got '4294967296'\n",
+    );
+    assertUsageError(many, "--seeds 1001");
+    assert.match(many.stderr, /expected a whole number >= 1 and <= 1000, got '1001'/);
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name), ["tiny.json"]);
+  });
+});
+
+Deno.test("giftwrap compare stopped by Ctrl-C says so, summarises the finished runs, exits 130", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify({ ...TINY, steps: 2 }));
+    const cli = decodeURIComponent(new URL("../../../cli.ts", import.meta.url).pathname);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...COMPARE_PERMISSIONS,
+        cli,
+        "compare",
+        "tiny.json",
+        ...["--objectives", "gift", "--seeds", "2", "--jobs", "1", "--out", "out"],
+      ],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const watchdog = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    let stdout = "";
+    const stderr = new Response(child.stderr).text();
+    try {
+      // Ctrl-C once the first seed's run is done and the second's has started.
+      for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+        const before = stdout;
+        stdout += text;
+        if (
+          !before.includes("\nstart tiny-gift-s8\n") && stdout.includes("\nstart tiny-gift-s8\n")
+        ) {
+          child.kill("SIGINT");
+        }
+      }
+      const { code } = await child.status;
+      assert.equal(code, 130, `${stdout}\n${await stderr}`);
+    } finally {
+      clearTimeout(watchdog);
+    }
+    assertNoStack(await stderr);
+    const out = lines(stdout);
+    assert.ok(out.some((l) => l.startsWith("done tiny-gift-s7 · ")), stdout);
+    assert.equal(
+      out.filter((l) => l.startsWith("compare: interrupted")).length,
+      1,
+      stdout,
+    );
+    assert.match(out.at(-2)!, /^gift\s+0\.001\s+\d+\.\d%\s+/, "the table row of the finished run");
+    assert.match(
+      out.at(-1)!,
+      /^interrupted: 1 of 2 runs finished · .*\/out\/summary\.json · .*\/out\/report\.html$/,
+    );
+    const summary = JSON.parse(await Deno.readTextFile(`${dir}/out/summary.json`));
+    assert.deepEqual(summary.failures, []);
+    assert.deepEqual(summary.objectives[0].runs.map((r: { run: string }) => r.run), [
+      "tiny-gift-s7",
+    ]);
+  });
+});

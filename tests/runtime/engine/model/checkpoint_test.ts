@@ -84,3 +84,67 @@ Deno.test("inLayout() transposes linear weights from HF's [out, in] to [in, out]
   assert.equal(inOut["model.norm.weight"], stored["model.norm.weight"]);
   assert.equal(inLayout(stored, "[out, in]"), stored);
 });
+
+/** `promise`, or a rejection when it has not settled within `seconds` (the timer is cleared). */
+async function within<T>(seconds: number, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not settled within ${seconds} s`)), 1000 * seconds);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The error `promise` rejects with, which must come within 5 s and be one line. */
+async function refusal(promise: Promise<unknown>): Promise<string> {
+  const error = await within(5, promise.then(() => null, (e: Error) => e));
+  assert.ok(error instanceof Error, "it was read");
+  assert.ok(!error.message.includes("\n"), error.message);
+  return error.message;
+}
+
+Deno.test("loadCheckpoint() refuses a model.safetensors linked to /dev/zero, at once, in one line", async () => {
+  await useBackend("cpu");
+  await withTempDir(async (dir) => {
+    await saveCheckpoint(`${dir}/ref`, initParams(GQA_CONFIG, new Rng(1)), GQA_CONFIG, "0123");
+    await Deno.remove(`${dir}/ref/model.safetensors`);
+    await Deno.symlink("/dev/zero", `${dir}/ref/model.safetensors`);
+    assert.equal(
+      await refusal(loadCheckpoint(`${dir}/ref`)),
+      `Cannot read '${dir}/ref/model.safetensors' as it is a character device, not a regular file`,
+    );
+  });
+});
+
+Deno.test("loadCheckpoint() refuses a config.json that is a FIFO without waiting for a writer", async () => {
+  await useBackend("cpu");
+  await withTempDir(async (dir) => {
+    await saveCheckpoint(`${dir}/ref`, initParams(GQA_CONFIG, new Rng(1)), GQA_CONFIG, "0123");
+    await Deno.remove(`${dir}/ref/config.json`);
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/ref/config.json`] }).output();
+    assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+    assert.equal(
+      await refusal(loadCheckpoint(`${dir}/ref`)),
+      `Cannot read '${dir}/ref/config.json' as it is a FIFO, not a regular file`,
+    );
+  });
+});
+
+Deno.test("loadCheckpoint() refuses a config.json over its size limit before reading it", async () => {
+  await useBackend("cpu");
+  await withTempDir(async (dir) => {
+    await saveCheckpoint(`${dir}/ref`, initParams(GQA_CONFIG, new Rng(1)), GQA_CONFIG, "0123");
+    // 1 GiB, sparse: nothing is written, and nothing may be read.
+    const file = await Deno.open(`${dir}/ref/config.json`, { write: true, truncate: true });
+    await file.truncate(2 ** 30);
+    file.close();
+    assert.equal(
+      await refusal(loadCheckpoint(`${dir}/ref`)),
+      `Cannot read '${dir}/ref/config.json' as it is 1073741824 bytes, over its limit of ` +
+        "16777216",
+    );
+  });
+});

@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import {
   decodeSafetensors,
   encodeSafetensors,
+  readSafetensorsFile,
   type TensorData,
   writeFileAtomic,
 } from "../../../../runtime/engine/model/safetensors.ts";
+import { withTempDir } from "../../../_helpers.ts";
 
 const f32 = (shape: number[], values: number[]): TensorData => ({
   dtype: "F32",
@@ -276,4 +278,44 @@ Deno.test("writeFileAtomic() replaces a file and leaves no temporary file", asyn
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("readSafetensorsFile() reads what encodeSafetensors() wrote, and only a file of the size its header declares", async () => {
+  await withTempDir(async (dir) => {
+    const data = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const bytes = encodeSafetensors({ w: { dtype: "F32", shape: [2, 3], data } });
+    await Deno.writeFile(`${dir}/ok.safetensors`, bytes);
+    const { tensors } = await readSafetensorsFile(`${dir}/ok.safetensors`);
+    assert.deepEqual(tensors["w"], { dtype: "F32", shape: [2, 3], data });
+
+    // 1 GiB past the declared end (sparse): refused from the header and the size, unread.
+    const long = await Deno.open(`${dir}/long.safetensors`, { write: true, create: true });
+    await long.write(bytes);
+    await long.truncate(bytes.length + 2 ** 30);
+    long.close();
+    await assert.rejects(
+      () => readSafetensorsFile(`${dir}/long.safetensors`),
+      new Error(
+        `Cannot read safetensors '${dir}/long.safetensors' as its header declares ` +
+          `${bytes.length} bytes (8 + header ${bytes.length - 32} + data 24), but the file is ` +
+          `${bytes.length + 2 ** 30}`,
+      ),
+    );
+    await Deno.writeFile(`${dir}/short.safetensors`, bytes.subarray(0, bytes.length - 4));
+    await assert.rejects(
+      () => readSafetensorsFile(`${dir}/short.safetensors`),
+      /^Error: Cannot read safetensors '.*short\.safetensors' as its header declares \d+ bytes .*, but the file is \d+$/,
+    );
+    // A header length beyond the 100 MB limit is refused before the header is read.
+    const huge = new Uint8Array(16);
+    new DataView(huge.buffer).setBigUint64(0, 200_000_000n, true);
+    await Deno.writeFile(`${dir}/huge.safetensors`, huge);
+    await assert.rejects(
+      () => readSafetensorsFile(`${dir}/huge.safetensors`),
+      new Error(
+        `Cannot read safetensors '${dir}/huge.safetensors' as the header length 200000000 is ` +
+          "over the 100000000-byte limit",
+      ),
+    );
+  });
 });

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { httpScorer } from "../../../../runtime/rl/rewards/http.ts";
 import type { Sample } from "../../../../runtime/rl/rewards/types.ts";
+import { execute } from "../../../../runtime/run/execute.ts";
+import { withTempDir } from "../../../_helpers.ts";
+import { tinyPlan } from "../../_tiny.ts";
 
 function samples(n: number): Sample[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -198,4 +201,165 @@ Deno.test("httpScorer() names a network error after its attempts", async () => {
 Deno.test("httpScorer() refuses a bad url or size up front", () => {
   assert.throws(() => httpScorer({ url: "ftp://x" }), /must start with http/);
   assert.throws(() => httpScorer({ url: "http://x", batchSize: 0 }), /'batchSize' must be/);
+});
+
+/** A server on a free port that counts the requests it gets and answers each with scores. */
+function counting() {
+  let hits = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    hits++;
+    const body = await request.json() as Body;
+    return Response.json({ scores: lengths(body) });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/score`,
+    get hits() {
+      return hits;
+    },
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+Deno.test("httpScorer() does not follow a redirect: a 307 elsewhere is an error naming both", async () => {
+  await using elsewhere = counting();
+  await using server = serve(() =>
+    new Response(null, { status: 307, headers: { location: elsewhere.url } })
+  );
+  const scores = await httpScorer({ url: server.url, retries: 2, backoffMs: 5 }).score(samples(3));
+  const message = `${server.url}: redirected (status 307) to ${elsewhere.url}, which is not ` +
+    "followed (followRedirects is false)";
+  assert.deepEqual(messages(scores), Array(3).fill(message));
+  assert.equal(elsewhere.hits, 0, "the redirect's target got a request");
+  assert.equal(server.requests, 1, "a redirect is not retried");
+});
+
+Deno.test("httpScorer() with followRedirects follows a 307 on the same origin only", async () => {
+  await using elsewhere = counting();
+  let hops = 0;
+  await using server = serve((body) => {
+    hops++;
+    if (hops === 1) return new Response(null, { status: 307, headers: { location: "/moved" } });
+    if (hops === 3) {
+      return new Response(null, { status: 308, headers: { location: elsewhere.url } });
+    }
+    return Response.json({ scores: lengths(body) });
+  });
+  const options = { url: server.url, followRedirects: true, retries: 0 };
+  // The second request is the first re-posted to /moved, on the same origin: it is answered.
+  assert.deepEqual(await httpScorer(options).score(samples(2)), [0, 1]);
+  assert.equal(hops, 2);
+  // The third is sent to another origin: an error, and that origin never hears of it.
+  const second = await httpScorer(options).score(samples(2));
+  assert.deepEqual(
+    messages(second),
+    Array(2).fill(
+      `${server.url}: redirected (status 308) to ${elsewhere.url}, another origin, which is ` +
+        "never followed",
+    ),
+  );
+  assert.equal(elsewhere.hits, 0);
+});
+
+/**
+ * A server on a free port whose every response is `chunks` chunks of 64 KiB of spaces, made as
+ * the client reads them (nothing is held in memory): how many it made, and whether the client
+ * hung up before the end.
+ */
+function streaming(chunks: number) {
+  const seen = { made: 0, hungUp: false };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    await request.body?.cancel();
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (seen.made === chunks) return controller.close();
+          seen.made++;
+          controller.enqueue(new Uint8Array(65_536).fill(0x20));
+        },
+        cancel() {
+          seen.hungUp = true;
+        },
+      }, { highWaterMark: 1 }),
+      { headers: { "content-type": "application/json" } },
+    );
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/score`,
+    seen,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+Deno.test("httpScorer() stops reading a response past maxResponseBytes", async () => {
+  // 1 GiB offered; the client may take 1 MiB.
+  await using server = streaming(16_384);
+  const scorer = httpScorer({ url: server.url, maxResponseBytes: 1_048_576, retries: 2 });
+  const scores = await scorer.score(samples(2));
+  const message = `${server.url}: the response is over maxResponseBytes (1048576 bytes); ` +
+    "stopped reading it";
+  assert.deepEqual(messages(scores), [message, message]);
+  // The server made what fits in the limit and the buffers on the way, then saw the client go.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.ok(server.seen.made < 256, `made ${server.seen.made} chunks of 64 KiB`);
+  assert.ok(server.seen.hungUp, "the client read to the end");
+});
+
+Deno.test("httpScorer() refuses a declared Content-Length over maxResponseBytes before reading", async () => {
+  // A server that declares 1 GB and sends nothing: only the header can fail this request.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      await conn.read(new Uint8Array(65_536));
+      await conn.write(
+        new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n"),
+      );
+    }
+  })().catch(() => {});
+  try {
+    const url = `http://127.0.0.1:${listener.addr.port}/score`;
+    const started = performance.now();
+    const scores = await httpScorer({ url, timeoutMs: 20_000, retries: 0 }).score(samples(1));
+    assert.deepEqual(messages(scores), [
+      `${url}: the response declares 1000000000 bytes, over maxResponseBytes (16777216 bytes)`,
+    ]);
+    assert.ok(performance.now() - started < 10_000, "it waited for the body");
+  } finally {
+    listener.close();
+    for (const conn of held) conn.close();
+    await accepting;
+  }
+});
+
+Deno.test("httpScorer() refuses a bad maxResponseBytes up front", () => {
+  assert.throws(
+    () => httpScorer({ url: "http://x", maxResponseBytes: 0 }),
+    /'maxResponseBytes' must be an integer >= 1/,
+  );
+});
+
+Deno.test("execute() warns once when an endpoint under onError 'zero' fails on every sample of a step", async () => {
+  // The tiny plan's steps score 16 samples each; this endpoint fails them all, every step.
+  await using server = serve(() => new Response("down for maintenance", { status: 503 }));
+  await withTempDir(async (runsDir) => {
+    const log: string[] = [];
+    const plan = tinyPlan({
+      rewards: [
+        { source: { kind: "numericAnswer" }, success: true },
+        { source: { kind: "http", url: server.url, retries: 0 }, name: "judge", onError: "zero" },
+      ],
+      steps: 3,
+    });
+    const result = await execute(plan, { runsDir, log: (line) => log.push(line) });
+    assert.deepEqual(result.metrics.map((m) => m.rewardErrors), Array(3).fill({ judge: 16 }));
+    const warnings = log.filter((line) => line.startsWith("warning: "));
+    assert.deepEqual(warnings, [
+      `warning: reward 'judge' failed on all 16 samples of step 1, which score 0 as its onError ` +
+      `is "zero" (said once; metrics.jsonl counts rewardErrors every step): ${server.url}: ` +
+      "status 503 after 1 attempt: down for maintenance",
+    ]);
+    // It comes before the step's progress line.
+    assert.match(log[log.indexOf(warnings[0]!) + 1]!, /^step 1\/3 /);
+  });
 });

@@ -6,6 +6,7 @@ import {
   type Sample,
   scoreSources,
   type SourceScorer,
+  unscoredWarnings,
 } from "../../../../runtime/rl/rewards/mod.ts";
 
 function samples(n: number): Sample[] {
@@ -231,4 +232,32 @@ Deno.test("createScorer() loads a reward model through the context, and refuses 
   });
   assert.deepEqual(asked, [["runs/rm", 8]]);
   assert.deepEqual(await scorer.score(samples(2)), [0, 1]);
+});
+
+Deno.test("unscoredWarnings() names only sources whose onError hid a failure on every sample", () => {
+  const errors = {
+    zero: { count: 8, first: "down" },
+    skip: { count: 8, first: "gone" },
+    partial: { count: 7, first: "once" },
+    fail: { count: 8, first: "stops the run" },
+  };
+  const lines = unscoredWarnings(
+    [
+      { name: "zero", onError: "zero" },
+      { name: "skip", onError: "skip-group" },
+      { name: "partial", onError: "zero" },
+      { name: "fail", onError: "fail" },
+      { name: "fine", onError: "zero" },
+    ],
+    errors,
+    8,
+    3,
+  );
+  assert.deepEqual(lines, [
+    "warning: reward 'zero' failed on all 8 samples of step 3, which score 0 as its onError is " +
+    '"zero" (said once; metrics.jsonl counts rewardErrors every step): down',
+    "warning: reward 'skip' failed on all 8 samples of step 3, which leave their groups out of " +
+    'the update as its onError is "skip-group" (said once; metrics.jsonl counts rewardErrors ' +
+    "every step): gone",
+  ]);
 });
