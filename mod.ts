@@ -64,6 +64,7 @@ export { recipeJsonSchema } from "./dsl/schema.ts";
 // The plan.
 export { type Plan, planHash } from "./dsl/plan.ts";
 export { formatPlan } from "./dsl/format.ts";
+export { type PlanInput, withInputs } from "./dsl/inputs.ts";
 
 // What a reward function module (`fn(module)`) implements and reads: types only, no runtime.
 export type { RewardFn, Sample } from "./runtime/rl/rewards/types.ts";

@@ -10,6 +10,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { jsonSyntaxError } from "./_json_error.ts";
+import type { PlanInput } from "./inputs.ts";
 import { PLAN_FORMAT } from "./plan.ts";
 
 /**
@@ -32,6 +33,8 @@ export interface LoadedRecipe {
   input: unknown;
   /** For a plan file: the hash it recorded, to compare with a fresh compile. */
   planHash?: string;
+  /** For a plan file: the files it recorded, to name the one that changed since. */
+  planInputs?: PlanInput[];
 }
 
 /**
@@ -85,6 +88,7 @@ export async function loadRecipe(specifier: string): Promise<LoadedRecipe> {
         format: "plan",
         input: parsed["recipe"],
         ...(typeof hash === "string" ? { planHash: hash } : {}),
+        ...(Array.isArray(parsed["inputs"]) ? { planInputs: parsed["inputs"] as PlanInput[] } : {}),
       };
     }
     return { specifier, url, format: "json", input: parsed };

@@ -7,6 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
+import type { PlanInput } from "./inputs.ts";
 import type { Issue } from "./issues.ts";
 import type { ObjectiveAxes, Resolved, ResolvedObjective } from "./objectives.ts";
 import type {
@@ -103,6 +104,13 @@ export interface Plan {
     eval: number | null;
     distinctProblems: number | null;
   };
+  /**
+   * The files the plan names (its JSON Lines data, `fn` reward modules and their relative imports,
+   * a custom objective's module) with their SHA-256 hashes, so that the plan hash covers what is
+   * in them. `compile()` reads no file: `withInputs()` records them (dsl/inputs.ts), as the
+   * command line and `execute()` do. Absent when the plan names no file.
+   */
+  inputs?: PlanInput[];
   reference: {
     kind: "initial" | "rollout" | "none" | "checkpoint";
     checkpoint: string | null;
