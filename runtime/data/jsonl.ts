@@ -207,15 +207,16 @@ async function readLines(
   // ignoreBOM keeps a U+FEFF inside the file as it is; only the first line's is dropped.
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   const decode = (piece: Uint8Array, line: number) => {
-    const bytes = piece.length > 0 && piece[piece.length - 1] === 13
+    const content = piece.length > 0 && piece[piece.length - 1] === 13
       ? piece.subarray(0, -1)
       : piece;
     let text: string;
     try {
-      text = decoder.decode(bytes);
+      text = decoder.decode(content);
     } catch {
-      const at = firstInvalidUtf8(bytes);
-      const byte = bytes[at]!.toString(16).toUpperCase().padStart(2, "0");
+      const at = firstInvalidUtf8(content);
+      if (at < 0) throw new DataError(path, line, "invalid UTF-8");
+      const byte = content[at]!.toString(16).toUpperCase().padStart(2, "0");
       throw new DataError(path, line, `invalid UTF-8 at byte ${at + 1} of the line (0x${byte})`);
     }
     each(line === 1 ? text.replace(/^\uFEFF/, "") : text, line);
@@ -291,7 +292,7 @@ function join(parts: readonly Uint8Array[]): Uint8Array {
  * The 0-based offset of the first byte of `bytes` that does not begin a well-formed UTF-8
  * sequence (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF); -1 when all do.
  */
-export function firstInvalidUtf8(bytes: Uint8Array): number {
+function firstInvalidUtf8(bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length;) {
     const lead = bytes[i]!;
     if (lead < 0x80) {
