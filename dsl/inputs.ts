@@ -140,8 +140,15 @@ export function inputChange(
   then: readonly PlanInput[] | undefined,
   now: readonly PlanInput[] | undefined,
 ): InputChange | null {
-  const before = new Map((then ?? []).map((i) => [i.path, i.sha256]));
-  const after = new Map((now ?? []).map((i) => [i.path, i.sha256]));
+  // A plan read back from a file may hold anything: what is not an input is none.
+  const hashes = (inputs: readonly PlanInput[] | undefined) =>
+    new Map(
+      (Array.isArray(inputs) ? inputs : [])
+        .filter((i) => typeof i?.path === "string" && typeof i?.sha256 === "string")
+        .map((i) => [i.path, i.sha256]),
+    );
+  const before = hashes(then);
+  const after = hashes(now);
   for (const [path, sha] of before) {
     if (after.get(path) !== sha) return { path, then: sha, now: after.get(path) ?? null };
   }

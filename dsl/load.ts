@@ -88,7 +88,7 @@ export async function loadRecipe(specifier: string): Promise<LoadedRecipe> {
         format: "plan",
         input: parsed["recipe"],
         ...(typeof hash === "string" ? { planHash: hash } : {}),
-        ...(Array.isArray(parsed["inputs"]) ? { planInputs: parsed["inputs"] as PlanInput[] } : {}),
+        ...(Array.isArray(parsed["inputs"]) ? { planInputs: planInputs(parsed["inputs"]) } : {}),
       };
     }
     return { specifier, url, format: "json", input: parsed };
@@ -161,6 +161,15 @@ function parseJson(text: string, fail: (problem: string) => never): unknown {
     if (at === undefined) return fail(`invalid JSON: ${firstLine(e)}`);
     return fail(`invalid JSON at line ${at.line}, column ${at.column}: ${at.message}`);
   }
+}
+
+/** The well-formed entries of a plan file's `inputs` (a hand-edited file may hold anything). */
+function planInputs(entries: unknown[]): PlanInput[] {
+  return entries.filter((entry): entry is PlanInput => {
+    const e = entry as Record<string, unknown> | null;
+    return typeof e === "object" && e !== null && typeof e["path"] === "string" &&
+      typeof e["sha256"] === "string";
+  });
 }
 
 function isPlanFile(value: unknown): value is Record<string, unknown> {

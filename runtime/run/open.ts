@@ -79,7 +79,7 @@ export async function openResumable(
   }
   // A file it names changed: name it, as the recipe alone would not tell what differs.
   const change = ran.hash === hash ? null : inputChange(ran.inputs, inputs);
-  if (change !== null && ran.inputs !== undefined) {
+  if (change !== null && Array.isArray(ran.inputs)) {
     throw new RunSetupError(
       `Cannot resume '${dir}': ${describeChange(change, "the run started")}; resume with the ` +
         "same file, or start a new run",

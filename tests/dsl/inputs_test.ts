@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { pathToFileURL } from "node:url";
 import { compile, formatPlan, planHash, withInputs } from "../../mod.ts";
 import frontDoor from "../../recipes/addition_gift.ts";
+import { describeChange, inputChange } from "../../dsl/inputs.ts";
 import { TINY } from "../runtime/_tiny.ts";
 import { runMain, withTempDir } from "../_helpers.ts";
 
@@ -156,4 +157,34 @@ Deno.test("plan, plan --json, validate and withInputs() agree on a recipe's hash
       `written (sha256 ${(await sha256(DATA)).slice(0, 12)}… then, ${now.slice(0, 12)}… now)`,
     ]);
   });
+});
+
+Deno.test("inputChange() and describeChange() name the first file whose content differs", () => {
+  const a = { field: "data.path", path: "data/a.jsonl", bytes: 1, sha256: "a".repeat(64) };
+  const b = { field: "objective.module", path: "./b.ts", bytes: 1, sha256: "b".repeat(64) };
+  assert.equal(inputChange([a, b], [a, b]), null);
+  assert.equal(inputChange(undefined, undefined), null);
+  const edited = inputChange([a, b], [a, { ...b, sha256: "c".repeat(64) }]);
+  assert.deepEqual(edited, { path: "./b.ts", then: "b".repeat(64), now: "c".repeat(64) });
+  assert.equal(
+    describeChange(edited!, "the run started"),
+    "./b.ts changed since the run started (sha256 bbbbbbbbbbbb… then, cccccccccccc… now)",
+  );
+  const gone = inputChange([a, b], [b])!;
+  assert.equal(
+    describeChange(gone, "the plan was made"),
+    "data/a.jsonl changed since the plan was made (sha256 aaaaaaaaaaaa… then, unreadable now)",
+  );
+  const added = inputChange([b], [a, b])!;
+  assert.equal(
+    describeChange(added, "the plan was written"),
+    "data/a.jsonl changed since the plan was written (no file then, sha256 aaaaaaaaaaaa… now)",
+  );
+  // What a hand-edited plan file may hold instead of inputs counts as none.
+  assert.deepEqual(inputChange([null, 3, { path: 1 }] as never, [a]), {
+    path: "data/a.jsonl",
+    then: null,
+    now: "a".repeat(64),
+  });
+  assert.equal(inputChange({ not: "a list" } as never, undefined), null);
 });
