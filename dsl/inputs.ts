@@ -19,33 +19,9 @@
 
 import { createHash } from "node:crypto";
 import { relative } from "node:path";
-import type { Plan } from "./plan.ts";
+import type { Plan, PlanInput } from "./plan.ts";
 
-/**
- * A file a plan names, and its content hash.
- *
- * @example
- * ```ts
- * const input: PlanInput = {
- *   field: "data.path",
- *   path: "data/train.jsonl",
- *   bytes: 52_144,
- *   sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
- * };
- * ```
- */
-export interface PlanInput {
-  /** The recipe's field that brings it in: `data.path`, `rewards[1].source.module`, … */
-  field: string;
-  /**
-   * The file as the recipe writes it; a module's import, relative to the recipe's directory.
-   */
-  path: string;
-  /** Its size. */
-  bytes: number;
-  /** The SHA-256 of its content, 64 hex digits. */
-  sha256: string;
-}
+export type { PlanInput } from "./plan.ts";
 
 /** How an input differs between two plans: its hash then and now (null: not an input). */
 export interface InputChange {

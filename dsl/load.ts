@@ -10,8 +10,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { jsonSyntaxError } from "./_json_error.ts";
-import type { PlanInput } from "./inputs.ts";
-import { PLAN_FORMAT } from "./plan.ts";
+import { PLAN_FORMAT, type PlanInput } from "./plan.ts";
 
 /**
  * A recipe as read from its file, not yet validated.

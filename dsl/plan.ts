@@ -7,7 +7,6 @@
  */
 
 import { createHash } from "node:crypto";
-import type { PlanInput } from "./inputs.ts";
 import type { Issue } from "./issues.ts";
 import type { ObjectiveAxes, Resolved, ResolvedObjective } from "./objectives.ts";
 import type {
@@ -27,6 +26,32 @@ export const PLAN_FORMAT = "giftwrap.plan/1";
 
 /** A concrete backend (what `auto` resolves to). */
 export type BackendName = Exclude<Backend, "auto">;
+
+/**
+ * A file a plan names, and its content hash.
+ *
+ * @example
+ * ```ts
+ * const input: PlanInput = {
+ *   field: "data.path",
+ *   path: "data/train.jsonl",
+ *   bytes: 52_144,
+ *   sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+ * };
+ * ```
+ */
+export interface PlanInput {
+  /** The recipe's field that brings it in: `data.path`, `rewards[1].source.module`, … */
+  field: string;
+  /**
+   * The file as the recipe writes it; a module's import, relative to the recipe's directory.
+   */
+  path: string;
+  /** Its size. */
+  bytes: number;
+  /** The SHA-256 of its content, 64 hex digits. */
+  sha256: string;
+}
 
 /** The model, every dimension resolved. */
 export interface ModelSpec {

@@ -115,9 +115,10 @@ export function jsonlPath(plan: Plan, baseUrl: string | URL): string {
 
 /**
  * Why `problem` of `split` does not fit the plan, as "field: what was expected, what was given",
- * or null when it fits: every character in the tokenizer's alphabet, the prompt within the plan's
- * prompt tokens, and, for a train problem of a warm-started policy, the answer and `<eos>` within
- * the new tokens.
+ * or null when it fits: the prompt within the plan's prompt tokens (counted first, so that a
+ * hostile prompt is refused before its characters are read), every character in the tokenizer's
+ * alphabet, and, for a train problem of a warm-started policy, the answer and `<eos>` within the
+ * new tokens.
  *
  * @example
  * ```ts

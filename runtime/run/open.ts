@@ -7,8 +7,8 @@
  * @module
  */
 
-import { describeChange, inputChange, type PlanInput } from "../../dsl/inputs.ts";
-import type { Plan } from "../../dsl/plan.ts";
+import { describeChange, inputChange } from "../../dsl/inputs.ts";
+import type { Plan, PlanInput } from "../../dsl/plan.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { type BackendInfo, tf } from "../engine/backend.ts";
 import type { Run } from "../rl/train_step.ts";

@@ -157,3 +157,31 @@ Deno.test("loadTask() refuses a data file whose content is not the one its plan 
     );
   });
 });
+
+Deno.test("execute() refuses a plan whose files changed since it recorded them, before any run directory", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/data`);
+    const file = `${dir}/data/sums.jsonl`;
+    const baseUrl = new URL(`file://${dir}/`);
+    await Deno.writeTextFile(file, sums(30));
+    const plan = await withInputs(jsonlPlan(), baseUrl);
+    const then = await sha256(file);
+    await Deno.writeTextFile(file, sums(31));
+    const now = await sha256(file);
+    await assert.rejects(
+      () => execute(plan, { runsDir: `${dir}/runs`, baseUrl, log: () => {} }),
+      (e: Error) => {
+        assert.ok(e instanceof RunSetupError, e.stack);
+        assert.equal(
+          e.message,
+          `Cannot run plan ${planHash(plan)}: data/sums.jsonl changed since the plan was made ` +
+            `(sha256 ${then.slice(0, 12)}… then, ${
+              now.slice(0, 12)
+            }… now); compile the recipe again`,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(() => Deno.stat(`${dir}/runs`), Deno.errors.NotFound);
+  });
+});
