@@ -29,6 +29,7 @@ import { type Backend, BACKENDS, recipeJsonSchema } from "./dsl/schema.ts";
 import { type CompileOptions, safeCompile } from "./dsl/compile.ts";
 import { formatPlan } from "./dsl/format.ts";
 import { formatIssue } from "./dsl/issues.ts";
+import { describeChange, inputChange, withInputs } from "./dsl/inputs.ts";
 import {
   type LoadedRecipe,
   loadRecipe,
@@ -97,11 +98,16 @@ async function compileFile(
     for (const issue of result.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
     throw new Reported();
   }
-  const plan = result.plan;
+  // The files it names, hashed: the plan `run` records, so plan, validate and run agree.
+  const plan = await withInputs(result.plan, loaded.url);
   if (loaded.planHash !== undefined && loaded.planHash !== planHash(plan)) {
+    const change = inputChange(loaded.planInputs, plan.inputs);
     console.error(
       `${specifier}: warning: the plan file records hash ${loaded.planHash}, ` +
-        `but its recipe compiles to ${planHash(plan)} here (another giftwrap version?)`,
+        `but its recipe compiles to ${planHash(plan)} here` +
+        (change === null
+          ? " (another giftwrap version?)"
+          : `: ${describeChange(change, "the plan was written")}`),
     );
   }
   return { loaded, plan };

@@ -62,8 +62,9 @@ export { formatIssue, type Issue, RecipeError } from "./dsl/issues.ts";
 export { recipeJsonSchema } from "./dsl/schema.ts";
 
 // The plan.
-export { type Plan, planHash } from "./dsl/plan.ts";
+export { type Plan, planHash, type PlanInput } from "./dsl/plan.ts";
 export { formatPlan } from "./dsl/format.ts";
+export { withInputs } from "./dsl/inputs.ts";
 
 // What a reward function module (`fn(module)`) implements and reads: types only, no runtime.
 export type { RewardFn, Sample } from "./runtime/rl/rewards/types.ts";

@@ -50,6 +50,15 @@ export function formatPlan(plan: Plan): string {
       ? `${count(data.eval ?? 0)} rows held out for eval`
       : `${count(data.train)} train and ${count(data.eval ?? 0)} eval problems`,
   ]);
+  // The files the plan names, by what is in them (absent from plans that name none).
+  (plan.inputs ?? []).forEach((input, i) =>
+    row(i === 0 ? "inputs" : "", [
+      input.path,
+      input.field,
+      plural(input.bytes, "byte"),
+      `sha256 ${input.sha256.slice(0, 16)}…`,
+    ])
+  );
   plan.rewards.forEach((r, i) => row(i === 0 ? "rewards" : "", rewardText(r)));
   row("objective", [objective.kind, ...options(objective.options)]);
   row("", [objective.formula]);

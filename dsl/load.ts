@@ -16,7 +16,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { jsonSyntaxError } from "./_json_error.ts";
-import { PLAN_FORMAT } from "./plan.ts";
+import { PLAN_FORMAT, type PlanInput } from "./plan.ts";
 
 /**
  * A recipe as read from its file, not yet validated.
@@ -38,6 +38,8 @@ export interface LoadedRecipe {
   input: unknown;
   /** For a plan file: the hash it recorded, to compare with a fresh compile. */
   planHash?: string;
+  /** For a plan file: the files it recorded, to name the one that changed since. */
+  planInputs?: PlanInput[];
 }
 
 /**
@@ -109,6 +111,7 @@ export async function loadRecipe(
         format: "plan",
         input: parsed["recipe"],
         ...(typeof hash === "string" ? { planHash: hash } : {}),
+        ...(Array.isArray(parsed["inputs"]) ? { planInputs: planInputs(parsed["inputs"]) } : {}),
       };
     }
     return { specifier, url, format: "json", input: parsed };
@@ -291,6 +294,15 @@ function parseJson(text: string, fail: (problem: string) => never): unknown {
     if (at === undefined) return fail(`invalid JSON: ${firstLine(e)}`);
     return fail(`invalid JSON at line ${at.line}, column ${at.column}: ${at.message}`);
   }
+}
+
+/** The well-formed entries of a plan file's `inputs` (a hand-edited file may hold anything). */
+function planInputs(entries: unknown[]): PlanInput[] {
+  return entries.filter((entry): entry is PlanInput => {
+    const e = entry as Record<string, unknown> | null;
+    return typeof e === "object" && e !== null && typeof e["path"] === "string" &&
+      typeof e["sha256"] === "string";
+  });
 }
 
 function isPlanFile(value: unknown): value is Record<string, unknown> {

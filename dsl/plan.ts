@@ -27,6 +27,32 @@ export const PLAN_FORMAT = "giftwrap.plan/1";
 /** A concrete backend (what `auto` resolves to). */
 export type BackendName = Exclude<Backend, "auto">;
 
+/**
+ * A file a plan names, and its content hash.
+ *
+ * @example
+ * ```ts
+ * const input: PlanInput = {
+ *   field: "data.path",
+ *   path: "data/train.jsonl",
+ *   bytes: 52_144,
+ *   sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+ * };
+ * ```
+ */
+export interface PlanInput {
+  /** The recipe's field that brings it in: `data.path`, `rewards[1].source.module`, … */
+  field: string;
+  /**
+   * The file as the recipe writes it; a module's import, relative to the recipe's directory.
+   */
+  path: string;
+  /** Its size. */
+  bytes: number;
+  /** The SHA-256 of its content, 64 hex digits. */
+  sha256: string;
+}
+
 /** The model, every dimension resolved. */
 export interface ModelSpec {
   kind: "tinyGpt";
@@ -103,6 +129,13 @@ export interface Plan {
     eval: number | null;
     distinctProblems: number | null;
   };
+  /**
+   * The files the plan names (its JSON Lines data, `fn` reward modules and their relative imports,
+   * a custom objective's module) with their SHA-256 hashes, so that the plan hash covers what is
+   * in them. `compile()` reads no file: `withInputs()` records them (dsl/inputs.ts), as the
+   * command line and `execute()` do. Absent when the plan names no file.
+   */
+  inputs?: PlanInput[];
   reference: {
     kind: "initial" | "rollout" | "none" | "checkpoint";
     checkpoint: string | null;

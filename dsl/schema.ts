@@ -212,6 +212,13 @@ export const JsonlSchema = variant("jsonl", {
     default: 256,
     description: "Longest prompt in tokens; a longer one is an error when the data loads.",
   })),
+  maxBytes: opt(int({
+    minimum: 1,
+    maximum: 17_179_869_184,
+    default: 268_435_456,
+    description: "Largest file in bytes (256 MiB); a larger one is refused before it is read, " +
+      "as every row is held in memory.",
+  })),
 }, "Problems read from a JSON Lines file.");
 
 export const MultiplicationSchema = variant(

@@ -57,7 +57,7 @@ const EXPORTS = {
     "validateRecipe",
     "ValidationResult",
   ],
-  plan: ["formatPlan", "Plan", "planHash"],
+  plan: ["formatPlan", "Plan", "planHash", "PlanInput", "withInputs"],
   rewardModules: [
     "AdditionRow",
     "CountdownRow",

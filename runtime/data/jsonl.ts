@@ -10,11 +10,29 @@
  * Every error is one line naming the file and, where there is one, the line:
  * `data/gsm8k.jsonl:7: missing field 'question'`.
  *
+ * A file is untrusted: it is read as bytes, in pieces, and held to bounds before any of it
+ * becomes a string. A file larger than `maxBytes` (256 MiB unless the recipe says) is refused
+ * before it is read; a line longer than {@linkcode MAX_LINE_BYTES} (1 MiB) is refused without
+ * being held whole; a line that is not UTF-8 is refused at its first invalid byte
+ * (`data.jsonl:4: invalid UTF-8 at byte 18 of the line (0xFF)`), never read as U+FFFD.
+ *
  * @module
  */
 
+import { createHash } from "node:crypto";
+import { shortHash } from "../../dsl/inputs.ts";
 import type { Rng } from "../engine/random.ts";
 import type { Problem, Splits } from "./types.ts";
+
+/**
+ * The longest line `loadJsonl()` reads, in bytes (1 MiB): room for a prompt of the schema's
+ * largest `maxPromptTokens` (131,072) written out in JSON, an answer and other fields, while a
+ * hostile line is refused before it is held.
+ */
+export const MAX_LINE_BYTES = 1_048_576;
+
+/** The largest file `loadJsonl()` reads unless told otherwise (the recipe's `data.maxBytes`). */
+export const DEFAULT_MAX_BYTES = 268_435_456;
 
 /** The row of a JSON Lines problem: the line's object as parsed. */
 export type JsonlRow = Record<string, unknown>;
@@ -33,6 +51,25 @@ export interface JsonlLoadOptions {
   template?: string | undefined;
   /** Rows held out for evaluation, after shuffling; at least one row must be left to train. */
   eval: number;
+  /**
+   * The largest file read, in bytes; a larger one is refused before it is read.
+   *
+   * @default {DEFAULT_MAX_BYTES} (256 MiB)
+   */
+  maxBytes?: number | undefined;
+  /**
+   * The longest line read, in bytes; a longer one is refused without being held whole.
+   *
+   * @default {MAX_LINE_BYTES} (1 MiB)
+   */
+  maxLineBytes?: number | undefined;
+  /**
+   * The SHA-256 (hex) the plan recorded of the file: other content is refused, so that a run
+   * trains on the file its plan hash names.
+   *
+   * @default no check
+   */
+  sha256?: string | undefined;
 }
 
 /**
@@ -120,13 +157,171 @@ export async function loadJsonlLines(
   options: JsonlLoadOptions,
   rng: Rng,
 ): Promise<NumberedSplits> {
-  let text: string;
+  const template = checkOptions(path, options);
+  const problems: NumberedProblem[] = [];
+  const sha256 = await readLines(path, options, (text, line) => {
+    if (text.trim() === "") return;
+    problems.push({ problem: parseLine(text, path, line, options, template), line });
+  });
+  if (options.sha256 !== undefined && sha256 !== options.sha256) {
+    const reason = `changed since the plan was made (sha256 ${shortHash(options.sha256)} then, ` +
+      `${shortHash(sha256)} now)`;
+    throw new DataError(path, undefined, reason);
+  }
+  return split(problems, path, options, rng);
+}
+
+/**
+ * Reads the file at `path` in pieces, calling `each` with every line's text and its 1-based
+ * number (a trailing `\r` and a leading byte-order mark removed), and returns the file's
+ * SHA-256. Each line is held to `maxLineBytes` and decoded as strict UTF-8; the file to
+ * `maxBytes`.
+ */
+async function readLines(
+  path: string,
+  options: JsonlLoadOptions,
+  each: (text: string, line: number) => void,
+): Promise<string> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  const maxLine = options.maxLineBytes ?? MAX_LINE_BYTES;
+  const tooLarge = (size: number | string) =>
+    new DataError(
+      path,
+      undefined,
+      `expected at most ${bytes(maxBytes)} (data.maxBytes), got ${size}`,
+    );
+  let file: Deno.FsFile;
   try {
-    text = await Deno.readTextFile(path);
+    // Not a FIFO or a device: opening one could wait forever, or read forever.
+    const info = await Deno.stat(path);
+    if (!info.isFile) {
+      const what = info.isDirectory ? "is a directory" : "not a regular file";
+      throw new DataError(path, undefined, `cannot read: ${what}`);
+    }
+    if (info.size > maxBytes) throw tooLarge(info.size.toLocaleString("en-US"));
+    file = await Deno.open(path);
   } catch (error) {
+    if (error instanceof DataError) throw error;
     throw new DataError(path, undefined, `cannot read: ${readFailure(error)}`);
   }
-  return parseJsonlLines(text, path, options, rng);
+  // ignoreBOM keeps a U+FEFF inside the file as it is; only the first line's is dropped.
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const decode = (piece: Uint8Array, line: number) => {
+    const content = piece.length > 0 && piece[piece.length - 1] === 13
+      ? piece.subarray(0, -1)
+      : piece;
+    let text: string;
+    try {
+      text = decoder.decode(content);
+    } catch {
+      const at = firstInvalidUtf8(content);
+      if (at < 0) throw new DataError(path, line, "invalid UTF-8");
+      const byte = content[at]!.toString(16).toUpperCase().padStart(2, "0");
+      throw new DataError(path, line, `invalid UTF-8 at byte ${at + 1} of the line (0x${byte})`);
+    }
+    each(line === 1 ? text.replace(/^\uFEFF/, "") : text, line);
+  };
+  try {
+    const hash = createHash("sha256");
+    const buffer = new Uint8Array(1 << 20);
+    let pieces: Uint8Array[] = [];
+    let held = 0; // bytes of the current line in `pieces`
+    let line = 1;
+    let total = 0;
+    for (;;) {
+      const n = await file.read(buffer);
+      if (n === null) break;
+      total += n;
+      // The file grew since it was measured.
+      if (total > maxBytes) throw tooLarge("more");
+      const chunk = buffer.subarray(0, n);
+      hash.update(chunk);
+      for (let start = 0; start < n;) {
+        const newline = chunk.indexOf(10, start);
+        const end = newline === -1 ? n : newline;
+        if (held + end - start > maxLine) {
+          throw new DataError(
+            path,
+            line,
+            `expected a line of at most ${bytes(maxLine)}, got a longer one`,
+          );
+        }
+        if (newline === -1) {
+          pieces.push(chunk.slice(start, end));
+          held += end - start;
+          break;
+        }
+        decode(
+          pieces.length === 0
+            ? chunk.subarray(start, end)
+            : join([...pieces, chunk.subarray(start, end)]),
+          line,
+        );
+        pieces = [];
+        held = 0;
+        line++;
+        start = newline + 1;
+      }
+    }
+    if (held > 0) decode(join(pieces), line);
+    return hash.digest("hex");
+  } catch (error) {
+    if (error instanceof DataError) throw error;
+    throw new DataError(path, undefined, `cannot read: ${readFailure(error)}`);
+  } finally {
+    file.close();
+  }
+}
+
+/** "1 byte", "1,048,576 bytes". */
+function bytes(n: number): string {
+  return `${n.toLocaleString("en-US")} byte${n === 1 ? "" : "s"}`;
+}
+
+function join(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * The 0-based offset of the first byte of `bytes` that does not begin a well-formed UTF-8
+ * sequence (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF); -1 when all do.
+ */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length;) {
+    const lead = bytes[i]!;
+    if (lead < 0x80) {
+      i++;
+      continue;
+    }
+    // The continuation bytes a lead byte takes, and the range of the first of them.
+    let more: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) more = 1;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      more = 2;
+      if (lead === 0xe0) low = 0xa0; // overlong
+      if (lead === 0xed) high = 0x9f; // surrogates
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      more = 3;
+      if (lead === 0xf0) low = 0x90; // overlong
+      if (lead === 0xf4) high = 0x8f; // above U+10FFFF
+    } else return i;
+    for (let k = 1; k <= more; k++) {
+      const next = bytes[i + k];
+      if (next === undefined || next < (k === 1 ? low : 0x80) || next > (k === 1 ? high : 0xbf)) {
+        return i;
+      }
+    }
+    i += more + 1;
+  }
+  return -1;
 }
 
 /** A problem and the 1-based line it came from (blank lines counted). */
@@ -188,21 +383,8 @@ export function parseJsonlLines(
   options: JsonlLoadOptions,
   rng: Rng,
 ): NumberedSplits {
-  const template = options.template ?? "{prompt}";
-  if (!template.includes("{prompt}")) {
-    throw new RangeError(
-      `Cannot load ${path} as 'template' must contain '{prompt}': current value is ${
-        JSON.stringify(template)
-      }`,
-    );
-  }
-  if (!Number.isInteger(options.eval) || options.eval < 0) {
-    throw new RangeError(
-      `Cannot load ${path} as 'eval' must be an integer >= 0: current value is ${options.eval}`,
-    );
-  }
-
-  // 1) One problem per non-blank line, in file order.
+  const template = checkOptions(path, options);
+  // One problem per non-blank line, in file order.
   const problems: NumberedProblem[] = [];
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   for (const [index, line] of lines.entries()) {
@@ -212,6 +394,37 @@ export function parseJsonlLines(
       line: index + 1,
     });
   }
+  return split(problems, path, options, rng);
+}
+
+/** The template, once `options` are checked. */
+function checkOptions(path: string, options: JsonlLoadOptions): string {
+  const template = options.template ?? "{prompt}";
+  if (!template.includes("{prompt}")) {
+    throw new RangeError(
+      `Cannot load ${path} as 'template' must contain '{prompt}': current value is ${
+        JSON.stringify(template.length > 80 ? template.slice(0, 80) + "…" : template)
+      }`,
+    );
+  }
+  if (!Number.isInteger(options.eval) || options.eval < 0) {
+    throw new RangeError(
+      `Cannot load ${path} as 'eval' must be an integer >= 0: current value is ${options.eval}`,
+    );
+  }
+  return template;
+}
+
+/**
+ * The problems of a file, in file order, shuffled with `rng`: the first `options.eval` are the
+ * eval split, the rest train (less any row whose prompt is also in eval).
+ */
+function split(
+  problems: NumberedProblem[],
+  path: string,
+  options: JsonlLoadOptions,
+  rng: Rng,
+): NumberedSplits {
   if (problems.length === 0) throw new DataError(path, undefined, "empty file (no problems)");
   const rows = count(problems.length, "row");
   if (options.eval >= problems.length) {
@@ -219,7 +432,7 @@ export function parseJsonlLines(
     throw new DataError(path, undefined, reason);
   }
 
-  // 2) Shuffle, hold out the first `eval`, and keep train free of the eval prompts.
+  // Shuffle, hold out the first `eval`, and keep train free of the eval prompts.
   rng.shuffle(problems);
   const held = problems.slice(0, options.eval);
   const heldPrompts = new Set(held.map((p) => p.problem.prompt));
@@ -245,7 +458,9 @@ function parseLine(
     value = JSON.parse(line);
   } catch (error) {
     // V8 locates the error within the line ("(line 1 column 8)"), which reads like a file line.
-    const detail = (error as Error).message.replace(/ \(line \d+ column \d+\)$/, "");
+    // V8 quotes a few characters around the error; held to a short excerpt all the same.
+    const message = (error as Error).message.replace(/ \(line \d+ column \d+\)$/, "");
+    const detail = message.length > 120 ? `${message.slice(0, 120)}…` : message;
     throw new DataError(path, lineNumber, `invalid JSON (${detail})`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {

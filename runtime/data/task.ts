@@ -9,7 +9,8 @@
 import type { Plan } from "../../dsl/plan.ts";
 import { additionSplits } from "./addition.ts";
 import { countdownSplits } from "./countdown.ts";
-import { DataError, loadJsonlLines, type NumberedSplits } from "./jsonl.ts";
+import { codePoints, excerpt } from "./_excerpt.ts";
+import { DataError, type JsonlLoadOptions, loadJsonlLines, type NumberedSplits } from "./jsonl.ts";
 import { multiplicationSplits } from "./multiplication.ts";
 import { sortingSplits } from "./sorting.ts";
 import type { Problem, Splits } from "./types.ts";
@@ -77,15 +78,28 @@ async function splitsOf(
       }, rng);
     case "jsonl": {
       const file = jsonlPath(plan, baseUrl);
-      const numbered = await loadJsonlLines(file, {
-        prompt: data.prompt!,
-        answer: data.answer!,
-        ...(data.template === undefined ? {} : { template: data.template }),
-        eval: data.eval!,
-      }, rng);
+      const numbered = await loadJsonlLines(file, jsonlOptions(plan), rng);
       return { file, numbered };
     }
   }
+}
+
+/**
+ * How a plan's JSON Lines file loads: its fields, template and held-out rows, its size bound,
+ * and the SHA-256 the plan recorded of it (`plan.inputs`), which the file must still have.
+ */
+export function jsonlOptions(plan: Plan): JsonlLoadOptions {
+  const data = plan.recipe.data;
+  if (data.kind !== "jsonl") throw new Error(`The plan's data is ${data.kind}, not jsonl`);
+  const recorded = plan.inputs?.find((input) => input.field === "data.path");
+  return {
+    prompt: data.prompt!,
+    answer: data.answer!,
+    ...(data.template === undefined ? {} : { template: data.template }),
+    eval: data.eval!,
+    ...(data.maxBytes === undefined ? {} : { maxBytes: data.maxBytes }),
+    ...(recorded === undefined ? {} : { sha256: recorded.sha256 }),
+  };
 }
 
 /**
@@ -101,9 +115,10 @@ export function jsonlPath(plan: Plan, baseUrl: string | URL): string {
 
 /**
  * Why `problem` of `split` does not fit the plan, as "field: what was expected, what was given",
- * or null when it fits: every character in the tokenizer's alphabet, the prompt within the plan's
- * prompt tokens, and, for a train problem of a warm-started policy, the answer and `<eos>` within
- * the new tokens.
+ * or null when it fits: the prompt within the plan's prompt tokens (counted first, so that a
+ * hostile prompt is refused before its characters are read), every character in the tokenizer's
+ * alphabet, and, for a train problem of a warm-started policy, the answer and `<eos>` within the
+ * new tokens.
  *
  * @example
  * ```ts
@@ -120,27 +135,30 @@ export function problemFit(
   plan: Pick<Plan, "shapes" | "model">,
 ): string | null {
   const { promptTokens, newTokens } = plan.shapes;
-  const known = new Set(tokenizer.alphabet);
-  for (const field of ["prompt", "answer"] as const) {
-    const chars = [...problem[field]];
-    const at = chars.findIndex((c) => !known.has(c));
-    if (at >= 0) {
-      const alphabet = tokenizer.alphabet === PRINTABLE_ASCII
-        ? "printable ASCII or a newline"
-        : JSON.stringify(tokenizer.alphabet);
-      return `${field}: expected characters of the tokenizer's alphabet (${alphabet}), got ` +
-        `${JSON.stringify(chars[at])} (U+${
-          chars[at]!.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
-        }) at character ${at + 1}`;
-    }
-  }
-  const prompt = 1 + [...problem.prompt].length; // <bos> and one token per character
+  // The prompt's length first, counted without building anything: a hostile prompt is refused
+  // before its characters are looked at one by one.
+  const prompt = 1 + codePoints(problem.prompt); // <bos> and one token per character
   if (prompt > promptTokens) {
     return `prompt: expected at most ${promptTokens} tokens with <bos> (data.maxPromptTokens), ` +
       `got ${prompt}`;
   }
+  const known = new Set(tokenizer.alphabet);
+  for (const field of ["prompt", "answer"] as const) {
+    let at = 0;
+    for (const c of problem[field]) {
+      at++;
+      if (known.has(c)) continue;
+      const alphabet = tokenizer.alphabet === PRINTABLE_ASCII
+        ? "printable ASCII or a newline"
+        : JSON.stringify(tokenizer.alphabet);
+      return `${field}: expected characters of the tokenizer's alphabet (${alphabet}), got ` +
+        `${JSON.stringify(c)} (U+${
+          c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
+        }) at character ${at}`;
+    }
+  }
   const warm = (plan.model.warmStart?.sftSteps ?? 0) > 0;
-  const answer = [...problem.answer].length + 1; // and <eos>
+  const answer = codePoints(problem.answer) + 1; // and <eos>
   if (warm && split === "train" && answer > newTokens) {
     return `answer: expected at most ${newTokens} tokens with <eos> (sampling.maxNewTokens), ` +
       `as the warm start trains on it, got ${answer}`;
@@ -178,7 +196,7 @@ export async function loadTask(plan: Plan, rng: Rng, baseUrl: string | URL): Pro
     for (const problem of problems) {
       const why = problemFit(tokenizer, problem, split, plan);
       if (why !== null) {
-        throw new TaskError(`${split} problem ${JSON.stringify(problem.prompt)}: ${why}`);
+        throw new TaskError(`${split} problem ${excerpt(problem.prompt)}: ${why}`);
       }
     }
   }
@@ -201,23 +219,26 @@ export function supervisedExample(
   promptLength: number,
   newTokens: number,
 ): { ids: number[]; mask: number[]; padding: number } {
-  const answer = [...tokenizer.encode(problem.answer), EOS];
-  if (answer.length > newTokens) {
+  // Lengths before tokens: one token per character, and <eos> or <bos>.
+  const answerTokens = codePoints(problem.answer) + 1;
+  if (answerTokens > newTokens) {
     throw new Error(
-      `Cannot train on answer ${JSON.stringify(problem.answer)}: ${answer.length} tokens with ` +
+      `Cannot train on answer ${excerpt(problem.answer)}: ${answerTokens} tokens with ` +
         `<eos>, more than the ${newTokens} new tokens sampling allows`,
     );
   }
+  const promptTokens = codePoints(problem.prompt) + 1;
+  if (promptTokens > promptLength) {
+    throw new Error(
+      `Cannot train on prompt ${excerpt(problem.prompt)}: ${promptTokens} tokens with ` +
+        `<bos>, more than the plan's ${promptLength}`,
+    );
+  }
+  const answer = [...tokenizer.encode(problem.answer), EOS];
   const completion = [...answer, ...new Array<number>(newTokens - answer.length).fill(PAD)];
   const mask = completion.map((_, i) => (i < answer.length ? 1 : 0));
   const prompt = encodePrompt(tokenizer, problem);
   const padding = promptLength - prompt.length;
-  if (padding < 0) {
-    throw new Error(
-      `Cannot train on prompt ${JSON.stringify(problem.prompt)}: ${prompt.length} tokens with ` +
-        `<bos>, more than the plan's ${promptLength}`,
-    );
-  }
   const ids = [...new Array<number>(padding).fill(PAD), ...prompt, ...completion];
   return { ids, mask, padding };
 }

@@ -27,11 +27,14 @@ const WARM_START_FORMAT = "giftwrap.warmstart/1";
 
 /** The content hash naming a plan's warm-start weights (16 hex digits). */
 export function warmStartKey(plan: Plan, matmul: string | null = null): string {
+  // A data file's content (its hash in the plan): the same path holds other rows after an edit.
+  const file = plan.inputs?.find((input) => input.field === "data.path");
   const key = {
     format: WARM_START_FORMAT,
     model: plan.model,
     tokenizer: plan.tokenizer,
     data: plan.recipe.data,
+    ...(file === undefined ? {} : { dataSha256: file.sha256 }),
     newTokens: plan.shapes.newTokens,
     seed: plan.seed,
     backend: plan.backend.name,

@@ -40,7 +40,7 @@ import { startPolicy } from "./policy.ts";
 import { lineProgress, type Progress } from "./progress.ts";
 import { checkpointReference, references } from "./reference.ts";
 import { Schedule } from "./schedule.ts";
-import { RunSetupError, setUp } from "./setup.ts";
+import { planWithInputs, RunSetupError, setUp } from "./setup.ts";
 import { startTrainer } from "./trainer.ts";
 
 export type { RunResult } from "./finish.ts";
@@ -112,6 +112,8 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const started = performance.now();
   const progress = options.progress ?? lineProgress(options.log ?? ((l) => console.log(l)));
   const baseUrl = options.baseUrl ?? new URL(`file://${Deno.cwd()}/`);
+  // The content of the files it names is part of the plan, and of its hash.
+  plan = await planWithInputs(plan, baseUrl);
   const hash = planHash(plan);
   // Everything made from here on is released on the way out, whether the run ends or fails.
   await using held = new AsyncDisposableStack();
@@ -126,7 +128,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   //    rewards and a checkpoint reference; then the run directory, new or cut back
   const resumed = options.resume === undefined
     ? null
-    : held.use(await openResumable(options.resume, hash, progress));
+    : held.use(await openResumable(options.resume, hash, progress, plan.inputs));
   const seed = new Rng(plan.seed);
   const setup = held.use(await setUp(plan, seed, baseUrl));
   const config = modelConfig(plan.model);

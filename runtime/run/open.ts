@@ -7,7 +7,8 @@
  * @module
  */
 
-import type { Plan } from "../../dsl/plan.ts";
+import { describeChange, inputChange } from "../../dsl/inputs.ts";
+import type { Plan, PlanInput } from "../../dsl/plan.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { type BackendInfo, tf } from "../engine/backend.ts";
 import type { Run } from "../rl/train_step.ts";
@@ -67,13 +68,22 @@ export async function openResumable(
   dir: string,
   hash: string,
   progress: Progress,
+  inputs?: readonly PlanInput[],
 ): Promise<Resumable> {
-  let ran: { hash?: string };
+  let ran: { hash?: string; inputs?: PlanInput[] };
   try {
     ran = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "it has no plan.json" : (e as Error).message;
     throw new RunSetupError(`Cannot resume '${dir}': ${why}`);
+  }
+  // A file it names changed: name it, as the recipe alone would not tell what differs.
+  const change = ran.hash === hash ? null : inputChange(ran.inputs, inputs);
+  if (change !== null && Array.isArray(ran.inputs)) {
+    throw new RunSetupError(
+      `Cannot resume '${dir}': ${describeChange(change, "the run started")}; resume with the ` +
+        "same file, or start a new run",
+    );
   }
   if (ran.hash !== hash) {
     throw new RunSetupError(

@@ -18,7 +18,7 @@
 
 import type { Plan } from "../../dsl/plan.ts";
 import { DataError, loadJsonlLines, type NumberedProblem } from "../data/jsonl.ts";
-import { jsonlPath, problemFit } from "../data/task.ts";
+import { jsonlOptions, jsonlPath, problemFit } from "../data/task.ts";
 import { charTokenizer } from "../engine/model/tokenizer.ts";
 import { Rng } from "../engine/random.ts";
 import { fnScorer } from "../rl/rewards/fn.ts";
@@ -133,12 +133,8 @@ async function checkJsonl(plan: Plan, baseUrl: string | URL, max: number): Promi
   const file = jsonlPath(plan, baseUrl);
   let numbered;
   try {
-    numbered = await loadJsonlLines(file, {
-      prompt: data.prompt!,
-      answer: data.answer!,
-      ...(data.template === undefined ? {} : { template: data.template }),
-      eval: data.eval!,
-    }, new Rng(plan.seed).fork("data")); // the run's split
+    // The run's split, from the run's seed.
+    numbered = await loadJsonlLines(file, jsonlOptions(plan), new Rng(plan.seed).fork("data"));
   } catch (e) {
     if (e instanceof DataError || e instanceof RangeError) return [(e as Error).message];
     throw e;

@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { Plan } from "../../dsl/plan.ts";
+import { describeChange, inputChange, withInputs } from "../../dsl/inputs.ts";
+import { type Plan, planHash } from "../../dsl/plan.ts";
 import { type BackendInfo, type KernelSet, useBackend } from "../engine/backend.ts";
 import type { Rng } from "../engine/random.ts";
 import { loadTask, type Task } from "../data/task.ts";
@@ -42,6 +43,24 @@ export interface Setup extends AsyncDisposable {
   backend: BackendInfo;
   task: Task;
   sources: SourceScorer[];
+}
+
+/**
+ * `plan` with the hashes of the files it names, read now (`withInputs()`), which are part of its
+ * hash: what the run records and a resume compares. A plan compiled by the command line records
+ * them already, and must find the same content.
+ * @throws {RunSetupError} naming a file that changed since the plan recorded it.
+ */
+export async function planWithInputs(plan: Plan, baseUrl: string | URL): Promise<Plan> {
+  const read = await withInputs(plan, baseUrl);
+  const change = plan.inputs === undefined ? null : inputChange(plan.inputs, read.inputs);
+  if (change !== null) {
+    throw new RunSetupError(
+      `Cannot run plan ${planHash(plan)}: ${describeChange(change, "the plan was made")}; ` +
+        "compile the recipe again",
+    );
+  }
+  return read;
 }
 
 /**
