@@ -184,6 +184,7 @@ export const RUN_PERMISSIONS = [
   "--allow-import",
   "--allow-sys=hostname,systemMemoryInfo",
   "--allow-ffi",
+  "--allow-run=sh", // the sandbox of fn rewards is a subprocess, started through sh
 ] as const;
 
 /** How one run went. */

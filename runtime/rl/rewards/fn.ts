@@ -47,12 +47,11 @@ export interface FnScorerOptions {
   /** Loading the module into a (fresh) worker, in milliseconds. @default {30000} */
   loadTimeoutMs?: number;
   /**
-   * Sandboxed calls that may time out with their worker replaced; past that the scorer starts no
-   * more workers. Deno 2.9 cannot stop a worker stuck in a synchronous loop (`terminate()` leaves
-   * its thread running), so each such timeout may keep a CPU core busy until the process exits.
-   * @default {4}
+   * The sandbox's JavaScript heap, in MiB; its data memory (ArrayBuffers included, where the
+   * operating system enforces `ulimit -d`) is limited to this plus 1024 MiB for Deno itself.
+   * @default {512}
    */
-  maxTimeouts?: number;
+  memoryMb?: number;
 }
 
 /** A message from `_fn_worker.ts`. */
@@ -67,12 +66,22 @@ type Reply =
     error?: { name: string; message: string };
   };
 
-/** A running sandbox worker; `listener` gets its next reply, or the Error that ended it. */
+/** A running sandbox subprocess; `listener` gets its next reply, or the Error that ended it. */
 interface Sandbox {
-  worker: Worker;
+  child: Deno.ChildProcess;
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
   dead: boolean;
   listener: ((reply: Reply | Error) => void) | null;
 }
+
+/** What the trainer's permissions must grant for the sandbox to start its subprocess. */
+const RUN_FLAG = Deno.build.os === "windows" ? "--allow-run=<deno's path>" : "--allow-run=sh";
+
+/**
+ * The sandbox's data memory beyond its heap limit, for Deno itself: V8 reserves about 540 MiB of
+ * writable address space (its code range) before it runs any code.
+ */
+const DATA_OVERHEAD_MB = 1024;
 
 function firstLine(text: string): string {
   return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "";
@@ -168,19 +177,34 @@ function inProcessScorer(fn: RewardFn, label: string, timeoutMs: number): BatchS
   };
 }
 
+/** Why the subprocess ended, for the sample whose call it was serving. */
+function ended(status: Deno.CommandStatus, memoryMb: number): Error {
+  // V8's fatal out-of-memory ends the process with SIGTRAP (exit status 133).
+  if (status.signal === "SIGTRAP" || status.code === 133) {
+    return new Error(`ran out of memory (the sandbox's limit is ${memoryMb} MiB of heap)`);
+  }
+  const how = status.signal === null ? `exit status ${status.code}` : `signal ${status.signal}`;
+  return new Error(`the reward's process ended (${how})`);
+}
+
 function kill(sandbox: Sandbox, why: Error): void {
   if (sandbox.dead) return;
   sandbox.dead = true;
-  sandbox.worker.terminate();
+  try {
+    sandbox.child.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  sandbox.stdin.close().catch(() => {});
   sandbox.listener?.(why);
 }
 
 /**
  * The next reply of the sandbox, or an Error: its death, or no reply within `ms` (which kills it).
- * Call it right after posting: a reply arrives in a later task, never before the listener is set.
+ * Call it right after writing: a reply arrives in a later task, never before the listener is set.
  */
 function nextReply(sandbox: Sandbox, ms: number, onTimeout: () => Error): Promise<Reply | Error> {
-  if (sandbox.dead) return Promise.resolve(new Error("the worker is gone"));
+  if (sandbox.dead) return Promise.resolve(new Error("the reward's process is gone"));
   return new Promise((resolve) => {
     function done(reply: Reply | Error): void {
       clearTimeout(timer);
@@ -196,28 +220,123 @@ function nextReply(sandbox: Sandbox, ms: number, onTimeout: () => Error): Promis
   });
 }
 
-/** Starts a worker and loads the module in it; rejects with the one-line loading problem. */
+/** The longest reply line read from the subprocess; a longer one is not a reply. */
+const MAX_LINE = 1 << 16;
+
+/** Hands each complete line of the subprocess's stdout to the sandbox's listener. */
+async function readReplies(sandbox: Sandbox, stdout: ReadableStream<Uint8Array>): Promise<void> {
+  let pending = "";
+  try {
+    for await (const text of stdout.pipeThrough(new TextDecoderStream())) {
+      pending += text;
+      let end: number;
+      while ((end = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, end);
+        pending = pending.slice(end + 1);
+        let reply: unknown;
+        try {
+          reply = JSON.parse(line);
+        } catch {
+          continue; // the module wrote to stdout itself: not a reply
+        }
+        if (typeof reply === "object" && reply !== null && "type" in reply) {
+          sandbox.listener?.(reply as Reply);
+        }
+      }
+      if (pending.length > MAX_LINE) pending = ""; // not a reply either, and unbounded
+    }
+  } catch {
+    // the process was killed
+  }
+}
+
+/**
+ * Copies the subprocess's stderr (what the module logs) to the trainer's, up to V8's report of a
+ * fatal error: that ends the call with one line instead.
+ */
+async function forwardStderr(stderr: ReadableStream<Uint8Array>): Promise<void> {
+  let quiet = false;
+  try {
+    for await (const chunk of stderr) {
+      if (quiet) continue;
+      const text = new TextDecoder().decode(chunk);
+      const fatal = text.search(/\n#\n# Fatal |^#\n# Fatal |<--- Last few GCs --->/);
+      if (fatal >= 0) {
+        quiet = true;
+        if (fatal > 0) await Deno.stderr.write(chunk.subarray(0, fatal));
+        continue;
+      }
+      await Deno.stderr.write(chunk);
+    }
+  } catch {
+    // the process was killed
+  }
+}
+
+/** The command line of the sandbox's subprocess for `module`, and the program it runs first. */
+function sandboxCommand(module: string, name: string, memoryMb: number): Deno.Command {
+  const url = new URL(module);
+  const scope = url.protocol === "file:"
+    ? [`--allow-read=${decodeURIComponent(new URL(".", url).pathname)}`, "--no-remote"]
+    : [`--allow-import=${url.host}`];
+  const deno = [
+    "run",
+    "--no-prompt",
+    "--no-config",
+    "--no-npm",
+    `--v8-flags=--max-old-space-size=${memoryMb}`,
+    ...scope,
+    new URL("./_fn_worker.ts", import.meta.url).href,
+    module,
+    name,
+  ];
+  const options = { stdin: "piped", stdout: "piped", stderr: "piped" } as const;
+  if (Deno.build.os === "windows") {
+    return new Deno.Command(Deno.execPath(), { args: deno, ...options });
+  }
+  // sh sets the data limit (ArrayBuffers are outside V8's heap) and becomes deno.
+  const dataKiB = (memoryMb + DATA_OVERHEAD_MB) * 1024;
+  return new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -d "$1" 2>/dev/null; shift; exec "$@"',
+      "sh",
+      String(dataKiB),
+      Deno.execPath(),
+      ...deno,
+    ],
+    ...options,
+  });
+}
+
+/** Starts a subprocess and loads the module in it; rejects with the one-line loading problem. */
 async function startSandbox(
   module: string,
   name: string,
   loadTimeoutMs: number,
+  memoryMb: number,
 ): Promise<Sandbox> {
-  const harness = new URL("./_fn_worker.ts", import.meta.url).href;
-  const main = `import { serve } from ${JSON.stringify(harness)};\n` +
-    `serve(() => import(${JSON.stringify(module)}));\n`;
-  const worker = new Worker(`data:application/javascript,${encodeURIComponent(main)}`, {
-    type: "module",
-    name: `reward ${module}#${name}`,
-    deno: { permissions: "none" },
-  });
-  const sandbox: Sandbox = { worker, dead: false, listener: null };
-  worker.onmessage = (event: MessageEvent) => sandbox.listener?.(event.data as Reply);
-  worker.onerror = (event: ErrorEvent) => {
-    event.preventDefault(); // the trainer lives on; this worker does not
-    kill(sandbox, new Error(`uncaught error in the worker: ${firstLine(event.message ?? "")}`));
+  let child: Deno.ChildProcess;
+  try {
+    child = sandboxCommand(module, name, memoryMb).spawn();
+  } catch (error) {
+    const { name: kind, message } = errorParts(error);
+    const problem = kind === "NotCapable" || kind === "PermissionDenied"
+      ? `the sandbox runs it in a subprocess, which needs ${RUN_FLAG} (deno task run has it), ` +
+        "or set sandbox: false"
+      : `cannot start the sandbox's subprocess: ${firstLine(message)}`;
+    throw new Error(`Cannot load reward ${module}#${name}: ${problem}`);
+  }
+  const sandbox: Sandbox = {
+    child,
+    stdin: child.stdin.getWriter(),
+    dead: false,
+    listener: null,
   };
-  worker.onmessageerror = () => kill(sandbox, new Error("unreadable message from the worker"));
-  worker.postMessage({ export: name });
+  // Its end is reported once every reply it wrote has been read.
+  const read = readReplies(sandbox, child.stdout);
+  forwardStderr(child.stderr);
+  Promise.all([child.status, read]).then(([status]) => kill(sandbox, ended(status, memoryMb)));
   const loaded = await nextReply(
     sandbox,
     loadTimeoutMs,
@@ -229,7 +348,7 @@ async function startSandbox(
     ? loadProblem(module, loaded.error)
     : loaded.type === "loaded"
     ? exportProblem(name, loaded.kind)
-    : "unexpected message from the worker";
+    : "unexpected message from the reward's process";
   if (problem !== null) {
     kill(sandbox, new Error(problem));
     throw new Error(`Cannot load reward ${module}#${name}: ${problem}`);
@@ -244,32 +363,26 @@ function sandboxScorer(
     name: string;
     timeoutMs: number;
     loadTimeoutMs: number;
-    maxTimeouts: number;
+    memoryMb: number;
   },
 ): BatchScorer {
-  const { module, name, timeoutMs, loadTimeoutMs, maxTimeouts } = options;
+  const { module, name, timeoutMs, loadTimeoutMs, memoryMb } = options;
   const label = `${module}#${name}`;
+  const encoder = new TextEncoder();
   let sandbox: Sandbox | null = first;
   let closed = false;
   let nextId = 0;
-  let timeouts = 0; // calls that timed out: their workers may still be running
   let queue: Promise<unknown> = Promise.resolve(); // one batch at a time, one call at a time
 
   async function one(sample: Sample): Promise<number | Error> {
     if (closed) return new Error(`reward ${label}: the scorer is closed`);
     if (sandbox === null || sandbox.dead) {
-      if (timeouts > maxTimeouts) {
-        return new Error(
-          `reward ${label}: not starting another worker after ${timeouts} timed-out calls ` +
-            "(Deno cannot stop a worker stuck in a loop; each may keep a CPU core busy)",
-        );
-      }
       try {
-        sandbox = await startSandbox(module, name, loadTimeoutMs);
+        sandbox = await startSandbox(module, name, loadTimeoutMs, memoryMb);
       } catch (error) {
         sandbox = null;
         return new Error(
-          `reward ${label}: cannot restart the worker: ${errorParts(error).message}`,
+          `reward ${label}: cannot restart the reward's process: ${errorParts(error).message}`,
         );
       }
       if (closed) {
@@ -279,27 +392,31 @@ function sandboxScorer(
     }
     const current = sandbox;
     const id = nextId++;
+    let line: Uint8Array;
     try {
-      current.worker.postMessage({ id, sample });
+      line = encoder.encode(JSON.stringify({ id, sample }) + "\n");
     } catch (error) {
       return new Error(`reward ${label}: cannot send the sample: ${errorParts(error).message}`);
     }
-    const answer = await nextReply(current, timeoutMs, () => {
-      timeouts++;
-      return new Error(`no result within ${timeoutMs} ms (the worker was replaced)`);
+    const answer = nextReply(current, timeoutMs, () => {
+      return new Error(`no result within ${timeoutMs} ms (its process was killed)`);
     });
-    if (answer instanceof Error) return new Error(`reward ${label}: ${answer.message}`);
-    if (answer.type !== "result" || answer.id !== id) {
+    current.stdin.write(line).catch((error) =>
+      kill(current, new Error(`cannot send the sample: ${errorParts(error).message}`))
+    );
+    const reply = await answer;
+    if (reply instanceof Error) return new Error(`reward ${label}: ${reply.message}`);
+    if (reply.type !== "result" || reply.id !== id) {
       kill(current, new Error("out of step"));
-      return new Error(`reward ${label}: unexpected message from the worker`);
+      return new Error(`reward ${label}: unexpected message from the reward's process`);
     }
-    if (answer.error) {
-      return new Error(`reward ${label}: ${thrown(answer.error.name, answer.error.message)}`);
+    if (reply.error) {
+      return new Error(`reward ${label}: ${thrown(reply.error.name, reply.error.message)}`);
     }
-    if (answer.returned !== undefined) {
-      return new Error(`reward ${label}: returned ${answer.returned}, not a finite number`);
+    if (reply.returned !== undefined) {
+      return new Error(`reward ${label}: returned ${reply.returned}, not a finite number`);
     }
-    return checked(label, answer.value);
+    return checked(label, reply.value);
   }
 
   async function scoreBatch(samples: readonly Sample[]): Promise<(number | Error)[]> {
@@ -347,7 +464,7 @@ export async function fnScorer(options: FnScorerOptions): Promise<BatchScorer> {
   const name = options.export ?? "default";
   const timeoutMs = options.timeoutMs ?? 10_000;
   const loadTimeoutMs = options.loadTimeoutMs ?? 30_000;
-  const maxTimeouts = options.maxTimeouts ?? 4;
+  const memoryMb = options.memoryMb ?? 512;
   if (!/^(file|https?):/.test(module)) {
     throw new Error(
       `Cannot load reward ${module}#${name} as the module must be an absolute file: or https: URL`,
@@ -364,6 +481,6 @@ export async function fnScorer(options: FnScorerOptions): Promise<BatchScorer> {
   if (!(options.sandbox ?? true)) {
     return inProcessScorer(await loadInProcess(module, name), `${module}#${name}`, timeoutMs);
   }
-  const first = await startSandbox(module, name, loadTimeoutMs);
-  return sandboxScorer(first, { module, name, timeoutMs, loadTimeoutMs, maxTimeouts });
+  const first = await startSandbox(module, name, loadTimeoutMs, memoryMb);
+  return sandboxScorer(first, { module, name, timeoutMs, loadTimeoutMs, memoryMb });
 }
