@@ -6,28 +6,31 @@
  * each sample; the timeout ends the wait for an async reward, but a synchronous infinite loop
  * hangs the trainer.
  *
- * Sandboxed (`sandbox: true`) the module runs in a Web Worker created with
- * `deno: { permissions: "none" }` (Deno's unstable `worker-options`, enabled in `deno.json`): no
- * read, write, net, env, sys, run, ffi or import permission. The worker's main module is a
- * generated `data:` module that imports `_fn_worker.ts` and hands it `() => import("<module>")`
- * with the module's URL as a literal, so Deno loads the user module and its literal imports
- * (relative ones included) as the worker's module graph, which is not checked against the
- * worker's permissions; everything the code does at run time is: `Deno.readTextFile`, `fetch`,
- * `Deno.connect`, `Deno.env`, `Deno.Command` and a computed `import(url)` fail with "Requires …
- * access". Calls go one at a time; a call that takes longer than `timeoutMs` gets an Error, its
- * worker is terminated and a fresh one is loaded for the next call.
+ * Sandboxed (`sandbox: true`) the module runs in a subprocess, `deno run` of `_fn_worker.ts`
+ * started through `sh` (which sets its data limit: the trainer needs `--allow-run=sh`), with
+ * `--no-config --no-npm` and one permission while it loads:
+ *   - a `file:` module: read access to its directory (subdirectories included; symbolic links are
+ *     followed) and `--no-remote`;
+ *   - an `https:` module: import access to its host.
+ * The harness imports the module by a computed `import()`, so Deno checks every module and file
+ * of its graph against that permission (static imports, `with { type: "json" | "text" }`
+ * attributes, and the literal dynamic imports it prefetches): a file outside the directory, or any
+ * URL, fails the load with "Requires read access" or "Requires import access". Type-only imports
+ * (`import type`) are not loaded. Then the harness revokes the permission, so every call runs
+ * with none: `Deno.readTextFile`, `fetch`, `Deno.connect`, `Deno.env`, `Deno.Command` and an
+ * `import()` of anything its graph did not load fail with "Requires … access", as that sample's
+ * error. Code at the module's top level runs while it loads, with the read permission.
  *
- * Limits of the sandbox:
- *   - Module loading is not sandboxed: a module can import local modules and JSON files by literal
- *     specifier (and remote modules when the trainer may import them). Under `--check` (as in
- *     `deno test`) the worker's module graph is type-checked when it starts.
- *   - Deno 2.9 cannot stop a worker stuck in a synchronous loop: `terminate()` returns, but the
- *     worker's thread keeps running (a CPU core) until the process exits. The scorer replaces it
- *     and goes on, and past `maxTimeouts` timed-out calls stops starting workers (every later
- *     sample gets an Error) rather than pile them up. A hard kill needs a subprocess
- *     (`deno run` with no permissions, which the trainer could start with `--allow-run`).
- *   - Memory is not capped; errors the module raises outside a call (a throwing timer) are
- *     dropped.
+ * Calls go one at a time as JSON lines over the subprocess's stdin and stdout (what the module
+ * logs goes to stderr, which the trainer forwards to its own); samples are therefore copied as
+ * JSON. A call that takes longer than `timeoutMs` gets an Error and its subprocess is killed; the
+ * next call starts a fresh one. The subprocess's V8 heap is capped at `memoryMb` MiB, its data
+ * memory (ArrayBuffers included) at `memoryMb` + 1024 MiB where the system enforces `ulimit -d`
+ * (Linux): a call past the heap cap gets an Error ("ran out of memory"), an allocation past the
+ * data cap throws in the module (`RangeError: Array buffer allocation failed`); either way the
+ * trainer goes on. The subprocess ignores SIGINT, which a terminal sends to the whole process
+ * group: the trainer decides what Ctrl-C means. Errors the module raises outside a call (a
+ * throwing timer) are dropped.
  *
  * @module
  */
@@ -40,11 +43,11 @@ export interface FnScorerOptions {
   module: string;
   /** The export to call. @default {"default"} */
   export?: string;
-  /** Whether to run the module in a permission-less worker. @default {true} */
+  /** Whether to run the module in a sandboxed subprocess (see the module doc). @default {true} */
   sandbox?: boolean;
   /** Per call, in milliseconds. @default {10000} */
   timeoutMs?: number;
-  /** Loading the module into a (fresh) worker, in milliseconds. @default {30000} */
+  /** Loading the module into a (fresh) subprocess, in milliseconds. @default {30000} */
   loadTimeoutMs?: number;
   /**
    * The sandbox's JavaScript heap, in MiB; its data memory (ArrayBuffers included, where the
@@ -263,7 +266,8 @@ async function forwardStderr(stderr: ReadableStream<Uint8Array>): Promise<void> 
       const fatal = text.search(/\n#\n# Fatal |^#\n# Fatal |<--- Last few GCs --->/);
       if (fatal >= 0) {
         quiet = true;
-        if (fatal > 0) await Deno.stderr.write(chunk.subarray(0, fatal));
+        const before = text.slice(0, fatal).trimEnd();
+        if (before !== "") await Deno.stderr.write(new TextEncoder().encode(before + "\n"));
         continue;
       }
       await Deno.stderr.write(chunk);
@@ -440,7 +444,7 @@ function sandboxScorer(
 
 /**
  * A batch scorer of a user reward `(sample) => number | Promise<number>`: the export `export` of
- * `module`, in-process or in a permission-less worker (see the module doc). Loading problems
+ * `module`, in-process or in a sandboxed subprocess (see the module doc). Loading problems
  * reject in one line; a call that throws, returns something other than a finite number or takes
  * longer than `timeoutMs` gives an Error for its sample. Call `close()` when done.
  *
@@ -465,13 +469,19 @@ export async function fnScorer(options: FnScorerOptions): Promise<BatchScorer> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const loadTimeoutMs = options.loadTimeoutMs ?? 30_000;
   const memoryMb = options.memoryMb ?? 512;
+  if (!Number.isInteger(memoryMb) || memoryMb < 16) {
+    throw new Error(
+      `Cannot load reward ${module}#${name}: memoryMb: expected an integer of 16 or more, ` +
+        `got ${memoryMb}`,
+    );
+  }
   if (!/^(file|https?):/.test(module)) {
     throw new Error(
       `Cannot load reward ${module}#${name} as the module must be an absolute file: or https: URL`,
     );
   }
   if (module.startsWith("file:")) {
-    // a missing file fails here, without starting (and, under --check, type-checking) a worker
+    // a missing file fails here, without starting a subprocess
     const found = await Deno.stat(new URL(module)).then(
       () => true,
       (e) => !(e instanceof Deno.errors.NotFound),
