@@ -36,6 +36,16 @@ function logToStderr(): void {
   }
 }
 
+/**
+ * Ends this process when the trainer is gone (killed outright, or quit on a second Ctrl-C) even
+ * while a call computes without yielding: a worker thread checks the parent's pid.
+ */
+function watchParent(): void {
+  const watch = `const parent = Deno.ppid;
+setInterval(() => { if (Deno.ppid !== parent) Deno.kill(Deno.pid, "SIGKILL"); }, 250);`;
+  new Worker(`data:text/javascript,${encodeURIComponent(watch)}`, { type: "module" });
+}
+
 async function main(): Promise<void> {
   const [module, name] = Deno.args as [string, string];
   // Errors the module raises outside a call (a throwing timer, an unhandled rejection) are
@@ -44,6 +54,7 @@ async function main(): Promise<void> {
   globalThis.addEventListener("error", (event) => event.preventDefault());
   globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
   Deno.addSignalListener("SIGINT", () => {});
+  watchParent();
   logToStderr();
 
   let fn: (sample: unknown) => unknown;
@@ -83,7 +94,9 @@ async function main(): Promise<void> {
       }
     }
   }
-  Deno.exit(0); // stdin closed: the scorer is done (timers the module left must not hold on)
 }
 
 await main();
+// Loaded no function, or stdin closed (the scorer is done): timers the module left, and the
+// watching worker, must not hold the process.
+Deno.exit(0);

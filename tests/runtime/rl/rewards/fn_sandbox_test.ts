@@ -221,3 +221,64 @@ Deno.test("fnScorer() sandboxed: without run permission it says which flag to ad
 });
 
 globalThis.addEventListener("unload", () => server.shutdown());
+
+Deno.test({
+  name:
+    "fnScorer() sandboxed: a call stuck in a loop does not outlive a trainer killed outright (Linux)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const url = module(
+      "stuck",
+      `export default () => { console.error("stuck"); for (;;) {} };`,
+    );
+    const fn = new URL("../../../../runtime/rl/rewards/fn.ts", import.meta.url).href;
+    Deno.writeTextFileSync(
+      `${ROOT}/trainer.ts`,
+      `import { fnScorer } from ${JSON.stringify(fn)};\n` +
+        `const scorer = await fnScorer({ module: ${JSON.stringify(url)}, timeoutMs: 600_000 });\n` +
+        `await scorer.score([{ prompt: "", completion: "", answer: "", row: {}, tokens: 1, ` +
+        `truncated: false }]);\n`,
+    );
+    const trainer = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-config",
+        "--no-prompt",
+        "--allow-read",
+        "--allow-run=sh",
+        `${ROOT}/trainer.ts`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const reader = trainer.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let stderr = "";
+    while (!stderr.includes("stuck")) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, stderr);
+      stderr += value;
+    }
+    const found = await new Deno.Command("pgrep", { args: ["-P", String(trainer.pid)] }).output();
+    const children = new TextDecoder().decode(found.stdout).trim().split("\n").map(Number);
+    assert.equal(children.length, 1);
+    const alive = () => {
+      try {
+        Deno.kill(children[0]!, "SIGCONT"); // a no-op for a running process; throws once it is gone
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    assert.ok(alive());
+    trainer.kill("SIGKILL");
+    await trainer.status;
+    await reader.cancel();
+    const until = performance.now() + 5000;
+    while (alive() && performance.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const left = alive();
+    if (left) Deno.kill(children[0]!, "SIGKILL");
+    assert.ok(!left, "the reward's process outlived the trainer by 5 s");
+  },
+});
