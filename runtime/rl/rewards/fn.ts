@@ -481,6 +481,16 @@ export async function fnScorer(options: FnScorerOptions): Promise<BatchScorer> {
       `Cannot load reward ${module}#${name} as the module must be an absolute file: or https: URL`,
     );
   }
+  if (module.startsWith("file:") && (options.sandbox ?? true)) {
+    // Deno's --allow-read takes a comma-separated list: such a path would grant other paths.
+    const dir = decodeURIComponent(new URL(".", module).pathname);
+    if (dir.includes(",")) {
+      throw new Error(
+        `Cannot load reward ${module}#${name}: the sandbox cannot grant reading '${dir}', ` +
+          "as its path has a comma; move the module or set sandbox: false",
+      );
+    }
+  }
   if (module.startsWith("file:")) {
     // a missing file fails here, without starting a subprocess
     const found = await Deno.stat(new URL(module)).then(

@@ -282,3 +282,17 @@ Deno.test({
     assert.ok(!left, "the reward's process outlived the trainer by 5 s");
   },
 });
+
+Deno.test("fnScorer() sandboxed: a module in a directory whose path has a comma is refused", async () => {
+  // --allow-read=a,b grants a and b: the sandbox would read more than the module's directory.
+  Deno.mkdirSync(`${ROOT}/a,b`);
+  Deno.writeTextFileSync(`${ROOT}/a,b/reward.ts`, "export default () => 1;");
+  const url = new URL(`file://${ROOT}/a,b/reward.ts`).href;
+  await assert.rejects(fnScorer({ module: url, sandbox: true }), {
+    message:
+      `Cannot load reward ${url}#default: the sandbox cannot grant reading '${ROOT}/a,b/', ` +
+      "as its path has a comma; move the module or set sandbox: false",
+  });
+  const scorer = await fnScorer({ module: url, sandbox: false });
+  assert.deepEqual(await scorer.score([sample("x")]), [1]);
+});
