@@ -30,8 +30,8 @@
  * data cap throws in the module (`RangeError: Array buffer allocation failed`); either way the
  * trainer goes on. The subprocess ignores SIGINT, which a terminal sends to the whole process
  * group: the trainer decides what Ctrl-C means; and it ends itself when the trainer is gone, even
- * in the middle of a call (a worker thread of its own watches the parent's pid). Errors the module raises outside a call (a
- * throwing timer) are dropped.
+ * in the middle of a call (a worker thread of its own watches the parent's pid). Errors the
+ * module raises outside a call (a throwing timer) are dropped.
  *
  * @module
  */
