@@ -241,7 +241,7 @@ export type FnOptions = Omit<OptionsOf<Source<"fn">>, "module" | "export">;
 
 /**
  * A reward written in TypeScript, referenced by module specifier (relative to the recipe) and
- * export name, so that a JSON recipe can name it too. By default it runs in a Web Worker with no
+ * export name, so that a JSON recipe can name it too. By default it runs in a subprocess with no
  * permissions (`sandbox: true`) and each call may take `timeoutMs` (10000) milliseconds.
  *
  * @example

@@ -326,7 +326,7 @@ export const FnSchema = variant("fn", {
   range: opt(Range),
   sandbox: opt(Type.Boolean({
     default: true,
-    description: "Run in a Web Worker with no permissions; false runs it in the trainer's process.",
+    description: "Run in a subprocess with no permissions; false runs it in the trainer's process.",
   })),
   timeoutMs: opt(int({
     minimum: 1,

@@ -197,6 +197,7 @@ export const RUN_PERMISSIONS = [
   "--allow-import",
   "--allow-sys=hostname,systemMemoryInfo",
   "--allow-ffi",
+  "--allow-run=sh", // the sandbox of fn rewards is a subprocess, started through sh
 ] as const;
 
 /** The outcome of a run the interruption stopped (`dir`) or kept from starting (null). */

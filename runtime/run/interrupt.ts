@@ -8,9 +8,11 @@
  * data on the cpu and wasm backends settles as a microtask): so {@linkcode stopRequested} lets the
  * event loop turn before it answers. And a listener on the thread that trains cannot run while a
  * step computes: so the signals are taken by a worker, which the main thread's compute never
- * blocks, and which removes its listeners on the first signal; with none left, the operating
- * system's default action applies again, and the next Ctrl-C ends the process at once (exit 130),
- * however long the step in progress.
+ * blocks. A second signal within 100 ms of the first is the same Ctrl-C delivered twice (a
+ * terminal signals the whole process group, and `deno task` forwards the signal to the run); a
+ * later one makes the worker drop its listeners and send the signal again to the process, whose
+ * default action ends it at once (exit status 130 for Ctrl-C, 143 for SIGTERM), however long the
+ * step in progress and whatever computes on the main thread.
  *
  * @module
  */
@@ -56,8 +58,8 @@ export interface SignalStop extends Disposable {
 
 /**
  * Listens for Ctrl-C (SIGINT) and SIGTERM until disposed: the first aborts the returned `signal`
- * and calls `onStop` (when the main thread gets a turn); the next ends the process at once, with
- * the signal's default action (exit status 130 for Ctrl-C).
+ * and calls `onStop` (when the main thread gets a turn); the next, 100 ms or more later, ends the
+ * process at once with the signal's default action (exit status 130 for Ctrl-C, 143 for SIGTERM).
  *
  * @example
  * ```ts

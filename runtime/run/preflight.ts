@@ -2,7 +2,7 @@
  * What `validate` checks beyond the compiler: everything a run would find before its first step,
  * without training and without loading TensorFlow.js (every module imported here is free of it).
  *
- * - each `fn` reward loads as the run loads it (in its sandboxed worker, or in-process with
+ * - each `fn` reward loads as the run loads it (in its sandboxed subprocess, or in-process with
  *   `sandbox: false`) and its export exists and is a function;
  * - a JSON Lines file parses, and every problem fits the plan as the run checks it
  *   (`problemFit`: the tokenizer's alphabet, the prompt length, the answer for the warm start),

@@ -14,7 +14,12 @@ import {
 } from "../../_helpers.ts";
 import { TINY } from "../../runtime/_tiny.ts";
 
-const COMPARE_PERMISSIONS = [...RUN_PERMISSIONS, "--allow-run"];
+// As deno.json's compare task: --allow-run in place of the runs' --allow-run=sh (of two, Deno
+// takes the first).
+const COMPARE_PERMISSIONS = [
+  ...RUN_PERMISSIONS.filter((flag) => flag !== "--allow-run=sh"),
+  "--allow-run",
+];
 
 /** Runs `giftwrap <args>` in `cwd` with the compare task's permissions (or `permissions`). */
 function compareCli(args: readonly string[], cwd: string, permissions = COMPARE_PERMISSIONS) {

@@ -117,6 +117,67 @@ Deno.test("giftwrap run quits at once on a second Ctrl-C, in the middle of a lon
   });
 });
 
+/** The tiny recipe whose reward, in-process, computes for 60 s on its first call without yielding. */
+async function busyRewardRecipe(dir: string): Promise<string> {
+  await Deno.writeTextFile(
+    `${dir}/busy.ts`,
+    `let calls = 0;
+export function busy(): number {
+  if (calls++ === 0) {
+    console.error("busy reward");
+    const until = performance.now() + 60_000;
+    while (performance.now() < until) {
+      // no await: neither a signal listener nor a timer runs on this thread until it returns
+    }
+  }
+  return 1;
+}
+`,
+  );
+  return await writeRecipe(dir, {
+    policy: { ...TINY.policy, warmStart: { sftSteps: 2, batchSize: 4 } },
+    eval: { ...TINY.eval, metric: { kind: "numericAnswer" } },
+    rewards: [{ source: { kind: "fn", module: "./busy.ts", export: "busy", sandbox: false } }],
+  });
+}
+
+for (const [signal, status] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`giftwrap run quits at once on a second ${signal} while an in-process reward computes`, async () => {
+    await withTempDir(async (tmp) => {
+      const recipe = await busyRewardRecipe(tmp);
+      const run = new Running(["run", recipe, "--runs-dir", `${tmp}/runs`]);
+      await run.waitFor(() => run.stderr.includes("busy reward"), 120, "reached the busy reward");
+      run.child.kill(signal);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      run.child.kill(signal);
+      const { code, after } = await run.exit(50);
+      assert.equal(code, status, run.stderr);
+      assert.ok(after < 5, `exited ${after.toFixed(1)} s after the second ${signal}`);
+      assert.ok(!run.stdout.includes("stopped after step"), run.stdout);
+    });
+  });
+}
+
+Deno.test("giftwrap run takes a Ctrl-C delivered twice at once (terminal and deno task) as one", async () => {
+  await withTempDir(async (tmp) => {
+    const recipe = await writeRecipe(tmp, {
+      policy: { ...TINY.policy, warmStart: { sftSteps: 1_000_000, batchSize: 16 } },
+    });
+    const run = new Running(["run", recipe, "--runs-dir", `${tmp}/runs`]);
+    await run.waitFor(() => run.stdout.includes("\nwarm start 50/1000000 "), 120, "warmed up");
+    // A terminal sends Ctrl-C to the process group; deno task, in it, forwards it to the run too:
+    // the run gets SIGINT twice, some milliseconds apart, for one press.
+    run.child.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    run.child.kill("SIGINT");
+    const { code } = await run.exit(60);
+    assert.equal(code, 130, run.stderr);
+    const out = lines(run.stdout);
+    assert.ok(out.includes(STOPPING), run.stdout);
+    assert.match(out.at(-1)!, /^stopped during the warm start, before any RL step · /);
+  });
+});
+
 Deno.test("stopRequested() lets an abort waiting for the event loop land while a loop computes", async () => {
   assert.equal(await stopRequested(undefined), false);
   const stop = new AbortController();
