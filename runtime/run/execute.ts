@@ -66,6 +66,11 @@ export interface ExecuteOptions {
    * same directory, when it has none). Its plan must be this plan.
    */
   resume?: string;
+  /**
+   * With `resume`: start that run over from step 0 in its directory instead, its earlier files
+   * (`run.json`, the logs, the report, `checkpoints/`) moved to `previous-<time>/` there.
+   */
+  restart?: boolean;
   /** Receives each console line of the default progress (`lineProgress`). @default console.log */
   log?: (line: string) => void;
   /** Shows the run's progress (the command line draws bars on a terminal). @default lines to `log` */
@@ -117,7 +122,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   //    rewards and a checkpoint reference; then the run directory, new or cut back
   const resumed = options.resume === undefined
     ? null
-    : held.use(await openResumable(options.resume, hash, progress));
+    : held.use(await openResumable(options.resume, plan, hash, progress, options.restart));
   const seed = new Rng(plan.seed);
   const setup = held.use(await setUp(plan, seed, baseUrl));
   const config = modelConfig(plan.model);
