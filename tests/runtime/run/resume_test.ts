@@ -729,3 +729,35 @@ Deno.test("execute() refuses a checkpoint whose state does not hold up, naming t
     }
   });
 });
+
+Deno.test({
+  ...needsMount(
+    "execute() whose warm-start cache write meets a full disk fails in one line, run.json failed, no temporary left",
+  ),
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const recipe = await writeRecipe(
+        tmp,
+        "short",
+        resumable("wasm", { steps: 2, eval: { every: 1 } }),
+      );
+      // Room for the run directory's first files, not for the warm start's weights.
+      const disk = `${tmp}/disk`;
+      await withTmpfs(disk, "size=64k", async () => {
+        const failed = await giftwrap(["run", recipe, "--runs-dir", `${disk}/runs`]);
+        assert.equal(failed.code, 1);
+        assertNoStack(failed.stderr);
+        assert.match(
+          failed.stderr,
+          /^giftwrap: Cannot write '.*\/runs\/\.cache\/warm-start\/[0-9a-f]{16}': No space left on device \(os error 28\)\n$/,
+        );
+        const dir = runDirOf(failed.stdout);
+        const info = await runInfo(dir);
+        assert.equal(info.status, "failed");
+        assert.match(info.error!, /^Cannot write '.*': No space left on device/);
+        const cache = await Array.fromAsync(Deno.readDir(`${disk}/runs/.cache/warm-start`));
+        assert.deepEqual(cache.map((e) => e.name).filter((n) => !n.endsWith(".lock")), []);
+      });
+    });
+  },
+});
