@@ -62,8 +62,10 @@ export interface ExecuteOptions {
    */
   baseUrl?: string | URL;
   /**
-   * A run directory to continue, from its newest complete checkpoint (or from the start, in the
-   * same directory, when it has none). Its plan must be this plan.
+   * A run directory to continue, from its newest checkpoint that passes its checks (a newer one
+   * that fails is moved aside, never deleted), or from the start, in the same directory, when it
+   * has none at all. When it has checkpoints but none passes, the run stops with a
+   * `RunSetupError` and changes nothing. Its plan must be this plan.
    */
   resume?: string;
   /**

@@ -1,6 +1,9 @@
 /**
- * Opening a run's directory: a new one under the runs directory, or one to resume, cut back to its
- * newest complete checkpoint. The {@linkcode RunDirectory} it returns is how the run writes there:
+ * Opening a run's directory: a new one under the runs directory, one to resume, cut back to its
+ * newest checkpoint that passes its checks, or one to start over in (`restart`). A resume never
+ * deletes what it cannot read: a checkpoint that fails is moved aside for the one before it, and
+ * when none is left it stops and changes nothing. The {@linkcode RunDirectory} it returns is how
+ * the run writes there:
  * `run.json`, the logs, checkpoints and the report. The directory's `run.lock` is held from the
  * moment it is opened and removed when the run ends, however it ends short of being killed.
  *
