@@ -7,8 +7,8 @@
  * backend decide the weights, so a rerun of the same recipe loads them instead of training again.
  * A cache entry is written as a run's checkpoint is (a temporary directory, each file synced, then
  * renamed into place) with `cache.json` last, the SHA-256 of every other file: a read checks them
- * all, and an entry that fails is trained and written again. Writers of an entry hold its
- * `<key>.lock`, so a temporary directory whose lock is free is a crashed writer's, and removed.
+ * all, and an entry that fails is trained and written again. Writers hold the cache's lock, so
+ * a temporary directory found under it is a crashed writer's, and removed.
  *
  * @module
  */
@@ -151,6 +151,8 @@ export async function warmStart(
     options.cacheDir,
     basename(dir),
     await checkpointFiles(params, config, tokenizer.alphabet, kernels.layout),
+    params,
+    kernels.layout,
   );
   const tail = losses.slice(-Math.max(1, Math.floor(sftSteps / 10)));
   return {
@@ -241,27 +243,35 @@ async function readCache(
 }
 
 /**
- * Writes the cache entry `cacheDir/key` holding `files`, with its `cache.json`: under the key's
- * lock (another process writing the same entry at once leaves it to that one), over an entry that
- * could not be read, removing what crashed writers left.
+ * Writes the cache entry `cacheDir/key` holding `files`, with its `cache.json`, under the cache's
+ * lock (`<cacheDir>.lock`, which every writer holds while its temporary directory exists, so what
+ * is found there under the lock was left by a crashed writer, and is removed). An entry there
+ * that reads well (another run wrote it meanwhile) is kept; one that does not is replaced.
  * @throws {RunWriteError} naming the entry and the reason (a full disk, a read-only directory).
  */
 async function writeCache(
   cacheDir: string,
   key: string,
   files: Record<string, Uint8Array | string>,
+  params: Record<string, tf.Variable>,
+  layout: LinearLayout,
 ): Promise<void> {
   const dir = `${cacheDir}/${key}`;
-  let lock: Deno.FsFile | null;
+  let lock: Deno.FsFile;
   try {
     await Deno.mkdir(cacheDir, { recursive: true });
-    lock = await lockEntry(cacheDir, key);
+    lock = await Deno.open(`${cacheDir}.lock`, { write: true, create: true });
   } catch (e) {
     throw new RunWriteError(dir, e);
   }
-  if (!lock) return; // another process writes the same weights now
   try {
-    await removeStale(cacheDir, key);
+    await lock.lock(true);
+    for await (const entry of Deno.readDir(cacheDir)) {
+      if (/\.(tmp|old)-[0-9a-f]{8}$/.test(entry.name)) {
+        await Deno.remove(`${cacheDir}/${entry.name}`, { recursive: true }).catch(() => {});
+      }
+    }
+    if ((await readCache(dir, params, layout)).weights) return;
     const encoder = new TextEncoder();
     const bytes = Object.fromEntries(
       Object.entries(files).map((
@@ -286,37 +296,6 @@ async function writeCache(
     if (moved) await Deno.remove(old, { recursive: true }).catch(() => {});
   } finally {
     lock.close();
-  }
-}
-
-/** Takes `<cacheDir>/<key>.lock` (kept, never removed); null when another process holds it. */
-async function lockEntry(cacheDir: string, key: string): Promise<Deno.FsFile | null> {
-  const file = await Deno.open(`${cacheDir}/${key}.lock`, { write: true, create: true });
-  if (await file.tryLock(true)) return file;
-  file.close();
-  return null;
-}
-
-/**
- * Removes the temporary and set-aside directories of crashed writers: `key`'s (its lock is ours)
- * and any other key's whose lock is free.
- */
-async function removeStale(cacheDir: string, key: string): Promise<void> {
-  const stale = new Map<string, string[]>();
-  for await (const entry of Deno.readDir(cacheDir)) {
-    const m = /^([0-9a-f]+)\.(tmp|old)-[0-9a-f]{8}$/.exec(entry.name);
-    if (m) stale.set(m[1]!, [...stale.get(m[1]!) ?? [], entry.name]);
-  }
-  for (const [owner, names] of stale) {
-    const lock = owner === key ? null : await lockEntry(cacheDir, owner).catch(() => null);
-    if (owner !== key && !lock) continue; // being written now
-    try {
-      for (const name of names) {
-        await Deno.remove(`${cacheDir}/${name}`, { recursive: true }).catch(() => {});
-      }
-    } finally {
-      lock?.close();
-    }
   }
 }
 
