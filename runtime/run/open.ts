@@ -138,13 +138,12 @@ export async function openResumable(
         await checkRunLogs(dir, checkpoint.state);
         const passedOver = [];
         for (const bad of failed) {
+          progress.log(`checkpoint ${bad.name} cannot be used (${bad.why}); trying the one before`);
           passedOver.push({ name: bad.name, aside: await asideName(dir, bad.name) });
         }
         return resumable(checkpoint, passedOver);
       } catch (e) {
-        const why = inCheckpoint(name, e);
-        failed.push({ name, why });
-        progress.log(`checkpoint ${name} cannot be used (${why}); trying the one before`);
+        failed.push({ name, why: inCheckpoint(name, e) });
       }
     }
     if (failed.length > 0) {

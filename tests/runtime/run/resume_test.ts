@@ -622,6 +622,7 @@ Deno.test("execute() with no checkpoint it can use stops in one line, changes no
     const before = await filesOf(dir);
     const refused = await giftwrap(["run", recipe, "--resume", dir]);
     assert.equal(refused.code, 2, refused.stderr);
+    assert.equal(refused.stdout, "");
     assertNoStack(refused.stderr);
     assert.deepEqual(lines(refused.stderr), [
       `giftwrap: Cannot resume '${dir}': no checkpoint can be used ` +
@@ -717,6 +718,7 @@ Deno.test("execute() refuses a checkpoint whose state does not hold up, naming t
       await Deno.writeTextFile(file, JSON.stringify({ ...state, ...change }));
       const refused = await giftwrap(["run", recipe, "--resume", dir]);
       assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stdout, "");
       assert.equal(lines(refused.stderr).length, 1, refused.stderr);
       assert.ok(
         refused.stderr.startsWith(
