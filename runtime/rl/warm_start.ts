@@ -100,6 +100,7 @@ export async function warmStart(
       const w = cached.weights[name]!;
       tf.tidy(() => p.assign(tf.tensor(w.data, w.shape, "float32")));
     }
+    await sweepCache(options.cacheDir);
     return { cached: true, dir, finalLoss: null, seconds: (performance.now() - started) / 1000 };
   }
   if (cached.why !== null) {
@@ -266,11 +267,7 @@ async function writeCache(
   }
   try {
     await lock.lock(true);
-    for await (const entry of Deno.readDir(cacheDir)) {
-      if (/\.(tmp|old)-[0-9a-f]{8}$/.test(entry.name)) {
-        await Deno.remove(`${cacheDir}/${entry.name}`, { recursive: true }).catch(() => {});
-      }
-    }
+    await removeStale(cacheDir);
     if ((await readCache(dir, params, layout)).weights) return;
     const encoder = new TextEncoder();
     const bytes = Object.fromEntries(
@@ -294,6 +291,33 @@ async function writeCache(
     }
     await writeCheckpointDir(dir, { ...bytes, "cache.json": JSON.stringify(record) + "\n" });
     if (moved) await Deno.remove(old, { recursive: true }).catch(() => {});
+  } finally {
+    lock.close();
+  }
+}
+
+/** Removes what crashed writers left in the cache (its lock held: no writer is at work). */
+async function removeStale(cacheDir: string): Promise<void> {
+  for await (const entry of Deno.readDir(cacheDir)) {
+    if (/\.(tmp|old)-[0-9a-f]{8}$/.test(entry.name)) {
+      await Deno.remove(`${cacheDir}/${entry.name}`, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Removes what crashed writers left in the cache when no writer is at work now; a cache that
+ * cannot be written is left as it is (reading it needs nothing more).
+ */
+async function sweepCache(cacheDir: string): Promise<void> {
+  let lock: Deno.FsFile;
+  try {
+    lock = await Deno.open(`${cacheDir}.lock`, { write: true, create: true });
+  } catch {
+    return;
+  }
+  try {
+    if (await lock.tryLock(true)) await removeStale(cacheDir).catch(() => {});
   } finally {
     lock.close();
   }

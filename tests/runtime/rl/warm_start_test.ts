@@ -81,7 +81,10 @@ Deno.test("warmStart() checks its cache entry when read, and trains and writes a
     assert.deepEqual(rebuilt.weights, trained.weights);
     assert.deepEqual(await Deno.readFile(model), bytes);
     assert.deepEqual(await names(cacheDir), [key]);
+    // A hit removes what a crashed writer left too.
+    await Deno.mkdir(`${cacheDir}/fedcba9876543210.tmp-0badf00d`);
     assert.equal((await warmStartTiny(cacheDir)).result.cached, true);
+    assert.deepEqual(await names(cacheDir), [key]);
 
     // No cache.json (an entry from before it existed) is trained again too.
     await Deno.remove(`${dir}/cache.json`);
