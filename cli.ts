@@ -6,6 +6,8 @@
  *                                           data files, run nothing
  *   deno task schema [--out FILE]           write the recipe's JSON Schema
  *   deno task run <recipe> [--resume DIR]   train (or continue a run from its last checkpoint)
+ *   deno task run <recipe> --restart DIR    start a run over in its directory (earlier files kept
+ *                                           in DIR/previous-<time>/)
  *   deno task runs [--json]                 list the run directories: recipe, status, metrics
  *   deno task report <run dir>              write a run's report.html again
  *   deno task compare <recipe>              train it under several objectives and seeds, and
@@ -232,7 +234,14 @@ function program(fail: (code: number) => void) {
     .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
     .addOption(backendOption())
     .option("--runs-dir <dir>", "where run directories go", "runs")
-    .option("--resume <dir>", "continue a run from its last complete checkpoint")
+    .addOption(
+      new Option("--resume <dir>", "continue a run from its last complete checkpoint")
+        .conflicts("restart"),
+    )
+    .option(
+      "--restart <dir>",
+      "start a run over from step 0 in its directory, its earlier files moved to previous-<time>/",
+    )
     .option(
       "--track <metrics>",
       "extra measurements, comma-separated: train-accuracy (the train–eval gap), kl-initial",
@@ -260,6 +269,7 @@ function program(fail: (code: number) => void) {
         source: specifier,
         signal: stop.signal,
         ...(options.resume === undefined ? {} : { resume: options.resume }),
+        ...(options.restart === undefined ? {} : { resume: options.restart, restart: true }),
         ...(options.track === undefined ? {} : { track: options.track }),
       };
       try {

@@ -5,6 +5,10 @@
  *
  * The result is cached by content hash: the model, tokenizer, data, warm-start settings, seed and
  * backend decide the weights, so a rerun of the same recipe loads them instead of training again.
+ * A cache entry is written as a run's checkpoint is (a temporary directory, each file synced, then
+ * renamed into place) with `cache.json` last, the SHA-256 of every other file: a read checks them
+ * all, and an entry that fails is trained and written again. Writers hold the cache's lock, so
+ * a temporary directory found under it is a crashed writer's, and removed.
  *
  * @module
  */
@@ -14,7 +18,9 @@ import type { Plan } from "../../dsl/plan.ts";
 import { canonicalJson } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
 import type { Problem } from "../data/types.ts";
-import { loadCheckpoint, saveCheckpoint } from "../engine/model/checkpoint.ts";
+import { checkpointFiles, loadCheckpoint } from "../engine/model/checkpoint.ts";
+import type { LinearLayout } from "../engine/kernels/types.ts";
+import { osReason, RunWriteError, writeCheckpointDir } from "../run/run_dir.ts";
 import type { CharTokenizer } from "../engine/model/tokenizer.ts";
 import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
@@ -68,6 +74,8 @@ export interface WarmStartOptions {
    * let the event loop turn); it may throw to stop.
    */
   progress?: (step: number, total: number, loss: number) => void | Promise<void>;
+  /** Receives a line to show: a cache entry that cannot be read, and is trained again. */
+  note?: (line: string) => void;
 }
 
 /**
@@ -89,15 +97,19 @@ export async function warmStart(
   if (!spec || spec.sftSteps === 0) {
     return { cached: false, dir, finalLoss: null, seconds: 0 };
   }
-  try {
-    const { weights } = await loadCheckpoint(dir, kernels.layout);
+  const cached = await readCache(dir, params, kernels.layout);
+  if (cached.weights) {
     for (const [name, p] of Object.entries(params)) {
-      const w = weights[name]!;
+      const w = cached.weights[name]!;
       tf.tidy(() => p.assign(tf.tensor(w.data, w.shape, "float32")));
     }
+    await sweepCache(options.cacheDir);
     return { cached: true, dir, finalLoss: null, seconds: (performance.now() - started) / 1000 };
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (cached.why !== null) {
+    options.note?.(
+      `warm start: the cache ${dir} cannot be read (${cached.why}); training it again`,
+    );
   }
 
   const { sftSteps, lr, batchSize } = spec;
@@ -139,7 +151,13 @@ export async function warmStart(
   } finally {
     disposeAdamW(optimizer);
   }
-  await saveCheckpoint(dir, params, config, tokenizer.alphabet, { layout: kernels.layout });
+  await writeCache(
+    options.cacheDir,
+    basename(dir),
+    await checkpointFiles(params, config, tokenizer.alphabet, kernels.layout),
+    params,
+    kernels.layout,
+  );
   const tail = losses.slice(-Math.max(1, Math.floor(sftSteps / 10)));
   return {
     cached: false,
@@ -147,4 +165,167 @@ export async function warmStart(
     finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** The format tag of a cache entry's `cache.json`. */
+const CACHE_FORMAT = "giftwrap.warmstart_cache/1";
+
+/** A cache entry's `cache.json`: its key and the SHA-256 of each of its other files. */
+interface CacheRecord {
+  format: typeof CACHE_FORMAT;
+  key: string;
+  sha256: Record<string, string>;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * The weights of the cache entry `dir` for `params`, checked against its `cache.json` (every
+ * file's SHA-256), the parameters' names and shapes, and finite; `why` it cannot be used
+ * otherwise (null when there is no entry).
+ */
+async function readCache(
+  dir: string,
+  params: Record<string, tf.Variable>,
+  layout: LinearLayout,
+): Promise<
+  { weights: Awaited<ReturnType<typeof loadCheckpoint>>["weights"]; why: null } | {
+    weights: null;
+    why: string | null;
+  }
+> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${dir}/cache.json`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      try {
+        await Deno.lstat(dir);
+      } catch {
+        return { weights: null, why: null }; // no entry
+      }
+    }
+    return { weights: null, why: `cache.json: ${osReason(e)}` };
+  }
+  try {
+    const record = JSON.parse(text) as CacheRecord;
+    if (record?.format !== CACHE_FORMAT || record.key !== basename(dir)) {
+      throw new Error(`cache.json: not a ${CACHE_FORMAT} record of key ${basename(dir)}`);
+    }
+    for (const name of ["model.safetensors", "config.json"]) {
+      if (typeof record.sha256?.[name] !== "string") {
+        throw new Error(`cache.json: no SHA-256 of ${name}`);
+      }
+    }
+    for (const [name, digest] of Object.entries(record.sha256)) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(`${dir}/${name}`);
+      } catch (e) {
+        throw new Error(`${name}: ${osReason(e)}`);
+      }
+      if (sha256(bytes) !== digest) {
+        throw new Error(`${name}: its SHA-256 is not the one cache.json records`);
+      }
+    }
+    const { weights } = await loadCheckpoint(dir, layout);
+    for (const [name, p] of Object.entries(params)) {
+      const w = weights[name];
+      if (!w || w.shape.join(",") !== p.shape.join(",")) {
+        throw new Error(`model.safetensors: '${name}' is not shaped [${p.shape}]`);
+      }
+      if (!w.data.every(Number.isFinite)) {
+        throw new Error(`model.safetensors: '${name}' holds a value that is not finite`);
+      }
+    }
+    return { weights, why: null };
+  } catch (e) {
+    return { weights: null, why: (e as Error).message.split("\n")[0]! };
+  }
+}
+
+/**
+ * Writes the cache entry `cacheDir/key` holding `files`, with its `cache.json`, under the cache's
+ * lock (`<cacheDir>.lock`, which every writer holds while its temporary directory exists, so what
+ * is found there under the lock was left by a crashed writer, and is removed). An entry there
+ * that reads well (another run wrote it meanwhile) is kept; one that does not is replaced.
+ * @throws {RunWriteError} naming the entry and the reason (a full disk, a read-only directory).
+ */
+async function writeCache(
+  cacheDir: string,
+  key: string,
+  files: Record<string, Uint8Array | string>,
+  params: Record<string, tf.Variable>,
+  layout: LinearLayout,
+): Promise<void> {
+  const dir = `${cacheDir}/${key}`;
+  let lock: Deno.FsFile;
+  try {
+    await Deno.mkdir(cacheDir, { recursive: true });
+    lock = await Deno.open(`${cacheDir}.lock`, { write: true, create: true });
+  } catch (e) {
+    throw new RunWriteError(dir, e);
+  }
+  try {
+    await lock.lock(true);
+    await removeStale(cacheDir);
+    if ((await readCache(dir, params, layout)).weights) return;
+    const encoder = new TextEncoder();
+    const bytes = Object.fromEntries(
+      Object.entries(files).map((
+        [name, content],
+      ) => [name, typeof content === "string" ? encoder.encode(content) : content]),
+    );
+    const record: CacheRecord = {
+      format: CACHE_FORMAT,
+      key,
+      sha256: Object.fromEntries(Object.entries(bytes).map(([name, b]) => [name, sha256(b)])),
+    };
+    // An entry there could not be read: out of the way first, removed once the new one is in.
+    const old = `${dir}.old-${crypto.randomUUID().slice(0, 8)}`;
+    let moved = false;
+    try {
+      await Deno.rename(dir, old);
+      moved = true;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw new RunWriteError(dir, e);
+    }
+    await writeCheckpointDir(dir, { ...bytes, "cache.json": JSON.stringify(record) + "\n" });
+    if (moved) await Deno.remove(old, { recursive: true }).catch(() => {});
+  } finally {
+    lock.close();
+  }
+}
+
+/** Removes what crashed writers left in the cache (its lock held: no writer is at work). */
+async function removeStale(cacheDir: string): Promise<void> {
+  for await (const entry of Deno.readDir(cacheDir)) {
+    if (/\.(tmp|old)-[0-9a-f]{8}$/.test(entry.name)) {
+      await Deno.remove(`${cacheDir}/${entry.name}`, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Removes what crashed writers left in the cache when no writer is at work now; a cache that
+ * cannot be written is left as it is (reading it needs nothing more).
+ */
+async function sweepCache(cacheDir: string): Promise<void> {
+  let lock: Deno.FsFile;
+  try {
+    lock = await Deno.open(`${cacheDir}.lock`, { write: true, create: true });
+  } catch {
+    return;
+  }
+  try {
+    if (await lock.tryLock(true)) await removeStale(cacheDir).catch(() => {});
+  } finally {
+    lock.close();
+  }
+}
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
 }

@@ -13,10 +13,12 @@
 import { tf } from "../engine/backend.ts";
 import { checkpointFiles, loadCheckpoint, toTensorData } from "../engine/model/checkpoint.ts";
 import { decodeSafetensors, encodeSafetensors } from "../engine/model/safetensors.ts";
-import type { Params } from "../engine/model/transformer.ts";
+import type { Plan } from "../../dsl/plan.ts";
+import { modelConfig, type Params, paramShapes } from "../engine/model/transformer.ts";
 import type { LinearLayout } from "../engine/kernels/types.ts";
 import { Rng } from "../engine/random.ts";
-import { checkpointName, writeCheckpointDir } from "./run_dir.ts";
+import { RunSetupError } from "./setup.ts";
+import { checkpointName, osReason, writeCheckpointDir } from "./run_dir.ts";
 import type { Run } from "../rl/train_step.ts";
 
 /** `trainer_state.json`. */
@@ -95,34 +97,323 @@ export async function saveRunCheckpoint(
 }
 
 /**
- * Reads a checkpoint written by {@linkcode saveRunCheckpoint}.
- * @throws when a file is missing or malformed, or it belongs to another plan.
+ * Reads a checkpoint written by {@linkcode saveRunCheckpoint}. Given the `plan`, it also checks
+ * the checkpoint against it before anything of it is used: every field of `trainer_state.json`
+ * (types, ranges, the step its directory's name says), the weights' names and shapes, the
+ * tokenizer, finite weights and moments, and the copy of `metrics.jsonl` (whole lines, a line per
+ * step up to the checkpoint's, exactly `logs.metricsBytes` long). The logs of the run directory
+ * are checked by the resume ({@linkcode checkRunLogs}).
+ * @throws when a file is missing or malformed, or it belongs to another plan: the message starts
+ *   with the file (`trainer_state.json: step is 999, expected 10 (its directory's name)`).
  */
-export async function readRunCheckpoint(dir: string, planHash: string): Promise<RunCheckpoint> {
-  const state = JSON.parse(await Deno.readTextFile(`${dir}/trainer_state.json`)) as TrainerState;
+export async function readRunCheckpoint(
+  dir: string,
+  planHash: string,
+  plan?: Plan,
+): Promise<RunCheckpoint> {
+  const text = await inFile(
+    "trainer_state.json",
+    () => Deno.readTextFile(`${dir}/trainer_state.json`),
+  );
+  const state = inFileSync("trainer_state.json", () => JSON.parse(text)) as TrainerState;
+  if (state === null || typeof state !== "object" || Array.isArray(state)) {
+    throw new Error("trainer_state.json: not a JSON object");
+  }
   if (state.format !== "giftwrap.trainer_state/1") {
     throw new Error(`trainer_state.json has format '${state.format}'`);
   }
   if (state.planHash !== planHash) {
     throw new Error(`it belongs to plan ${state.planHash}, not ${planHash}`);
   }
-  const { weights } = await loadCheckpoint(dir, "[out, in]"); // read before a kernel set is chosen
-  const { tensors } = decodeSafetensors(await Deno.readFile(`${dir}/optimizer.safetensors`));
+  if (plan) checkState(state, plan, expectedStep(dir, plan));
+  if (plan) {
+    await inFile("config.json", async () => {
+      JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    });
+  }
+  // Read before a kernel set is chosen.
+  const { weights, alphabet } = await inFile(
+    "model.safetensors",
+    () => loadCheckpoint(dir, "[out, in]"),
+  );
+  if (plan) checkWeights(weights, alphabet, plan);
+  const { tensors } = await inFile(
+    "optimizer.safetensors",
+    async () => decodeSafetensors(await Deno.readFile(`${dir}/optimizer.safetensors`)),
+  );
   const moments = { m: {} as Record<string, Float32Array>, v: {} as Record<string, Float32Array> };
-  for (const name of Object.keys(weights)) {
+  for (const [name, w] of Object.entries(weights)) {
     const m = tensors[`m.${name}`];
     const v = tensors[`v.${name}`];
     if (!m || !v) throw new Error(`optimizer.safetensors lacks the moments of '${name}'`);
+    if (plan) {
+      for (const [which, t] of [["m", m], ["v", v]] as const) {
+        if (t.data.length !== w.data.length) {
+          throw new Error(
+            `optimizer.safetensors: ${which}.${name} has ${t.data.length} values, expected ` +
+              `${w.data.length} (the weight's)`,
+          );
+        }
+        const bad = t.data.findIndex((x) => !Number.isFinite(x) || (which === "v" && x < 0));
+        if (bad >= 0) {
+          throw new Error(
+            `optimizer.safetensors: ${which}.${name}[${bad}] is ${t.data[bad]}, expected a ` +
+              `finite number${which === "v" ? " ≥ 0" : ""}`,
+          );
+        }
+      }
+    }
     moments.m[name] = m.data;
     moments.v[name] = v.data;
   }
-  const metrics = await Deno.readTextFile(`${dir}/metrics.jsonl`);
+  const metrics = await inFile("metrics.jsonl", () => Deno.readTextFile(`${dir}/metrics.jsonl`));
+  if (plan) checkMetricsCopy(metrics, state);
   return { dir, state, weights, moments, metrics };
+}
+
+/** Runs `read`, its error's message prefixed with `file` (its class kept: a missing file is `NotFound`). */
+async function inFile<T>(file: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (e) {
+    throw withFile(file, e);
+  }
+}
+
+function inFileSync<T>(file: string, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    throw withFile(file, e);
+  }
+}
+
+function withFile(file: string, e: unknown): Error {
+  if (!(e instanceof Error)) return new Error(`${file}: ${String(e)}`);
+  const reason = osReason(e);
+  if (!reason.startsWith(`${file}`)) e.message = `${file}: ${reason}`;
+  return e;
+}
+
+/** The step a checkpoint directory must hold: the number in `step-NNNNNN`, or the plan's last. */
+function expectedStep(dir: string, plan: Plan): { step: number; why: string } | null {
+  const name = dir.slice(dir.lastIndexOf("/") + 1);
+  if (name === "final") return { step: plan.schedule.steps, why: "the plan's steps, as final/" };
+  const m = /^step-(\d+)$/.exec(name);
+  return m ? { step: Number(m[1]), why: "its directory's name" } : null;
+}
+
+function isInt(x: unknown, min: number, max: number): x is number {
+  return Number.isSafeInteger(x) && (x as number) >= min && (x as number) <= max;
+}
+
+function describe(x: unknown): string {
+  return typeof x === "string"
+    ? JSON.stringify(x)
+    : Array.isArray(x)
+    ? `an array of ${x.length}`
+    : String(typeof x === "object" && x !== null ? JSON.stringify(x).slice(0, 40) : x);
+}
+
+function field(name: string, value: unknown, expected: string): Error {
+  return new Error(`trainer_state.json: ${name} is ${describe(value)}, expected ${expected}`);
+}
+
+/** Checks every field of a trainer state against the plan it claims. */
+function checkState(
+  state: TrainerState,
+  plan: Plan,
+  expected: { step: number; why: string } | null,
+): void {
+  const { steps, optimizerStepsPerBatch } = plan.schedule;
+  const s = state as unknown as Record<string, unknown>;
+  const object = (name: string) => {
+    const value = s[name];
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw field(name, value, "an object");
+    }
+    return value as Record<string, unknown>;
+  };
+  if (!isInt(state.step, 1, steps)) {
+    throw field("step", state.step, `an integer from 1 to ${steps}`);
+  }
+  if (expected && state.step !== expected.step) {
+    throw field("step", state.step, `${expected.step} (${expected.why})`);
+  }
+  const optimizer = object("optimizer");
+  const updates = state.step * optimizerStepsPerBatch;
+  if (!isInt(optimizer.t, 0, updates)) {
+    throw field(
+      "optimizer.t",
+      optimizer.t,
+      `an integer from 0 to ${updates} (updates in ${state.step} steps)`,
+    );
+  }
+  const rng = object("rng");
+  for (const stream of ["sample", "prompts"]) {
+    const words = rng[stream];
+    if (
+      !Array.isArray(words) || words.length !== 4 || !words.every((w) => isInt(w, 0, 0xffffffff))
+    ) {
+      throw field(`rng.${stream}`, words, "4 unsigned 32-bit integers");
+    }
+  }
+  const cursor = object("cursor");
+  const order = cursor.order;
+  const size = plan.data.train;
+  if (!Array.isArray(order) || order.length === 0 || (size !== null && order.length !== size)) {
+    throw field(
+      "cursor.order",
+      order,
+      size === null ? "a permutation of the train problems" : `a permutation of 0…${size - 1}`,
+    );
+  }
+  const seen = new Uint8Array(order.length);
+  for (const i of order) {
+    if (!isInt(i, 0, order.length - 1) || seen[i as number]) {
+      throw field(
+        "cursor.order",
+        order,
+        `a permutation of 0…${order.length - 1} (holds ${describe(i)})`,
+      );
+    }
+    seen[i as number] = 1;
+  }
+  if (!isInt(cursor.next, 0, order.length)) {
+    throw field("cursor.next", cursor.next, `an integer from 0 to ${order.length}`);
+  }
+  const faults = object("faults");
+  if (!isInt(faults.total, 0, updates)) {
+    throw field("faults.total", faults.total, `an integer from 0 to ${updates}`);
+  }
+  const inRow = plan.optimizer.maxSkippedUpdates - 1;
+  if (!isInt(faults.inRow, 0, Math.min(inRow, faults.total as number))) {
+    throw field(
+      "faults.inRow",
+      faults.inRow,
+      `an integer from 0 to ${Math.min(inRow, faults.total as number)}`,
+    );
+  }
+  const logs = object("logs");
+  for (const log of ["metricsBytes", "samplesBytes"]) {
+    if (!isInt(logs[log], 0, Number.MAX_SAFE_INTEGER)) {
+      throw field(`logs.${log}`, logs[log], "a byte count (an integer ≥ 0)");
+    }
+  }
+}
+
+/** Checks a checkpoint's weights against the plan's model: names, shapes, tokenizer, finite. */
+function checkWeights(weights: RunCheckpoint["weights"], alphabet: string, plan: Plan): void {
+  if (alphabet !== plan.tokenizer.alphabet) {
+    throw new Error(
+      `config.json: the tokenizer's alphabet is ${JSON.stringify(alphabet)}, expected the plan's ` +
+        JSON.stringify(plan.tokenizer.alphabet),
+    );
+  }
+  const shapes = paramShapes(modelConfig(plan.model), "[out, in]");
+  for (const [name, { shape }] of Object.entries(shapes)) {
+    const w = weights[name];
+    if (!w || w.shape.join(",") !== shape.join(",")) {
+      throw new Error(
+        `model.safetensors: '${name}' has shape ${w ? `[${w.shape}]` : "none"}, expected ` +
+          `[${shape}] (the plan's model)`,
+      );
+    }
+    const bad = w.data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      throw new Error(
+        `model.safetensors: ${name}[${bad}] is ${w.data[bad]}, expected a finite number`,
+      );
+    }
+  }
+  const extra = Object.keys(weights).find((name) => !(name in shapes));
+  if (extra) throw new Error(`model.safetensors: '${extra}' is not a weight of the plan's model`);
+}
+
+/**
+ * Checks a checkpoint's copy of `metrics.jsonl`: whole JSON lines, a line per step up to the
+ * checkpoint's (after step 0's, when there is one), and `logs.metricsBytes` long.
+ */
+function checkMetricsCopy(metrics: string, state: TrainerState): void {
+  const bytes = new TextEncoder().encode(metrics).length;
+  if (bytes !== state.logs.metricsBytes) {
+    throw field(
+      "logs.metricsBytes",
+      state.logs.metricsBytes,
+      `${bytes} (its metrics.jsonl's size)`,
+    );
+  }
+  if (metrics !== "" && !metrics.endsWith("\n")) {
+    throw new Error("metrics.jsonl: its last line is cut short");
+  }
+  const lines = metrics === "" ? [] : metrics.slice(0, -1).split("\n");
+  const steps = lines.map((line, i) => {
+    let step: unknown;
+    try {
+      step = (JSON.parse(line) as { step?: unknown }).step;
+    } catch {
+      step = undefined;
+    }
+    if (!isInt(step, 0, Number.MAX_SAFE_INTEGER)) {
+      throw new Error(`metrics.jsonl: line ${i + 1} is not a metrics line with a step`);
+    }
+    return step;
+  });
+  const first = steps[0] === 0 ? 0 : 1;
+  const expected = Array.from({ length: state.step - first + 1 }, (_, i) => first + i);
+  if (steps.join(",") !== expected.join(",")) {
+    throw new Error(
+      `metrics.jsonl: has the steps ${
+        steps.length === 0 ? "none" : `${steps[0]}…${steps.at(-1)} (${steps.length} lines)`
+      }, ` +
+        `expected a line per step from ${first} to ${state.step} (trainer_state.json's step)`,
+    );
+  }
+}
+
+/**
+ * Checks a checkpoint against the run directory's `samples.jsonl`: the log holds at least the
+ * `logs.samplesBytes` the checkpoint covers, and they end at a line's end.
+ * @throws naming `samples.jsonl` and the field.
+ */
+export async function checkRunLogs(runDir: string, state: TrainerState): Promise<void> {
+  const want = state.logs.samplesBytes;
+  if (want === 0) return;
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(`${runDir}/samples.jsonl`, { read: true });
+  } catch (e) {
+    throw new Error(
+      `trainer_state.json: logs.samplesBytes is ${want}, but the run's samples.jsonl cannot be ` +
+        `read (${osReason(e)})`,
+    );
+  }
+  try {
+    const size = (await file.stat()).size;
+    if (want > size) {
+      throw field("logs.samplesBytes", want, `at most ${size} (the run's samples.jsonl's size)`);
+    }
+    const last = new Uint8Array(1);
+    await file.seek(want - 1, Deno.SeekMode.Start);
+    if ((await file.read(last)) !== 1 || last[0] !== 0x0a) {
+      throw field("logs.samplesBytes", want, "the end of a line of the run's samples.jsonl");
+    }
+  } finally {
+    file.close();
+  }
 }
 
 /** Puts a checkpoint's optimiser and trainer state into `run` (its policy is loaded already). */
 export function restoreRun(run: Run, checkpoint: RunCheckpoint): void {
   const { state, moments } = checkpoint;
+  // The plan may not know how many train problems a data file holds; the task does.
+  const size = run.task.splits.train.length;
+  if (state.cursor.order.length !== size) {
+    throw new RunSetupError(
+      `Cannot resume from ${checkpoint.dir}: trainer_state.json: cursor.order has ` +
+        `${state.cursor.order.length} problems, expected ${size} (the train split's)`,
+    );
+  }
   run.optimizer.t = state.optimizer.t;
   for (const [name, m] of Object.entries(run.optimizer.m)) {
     tf.tidy(() => m.assign(tf.tensor(moments.m[name]!, m.shape, "float32")));

@@ -65,10 +65,17 @@ export interface ExecuteOptions {
    */
   baseUrl?: string | URL;
   /**
-   * A run directory to continue, from its newest complete checkpoint (or from the start, in the
-   * same directory, when it has none). Its plan must be this plan.
+   * A run directory to continue, from its newest checkpoint that passes its checks (a newer one
+   * that fails is moved aside, never deleted), or from the start, in the same directory, when it
+   * has none at all. When it has checkpoints but none passes, the run stops with a
+   * `RunSetupError` and changes nothing. Its plan must be this plan.
    */
   resume?: string;
+  /**
+   * With `resume`: start that run over from step 0 in its directory instead, its earlier files
+   * (`run.json`, the logs, the report, `checkpoints/`) moved to `previous-<time>/` there.
+   */
+  restart?: boolean;
   /** Receives each console line of the default progress (`lineProgress`). @default console.log */
   log?: (line: string) => void;
   /** Shows the run's progress (the command line draws bars on a terminal). @default lines to `log` */
@@ -128,7 +135,7 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   //    rewards and a checkpoint reference; then the run directory, new or cut back
   const resumed = options.resume === undefined
     ? null
-    : held.use(await openResumable(options.resume, hash, progress, plan.inputs));
+    : held.use(await openResumable(options.resume, plan, hash, progress, options.restart));
   const seed = new Rng(plan.seed);
   const setup = held.use(await setUp(plan, seed, baseUrl));
   const config = modelConfig(plan.model);

@@ -49,7 +49,9 @@ export async function finish(
   const { steps, checkpointKeep } = plan.schedule;
   const outcome = schedule.outcome(started);
   progress.stop();
-  await dir.saveCheckpoint(run, steps, checkpointKeep, "final");
+  // A run resumed from its complete final checkpoint (killed before run.json said it finished)
+  // has it already: a checkpoint is never written over.
+  if (!dir.finishedSteps) await dir.saveCheckpoint(run, steps, checkpointKeep, "final");
   await onFinish?.(run);
   await dir.saveInfo({
     status: "finished",

@@ -1,6 +1,9 @@
 /**
- * Opening a run's directory: a new one under the runs directory, or one to resume, cut back to its
- * newest complete checkpoint. The {@linkcode RunDirectory} it returns is how the run writes there:
+ * Opening a run's directory: a new one under the runs directory, one to resume, cut back to its
+ * newest checkpoint that passes its checks, or one to start over in (`restart`). A resume never
+ * deletes what it cannot read: a checkpoint that fails is moved aside for the one before it, and
+ * when none is left it stops and changes nothing. The {@linkcode RunDirectory} it returns is how
+ * the run writes there:
  * `run.json`, the logs, checkpoints and the report. The directory's `run.lock` is held from the
  * moment it is opened and removed when the run ends, however it ends short of being killed.
  *
@@ -13,6 +16,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { type BackendInfo, tf } from "../engine/backend.ts";
 import type { Run } from "../rl/train_step.ts";
 import {
+  checkRunLogs,
   readRunCheckpoint,
   type RunCheckpoint,
   saveRunCheckpoint,
@@ -27,6 +31,7 @@ import {
   parseMetrics,
   pruneCheckpoints,
   type RunInfo,
+  RunWriteError,
   type SampleGroup,
   stepCheckpoints,
   unlockRunDir,
@@ -52,82 +57,152 @@ class RunLock implements AsyncDisposable {
 /** A resumable run directory, checked before anything loads; disposing it lets go of the lock. */
 export interface Resumable extends AsyncDisposable {
   dir: string;
+  /** `run.json` as the run left it; null when it has none, or when the run starts over. */
   info: RunInfo | null;
-  /** The newest complete checkpoint; null to start the run over in its directory. */
+  /** The newest checkpoint that passed every check; null to start the run over in its directory. */
   checkpoint: RunCheckpoint | null;
+  /**
+   * Newer checkpoints that failed a check, each with where it is moved when the run starts
+   * (`checkpoints/step-000010.unreadable`): kept, never deleted, and out of the new ones' way.
+   */
+  passedOver: { name: string; aside: string }[];
+  /** Whether the run starts over at the user's request (`restart`): its files are moved aside. */
+  restart: boolean;
   /** `run.lock`, held until the run ends (disposing the directory or this lets go of it). */
   lock: AsyncDisposable;
 }
 
 /**
- * The run directory to resume, and its last complete checkpoint (a checkpoint that cannot be read
- * is passed over for the one before it).
- * @throws {RunSetupError} when it is not a run of this plan, finished, or running now.
+ * The run directory to resume (or, with `restart`, to start over in), and its last complete
+ * checkpoint: `final/` or the newest `step-*`, read and checked against the plan and the run's
+ * logs. A checkpoint that fails is passed over for the one before it (a line says why; the run
+ * moves it aside, see {@linkcode Resumable.passedOver}); when every one fails, nothing is changed
+ * and the resume stops. A directory without any checkpoint (killed before its first) starts over.
+ * @throws {RunSetupError} when it is not a run of this plan, finished, running now, or none of its
+ *   checkpoints can be used.
  */
 export async function openResumable(
   dir: string,
+  plan: Plan,
   hash: string,
   progress: Progress,
-  inputs?: readonly PlanInput[],
+  restart = false,
 ): Promise<Resumable> {
+  const verb = restart ? "restart" : "resume";
+  const inputs = plan.inputs;
   let ran: { hash?: string; inputs?: PlanInput[] };
   try {
     ran = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "it has no plan.json" : (e as Error).message;
-    throw new RunSetupError(`Cannot resume '${dir}': ${why}`);
+    throw new RunSetupError(`Cannot ${verb} '${dir}': ${why}`);
   }
   // A file it names changed: name it, as the recipe alone would not tell what differs.
   const change = ran.hash === hash ? null : inputChange(ran.inputs, inputs);
   if (change !== null && Array.isArray(ran.inputs)) {
     throw new RunSetupError(
-      `Cannot resume '${dir}': ${describeChange(change, "the run started")}; resume with the ` +
+      `Cannot ${verb} '${dir}': ${describeChange(change, "the run started")}; ${verb} with the ` +
         "same file, or start a new run",
     );
   }
   if (ran.hash !== hash) {
     throw new RunSetupError(
-      `Cannot resume '${dir}': it ran plan ${ran.hash}, this recipe compiles to ${hash}; ` +
-        `resume it with the recipe it ran, ${dir}/recipe.json`,
+      `Cannot ${verb} '${dir}': it ran plan ${ran.hash}, this recipe compiles to ${hash}; ` +
+        `${verb} it with the recipe it ran, ${dir}/recipe.json`,
     );
   }
   const finished = (info: RunInfo | null) =>
     new RunSetupError(`Cannot resume '${dir}': it finished (step ${info?.step})`);
   let info = await readRunInfo(dir);
-  if (info?.status === "finished") throw finished(info);
+  if (!restart && info?.status === "finished") throw finished(info);
   const file = await lockRunDir(dir).catch((e) => {
-    throw new RunSetupError(`Cannot resume '${dir}': ${(e as Error).message}`);
+    throw new RunSetupError(`Cannot ${verb} '${dir}': ${(e as Error).message}`);
   });
   if (!file) {
     throw new RunSetupError(
-      `Cannot resume '${dir}': another process is running it (process ${info?.pid})`,
+      `Cannot ${verb} '${dir}': another process is running it (process ${info?.pid})`,
     );
   }
   const lock = new RunLock(dir, file);
+  const resumable = (
+    checkpoint: RunCheckpoint | null,
+    passedOver: Resumable["passedOver"],
+  ): Resumable => ({
+    dir,
+    info: restart ? null : info,
+    checkpoint,
+    passedOver,
+    restart,
+    lock,
+    [Symbol.asyncDispose]: () => lock[Symbol.asyncDispose](),
+  });
   try {
     // Again under the lock: a run that was ending as we first looked has said so by now.
     info = await readRunInfo(dir);
+    if (restart) return resumable(null, []);
     if (info?.status === "finished") throw finished(info);
-    let checkpoint: RunCheckpoint | null = null;
-    for (const { dir: name } of await stepCheckpoints(`${dir}/checkpoints`)) {
+    const failed: { name: string; why: string }[] = [];
+    for (const name of await checkpointCandidates(`${dir}/checkpoints`)) {
       try {
-        checkpoint = await readRunCheckpoint(`${dir}/checkpoints/${name}`, hash);
-        break;
+        const checkpoint = await readRunCheckpoint(`${dir}/checkpoints/${name}`, hash, plan);
+        await checkRunLogs(dir, checkpoint.state);
+        const passedOver = [];
+        for (const bad of failed) {
+          progress.log(`checkpoint ${bad.name} cannot be used (${bad.why}); trying the one before`);
+          passedOver.push({ name: bad.name, aside: await asideName(dir, bad.name) });
+        }
+        return resumable(checkpoint, passedOver);
       } catch (e) {
-        progress.log(
-          `checkpoint ${name} cannot be read (${(e as Error).message}); trying the one before`,
-        );
+        failed.push({ name, why: inCheckpoint(name, e) });
       }
     }
-    return {
-      dir,
-      info,
-      checkpoint,
-      lock,
-      [Symbol.asyncDispose]: () => lock[Symbol.asyncDispose](),
-    };
+    if (failed.length > 0) {
+      throw new RunSetupError(
+        `Cannot resume '${dir}': no checkpoint can be used (${failed[0]!.why}); nothing was ` +
+          `changed; to start the run over in this directory, run it with --restart ${dir} ` +
+          `instead of --resume (its files are then moved to ${dir}/previous-<time>/)`,
+      );
+    }
+    return resumable(null, []);
   } catch (e) {
     await lock[Symbol.asyncDispose]();
+    throw e;
+  }
+}
+
+/** The checkpoints a resume may start from, the newest first: `final/`, then `step-*` by step. */
+async function checkpointCandidates(checkpointsDir: string): Promise<string[]> {
+  const steps = (await stepCheckpoints(checkpointsDir)).map((c) => c.dir);
+  try {
+    if ((await Deno.stat(`${checkpointsDir}/final`)).isDirectory) return ["final", ...steps];
+  } catch {
+    // No final checkpoint.
+  }
+  return steps;
+}
+
+/** Why a checkpoint failed, in one line naming its file: `checkpoints/step-000010/…: …`. */
+function inCheckpoint(name: string, e: unknown): string {
+  const why = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+  return /^[\w.]+\.(json|jsonl|safetensors)[: ]/.test(why)
+    ? `checkpoints/${name}/${why}`
+    : `checkpoints/${name}: ${why}`;
+}
+
+/** Where a checkpoint that failed its checks is moved: `checkpoints/<name>.unreadable[-N]`. */
+async function asideName(dir: string, name: string): Promise<string> {
+  for (let n = 1;; n++) {
+    const aside = `${name}.unreadable${n === 1 ? "" : `-${n}`}`;
+    if (!(await exists(`${dir}/checkpoints/${aside}`))) return aside;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
     throw e;
   }
 }
@@ -164,6 +239,7 @@ export async function openRunDir(
   options: OpenOptions,
 ): Promise<RunDirectory> {
   const checkpoint = resumed?.checkpoint ?? null;
+  // A restarted run is a new run in its old directory: its own run.json from the start.
   const resumeStep = checkpoint?.state.step ?? 0;
   const dir = resumed?.dir ?? await createRunDir(options.runsDir, plan.name);
   const lock = resumed?.lock ?? new RunLock(dir, await lockRunDir(dir));
@@ -188,12 +264,12 @@ export async function openRunDir(
       : null,
     resumes: [
       ...resumed?.info?.resumes ?? [],
-      ...(resumed ? [{ fromStep: resumeStep, at: now }] : []),
+      ...(resumed && !resumed.restart ? [{ fromStep: resumeStep, at: now }] : []),
     ],
     result: null,
     error: null,
   };
-  return new RunDirectory(dir, hash, info, resumed !== null, checkpoint, lock, options);
+  return new RunDirectory(dir, hash, info, resumed, checkpoint, lock, options);
 }
 
 /**
@@ -213,8 +289,8 @@ export class RunDirectory implements AsyncDisposable {
     readonly hash: string,
     /** `run.json` as last written. */
     public info: RunInfo,
-    /** Whether the directory is a resumed run's. */
-    readonly resumed: boolean,
+    /** The resumed (or restarted) run's directory as opened; null for a new run. */
+    readonly opened: Resumable | null,
     /** The checkpoint the run continues from; null for a run from the start. */
     readonly checkpoint: RunCheckpoint | null,
     readonly lock: AsyncDisposable,
@@ -224,6 +300,11 @@ export class RunDirectory implements AsyncDisposable {
     this.#metricsText = checkpoint?.metrics ?? "";
   }
 
+  /** Whether the directory is a resumed (or restarted) run's. */
+  get resumed(): boolean {
+    return this.opened !== null;
+  }
+
   /** The last step done before this process started: the checkpoint's, or 0. */
   get resumeStep(): number {
     return this.checkpoint?.state.step ?? 0;
@@ -231,17 +312,25 @@ export class RunDirectory implements AsyncDisposable {
 
   /**
    * Writes the directory as the run starts and announces it: a new run's recipe and plan; a
-   * resumed run's logs cut back to its checkpoint (or its checkpoints removed, to start over
-   * without one); `run.json` as `running`.
+   * resumed run's checkpoints that failed their checks moved aside and its logs cut back to its
+   * checkpoint (or, without one, `initial/` written again from the seed and the logs begun
+   * again); a restarted run's files moved to `previous-<time>/`; `run.json` as `running`.
    */
   async start(plan: Plan, backend: BackendInfo): Promise<void> {
-    const { dir, hash, checkpoint, resumeStep } = this;
-    if (!this.resumed) {
+    const { dir, hash, checkpoint, resumeStep, opened } = this;
+    let previous: string | null = null;
+    if (!opened) {
       await writeFileAtomic(`${dir}/recipe.json`, JSON.stringify(plan.recipe, null, 2) + "\n");
       await writeFileAtomic(`${dir}/plan.json`, JSON.stringify({ hash, ...plan }, null, 2) + "\n");
+    } else if (opened.restart) {
+      previous = await moveRunAside(dir);
     } else if (!checkpoint) {
-      // Nothing to continue from: start over in the same directory.
-      await Deno.remove(this.checkpointsDir, { recursive: true }).catch(() => {});
+      // Killed before its first checkpoint: start over. initial/ is the policy the seed and the
+      // warm start give, written again the same.
+      await Deno.remove(`${this.checkpointsDir}/initial`, { recursive: true }).catch(() => {});
+    }
+    for (const { name, aside } of opened?.passedOver ?? []) {
+      await renameInRun(`${this.checkpointsDir}/${name}`, `${this.checkpointsDir}/${aside}`);
     }
     await this.saveInfo({});
     if (checkpoint) await writeFileAtomic(`${dir}/metrics.jsonl`, checkpoint.metrics);
@@ -250,11 +339,26 @@ export class RunDirectory implements AsyncDisposable {
     const logs = checkpoint?.state.logs;
     this.#metrics = await JsonlLog.open(`${dir}/metrics.jsonl`, logs?.metricsBytes ?? 0);
     this.#samples = await JsonlLog.open(`${dir}/samples.jsonl`, logs?.samplesBytes ?? 0);
+    const verb = opened?.restart ? "restart" : opened ? "resume" : "run";
     this.options.progress.log(
-      `${this.resumed ? "resume" : "run"} ${plan.name} · plan ${hash} · ${backend.description} · ` +
+      `${verb} ${plan.name} · plan ${hash} · ${backend.description} · ` +
         `${plan.model.params.toLocaleString("en-US")} parameters → ${dir}` +
-        (this.resumed ? ` · from ${checkpoint ? `step ${resumeStep}` : "the start"}` : ""),
+        (opened ? ` · from ${checkpoint ? `step ${resumeStep}` : "the start"}` : ""),
     );
+    for (const { name, aside } of opened?.passedOver ?? []) {
+      this.options.progress.log(`checkpoint ${name} is kept as checkpoints/${aside}`);
+    }
+    if (previous) this.options.progress.log(`the run's earlier files are in ${previous}/`);
+    if (this.finishedSteps) {
+      this.options.progress.log(
+        `checkpoints/final is complete: every step is done; finishing the run without training`,
+      );
+    }
+  }
+
+  /** Whether the run continues from its final checkpoint: every step done, nothing to train. */
+  get finishedSteps(): boolean {
+    return this.checkpoint !== null && basename(this.checkpoint.dir) === "final";
   }
 
   /** The metrics lines up to the checkpoint (none for a run from the start). */
@@ -346,6 +450,43 @@ function versions(): RunInfo["versions"] {
     typescript: Deno.version.typescript,
     tfjs: tf.version.tfjs,
   };
+}
+
+/**
+ * Moves a run's files (`run.json`, the logs, the report, `checkpoints/`) into a new
+ * `previous-<time>/` of its directory, for the run to start over beside them. Returns its path.
+ */
+async function moveRunAside(dir: string): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  let previous = "";
+  for (let n = 1;; n++) {
+    previous = `${dir}/previous-${stamp}${n === 1 ? "" : `-${n}`}`;
+    try {
+      await Deno.mkdir(previous);
+      break;
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      throw new RunWriteError(previous, e);
+    }
+  }
+  for (const name of ["run.json", "metrics.jsonl", "samples.jsonl", "report.html", "checkpoints"]) {
+    try {
+      await Deno.lstat(`${dir}/${name}`);
+    } catch {
+      continue;
+    }
+    await renameInRun(`${dir}/${name}`, `${previous}/${name}`);
+  }
+  return previous;
+}
+
+/** Renames `from` to `to` within the run directory, a failure a {@linkcode RunWriteError}. */
+async function renameInRun(from: string, to: string): Promise<void> {
+  try {
+    await Deno.rename(from, to);
+  } catch (e) {
+    throw new RunWriteError(to, e);
+  }
 }
 
 function basename(path: string): string {

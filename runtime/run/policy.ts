@@ -49,6 +49,7 @@ export async function startPolicy(
       // Beside the run: a resumed run's directory may not be under `runsDir`.
       cacheDir: `${dirname(dir.dir)}/.cache/warm-start`,
       matmul: backend.matmul.blas,
+      note: (line) => progress.log(line),
       progress: async (done, _total, loss) => {
         progress.update({ done, loss });
         if (await stopRequested(signal)) throw new Interrupted();

@@ -186,8 +186,10 @@ export function checkpointName(step: number): string {
 
 /**
  * Writes `files` as the directory `dir`: into a temporary sibling, each file synced, then renamed
- * into place. `dir` must not exist yet (checkpoints are never overwritten: each step has its own
- * name). A failure removes the temporary directory and leaves every other checkpoint as it was.
+ * into place. `dir` must not exist yet: checkpoints are never overwritten (each step has its own
+ * name; a resume moves a checkpoint that fails its checks aside before the run writes that step
+ * again, and one resumed from a complete `final/` does not write it again). A failure removes the
+ * temporary directory and leaves every other checkpoint as it was.
  */
 export function writeCheckpointDir(
   dir: string,

@@ -10,7 +10,9 @@ import {
   saveRunCheckpoint,
   trainerState,
 } from "../../../runtime/run/checkpoint.ts";
+import { tinyGpt } from "../../../mod.ts";
 import { withTempDir } from "../../_helpers.ts";
+import { tinyPlan } from "../_tiny.ts";
 import { releaseRun, tinyRun, valuesOf } from "../_run.ts";
 
 const HASH = "0123456789abcdef";
@@ -133,6 +135,60 @@ Deno.test("readRunCheckpoint() refuses another plan's checkpoint, another format
       );
       await Deno.remove(file);
       await assert.rejects(() => readRunCheckpoint(at, HASH), Deno.errors.NotFound);
+    } finally {
+      releaseRun(run);
+    }
+  });
+});
+
+Deno.test("readRunCheckpoint() given the plan refuses non-finite moments, shapes not the plan's", async () => {
+  await withTempDir(async (dir) => {
+    const run = await tinyRun();
+    try {
+      await trainStep(run, 1);
+      const metrics = '{"step":0}\n{"step":1}\n';
+      const state = trainerState(run, 1, HASH, { metricsBytes: metrics.length, samplesBytes: 0 });
+      const name = await saveRunCheckpoint(dir, run, state, metrics);
+      const at = `${dir}/${name}`;
+      // As saved, it passes every check.
+      const read = await readRunCheckpoint(at, HASH, run.plan);
+      assert.deepEqual(read.state, state);
+      const [first] = Object.keys(run.params);
+      const optimizer = `${at}/optimizer.safetensors`;
+      const saved = await Deno.readFile(optimizer);
+      const { tensors } = decodeSafetensors(saved);
+      const nan = tensors[`m.${first}`]!.data.slice();
+      nan[3] = NaN;
+      await Deno.writeFile(
+        optimizer,
+        encodeSafetensors({ ...tensors, [`m.${first}`]: { ...tensors[`m.${first}`]!, data: nan } }),
+      );
+      await assert.rejects(
+        () => readRunCheckpoint(at, HASH, run.plan),
+        (e: Error) =>
+          e.message ===
+            `optimizer.safetensors: m.${first}[3] is NaN, expected a finite number`,
+      );
+      // Without the plan, as before: read as it is.
+      await readRunCheckpoint(at, HASH);
+      await Deno.writeFile(optimizer, saved);
+      // A plan of another width.
+      const wider = tinyPlan({ policy: tinyGpt({ layers: 1, dModel: 64, heads: 2 }) });
+      await assert.rejects(
+        () => readRunCheckpoint(at, HASH, wider),
+        (e: Error) =>
+          /^model\.safetensors: '.*' has shape \[.*\], expected \[.*\] \(the plan's model\)$/.test(
+            e.message,
+          ),
+      );
+      // The metrics copy must cover the step.
+      await Deno.writeTextFile(`${at}/metrics.jsonl`, '{"step":0}\n{"step":2}\n');
+      await assert.rejects(
+        () => readRunCheckpoint(at, HASH, run.plan),
+        (e: Error) =>
+          e.message ===
+            "metrics.jsonl: has the steps 0…2 (2 lines), expected a line per step from 0 to 1 (trainer_state.json's step)",
+      );
     } finally {
       releaseRun(run);
     }

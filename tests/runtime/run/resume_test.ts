@@ -497,3 +497,269 @@ Deno.test("execute() resumed with no checkpoint yet starts over in the same dire
     assert.deepEqual((await runInfo(dir)).resumes.map((r) => r.fromStep), [0]);
   });
 });
+
+const CRASHER = decodeURIComponent(new URL("crash_after_rename.ts", FIXTURES).pathname);
+
+/**
+ * Runs `giftwrap args`, killed with SIGKILL the moment a rename lands on a path ending with
+ * `suffix` (a checkpoint in place, `run.json` not yet updated). Returns the run directory.
+ */
+async function crashAfterRename(args: string[], suffix: string): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_PERMISSIONS, "--allow-run", CRASHER, ...args],
+    env: { NO_COLOR: "1", CRASH_AFTER_RENAME: suffix },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(code, 137, `not killed at ${suffix}:\n${text.decode(stdout)}${text.decode(stderr)}`);
+  return runDirOf(text.decode(stdout));
+}
+
+/** Every file under `dir` (but `run.lock`), by relative path: its bytes. */
+async function filesOf(dir: string, under = ""): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for await (const entry of Deno.readDir(`${dir}/${under}`)) {
+    const path = under === "" ? entry.name : `${under}/${entry.name}`;
+    if (entry.isDirectory) {
+      for (const [p, bytes] of await filesOf(dir, path)) files.set(p, bytes);
+    } else if (path !== "run.lock") {
+      files.set(path, await Deno.readFile(`${dir}/${path}`));
+    }
+  }
+  return files;
+}
+
+Deno.test("execute() killed as checkpoints/final lands, before run.json says so, resumes and finishes", async () => {
+  await withTempDir(async (tmp) => {
+    const recipe = await writeRecipe(tmp, "resumable", resumable("wasm"));
+    const runsDir = `${tmp}/runs`;
+    const full = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
+    assert.equal(full.code, 0, full.stderr);
+    const dir = await crashAfterRename(
+      ["run", recipe, "--runs-dir", runsDir],
+      "/checkpoints/final",
+    );
+    assert.equal((await runInfo(dir)).status, "running");
+    const final = await filesOf(`${dir}/checkpoints/final`);
+
+    const resumed = await giftwrap(["run", recipe, "--resume", dir]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assertNoStack(resumed.stderr);
+    assert.match(lines(resumed.stdout)[0]!, / · from step 12$/);
+    assert.ok(
+      lines(resumed.stdout).includes(
+        "checkpoints/final is complete: every step is done; finishing the run without training",
+      ),
+      resumed.stdout,
+    );
+    // The final checkpoint is the one the killed run wrote, untouched, and the run is the
+    // uninterrupted one.
+    assert.deepEqual(await filesOf(`${dir}/checkpoints/final`), final);
+    await assertSameRun(dir, runDirOf(full.stdout));
+    const info = await runInfo(dir);
+    assert.equal(info.status, "finished");
+    assert.deepEqual(info.resumes.map((r) => r.fromStep), [12]);
+    assert.deepEqual(info.checkpoint, { step: 12, dir: "checkpoints/final" });
+  });
+});
+
+Deno.test("execute() resumed past a corrupted newest checkpoint keeps it aside and writes the uninterrupted run", async () => {
+  await withTempDir(async (tmp) => {
+    const recipe = await writeRecipe(tmp, "resumable", resumable("wasm"));
+    const runsDir = `${tmp}/runs`;
+    const full = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
+    assert.equal(full.code, 0, full.stderr);
+    const dir = await crashAfterRename(
+      ["run", recipe, "--runs-dir", runsDir],
+      "/checkpoints/step-000008",
+    );
+    // Its weights cut short, as a failing disk might leave them.
+    const model = `${dir}/checkpoints/step-000008/model.safetensors`;
+    const bytes = await Deno.readFile(model);
+    await Deno.writeFile(model, bytes.subarray(0, bytes.length >> 1));
+    const corrupted = await filesOf(`${dir}/checkpoints/step-000008`);
+
+    const resumed = await giftwrap(["run", recipe, "--resume", dir]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assertNoStack(resumed.stderr);
+    const out = lines(resumed.stdout);
+    assert.match(
+      out[0]!,
+      /^checkpoint step-000008 cannot be used \(checkpoints\/step-000008\/model\.safetensors: .*\); trying the one before$/,
+    );
+    assert.match(out[1]!, / · from step 6$/);
+    assert.equal(out[2], "checkpoint step-000008 is kept as checkpoints/step-000008.unreadable");
+    await assertSameRun(dir, runDirOf(full.stdout));
+    assert.deepEqual((await runInfo(dir)).resumes.map((r) => r.fromStep), [6]);
+    // Nothing it could not read is deleted: the corrupted checkpoint is aside, as it was.
+    assert.deepEqual(await filesOf(`${dir}/checkpoints/step-000008.unreadable`), corrupted);
+    const kept = (await Array.fromAsync(Deno.readDir(`${dir}/checkpoints`))).map((e) => e.name);
+    assert.deepEqual(kept.sort(), [
+      "final",
+      "initial",
+      "step-000008",
+      "step-000008.unreadable",
+      "step-000010",
+    ]);
+  });
+});
+
+Deno.test("execute() with no checkpoint it can use stops in one line, changes nothing, and --restart starts over", async () => {
+  await withTempDir(async (tmp) => {
+    const recipe = await writeRecipe(tmp, "short", resumable("wasm", { steps: 6 }));
+    const runsDir = `${tmp}/runs`;
+    const full = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
+    assert.equal(full.code, 0, full.stderr);
+    const dir = await crashAfterRename(
+      ["run", recipe, "--runs-dir", runsDir],
+      "/checkpoints/step-000004",
+    );
+    // Both step checkpoints' trainer state unreadable; their weights intact.
+    for (const name of ["step-000002", "step-000004"]) {
+      await Deno.writeTextFile(`${dir}/checkpoints/${name}/trainer_state.json`, '{"format":');
+    }
+    const before = await filesOf(dir);
+    const refused = await giftwrap(["run", recipe, "--resume", dir]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.equal(refused.stdout, "");
+    assertNoStack(refused.stderr);
+    assert.deepEqual(lines(refused.stderr), [
+      `giftwrap: Cannot resume '${dir}': no checkpoint can be used ` +
+      `(checkpoints/step-000004/trainer_state.json: Unexpected end of JSON input); nothing was ` +
+      `changed; to start the run over in this directory, run it with --restart ${dir} instead ` +
+      `of --resume (its files are then moved to ${dir}/previous-<time>/)`,
+    ]);
+    assert.deepEqual(await filesOf(dir), before);
+
+    const restarted = await giftwrap(["run", recipe, "--restart", dir]);
+    assert.equal(restarted.code, 0, restarted.stderr);
+    assert.match(lines(restarted.stdout)[0]!, /^restart tiny · .* → .* · from the start$/);
+    await assertSameRun(dir, runDirOf(full.stdout));
+    const info = await runInfo(dir);
+    assert.equal(info.status, "finished");
+    assert.deepEqual(info.resumes, []);
+    // The earlier files, byte for byte, in previous-<time>/.
+    const [previous, ...more] = (await Array.fromAsync(Deno.readDir(dir)))
+      .map((e) => e.name).filter((n) => n.startsWith("previous-"));
+    assert.match(previous!, /^previous-\d{8}-\d{6}$/);
+    assert.deepEqual(more, []);
+    const moved = await filesOf(`${dir}/${previous}`);
+    const expected = new Map(
+      [...before].filter(([p]) => !["recipe.json", "plan.json"].includes(p)),
+    );
+    assert.deepEqual(moved, expected);
+    // --resume and --restart together are a usage error.
+    const both = await giftwrap(["run", recipe, "--resume", dir, "--restart", dir]);
+    assert.equal(both.code, 2);
+  });
+});
+
+Deno.test("execute() resumed where run.json is gone but checkpoints/final is complete finishes, never retrains", async () => {
+  await withTempDir(async (tmp) => {
+    const { recipe, dir } = await shortRun(tmp);
+    const metrics = await Deno.readTextFile(`${dir}/metrics.jsonl`);
+    const final = await Deno.stat(`${dir}/checkpoints/final/model.safetensors`);
+    await Deno.remove(`${dir}/run.json`);
+    const resumed = await giftwrap(["run", recipe, "--resume", dir]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.ok(
+      lines(resumed.stdout).includes(
+        "checkpoints/final is complete: every step is done; finishing the run without training",
+      ),
+      resumed.stdout,
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/metrics.jsonl`), metrics);
+    // The same file, never written again.
+    assert.equal((await Deno.stat(`${dir}/checkpoints/final/model.safetensors`)).ino, final.ino);
+    const info = await runInfo(dir);
+    assert.equal(info.status, "finished");
+    assert.deepEqual([info.step, info.checkpoint?.dir], [2, "checkpoints/final"]);
+  });
+});
+
+Deno.test("execute() refuses a checkpoint whose state does not hold up, naming the file and field", async () => {
+  await withTempDir(async (tmp) => {
+    const recipe = await writeRecipe(tmp, "short", resumable("wasm", { steps: 6 }));
+    const dir = await crashAfterRename(
+      ["run", recipe, "--runs-dir", `${tmp}/runs`],
+      "/checkpoints/step-000002",
+    );
+    const file = `${dir}/checkpoints/step-000002/trainer_state.json`;
+    const state = JSON.parse(await Deno.readTextFile(file));
+    const metricsSize = (await Deno.stat(`${dir}/metrics.jsonl`)).size;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ step: 999 }, "step is 999, expected an integer from 1 to 6"],
+      [{ step: 4 }, "step is 4, expected 2 (its directory's name)"],
+      [
+        { logs: { ...state.logs, metricsBytes: 1e12 } },
+        `logs.metricsBytes is 1000000000000, expected ${state.logs.metricsBytes} (its metrics.jsonl's size)`,
+      ],
+      [
+        { logs: { ...state.logs, metricsBytes: -1 } },
+        "logs.metricsBytes is -1, expected a byte count (an integer ≥ 0)",
+      ],
+      [
+        { logs: { ...state.logs, samplesBytes: state.logs.samplesBytes + 1e9 } },
+        `logs.samplesBytes is ${
+          state.logs.samplesBytes + 1e9
+        }, expected at most ${state.logs.samplesBytes} (the run's samples.jsonl's size)`,
+      ],
+      [
+        { cursor: { ...state.cursor, next: 1e9 } },
+        `cursor.next is 1000000000, expected an integer from 0 to 60`,
+      ],
+      [
+        { cursor: { ...state.cursor, order: state.cursor.order.map(() => 0) } },
+        "cursor.order is an array of 60, expected a permutation of 0…59 (holds 0)",
+      ],
+    ];
+    for (const [change, why] of cases) {
+      await Deno.writeTextFile(file, JSON.stringify({ ...state, ...change }));
+      const refused = await giftwrap(["run", recipe, "--resume", dir]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stdout, "");
+      assert.equal(lines(refused.stderr).length, 1, refused.stderr);
+      assert.ok(
+        refused.stderr.startsWith(
+          `giftwrap: Cannot resume '${dir}': no checkpoint can be used ` +
+            `(checkpoints/step-000002/trainer_state.json: ${why}); nothing was changed;`,
+        ),
+        refused.stderr,
+      );
+      assert.equal((await Deno.stat(`${dir}/metrics.jsonl`)).size, metricsSize);
+    }
+  });
+});
+
+Deno.test({
+  ...needsMount(
+    "execute() whose warm-start cache write meets a full disk fails in one line, run.json failed, no temporary left",
+  ),
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const recipe = await writeRecipe(
+        tmp,
+        "short",
+        resumable("wasm", { steps: 2, eval: { every: 1 } }),
+      );
+      // Room for the run directory's first files, not for the warm start's weights.
+      const disk = `${tmp}/disk`;
+      await withTmpfs(disk, "size=64k", async () => {
+        const failed = await giftwrap(["run", recipe, "--runs-dir", `${disk}/runs`]);
+        assert.equal(failed.code, 1);
+        assertNoStack(failed.stderr);
+        assert.match(
+          failed.stderr,
+          /^giftwrap: Cannot write '.*\/runs\/\.cache\/warm-start\/[0-9a-f]{16}': No space left on device \(os error 28\)\n$/,
+        );
+        const dir = runDirOf(failed.stdout);
+        const info = await runInfo(dir);
+        assert.equal(info.status, "failed");
+        assert.match(info.error!, /^Cannot write '.*': No space left on device/);
+        const cache = await Array.fromAsync(Deno.readDir(`${disk}/runs/.cache/warm-start`));
+        assert.deepEqual(cache.map((e) => e.name), []);
+      });
+    });
+  },
+});
