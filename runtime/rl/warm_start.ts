@@ -18,7 +18,8 @@ import type { Plan } from "../../dsl/plan.ts";
 import { canonicalJson } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
 import type { Problem } from "../data/types.ts";
-import { checkpointFiles, loadCheckpoint } from "../engine/model/checkpoint.ts";
+import { readRegularFile } from "../engine/model/_regular_file.ts";
+import { checkpointFiles, loadCheckpoint, MAX_JSON_BYTES } from "../engine/model/checkpoint.ts";
 import type { LinearLayout } from "../engine/kernels/types.ts";
 import { osReason, RunWriteError, writeCheckpointDir } from "../run/run_dir.ts";
 import type { CharTokenizer } from "../engine/model/tokenizer.ts";
@@ -198,7 +199,7 @@ async function readCache(
 > {
   let text: string;
   try {
-    text = await Deno.readTextFile(`${dir}/cache.json`);
+    text = new TextDecoder().decode(await readRegularFile(`${dir}/cache.json`, MAX_JSON_BYTES));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       try {
@@ -219,10 +220,17 @@ async function readCache(
         throw new Error(`cache.json: no SHA-256 of ${name}`);
       }
     }
+    // The two files an entry holds, each no larger than its weights (and a header) can make it.
+    const limits: Record<string, number> = {
+      "model.safetensors": 4 * Object.values(params).reduce((n, p) => n + p.size, 0) + 2 ** 27,
+      "config.json": MAX_JSON_BYTES,
+    };
     for (const [name, digest] of Object.entries(record.sha256)) {
+      const limit = limits[name];
+      if (limit === undefined) throw new Error(`cache.json: names a file '${name}' of no entry`);
       let bytes: Uint8Array;
       try {
-        bytes = await Deno.readFile(`${dir}/${name}`);
+        bytes = await readRegularFile(`${dir}/${name}`, limit);
       } catch (e) {
         throw new Error(`${name}: ${osReason(e)}`);
       }

@@ -11,8 +11,15 @@
  */
 
 import { tf } from "../engine/backend.ts";
-import { checkpointFiles, loadCheckpoint, toTensorData } from "../engine/model/checkpoint.ts";
-import { decodeSafetensors, encodeSafetensors } from "../engine/model/safetensors.ts";
+import { readRegularFile } from "../engine/model/_regular_file.ts";
+import {
+  checkpointFiles,
+  loadCheckpoint,
+  MAX_JSON_BYTES,
+  readJsonFile,
+  toTensorData,
+} from "../engine/model/checkpoint.ts";
+import { encodeSafetensors, readSafetensorsFile } from "../engine/model/safetensors.ts";
 import type { Plan } from "../../dsl/plan.ts";
 import { modelConfig, type Params, paramShapes } from "../engine/model/transformer.ts";
 import type { LinearLayout } from "../engine/kernels/types.ts";
@@ -20,6 +27,9 @@ import { Rng } from "../engine/random.ts";
 import { RunSetupError } from "./setup.ts";
 import { checkpointName, osReason, writeCheckpointDir } from "./run_dir.ts";
 import type { Run } from "../rl/train_step.ts";
+
+/** The largest copy of `metrics.jsonl` a checkpoint is read with (a step's line is about 1 kB). */
+const MAX_METRICS_BYTES = 2 ** 30;
 
 /** `trainer_state.json`. */
 export interface TrainerState {
@@ -113,7 +123,10 @@ export async function readRunCheckpoint(
 ): Promise<RunCheckpoint> {
   const text = await inFile(
     "trainer_state.json",
-    () => Deno.readTextFile(`${dir}/trainer_state.json`),
+    async () =>
+      new TextDecoder().decode(
+        await readRegularFile(`${dir}/trainer_state.json`, MAX_JSON_BYTES),
+      ),
   );
   const state = inFileSync("trainer_state.json", () => JSON.parse(text)) as TrainerState;
   if (state === null || typeof state !== "object" || Array.isArray(state)) {
@@ -128,7 +141,7 @@ export async function readRunCheckpoint(
   if (plan) checkState(state, plan, expectedStep(dir, plan));
   if (plan) {
     await inFile("config.json", async () => {
-      JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+      await readJsonFile(`${dir}/config.json`);
     });
   }
   // Read before a kernel set is chosen.
@@ -139,7 +152,7 @@ export async function readRunCheckpoint(
   if (plan) checkWeights(weights, alphabet, plan);
   const { tensors } = await inFile(
     "optimizer.safetensors",
-    async () => decodeSafetensors(await Deno.readFile(`${dir}/optimizer.safetensors`)),
+    () => readSafetensorsFile(`${dir}/optimizer.safetensors`),
   );
   const moments = { m: {} as Record<string, Float32Array>, v: {} as Record<string, Float32Array> };
   for (const [name, w] of Object.entries(weights)) {
@@ -166,7 +179,11 @@ export async function readRunCheckpoint(
     moments.m[name] = m.data;
     moments.v[name] = v.data;
   }
-  const metrics = await inFile("metrics.jsonl", () => Deno.readTextFile(`${dir}/metrics.jsonl`));
+  const metrics = await inFile(
+    "metrics.jsonl",
+    async () =>
+      new TextDecoder().decode(await readRegularFile(`${dir}/metrics.jsonl`, MAX_METRICS_BYTES)),
+  );
   if (plan) checkMetricsCopy(metrics, state);
   return { dir, state, weights, moments, metrics };
 }

@@ -14,6 +14,7 @@ import { describeChange, inputChange } from "../../dsl/inputs.ts";
 import type { Plan, PlanInput } from "../../dsl/plan.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { type BackendInfo, tf } from "../engine/backend.ts";
+import { readJsonFile } from "../engine/model/checkpoint.ts";
 import type { Run } from "../rl/train_step.ts";
 import {
   checkRunLogs,
@@ -92,7 +93,7 @@ export async function openResumable(
   const inputs = plan.inputs;
   let ran: { hash?: string; inputs?: PlanInput[] };
   try {
-    ran = JSON.parse(await Deno.readTextFile(`${dir}/plan.json`));
+    ran = (await readJsonFile(`${dir}/plan.json`) ?? {}) as typeof ran;
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "it has no plan.json" : (e as Error).message;
     throw new RunSetupError(`Cannot ${verb} '${dir}': ${why}`);
@@ -210,7 +211,7 @@ async function exists(path: string): Promise<boolean> {
 /** `run.json`, or null: an older run directory, or one killed before it was first written. */
 async function readRunInfo(dir: string): Promise<RunInfo | null> {
   try {
-    return JSON.parse(await Deno.readTextFile(`${dir}/run.json`)) as RunInfo;
+    return await readJsonFile(`${dir}/run.json`) as RunInfo;
   } catch {
     return null;
   }

@@ -194,3 +194,45 @@ Deno.test("readRunCheckpoint() given the plan refuses non-finite moments, shapes
     }
   });
 });
+
+Deno.test("readRunCheckpoint() reads only regular files: a FIFO or /dev/zero in a checkpoint is refused at once", async () => {
+  await withTempDir(async (dir) => {
+    const run = await tinyRun();
+    try {
+      await trainStep(run, 1);
+      const metrics = '{"step":0}\n{"step":1}\n';
+      const state = trainerState(run, 1, HASH, { metricsBytes: metrics.length, samplesBytes: 0 });
+      const at = `${dir}/${await saveRunCheckpoint(dir, run, state, metrics)}`;
+      const swap = async (name: string, make: (path: string) => Promise<void>) => {
+        const path = `${at}/${name}`;
+        const saved = await Deno.readFile(path);
+        await Deno.remove(path);
+        await make(path);
+        try {
+          await assert.rejects(
+            () => readRunCheckpoint(at, HASH, run.plan),
+            (e: Error) =>
+              e.message.startsWith(`${name}: Cannot read '${path}' as it is a `) &&
+              e.message.endsWith(", not a regular file") && !e.message.includes("\n"),
+          );
+        } finally {
+          await Deno.remove(path);
+          await Deno.writeFile(path, saved);
+        }
+      };
+      const fifo = async (path: string) => {
+        const made = await new Deno.Command("mkfifo", { args: [path] }).output();
+        assert.equal(made.code, 0, new TextDecoder().decode(made.stderr));
+      };
+      const zero = (path: string) => Deno.symlink("/dev/zero", path);
+      await swap("trainer_state.json", fifo);
+      await swap("config.json", fifo);
+      await swap("optimizer.safetensors", zero);
+      await swap("metrics.jsonl", zero);
+      // Whole again, it reads.
+      assert.deepEqual((await readRunCheckpoint(at, HASH, run.plan)).state, state);
+    } finally {
+      releaseRun(run);
+    }
+  });
+});
