@@ -13,6 +13,7 @@
  * @module
  */
 
+import { readBody } from "./_body.ts";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { jsonSyntaxError } from "./_json_error.ts";
@@ -212,31 +213,13 @@ async function readText(
     await response.body?.cancel();
     return tooLong();
   }
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  const reader = response.body!.getReader();
+  let text: string | null;
   try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > limits.maxBytes) {
-        await reader.cancel().catch(() => {});
-        return tooLong();
-      }
-      parts.push(value);
-    }
+    text = await readBody(response, limits.maxBytes, false);
   } catch (e) {
-    if (e instanceof RecipeLoadError) throw e;
     return late(e);
   }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
-  }
-  return new TextDecoder().decode(bytes);
+  return text ?? tooLong();
 }
 
 /**

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { readBody } from "../../../dsl/_body.ts";
 import type { BatchScorer, Sample } from "./types.ts";
 
 /** Options of `httpScorer()`. */
@@ -98,46 +99,6 @@ function sleep(ms: number): Promise<void> {
 function failure(error: unknown): string {
   const timedOut = error instanceof DOMException && error.name === "TimeoutError";
   return timedOut ? "timeout" : oneLine(String((error as Error)?.message ?? error));
-}
-
-/**
- * At most `limit` bytes of `response`'s body, read as they arrive, as text; null when there are
- * more (the rest is cancelled, unless `truncate`: then the first `limit` bytes are the text).
- */
-async function readBody(
-  response: Response,
-  limit: number,
-  truncate: boolean,
-): Promise<string | null> {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  const reader = response.body?.getReader();
-  if (reader) {
-    try {
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (size + value.length > limit) {
-          await reader.cancel().catch(() => {});
-          if (!truncate) return null;
-          parts.push(value.subarray(0, limit - size));
-          size = limit;
-          break;
-        }
-        parts.push(value);
-        size += value.length;
-      }
-    } finally {
-      reader.releaseLock();
-    }
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
-  }
-  return new TextDecoder().decode(bytes);
 }
 
 /** Posts `body` to `url` without following redirects, or following those `followRedirects` allows. */
