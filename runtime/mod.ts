@@ -47,7 +47,23 @@ export {
   saveCheckpoint,
   weightsToTensors,
 } from "./engine/model/checkpoint.ts";
-export { type CharTokenizer, charTokenizer } from "./engine/model/tokenizer.ts";
+export {
+  type CharTokenizer,
+  charTokenizer,
+  type DecodeOptions,
+  type EncodeOptions,
+  type Tokenizer,
+} from "./engine/model/tokenizer.ts";
+export { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
+export {
+  type ChatMessage,
+  type ChatPrompt,
+  type ChatTemplate,
+  chatTemplate,
+  type ChatTemplateOptions,
+  renderChat,
+  type RenderChatOptions,
+} from "./engine/model/chat_template.ts";
 export { Rng } from "./engine/random.ts";
 
 // Sampling and evaluation.

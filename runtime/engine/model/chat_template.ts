@@ -13,7 +13,14 @@
 
 import { Template } from "@huggingface/jinja";
 
-/** One message of a conversation, in the OpenAI shape. */
+/**
+ * One message of a conversation, in the OpenAI shape.
+ *
+ * @example
+ * ```ts
+ * const message: ChatMessage = { role: "user", content: "What is 2+2?" };
+ * ```
+ */
 export interface ChatMessage {
   /** `"system"`, `"user"`, `"assistant"` or whatever role the template knows. */
   role: string;
@@ -24,10 +31,23 @@ export interface ChatMessage {
 /**
  * A prompt as a data row gives it: plain text (one user message when the model has a template,
  * the text itself when it has none), or a conversation `{ messages: [{ role, content }] }`.
+ *
+ * @example
+ * ```ts
+ * const plain: ChatPrompt = "What is 2+2?";
+ * const chat: ChatPrompt = { messages: [{ role: "user", content: "What is 2+2?" }] };
+ * ```
  */
 export type ChatPrompt = string | { messages: readonly ChatMessage[] };
 
-/** A parsed chat template with the special tokens `transformers` gives a template by name. */
+/**
+ * A parsed chat template with the special tokens `transformers` gives a template by name.
+ *
+ * @example
+ * ```ts
+ * const chat: ChatTemplate = chatTemplate("{{ messages[0].content }}");
+ * ```
+ */
 export interface ChatTemplate {
   /** The template's Jinja source. */
   source: string;
@@ -39,7 +59,14 @@ export interface ChatTemplate {
   template: Template;
 }
 
-/** Options of {@linkcode chatTemplate}. */
+/**
+ * Options of {@linkcode chatTemplate}.
+ *
+ * @example
+ * ```ts
+ * chatTemplate("{{ bos_token }}", { specialTokens: { bos_token: "<s>" }, origin: "'x/chat_template.jinja'" });
+ * ```
+ */
 export interface ChatTemplateOptions {
   /**
    * Special tokens by name (`bos_token`, `eos_token`, ...), as the template sees them.
@@ -55,7 +82,14 @@ export interface ChatTemplateOptions {
   origin?: string;
 }
 
-/** Options of {@linkcode renderChat}. */
+/**
+ * Options of {@linkcode renderChat}.
+ *
+ * @example
+ * ```ts
+ * const options: RenderChatOptions = { system: "Be brief.", templateArgs: { enable_thinking: false } };
+ * ```
+ */
 export interface RenderChatOptions {
   /**
    * A system prompt, put first as a system message unless the conversation starts with one.

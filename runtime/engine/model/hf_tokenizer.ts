@@ -26,7 +26,15 @@ export const MAX_TOKENIZER_JSON_BYTES = 64 * 2 ** 20;
 /** Largest `tokenizer_config.json`, `generation_config.json` or `chat_template.jinja` read. */
 export const MAX_TOKENIZER_CONFIG_BYTES = 16 * 2 ** 20;
 
-/** A Hugging Face tokenizer directory, loaded by {@linkcode loadHfTokenizer}. */
+/**
+ * A Hugging Face tokenizer directory, loaded by {@linkcode loadHfTokenizer}.
+ *
+ * @example
+ * ```ts
+ * const tok: HfTokenizer = await loadHfTokenizer("models/stories260K");
+ * tok.bosToken; // "<s>"
+ * ```
+ */
 export interface HfTokenizer extends Tokenizer {
   kind: "hf";
   /** The directory it was loaded from. */

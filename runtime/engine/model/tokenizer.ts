@@ -10,7 +10,14 @@
 
 import { SPECIAL_TOKENS } from "../../../dsl/tasks.ts";
 
-/** Options of {@linkcode Tokenizer.encode}. */
+/**
+ * Options of {@linkcode Tokenizer.encode}.
+ *
+ * @example
+ * ```ts
+ * charTokenizer("ab").encode("ab", { addSpecialTokens: true }); // [1, 3, 4]
+ * ```
+ */
 export interface EncodeOptions {
   /**
    * Add the tokenizer's special tokens: `<bos>` first when {@linkcode Tokenizer.addBos}, `<eos>`
@@ -22,7 +29,14 @@ export interface EncodeOptions {
   addSpecialTokens?: boolean;
 }
 
-/** Options of {@linkcode Tokenizer.decode}. */
+/**
+ * Options of {@linkcode Tokenizer.decode}.
+ *
+ * @example
+ * ```ts
+ * charTokenizer("ab").decode([1, 3, 4, 2], { skipSpecialTokens: false }); // "<bos>ab<eos>"
+ * ```
+ */
 export interface DecodeOptions {
   /**
    * Leave special tokens (`<bos>`, `<eos>`, `<|im_end|>`, ...) out of the text.

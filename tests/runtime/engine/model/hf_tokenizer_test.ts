@@ -4,6 +4,7 @@
 // special-token ids its tokenizer_config.json lists.
 
 import assert from "node:assert/strict";
+import { renderChat } from "../../../../runtime/engine/model/chat_template.ts";
 import {
   type HfTokenizer,
   loadHfTokenizer,
@@ -272,4 +273,19 @@ Deno.test("HfTokenizer encodes Qwen3's chat markup as its special ids", async ()
   assert.deepEqual(ids, [151_644, 872, 198, 6023, 151_645]);
   assert.equal(tok.decode(ids), "user\nhi");
   assert.equal(tok.decode(ids, { skipSpecialTokens: false }), "<|im_start|>user\nhi<|im_end|>");
+});
+
+Deno.test("loadHfTokenizer() takes the template named default, or chat_template.jinja first", async () => {
+  const config = {
+    bos_token: "<s>",
+    chat_template: [
+      { name: "tool_use", template: "tools" },
+      { name: "default", template: "{{ bos_token }}{{ messages[0].content }}" },
+    ],
+  };
+  await withStoriesTokenizer({ "tokenizer_config.json": JSON.stringify(config) }, async (dir) => {
+    assert.equal(renderChat((await loadHfTokenizer(dir)).chatTemplate, "Hi"), "<s>Hi");
+    await Deno.writeTextFile(`${dir}/chat_template.jinja`, "[{{ messages[0].content }}]");
+    assert.equal(renderChat((await loadHfTokenizer(dir)).chatTemplate, "Hi"), "[Hi]");
+  });
 });
