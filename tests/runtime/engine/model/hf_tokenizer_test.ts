@@ -137,6 +137,17 @@ Deno.test("loadHfTokenizer() reads tokens as objects, and add_bos_token/add_eos_
   });
 });
 
+Deno.test("loadHfTokenizer() adds a token that only added_tokens_decoder lists", async () => {
+  const config = { added_tokens_decoder: { "512": { content: "<|im_start|>", special: true } } };
+  await withStoriesTokenizer({ "tokenizer_config.json": JSON.stringify(config) }, async (dir) => {
+    const tok = await loadHfTokenizer(dir);
+    assert.equal(tok.vocabSize, 513);
+    assert.deepEqual(tok.encode("<|im_start|>Once"), [512, 403]);
+    assert.equal(tok.decode([512, 403]), "Once");
+    assert.equal(tok.decode([512, 403], { skipSpecialTokens: false }), "<|im_start|> Once");
+  });
+});
+
 Deno.test("loadHfTokenizer() lets added_tokens_decoder decide which tokens are special", async () => {
   const config = { added_tokens_decoder: { "0": { content: "<unk>", special: false } } };
   await withStoriesTokenizer({ "tokenizer_config.json": JSON.stringify(config) }, async (dir) => {
@@ -174,6 +185,11 @@ Deno.test("loadHfTokenizer() refuses a tokenizer.json that is not JSON, or not a
     await rejectsInOneLine(
       loadHfTokenizer(dir),
       /tokenizer\.json' field 'model' must be an object: current value is undefined/,
+    );
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, `{"model": {"type": "NoSuchModel"}}`);
+    await rejectsInOneLine(
+      loadHfTokenizer(dir),
+      /^Cannot load tokenizer from '.*\/tokenizer\.json': /,
     );
     await Deno.remove(`${dir}/tokenizer.json`);
     await Deno.mkdir(`${dir}/tokenizer.json`);
