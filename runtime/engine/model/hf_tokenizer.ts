@@ -1,6 +1,7 @@
 /**
  * A Hugging Face tokenizer directory as a {@linkcode Tokenizer}: `tokenizer.json` tokenizes
- * (through `@huggingface/tokenizers`), `tokenizer_config.json` names the special tokens, says
+ * (through `@huggingface/tokenizers`), `tokenizer_config.json` names the special tokens (else
+ * an older checkpoint's `special_tokens_map.json`), says
  * whether `<bos>`/`<eos>` are added (`add_bos_token`, `add_eos_token`) and holds the chat
  * template, and `generation_config.json` adds the ids that end a generation.
  *
@@ -285,11 +286,13 @@ export async function loadHfTokenizer(dir: string): Promise<HfTokenizer> {
   const paths = {
     json: `${dir}/tokenizer.json`,
     config: `${dir}/tokenizer_config.json`,
+    map: `${dir}/special_tokens_map.json`,
     generation: `${dir}/generation_config.json`,
   };
   // 1) the files
   const json = (await readJsonObject(paths.json, MAX_TOKENIZER_JSON_BYTES, false))!;
   const config = (await readJsonObject(paths.config, MAX_TOKENIZER_CONFIG_BYTES, true)) ?? {};
+  const map = await readJsonObject(paths.map, MAX_TOKENIZER_CONFIG_BYTES, true);
   const generation = await readJsonObject(paths.generation, MAX_TOKENIZER_CONFIG_BYTES, true);
   if (typeof json.model !== "object" || json.model === null) {
     throw new Error(
@@ -313,14 +316,20 @@ export async function loadHfTokenizer(dir: string): Promise<HfTokenizer> {
     [...lib.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id),
   );
 
-  // 3) special tokens by name, each in the vocabulary
-  const idOf = (field: string): { token: string | null; id: number | null } => {
+  // 3) special tokens by name, each in the vocabulary: the config's, else (older checkpoints)
+  // special_tokens_map.json's
+  const textOf = (field: string): { token: string | null; path: string } => {
     const token = tokenText(config, field, paths.config);
+    if (token !== null || map === null) return { token, path: paths.config };
+    return { token: tokenText(map, field, paths.map), path: paths.map };
+  };
+  const idOf = (field: string): { token: string | null; id: number | null } => {
+    const { token, path } = textOf(field);
     if (token === null) return { token, id: null };
     const id = lib.token_to_id(token);
     if (id === undefined) {
       throw new Error(
-        `Cannot load tokenizer as '${paths.config}' field '${field}' is ${shown(token)}, which ` +
+        `Cannot load tokenizer as '${path}' field '${field}' is ${shown(token)}, which ` +
           `'${paths.json}' does not know`,
       );
     }
@@ -364,7 +373,7 @@ export async function loadHfTokenizer(dir: string): Promise<HfTokenizer> {
   // 6) the chat template, with the special tokens by the names templates use
   const specialTokens: Record<string, string> = {};
   for (const field of ["bos_token", "eos_token", "unk_token", "pad_token"]) {
-    const token = tokenText(config, field, paths.config);
+    const { token } = textOf(field);
     if (token !== null) specialTokens[field] = token;
   }
   const chat = await readChatTemplate(dir, config, paths.config, specialTokens);

@@ -137,6 +137,29 @@ Deno.test("loadHfTokenizer() reads tokens as objects, and add_bos_token/add_eos_
   });
 });
 
+Deno.test("loadHfTokenizer() reads special_tokens_map.json when the config names no token", async () => {
+  const map = await Deno.readTextFile(`${STORIES}/special_tokens_map.json`);
+  await withStoriesTokenizer({ "special_tokens_map.json": map }, async (dir) => {
+    const tok = await loadHfTokenizer(dir);
+    assert.deepEqual([tok.bosId, tok.eosId, tok.padId, tok.addBos, tok.addEos], [
+      1,
+      2,
+      2,
+      true,
+      false,
+    ]);
+  });
+  await withStoriesTokenizer({
+    "special_tokens_map.json": `{"eos_token": "<eos>"}`,
+    "tokenizer_config.json": `{"bos_token": "<s>"}`,
+  }, async (dir) => {
+    await rejectsInOneLine(
+      loadHfTokenizer(dir),
+      /special_tokens_map\.json' field 'eos_token' is "<eos>", which '.*tokenizer\.json' does not/,
+    );
+  });
+});
+
 Deno.test("loadHfTokenizer() adds a token that only added_tokens_decoder lists", async () => {
   const config = { added_tokens_decoder: { "512": { content: "<|im_start|>", special: true } } };
   await withStoriesTokenizer({ "tokenizer_config.json": JSON.stringify(config) }, async (dir) => {
