@@ -108,13 +108,16 @@ export function ropeInverseFrequencies(config: ModelConfig): Float64Array {
  *
  * @example
  * ```ts
- * checkArchitecture({ ...config, headDim: 7 }); // throws: "headDim must be even (RoPE …), got 7"
+ * checkArchitecture({ ...config, headDim: 7 });
+ * // Error: Cannot run the model as 'headDim' must be a positive even integer (…): current value is 7
  * ```
  */
 export function checkArchitecture(config: ModelConfig): void {
   const fail = (field: string, expected: string, given: unknown) => {
     throw new Error(
-      `Invalid model config: ${field} must be ${expected}, got ${JSON.stringify(given)}`,
+      `Cannot run the model as '${field}' must be ${expected}: current value is ${
+        JSON.stringify(given)
+      }`,
     );
   };
   if (!Number.isInteger(config.headDim) || config.headDim <= 0 || config.headDim % 2 !== 0) {

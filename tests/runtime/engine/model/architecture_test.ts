@@ -333,23 +333,23 @@ Deno.test("checkArchitecture() refuses a bad field in one line naming it", () =>
   const cases: [ModelConfig, RegExp][] = [
     [
       { ...config, headDim: 7 },
-      /Invalid model config: headDim must be a positive even integer .*, got 7$/,
+      /Cannot run the model as 'headDim' must be a positive even integer .*: current value is 7$/,
     ],
     [
       { ...config, ropeTheta: 0 },
-      /Invalid model config: ropeTheta must be a positive number, got 0$/,
+      /Cannot run the model as 'ropeTheta' must be a positive number: current value is 0$/,
     ],
     [
       { ...config, ropeScaling: { ...scaling, type: "yarn" as "llama3" } },
-      /Invalid model config: ropeScaling.type must be "llama3", got "yarn"$/,
+      /Cannot run the model as 'ropeScaling.type' must be "llama3": current value is "yarn"$/,
     ],
     [
       { ...config, ropeScaling: { ...scaling, factor: -1 } },
-      /Invalid model config: ropeScaling.factor must be a positive number, got -1$/,
+      /Cannot run the model as 'ropeScaling.factor' must be a positive number: current value is -1$/,
     ],
     [
       { ...config, ropeScaling: { ...scaling, highFreqFactor: 1 } },
-      /Invalid model config: ropeScaling.highFreqFactor must be greater than lowFreqFactor \(1\), got 1$/,
+      /Cannot run the model as 'ropeScaling.highFreqFactor' must be greater than lowFreqFactor \(1\): current value is 1$/,
     ],
   ];
   for (const [bad, message] of cases) assert.throws(() => checkArchitecture(bad), message);
