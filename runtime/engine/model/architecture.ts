@@ -64,12 +64,13 @@ export function attentionProjections(config: ModelConfig, layer: number): Attent
 }
 
 /**
- * RoPE's inverse frequencies θ_i, i < headDim / 2 (the angle of position p is p·θ_i), in float64:
+ * RoPE's inverse frequencies θ_i, i < headDim / 2 (position p's angles are p·θ_i), in float64:
  * ropeTheta^(−2i/headDim), rescaled as Llama 3.1's `rope_type: "llama3"` when `ropeScaling` says
  * so: wavelengths 2π/θ longer than `originalMaxPositions / lowFreqFactor` are slowed by `factor`,
  * those shorter than `originalMaxPositions / highFreqFactor` are kept, and those between are
  * interpolated smoothly. Without scaling the values are the ones `ropeTables` always computed,
- * bit for bit.
+ * bit for bit. (transformers computes them in float32; float64 keeps the unscaled angles as they
+ * were, and the two differ by float32 rounding.)
  *
  * @example
  * ```ts
@@ -109,7 +110,8 @@ export function ropeInverseFrequencies(config: ModelConfig): Float64Array {
  * @example
  * ```ts
  * checkArchitecture({ ...config, headDim: 7 });
- * // Error: Cannot run the model as 'headDim' must be a positive even integer (…): current value is 7
+ * // Error: Cannot run the model as 'headDim' must be a positive even integer (…): current value
+ * // is 7
  * ```
  */
 export function checkArchitecture(config: ModelConfig): void {

@@ -1,8 +1,9 @@
 /**
  * A Llama-style causal transformer: token embedding, pre-norm blocks of RMSNorm → grouped-query
  * attention with rotary position embeddings (with Qwen2's q/k/v biases, Qwen3's per-head q/k
- * RMSNorm and Llama 3.1's RoPE scaling where the config asks: `architecture.ts`) → residual, RMSNorm → SwiGLU → residual, a final
- * RMSNorm and the output projection (tied to the embedding or not). It is written in the fused
+ * RMSNorm and Llama 3.1's RoPE scaling where the config asks: `architecture.ts`) → residual,
+ * RMSNorm → SwiGLU → residual, a final RMSNorm and the output projection (tied to the embedding
+ * or not). It is written in the fused
  * operations of a kernel set (`kernels/types.ts`), one line each, plus tfjs's reshapes and sums;
  * which implementation runs them is the kernel set's business, chosen once by `useBackend()`.
  *
@@ -12,8 +13,9 @@
  * on disk. RoPE uses HF's rotate-half layout (first half of each head paired with the second half).
  *
  * What it leaves out: dropout (on-policy RL and the tiny SFT do not use it), biases other than
- * Qwen2's on q, k and v (the Llama family has none), padding inside prompts (the synthetic tasks' prompts all have one length; completions are
- * right-padded, which causal attention never lets earlier tokens see).
+ * Qwen2's on q, k and v (the Llama family has none), padding inside prompts (the synthetic tasks'
+ * prompts all have one length; completions are right-padded, which causal attention never lets
+ * earlier tokens see).
  *
  * @module
  */
@@ -60,7 +62,7 @@ export function paramShapes(
     shapes[`${p}self_attn.k_proj.weight`] = { shape: linear(d, kvHeads * headDim), init: std };
     shapes[`${p}self_attn.v_proj.weight`] = { shape: linear(d, kvHeads * headDim), init: std };
     shapes[`${p}self_attn.o_proj.weight`] = { shape: linear(heads * headDim, d), init: residual };
-    // after the Llama parameters, so that a Llama's are drawn from the generator as they always were
+    // zeros and ones draw nothing from the generator: the other weights are drawn as a Llama's
     for (const { bias, norm, heads } of Object.values(attentionProjections(config, l))) {
       if (bias) shapes[bias] = { shape: [heads * headDim], init: "zeros" };
       if (norm) shapes[norm] = { shape: [headDim], init: "ones" };
@@ -186,7 +188,7 @@ export function splitHeads(
  * One of attention's input projections of h [N, d] as the architecture has it
  * (`attentionProjections`): h·W, plus the bias, then RMSNorm over each head → [N, heads·hd].
  */
-export function project(
+function project(
   ops: KernelSet,
   p: (name: string) => tf.Tensor,
   h: tf.Tensor2D,

@@ -360,7 +360,8 @@ Deno.test("paramShapes() adds Hugging Face's q/k/v biases and q/k norms after a 
   const qwen3 = VARIANTS["qwen3, q/k norms, head width 12 ≠ 32 / 4, GQA, untied head"]!.config;
   const llama = { ...qwen2, attentionBias: false };
   const names = (config: ModelConfig) => Object.keys(paramShapes(config));
-  // A Llama's parameters, in their order, come first: its draws from the generator are unchanged.
+  // The same parameters as a Llama's, in the same order, plus the biases (whose zeros draw nothing
+  // from the generator: the weights are a Llama's, below).
   const layer0 = names(llama).filter((n) => n.startsWith("model.layers.0."));
   const extra = names(qwen2).filter((n) => !names(llama).includes(n));
   assert.deepEqual(extra, [
