@@ -26,6 +26,7 @@
  */
 
 import type { Blas } from "../blas.ts";
+import { attentionProjections, ropeInverseFrequencies } from "../model/architecture.ts";
 import type { ModelConfig, Params } from "../model/config.ts";
 import { simdKernels } from "./simd.ts";
 import type { Decoder } from "./types.ts";
@@ -98,6 +99,13 @@ interface Layer {
   /** Offsets of the norms' gains. */
   inputNorm: number;
   postNorm: number;
+  /** Offsets of the q, k and v projections' biases (Qwen2), or null: none. */
+  qBias: number | null;
+  kBias: number | null;
+  vBias: number | null;
+  /** Offsets of the per-head q and k norms' gains (Qwen3), or null: none. */
+  qNorm: number | null;
+  kNorm: number | null;
   /** Offsets of [B, kvHeads, capacity, headDim]: keys (after RoPE) and values of every position. */
   keys: number;
   values: number;
@@ -134,14 +142,21 @@ export async function blasDecoder(
     weightCopies.set(t.dataId, values);
     return values;
   };
+  const optional = (name: string | null) => name === null ? null : read(name);
   const weights = [];
   for (let l = 0; l < config.layers; l++) {
     const w = (name: string) => read(`model.layers.${l}.${name}.weight`);
+    const { q, k, v } = attentionProjections(config, l); // the architecture's names, as forward()'s
     weights.push({
       inputNorm: await w("input_layernorm"),
-      q: await w("self_attn.q_proj"),
-      k: await w("self_attn.k_proj"),
-      v: await w("self_attn.v_proj"),
+      q: await read(q.weight),
+      k: await read(k.weight),
+      v: await read(v.weight),
+      qBias: await optional(q.bias),
+      kBias: await optional(k.bias),
+      vBias: await optional(v.bias),
+      qNorm: await optional(q.norm),
+      kNorm: await optional(k.norm),
       o: await w("self_attn.o_proj"),
       postNorm: await w("post_attention_layernorm"),
       gate: await w("mlp.gate_proj"),
@@ -155,10 +170,16 @@ export async function blasDecoder(
   const arena = freeArenas.pop() ?? new Arena();
   arena.top = 0;
   const cache = rows * config.kvHeads * capacity * config.headDim;
+  const copyIn = (values: Float32Array | null) => values === null ? null : arena.copyIn(values);
   const layers: Layer[] = weights.map((w) => ({
     ...w,
     inputNorm: arena.copyIn(w.inputNorm),
     postNorm: arena.copyIn(w.postNorm),
+    qBias: copyIn(w.qBias),
+    kBias: copyIn(w.kBias),
+    vBias: copyIn(w.vBias),
+    qNorm: copyIn(w.qNorm),
+    kNorm: copyIn(w.kNorm),
     keys: arena.alloc(cache),
     values: arena.alloc(cache),
   }));
@@ -190,7 +211,10 @@ class BlasDecoder implements Decoder {
   disposed = false;
   /** Offset of one query's attention weights, by position. */
   readonly scores: number;
-  /** Offsets of RoPE's cos and sin, [capacity, headDim / 2], as `ropeTables` computes them. */
+  /**
+   * Offsets of RoPE's cos and sin, [capacity, headDim / 2], as `ropeTables` computes them (from
+   * the same inverse frequencies, scaled as the architecture says).
+   */
   readonly cosines: number;
   readonly sines: number;
   /** Where the work arrays of `run` start: everything before is this decoder's for good. */
@@ -210,14 +234,14 @@ class BlasDecoder implements Decoder {
     readonly padding: readonly number[],
     readonly capacity: number,
   ) {
-    const { headDim: hd, ropeTheta } = config;
-    const half = hd / 2;
+    const half = config.headDim / 2;
+    const inverse = ropeInverseFrequencies(config); // [hd / 2]
     this.scores = arena.alloc(capacity);
     this.cosines = arena.alloc(capacity * half);
     this.sines = arena.alloc(capacity * half);
     for (let position = 0; position < capacity; position++) {
       for (let i = 0; i < half; i++) {
-        const angle = position * ropeTheta ** (-(2 * i) / hd);
+        const angle = position * inverse[i]!;
         arena.heap[this.cosines + position * half + i] = Math.cos(angle);
         arena.heap[this.sines + position * half + i] = Math.sin(angle);
       }
@@ -336,7 +360,9 @@ class BlasDecoder implements Decoder {
       // 1) attention
       kernels.rmsNorm(4 * x, 4 * layer.inputNorm, 4 * h, m, d, eps);
       this.matmul(h, layer.k, k, m, kvHeads * hd, d);
+      this.finishProjection(k, layer.kBias, layer.kNorm, m, kvHeads);
       this.matmul(h, layer.v, v, m, kvHeads * hd, d);
+      this.finishProjection(v, layer.vBias, null, m, kvHeads);
       for (let i = 0; i < count; i++) {
         const b = chosen[i]!;
         for (let t = 0; t < time; t++) {
@@ -368,6 +394,7 @@ class BlasDecoder implements Decoder {
       }
       const span = time - from;
       this.matmul(h, layer.q, q, m, heads * hd, d);
+      this.finishProjection(q, layer.qBias, layer.qNorm, m, heads);
       for (let i = 0; i < count; i++) {
         const b = chosen[i]!;
         for (let t = 0; t < span; t++) {
@@ -398,6 +425,26 @@ class BlasDecoder implements Decoder {
       logits.set(heap.subarray(out + i * vocab, out + (i + 1) * vocab), chosen[i]! * vocab);
     }
     return logits;
+  }
+
+  /**
+   * What follows a projection's product y [rows, heads·hd] (in the arena), in place, as
+   * `project()` in `forward()`: the bias added to each row, then RMSNorm over each head.
+   */
+  finishProjection(
+    y: number,
+    bias: number | null,
+    norm: number | null,
+    rows: number,
+    heads: number,
+  ): void {
+    const { headDim: hd, normEps: eps } = this.config;
+    const kernels = this.arena.kernels;
+    const width = heads * hd;
+    if (bias !== null) {
+      for (let r = 0; r < rows; r++) kernels.addInto(4 * (y + r * width), 4 * bias, width);
+    }
+    if (norm !== null) kernels.rmsNorm(4 * y, 4 * norm, 4 * y, rows * heads, hd, eps);
   }
 
   /**

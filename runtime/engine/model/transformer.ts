@@ -1,7 +1,9 @@
 /**
  * A Llama-style causal transformer: token embedding, pre-norm blocks of RMSNorm → grouped-query
- * attention with rotary position embeddings → residual, RMSNorm → SwiGLU → residual, a final
- * RMSNorm and the output projection (tied to the embedding or not). It is written in the fused
+ * attention with rotary position embeddings (with Qwen2's q/k/v biases, Qwen3's per-head q/k
+ * RMSNorm and Llama 3.1's RoPE scaling where the config asks: `architecture.ts`) → residual,
+ * RMSNorm → SwiGLU → residual, a final RMSNorm and the output projection (tied to the embedding
+ * or not). It is written in the fused
  * operations of a kernel set (`kernels/types.ts`), one line each, plus tfjs's reshapes and sums;
  * which implementation runs them is the kernel set's business, chosen once by `useBackend()`.
  *
@@ -10,9 +12,10 @@
  * (`KernelSet.layout`: [in, out] for every set, a plain x·W) and transposed to HF's [out, in] only
  * on disk. RoPE uses HF's rotate-half layout (first half of each head paired with the second half).
  *
- * What it leaves out: dropout (on-policy RL and the tiny SFT do not use it), biases (Llama has
- * none), padding inside prompts (the synthetic tasks' prompts all have one length; completions are
- * right-padded, which causal attention never lets earlier tokens see).
+ * What it leaves out: dropout (on-policy RL and the tiny SFT do not use it), biases other than
+ * Qwen2's on q, k and v (the Llama family has none), padding inside prompts (the synthetic tasks'
+ * prompts all have one length; completions are right-padded, which causal attention never lets
+ * earlier tokens see).
  *
  * @module
  */
@@ -21,14 +24,15 @@ import { tf } from "../tf.ts";
 import type { KernelSet, LinearLayout, Rotary } from "../kernels/types.ts";
 import type { ModelConfig, Params } from "./config.ts";
 import { normalArray, type Rng } from "../random.ts";
+import { attentionProjections, type Projection, ropeInverseFrequencies } from "./architecture.ts";
 
 export { type ModelConfig, modelConfig, type Params } from "./config.ts";
 
 /** How one parameter is initialised. */
 interface ParamShape {
   shape: number[];
-  /** "ones" for norm gains, else the standard deviation of a normal draw. */
-  init: "ones" | number;
+  /** "ones" for norm gains, "zeros" for biases, else the standard deviation of a normal draw. */
+  init: "ones" | "zeros" | number;
 }
 
 /**
@@ -58,6 +62,11 @@ export function paramShapes(
     shapes[`${p}self_attn.k_proj.weight`] = { shape: linear(d, kvHeads * headDim), init: std };
     shapes[`${p}self_attn.v_proj.weight`] = { shape: linear(d, kvHeads * headDim), init: std };
     shapes[`${p}self_attn.o_proj.weight`] = { shape: linear(heads * headDim, d), init: residual };
+    // zeros and ones draw nothing from the generator: the other weights are drawn as a Llama's
+    for (const { bias, norm, heads } of Object.values(attentionProjections(config, l))) {
+      if (bias) shapes[bias] = { shape: [heads * headDim], init: "zeros" };
+      if (norm) shapes[norm] = { shape: [headDim], init: "ones" };
+    }
     shapes[`${p}post_attention_layernorm.weight`] = { shape: [d], init: "ones" };
     shapes[`${p}mlp.gate_proj.weight`] = { shape: linear(d, ffnDim), init: std };
     shapes[`${p}mlp.up_proj.weight`] = { shape: linear(d, ffnDim), init: std };
@@ -90,7 +99,11 @@ export function initParams(
   const params: Record<string, tf.Variable> = {};
   for (const [name, { shape, init }] of Object.entries(paramShapes(config, layout))) {
     const size = shape.reduce((a, b) => a * b, 1);
-    const values = init === "ones" ? new Float32Array(size).fill(1) : normalArray(rng, size, init);
+    const values = init === "ones"
+      ? new Float32Array(size).fill(1)
+      : init === "zeros"
+      ? new Float32Array(size)
+      : normalArray(rng, size, init);
     const t = tf.tensor(values, shape);
     params[name] = tf.variable(t, true);
     t.dispose();
@@ -139,8 +152,9 @@ export function ropeTables(
   time: number,
   padding: readonly number[] | null,
 ): Rotary {
-  const { headDim, ropeTheta } = config;
+  const { headDim } = config;
   const half = headDim / 2;
+  const inverse = ropeInverseFrequencies(config); // [hd / 2]
   const rows = padding ?? [0];
   const cos = new Float32Array(rows.length * time * headDim);
   const sin = new Float32Array(rows.length * time * headDim);
@@ -149,7 +163,7 @@ export function ropeTables(
       const position = Math.max(0, past + t - pad);
       const at = (b * time + t) * headDim;
       for (let i = 0; i < half; i++) {
-        const angle = position * ropeTheta ** (-(2 * i) / headDim);
+        const angle = position * inverse[i]!;
         cos[at + i] = cos[at + half + i] = Math.cos(angle);
         sin[at + i] = sin[at + half + i] = Math.sin(angle);
       }
@@ -168,6 +182,25 @@ export function splitHeads(
   hd: number,
 ): tf.Tensor4D {
   return tf.transpose(tf.reshape(x, [batch, time, heads, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/**
+ * One of attention's input projections of h [N, d] as the architecture has it
+ * (`attentionProjections`): h·W, plus the bias, then RMSNorm over each head → [N, heads·hd].
+ */
+function project(
+  ops: KernelSet,
+  p: (name: string) => tf.Tensor,
+  h: tf.Tensor2D,
+  projection: Projection,
+  headDim: number,
+  eps: number,
+): tf.Tensor2D {
+  let y = ops.linear(h, p(projection.weight)); // [N, heads·hd]
+  if (projection.bias) y = tf.add(y, p(projection.bias));
+  if (!projection.norm) return y;
+  const rows = tf.reshape(y, [-1, headDim]) as tf.Tensor2D; // [N·heads, hd]
+  return tf.reshape(ops.rmsNorm(rows, p(projection.norm), eps), y.shape);
 }
 
 /** [B, heads, T, hd] → [B·T, heads·hd] */
@@ -233,9 +266,11 @@ export function forward(
     const w = (name: string) => p(`model.layers.${l}.${name}.weight`);
     // 1) attention
     const h = ops.rmsNorm(x, w("input_layernorm"), eps); // [N, d]
-    const q = ops.ropeHeads(ops.linear(h, w("self_attn.q_proj")), heads, rotary); // [B, H, T, hd]
-    let k = ops.ropeHeads(ops.linear(h, w("self_attn.k_proj")), kvHeads, rotary); // [B, kvH, T, hd]
-    let v = splitHeads(ops.linear(h, w("self_attn.v_proj")), batch, time, kvHeads, hd); // [B, kvH, T, hd]
+    const projections = attentionProjections(config, l);
+    const projected = (which: "q" | "k" | "v") => project(ops, p, h, projections[which], hd, eps);
+    const q = ops.ropeHeads(projected("q"), heads, rotary); // [B, H, T, hd]
+    let k = ops.ropeHeads(projected("k"), kvHeads, rotary); // [B, kvH, T, hd]
+    let v = splitHeads(projected("v"), batch, time, kvHeads, hd); // [B, kvH, T, hd]
     const earlier = options.cache?.[l];
     if (earlier) {
       k = tf.concat([earlier.k, k], 2); // [B, kvH, S, hd], S = past + T
