@@ -29,6 +29,18 @@ export interface ModelConfig {
   tiedEmbeddings: boolean;
   ropeTheta: number;
   normEps: number;
+  /** Qwen2: the q, k and v projections have biases. @default false */
+  attentionBias?: boolean;
+  /** Qwen3: RMSNorm over each head of q and k, before RoPE. @default false */
+  qkNorm?: boolean;
+  /** Llama 3.1/3.2's RoPE frequency scaling. */
+  ropeScaling?: {
+    type: "llama3";
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  };
 }
 
 /**
