@@ -3,6 +3,10 @@
 // layout (F32, F16, BF16, sharded) read back to the values written, or refused in one line.
 
 import assert from "node:assert/strict";
+import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../../../runtime/engine/model/checkpoint.ts";
+import { initParams } from "../../../../runtime/engine/model/transformer.ts";
+import { GQA_CONFIG } from "../../_tiny.ts";
 import {
   hfParamShapes,
   type LoadedHfModel,
@@ -704,5 +708,21 @@ Deno.test("loadHfModel() refuses each bad input in one line naming the tensor an
       `${dir}/elsewhere/a.safetensors: tensor '${up}' is extra: model.safetensors.index.json ` +
         `places it elsewhere`,
     );
+  });
+});
+
+Deno.test("loadHfModel() reads giftwrap's own checkpoints as loadCheckpoint() does", async () => {
+  await useBackend("cpu");
+  await withTempDir(async (dir) => {
+    const params = initParams(GQA_CONFIG, new Rng(2));
+    await saveCheckpoint(dir, params, GQA_CONFIG, "0123456789+=");
+    for (const layout of ["[in, out]", "[out, in]"] as const) {
+      const ours = await loadCheckpoint(dir, layout);
+      const hf = await loadHfModel(dir, layout);
+      assert.equal(hf.modelType, "llama");
+      assert.deepEqual(hf.config, ours.config);
+      assert.deepEqual(hf.weights, ours.weights);
+    }
+    tf.dispose(Object.values(params));
   });
 });
