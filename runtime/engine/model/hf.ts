@@ -170,15 +170,18 @@ export function parseHfConfig(raw: unknown, where: string): HfConfig {
   const contextLength = integer("max_position_embeddings", DEFAULT_MAX_POSITIONS[type]);
 
   // A sliding window that never slides (null, off, or wider than the context) computes the same.
+  // Mistral's is on unless the file says otherwise: transformers' MistralConfig defaults it to 4096.
   if (type === "qwen2" || type === "qwen3") {
     if (flag("use_sliding_window", false)) refuse("use_sliding_window", "false", true);
-  } else if (given("sliding_window")) {
-    const window = field("sliding_window");
+  } else if (field("sliding_window") !== null && (type === "mistral" || given("sliding_window"))) {
+    const window = field("sliding_window") ?? 4096;
     if (!Number.isSafeInteger(window) || (window as number) < contextLength) {
-      refuse(
-        "sliding_window",
-        `null or at least max_position_embeddings (${contextLength})`,
-        window,
+      const got = given("sliding_window")
+        ? quote(window)
+        : "nothing, which transformers takes as 4096";
+      throw new Error(
+        `${where}: sliding_window: expected null or at least max_position_embeddings ` +
+          `(${contextLength}), got ${got}`,
       );
     }
   }
@@ -240,7 +243,7 @@ export function parseHfConfig(raw: unknown, where: string): HfConfig {
           ropeScaling.highFreqFactor,
         );
       }
-    } else if (kind !== "default" || params === undefined) {
+    } else if (kind !== "default") {
       refuse(`${scalingField}.${kindField}`, "'llama3' (or no rope scaling)", kind);
     }
   }
@@ -367,26 +370,27 @@ function isBuffer(name: string): boolean {
 }
 
 /**
- * The shard files of `dir` and the tensors each holds: `model.safetensors.index.json`'s
- * `weight_map` when there is one, else `model.safetensors` (with its tensors unknown until read).
+ * The weight files of `dir` and the tensors each holds: `model.safetensors` (its tensors unknown
+ * until read) when there is one, else the shards of `model.safetensors.index.json`'s `weight_map`.
  */
 async function shardsOf(dir: string): Promise<Map<string, Set<string> | null>> {
+  // transformers' order: one model.safetensors first, else the index of its shards.
+  try {
+    await Deno.stat(`${dir}/model.safetensors`);
+    return new Map([["model.safetensors", null]]);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   const indexPath = `${dir}/model.safetensors.index.json`;
   let index: unknown;
   try {
     index = await readJsonFile(indexPath);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
-    try {
-      await Deno.stat(`${dir}/model.safetensors`);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      throw new Error(
-        `Cannot load the Hugging Face model '${dir}' as it has neither model.safetensors nor ` +
-          `model.safetensors.index.json`,
-      );
-    }
-    return new Map([["model.safetensors", null]]);
+    throw new Error(
+      `Cannot load the Hugging Face model '${dir}' as it has neither model.safetensors nor ` +
+        `model.safetensors.index.json`,
+    );
   }
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== "object" || map === null || Array.isArray(map)) {
@@ -415,7 +419,7 @@ async function shardsOf(dir: string): Promise<Map<string, Set<string> | null>> {
 /**
  * Reads the Hugging Face model directory `dir`: its `config.json` ({@linkcode readHfConfig}) and
  * its weights, from `model.safetensors` or, when `model.safetensors.index.json` is there, from the
- * shards it lists, one shard at a time. Each shard's header is checked before its data is read:
+ * shards it lists (when there is no `model.safetensors`), one shard at a time. Each shard's header is checked before its data is read:
  * a tensor the architecture lacks, one it needs that is missing, or one of another shape is
  * refused in one line naming the tensor and the file. Each tensor is read once, into its own
  * float32 array (F16 and BF16 widened exactly), and linear weights are turned to `layout` (the

@@ -199,7 +199,14 @@ Deno.test("parseHfConfig() fills in what transformers defaults, and reads rope_p
   const newer = { ...minimal, rope_parameters: { rope_type: "default", rope_theta: 50_000 } };
   assert.equal(parseHfConfig(newer, "x/config.json").config.ropeTheta, 50_000);
   assert.equal(parseHfConfig(newer, "x/config.json").config.ropeScaling, undefined);
-  // A sliding window wider than the context never slides.
+  // Older files may name the default rope scaling.
+  const named = { ...minimal, rope_scaling: { rope_type: "default" } };
+  assert.equal(parseHfConfig(named, "x/config.json").config.ropeScaling, undefined);
+  // A sliding window wider than the context never slides (Mistral's default 4096 too).
+  assert.equal(
+    parseHfConfig({ ...MISTRAL, sliding_window: undefined }, "x/config.json").config.contextLength,
+    64,
+  );
   const wide = { ...MISTRAL, sliding_window: 64 };
   assert.equal(parseHfConfig(wide, "x/config.json").config.contextLength, 64);
   // Qwen2's sliding_window is unused while use_sliding_window is false (QWEN2 has both).
@@ -233,6 +240,12 @@ Deno.test("parseHfConfig() refuses what the transformer does not compute, naming
       "a sliding window in use (Mistral)",
       { ...MISTRAL, sliding_window: 32 },
       "sliding_window: expected null or at least max_position_embeddings (64), got 32",
+    ],
+    [
+      "Mistral's default sliding window (4096) in use",
+      { ...MISTRAL, sliding_window: undefined, max_position_embeddings: 32_768 },
+      "sliding_window: expected null or at least max_position_embeddings (32768), got nothing, " +
+      "which transformers takes as 4096",
     ],
     [
       "a sliding window in use (Qwen2)",
@@ -547,6 +560,10 @@ Deno.test("loadHfModel() reads F32, F16, BF16 and sharded copies of each archite
         "[out, in]",
       );
       assertWeights(sharded, f32);
+      // As in transformers, one model.safetensors is read before the index.
+      await Deno.writeFile(`${dir}/sharded/model.safetensors`, encodeSafetensors(weights));
+      await Deno.remove(`${dir}/sharded/model-00002-of-00002.safetensors`);
+      assertWeights(await loadHfModel(`${dir}/sharded`, "[out, in]"), f32);
       await Deno.remove(`${dir}/sharded`, { recursive: true });
     }
   });
