@@ -27,7 +27,6 @@ export interface TensorData {
 
 /** Bytes per element of each dtype that {@linkcode decodeSafetensors} reads. */
 const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
-type ReadDtype = keyof typeof DTYPE_BYTES;
 
 /** The reference implementation refuses headers over 100 MB; so do we. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -104,6 +103,25 @@ export function encodeSafetensors(
   return out;
 }
 
+/** The dtypes of the tensors {@linkcode decodeSafetensors} and {@linkcode readSafetensorsFile} read. */
+export type SafetensorsDtype = keyof typeof DTYPE_BYTES;
+
+/** A tensor as a safetensors header describes it, before its data is read. */
+export interface TensorInfo {
+  name: string;
+  /** The dtype stored in the file (the data is widened to float32 when read). */
+  dtype: SafetensorsDtype;
+  shape: number[];
+}
+
+/** A decoded safetensors file: float32 tensors, the dtype each was stored in, the metadata. */
+export interface DecodedSafetensors {
+  tensors: Record<string, TensorData>;
+  /** The dtype each tensor was stored in, by name. */
+  dtypes: Record<string, SafetensorsDtype>;
+  metadata: Record<string, string>;
+}
+
 /**
  * Decodes a safetensors file into float32 tensors (F16 and BF16 are widened) and its metadata.
  * Throws an Error naming the problem when the file is malformed.
@@ -116,9 +134,7 @@ export function encodeSafetensors(
  * metadata; // {}
  * ```
  */
-export function decodeSafetensors(
-  bytes: Uint8Array,
-): { tensors: Record<string, TensorData>; metadata: Record<string, string> } {
+export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   if (bytes.length < 8) {
     fail(`the file is ${bytes.length} bytes, too short for the 8-byte header length`);
   }
@@ -131,23 +147,51 @@ export function decodeSafetensors(
   if (headerLength > MAX_HEADER_BYTES) {
     fail(`the header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
   }
+  const dataStart = 8 + headerLength;
+  const { entries, metadata } = parseHeader(
+    bytes.subarray(8, dataStart),
+    bytes.length - dataStart,
+  );
+  const tensors: Record<string, TensorData> = {};
+  const dtypes: Record<string, SafetensorsDtype> = {};
+  for (const { name, dtype, shape, begin, end } of entries) {
+    tensors[name] = {
+      dtype: "F32",
+      shape: [...shape],
+      data: widen(dtype, bytes.subarray(dataStart + begin, dataStart + end)),
+    };
+    dtypes[name] = dtype;
+  }
+  return { tensors, dtypes, metadata };
+}
+
+/** One tensor's entry in a header: where its data lies, relative to the start of the data. */
+interface HeaderEntry extends TensorInfo {
+  begin: number;
+  end: number;
+}
+
+/**
+ * The tensors and metadata a header (its JSON bytes) declares, checked against `dataLength`, the
+ * bytes after it: every entry well formed, and the tensors tiling the data exactly. The entries
+ * come in data order, so a reader can read them one after the other.
+ */
+function parseHeader(
+  headerBytes: Uint8Array,
+  dataLength: number,
+): { entries: HeaderEntry[]; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(
-      bytes.subarray(8, 8 + headerLength),
-    ));
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
   } catch (error) {
     fail(`the header is not UTF-8 JSON: ${(error as Error).message}`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     fail(`the header must be a JSON object: current value is ${JSON.stringify(header)}`);
   }
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.length - dataStart;
 
   const metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: ReadDtype; shape: number[]; begin: number; end: number }[] =
-    [];
+  const entries: HeaderEntry[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
       if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
@@ -198,7 +242,7 @@ export function decodeSafetensors(
         `tensor '${name}' has data_offsets [${begin}, ${end}] beyond the data (${dataLength} bytes)`,
       );
     }
-    const need = size * DTYPE_BYTES[dtype as ReadDtype];
+    const need = size * DTYPE_BYTES[dtype as SafetensorsDtype];
     if (end - begin !== need) {
       fail(
         `tensor '${name}' has shape ${
@@ -207,14 +251,20 @@ export function decodeSafetensors(
           `but data_offsets [${begin}, ${end}] hold ${end - begin}`,
       );
     }
-    entries.push({ name, dtype: dtype as ReadDtype, shape: shape as number[], begin, end });
+    entries.push({
+      name,
+      dtype: dtype as SafetensorsDtype,
+      shape: [...shape as number[]],
+      begin,
+      end,
+    });
   }
 
   // The tensors must tile the data part: sorted by offset, each begins where the previous ended.
-  const byOffset = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let covered = 0;
   let previous = "the start of the data";
-  for (const { name, begin, end } of byOffset) {
+  for (const { name, begin, end } of entries) {
     if (begin < covered) {
       fail(`tensor '${name}' at [${begin}, ${end}) overlaps ${previous} ending at ${covered}`);
     }
@@ -227,68 +277,85 @@ export function decodeSafetensors(
   if (covered !== dataLength) {
     fail(`the tensors cover ${covered} bytes but the data after the header is ${dataLength}`);
   }
+  return { entries, metadata };
+}
 
-  const tensors: Record<string, TensorData> = {};
-  for (const { name, dtype, shape, begin, end } of entries) {
-    const raw = bytes.subarray(dataStart + begin, dataStart + end);
-    const data = dtype === "F32"
-      ? readFloat32(raw)
-      : dtype === "BF16"
-      ? readBf16(raw)
-      : readF16(raw);
-    tensors[name] = { dtype: "F32", shape: [...shape], data };
-  }
-  return { tensors, metadata };
+/** Options of {@linkcode readSafetensorsFile}. */
+export interface ReadSafetensorsOptions {
+  /**
+   * Called with the tensors the header declares, in data order, before any data is read: it may
+   * throw to refuse the file (a loader checking names and shapes) without reading the tensors.
+   */
+  inspect?: (tensors: readonly TensorInfo[]) => void;
 }
 
 /**
  * Reads and decodes the safetensors file at `path`, trusting nothing about it: it must be a
  * regular file (a link to `/dev/zero` or a FIFO is refused before it is opened), its header length
- * at most 100 MB, and its size exactly what the header declares (8 bytes, the header, the tensors'
- * data), which is checked before the data is read, so no more is ever read than the tensors need.
- * Errors are one line naming the file.
+ * at most 100 MB, its header well formed, and its size exactly what the header declares (8
+ * bytes, the header, the tensors' data), which is all checked before the data is read, so no more
+ * is ever read than the tensors need. Then each tensor is read on its own, straight into its
+ * float32 array (F32 on a little-endian machine) or through a buffer of its own size (F16, BF16):
+ * the file's bytes are never held whole beside the tensors. Errors are one line naming the file.
  *
  * @example
  * ```ts
- * const { tensors } = await readSafetensorsFile("runs/x/checkpoints/final/model.safetensors");
+ * const { tensors, dtypes } = await readSafetensorsFile("models/stories260K/model.safetensors");
+ * dtypes["model.norm.weight"]; // "F32"
  * ```
  */
 export async function readSafetensorsFile(
   path: string,
-): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }> {
-  const fail = (why: string): never => {
+  options: ReadSafetensorsOptions = {},
+): Promise<DecodedSafetensors> {
+  const refuse = (why: string): never => {
     throw new Error(`Cannot read safetensors '${path}' as ${why}`);
   };
   const { file, size } = await openRegularFile(path);
   try {
-    if (size < 8) fail(`the file is ${size} bytes, too short for the 8-byte header length`);
+    if (size < 8) refuse(`the file is ${size} bytes, too short for the 8-byte header length`);
     const start = await readExactly(file, 8, path);
     const n = new DataView(start.buffer).getBigUint64(0, true);
     if (n > BigInt(MAX_HEADER_BYTES)) {
-      fail(`the header length ${n} is over the ${MAX_HEADER_BYTES}-byte limit`);
+      refuse(`the header length ${n} is over the ${MAX_HEADER_BYTES}-byte limit`);
     }
     const headerLength = Number(n);
     if (8 + headerLength > size) {
-      fail(`the header length ${headerLength} is beyond the file (${size - 8} bytes after it)`);
+      refuse(`the header length ${headerLength} is beyond the file (${size - 8} bytes after it)`);
     }
     const headerBytes = await readExactly(file, headerLength, path);
     const data = declaredDataBytes(headerBytes);
     if (data !== undefined && 8 + headerLength + data !== size) {
-      fail(
+      refuse(
         `its header declares ${8 + headerLength + data} bytes (8 + header ${headerLength} + ` +
           `data ${data}), but the file is ${size}`,
       );
     }
-    // Malformed headers (data undefined) read no further than the size: decoding names the fault.
-    const bytes = new Uint8Array(size);
-    bytes.set(start, 0);
-    bytes.set(headerBytes, 8);
-    await readExactly(file, size - 8 - headerLength, path, bytes.subarray(8 + headerLength));
+    let parsed: ReturnType<typeof parseHeader>;
     try {
-      return decodeSafetensors(bytes);
+      parsed = parseHeader(headerBytes, size - 8 - headerLength);
     } catch (e) {
-      return fail((e as Error).message.replace(/^Cannot decode safetensors as /, ""));
+      return refuse((e as Error).message.replace(/^Cannot decode safetensors as /, ""));
     }
+    const { entries, metadata } = parsed;
+    options.inspect?.(
+      entries.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
+    );
+    // The entries tile the data in order, so each read continues where the previous one ended.
+    const tensors: Record<string, TensorData> = {};
+    const dtypes: Record<string, SafetensorsDtype> = {};
+    for (const { name, dtype, shape, begin, end } of entries) {
+      let values: Float32Array;
+      if (dtype === "F32" && LITTLE_ENDIAN) {
+        values = new Float32Array((end - begin) / 4);
+        await readExactly(file, end - begin, path, new Uint8Array(values.buffer));
+      } else {
+        values = widen(dtype, await readExactly(file, end - begin, path));
+      }
+      tensors[name] = { dtype: "F32", shape, data: values };
+      dtypes[name] = dtype;
+    }
+    return { tensors, dtypes, metadata };
   } finally {
     file.close();
   }
@@ -388,6 +455,11 @@ function writeFloat32(out: Uint8Array, at: number, data: Float32Array): void {
   const view = new DataView(out.buffer, out.byteOffset);
   const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
   for (let i = 0; i < data.length; i++) view.setUint32(at + 4 * i, bits[i]!, true);
+}
+
+/** Values stored as `dtype` (little-endian bytes) as a new float32 array. */
+function widen(dtype: SafetensorsDtype, raw: Uint8Array): Float32Array {
+  return dtype === "F32" ? readFloat32(raw) : dtype === "BF16" ? readBf16(raw) : readF16(raw);
 }
 
 /** Reads little-endian float32 values into a new array, bit for bit (NaN payloads included). */

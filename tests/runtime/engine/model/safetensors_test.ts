@@ -163,6 +163,57 @@ Deno.test("decodeSafetensors() widens F16 to hand-computed floats", () => {
   assert.deepEqual(Array.from(tensors["x"]!.data), expected);
 });
 
+Deno.test("readSafetensorsFile() reads F32, F16 and BF16 tensor by tensor, reporting each dtype", async () => {
+  // F16: 1, -2.5, 65504, 2^-24 (subnormal), -Infinity, NaN; BF16: 1 (0x3f80), -2.5 (0xc020).
+  const f16 = [0x3c00, 0xc100, 0x7bff, 0x0001, 0xfc00, 0x7e00];
+  const bf16 = [0x3f80, 0xc020];
+  const header = '{"h":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},' +
+    '"b":{"dtype":"BF16","shape":[2],"data_offsets":[16,20]},' +
+    '"f":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}';
+  const bytes = file(header, [
+    ...f16.flatMap((h) => [h & 0xff, h >> 8]),
+    0x00,
+    0x00,
+    0x20,
+    0xc0, // F32 -2.5
+    ...bf16.flatMap((h) => [h & 0xff, h >> 8]),
+  ]);
+  await withTempDir(async (dir) => {
+    await Deno.writeFile(`${dir}/m.safetensors`, bytes);
+    const seen: unknown[] = [];
+    const read = await readSafetensorsFile(`${dir}/m.safetensors`, {
+      inspect: (tensors) => seen.push(...tensors),
+    });
+    // The header is shown in data order, before the data is read.
+    assert.deepEqual(seen, [
+      { name: "h", dtype: "F16", shape: [2, 3] },
+      { name: "f", dtype: "F32", shape: [1] },
+      { name: "b", dtype: "BF16", shape: [2] },
+    ]);
+    assert.deepEqual(read.dtypes, { h: "F16", f: "F32", b: "BF16" });
+    assert.deepEqual(read.tensors, {
+      h: {
+        dtype: "F32",
+        shape: [2, 3],
+        data: Float32Array.of(1, -2.5, 65504, 2 ** -24, -Infinity, NaN),
+      },
+      f: { dtype: "F32", shape: [1], data: Float32Array.of(-2.5) },
+      b: { dtype: "F32", shape: [2], data: Float32Array.of(1, -2.5) },
+    });
+    assert.deepEqual(read, decodeSafetensors(bytes));
+    // An inspect that throws refuses the file before its data is read.
+    await assert.rejects(
+      () =>
+        readSafetensorsFile(`${dir}/m.safetensors`, {
+          inspect: () => {
+            throw new Error("no");
+          },
+        }),
+      { message: "no" },
+    );
+  });
+});
+
 Deno.test("decodeSafetensors() rejects malformed files, naming the problem", () => {
   const t = (dtype: string, shape: string, offsets: string) =>
     `"t":{"dtype":"${dtype}","shape":${shape},"data_offsets":${offsets}}`;
