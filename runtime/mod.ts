@@ -54,6 +54,7 @@ export {
   type EncodeOptions,
   type Tokenizer,
 } from "./engine/model/tokenizer.ts";
+export { type HfConfig, type LoadedHfModel, loadHfModel, readHfConfig } from "./engine/model/hf.ts";
 export { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
 export {
   type ChatMessage,

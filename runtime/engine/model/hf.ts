@@ -306,7 +306,7 @@ export async function readHfConfig(dir: string): Promise<HfConfig> {
 /**
  * Every parameter of a model of `config` by its Hugging Face name, shaped as a Hugging Face
  * checkpoint stores it (linear weights `[out, in]`): the Llama parameters, plus Qwen2's q, k and
- * v biases and Qwen3's q and k norms.
+ * v biases and Qwen3's q and k norms, as the forward pass reads them.
  *
  * @example
  * ```ts
@@ -314,23 +314,10 @@ export async function readHfConfig(dir: string): Promise<HfConfig> {
  * ```
  */
 export function hfParamShapes(config: ModelConfig): Record<string, number[]> {
-  const shapes: Record<string, number[]> = Object.fromEntries(
+  // paramShapes() lists the architecture's own parameters (architecture.ts) with Llama's.
+  return Object.fromEntries(
     Object.entries(paramShapes(config, "[out, in]")).map(([name, { shape }]) => [name, shape]),
   );
-  const { heads, kvHeads, headDim } = config;
-  for (let l = 0; l < config.layers; l++) {
-    const p = `model.layers.${l}.self_attn.`;
-    if (config.attentionBias) {
-      shapes[`${p}q_proj.bias`] = [heads * headDim];
-      shapes[`${p}k_proj.bias`] = [kvHeads * headDim];
-      shapes[`${p}v_proj.bias`] = [kvHeads * headDim];
-    }
-    if (config.qkNorm) {
-      shapes[`${p}q_norm.weight`] = [headDim];
-      shapes[`${p}k_norm.weight`] = [headDim];
-    }
-  }
-  return shapes;
 }
 
 /**
@@ -338,7 +325,7 @@ export function hfParamShapes(config: ModelConfig): Record<string, number[]> {
  *
  * @example
  * ```ts
- * hfParameterCount((await readHfConfig("models/stories260K")).config); // 260_160
+ * hfParameterCount((await readHfConfig("models/stories260K")).config); // 260_032
  * ```
  */
 export function hfParameterCount(config: ModelConfig): number {
@@ -352,6 +339,13 @@ export function hfParameterCount(config: ModelConfig): number {
  * A Hugging Face model read in: its architecture, the dtype its weights were stored in, and its
  * weights in float32 as `loadCheckpoint` gives them (`LoadedCheckpoint.weights`), in the layout
  * asked for.
+ *
+ * @example
+ * ```ts
+ * const model: LoadedHfModel = await loadHfModel("models/stories260K", "[out, in]");
+ * model.dtype; // "F32"
+ * model.parameters; // 260_032
+ * ```
  */
 export interface LoadedHfModel extends HfConfig {
   /** Weights by name, shaped as {@linkcode hfParamShapes} with linear weights in the layout asked for. */
