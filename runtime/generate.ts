@@ -74,7 +74,10 @@ export interface Generation {
   promptIds: number[];
   /** The generated ids, the stop id last when it stopped at one. */
   completionIds: number[];
-  /** The text of the generated ids, without the stop id. */
+  /**
+   * The text the generated ids (without the stop id) add to the prompt's: a word's leading
+   * space is kept (`"Once upon a"` → `" time, …"`), as `transformers`' pipeline gives it.
+   */
   text: string;
   /** `"stop-id"`: it emitted a stop id; `"length"`: it reached `maxNewTokens` or the context. */
   stopped: "stop-id" | "length";
@@ -302,5 +305,22 @@ export async function generate(path: string, options: GenerateOptions): Promise<
     tf.dispose(Object.values(params));
   }
   const shown = stopped === "stop-id" ? completion.slice(0, -1) : completion;
-  return { promptIds: prompt, completionIds: completion, text: tokenizer.decode(shown), stopped };
+  return {
+    promptIds: prompt,
+    completionIds: completion,
+    text: completionText(tokenizer, prompt, shown),
+    stopped,
+  };
+}
+
+/**
+ * The text `completion` adds to `prompt`: the text of both less the prompt's, as `transformers`'
+ * text-generation pipeline cuts it, so a word's leading space survives (a sentencepiece decoder
+ * drops the space of the first token it decodes: " time" alone is "time"). Where the prompt's
+ * text is not a prefix of the whole, the completion's own text.
+ */
+function completionText(tokenizer: Tokenizer, prompt: number[], completion: number[]): string {
+  const before = tokenizer.decode(prompt);
+  const whole = tokenizer.decode([...prompt, ...completion]);
+  return whole.startsWith(before) ? whole.slice(before.length) : tokenizer.decode(completion);
 }

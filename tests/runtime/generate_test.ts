@@ -47,6 +47,12 @@ Deno.test("generate() greedily continues the reference prompt as llama2.c does",
   assert.deepEqual(out.completionIds, CASE.generated_ids);
   assert.equal(out.text, CASE.generated_text);
   assert.equal(out.stopped, "length");
+  // One token earlier: the completion's first word keeps its space (" time", id 378), as the
+  // whole text less the prompt's gives it.
+  const earlier = await generate(MODEL, { prompt: "Once upon a", maxNewTokens: 4 });
+  assert.deepEqual(earlier.promptIds, CASE.prompt_ids.slice(0, 4));
+  assert.deepEqual(earlier.completionIds, [378, ...CASE.generated_ids.slice(0, 3)]);
+  assert.equal(earlier.text, " time, there was");
 });
 
 Deno.test("generate() writes llama2.c's 200-token story from an empty prompt", async () => {
