@@ -159,10 +159,15 @@ async function modelDir(path: string): Promise<string> {
   );
 }
 
-/** The model of `dir`: a giftwrap checkpoint when its `config.json` says so, else Hugging Face's. */
+/**
+ * The model of `dir`: a giftwrap checkpoint of the character tokenizer when its `config.json`
+ * says so (`giftwrap.tokenizer.kind`), else a Hugging Face directory with its `tokenizer.json`.
+ */
 async function loadModel(dir: string, layout: "[in, out]" | "[out, in]"): Promise<Model> {
-  const raw = await readJsonFile(`${dir}/config.json`) as { giftwrap?: unknown } | null;
-  if (typeof raw === "object" && raw !== null && raw.giftwrap !== undefined) {
+  const raw = await readJsonFile(`${dir}/config.json`) as
+    | { giftwrap?: { tokenizer?: { kind?: unknown } } }
+    | null;
+  if (raw?.giftwrap?.tokenizer?.kind === "char") {
     const { config, alphabet, weights } = await loadCheckpoint(dir, layout);
     return { dir, config, weights, tokenizer: charTokenizer(alphabet), chatTemplate: null };
   }
