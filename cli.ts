@@ -12,6 +12,9 @@
  *   deno task report <run dir>              write a run's report.html again
  *   deno task compare <recipe>              train it under several objectives and seeds, and
  *                                           compare them (summary.json, report.html)
+ *   deno task generate <dir> --prompt TEXT  generate text from a model directory, a checkpoint or
+ *                                           a run directory's final checkpoint (greedy unless
+ *                                           --temperature; --chat, --json)
  *
  * A recipe is a .ts or .js module (its default export, or an export named `recipe`), a .json
  * recipe, a plan written by `plan --json`, or a URL to one of them.
@@ -70,6 +73,17 @@ function parser<T>(parse: (text: string) => T): (text: string) => T {
       throw new InvalidArgumentError((e as Error).message);
     }
   };
+}
+
+/**
+ * `text` as a number in [min, max] (above `min` when `openMin`), or an error saying `want`.
+ */
+function parseNumber(text: string, min: number, max: number, want: string, openMin = false) {
+  const n = Number(text.trim());
+  if (text.trim() === "" || !Number.isFinite(n) || n < min || n > max || (openMin && n === min)) {
+    throw new Error(`expected ${want}, got '${text}'`);
+  }
+  return n;
 }
 
 /**
@@ -296,6 +310,61 @@ function program(fail: (code: number) => void) {
           return;
         }
         throw e;
+      }
+    });
+
+  cli.command("generate")
+    .description("generate text from a model: try it before and after training (greedy by default)")
+    .argument("<dir>", "a Hugging Face model directory, a checkpoint, or a run directory")
+    .requiredOption("--prompt <text>", "the prompt (plain text, or the user's message with --chat)")
+    .option("--chat", "render the prompt through the model's chat template")
+    .option("--system <text>", "a system prompt for the chat template (with --chat)")
+    .option(
+      "--max-new-tokens <n>",
+      "the most tokens to generate (default: 256)",
+      parser((t) => parseCount(t, 1)),
+    )
+    .option(
+      "--temperature <t>",
+      "0 is greedy; above 0 samples (default: 0)",
+      parser((t) => parseNumber(t, 0, Infinity, "a number >= 0")),
+    )
+    .option(
+      "--top-p <p>",
+      "sample from the smallest set of tokens with probability >= p (default: 1, off)",
+      parser((t) => parseNumber(t, 0, 1, "a number in (0, 1]", true)),
+    )
+    .option(
+      "--top-k <k>",
+      "sample from the k most likely tokens (default: 0, off)",
+      parser((t) => parseCount(t, 0)),
+    )
+    .option("--seed <n>", "the sampler's seed (default: 0)", parser((t) => parseCount(t, 0)))
+    .option("--json", "print { promptIds, completionIds, text, stopped } as JSON")
+    .action(async (dir, options) => {
+      if (options.system !== undefined && !options.chat) {
+        console.error("giftwrap: --system needs --chat: a system prompt goes through the template");
+        throw new Reported();
+      }
+      // Loaded here, not at the top: plan, validate and schema never load TensorFlow.js.
+      const { generate, GenerateError } = await import("./runtime/generate.ts");
+      const { BackendUnavailableError } = await import("./runtime/engine/backend.ts");
+      try {
+        const out = await generate(dir, {
+          prompt: options.prompt,
+          ...(options.chat ? { chat: true } : {}),
+          ...(options.system === undefined ? {} : { system: options.system }),
+          ...(options.maxNewTokens === undefined ? {} : { maxNewTokens: options.maxNewTokens }),
+          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          ...(options.topP === undefined ? {} : { topP: options.topP }),
+          ...(options.topK === undefined ? {} : { topK: options.topK }),
+          ...(options.seed === undefined ? {} : { seed: options.seed }),
+        });
+        console.log(options.json ? JSON.stringify(out) : out.text);
+      } catch (e) {
+        if (!(e instanceof GenerateError || e instanceof BackendUnavailableError)) throw e;
+        console.error(`giftwrap: ${e.message}`);
+        throw new Reported();
       }
     });
 

@@ -67,6 +67,9 @@ export {
 } from "./engine/model/chat_template.ts";
 export { Rng } from "./engine/random.ts";
 
+// Generating text from a model directory (`deno task generate`).
+export { generate, GenerateError, type GenerateOptions, type Generation } from "./generate.ts";
+
 // Sampling and evaluation.
 export { type Completions, sampleCompletions, type SampleOptions } from "./rl/sample.ts";
 export { type EvalResult, evaluate } from "./rl/evaluate.ts";
