@@ -51,7 +51,15 @@ export const MAX_COPIED_FILE_BYTES = 268_435_456;
 /** `transformers`' default `max_shard_size`, "5GB": 5·10⁹ bytes of tensor data per shard. */
 export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
-/** Options of {@linkcode saveHfModel}. */
+/**
+ * Options of {@linkcode saveHfModel}.
+ *
+ * @example
+ * ```ts
+ * const options: SaveHfModelOptions = { layout: kernels.layout, dtype: "BF16", maxShardBytes: 2e9 };
+ * await saveHfModel("out/model", params, "models/stories260K", options);
+ * ```
+ */
 export interface SaveHfModelOptions {
   /** The layout of the linear weights in `params` (`KernelSet.layout`). @default "[in, out]" */
   layout?: LinearLayout;
@@ -70,7 +78,16 @@ export interface SaveHfModelOptions {
   overwrite?: boolean;
 }
 
-/** What {@linkcode saveHfModel} wrote. */
+/**
+ * What {@linkcode saveHfModel} wrote.
+ *
+ * @example
+ * ```ts
+ * const saved: SavedHfModel = await saveHfModel("out/model", params, "models/stories260K");
+ * saved.files; // ["model.safetensors", "config.json", "tokenizer.json", …]
+ * saved.totalSize; // 1_040_128: 260,032 float32 values
+ * ```
+ */
 export interface SavedHfModel {
   /** The files written, by name (config.json, weights, index, copied files). */
   files: string[];
