@@ -55,6 +55,7 @@ export {
   type Tokenizer,
 } from "./engine/model/tokenizer.ts";
 export { type HfConfig, type LoadedHfModel, loadHfModel, readHfConfig } from "./engine/model/hf.ts";
+export { type SavedHfModel, saveHfModel, type SaveHfModelOptions } from "./engine/model/hf_save.ts";
 export { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
 export {
   type ChatMessage,

@@ -11,7 +11,8 @@
  *
  * Like the reference implementation, decoding insists that the tensors tile the data part exactly
  * (no overlap, no hole, nothing after the last one). It reads F32, F16 and BF16 (Hugging Face Llama
- * checkpoints are often bf16), always into float32; it writes F32 only.
+ * checkpoints are often bf16), always into float32, and writes float32 values as any of the three
+ * (rounded to the nearest, ties to even, for F16 and BF16).
  *
  * @module
  */
@@ -36,7 +37,10 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Encodes float32 tensors (and optional string metadata) as a safetensors file. Tensors are
- * written in sorted name order, like the Python library; the values are copied bit for bit.
+ * written in sorted name order, like the Python library. Each is stored as F32 (the values copied
+ * bit for bit) unless `dtypes` says F16 or BF16, for all tensors or by name: then each value is
+ * rounded to the nearest (ties to even), as PyTorch's `.to(torch.float16)` and
+ * `.to(torch.bfloat16)` round (see {@linkcode toF16Bits} and {@linkcode toBf16Bits}).
  *
  * @example
  * ```ts
@@ -45,32 +49,19 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  *   { format: "pt" },
  * );
  * bytes.length; // 128: 8 + 96 (header, padded) + 24 (data)
+ * const half = encodeSafetensors({ wte: { dtype: "F32", shape: [2], data: Float32Array.of(1, 2) } }, {}, "BF16");
+ * half.length; // 8 + 64 + 4
  * ```
  */
 export function encodeSafetensors(
   tensors: Record<string, TensorData>,
   metadata?: Record<string, string>,
+  dtypes: SafetensorsDtype | Record<string, SafetensorsDtype> = "F32",
 ): Uint8Array {
-  const names = Object.keys(tensors).sort(compareUtf8);
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [key, value] of Object.entries(metadata)) {
-      if (typeof value !== "string") {
-        throw new TypeError(
-          `Cannot encode safetensors as metadata '${key}' must be a string: current value is ${
-            JSON.stringify(value)
-          }`,
-        );
-      }
-    }
-    header["__metadata__"] = metadata;
-  }
-  let offset = 0;
-  for (const name of names) {
-    if (name === "__metadata__") {
-      throw new Error("Cannot encode safetensors as '__metadata__' is reserved, not a tensor name");
-    }
-    const { dtype, shape, data } = tensors[name]!;
+  const stored = (name: string): SafetensorsDtype =>
+    typeof dtypes === "string" ? dtypes : dtypes[name] ?? "F32";
+  const infos: TensorInfo[] = [];
+  for (const [name, { dtype, shape, data }] of Object.entries(tensors)) {
     if (dtype !== "F32" || !(data instanceof Float32Array)) {
       throw new TypeError(
         `Cannot encode safetensors as tensor '${name}' must be F32 in a Float32Array: current dtype is ${dtype}`,
@@ -84,21 +75,177 @@ export function encodeSafetensors(
         } but ${data.length} values`,
       );
     }
-    header[name] = { dtype, shape, data_offsets: [offset, offset + 4 * size] };
-    offset += 4 * size;
+    infos.push({ name, dtype: stored(name), shape });
   }
+  const { header, order, dataBytes } = safetensorsHeader(infos, metadata);
+  const out = new Uint8Array(header.length + dataBytes);
+  out.set(header, 0);
+  let at = header.length;
+  for (const { name, dtype } of order) {
+    const bytes = tensorBytes(tensors[name]!.data, dtype);
+    out.set(bytes, at);
+    at += bytes.length;
+  }
+  return out;
+}
 
+/**
+ * The first part of a safetensors file of the tensors `infos` describe (the 8-byte length and the
+ * space-padded JSON header, which keeps the data 8-aligned), the order their data must follow in
+ * (sorted by name, as the Python library writes), and the bytes that data takes. A writer that
+ * streams the tensors one at a time writes this, then {@linkcode tensorBytes} of each in `order`.
+ *
+ * @example
+ * ```ts
+ * const { header, order, dataBytes } = safetensorsHeader([{ name: "w", dtype: "BF16", shape: [3] }]);
+ * dataBytes; // 6
+ * ```
+ */
+export function safetensorsHeader(
+  infos: readonly TensorInfo[],
+  metadata?: Record<string, string>,
+): { header: Uint8Array; order: TensorInfo[]; dataBytes: number } {
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    for (const [key, value] of Object.entries(metadata)) {
+      if (typeof value !== "string") {
+        throw new TypeError(
+          `Cannot encode safetensors as metadata '${key}' must be a string: current value is ${
+            JSON.stringify(value)
+          }`,
+        );
+      }
+    }
+    header["__metadata__"] = metadata;
+  }
+  const order = [...infos].sort((a, b) => compareUtf8(a.name, b.name));
+  let offset = 0;
+  for (let i = 0; i < order.length; i++) {
+    const { name, dtype, shape } = order[i]!;
+    if (name === "__metadata__") {
+      throw new Error("Cannot encode safetensors as '__metadata__' is reserved, not a tensor name");
+    }
+    if (i > 0 && order[i - 1]!.name === name) {
+      throw new Error(`Cannot encode safetensors as tensor '${name}' is given twice`);
+    }
+    if (!Object.hasOwn(DTYPE_BYTES, dtype)) {
+      throw new TypeError(
+        `Cannot encode safetensors as tensor '${name}' has dtype ${
+          JSON.stringify(dtype)
+        }: expected one of ${Object.keys(DTYPE_BYTES).join(", ")}`,
+      );
+    }
+    const size = elementCount(shape);
+    if (size === undefined) {
+      throw new RangeError(
+        `Cannot encode safetensors as tensor '${name}' must have a shape of integers >= 0: current value is ${
+          JSON.stringify(shape)
+        }`,
+      );
+    }
+    const bytes = size * DTYPE_BYTES[dtype];
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
   const json = new TextEncoder().encode(JSON.stringify(header));
   const headerLength = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(8 + headerLength + offset);
+  const out = new Uint8Array(8 + headerLength);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
   out.set(json, 8);
-  out.fill(0x20, 8 + json.length, 8 + headerLength); // space padding keeps the data 8-aligned
-  let at = 8 + headerLength;
-  for (const name of names) {
-    const { data } = tensors[name]!;
-    writeFloat32(out, at, data);
-    at += data.byteLength;
+  out.fill(0x20, 8 + json.length); // space padding keeps the data 8-aligned
+  return {
+    header: out,
+    order: order.map(({ name, dtype, shape }) => ({ name, dtype, shape })),
+    dataBytes: offset,
+  };
+}
+
+/**
+ * The little-endian bytes of float32 values stored as `dtype`: F32 bit for bit (NaN payloads
+ * included), F16 and BF16 rounded to the nearest, ties to even.
+ *
+ * @example
+ * ```ts
+ * tensorBytes(Float32Array.of(1), "BF16"); // Uint8Array [0x80, 0x3f]
+ * ```
+ */
+export function tensorBytes(data: Float32Array, dtype: SafetensorsDtype): Uint8Array {
+  if (dtype === "F32") {
+    const out = new Uint8Array(data.byteLength);
+    writeFloat32(out, 0, data);
+    return out;
+  }
+  const halves = dtype === "F16" ? toF16Bits(data) : toBf16Bits(data);
+  if (LITTLE_ENDIAN) return new Uint8Array(halves.buffer);
+  const out = new Uint8Array(2 * halves.length);
+  for (let i = 0; i < halves.length; i++) {
+    out[2 * i] = halves[i]! & 0xff;
+    out[2 * i + 1] = halves[i]! >> 8;
+  }
+  return out;
+}
+
+/**
+ * float32 values rounded to IEEE half precision, as 16-bit patterns: to the nearest, ties to
+ * even (so 1/3 → 0x3555, 0.333251953125); magnitudes from 65520 on (halfway to 2^16) overflow to
+ * ±inf; below 2^-14 they become subnormals (multiples of 2^-24), and at most 2^-25 (a tie, to the
+ * even 0) ±0; infinities stay, NaN stays NaN (quiet, its sign and the top of its payload kept).
+ *
+ * @example
+ * ```ts
+ * toF16Bits(Float32Array.of(1, -2.5, 65520)); // Uint16Array [0x3c00, 0xc100, 0x7c00]
+ * ```
+ */
+export function toF16Bits(data: Float32Array): Uint16Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < out.length; i++) {
+    const u = bits[i]!;
+    const sign = (u >>> 16) & 0x8000;
+    const exponent = (u >>> 23) & 0xff;
+    const mantissa = u & 0x7fffff;
+    if (exponent === 0xff) {
+      out[i] = sign | 0x7c00 | (mantissa !== 0 ? 0x200 | (mantissa >>> 13) : 0);
+    } else if (exponent >= 143) { // 2^16 and above: beyond every half
+      out[i] = sign | 0x7c00;
+    } else if (exponent >= 113) { // 2^-14 and above: a normal half
+      // 23 mantissa bits to 10; a carry out of the mantissa moves to the next exponent (or inf)
+      const h = ((exponent - 112) << 10) | (mantissa >>> 13);
+      const rest = mantissa & 0x1fff;
+      out[i] = sign | (h + (rest > 0x1000 || (rest === 0x1000 && (h & 1)) ? 1 : 0));
+    } else if (exponent >= 102) { // 2^-25 up to 2^-14: a subnormal half, units of 2^-24
+      const significand = mantissa | 0x800000; // value = significand · 2^(exponent − 150)
+      const shift = 126 - exponent; // 14 to 24
+      const h = significand >>> shift;
+      const rest = significand & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      out[i] = sign | (h + (rest > half || (rest === half && (h & 1)) ? 1 : 0));
+    } else {
+      out[i] = sign; // below 2^-25: rounds to zero
+    }
+  }
+  return out;
+}
+
+/**
+ * float32 values rounded to bfloat16 (the top half of a float32), as 16-bit patterns: to the
+ * nearest, ties to even; values past the largest bfloat16 overflow to ±inf; NaN stays NaN (quiet).
+ *
+ * @example
+ * ```ts
+ * toBf16Bits(Float32Array.of(1, 1 / 3)); // Uint16Array [0x3f80, 0x3eab]
+ * ```
+ */
+export function toBf16Bits(data: Float32Array): Uint16Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < out.length; i++) {
+    const u = bits[i]!;
+    if ((u & 0x7fffffff) > 0x7f800000) {
+      out[i] = (u >>> 16) | 0x40; // NaN: truncating could clear every payload bit left (inf)
+    } else {
+      out[i] = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+    }
   }
   return out;
 }
@@ -308,6 +455,56 @@ export async function readSafetensorsFile(
   path: string,
   options: ReadSafetensorsOptions = {},
 ): Promise<DecodedSafetensors> {
+  const { file, entries, metadata } = await openSafetensors(path);
+  try {
+    options.inspect?.(
+      entries.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
+    );
+    // The entries tile the data in order, so each read continues where the previous one ended.
+    const tensors: Record<string, TensorData> = {};
+    const dtypes: Record<string, SafetensorsDtype> = {};
+    for (const { name, dtype, shape, begin, end } of entries) {
+      let values: Float32Array;
+      if (dtype === "F32" && LITTLE_ENDIAN) {
+        values = new Float32Array((end - begin) / 4);
+        await readExactly(file, end - begin, path, new Uint8Array(values.buffer));
+      } else {
+        values = widen(dtype, await readExactly(file, end - begin, path));
+      }
+      tensors[name] = { dtype: "F32", shape, data: values };
+      dtypes[name] = dtype;
+    }
+    return { tensors, dtypes, metadata };
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * The tensors (in data order) and metadata the header of the safetensors file at `path` declares,
+ * checked as {@linkcode readSafetensorsFile} checks them, without reading their data.
+ *
+ * @example
+ * ```ts
+ * const { tensors } = await readSafetensorsHeader("models/stories260K/model.safetensors");
+ * tensors.find((t) => t.name === "model.norm.weight")!.dtype; // "F32"
+ * ```
+ */
+export async function readSafetensorsHeader(
+  path: string,
+): Promise<{ tensors: TensorInfo[]; metadata: Record<string, string> }> {
+  const { file, entries, metadata } = await openSafetensors(path);
+  file.close();
+  return { tensors: entries.map(({ name, dtype, shape }) => ({ name, dtype, shape })), metadata };
+}
+
+/**
+ * Opens the safetensors file at `path` and reads its header, positioned at the start of the data:
+ * a regular file, its header at most 100 MB and well formed, its size what the header declares.
+ */
+async function openSafetensors(
+  path: string,
+): Promise<{ file: Deno.FsFile; entries: HeaderEntry[]; metadata: Record<string, string> }> {
   const refuse = (why: string): never => {
     throw new Error(`Cannot read safetensors '${path}' as ${why}`);
   };
@@ -337,27 +534,10 @@ export async function readSafetensorsFile(
     } catch (e) {
       return refuse((e as Error).message.replace(/^Cannot decode safetensors as /, ""));
     }
-    const { entries, metadata } = parsed;
-    options.inspect?.(
-      entries.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
-    );
-    // The entries tile the data in order, so each read continues where the previous one ended.
-    const tensors: Record<string, TensorData> = {};
-    const dtypes: Record<string, SafetensorsDtype> = {};
-    for (const { name, dtype, shape, begin, end } of entries) {
-      let values: Float32Array;
-      if (dtype === "F32" && LITTLE_ENDIAN) {
-        values = new Float32Array((end - begin) / 4);
-        await readExactly(file, end - begin, path, new Uint8Array(values.buffer));
-      } else {
-        values = widen(dtype, await readExactly(file, end - begin, path));
-      }
-      tensors[name] = { dtype: "F32", shape, data: values };
-      dtypes[name] = dtype;
-    }
-    return { tensors, dtypes, metadata };
-  } finally {
+    return { file, ...parsed };
+  } catch (e) {
     file.close();
+    throw e;
   }
 }
 
