@@ -26,3 +26,37 @@ export function requires(available: boolean, reason: string): Requirement {
     ignore: !available,
   });
 }
+
+/** Debian's interpreter, whose python3-torch (1.13) loads in no other. */
+export const PYTHON = "/usr/bin/python3";
+
+/** Whether `PYTHON` imports torch here, or why not. */
+function probeTorch(): { ok: true } | { ok: false; reason: string } {
+  try {
+    const out = new Deno.Command(PYTHON, { args: ["-c", "import torch"], stderr: "piped" })
+      .outputSync();
+    if (out.success) return { ok: true };
+    const last = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
+    return { ok: false, reason: `${PYTHON} cannot import torch (${last})` };
+  } catch (e) {
+    return { ok: false, reason: `${PYTHON} does not run (${(e as Error).message})` };
+  }
+}
+
+/** Whether Debian's python3 imports torch, probed once when a test module first asks. */
+export const TORCH: { ok: true } | { ok: false; reason: string } = probeTorch();
+
+/**
+ * Tests against PyTorch: skipped, saying why, where `PYTHON` cannot import torch, unless
+ * `GIFTWRAP_REQUIRE_TORCH=1` (as `.ci/run` sets where python3-torch is installed), which makes
+ * them run and fail.
+ *
+ * @example
+ * ```ts
+ * Deno.test({ ...needsTorch("the forward pass agrees with PyTorch's"), async fn() {} });
+ * ```
+ */
+export const needsTorch: Requirement = requires(
+  TORCH.ok || Deno.env.get("GIFTWRAP_REQUIRE_TORCH") === "1",
+  `${!TORCH.ok ? TORCH.reason : ""}; sudo apt-get install python3-torch`,
+);

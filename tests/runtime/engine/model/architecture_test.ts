@@ -25,31 +25,11 @@ import {
   tokenLogProbs,
 } from "../../../../runtime/engine/model/transformer.ts";
 import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
-import { requires } from "../../../_requires.ts";
+import { needsTorch, PYTHON, TORCH } from "../../../_requires.ts";
 import { relativeError } from "../../_numeric.ts";
 import { GQA_CONFIG } from "../../_tiny.ts";
 
-/** Debian's interpreter, whose python3-torch (1.13) loads in no other. */
-const PYTHON = "/usr/bin/python3";
 const SCRIPT = new URL("./torch_architectures.py", import.meta.url).pathname;
-
-/** Whether `PYTHON` imports torch here, or why not. */
-function probeTorch(): { ok: true } | { ok: false; reason: string } {
-  try {
-    const out = new Deno.Command(PYTHON, { args: ["-c", "import torch"], stderr: "piped" })
-      .outputSync();
-    if (out.success) return { ok: true };
-    const last = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
-    return { ok: false, reason: `${PYTHON} cannot import torch (${last})` };
-  } catch (e) {
-    return { ok: false, reason: `${PYTHON} does not run (${(e as Error).message})` };
-  }
-}
-const TORCH = probeTorch();
-const needsTorch = requires(
-  TORCH.ok || Deno.env.get("GIFTWRAP_REQUIRE_TORCH") === "1",
-  `${!TORCH.ok ? TORCH.reason : ""}; sudo apt-get install python3-torch`,
-);
 
 /** A small model of each architecture, and its Hugging Face `config.json`. */
 interface Variant {

@@ -30,31 +30,11 @@ import {
 import { forward, type ModelConfig } from "../../../../runtime/engine/model/transformer.ts";
 import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
 import { withTempDir } from "../../../_helpers.ts";
-import { requires } from "../../../_requires.ts";
+import { needsTorch, PYTHON } from "../../../_requires.ts";
 
 const STORIES = new URL("../../../../models/stories260K", import.meta.url).pathname;
 
-/** Debian's interpreter, whose python3-torch (1.13) loads in no other. */
-const PYTHON = "/usr/bin/python3";
 const SCRIPT = new URL("./torch_safetensors.py", import.meta.url).pathname;
-
-/** Whether `PYTHON` imports torch here, or why not. */
-function probeTorch(): { ok: true } | { ok: false; reason: string } {
-  try {
-    const out = new Deno.Command(PYTHON, { args: ["-c", "import torch"], stderr: "piped" })
-      .outputSync();
-    if (out.success) return { ok: true };
-    const last = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
-    return { ok: false, reason: `${PYTHON} cannot import torch (${last})` };
-  } catch (e) {
-    return { ok: false, reason: `${PYTHON} does not run (${(e as Error).message})` };
-  }
-}
-const TORCH = probeTorch();
-const needsTorch = requires(
-  TORCH.ok || Deno.env.get("GIFTWRAP_REQUIRE_TORCH") === "1",
-  `${!TORCH.ok ? TORCH.reason : ""}; sudo apt-get install python3-torch`,
-);
 
 /** The float32 values of 16-bit patterns stored as `dtype`, widened as a reader widens them. */
 function widen(bits: Uint16Array, dtype: "F16" | "BF16"): Float32Array {
