@@ -16,7 +16,7 @@
 
 import type { tf } from "../tf.ts";
 import type { LinearLayout } from "../kernels/types.ts";
-import { readJsonFile } from "./checkpoint.ts";
+import { readJsonFile, toTensorData } from "./checkpoint.ts";
 import { type HfConfig, hfParamShapes, parseHfConfig } from "./hf.ts";
 import {
   readSafetensorsHeader,
@@ -264,15 +264,6 @@ function mostCommon(dtypes: Record<string, SafetensorsDtype>): SafetensorsDtype 
   );
 }
 
-/** [rows, cols] → [cols, rows] of a row-major matrix. */
-function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
-  }
-  return out;
-}
-
 /** Writes all of `bytes` to an open file (a single `write` may write less). */
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let done = 0;
@@ -425,13 +416,9 @@ export async function saveHfModel(
         await writeAll(file, header);
         for (const { name, dtype } of order) {
           weightMap[name] = names[i]!;
-          const p = params[name]!;
-          let data = (await p.data()) as Float32Array;
-          if (isLinear(name) && layout === "[in, out]") {
-            const [rows, cols] = p.shape as [number, number];
-            data = transpose2d(data, rows, cols);
-          }
-          await writeAll(file, tensorBytes(data, dtype));
+          // One tensor at a time, turned to HF's [out, in] as giftwrap's checkpoints are.
+          const { [name]: tensor } = await toTensorData({ [name]: params[name]! }, layout);
+          await writeAll(file, tensorBytes(tensor!.data, dtype));
         }
       });
     }
