@@ -8,6 +8,7 @@ import {
   readRunCheckpoint,
   restoreRun,
   saveRunCheckpoint,
+  type TrainerState,
   trainerState,
 } from "../../../runtime/run/checkpoint.ts";
 import { tinyGpt } from "../../../mod.ts";
@@ -141,15 +142,19 @@ Deno.test("readRunCheckpoint() refuses another plan's checkpoint, another format
   });
 });
 
+/** `run` after one step, and its checkpoint saved in `dir` with the metrics of steps 0 and 1. */
+async function afterOneStep(dir: string, run: Run): Promise<{ at: string; state: TrainerState }> {
+  await trainStep(run, 1);
+  const metrics = '{"step":0}\n{"step":1}\n';
+  const state = trainerState(run, 1, HASH, { metricsBytes: metrics.length, samplesBytes: 0 });
+  return { at: `${dir}/${await saveRunCheckpoint(dir, run, state, metrics)}`, state };
+}
+
 Deno.test("readRunCheckpoint() given the plan refuses non-finite moments, shapes not the plan's", async () => {
   await withTempDir(async (dir) => {
     const run = await tinyRun();
     try {
-      await trainStep(run, 1);
-      const metrics = '{"step":0}\n{"step":1}\n';
-      const state = trainerState(run, 1, HASH, { metricsBytes: metrics.length, samplesBytes: 0 });
-      const name = await saveRunCheckpoint(dir, run, state, metrics);
-      const at = `${dir}/${name}`;
+      const { at, state } = await afterOneStep(dir, run);
       // As saved, it passes every check.
       const read = await readRunCheckpoint(at, HASH, run.plan);
       assert.deepEqual(read.state, state);
@@ -199,10 +204,7 @@ Deno.test("readRunCheckpoint() reads only regular files: a FIFO or /dev/zero in 
   await withTempDir(async (dir) => {
     const run = await tinyRun();
     try {
-      await trainStep(run, 1);
-      const metrics = '{"step":0}\n{"step":1}\n';
-      const state = trainerState(run, 1, HASH, { metricsBytes: metrics.length, samplesBytes: 0 });
-      const at = `${dir}/${await saveRunCheckpoint(dir, run, state, metrics)}`;
+      const { at, state } = await afterOneStep(dir, run);
       const swap = async (name: string, make: (path: string) => Promise<void>) => {
         const path = `${at}/${name}`;
         const saved = await Deno.readFile(path);
