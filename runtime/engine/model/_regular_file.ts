@@ -93,3 +93,24 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<U
     file.close();
   }
 }
+
+/** The largest JSON file of a checkpoint read (a `config.json` is a few kB; HF's stay under 1 MB). */
+export const MAX_JSON_BYTES = 16_777_216;
+
+/**
+ * The JSON in the regular file at `path`, at most `MAX_JSON_BYTES` of it (a FIFO, a device or a
+ * larger file is refused unread); errors are one line naming the file.
+ *
+ * @example
+ * ```ts
+ * const config = await readJsonFile("runs/x/checkpoints/final/config.json");
+ * ```
+ */
+export async function readJsonFile(path: string): Promise<unknown> {
+  const bytes = await readRegularFile(path, MAX_JSON_BYTES);
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new Error(`Cannot read '${path}' as it is not UTF-8 JSON: ${(e as Error).message}`);
+  }
+}
