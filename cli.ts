@@ -109,7 +109,8 @@ async function compileFile(
   options: CompileOptions,
 ): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
   const loaded = await loadRecipe(specifier, loadOptions());
-  const result = safeCompile(loaded.input, options);
+  const models = await resolvedModels(specifier, loaded);
+  const result = safeCompile(loaded.input, { ...options, models });
   if (!result.ok) {
     for (const issue of result.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
     throw new Reported();
@@ -127,6 +128,25 @@ async function compileFile(
     );
   }
   return { loaded, plan };
+}
+
+/**
+ * What the recipe's Hugging Face model directory holds, read before compiling (the compiler does
+ * no I/O); nothing for a recipe without one, which keeps `plan` and `validate` light.
+ */
+async function resolvedModels(
+  specifier: string,
+  loaded: LoadedRecipe,
+): Promise<NonNullable<CompileOptions["models"]>> {
+  const policy = (loaded.input as { policy?: { kind?: unknown } } | null)?.policy;
+  if (policy?.kind !== "hfModel") return {};
+  const { resolveModels } = await import("./runtime/resolve.ts");
+  const resolved = await resolveModels(loaded.input, loaded.url);
+  if (!resolved.ok) {
+    for (const issue of resolved.issues) console.error(`${specifier}: ${formatIssue(issue)}`);
+    throw new Reported();
+  }
+  return resolved.models;
 }
 
 function printWarnings(specifier: string, plan: Plan): void {
@@ -448,7 +468,9 @@ function program(fail: (code: number) => void) {
       const compare = await import("./analysis/compare/mod.ts");
       // The runs' recipes are written elsewhere: their relative paths start from this recipe.
       const base = compare.withAbsolutePaths(validated.recipe, loaded.url);
+      const models = await resolvedModels(specifier, { ...loaded, input: base });
       const planned = compare.planComparison(base, {
+        models,
         objectives: options.objectives,
         seeds: options.seeds,
         ...(options.lr === undefined ? {} : { lrs: options.lr }),

@@ -39,6 +39,7 @@ export {
   gift,
   grpo,
   gspo,
+  hfModel,
   http,
   jsonl,
   type JsonlOptions,

@@ -88,7 +88,7 @@ export function benchConfig(name: ConfigName, seed = 1): BenchConfig {
           objective,
           ...batch(base.vocab, prompts, groupSize, promptTokens, newTokens, seed),
           seed,
-          alphabet: plan.tokenizer.alphabet,
+          alphabet: plan.tokenizer.kind === "char" ? plan.tokenizer.alphabet : "",
         },
       };
     }

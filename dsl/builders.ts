@@ -27,6 +27,7 @@ import type {
   Addition,
   Countdown,
   CustomObjective,
+  HfModel,
   Jsonl,
   KindOf,
   Multiplication,
@@ -76,6 +77,20 @@ export function recipe(definition: Recipe): Recipe {
  */
 export function tinyGpt(options: OptionsOf<TinyGpt> = {}): TinyGpt {
   return { kind: "tinyGpt", ...options };
+}
+
+/**
+ * A pretrained Hugging Face checkpoint directory as the policy (`llama`, `mistral`, `qwen2`,
+ * `qwen3`), with its own tokenizer and chat template. The path is relative to the recipe.
+ *
+ * @example
+ * ```ts
+ * hfModel({ path: "../models/stories260K" });
+ * hfModel({ path: "/models/Qwen3-0.6B", chat: { system: "Be brief.", args: { enable_thinking: false } } });
+ * ```
+ */
+export function hfModel(options: OptionsOf<HfModel>): HfModel {
+  return { kind: "hfModel", ...options };
 }
 
 // ---------------------------------------------------------------------------------------------

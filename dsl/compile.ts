@@ -35,12 +35,15 @@ import {
 } from "./objectives.ts";
 import {
   type BackendName,
+  type HfModelFacts,
+  type HfModelSpec,
+  type HfTokenizerSpec,
   logProbPasses,
-  type ModelSpec,
   type Plan,
   PLAN_FORMAT,
   type RewardSpec,
   type Stage,
+  type TinyGptSpec,
 } from "./plan.ts";
 import {
   type Backend,
@@ -91,6 +94,13 @@ export interface CompileOptions {
    * @default unknown: only the backend's own limit
    */
   machineMemory?: number;
+  /**
+   * What was read of each Hugging Face model directory the recipe names (`hfModel({ path })`),
+   * by the path as the recipe writes it: the runtime's `resolveModels()` reads them, as the
+   * compiler does no I/O. A recipe with an `hfModel` policy does not compile without it.
+   * @default none
+   */
+  models?: Readonly<Record<string, HfModelFacts>>;
 }
 
 /**
@@ -144,7 +154,9 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
 
   const task = resolveTask(r, d);
   const sampling = resolveSampling(r, task);
-  const model = resolveModel(r, task, sampling, d);
+  const model = r.policy.kind === "hfModel"
+    ? resolveHfModel(r, task, sampling, options.models, d)
+    : resolveModel(r, task, sampling, d);
   const objective = resolveObjective(r.objective) as ResolvedObjective;
   const axes = objectiveAxes(objective);
   const reference = resolveReference(given, objective, axes, d);
@@ -157,7 +169,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
   const recipe = fillDefaults(SCHEMA, {
     ...r,
     $schema: undefined,
-    policy: {
+    policy: r.policy.kind === "hfModel" ? { ...r.policy, contextLength: model.contextLength } : {
       ...r.policy,
       kvHeads: model.kvHeads,
       ffnDim: model.ffnDim,
@@ -214,7 +226,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     recipe,
     backend: resolveBackend(recipe.backend ?? "auto", options),
     model,
-    tokenizer: {
+    tokenizer: model.kind === "hfModel" ? hfTokenizerSpec(r, options.models![model.path]!) : {
       kind: "char",
       specials: [...SPECIAL_TOKENS],
       alphabet: task.alphabet,
@@ -333,8 +345,8 @@ function resolveModel(
   task: TaskSpec,
   sampling: Resolved<Sampling>,
   d: Diagnostics,
-): ModelSpec {
-  const p = r.policy;
+): TinyGptSpec {
+  const p = r.policy as Extract<Recipe["policy"], { kind: "tinyGpt" }>;
   const layers = p.layers!;
   const dModel = p.dModel!;
   const heads = p.heads!;
@@ -402,6 +414,139 @@ function resolveModel(
     warmStart: w === undefined
       ? null
       : { sftSteps: w.sftSteps, lr: w.lr!, batchSize: w.batchSize! },
+  };
+}
+
+/** The dtypes a saved checkpoint may be written in, by the recipe's name for them. */
+const SAVE_DTYPES = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
+
+/**
+ * A Hugging Face policy from what `resolveModels()` read of its directory: the dimensions of its
+ * `config.json`, the context the recipe's prompts and completions need (within
+ * `max_position_embeddings`), and a tokenizer that fits the embedding.
+ */
+function resolveHfModel(
+  r: Recipe,
+  task: TaskSpec,
+  sampling: Resolved<Sampling>,
+  models: CompileOptions["models"],
+  d: Diagnostics,
+): HfModelSpec {
+  const p = r.policy as Extract<Recipe["policy"], { kind: "hfModel" }>;
+  const facts = models?.[p.path];
+  const needed = task.promptTokens + sampling.maxNewTokens;
+  const contextLength = p.contextLength ?? needed;
+  if (facts === undefined) {
+    d.errors.push({
+      path: "policy.path",
+      message: `the model directory '${p.path}' was not read before compiling`,
+      hint: "compile through the CLI, or pass resolveModels()'s result as the models option",
+    });
+  } else {
+    if (r.data.kind !== "jsonl") {
+      d.errors.push({
+        path: "data.kind",
+        message: `a Hugging Face policy reads text prompts: expected 'jsonl', got '${r.data.kind}'`,
+        hint: "give the problems as JSON Lines (tasks.jsonl), or use tinyGpt for synthetic tasks",
+      });
+    }
+    if (facts.tokenizer.vocab > facts.shape.vocab) {
+      d.errors.push({
+        path: "policy.path",
+        message: `the tokenizer of '${p.path}' has ${facts.tokenizer.vocab} ids, but ` +
+          `config.json's vocab_size is ${facts.shape.vocab}: its ids do not fit the embedding`,
+        hint: "use the tokenizer the checkpoint was trained with",
+      });
+    }
+    if (contextLength > facts.maxPositions) {
+      const given = p.contextLength !== undefined;
+      d.errors.push({
+        path: given ? "policy.contextLength" : "sampling.maxNewTokens",
+        message: given
+          ? `expected at most config.json's max_position_embeddings (${facts.maxPositions}), ` +
+            `got ${contextLength}`
+          : `${task.promptTokens} prompt tokens + ${sampling.maxNewTokens} new tokens = ` +
+            `${needed}, more than config.json's max_position_embeddings (${facts.maxPositions})`,
+        hint: given
+          ? `set policy.contextLength to at most ${facts.maxPositions}`
+          : "lower sampling.maxNewTokens or the data's maxPromptTokens",
+      });
+    }
+    if (contextLength < needed) {
+      d.errors.push({
+        path: "policy.contextLength",
+        message: `expected at least ${needed} (${task.promptTokens} prompt tokens + ` +
+          `${sampling.maxNewTokens} new tokens), got ${contextLength}`,
+        hint: `raise policy.contextLength to ${needed}, or lower sampling.maxNewTokens`,
+      });
+    }
+    const chat = p.chat ?? {};
+    if (
+      chat.system !== undefined && !(facts.tokenizer.hasChatTemplate && chat.template !== false)
+    ) {
+      d.errors.push({
+        path: "policy.chat.system",
+        message: facts.tokenizer.hasChatTemplate
+          ? "a system prompt needs the chat template, but policy.chat.template is false"
+          : `a system prompt needs a chat template, but the tokenizer of '${p.path}' has none`,
+        hint: "write the instruction into the prompt text instead",
+      });
+    }
+    if (sampling.topK >= facts.shape.vocab) {
+      d.warnings.push({
+        path: "sampling.topK",
+        message: `top-k of ${sampling.topK} keeps the whole vocabulary of ${facts.shape.vocab}, ` +
+          "so it filters nothing",
+        hint: "omit sampling.topK, or set it below the vocabulary size",
+      });
+    }
+  }
+  const shape = facts?.shape ?? {
+    layers: 1,
+    dModel: 2,
+    heads: 1,
+    kvHeads: 1,
+    headDim: 2,
+    ffnDim: 1,
+    vocab: 1,
+    tiedEmbeddings: true,
+    ropeTheta: 10_000,
+    normEps: 1e-6,
+  };
+  const source = (facts?.dtype ?? "F32").split("+")[0]!;
+  const saveDtype = p.saveDtype === undefined || p.saveDtype === "source"
+    ? (source === "BF16" || source === "F16" ? source : "F32")
+    : SAVE_DTYPES[p.saveDtype];
+  return {
+    kind: "hfModel",
+    ...shape,
+    contextLength,
+    params: facts?.parameters ?? 0,
+    path: p.path,
+    modelType: facts?.modelType ?? "",
+    architectures: facts?.architectures ?? [],
+    dtype: facts?.dtype ?? "",
+    saveDtype,
+    sha256: facts?.sha256 ?? "",
+    maxPositions: facts?.maxPositions ?? 0,
+    attentionBias: facts?.attentionBias ?? false,
+    qkNorm: facts?.qkNorm ?? false,
+    ropeScaling: facts?.ropeScaling ?? null,
+    warmStart: null,
+  };
+}
+
+/** The plan's tokenizer of a Hugging Face policy: what was read, and how prompts are rendered. */
+function hfTokenizerSpec(r: Recipe, facts: HfModelFacts): HfTokenizerSpec {
+  const p = r.policy as Extract<Recipe["policy"], { kind: "hfModel" }>;
+  const chat = p.chat ?? {};
+  const { hasChatTemplate, ...tokenizer } = facts.tokenizer;
+  return {
+    ...tokenizer,
+    chatTemplate: hasChatTemplate && chat.template !== false,
+    system: chat.system ?? null,
+    templateArgs: { ...chat.args },
+    example: facts.example,
   };
 }
 
@@ -793,7 +938,10 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
   add({
     when: "setup",
     name: "init",
-    detail: `tinyGpt from seed ${plan.seed}: ${plural(model.params, "parameter")}`,
+    detail: model.kind === "hfModel"
+      ? `${model.modelType} from '${model.path}' (${model.dtype}): ` +
+        plural(model.params, "parameter")
+      : `tinyGpt from seed ${plan.seed}: ${plural(model.params, "parameter")}`,
     shapes: { embedding: [model.vocab, model.dModel] },
     flops: 0,
   });

@@ -29,6 +29,20 @@ export function formatPlan(plan: Plan): string {
 
   row("run", [`seed ${plan.seed}`, plural(schedule.steps, "step")]);
   row("backend", [plan.backend.name, plan.backend.reason]);
+  if (model.kind === "hfModel") {
+    row("model", [
+      `'${model.path}'`,
+      `${model.modelType} (${model.architectures.join(", ") || "no architectures"})`,
+      `${model.dtype}, saved as ${model.saveDtype}`,
+      `max positions ${model.maxPositions}`,
+      ...(model.attentionBias ? ["q/k/v biases"] : []),
+      ...(model.qkNorm ? ["q/k norms"] : []),
+      ...(model.ropeScaling === null ? [] : [
+        `rope scaling llama3 ×${model.ropeScaling.factor}`,
+      ]),
+      `sha256 ${model.sha256.slice(0, 16)}…`,
+    ]);
+  }
   row("policy", [
     model.kind,
     plural(model.layers, "layer"),
@@ -39,10 +53,33 @@ export function formatPlan(plan: Plan): string {
     `${model.tiedEmbeddings ? "tied" : "untied"} embeddings`,
     plural(model.params, "parameter"),
   ]);
-  row("tokenizer", [
-    `${tokenizer.kind}, vocabulary ${tokenizer.vocab}: ${tokenizer.specials.join(" ")} and ` +
-    plural(tokenizer.vocab - tokenizer.specials.length, "character"),
-  ]);
+  if (tokenizer.kind === "char") {
+    row("tokenizer", [
+      `${tokenizer.kind}, vocabulary ${tokenizer.vocab}: ${tokenizer.specials.join(" ")} and ` +
+      plural(tokenizer.vocab - tokenizer.specials.length, "character"),
+    ]);
+  } else {
+    const id = (v: number | null) => v === null ? "none" : String(v);
+    row("tokenizer", [
+      `tokenizer.json, vocabulary ${tokenizer.vocab}`,
+      `bos ${id(tokenizer.bosId)}${tokenizer.addBos ? " (added)" : ""}`,
+      `eos ${id(tokenizer.eosId)}`,
+      `pad ${id(tokenizer.padId)}${tokenizer.padSource === "eos_token" ? " (the eos token)" : ""}`,
+      `stops at ${tokenizer.stopIds.join(", ") || "nothing"}`,
+      tokenizer.chatTemplate
+        ? "chat template" + (tokenizer.system === null ? "" : ", system prompt") +
+          (Object.keys(tokenizer.templateArgs).length === 0
+            ? ""
+            : `, ${JSON.stringify(tokenizer.templateArgs)}`)
+        : "plain text prompts",
+    ]);
+    if (tokenizer.example !== null) {
+      row("prompt", [
+        `${JSON.stringify(excerptText(tokenizer.example.text, 160))}`,
+        plural(tokenizer.example.tokens, "token"),
+      ]);
+    }
+  }
   row("reference", [referenceText(plan)]);
   row("data", [
     data.description,
@@ -281,4 +318,12 @@ export function bytesText(bytes: number): string {
     i++;
   }
   return `${Number(x.toPrecision(3))} ${units[i]}`;
+}
+
+/** `text` cut to about `max` characters in the middle, for one line of the plan. */
+function excerptText(text: string, max: number): string {
+  const chars = [...text];
+  if (chars.length <= max) return text;
+  const half = Math.floor((max - 1) / 2);
+  return chars.slice(0, half).join("") + "…" + chars.slice(chars.length - half).join("");
 }

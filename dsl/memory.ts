@@ -332,7 +332,10 @@ function withRows(plan: MemoryPlan, stage: MemoryStage, rows: number): MemoryPla
   const { model, shapes, schedule } = plan;
   switch (stage) {
     case "warm start":
-      return { ...plan, model: { ...model, warmStart: { ...model.warmStart!, batchSize: rows } } };
+      // Only a tinyGpt is warm-started.
+      return model.kind === "tinyGpt"
+        ? { ...plan, model: { ...model, warmStart: { ...model.warmStart!, batchSize: rows } } }
+        : plan;
     case "eval":
       return { ...plan, schedule: { ...schedule, evalProblems: rows } };
     case "sample":

@@ -53,9 +53,8 @@ export interface PlanInput {
   sha256: string;
 }
 
-/** The model, every dimension resolved. */
-export interface ModelSpec {
-  kind: "tinyGpt";
+/** The dimensions every model has, resolved. */
+export interface ModelShapeSpec {
   layers: number;
   dModel: number;
   heads: number;
@@ -69,7 +68,102 @@ export interface ModelSpec {
   normEps: number;
   /** Every parameter of the model. */
   params: number;
+}
+
+/** The model built from the recipe's seed, every dimension resolved. */
+export interface TinyGptSpec extends ModelShapeSpec {
+  kind: "tinyGpt";
   warmStart: Resolved<WarmStart> | null;
+}
+
+/** Llama 3.1/3.2's RoPE frequency scaling, as `config.json` gives it. */
+export interface RopeScalingSpec {
+  type: "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositions: number;
+}
+
+/** A Hugging Face checkpoint, as read from its directory before `compile()`. */
+export interface HfModelSpec extends ModelShapeSpec {
+  kind: "hfModel";
+  /** The directory as the recipe writes it (relative to the recipe). */
+  path: string;
+  /** `config.json`'s `model_type`: llama, mistral, qwen2 or qwen3. */
+  modelType: string;
+  /** `config.json`'s `architectures`, e.g. `["Qwen3ForCausalLM"]`. */
+  architectures: string[];
+  /** The dtype the weights are stored in: "F32", "BF16", "F16" (mixed: "BF16+F32"). */
+  dtype: string;
+  /** What the saved checkpoints are written in. */
+  saveDtype: "F32" | "F16" | "BF16";
+  /** SHA-256 of the directory's model and tokenizer files (see `resolveModels`). */
+  sha256: string;
+  /** `max_position_embeddings`. */
+  maxPositions: number;
+  /** Qwen2: biases on the q, k and v projections. */
+  attentionBias: boolean;
+  /** Qwen3: RMSNorm over each head of q and k. */
+  qkNorm: boolean;
+  ropeScaling: RopeScalingSpec | null;
+  /** A Hugging Face model is never warm-started: it is trained already. */
+  warmStart: null;
+}
+
+/** The model, every dimension resolved. */
+export type ModelSpec = TinyGptSpec | HfModelSpec;
+
+/** The character tokenizer of the synthetic tasks. */
+export interface CharTokenizerSpec {
+  kind: "char";
+  specials: string[];
+  alphabet: string;
+  vocab: number;
+}
+
+/** A Hugging Face tokenizer (`tokenizer.json`), as read before `compile()`. */
+export interface HfTokenizerSpec {
+  kind: "hf";
+  /** One more than its largest id (at most the model's embedding rows). */
+  vocab: number;
+  bosId: number | null;
+  eosId: number | null;
+  padId: number | null;
+  padSource: "pad_token" | "eos_token" | null;
+  /** Ids that end a completion: the generation config's end ids, the end token, and `bosId`. */
+  stopIds: number[];
+  /** Whether a plain prompt is encoded with the begin token first. */
+  addBos: boolean;
+  /** Whether prompts are rendered with the model's chat template. */
+  chatTemplate: boolean;
+  system: string | null;
+  templateArgs: Record<string, string | number | boolean | null>;
+  /** One prompt of the data, rendered as the model reads it, with its token count. */
+  example: { text: string; tokens: number } | null;
+}
+
+/**
+ * What reading a recipe's Hugging Face model directory found: what `compile()` needs of it and
+ * cannot read itself, being pure. The runtime's `resolveModels()` makes it.
+ */
+export interface HfModelFacts {
+  modelType: string;
+  architectures: string[];
+  dtype: string;
+  sha256: string;
+  parameters: number;
+  maxPositions: number;
+  shape: Omit<ModelShapeSpec, "params" | "contextLength">;
+  attentionBias: boolean;
+  qkNorm: boolean;
+  ropeScaling: RopeScalingSpec | null;
+  tokenizer: Omit<HfTokenizerSpec, "chatTemplate" | "system" | "templateArgs" | "example"> & {
+    /** Whether the tokenizer has a chat template. */
+    hasChatTemplate: boolean;
+  };
+  /** The first data row's prompt rendered with the recipe's chat settings, when there is one. */
+  example: { text: string; tokens: number } | null;
 }
 
 /** One reward source, resolved. */
@@ -121,7 +215,7 @@ export interface Plan {
   recipe: Recipe;
   backend: { name: BackendName; requested: Backend; reason: string };
   model: ModelSpec;
-  tokenizer: { kind: "char"; specials: string[]; alphabet: string; vocab: number };
+  tokenizer: CharTokenizerSpec | HfTokenizerSpec;
   data: {
     kind: string;
     description: string;

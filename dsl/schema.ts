@@ -157,7 +157,52 @@ export const TinyGptSchema = variant("tinyGpt", {
   warmStart: opt(WarmStartSchema),
 }, "A small Llama-style transformer (RMSNorm, RoPE, SwiGLU) with a character tokenizer.");
 
-export const PolicySchema = tagged([TinyGptSchema], "The policy being trained.");
+/** How prompts are rendered for a model with a chat template. */
+export const ChatSchema = section({
+  template: opt(Type.Boolean({
+    default: true,
+    description: "Render each prompt with the tokenizer's chat template (add_generation_prompt " +
+      "on) when it has one; false: encode the plain text, as for a base model.",
+  })),
+  system: opt(Type.String({
+    description: "A system prompt, put first unless a row's messages start with one. " +
+      "Needs a chat template.",
+  })),
+  args: opt(Type.Record(
+    Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }),
+    Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]),
+    { description: "More template variables, e.g. { enable_thinking: false } for Qwen3." },
+  )),
+}, "How prompts become text: the chat template, a system prompt and template arguments.");
+
+/** A pretrained Hugging Face checkpoint directory. */
+export const HfModelSchema = variant(
+  "hfModel",
+  {
+    path: Type.String({
+      minLength: 1,
+      description:
+        "A Hugging Face model directory (config.json, model.safetensors or its shards, " +
+        "tokenizer.json), relative to the recipe.",
+    }),
+    contextLength: opt(int({
+      minimum: 2,
+      maximum: 1_048_576,
+      description: "Longest sequence trained and sampled. Default: prompt tokens + " +
+        "sampling.maxNewTokens; at most config.json's max_position_embeddings.",
+    })),
+    chat: opt(ChatSchema),
+    saveDtype: opt(choice(["source", "float32", "float16", "bfloat16"] as const, {
+      default: "source",
+      description: "The dtype of the saved Hugging Face checkpoints: the source's (BF16 stays " +
+        "BF16) or another.",
+    })),
+  },
+  "A pretrained Hugging Face checkpoint (llama, mistral, qwen2, qwen3) with its own tokenizer " +
+    "and chat template.",
+);
+
+export const PolicySchema = tagged([TinyGptSchema, HfModelSchema], "The policy being trained.");
 
 /** What the implicit reward and the KL penalty are measured against. */
 export const ReferenceSchema = Type.Union([
@@ -211,6 +256,10 @@ export const JsonlSchema = variant("jsonl", {
     maximum: 131_072,
     default: 256,
     description: "Longest prompt in tokens; a longer one is an error when the data loads.",
+  })),
+  tooLong: opt(choice(["error", "skip", "truncate-left"] as const, {
+    description: "A prompt over maxPromptTokens: error (names file:line), skip the row, or " +
+      "truncate-left (keep its last tokens). Default: error.",
   })),
   maxBytes: opt(int({
     minimum: 1,
@@ -727,6 +776,8 @@ export const RecipeSchema = Type.Object({
 export type Recipe = Static<typeof RecipeSchema>;
 export type Policy = Static<typeof PolicySchema>;
 export type TinyGpt = Static<typeof TinyGptSchema>;
+export type HfModel = Static<typeof HfModelSchema>;
+export type Chat = Static<typeof ChatSchema>;
 export type WarmStart = Static<typeof WarmStartSchema>;
 export type Reference = Static<typeof ReferenceSchema>;
 export type Data = Static<typeof DataSchema>;

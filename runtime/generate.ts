@@ -25,7 +25,7 @@ import { loadCheckpoint, readJsonFile, weightsToTensors } from "./engine/model/c
 import { loadHfModel } from "./engine/model/hf.ts";
 import { loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
 import { renderChat } from "./engine/model/chat_template.ts";
-import { charTokenizer, type Tokenizer } from "./engine/model/tokenizer.ts";
+import { charTokenizer, completionStopIds, type Tokenizer } from "./engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "./engine/model/config.ts";
 import type { ChatTemplate } from "./engine/model/chat_template.ts";
 import type { TensorData } from "./engine/model/safetensors.ts";
@@ -146,6 +146,8 @@ async function modelDir(path: string): Promise<string> {
   const dir = path.replace(/\/+$/, "") || "/";
   if (await exists(`${dir}/config.json`)) return dir;
   if (await exists(`${dir}/run.json`)) {
+    // A Hugging Face policy's run saves its model to serve in model/; any run, its final weights.
+    if (await exists(`${dir}/model/config.json`)) return `${dir}/model`;
     const final = `${dir}/checkpoints/final`;
     if (await exists(`${final}/config.json`)) return final;
     throw new GenerateError(
@@ -280,7 +282,7 @@ export async function generate(path: string, options: GenerateOptions): Promise<
     throw new GenerateError((e as Error).message.split("\n")[0]!);
   }
   const { config, tokenizer } = model;
-  const stopIds = new Set(tokenizer.stopIds);
+  const stopIds = new Set(completionStopIds(tokenizer));
   if (tokenizer.bosId !== null) stopIds.add(tokenizer.bosId);
   const steps = Math.min(maxNewTokens, config.contextLength - prompt.length);
   const sampling = { temperature, topK, topP };

@@ -39,6 +39,7 @@ const EXPORTS = {
     "rewards",
     "rloo",
     "tasks",
+    "hfModel",
     "tinyGpt",
     "una",
   ],

@@ -16,6 +16,7 @@
  * @module
  */
 
+import type { CompileOptions } from "../../dsl/compile.ts";
 import { relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Recipe } from "../../dsl/schema.ts";
@@ -50,6 +51,8 @@ export interface ComparisonRequest {
   lrs?: readonly number[];
   /** Overrides the recipe's backend in every run. */
   backend?: Backend;
+  /** What `resolveModels()` read of the recipe's Hugging Face model, as `compile()` takes it. */
+  models?: CompileOptions["models"];
 }
 
 /** Every run of a comparison, compiled. */
@@ -84,7 +87,10 @@ export function planComparison(
   base: Recipe,
   request: ComparisonRequest,
 ): { ok: true; plan: ComparisonPlan } | { ok: false; issues: string[] } {
-  const options = request.backend === undefined ? {} : { backend: request.backend };
+  const options: CompileOptions = {
+    ...(request.backend === undefined ? {} : { backend: request.backend }),
+    ...(request.models === undefined ? {} : { models: request.models }),
+  };
   // Each problem once, with the objectives it concerns.
   const issues = new Map<string, Set<ObjectiveLabel>>();
   const warnings = new Map<string, Set<ObjectiveLabel>>();

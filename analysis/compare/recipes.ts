@@ -173,6 +173,9 @@ export function withAbsolutePaths(recipe: Recipe, baseUrl: URL): Recipe {
   };
   return {
     ...recipe,
+    policy: recipe.policy.kind === "hfModel"
+      ? { ...recipe.policy, path: absolute(recipe.policy.path) }
+      : recipe.policy,
     data: recipe.data.kind === "jsonl"
       ? { ...recipe.data, path: absolute(recipe.data.path) }
       : recipe.data,

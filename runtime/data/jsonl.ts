@@ -467,12 +467,50 @@ function parseLine(
     throw new DataError(path, lineNumber, `a line must be a JSON object, got ${describe(value)}`);
   }
   const row = value as JsonlRow;
-  const prompt = field(row, options.prompt, path, lineNumber);
+  // A conversation in the OpenAI shape may stand in for the prompt: the prompt field holding a
+  // list of messages, or a `messages` field when the row has no field of the default name.
+  const name = !Object.hasOwn(row, options.prompt) && options.prompt === "prompt" &&
+      Object.hasOwn(row, "messages")
+    ? "messages"
+    : options.prompt;
+  const prompt = field(row, name, path, lineNumber);
+  if (Array.isArray(prompt)) {
+    const messages = prompt.map((m, i) => {
+      const at = `field '${name}'[${i}]`;
+      if (typeof m !== "object" || m === null || Array.isArray(m)) {
+        throw new DataError(path, lineNumber, `${at} is not a message object (got ${typeName(m)})`);
+      }
+      const { role, content } = m as Record<string, unknown>;
+      if (typeof role !== "string" || typeof content !== "string") {
+        throw new DataError(
+          path,
+          lineNumber,
+          `${at} must have a string 'role' and 'content' (got ${typeName(role)} and ${
+            typeName(content)
+          })`,
+        );
+      }
+      return { role, content };
+    });
+    const last = messages.findLast((m) => m.role === "user");
+    if (last === undefined) {
+      throw new DataError(path, lineNumber, `field '${name}' has no message of role 'user'`);
+    }
+    const answer = field(row, options.answer, path, lineNumber);
+    if (typeof answer !== "string" && typeof answer !== "number") {
+      throw new DataError(
+        path,
+        lineNumber,
+        `field '${options.answer}' is not a string or number (got ${typeName(answer)})`,
+      );
+    }
+    return { prompt: last.content, messages, answer: String(answer), row };
+  }
   if (typeof prompt !== "string") {
     throw new DataError(
       path,
       lineNumber,
-      `field '${options.prompt}' is not a string (got ${typeName(prompt)})`,
+      `field '${name}' is not a string or a list of messages (got ${typeName(prompt)})`,
     );
   }
   const answer = field(row, options.answer, path, lineNumber);

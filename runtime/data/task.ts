@@ -14,16 +14,21 @@ import { DataError, type JsonlLoadOptions, loadJsonlLines, type NumberedSplits }
 import { multiplicationSplits } from "./multiplication.ts";
 import { sortingSplits } from "./sorting.ts";
 import type { Problem, Splits } from "./types.ts";
-import { BOS, type CharTokenizer, charTokenizer, EOS, PAD } from "../engine/model/tokenizer.ts";
+import { type CharTokenizer, charTokenizer, type Tokenizer } from "../engine/model/tokenizer.ts";
+import { loadHfTokenizer } from "../engine/model/hf_tokenizer.ts";
+import { modelDir } from "../resolve.ts";
+import { chatPrompt, promptIds } from "./prompt.ts";
 import { PRINTABLE_ASCII } from "../../dsl/tasks.ts";
 import type { Rng } from "../engine/random.ts";
 
 /** The data of a run. */
 export interface Task {
-  tokenizer: CharTokenizer;
+  tokenizer: Tokenizer;
   splits: Splits;
   /** Tokens per prompt, `<bos>` and left padding included: the plan's. */
   promptLength: number;
+  /** Rows left out as their prompt was too long (`data.tooLong: "skip"`). */
+  skipped?: number;
 }
 
 /**
@@ -174,6 +179,7 @@ export function problemFit(
  * @param baseUrl where relative data paths start: the recipe's location.
  */
 export async function loadTask(plan: Plan, rng: Rng, baseUrl: string | URL): Promise<Task> {
+  if (plan.tokenizer.kind === "hf") return await loadTextTask(plan, rng, baseUrl);
   const tokenizer = charTokenizer(plan.tokenizer.alphabet);
   const drawn = await splitsOf(plan, rng, baseUrl);
   if ("numbered" in drawn) {
@@ -203,9 +209,93 @@ export async function loadTask(plan: Plan, rng: Rng, baseUrl: string | URL): Pro
   return { tokenizer, splits: drawn, promptLength: plan.shapes.promptTokens };
 }
 
-/** `<bos>` and the prompt's ids. */
-export function encodePrompt(tokenizer: CharTokenizer, problem: Problem): number[] {
-  return [BOS, ...tokenizer.encode(problem.prompt)];
+/**
+ * The data of a Hugging Face policy: its tokenizer (checked against the plan's), and each JSON
+ * Lines problem with its prompt's ids as the model reads them (chat template and special tokens
+ * included). A prompt over `data.maxPromptTokens` is an error naming its `file:line`, skipped, or
+ * cut to its last tokens, as `data.tooLong` says.
+ */
+async function loadTextTask(plan: Plan, rng: Rng, baseUrl: string | URL): Promise<Task> {
+  const spec = plan.tokenizer;
+  if (spec.kind !== "hf" || plan.model.kind !== "hfModel") {
+    throw new Error("The plan's tokenizer is not a Hugging Face model's");
+  }
+  const dir = modelDir(plan.model.path, baseUrl);
+  const tokenizer = await loadHfTokenizer(dir);
+  const found = {
+    vocab: tokenizer.vocabSize,
+    bosId: tokenizer.bosId,
+    eosId: tokenizer.eosId,
+    padId: tokenizer.padId,
+    addBos: tokenizer.addBos,
+  };
+  for (const [key, value] of Object.entries(found)) {
+    const planned = spec[key as keyof typeof found];
+    if (planned !== value) {
+      throw new TaskError(
+        `policy.path: the tokenizer of '${plan.model.path}' has ${key} ${value}, but the plan ` +
+          `was made with ${planned}: the model directory changed; plan the recipe again`,
+      );
+    }
+  }
+  const drawn = await splitsOf(plan, rng, baseUrl);
+  if (!("numbered" in drawn)) {
+    throw new TaskError(`data.kind: a Hugging Face policy reads JSON Lines, got ${plan.data.kind}`);
+  }
+  const { file, numbered } = drawn;
+  const data = plan.recipe.data;
+  const tooLong = data.kind === "jsonl" ? data.tooLong ?? "error" : "error";
+  const limit = plan.shapes.promptTokens;
+  const errors: DataError[] = [];
+  let skipped = 0;
+  const encoded = (rows: typeof numbered.train) =>
+    rows.flatMap(({ line, problem }) => {
+      let ids: number[];
+      try {
+        ids = promptIds(tokenizer, spec, chatPrompt(problem));
+      } catch (e) {
+        errors.push(new DataError(file, line, `prompt: ${(e as Error).message.split("\n")[0]}`));
+        return [];
+      }
+      if (ids.length > limit) {
+        if (tooLong === "skip") {
+          skipped++;
+          return [];
+        }
+        if (tooLong === "error") {
+          errors.push(
+            new DataError(
+              file,
+              line,
+              `prompt: expected at most ${limit} tokens (data.maxPromptTokens), got ` +
+                `${ids.length}; raise data.maxPromptTokens or set data.tooLong to 'skip' or ` +
+                "'truncate-left'",
+            ),
+          );
+          return [];
+        }
+        ids = ids.slice(ids.length - limit);
+      }
+      return [{ ...problem, promptIds: ids }];
+    });
+  const splits = { train: encoded(numbered.train), eval: encoded(numbered.eval) };
+  if (errors.length > 0) throw errors.sort((a, b) => a.line! - b.line!)[0]!;
+  if (splits.train.length === 0) {
+    throw new DataError(
+      file,
+      undefined,
+      `every train row's prompt is over data.maxPromptTokens (${limit}) and was skipped`,
+    );
+  }
+  return { tokenizer, splits, promptLength: limit, skipped };
+}
+
+/**
+ * A problem's prompt ids: those computed when the data was loaded (a Hugging Face tokenizer's,
+ * chat template included), else the tokenizer's begin token and the prompt's ids.
+ */
+export function encodePrompt(tokenizer: Tokenizer, problem: Problem): number[] {
+  return problem.promptIds ?? tokenizer.encode(problem.prompt, { addSpecialTokens: true });
 }
 
 /**
@@ -214,7 +304,7 @@ export function encodePrompt(tokenizer: CharTokenizer, problem: Problem): number
  * on answer tokens and `<eos>`) and the prompt's left padding.
  */
 export function supervisedExample(
-  tokenizer: CharTokenizer,
+  tokenizer: Tokenizer,
   problem: Problem,
   promptLength: number,
   newTokens: number,
@@ -234,11 +324,12 @@ export function supervisedExample(
         `<bos>, more than the plan's ${promptLength}`,
     );
   }
-  const answer = [...tokenizer.encode(problem.answer), EOS];
-  const completion = [...answer, ...new Array<number>(newTokens - answer.length).fill(PAD)];
+  const pad = tokenizer.padId!;
+  const answer = [...tokenizer.encode(problem.answer), tokenizer.eosId!];
+  const completion = [...answer, ...new Array<number>(newTokens - answer.length).fill(pad)];
   const mask = completion.map((_, i) => (i < answer.length ? 1 : 0));
   const prompt = encodePrompt(tokenizer, problem);
   const padding = promptLength - prompt.length;
-  const ids = [...new Array<number>(padding).fill(PAD), ...prompt, ...completion];
+  const ids = [...new Array<number>(padding).fill(pad), ...prompt, ...completion];
   return { ids, mask, padding };
 }

@@ -17,6 +17,16 @@
 export interface Problem<Row = Record<string, unknown>> {
   /** The prompt text, template applied, without special tokens. */
   prompt: string;
+  /**
+   * The conversation a row gave instead of a plain prompt (OpenAI's `[{ role, content }]`), which
+   * a chat template renders; `prompt` is then its last user message.
+   */
+  messages?: { role: string; content: string }[];
+  /**
+   * The prompt's token ids as the model reads them (special tokens and chat template included),
+   * when the data was loaded for a Hugging Face tokenizer; absent for the character tokenizer.
+   */
+  promptIds?: number[];
   /** The reference answer as text. */
   answer: string;
   /** The row the problem came from. */

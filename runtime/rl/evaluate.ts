@@ -7,7 +7,7 @@
 
 import type { Verifier } from "../../dsl/schema.ts";
 import type { Problem } from "../data/types.ts";
-import type { CharTokenizer } from "../engine/model/tokenizer.ts";
+import type { Tokenizer } from "../engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
 import { verifier } from "./rewards/verifiers.ts";
@@ -51,7 +51,7 @@ export async function evaluate(
   kernels: KernelSet,
   params: Params,
   config: ModelConfig,
-  tokenizer: CharTokenizer,
+  tokenizer: Tokenizer,
   problems: readonly Problem[],
   metric: Verifier,
   shapes: { promptTokens: number; newTokens: number },

@@ -8,7 +8,7 @@
  */
 
 import type { Problem } from "../data/types.ts";
-import type { CharTokenizer } from "../engine/model/tokenizer.ts";
+import type { Tokenizer } from "../engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
 import type { Rng } from "../engine/random.ts";
@@ -54,7 +54,7 @@ export interface GroupSampler {
   kernels: KernelSet;
   params: Params;
   config: ModelConfig;
-  tokenizer: CharTokenizer;
+  tokenizer: Tokenizer;
   sampling: SampleOptions;
   sources: SourceScorer[];
   rng: Rng;

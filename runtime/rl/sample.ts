@@ -11,8 +11,7 @@
  * @module
  */
 
-import { EOS, PAD } from "../engine/model/tokenizer.ts";
-import type { CharTokenizer } from "../engine/model/tokenizer.ts";
+import { completionStopIds, type Tokenizer } from "../engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "../engine/model/config.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
 import type { Rng } from "../engine/random.ts";
@@ -103,7 +102,7 @@ export async function sampleCompletions(
   kernels: KernelSet,
   params: Params,
   config: ModelConfig,
-  tokenizer: CharTokenizer,
+  tokenizer: Tokenizer,
   prompts: readonly (readonly number[])[],
   options: SampleOptions,
   rng: Rng,
@@ -119,8 +118,14 @@ export async function sampleCompletions(
   const padding = prompts.map((p) => promptLength - p.length);
   const C = options.maxNewTokens;
   const width = promptLength + C;
-  const ids = new Int32Array(rows * width); // [B, P + C], <pad> = 0
+  const pad = tokenizer.padId ?? 0; // a padded position is masked: which id fills it is moot
+  const ids = new Int32Array(rows * width).fill(pad); // [B, P + C]
   prompts.forEach((p, b) => ids.set(p, b * width + padding[b]!));
+  const stopIds = new Set(completionStopIds(tokenizer));
+  // A stop string is looked for in the text of a completion's last tokens: enough of them to
+  // hold the longest stop string (a token is at least one character, or a piece of one).
+  const tail = Math.max(0, ...(options.stop ?? []).map((s) => s.length)) + 4;
+  const stopped = new Array<boolean>(rows).fill(false);
   const mask = new Float32Array(rows * C);
   const logp = new Float32Array(rows * C);
   const entropy = new Float32Array(rows * C);
@@ -145,7 +150,7 @@ export async function sampleCompletions(
     for (let t = 0; t < C && done.includes(false); t++) {
       const active = done.flatMap((d, b) => d ? [] : [b]); // finished rows need no logits
       const buffer = await model.next(input, t === 0 ? promptLength : 1, active); // [B, V]
-      const nextTokens = new Int32Array(rows).fill(PAD);
+      const nextTokens = new Int32Array(rows).fill(pad);
       for (let b = 0; b < rows; b++) {
         if (done[b]) continue;
         const { token, logp: lp } = sampleRow(buffer, b, vocab, options, rng);
@@ -155,9 +160,17 @@ export async function sampleCompletions(
         logp[b * C + t] = lp;
         entropy[b * C + t] = rowEntropy(buffer, b * vocab, vocab, options.temperature);
         lengths[b] = t + 1;
-        if (token === EOS) done[b] = true;
-        else if (stop.length > 0) {
-          const text = tokenizer.decode(ids.subarray(b * width + promptLength, b * width + width));
+        if (stopIds.has(token)) {
+          done[b] = true;
+          stopped[b] = true;
+        } else if (stop.length > 0) {
+          const end = b * width + promptLength + t + 1;
+          const from = tokenizer.kind === "char"
+            ? b * width + promptLength
+            : Math.max(b * width + promptLength, end - tail);
+          const text = tokenizer.decode(
+            ids.subarray(from, tokenizer.kind === "char" ? b * width + width : end),
+          );
           if (stop.some((s) => text.endsWith(s))) done[b] = true;
         }
       }
@@ -169,7 +182,14 @@ export async function sampleCompletions(
   const texts: string[] = [];
   const truncated: boolean[] = [];
   for (let b = 0; b < rows; b++) {
-    texts.push(tokenizer.decode(ids.subarray(b * width + promptLength, (b + 1) * width)));
+    // The character tokenizer's decode ends at <eos>; a Hugging Face one is cut before its stop
+    // token, so a completion's text is what the model wrote.
+    const start = b * width + promptLength;
+    texts.push(tokenizer.decode(
+      tokenizer.kind === "char"
+        ? ids.subarray(start, (b + 1) * width)
+        : ids.subarray(start, start + lengths[b]! - (stopped[b] ? 1 : 0)),
+    ));
     truncated.push(!done[b]);
   }
   return {

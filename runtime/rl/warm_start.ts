@@ -22,7 +22,7 @@ import { readRegularFile } from "../engine/model/_regular_file.ts";
 import { checkpointFiles, loadCheckpoint, MAX_JSON_BYTES } from "../engine/model/checkpoint.ts";
 import type { LinearLayout } from "../engine/kernels/types.ts";
 import { osReason, RunWriteError, writeCheckpointDir } from "../run/run_dir.ts";
-import type { CharTokenizer } from "../engine/model/tokenizer.ts";
+import { alphabetOf, type Tokenizer } from "../engine/model/tokenizer.ts";
 import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
 import { adamW, adamWStep, disposeAdamW } from "../engine/optim.ts";
@@ -86,7 +86,7 @@ export async function warmStart(
   plan: Plan,
   params: Record<string, tf.Variable>,
   config: ModelConfig,
-  tokenizer: CharTokenizer,
+  tokenizer: Tokenizer,
   train: readonly Problem[],
   rng: Rng,
   options: WarmStartOptions,
@@ -155,7 +155,7 @@ export async function warmStart(
   await writeCache(
     options.cacheDir,
     basename(dir),
-    await checkpointFiles(params, config, tokenizer.alphabet, kernels.layout),
+    await checkpointFiles(params, config, alphabetOf(tokenizer), kernels.layout),
     params,
     kernels.layout,
   );

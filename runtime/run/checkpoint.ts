@@ -10,6 +10,11 @@
  * @module
  */
 
+import { alphabetOf, type Tokenizer } from "../engine/model/tokenizer.ts";
+import type { HfTokenizer } from "../engine/model/hf_tokenizer.ts";
+import { HF_COPIED_FILES, hfConfigJson, MAX_COPIED_FILE_BYTES } from "../engine/model/hf_save.ts";
+import { parseHfConfig } from "../engine/model/hf_config.ts";
+import type { ModelConfig } from "../engine/model/config.ts";
 import { tf } from "../engine/backend.ts";
 import { readRegularFile } from "../engine/model/_regular_file.ts";
 import {
@@ -81,6 +86,39 @@ export function trainerState(
 }
 
 /**
+ * The policy's files in a run checkpoint: giftwrap's (`model.safetensors` in float32 and
+ * `config.json`). For a Hugging Face policy, `config.json` is its source's, of the source
+ * architecture (giftwrap's section added), and the source's tokenizer and generation files are
+ * copied, so the checkpoint is a Hugging Face directory `transformers` loads.
+ */
+export async function policyFiles(
+  params: Record<string, tf.Tensor>,
+  config: ModelConfig,
+  tokenizer: Tokenizer,
+  layout: LinearLayout,
+): Promise<Record<string, Uint8Array | string>> {
+  const files = await checkpointFiles(params, config, alphabetOf(tokenizer), layout);
+  if (tokenizer.kind !== "hf") return files;
+  const source = (tokenizer as HfTokenizer).dir;
+  const path = `${source}/config.json`;
+  const raw = await readJsonFile(path) as Record<string, unknown>;
+  const { giftwrap } = JSON.parse(files["config.json"] as string);
+  files["config.json"] = JSON.stringify(
+    { ...hfConfigJson(raw, parseHfConfig(raw, path), "F32"), giftwrap },
+    null,
+    2,
+  ) + "\n";
+  for (const name of HF_COPIED_FILES) {
+    try {
+      files[name] = await readRegularFile(`${source}/${name}`, MAX_COPIED_FILE_BYTES);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  return files;
+}
+
+/**
  * Writes `run`'s checkpoint after `step` as `checkpointsDir/step-NNNNNN` (or `name`), atomically.
  * Returns the directory's name.
  */
@@ -92,7 +130,7 @@ export async function saveRunCheckpoint(
   name = checkpointName(state.step),
 ): Promise<string> {
   const { params, config, task, kernels } = run;
-  const model = await checkpointFiles(params, config, task.tokenizer.alphabet, kernels.layout);
+  const model = await policyFiles(params, config, task.tokenizer, kernels.layout);
   await writeCheckpointDir(`${checkpointsDir}/${name}`, {
     ...model,
     "optimizer.safetensors": encodeSafetensors({
@@ -321,7 +359,7 @@ function checkState(
 
 /** Checks a checkpoint's weights against the plan's model: names, shapes, tokenizer, finite. */
 function checkWeights(weights: RunCheckpoint["weights"], alphabet: string, plan: Plan): void {
-  if (alphabet !== plan.tokenizer.alphabet) {
+  if (plan.tokenizer.kind === "char" && alphabet !== plan.tokenizer.alphabet) {
     throw new Error(
       `config.json: the tokenizer's alphabet is ${JSON.stringify(alphabet)}, expected the plan's ` +
         JSON.stringify(plan.tokenizer.alphabet),

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { saveHfModel } from "../engine/model/hf_save.ts";
+import type { HfTokenizer } from "../engine/model/hf_tokenizer.ts";
 import { plural } from "../../dsl/format.ts";
 import type { Run, StepMetrics } from "../rl/train_step.ts";
 import type { RunContext } from "./context.ts";
@@ -52,6 +54,15 @@ export async function finish(
   // A run resumed from its complete final checkpoint (killed before run.json said it finished)
   // has it already: a checkpoint is never written over.
   if (!dir.finishedSteps) await dir.saveCheckpoint(run, steps, checkpointKeep, "final");
+  if (plan.model.kind === "hfModel" && run.task.tokenizer.kind === "hf") {
+    // What to serve: a Hugging Face directory of the source architecture in the recipe's dtype
+    // (the source's unless `policy.saveDtype` says), beside the float32 final checkpoint.
+    await saveHfModel(`${dir.dir}/model`, run.params, (run.task.tokenizer as HfTokenizer).dir, {
+      dtype: plan.model.saveDtype,
+      layout: run.kernels.layout,
+      overwrite: true,
+    });
+  }
   await onFinish?.(run);
   await dir.saveInfo({
     status: "finished",

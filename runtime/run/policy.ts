@@ -7,8 +7,13 @@
  */
 
 import { tf } from "../engine/backend.ts";
-import { checkpointFiles, inLayout, weightsToTensors } from "../engine/model/checkpoint.ts";
+import { inLayout, weightsToTensors } from "../engine/model/checkpoint.ts";
+import { policyFiles } from "./checkpoint.ts";
 import { initParams } from "../engine/model/transformer.ts";
+import { loadHfModel } from "../engine/model/hf.ts";
+import type { TensorData } from "../engine/model/safetensors.ts";
+import { modelDir, modelSha256 } from "../resolve.ts";
+import { RunSetupError } from "./setup.ts";
 import { warmStart } from "../rl/warm_start.ts";
 import type { RunContext } from "./context.ts";
 import { Interrupted, stopRequested } from "./interrupt.ts";
@@ -29,6 +34,8 @@ export async function startPolicy(
   const layout = setup.backend.kernels.layout; // of the linear weights, the kernel set's choice
   const params = dir.checkpoint
     ? weightsToTensors(inLayout(dir.checkpoint.weights, layout), true)
+    : plan.model.kind === "hfModel"
+    ? weightsToTensors(await pretrained(context), true)
     : initParams(config, seed.fork("init"), layout);
   held.defer(() => tf.dispose(Object.values(params)));
   if (dir.checkpoint) return params;
@@ -66,7 +73,7 @@ export async function startPolicy(
   }
   await writeCheckpointDir(
     `${dir.checkpointsDir}/initial`,
-    await checkpointFiles(params, config, task.tokenizer.alphabet, layout),
+    await policyFiles(params, config, task.tokenizer, layout),
   );
   return params;
 }
@@ -74,4 +81,25 @@ export async function startPolicy(
 function dirname(path: string): string {
   const at = path.lastIndexOf("/");
   return at < 0 ? "." : path.slice(0, at) || "/";
+}
+
+/**
+ * The weights of a Hugging Face policy's directory, in the kernel set's layout, after checking
+ * that the directory holds what the plan was made from (its SHA-256).
+ */
+async function pretrained(context: RunContext): Promise<Record<string, TensorData>> {
+  const { plan, setup } = context;
+  if (plan.model.kind !== "hfModel") {
+    throw new Error("The plan's policy is not a Hugging Face model");
+  }
+  const dir = modelDir(plan.model.path, setup.baseUrl);
+  const found = await modelSha256(dir);
+  if (found !== plan.model.sha256) {
+    throw new RunSetupError(
+      `policy.path: the model directory '${plan.model.path}' changed since the plan was made ` +
+        `(sha256 ${found.slice(0, 16)}…, the plan's ${plan.model.sha256.slice(0, 16)}…): ` +
+        "plan the recipe again",
+    );
+  }
+  return (await loadHfModel(dir, setup.backend.kernels.layout)).weights;
 }

@@ -18,7 +18,7 @@
 
 import type { Plan } from "../../dsl/plan.ts";
 import { DataError, loadJsonlLines, type NumberedProblem } from "../data/jsonl.ts";
-import { jsonlOptions, jsonlPath, problemFit } from "../data/task.ts";
+import { jsonlOptions, jsonlPath, loadTask, problemFit, TaskError } from "../data/task.ts";
 import { charTokenizer } from "../engine/model/tokenizer.ts";
 import { Rng } from "../engine/random.ts";
 import { fnScorer } from "../rl/rewards/fn.ts";
@@ -138,6 +138,16 @@ async function checkJsonl(plan: Plan, baseUrl: string | URL, max: number): Promi
   } catch (e) {
     if (e instanceof DataError || e instanceof RangeError) return [(e as Error).message];
     throw e;
+  }
+  if (plan.tokenizer.kind === "hf") {
+    // A Hugging Face tokenizer's prompts are encoded as the run encodes them: the first bad row.
+    try {
+      await loadTask(plan, new Rng(plan.seed).fork("data"), baseUrl);
+      return [];
+    } catch (e) {
+      if (e instanceof DataError || e instanceof TaskError) return [e.message];
+      throw e;
+    }
   }
   const tokenizer = charTokenizer(plan.tokenizer.alphabet);
   const fit = (split: "train" | "eval") => (p: NumberedProblem) => ({

@@ -8,7 +8,8 @@
 
 import type { Plan } from "../../dsl/plan.ts";
 import { tf } from "../engine/backend.ts";
-import { loadCheckpoint, weightsToTensors } from "../engine/model/checkpoint.ts";
+import { weightsToTensors } from "../engine/model/checkpoint.ts";
+import { loadModelDir } from "../engine/model/hf.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
 import type { LinearLayout } from "../engine/kernels/types.ts";
 import { loadFrozen } from "./checkpoint.ts";
@@ -31,13 +32,14 @@ export async function checkpointReference(
   const path = decodeURIComponent(new URL(plan.reference.checkpoint!, baseUrl).pathname);
   let loaded;
   try {
-    loaded = await loadCheckpoint(path, layout);
+    loaded = await loadModelDir(path, layout);
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
     throw new RunSetupError(`Cannot load reference checkpoint '${path}': ${why}`);
   }
   for (const key of Object.keys(config) as (keyof ModelConfig)[]) {
-    if (key !== "contextLength" && loaded.config[key] !== config[key]) {
+    const same = JSON.stringify(loaded.config[key]) === JSON.stringify(config[key]);
+    if (key !== "contextLength" && !same) {
       throw new RunSetupError(
         `Cannot use reference checkpoint '${path}': its ${key} is ${loaded.config[key]}, ` +
           `the policy's is ${config[key]}`,

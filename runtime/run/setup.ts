@@ -43,6 +43,8 @@ export interface Setup extends AsyncDisposable {
   backend: BackendInfo;
   task: Task;
   sources: SourceScorer[];
+  /** Where the recipe's relative paths start (its URL). */
+  baseUrl: string | URL;
 }
 
 /**
@@ -79,6 +81,7 @@ export async function setUp(plan: Plan, seed: Rng, baseUrl: string | URL): Promi
     backend,
     task,
     sources,
+    baseUrl,
     async [Symbol.asyncDispose]() {
       await Promise.all(sources.map((s) => s.scorer.close?.()));
     },

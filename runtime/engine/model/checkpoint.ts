@@ -11,29 +11,10 @@ import { tf } from "../tf.ts";
 import type { LinearLayout } from "../kernels/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { encodeSafetensors, readSafetensorsFile, type TensorData } from "./safetensors.ts";
-import { readRegularFile } from "./_regular_file.ts";
+import { readJsonFile } from "./_regular_file.ts";
 import { isLinear, paramShapes } from "./transformer.ts";
 
-/** The largest JSON file of a checkpoint read (a `config.json` is a few kB; HF's stay under 1 MB). */
-export const MAX_JSON_BYTES = 16_777_216;
-
-/**
- * The JSON in the regular file at `path`, at most `MAX_JSON_BYTES` of it (a FIFO, a device or a
- * larger file is refused unread); errors are one line naming the file.
- *
- * @example
- * ```ts
- * const config = await readJsonFile("runs/x/checkpoints/final/config.json");
- * ```
- */
-export async function readJsonFile(path: string): Promise<unknown> {
-  const bytes = await readRegularFile(path, MAX_JSON_BYTES);
-  try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new Error(`Cannot read '${path}' as it is not UTF-8 JSON: ${(e as Error).message}`);
-  }
-}
+export { MAX_JSON_BYTES, readJsonFile } from "./_regular_file.ts";
 
 /** `config.json`: Hugging Face's Llama fields, and giftwrap's own. */
 export interface CheckpointConfig {
@@ -51,11 +32,25 @@ export interface CheckpointConfig {
   rms_norm_eps: number;
   tie_word_embeddings: boolean;
   torch_dtype: "float32";
-  giftwrap: { format: "giftwrap.checkpoint/1"; tokenizer: { kind: "char"; alphabet: string } };
+  giftwrap: {
+    format: "giftwrap.checkpoint/1";
+    /** The character tokenizer's alphabet; a Hugging Face policy's tokenizer is its source's. */
+    tokenizer: { kind: "char"; alphabet: string } | { kind: "hf" };
+    /** What a Hugging Face source's architecture adds to Llama's (absent for Llama's own). */
+    model?: Pick<ModelConfig, "attentionBias" | "qkNorm" | "ropeScaling">;
+  };
 }
 
-/** The `config.json` of a model. */
-export function checkpointConfig(config: ModelConfig, alphabet: string): CheckpointConfig {
+/**
+ * The `config.json` of a model: `alphabet` is the character tokenizer's, null for a Hugging Face
+ * policy (whose tokenizer files are its source's).
+ */
+export function checkpointConfig(config: ModelConfig, alphabet: string | null): CheckpointConfig {
+  const variants = {
+    ...(config.attentionBias ? { attentionBias: true } : {}),
+    ...(config.qkNorm ? { qkNorm: true } : {}),
+    ...(config.ropeScaling ? { ropeScaling: { ...config.ropeScaling } } : {}),
+  };
   return {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
@@ -71,7 +66,11 @@ export function checkpointConfig(config: ModelConfig, alphabet: string): Checkpo
     rms_norm_eps: config.normEps,
     tie_word_embeddings: config.tiedEmbeddings,
     torch_dtype: "float32",
-    giftwrap: { format: "giftwrap.checkpoint/1", tokenizer: { kind: "char", alphabet } },
+    giftwrap: {
+      format: "giftwrap.checkpoint/1",
+      tokenizer: alphabet === null ? { kind: "hf" } : { kind: "char", alphabet },
+      ...(Object.keys(variants).length === 0 ? {} : { model: variants }),
+    },
   };
 }
 
@@ -89,6 +88,7 @@ export function configFromCheckpoint(c: CheckpointConfig): ModelConfig {
     ropeTheta: c.rope_theta,
     normEps: c.rms_norm_eps,
     tiedEmbeddings: c.tie_word_embeddings,
+    ...c.giftwrap?.model,
   };
 }
 
@@ -152,7 +152,7 @@ export async function writeDirAtomic(
 export async function checkpointFiles(
   params: Record<string, tf.Tensor>,
   config: ModelConfig,
-  alphabet: string,
+  alphabet: string | null,
   layout: LinearLayout = "[in, out]",
 ): Promise<Record<string, Uint8Array | string>> {
   const tensors = await toTensorData(params, layout);
@@ -182,7 +182,7 @@ export async function saveCheckpoint(
   dir: string,
   params: Record<string, tf.Tensor>,
   config: ModelConfig,
-  alphabet: string,
+  alphabet: string | null,
   options: SaveCheckpointOptions = {},
 ): Promise<void> {
   const files = await checkpointFiles(params, config, alphabet, options.layout);
@@ -233,7 +233,8 @@ export async function loadCheckpoint(
     }
     onDisk[name] = t;
   }
-  const alphabet = raw.giftwrap?.tokenizer?.alphabet ?? "";
+  const tokenizer = raw.giftwrap?.tokenizer;
+  const alphabet = tokenizer?.kind === "char" ? tokenizer.alphabet ?? "" : "";
   return { config, alphabet, weights: inLayout(onDisk, layout) };
 }
 

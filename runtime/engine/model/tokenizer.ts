@@ -89,6 +89,38 @@ export interface Tokenizer {
   decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
 }
 
+/**
+ * The ids that end a sampled completion: the tokenizer's stop ids and, for a Hugging Face
+ * tokenizer, its begin token too, which a model emits only to start another document (llama2.c's
+ * TinyStories models end a story so).
+ *
+ * @example
+ * ```ts
+ * completionStopIds(await loadHfTokenizer("models/stories260K")); // [2, 1]
+ * completionStopIds(charTokenizer("ab")); // [2]
+ * ```
+ */
+export function completionStopIds(tokenizer: Tokenizer): number[] {
+  const ids = [...tokenizer.stopIds];
+  if (tokenizer.kind === "hf" && tokenizer.bosId !== null && !ids.includes(tokenizer.bosId)) {
+    ids.push(tokenizer.bosId);
+  }
+  return ids;
+}
+
+/**
+ * The alphabet a checkpoint records of `tokenizer`: the character tokenizer's, null for a Hugging
+ * Face tokenizer (whose files are its model's).
+ *
+ * @example
+ * ```ts
+ * alphabetOf(charTokenizer("ab")); // "ab"
+ * ```
+ */
+export function alphabetOf(tokenizer: Tokenizer): string | null {
+  return tokenizer.kind === "char" ? (tokenizer as CharTokenizer).alphabet : null;
+}
+
 /** Id of `<pad>`. */
 export const PAD = 0;
 /** Id of `<bos>`. */

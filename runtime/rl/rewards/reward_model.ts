@@ -19,7 +19,7 @@ import {
   writeDirAtomic,
 } from "../../engine/model/checkpoint.ts";
 import { encodeSafetensors, readSafetensorsFile } from "../../engine/model/safetensors.ts";
-import { BOS, charTokenizer, EOS, PAD } from "../../engine/model/tokenizer.ts";
+import { charTokenizer } from "../../engine/model/tokenizer.ts";
 import { forward, type ModelConfig, type Params } from "../../engine/model/transformer.ts";
 import type { KernelSet } from "../../engine/kernels/types.ts";
 
@@ -97,6 +97,8 @@ export async function rewardModelScorer(
   }
   const { config } = loaded;
   const tokenizer = charTokenizer(loaded.alphabet);
+  const eos = tokenizer.eosId!;
+  const pad = tokenizer.padId!;
   const params: Params = {
     ...weightsToTensors(loaded.weights, false),
     [SCORE_WEIGHT]: tf.tensor(head.data, head.shape, "float32"),
@@ -108,7 +110,7 @@ export async function rewardModelScorer(
         const chunk = samples.slice(start, start + batchSize);
         const encoded: (number[] | Error)[] = chunk.map((s) => {
           try {
-            return [BOS, ...tokenizer.encode(s.prompt + s.completion), EOS];
+            return [...tokenizer.encode(s.prompt + s.completion, { addSpecialTokens: true }), eos];
           } catch (e) {
             return new Error(`reward model ${dir}: ${(e as Error).message}`);
           }
@@ -123,7 +125,7 @@ export async function rewardModelScorer(
             );
           }
           const padding = good.map((e) => width - e.length);
-          const ids = good.map((e, i) => [...new Array<number>(padding[i]!).fill(PAD), ...e]);
+          const ids = good.map((e, i) => [...new Array<number>(padding[i]!).fill(pad), ...e]);
           const scores = tf.tidy(() =>
             rewardScores(
               kernels,

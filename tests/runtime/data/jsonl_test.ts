@@ -153,14 +153,17 @@ Deno.test("parseJsonl() refuses a missing field", () => {
 
 Deno.test("parseJsonl() refuses a prompt that is not a string", () => {
   const text = `${numbered(2)}\n{"question": 12, "answer": "a"}`;
-  assert.equal(failure(text), "data/x.jsonl:3: field 'question' is not a string (got number)");
+  assert.equal(
+    failure(text),
+    "data/x.jsonl:3: field 'question' is not a string or a list of messages (got number)",
+  );
   assert.equal(
     failure('{"question": null, "answer": "a"}'),
-    "data/x.jsonl:1: field 'question' is not a string (got null)",
+    "data/x.jsonl:1: field 'question' is not a string or a list of messages (got null)",
   );
   assert.equal(
     failure('{"question": ["a"], "answer": "a"}'),
-    "data/x.jsonl:1: field 'question' is not a string (got array)",
+    "data/x.jsonl:1: field 'question'[0] is not a message object (got string)",
   );
 });
 

@@ -3,10 +3,12 @@ import { compile } from "../../../mod.ts";
 import { problemFit } from "../../../runtime/data/task.ts";
 import { charTokenizer } from "../../../runtime/engine/model/tokenizer.ts";
 import { TINY } from "../_tiny.ts";
+import type { CharTokenizerSpec } from "../../../dsl/plan.ts";
+import type { TinyGpt } from "../../../dsl/schema.ts";
 
 // One-digit addition: prompts of 1 + 4 tokens ('<bos>a+b='), 3 new tokens, a warm start.
 const plan = compile(TINY);
-const tokenizer = charTokenizer(plan.tokenizer.alphabet);
+const tokenizer = charTokenizer((plan.tokenizer as CharTokenizerSpec).alphabet);
 const problem = (prompt: string, answer: string) => ({ prompt, answer, row: {} });
 
 Deno.test("problemFit() accepts a problem the plan holds", () => {
@@ -40,6 +42,9 @@ Deno.test("problemFit() holds prompts to the plan, and train answers to the warm
       "trains on it, got 4",
   );
   assert.equal(problemFit(tokenizer, problem("1+2=", "123"), "eval", plan), null);
-  const cold = compile({ ...TINY, policy: { ...TINY.policy, warmStart: { sftSteps: 0 } } });
+  const cold = compile({
+    ...TINY,
+    policy: { ...(TINY.policy as TinyGpt), warmStart: { sftSteps: 0 } },
+  });
   assert.equal(problemFit(tokenizer, problem("1+2=", "123"), "train", cold), null);
 });

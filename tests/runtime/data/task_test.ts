@@ -9,6 +9,14 @@ import { BOS, EOS, PAD } from "../../../runtime/engine/model/tokenizer.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { tinyPlan } from "../_tiny.ts";
+import { alphabetOf } from "../../../runtime/engine/model/tokenizer.ts";
+import type { CharTokenizerSpec, Plan } from "../../../dsl/plan.ts";
+
+/** The plan's character tokenizer. */
+function charSpec(plan: Plan): CharTokenizerSpec {
+  assert.equal(plan.tokenizer.kind, "char");
+  return plan.tokenizer as CharTokenizerSpec;
+}
 
 const SYNTHETIC = [
   [
@@ -38,8 +46,8 @@ Deno.test("loadTask() draws each synthetic task's splits from the seed, in the p
     assert.deepEqual(task.splits, splits(new Rng(3)), data.kind);
     assert.equal(task.splits.train.length, 30);
     assert.equal(task.splits.eval.length, 10);
-    assert.equal(task.tokenizer.alphabet, plan.tokenizer.alphabet, data.kind);
-    assert.equal(task.tokenizer.vocab, plan.shapes.vocab, data.kind);
+    assert.equal(alphabetOf(task.tokenizer), charSpec(plan).alphabet, data.kind);
+    assert.equal(task.tokenizer.vocabSize, plan.shapes.vocab, data.kind);
     assert.equal(task.promptLength, plan.shapes.promptTokens);
     // The same seed draws the same problems; another seed others.
     assert.deepEqual((await loadTask(plan, new Rng(3), "file:///")).splits, task.splits);
@@ -83,7 +91,7 @@ Deno.test("loadTask() reads JSON Lines relative to the recipe, held-out rows dra
     assert.equal(task.splits.train.length, 8);
     assert.equal(task.splits.eval.length, 4);
     assert.equal(task.promptLength, 8);
-    assert.equal(task.tokenizer.alphabet, plan.tokenizer.alphabet);
+    assert.equal(alphabetOf(task.tokenizer), charSpec(plan).alphabet);
     // Every row once, the template applied, the row kept.
     const all = [...task.splits.train, ...task.splits.eval];
     assert.deepEqual(all.map((p) => (p.row as { id: number }).id).sort((a, b) => a - b), [
