@@ -43,6 +43,7 @@ import {
   PLAN_FORMAT,
   type RewardSpec,
   type Stage,
+  type SuccessRewardMetric,
   type TinyGptSpec,
 } from "./plan.ts";
 import {
@@ -787,7 +788,7 @@ function resolveEval(
   every: number | null;
   split: EvalSplit;
   problems: number;
-  metric: Verifier | null;
+  metric: Verifier | SuccessRewardMetric | null;
   count: number;
 } {
   const e = r.eval!;
@@ -821,8 +822,14 @@ function resolveEval(
     });
   }
   const success = rewards.find((s) => s.success);
-  const fromSuccess = success !== undefined && VERIFIER_KINDS.includes(success.source.kind)
+  // A user's own check (a function, an endpoint) scores success as a verifier does; a learned
+  // reward model or a length penalty does not say what a correct answer is.
+  const fromSuccess = success === undefined
+    ? null
+    : VERIFIER_KINDS.includes(success.source.kind)
     ? success.source as Verifier
+    : success.source.kind === "fn" || success.source.kind === "http"
+    ? { kind: "successReward" as const, name: success.name }
     : null;
   const metric = e.metric ?? fromSuccess;
   if (e.metric !== undefined) checkVerifier(e.metric, "eval.metric", r.data, d);
@@ -832,7 +839,8 @@ function resolveEval(
       : `the success reward (${success.source.kind}) is not a verifier`;
     d.errors.push({
       path: "eval.metric",
-      message: `missing; accuracy needs a verifier (${VERIFIER_KINDS.join(", ")}) and ${why}`,
+      message: `missing; accuracy needs a verifier (${VERIFIER_KINDS.join(", ")}) or a ` +
+        `function or endpoint as the success reward, and ${why}`,
       hint: "set eval.metric, for example { kind: 'numericAnswer' }",
     });
   }
@@ -974,7 +982,11 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
   const evalStage = (when: Stage["when"], what: string): Stage => ({
     when,
     name: "eval",
-    detail: `${what}: greedy decoding of ${evalProblems}, scored by ${schedule.evalMetric?.kind}`,
+    detail: `${what}: greedy decoding of ${evalProblems}, scored by ${
+      schedule.evalMetric?.kind === "successReward"
+        ? `the success reward '${schedule.evalMetric.name}' (1 is a success)`
+        : schedule.evalMetric?.kind
+    }`,
     shapes: { ids: [schedule.evalProblems, T] },
     flops: evalFlops,
     ...(when === "periodic" && schedule.evalEvery !== null ? { every: schedule.evalEvery } : {}),

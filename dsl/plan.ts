@@ -111,6 +111,16 @@ export interface HfModelSpec extends ModelShapeSpec {
   warmStart: null;
 }
 
+/**
+ * Evaluation by the recipe's success reward when it is not a built-in verifier (a function, an
+ * endpoint): a greedy completion succeeds when that reward scores it 1.
+ */
+export interface SuccessRewardMetric {
+  kind: "successReward";
+  /** The reward's name (`rewards[i].name`). */
+  name: string;
+}
+
 /** The model, every dimension resolved. */
 export type ModelSpec = TinyGptSpec | HfModelSpec;
 
@@ -269,7 +279,7 @@ export interface Plan {
     /** The split evaluation decodes (`evalProblems` of it). */
     evalSplit: EvalSplit;
     evalProblems: number;
-    evalMetric: Verifier | null;
+    evalMetric: Verifier | SuccessRewardMetric | null;
     /** Evaluations in the run: at step 0, every `evalEvery` steps, and at the end. */
     evaluations: number;
     checkpointEvery: number | null;

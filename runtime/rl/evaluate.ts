@@ -11,6 +11,7 @@ import type { Tokenizer } from "../engine/model/tokenizer.ts";
 import type { ModelConfig, Params } from "../engine/model/transformer.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
 import { verifier } from "./rewards/verifiers.ts";
+import type { BatchScorer, Sample } from "./rewards/types.ts";
 import { Rng } from "../engine/random.ts";
 import { sampleCompletions } from "./sample.ts";
 import { encodePrompt } from "../data/task.ts";
@@ -53,11 +54,15 @@ export async function evaluate(
   config: ModelConfig,
   tokenizer: Tokenizer,
   problems: readonly Problem[],
-  metric: Verifier,
+  metric: Verifier | BatchScorer,
   shapes: { promptTokens: number; newTokens: number },
   onProgress?: (done: number, total: number, correct: number) => void,
 ): Promise<EvalResult> {
-  const score = verifier(metric);
+  // A verifier scores one sample at a time; a reward source (a function, an endpoint) a batch,
+  // where an error is no success.
+  const score: (samples: Sample[]) => Promise<(number | Error)[]> = "kind" in metric
+    ? ((check) => (samples) => Promise.resolve(samples.map(check)))(verifier(metric))
+    : (samples) => metric.score(samples);
   const greedy = {
     temperature: 0,
     topK: 0,
@@ -80,16 +85,17 @@ export async function evaluate(
       greedy,
       unused,
     );
-    chunk.forEach((problem, i) => {
-      const sample = {
-        prompt: problem.prompt,
-        completion: out.texts[i]!,
-        answer: problem.answer,
-        row: problem.row,
-        tokens: out.lengths[i]!,
-        truncated: out.truncated[i]!,
-      };
-      correct += score(sample) === 1 ? 1 : 0;
+    const samples: Sample[] = chunk.map((problem, i) => ({
+      prompt: problem.prompt,
+      completion: out.texts[i]!,
+      answer: problem.answer,
+      row: problem.row,
+      tokens: out.lengths[i]!,
+      truncated: out.truncated[i]!,
+    }));
+    const scores = await score(samples);
+    scores.forEach((s, i) => {
+      correct += s === 1 ? 1 : 0;
       tokens += out.lengths[i]!;
     });
     onProgress?.(start + chunk.length, problems.length, correct);

@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { BatchScorer } from "../rl/rewards/types.ts";
 import type { Verifier } from "../../dsl/schema.ts";
 import type { Problem } from "../data/types.ts";
 import { type EvalResult, evaluate } from "../rl/evaluate.ts";
@@ -50,7 +51,8 @@ export class Schedule {
   readonly #evalSet: readonly Problem[];
   /** As many train problems as the eval uses: the train–eval gap's. */
   readonly #trainSet: readonly Problem[];
-  readonly #metric: Verifier | null;
+  /** A verifier, or the success reward's source when it is not one. */
+  readonly #metric: Verifier | BatchScorer | null;
   /** The reward sources already warned about (`unscoredWarnings`): once each is enough. */
   readonly #warned = new Set<string>();
 
@@ -62,7 +64,10 @@ export class Schedule {
     const split = plan.schedule.evalSplit === "train" ? task.splits.train : task.splits.eval;
     this.#evalSet = split.slice(0, plan.schedule.evalProblems);
     this.#trainSet = task.splits.train.slice(0, this.#evalSet.length);
-    this.#metric = plan.schedule.evalMetric;
+    const metric = plan.schedule.evalMetric;
+    this.#metric = metric?.kind === "successReward"
+      ? run.sources.find((s) => s.name === metric.name)?.scorer ?? null
+      : metric;
     // The metrics so far: the checkpoint's copy when resuming.
     const earlier = context.dir.earlierMetrics();
     this.history = earlier.filter((m) => m.step > 0) as unknown as StepMetrics[];

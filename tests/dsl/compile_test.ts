@@ -211,10 +211,10 @@ const REJECTED: Rejected[] = [
   },
   {
     name: "evaluation with no verifier to score it",
-    input: { ...base, rewards: [{ source: http({ url: "http://127.0.0.1:9/score" }) }] },
+    input: { ...base, rewards: [{ source: rewards.overlongPenalty({ buffer: 2 }) }] },
     path: "eval.metric",
     message:
-      /^missing; accuracy needs a verifier .* and the success reward \(http\) is not a verifier$/,
+      /^missing; accuracy needs a verifier .* and the success reward \(overlongPenalty\) is not a verifier$/,
     hint: /eval\.metric/,
   },
   {
@@ -825,4 +825,20 @@ Deno.test("compile() accepts a composed recipe: recipe({ ...base, objective: grp
   assert.equal(plan.objective.kind, "grpo");
   assert.equal(plan.objective.axes.kl?.beta, 0.01);
   assert.notEqual(planHash(plan), planHash(compile(base)));
+});
+
+Deno.test("compile() evaluates by a function or endpoint success reward when there is no verifier", () => {
+  for (const source of [fn("./story.ts"), http({ url: "http://127.0.0.1:9/score" })]) {
+    const plan = compile({ ...base, rewards: [{ source, name: "mine" }] });
+    assert.deepEqual(plan.schedule.evalMetric, { kind: "successReward", name: "mine" });
+    const stage = plan.stages.find((s) => s.name === "eval")!;
+    assert.match(stage.detail, /scored by the success reward 'mine' \(1 is a success\)$/);
+  }
+  // A verifier named as the metric wins over the success reward.
+  const named = compile({
+    ...base,
+    rewards: [{ source: fn("./story.ts") }],
+    eval: { metric: rewards.numericAnswer() },
+  });
+  assert.equal(named.schedule.evalMetric?.kind, "numericAnswer");
 });
