@@ -13,10 +13,10 @@
  * index of the opening's template in {@linkcode TEMPLATES}. Rows are distinct prompts; which are
  * held out is the recipe's choice (`data.eval`, after the loader's seeded shuffle).
  *
- * The words and names were chosen by sampling stories260K: every word is one the model writes on
- * its own (each comes back within 48 new tokens at temperature 1 for a few to a third of its
- * openings; words it never wrote, such as "balloon", "sandwich" and "necklace", were left out), and
- * every word tokenizes without byte fallback (tests/recipes/stories_data_test.ts checks it).
+ * The words were chosen by sampling stories260K (bench/stories_rewards.ts): each is one the model
+ * writes back on its own after some of its openings; words it wrote back never or almost never
+ * ("balloon", "sandwich", "necklace", "doll") were left out. Every word tokenizes without byte
+ * fallback (tests/recipes/stories_data_test.ts checks it).
  *
  * @module
  */
