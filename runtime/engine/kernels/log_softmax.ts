@@ -1,0 +1,162 @@
+/**
+ * log softmax(logits) at each row's target token, forward and gradient, without the one-hot
+ * [B, C, V] tensor the textbook formula `Σ_v logSoftmax(logits)·oneHot(targets)` builds: at
+ * Qwen's vocabulary of 151,936 that one-hot, float32, is 608 KB per token (2.5 GB for 4,096
+ * tokens), and the formula holds it, its int32 original and the product besides.
+ *
+ * For a row x of the logits [N, V] (N = B·C) and its target t, with m = max(x) and
+ * ℓ = log Σ_v exp(x_v − m):
+ *
+ *     value  = (x_t − m) − ℓ                              gathered at t, never a [N, V] product
+ *     ∂/∂x_v = dy · (1[v = t] − p_v),   p = exp((x − m) − ℓ)
+ *
+ * The gradient is written as p·(−dy) for every v, then dy + (−p_t·dy) scattered into the target
+ * positions (`tensorScatterUpdate`): the same float32 operations, in the same order, as tfjs's own
+ * `logSoftmax` gradient under the one-hot product, so both directions give the one-hot formula's
+ * bits (the conformance suite checks it on every backend).
+ *
+ * Memory (float32 values; N·V is the size of the logits):
+ * - forward: the logits, plus two transients of min(N, ⌊{@linkcode LOG_SOFTMAX_CHUNK_VALUES} / V⌋)
+ *   rows (the shifted logits and their exponential), since the rows are taken in chunks of
+ *   that size; it keeps only m and ℓ (N values each) for the gradient.
+ * - gradient: the logits (held by the caller), plus at most two [N, V] tensors at a time while
+ *   the softmax is recomputed from them, one of which becomes the gradient ∂/∂logits itself:
+ *   the logits and twice their size, no one-hot. The recomputation is not chunked: the gradient
+ *   is one [N, V] tensor, and assembling it from chunks would hold the chunks and it at once.
+ *
+ * @module
+ */
+
+import { tf } from "../tf.ts";
+
+/**
+ * Values (float32) each forward transient may hold: 2²² = 16 MiB. Logits with more values are
+ * taken a chunk of rows at a time; smaller ones (every model trained in the tests) in one pass.
+ */
+export const LOG_SOFTMAX_CHUNK_VALUES: number = 2 ** 22;
+
+/** Values one tensor may index with int32 flat indices (the logits' N·V). */
+const MAX_VALUES = 2 ** 31 - 1;
+
+/** Options of {@linkcode logSoftmaxAt}. */
+export interface LogSoftmaxAtOptions {
+  /**
+   * Values each forward transient may hold: rows are taken ⌊chunkValues / V⌋ (at least one) at a
+   * time. @default LOG_SOFTMAX_CHUNK_VALUES
+   */
+  chunkValues?: number;
+}
+
+/** The flat index row·V + targets[row] of each row's target in the logits [N·V]: [N] int32. */
+function flatTargets(targets: tf.Tensor, rows: number, vocab: number): tf.Tensor1D {
+  // The row offsets are made here rather than by tf.range, which webgpu computes in float32.
+  const offsets = tf.tensor1d(Int32Array.from({ length: rows }, (_, r) => r * vocab), "int32");
+  return tf.add(offsets, tf.reshape(targets, [rows])) as tf.Tensor1D;
+}
+
+/**
+ * Rows `from` … `from + rows − 1` of `x` [N, V]: their max m [rows, 1], log Σ exp(x − m) ℓ
+ * [rows, 1], and (x_t − m) − ℓ at each row's target [rows].
+ */
+function pickRows(
+  x: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  from: number,
+  rows: number,
+): { max: tf.Tensor2D; logSum: tf.Tensor2D; value: tf.Tensor1D } {
+  return tf.tidy(() => {
+    const vocab = x.shape[1];
+    const part = rows === x.shape[0] ? x : tf.slice(x, [from, 0], [rows, vocab]); // [r, V]
+    const max = tf.max(part, 1, true) as tf.Tensor2D; // [r, 1]
+    const shifted = tf.sub(part, max); // [r, V]
+    const exps = tf.exp(shifted); // [r, V]
+    shifted.dispose();
+    const logSum = tf.log(tf.sum(exps, 1, true)) as tf.Tensor2D; // [r, 1]
+    exps.dispose();
+    const own = rows === x.shape[0] ? targets : tf.slice(targets, [from], [rows]);
+    const picked = tf.gather(tf.reshape(part, [rows * vocab]), flatTargets(own, rows, vocab)); // [r]
+    // (x_t − m) − ℓ: each value rounded as log-softmax rounds it, then picked.
+    const value = tf.sub(tf.sub(picked, tf.reshape(max, [rows])), tf.reshape(logSum, [rows]));
+    return { max, logSum, value: value as tf.Tensor1D };
+  });
+}
+
+/**
+ * The gradient ∂/∂x = dy·(1[v = t] − p) of the picked log-softmax at x [N, V], from its rows'
+ * max and log-sum, in the logits' `shape` (see the module doc for the order of operations and the
+ * memory it holds).
+ */
+function pickedGradient(
+  x: tf.Tensor2D,
+  max: tf.Tensor,
+  logSum: tf.Tensor,
+  at: tf.Tensor1D,
+  dy: tf.Tensor,
+  shape: number[],
+): tf.Tensor {
+  return tf.tidy(() => {
+    const [rows, vocab] = x.shape;
+    const shifted = tf.sub(x, max); // [N, V]
+    const logProbs = tf.sub(shifted, logSum); // [N, V]
+    shifted.dispose();
+    const probs = tf.exp(logProbs); // [N, V]
+    logProbs.dispose();
+    const dyRows = tf.reshape(dy, [rows, 1]); // [N, 1]
+    const away = tf.mul(probs, tf.neg(dyRows)); // [N, V] −p·dy: the gradient off the targets
+    probs.dispose();
+    const flat = tf.reshape(away, [rows * vocab]); // [N·V]
+    const onTarget = tf.add(tf.reshape(dyRows, [rows]), tf.gather(flat, at)); // [N] dy − p_t·dy
+    const grad = tf.tensorScatterUpdate(flat, tf.reshape(at, [rows, 1]), onTarget); // [N·V]
+    away.dispose();
+    return tf.reshape(grad, shape);
+  });
+}
+
+/**
+ * log softmax(logits) [B, C, V] at each row's target token `targets` [B, C] (int32) → [B, C],
+ * differentiable with respect to the logits; no one-hot over the vocabulary (see the module doc
+ * for the memory it holds). Every target must be in [0, V).
+ *
+ * @example
+ * ```ts
+ * const logits = tf.tensor3d([[[0, Math.log(3)]]]); // [1, 1, 2]
+ * const logp = logSoftmaxAt(logits, tf.tensor2d([[1]], [1, 1], "int32")); // [[log(3/4)]]
+ * ```
+ */
+export function logSoftmaxAt(
+  logits: tf.Tensor3D,
+  targets: tf.Tensor2D,
+  options: LogSoftmaxAtOptions = {},
+): tf.Tensor2D {
+  const [batch, count, vocab] = logits.shape;
+  const rows = batch * count;
+  if (rows * vocab > MAX_VALUES) {
+    throw new Error(
+      `Cannot take log-probs of ${rows} tokens over a vocabulary of ${vocab}: the logits must ` +
+        `hold at most 2^31 − 1 values (int32 indices): current size is ${rows * vocab}`,
+    );
+  }
+  const chunkValues = options.chunkValues ?? LOG_SOFTMAX_CHUNK_VALUES;
+  const chunk = Math.max(1, Math.min(rows, Math.floor(chunkValues / vocab)));
+  const f = tf.customGrad(
+    ((input: tf.Tensor3D, save: tf.GradSaveFunc) => {
+      const x = tf.reshape(input, [rows, vocab]) as tf.Tensor2D; // [N, V]
+      const ids = tf.reshape(targets, [rows]) as tf.Tensor1D; // [N]
+      const parts: { max: tf.Tensor2D; logSum: tf.Tensor2D; value: tf.Tensor1D }[] = [];
+      for (let from = 0; from < rows; from += chunk) {
+        parts.push(pickRows(x, ids, from, Math.min(chunk, rows - from)));
+      }
+      const only = parts.length === 1 ? parts[0]! : null;
+      const max = only?.max ?? tf.concat(parts.map((p) => p.max)); // [N, 1]
+      const logSum = only?.logSum ?? tf.concat(parts.map((p) => p.logSum)); // [N, 1]
+      const value = only?.value ?? tf.concat(parts.map((p) => p.value)); // [N]
+      save([x, max, logSum, flatTargets(ids, rows, vocab)]);
+      return {
+        value: tf.reshape(value, [batch, count]),
+        gradFunc: (dy: tf.Tensor, [xs, m, l, at]: tf.Tensor[]) =>
+          pickedGradient(xs as tf.Tensor2D, m!, l!, at as tf.Tensor1D, dy, logits.shape),
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(logits) as tf.Tensor2D;
+}
