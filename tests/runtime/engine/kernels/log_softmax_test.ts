@@ -1,0 +1,203 @@
+// logSoftmaxAt() (runtime/engine/kernels/log_softmax.ts), the log-probability every kernel set
+// uses, on each backend: hand-computed values, a float64 reference at a 50,000-token vocabulary,
+// chunked rows giving the unchunked bits, and its peak memory, held against the one-hot formula
+// it replaced. The conformance suite (_conformance.ts) checks it equals that formula bit for bit.
+
+import assert from "node:assert/strict";
+import { relativeError } from "../../_numeric.ts";
+import { needsWebgpu } from "../../_webgpu.ts";
+import { type Requirement, requires } from "../../../_requires.ts";
+import { type BackendName, tf, useBackend } from "../../../../runtime/engine/backend.ts";
+import { logSoftmaxAt } from "../../../../runtime/engine/kernels/log_softmax.ts";
+import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
+import { oneHotFloat } from "../../../../runtime/engine/tf.ts";
+
+/** The formula logSoftmaxAt() replaced: log-softmax times a float one-hot, summed over V. */
+function oneHotFormula(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
+  const picked = tf.mul(tf.logSoftmax(logits), oneHotFloat(targets, logits.shape[2])); // [B, C, V]
+  return tf.sum(picked, -1) as tf.Tensor2D;
+}
+
+type PickedLogProbs = (logits: tf.Tensor3D, targets: tf.Tensor2D) => tf.Tensor2D;
+
+/** The value of `op` and the gradient of Σ op·weights with respect to the logits, read out. */
+async function valueAndGradient(
+  op: PickedLogProbs,
+  logits: tf.Tensor3D,
+  targets: tf.Tensor2D,
+  weights: tf.Tensor2D,
+): Promise<[Float32Array, Float32Array]> {
+  const [value, grad] = tf.tidy(() => [
+    op(logits, targets),
+    tf.grad((x: tf.Tensor) => tf.sum(tf.mul(op(x as tf.Tensor3D, targets), weights)))(logits),
+  ]);
+  const read = await Promise.all([value!.data(), grad!.data()]);
+  tf.dispose([value!, grad!]);
+  return [Float32Array.from(read[0]), Float32Array.from(read[1])];
+}
+
+/** tfjs-core's `Engine`, as far as the peak measure below hooks it. */
+interface Engine {
+  state: { tensorInfo: WeakMap<object, { bytes: number }> };
+  trackTensor(t: tf.Tensor, backend: unknown): void;
+  removeDataId(dataId: object, backend: unknown): void;
+}
+
+/**
+ * The most bytes of backend data that `f` holds at once beyond what existed before it. Counted per
+ * data buffer, not per tensor: tfjs's own `numBytes` counts every reshape as a copy.
+ */
+function peakBytes(f: () => void): number {
+  const engine = tf.engine() as unknown as Engine;
+  const { trackTensor, removeDataId } = engine;
+  let live = 0;
+  let peak = 0;
+  engine.trackTensor = function (t, backend) {
+    const fresh = !engine.state.tensorInfo.has(t.dataId);
+    trackTensor.call(this, t, backend);
+    if (fresh) live += engine.state.tensorInfo.get(t.dataId)!.bytes;
+    peak = Math.max(peak, live);
+  };
+  engine.removeDataId = function (dataId, backend) {
+    live -= engine.state.tensorInfo.get(dataId)?.bytes ?? 0;
+    removeDataId.call(this, dataId, backend);
+  };
+  try {
+    f();
+  } finally {
+    engine.trackTensor = trackTensor;
+    engine.removeDataId = removeDataId;
+  }
+  return peak;
+}
+
+/** Float64 log-softmax of each row of `logits` [N·V] at its target, and its probabilities. */
+function float64Reference(
+  logits: Float32Array,
+  targets: Int32Array,
+  vocab: number,
+): { value: Float64Array; probs: Float64Array } {
+  const rows = targets.length;
+  const value = new Float64Array(rows);
+  const probs = new Float64Array(rows * vocab);
+  for (let r = 0; r < rows; r++) {
+    const row = logits.subarray(r * vocab, (r + 1) * vocab);
+    let max = -Infinity;
+    for (const x of row) max = Math.max(max, x);
+    let sum = 0;
+    for (const x of row) sum += Math.exp(x - max);
+    const logSum = max + Math.log(sum);
+    value[r] = row[targets[r]!]! - logSum;
+    for (let v = 0; v < vocab; v++) probs[r * vocab + v] = Math.exp(row[v]! - logSum);
+  }
+  return { value, probs };
+}
+
+const BACKENDS: [BackendName, Requirement][] = [
+  ["cpu", requires(true, "")],
+  ["wasm", requires(true, "")],
+  ["webgpu", needsWebgpu],
+];
+
+for (const [backend, requirement] of BACKENDS) {
+  const test = (name: string, fn: () => Promise<void>) =>
+    Deno.test({ ...requirement(`logSoftmaxAt() on ${backend} ${name}`), fn });
+
+  test("gives hand-computed log-probabilities and gradients", async () => {
+    await useBackend(backend, { blas: false });
+    const before = tf.memory().numTensors;
+    // rows [1, 2, 3] at 2 and at 0, [0, 0, 0] at 1, [−2, 0.5, 4] at 1
+    const logits = tf.tensor3d([[[1, 2, 3], [1, 2, 3]], [[0, 0, 0], [-2, 0.5, 4]]]); // [2, 2, 3]
+    const targets = tf.tensor2d([[2, 0], [1, 1]], [2, 2], "int32");
+    const weights = tf.tensor2d([[1, -0.5], [2, 1]]);
+    const [value, grad] = await valueAndGradient(logSoftmaxAt, logits, targets, weights);
+    tf.dispose([logits, targets, weights]);
+    // log p_t = x_t − log Σ exp(x); ∂/∂x = w·(1[v = t] − p)
+    const p123 = [0.09003057317038043, 0.24472847105479759, 0.6652409557748217];
+    const pMixed = [0.0024003190266700634, 0.029241872046169685, 0.96835780892716];
+    const expectedValue = [
+      -0.4076059644443806,
+      -2.4076059644443806,
+      -Math.log(3),
+      -3.5321536226831585,
+    ];
+    const expectedGrad = [
+      ...p123.map((p, v) => 1 * ((v === 2 ? 1 : 0) - p)),
+      ...p123.map((p, v) => -0.5 * ((v === 0 ? 1 : 0) - p)),
+      ...[1, 1, 1].map((_, v) => 2 * ((v === 1 ? 1 : 0) - 1 / 3)),
+      ...pMixed.map((p, v) => 1 * ((v === 1 ? 1 : 0) - p)),
+    ];
+    value.forEach((x, i) => assert.ok(Math.abs(x - expectedValue[i]!) < 1e-6, `value ${i}: ${x}`));
+    grad.forEach((x, i) => assert.ok(Math.abs(x - expectedGrad[i]!) < 1e-6, `grad ${i}: ${x}`));
+    assert.equal(tf.memory().numTensors, before, "a tensor left behind");
+  });
+
+  test("at a 50,000-token vocabulary agrees with float64, chunked or not, and holds no one-hot", async () => {
+    await useBackend(backend, { blas: false });
+    const [batch, count, vocab] = [2, 3, 50_000];
+    const rows = batch * count;
+    const rng = new Rng(16);
+    const logitValues = normalArray(rng, rows * vocab, 4);
+    const targetValues = Int32Array.from({ length: rows }, () => rng.int(vocab));
+    const weightValues = normalArray(rng, rows, 1);
+    const logits = tf.tensor3d(logitValues, [batch, count, vocab]);
+    const targets = tf.tensor2d(targetValues, [batch, count], "int32");
+    const weights = tf.tensor2d(weightValues, [batch, count]);
+    const before = tf.memory().numTensors;
+
+    // 1) values and gradients against float64
+    const [value, grad] = await valueAndGradient(logSoftmaxAt, logits, targets, weights);
+    const reference = float64Reference(logitValues, targetValues, vocab);
+    // float32 sums of 50,000 terms (wasm adds them in order): within 1e-5 relative, and the
+    // gradient's probabilities within 1e-4 of its largest entry
+    value.forEach((x, r) => {
+      const expected = reference.value[r]!;
+      assert.ok(Math.abs(x - expected) < 1e-5 * Math.abs(expected), `row ${r}: ${x}, ${expected}`);
+    });
+    const expectedGrad = reference.probs.map((p, i) => {
+      const r = Math.floor(i / vocab);
+      return weightValues[r]! * ((i % vocab === targetValues[r] ? 1 : 0) - p);
+    });
+    const gradError = relativeError(grad, expectedGrad);
+    assert.ok(gradError < 1e-4, `gradient: relative error ${gradError}`);
+
+    // 2) rows taken one, or four, at a time give the same bits
+    for (const chunkRows of [1, 4]) {
+      const chunked: PickedLogProbs = (x, t) =>
+        logSoftmaxAt(x, t, { chunkValues: chunkRows * vocab });
+      const [v, g] = await valueAndGradient(chunked, logits, targets, weights);
+      assert.deepEqual(v, value, `value, ${chunkRows} rows at a time`);
+      assert.deepEqual(g, grad, `gradient, ${chunkRows} rows at a time`);
+    }
+
+    // 3) peak memory beyond the logits, in [N, V] float32 tensors: at most two (the shifted
+    //    logits and their exponential forward; the softmax and the gradient backward), a third of
+    //    a row-sized chunk's worth when chunked; the one-hot formula holds three forward, six
+    //    backward, so the measure tells them apart.
+    const full = rows * vocab * 4;
+    const slack = 64 * rows * 4; // the [N] and [N, 1] vectors
+    const forwardPeak = (op: PickedLogProbs) =>
+      peakBytes(() => tf.tidy(() => op(logits, targets)).dispose());
+    const gradientPeak = (op: PickedLogProbs) =>
+      peakBytes(() => {
+        const f = (x: tf.Tensor) => tf.sum(tf.mul(op(x as tf.Tensor3D, targets), weights));
+        tf.tidy(() => tf.grad(f)(logits)).dispose();
+      });
+    const byRow: PickedLogProbs = (x, t) => logSoftmaxAt(x, t, { chunkValues: vocab });
+    const peaks = {
+      forward: forwardPeak(logSoftmaxAt),
+      forwardByRow: forwardPeak(byRow),
+      gradient: gradientPeak(logSoftmaxAt),
+      oneHotForward: forwardPeak(oneHotFormula),
+      oneHotGradient: gradientPeak(oneHotFormula),
+    };
+    const inFull = JSON.stringify(Object.values(peaks).map((p) => (p / full).toFixed(3)));
+    assert.ok(peaks.forward <= 2 * full + slack, `forward: ${inFull}`);
+    assert.ok(peaks.forwardByRow <= (3 * full) / rows + slack, `forward by row: ${inFull}`);
+    assert.ok(peaks.gradient <= 2 * full + slack, `gradient: ${inFull}`);
+    assert.ok(peaks.oneHotForward >= 3 * full, `one-hot forward: ${inFull}`);
+    assert.ok(peaks.oneHotGradient >= 5 * full, `one-hot gradient: ${inFull}`);
+    tf.dispose([logits, targets, weights]);
+    assert.equal(tf.memory().numTensors, before - 3, "a tensor left behind");
+  });
+}
