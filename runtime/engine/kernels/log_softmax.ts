@@ -4,25 +4,28 @@
  * Qwen's vocabulary of 151,936 that one-hot, float32, is 608 KB per token (2.5 GB for 4,096
  * tokens), and the formula holds it, its int32 original and the product besides.
  *
- * For a row x of the logits [N, V] (N = B·C) and its target t, with m = max(x) and
- * ℓ = log Σ_v exp(x_v − m):
+ * For a row x of the logits [N, V] (N = B·C) at temperature τ, s = x/τ, its target t, with
+ * m = max(s) and ℓ = log Σ_v exp(s_v − m):
  *
- *     value  = (x_t − m) − ℓ                              gathered at t, never a [N, V] product
- *     ∂/∂x_v = dy · (1[v = t] − p_v),   p = exp((x − m) − ℓ)
+ *     value  = (s_t − m) − ℓ                          gathered at t, never a [N, V] product
+ *     ∂/∂x_v = dy · (1[v = t] − p_v) / τ,   p = exp((s − m) − ℓ)
  *
  * The gradient is written as p·(−dy) for every v, then dy + (−p_t·dy) scattered into the target
- * positions (`tensorScatterUpdate`): the same float32 operations, in the same order, as tfjs's own
- * `logSoftmax` gradient under the one-hot product, so both directions give the one-hot formula's
- * bits (the conformance suite checks it on every backend).
+ * positions (`tensorScatterUpdate`), then divided by τ: the same float32 operations, in the same
+ * order, as tfjs's own division and `logSoftmax` gradient under the one-hot product, so both
+ * directions give the bits of `Σ_v logSoftmax(logits / τ)·oneHot(targets)` (the conformance suite
+ * checks it on every backend). Taking τ here spares the caller a [N, V] copy of the logits
+ * divided by τ, held from the forward pass to the backward.
  *
- * Memory (float32 values; N·V is the size of the logits):
- * - forward: the logits, plus two transients of min(N, ⌊{@linkcode LOG_SOFTMAX_CHUNK_VALUES} / V⌋)
- *   rows (the shifted logits and their exponential), since the rows are taken in chunks of
- *   that size; it keeps only m and ℓ (N values each) for the gradient.
- * - gradient: the logits (held by the caller), plus at most two [N, V] tensors at a time while
- *   the softmax is recomputed from them, one of which becomes the gradient ∂/∂logits itself:
- *   the logits and twice their size, no one-hot. The recomputation is not chunked: the gradient
- *   is one [N, V] tensor, and assembling it from chunks would hold the chunks and it at once.
+ * Memory (float32; N·V is the size of the logits, a chunk ⌊{@linkcode LOG_SOFTMAX_CHUNK_VALUES} /
+ * V⌋ rows, at least one):
+ * - forward: at most two transients of min(N, chunk) rows at a time (s − m and its exponential,
+ *   or the rows and s); it keeps m and ℓ (N values each) for the gradient, and a reference to the
+ *   logits, which the caller holds.
+ * - gradient: at most two [N, V] tensors at a time while the softmax is recomputed from the
+ *   logits, one of which becomes ∂/∂logits itself: the logits plus twice their size at the peak,
+ *   no one-hot. The recomputation is not chunked: the gradient is one [N, V] tensor, and assembling
+ *   it from chunks would hold the chunks and it at once.
  *
  * @module
  */
@@ -41,6 +44,11 @@ const MAX_VALUES = 2 ** 31 - 1;
 /** Options of {@linkcode logSoftmaxAt}. */
 export interface LogSoftmaxAtOptions {
   /**
+   * τ: the log-probabilities are those of softmax(logits / τ), as sampled at temperature τ.
+   * @default 1
+   */
+  temperature?: number;
+  /**
    * Values each forward transient may hold: rows are taken ⌊chunkValues / V⌋ (at least one) at a
    * time. @default LOG_SOFTMAX_CHUNK_VALUES
    */
@@ -55,49 +63,55 @@ function flatTargets(targets: tf.Tensor, rows: number, vocab: number): tf.Tensor
 }
 
 /**
- * Rows `from` … `from + rows − 1` of `x` [N, V]: their max m [rows, 1], log Σ exp(x − m) ℓ
- * [rows, 1], and (x_t − m) − ℓ at each row's target [rows].
+ * Rows `from` … `from + rows − 1` of `x` [N, V] divided by `temperature`, s: their max m
+ * [rows, 1], log Σ exp(s − m) ℓ [rows, 1], and (s_t − m) − ℓ at each row's target [rows].
  */
 function pickRows(
   x: tf.Tensor2D,
   targets: tf.Tensor1D,
+  temperature: number,
   from: number,
   rows: number,
 ): { max: tf.Tensor2D; logSum: tf.Tensor2D; value: tf.Tensor1D } {
   return tf.tidy(() => {
     const vocab = x.shape[1];
-    const part = rows === x.shape[0] ? x : tf.slice(x, [from, 0], [rows, vocab]); // [r, V]
-    const max = tf.max(part, 1, true) as tf.Tensor2D; // [r, 1]
-    const shifted = tf.sub(part, max); // [r, V]
+    const whole = rows === x.shape[0];
+    const part = whole ? x : tf.slice(x, [from, 0], [rows, vocab]); // [r, V]
+    const scaled = temperature === 1 ? part : tf.div(part, temperature); // [r, V]
+    if (scaled !== part && part !== x) part.dispose();
+    const max = tf.max(scaled, 1, true) as tf.Tensor2D; // [r, 1]
+    const shifted = tf.sub(scaled, max); // [r, V]
+    if (scaled !== x) scaled.dispose();
+    const own = whole ? targets : tf.slice(targets, [from], [rows]); // [r]
+    const picked = tf.gather(tf.reshape(shifted, [rows * vocab]), flatTargets(own, rows, vocab));
     const exps = tf.exp(shifted); // [r, V]
     shifted.dispose();
     const logSum = tf.log(tf.sum(exps, 1, true)) as tf.Tensor2D; // [r, 1]
     exps.dispose();
-    const own = rows === x.shape[0] ? targets : tf.slice(targets, [from], [rows]);
-    const picked = tf.gather(tf.reshape(part, [rows * vocab]), flatTargets(own, rows, vocab)); // [r]
-    // (x_t − m) − ℓ: each value rounded as log-softmax rounds it, then picked.
-    const value = tf.sub(tf.sub(picked, tf.reshape(max, [rows])), tf.reshape(logSum, [rows]));
-    return { max, logSum, value: value as tf.Tensor1D };
+    // (s_t − m) − ℓ, each step rounded as log-softmax rounds it at every v, then picked
+    const value = tf.sub(picked, tf.reshape(logSum, [rows])) as tf.Tensor1D; // [r]
+    return { max, logSum, value };
   });
 }
 
 /**
- * The gradient ∂/∂x = dy·(1[v = t] − p) of the picked log-softmax at x [N, V], from its rows'
- * max and log-sum, in the logits' `shape` (see the module doc for the order of operations and the
- * memory it holds).
+ * The gradient ∂/∂x = dy·(1[v = t] − p)/τ of the picked log-softmax at x [N, V], from its rows'
+ * max and log-sum of x/τ, in the logits' `shape` (see the module doc for the order of operations
+ * and the memory it holds).
  */
 function pickedGradient(
   x: tf.Tensor2D,
-  max: tf.Tensor,
-  logSum: tf.Tensor,
-  at: tf.Tensor1D,
+  saved: { max: tf.Tensor; logSum: tf.Tensor; at: tf.Tensor1D },
+  temperature: number,
   dy: tf.Tensor,
   shape: number[],
 ): tf.Tensor {
   return tf.tidy(() => {
     const [rows, vocab] = x.shape;
-    const shifted = tf.sub(x, max); // [N, V]
-    const logProbs = tf.sub(shifted, logSum); // [N, V]
+    const scaled = temperature === 1 ? x : tf.div(x, temperature); // [N, V]
+    const shifted = tf.sub(scaled, saved.max); // [N, V]
+    if (scaled !== x) scaled.dispose();
+    const logProbs = tf.sub(shifted, saved.logSum); // [N, V]
     shifted.dispose();
     const probs = tf.exp(logProbs); // [N, V]
     logProbs.dispose();
@@ -105,10 +119,13 @@ function pickedGradient(
     const away = tf.mul(probs, tf.neg(dyRows)); // [N, V] −p·dy: the gradient off the targets
     probs.dispose();
     const flat = tf.reshape(away, [rows * vocab]); // [N·V]
-    const onTarget = tf.add(tf.reshape(dyRows, [rows]), tf.gather(flat, at)); // [N] dy − p_t·dy
-    const grad = tf.tensorScatterUpdate(flat, tf.reshape(at, [rows, 1]), onTarget); // [N·V]
-    away.dispose();
-    return tf.reshape(grad, shape);
+    const onTarget = tf.add(tf.reshape(dyRows, [rows]), tf.gather(flat, saved.at)); // [N] dy − p_t·dy
+    const grad = tf.tensorScatterUpdate(flat, tf.reshape(saved.at, [rows, 1]), onTarget); // [N·V]
+    tf.dispose([away, flat]);
+    if (temperature === 1) return tf.reshape(grad, shape);
+    const unscaled = tf.div(grad, temperature); // [N·V] through s = x/τ
+    grad.dispose();
+    return tf.reshape(unscaled, shape);
   });
 }
 
@@ -136,6 +153,7 @@ export function logSoftmaxAt(
         `hold at most 2^31 − 1 values (int32 indices): current size is ${rows * vocab}`,
     );
   }
+  const temperature = options.temperature ?? 1;
   const chunkValues = options.chunkValues ?? LOG_SOFTMAX_CHUNK_VALUES;
   const chunk = Math.max(1, Math.min(rows, Math.floor(chunkValues / vocab)));
   const f = tf.customGrad(
@@ -144,7 +162,7 @@ export function logSoftmaxAt(
       const ids = tf.reshape(targets, [rows]) as tf.Tensor1D; // [N]
       const parts: { max: tf.Tensor2D; logSum: tf.Tensor2D; value: tf.Tensor1D }[] = [];
       for (let from = 0; from < rows; from += chunk) {
-        parts.push(pickRows(x, ids, from, Math.min(chunk, rows - from)));
+        parts.push(pickRows(x, ids, temperature, from, Math.min(chunk, rows - from)));
       }
       const only = parts.length === 1 ? parts[0]! : null;
       const max = only?.max ?? tf.concat(parts.map((p) => p.max)); // [N, 1]
@@ -153,8 +171,14 @@ export function logSoftmaxAt(
       save([x, max, logSum, flatTargets(ids, rows, vocab)]);
       return {
         value: tf.reshape(value, [batch, count]),
-        gradFunc: (dy: tf.Tensor, [xs, m, l, at]: tf.Tensor[]) =>
-          pickedGradient(xs as tf.Tensor2D, m!, l!, at as tf.Tensor1D, dy, logits.shape),
+        gradFunc: (dy: tf.Tensor, [xs, max, logSum, at]: tf.Tensor[]) =>
+          pickedGradient(
+            xs as tf.Tensor2D,
+            { max: max!, logSum: logSum!, at: at as tf.Tensor1D },
+            temperature,
+            dy,
+            logits.shape,
+          ),
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
   );
