@@ -130,14 +130,16 @@ function pickedGradient(
 }
 
 /**
- * log softmax(logits) [B, C, V] at each row's target token `targets` [B, C] (int32) → [B, C],
+ * log softmax(logits / τ) [B, C, V] at each row's target token `targets` [B, C] (int32) → [B, C],
  * differentiable with respect to the logits; no one-hot over the vocabulary (see the module doc
- * for the memory it holds). Every target must be in [0, V).
+ * for the memory it holds). Every target must be in [0, V): one outside is not detected.
  *
  * @example
  * ```ts
  * const logits = tf.tensor3d([[[0, Math.log(3)]]]); // [1, 1, 2]
- * const logp = logSoftmaxAt(logits, tf.tensor2d([[1]], [1, 1], "int32")); // [[log(3/4)]]
+ * const targets = tf.tensor2d([[1]], [1, 1], "int32");
+ * logSoftmaxAt(logits, targets); // [[log(3/4)]]
+ * logSoftmaxAt(logits, targets, { temperature: 2 }); // [[log(√3 / (1 + √3))]]
  * ```
  */
 export function logSoftmaxAt(
