@@ -31,6 +31,8 @@
  */
 
 import { tf } from "../tf.ts";
+import type { Values } from "./memory.ts";
+import type { KernelSet } from "./types.ts";
 
 /**
  * Values (float32) each forward transient may hold: 2²² = 16 MiB. Logits with more values are
@@ -185,4 +187,70 @@ export function logSoftmaxAt(
     }) as unknown as Parameters<typeof tf.customGrad>[0],
   );
   return f(logits) as tf.Tensor2D;
+}
+
+/**
+ * `logSoftmaxAt` as JavaScript loops over the backend's memory (`values`), for the cpu kernel set:
+ * tfjs's cpu kernels spend ~100 ns a value on broadcasts, several times the arithmetic, over
+ * logits of millions of values (bench/RESULTS.md, "log-probs at real vocabulary sizes"). Each step
+ * is rounded to float32 where the cpu kernels store it (sums in float64), so the bits are those of
+ * the ops; the forward pass allocates nothing of [N, V], the gradient only itself.
+ *
+ * @example
+ * ```ts
+ * const kernels = { ...cpuKernels(null), logSoftmaxAt: loopLogSoftmaxAt(cpuValues) };
+ * ```
+ */
+export function loopLogSoftmaxAt(values: Values): KernelSet["logSoftmaxAt"] {
+  return (logits, targets, options = {}) => {
+    const [batch, count, vocab] = logits.shape;
+    const rows = batch * count;
+    const tau = Math.fround(options.temperature ?? 1); // a float32 scalar tensor, as tf.div takes it
+    const ids = targets.dataSync();
+    const maxes = new Float32Array(rows);
+    const logSums = new Float32Array(rows);
+    const f = tf.customGrad(
+      ((input: tf.Tensor3D, save: tf.GradSaveFunc) => {
+        save([input]);
+        const value = tf.fill([batch, count], 0) as tf.Tensor2D; // fresh, written once here
+        const [xs, out] = values([input, value]);
+        for (let r = 0; r < rows; r++) {
+          const row = xs!.subarray(r * vocab, (r + 1) * vocab);
+          const s = (v: number) => (tau === 1 ? row[v]! : Math.fround(row[v]! / tau));
+          let max = s(0);
+          for (let v = 0; v < vocab; v++) {
+            const sv = s(v);
+            if (Number.isNaN(sv) || sv > max) max = sv;
+          }
+          let sum = 0;
+          for (let v = 0; v < vocab; v++) sum += Math.fround(Math.exp(Math.fround(s(v) - max)));
+          const logSum = Math.fround(Math.log(Math.fround(sum)));
+          maxes[r] = max;
+          logSums[r] = logSum;
+          out![r] = Math.fround(s(ids[r]!) - max) - logSum;
+        }
+        return {
+          value,
+          gradFunc: (dy: tf.Tensor, [x]: tf.Tensor[]) => {
+            const grad = tf.fill(logits.shape, 0); // [B, C, V], fresh
+            const [xs, dys, g] = values([x!, dy, grad]);
+            for (let r = 0; r < rows; r++) {
+              const row = xs!.subarray(r * vocab, (r + 1) * vocab);
+              const gRow = g!.subarray(r * vocab, (r + 1) * vocab);
+              const s = (v: number) => (tau === 1 ? row[v]! : Math.fround(row[v]! / tau));
+              const [max, logSum, negDy] = [maxes[r]!, logSums[r]!, -dys![r]!];
+              for (let v = 0; v < vocab; v++) {
+                const p = Math.fround(Math.exp(Math.fround(Math.fround(s(v) - max) - logSum)));
+                gRow[v] = p * negDy; // −p·dy
+              }
+              gRow[ids[r]!] = dys![r]! + gRow[ids[r]!]!; // dy − p_t·dy
+              if (tau !== 1) { for (let v = 0; v < vocab; v++) gRow[v] = gRow[v]! / tau; }
+            }
+            return grad;
+          },
+        };
+      }) as unknown as Parameters<typeof tf.customGrad>[0],
+    );
+    return f(logits) as tf.Tensor2D;
+  };
 }
