@@ -8,7 +8,7 @@
  * RESULTS.md.
  *
  * ```sh
- * deno run --allow-read --allow-env --allow-ffi --allow-sys bench/log_probs.ts [--backends cpu,wasm] [--rows 64] [--runs 5]
+ * deno run --allow-read --allow-write --allow-env --allow-ffi --allow-sys bench/log_probs.ts [--backends cpu,wasm,webgpu] [--rows 64] [--runs 5]
  * ```
  *
  * @module
