@@ -13,9 +13,9 @@
  * The gradient is written as p·(−dy) for every v, then dy + (−p_t·dy) scattered into the target
  * positions (`tensorScatterUpdate`), then divided by τ: the same float32 operations, in the same
  * order, as tfjs's own division and `logSoftmax` gradient under the one-hot product, so both
- * directions give the bits of `Σ_v logSoftmax(logits / τ)·oneHot(targets)` (the conformance suite
- * checks it on every backend). Taking τ here spares the caller a [N, V] copy of the logits
- * divided by τ, held from the forward pass to the backward.
+ * directions give the bits of `Σ_v logSoftmax(logits / τ)·oneHot(targets)` on the same backend
+ * (tests/runtime/engine/kernels/ check it on cpu, wasm and webgpu). Taking τ here spares the
+ * caller a [N, V] copy of the logits divided by τ, held from the forward pass to the backward.
  *
  * Memory (float32; N·V is the size of the logits, a chunk ⌊{@linkcode LOG_SOFTMAX_CHUNK_VALUES} /
  * V⌋ rows, at least one):

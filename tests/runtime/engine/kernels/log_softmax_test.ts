@@ -1,8 +1,8 @@
 // logSoftmaxAt() (runtime/engine/kernels/log_softmax.ts), the log-probability the kernel sets
 // use, on each backend, and the cpu set's loopLogSoftmaxAt(): hand-computed values, a float64
 // reference at a 50,000-token vocabulary, chunked rows giving the unchunked bits, and the peak
-// memory, held against the one-hot formula they replaced. The conformance suite (_conformance.ts)
-// checks that each set's equals that formula bit for bit.
+// memory, held against the one-hot formula they replaced, whose bits they give on each backend.
+// The conformance suite (_conformance.ts) checks each kernel set's against that formula too.
 
 import assert from "node:assert/strict";
 import { relativeError } from "../../_numeric.ts";
@@ -176,7 +176,7 @@ for (const { label, backend, requirement, op, chunks, peak } of VARIANTS) {
     assert.equal(tf.memory().numTensors, before, "a tensor left behind");
   });
 
-  test(`at a 50,000-token vocabulary agrees with float64${chunks ? ", chunked or not," : ""} and holds no one-hot`, async () => {
+  test(`at a 50,000-token vocabulary agrees with float64 and the one-hot formula${chunks ? ", chunked or not," : ""} and holds no one-hot`, async () => {
     await useBackend(backend, { blas: false });
     const [batch, count, vocab] = [2, 3, 50_000];
     const rows = batch * count;
@@ -205,7 +205,17 @@ for (const { label, backend, requirement, op, chunks, peak } of VARIANTS) {
     const gradError = relativeError(grad, expectedGrad);
     assert.ok(gradError < 1e-4, `gradient: relative error ${gradError}`);
 
-    // 2) rows taken one, or four, at a time give the same bits
+    // 2) the one-hot formula's bits, on the same backend
+    const [formulaValue, formulaGrad] = await valueAndGradient(
+      oneHotFormula,
+      logits,
+      targets,
+      weights,
+    );
+    assert.deepEqual(value, formulaValue, "value: not the one-hot formula's bits");
+    assert.deepEqual(grad, formulaGrad, "gradient: not the one-hot formula's bits");
+
+    // 3) rows taken one, or four, at a time give the same bits
     for (const chunkRows of chunks ? [1, 4] : []) {
       const chunked: PickedLogProbs = (x, t) =>
         logSoftmaxAt(x, t, { chunkValues: chunkRows * vocab });
@@ -214,7 +224,7 @@ for (const { label, backend, requirement, op, chunks, peak } of VARIANTS) {
       assert.deepEqual(g, grad, `gradient, ${chunkRows} rows at a time`);
     }
 
-    // 3) peak memory beyond the logits, in [N, V] float32 tensors (see VARIANTS), two rows'
+    // 4) peak memory beyond the logits, in [N, V] float32 tensors (see VARIANTS), two rows'
     //    worth when taken a row at a time; the one-hot formula holds three forward, six backward,
     //    so the measure tells them apart.
     const full = rows * vocab * 4;
