@@ -83,7 +83,10 @@ export function floatBytes(count: number): number {
  * Bytes of the activations a differentiated forward pass keeps for the backward pass: per layer
  * and token about 10·d (norm inputs, q, k, v, attention output, residuals), 4·ffn (gate, up,
  * activation, product) and 2·heads·len (scores and probabilities); then 3·vocab per token for the
- * logits, their log-softmax and its gradient.
+ * log-probabilities at the peak of their backward pass: the logits, the softmax recomputed from
+ * them, and the gradient (`logSoftmaxAt` in runtime/engine/kernels/log_softmax.ts gathers and
+ * scatters at the targets: no one-hot over the vocabulary). Only the completion's positions have
+ * logits, so over `len` tokens the vocabulary term is an upper bound.
  */
 export function activationBytes(m: ModelShape, rows: number, len: number): number {
   const perToken = m.layers * (10 * m.dModel + 4 * m.ffnDim + 2 * m.heads * len) + 3 * m.vocab;
@@ -100,8 +103,10 @@ export function samplingBytes(m: ModelShape, rows: number, len: number): number 
  * `tf.tidy` every intermediate stays until the pass ends, so per layer and token about 16·d
  * (norms, q, k, v and their rotations, the attention output and its reshapes, projections,
  * residuals), 5·ffn (gate, up, sigmoid and two products) and 4·heads·len (scores, scaled, masked
- * and softmax); then 3·vocab per token for the logits and their log-softmax. It counts tfjs's own
- * kernels, whose attention keeps the scores; OpenBLAS's sampler needs less.
+ * and softmax); then 3·vocab per token for the logits and the two transients of their
+ * log-probabilities (the shifted logits and their exponential, each at most 16 MiB for larger
+ * logits; no one-hot). It counts tfjs's own kernels, whose attention keeps the scores; OpenBLAS's
+ * sampler needs less.
  */
 export function forwardBytes(m: ModelShape, rows: number, len: number): number {
   const perToken = m.layers * (16 * m.dModel + 5 * m.ffnDim + 4 * m.heads * len) + 3 * m.vocab;

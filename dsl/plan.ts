@@ -305,6 +305,11 @@ export interface Plan {
         /** Gradients and AdamW's two moments. */
         optimizer: number;
         reference: number;
+        /**
+         * The update's differentiated pass (`activationBytes`, twice) or sampling's KV cache,
+         * the larger; its vocabulary term, 3·V per token, is the log-probabilities' backward peak:
+         * the logits, the softmax recomputed from them and their gradient, with no one-hot.
+         */
         activations: number;
         total: number;
       };

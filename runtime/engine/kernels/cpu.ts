@@ -1,10 +1,10 @@
 /**
  * The `cpu` kernel set: tfjs's JavaScript backend, whose many small kernels cost more in dispatch
- * than in arithmetic on the models trained here. RMSNorm runs as one loop over the backend's own
- * arrays; where OpenBLAS runs the backend's matrix products (`blas.ts`), attention's small products
- * go to it one (row, head) at a time, RoPE's rotation is one product, the matmul gradient passes
- * transpose flags to it, and sampling runs without tfjs (`decode.ts`). Everything else is the
- * plain tfjs set's.
+ * than in arithmetic on the models trained here. RMSNorm and the log-probabilities run as loops
+ * over the backend's own arrays; where OpenBLAS runs the backend's matrix products (`blas.ts`),
+ * attention's small products go to it one (row, head) at a time, RoPE's rotation is one product,
+ * the matmul gradient passes transpose flags to it, and sampling runs without tfjs (`decode.ts`).
+ * Everything else is the plain tfjs set's.
  *
  * @module
  */
@@ -12,6 +12,7 @@
 import { type Blas, blasProduct } from "../blas.ts";
 import { blasOrOpsAttention } from "./attention.ts";
 import { blasDecoder } from "./decode.ts";
+import { loopLogSoftmaxAt } from "./log_softmax.ts";
 import { cpuValues } from "./memory.ts";
 import { loopRmsNorm } from "./rms_norm.ts";
 import { rotateHalf, rotateHalfByProduct } from "./rope.ts";
@@ -20,7 +21,6 @@ import {
   attentionOps,
   gatherRows,
   linear,
-  logSoftmaxAt,
   splitThenRope,
   swiGlu,
   tfjsDecoder,
@@ -52,7 +52,7 @@ export function cpuKernels(blas: Blas | null): KernelSet {
       splitThenRope(x, heads, rotary, blas ? rotateHalfByProduct : rotateHalf),
     attention: blas ? blasOrOpsAttention(blas, cpuValues) : attentionOps,
     swiGlu,
-    logSoftmaxAt,
+    logSoftmaxAt: loopLogSoftmaxAt(cpuValues),
     adamW: adamWOps,
     decoder: (params, config, rows, padding, capacity) =>
       blas

@@ -7,11 +7,14 @@
  * @module
  */
 
-import { oneHotFloat, swapLastAxes, tf } from "../tf.ts";
+import { swapLastAxes, tf } from "../tf.ts";
 import type { ModelConfig, Params } from "../model/config.ts";
 import { forward, type LayerCache, splitHeads } from "../model/transformer.ts";
+import { logSoftmaxAt } from "./log_softmax.ts";
 import { applyRope, rotateHalf } from "./rope.ts";
 import type { AdamWUpdate, Decoder, KernelSet, Rotary } from "./types.ts";
+
+export { logSoftmaxAt };
 
 /** x [N, in] · W [in, out]: a plain product, the fast case on every backend. */
 export function linear(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D {
@@ -110,13 +113,6 @@ export function swiGlu(
   const g = linear(x, gate); // [N, F]
   const u = linear(x, up); // [N, F]
   return linear(tf.mul(tf.mul(g, tf.sigmoid(g)), u), down); // [N, d]
-}
-
-/** log-softmax at the targets, as a one-hot product summed over the vocabulary. */
-export function logSoftmaxAt(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
-  const logProbs = tf.logSoftmax(logits); // [B, C, V]
-  const picked = tf.mul(logProbs, oneHotFloat(targets, logits.shape[2])); // [B, C, V]
-  return tf.sum(picked, -1) as tf.Tensor2D; // [B, C]
 }
 
 /** AdamW's update of one parameter as tfjs ops. */

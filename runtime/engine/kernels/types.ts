@@ -119,8 +119,16 @@ export interface KernelSet {
   ): tf.Tensor4D;
   /** SwiGLU feed-forward: (silu(x·W_gate) ⊙ x·W_up)·W_down, x [N, d] → [N, d]. */
   swiGlu(x: tf.Tensor2D, gate: tf.Tensor, up: tf.Tensor, down: tf.Tensor): tf.Tensor2D;
-  /** log softmax(logits) [B, C, V] at each row's target token `targets` [B, C] (int32) → [B, C]. */
-  logSoftmaxAt(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * log softmax(logits / temperature) [B, C, V] at each row's target token `targets` [B, C]
+   * (int32) → [B, C], differentiable with respect to the logits, with no one-hot over the
+   * vocabulary (`log_softmax.ts`: the peak it holds is the logits plus twice their size).
+   */
+  logSoftmaxAt(
+    logits: tf.Tensor3D,
+    targets: tf.Tensor2D,
+    options?: { temperature?: number },
+  ): tf.Tensor2D;
   /**
    * AdamW's update of one parameter `p` with gradient `g` and moments `m`, `v` (assigned in
    * place), in float32: g' = clip·g; m ← β₁m + (1−β₁)g'; v ← β₂v + (1−β₂)g'²;

@@ -324,7 +324,7 @@ export function tokenLogProbs(
     logitsFrom: promptLength - 1,
     ...(padding ? { padding } : {}),
   }); // [B, C, V]
-  const scaled = temperature === 1 ? logits : tf.div<tf.Tensor3D>(logits, temperature); // [B, C, V]
   const targets = tf.slice(ids, [0, promptLength], [batch, completion]); // [B, C]
-  return ops.logSoftmaxAt(scaled, targets); // [B, C]
+  // The kernel divides by the temperature itself: no [B, C, V] copy held for the backward pass.
+  return ops.logSoftmaxAt(logits, targets, { temperature }); // [B, C]
 }

@@ -379,16 +379,40 @@ export function runKernelConformance(backend: BackendName, options: ConformanceO
       ));
   });
 
-  test("logSoftmaxAt() equals log-softmax picked at the targets, forward and gradient", async () => {
+  test("logSoftmaxAt() equals log-softmax times a one-hot summed over the vocabulary (its bits on the same backend), forward and gradient", async () => {
+    // The reference is the one-hot formula under tfjs's division by the temperature, as
+    // tokenLogProbs() computed it, written here: every set shares the plain set's
+    // gather-and-scatter logSoftmaxAt, which does the same float32 operations without the one-hot
+    // (the same bits on the same backend; within 1e-5 of cpu's on webgpu).
+    const oneHotFormula = (plainSet: KernelSet): KernelSet => ({
+      ...plainSet,
+      logSoftmaxAt: (logits, targets, { temperature = 1 } = {}) => {
+        const scaled = temperature === 1 ? logits : tf.div(logits, temperature); // [B, C, V]
+        const oneHot = oneHotFloat(targets, logits.shape[2]); // [B, C, V]
+        return tf.sum(tf.mul(tf.logSoftmax(scaled), oneHot), -1);
+      },
+    });
     const rng = new Rng(11);
-    const inputs = [normal(rng, [3, 4, 15], 3), ints(rng, [3, 4], 15)];
-    const weights = normal(rng, [3, 4]);
-    await compare("logSoftmaxAt", ["value", "dlogits"], (k) =>
-      valueAndGrads(
-        (logits, targets) => k.logSoftmaxAt(logits as tf.Tensor3D, targets as tf.Tensor2D),
-        inputs,
-        weights,
-      ));
+    const cases: [number, number, number, number][] = [
+      [3, 4, 15, 1],
+      [3, 4, 15, 0.7],
+      [2, 3, 50_000, 1],
+    ];
+    for (const [b, c, vocab, temperature] of cases) {
+      const inputs = [normal(rng, [b, c, vocab], 3), ints(rng, [b, c], vocab)];
+      const weights = normal(rng, [b, c]);
+      const kernels = await setUp();
+      const run = (k: KernelSet) =>
+        valueAndGrads(
+          (logits, targets) =>
+            k.logSoftmaxAt(logits as tf.Tensor3D, targets as tf.Tensor2D, { temperature }),
+          inputs,
+          weights,
+        );
+      const got = await run(kernels);
+      const expected = await run(oneHotFormula(await plain()));
+      assertAgree(got, expected, ["value", "dlogits"], against === backend);
+    }
   });
 
   test("adamW() through adamWStep() equals the tfjs ops (clipping, decay, warm-up, cosine)", async () => {

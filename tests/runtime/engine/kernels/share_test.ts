@@ -1,6 +1,6 @@
 // wasm's Identity and Cast that share memory instead of copying it
 // (runtime/engine/kernels/share.ts) must give the copying kernels' model gradients, and leave a
-// clone readable after its source is gone.
+// clone readable after its source is gone; its Slice, copying within the heap, gives wasm's.
 
 import assert from "node:assert/strict";
 import { relativeError } from "../../_numeric.ts";
@@ -75,4 +75,31 @@ Deno.test("wasm's sharing Identity keeps a clone readable after its source is di
   assert.equal(converted.dtype, "int32");
   tf.dispose([copy, same, converted]);
   assert.equal(tf.memory().numBytes, bytes - 12, "the shared buffer is freed with its last tensor");
+});
+
+Deno.test("wasm's in-heap Slice gives the copying kernel's values, whole rows or strided", async () => {
+  await useBackend("wasm");
+  const x = tf.tensor3d(Float32Array.from({ length: 4 * 5 * 6 }, (_, i) => i * 0.5 - 7), [4, 5, 6]);
+  const ids = tf.tensor2d(Int32Array.from({ length: 12 }, (_, i) => i * 3), [3, 4], "int32");
+  const slices = () =>
+    [
+      tf.slice(x, [1, 0, 0], [2, 5, 6]), // whole rows: copied within the heap
+      tf.slice(x, [2, 3, 0], [1, 2, 6]), // contiguous within a row
+      tf.slice(x, [0, 1, 2], [4, 3, 3]), // strided: wasm's own kernel
+      tf.slice(ids, [1, 0], [2, 4]),
+      tf.slice(tf.reshape(x, [120]), [7], [50]),
+    ].map((t) => ({ shape: t.shape, dtype: t.dtype, values: Array.from(t.dataSync()) }));
+  try {
+    unregisterSharingKernels();
+    const copied = tf.tidy(slices);
+    registerSharingKernels();
+    const before = tf.memory().numTensors;
+    const inHeap = tf.tidy(slices);
+    assert.equal(tf.memory().numTensors, before, "a tensor left behind");
+    assert.deepEqual(inHeap, copied);
+    assert.deepEqual(inHeap[0]!.values.slice(0, 3), [8, 8.5, 9]); // x[1, 0, 0…2] = 30·0.5 − 7, …
+  } finally {
+    registerSharingKernels();
+    tf.dispose([x, ids]);
+  }
 });
