@@ -2,8 +2,10 @@
 // what the README shows, they fail: run the commands the README shows and paste their output.
 
 import assert from "node:assert/strict";
-import { compile, formatPlan, loadRecipe, planHash } from "../mod.ts";
+import { compile, formatPlan, loadRecipe, planHash, withInputs } from "../mod.ts";
 import frontDoor from "../recipes/addition_gift.ts";
+import stories from "../recipes/stories_gift.ts";
+import { resolveModels } from "../runtime/resolve.ts";
 import { runMain, withTempDir } from "./_helpers.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -90,6 +92,24 @@ Deno.test("README: the error examples print exactly the lines shown", async () =
 
 Deno.test("README: the run output shows the front door's plan hash", () => {
   assert.ok(README.includes(`run addition-gift · plan ${planHash(compile(frontDoor))} · wasm`));
+});
+
+Deno.test("README: the stories front door's output and plan rows are its plan's", async () => {
+  const url = new URL("recipes/stories_gift.ts", ROOT);
+  const resolved = await resolveModels(stories, url);
+  assert.ok(resolved.ok);
+  // As the CLI makes it: the model read first, the files the recipe names hashed after.
+  const plan = await withInputs(compile(stories, { models: resolved.models }), url);
+  assert.ok(README.includes(`run stories-gift · plan ${planHash(plan)} · wasm`));
+  // The plan rows the README quotes: model, policy, tokenizer and the rendered prompt.
+  const printed = formatPlan(plan).split("\n");
+  const rows = printed.slice(
+    printed.findIndex((l) => l.startsWith("  model ")),
+    printed.findIndex((l) => l.startsWith("  reference ")),
+  );
+  // The README's block is not indented as the plan's rows are.
+  const shown = rows.map((l) => l.slice(2)).join("\n");
+  assert.ok(README.includes(shown), shown);
 });
 
 Deno.test("README: the objectives snippet prints the loss its comment states", async () => {
