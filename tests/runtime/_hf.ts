@@ -58,7 +58,10 @@ export async function writeHfModel(
 ): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
-  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(randomHfWeights(config, seed)));
+  await Deno.writeFile(
+    `${dir}/model.safetensors`,
+    encodeSafetensors(randomHfWeights(config, seed)),
+  );
   for (const name of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
     try {
       await Deno.copyFile(`${tokenizerDir}/${name}`, `${dir}/${name}`);
@@ -69,17 +72,17 @@ export async function writeHfModel(
   return dir;
 }
 
-/** Qwen3-0.6B's config.json, shrunk to 1 layer of width 16 (its vocabulary kept). */
+/** Qwen3-0.6B's config.json, shrunk to 1 layer of width 8 (its vocabulary kept). */
 export const TINY_QWEN3 = {
   architectures: ["Qwen3ForCausalLM"],
   model_type: "qwen3",
   vocab_size: 151_936,
-  hidden_size: 16,
-  intermediate_size: 24,
+  hidden_size: 8,
+  intermediate_size: 16,
   num_hidden_layers: 1,
   num_attention_heads: 2,
   num_key_value_heads: 1,
-  head_dim: 8,
+  head_dim: 4,
   max_position_embeddings: 128,
   attention_bias: false,
   hidden_act: "silu",

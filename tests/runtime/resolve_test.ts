@@ -13,7 +13,10 @@ import { PYTHON } from "../_requires.ts";
 import { copyDir, hfRecipe, STORIES, writeJsonl } from "./_hf.ts";
 
 /** The first issue of resolving `recipe` from `base`, which must fail with exactly one. */
-async function refusal(recipe: Recipe, base: string | URL): Promise<{ path: string; message: string }> {
+async function refusal(
+  recipe: Recipe,
+  base: string | URL,
+): Promise<{ path: string; message: string }> {
   const resolved = await resolveModels(recipe, base);
   assert.ok(!resolved.ok, "expected a refusal");
   assert.equal(resolved.issues.length, 1);
