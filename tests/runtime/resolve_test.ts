@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { tasks, tinyGpt } from "../../mod.ts";
 import type { Recipe } from "../../dsl/schema.ts";
 import { modelDir, modelSha256, resolveModels } from "../../runtime/resolve.ts";
+import * as runtime from "../../runtime/mod.ts";
 import { loadHfTokenizer } from "../../runtime/engine/model/hf_tokenizer.ts";
 import { withTempDir } from "../_helpers.ts";
 import { PYTHON } from "../_requires.ts";
@@ -92,6 +93,9 @@ Deno.test("resolveModels() reads stories260K: llama, 260,032 F32 parameters, its
     assert.deepEqual(ids, [1, 403, 407, 261, 378]);
     assert.deepEqual(facts.example, { text: "Once upon a time", tokens: ids.length });
     assert.match(facts.sha256, /^[0-9a-f]{64}$/);
+    // A program compiles an hfModel recipe through the runtime's entry, as the CLI does.
+    assert.equal(runtime.resolveModels, resolveModels);
+    assert.equal(runtime.modelSha256, modelSha256);
   });
 });
 

@@ -171,12 +171,26 @@ Deno.test("execute() trains stories260K and saves model/ as a Hugging Face llama
 Deno.test("execute() saves model/ in BF16 when the recipe asks, rounded from the final float32 weights", async () => {
   await withTempDir(async (dir) => {
     await copyDir(STORIES, `${dir}/model`);
+    // Prompts of at most 6 tokens, the others skipped (and said so).
+    const tok = await loadHfTokenizer(STORIES);
+    const lengths = PROMPTS.map((p) => tok.encode(p.prompt, { addSpecialTokens: true }).length);
+    const over = lengths.filter((n) => n > 6).length;
+    assert.ok(over > 0 && over <= 2, String(lengths));
     const plan = await storiesPlan(dir, {
       policy: hfModel({ path: "model", saveDtype: "bfloat16" }),
+      data: { kind: "jsonl", path: "prompts.jsonl", maxPromptTokens: 6, tooLong: "skip" },
       steps: 1,
     });
     assert.equal(plan.model.kind === "hfModel" && plan.model.saveDtype, "BF16");
-    const result = await run(plan, dir);
+    const log: string[] = [];
+    const result = await run(plan, dir, { log: (line) => log.push(line) });
+    assert.ok(
+      log.includes(
+        `data: ${over} row${over === 1 ? "" : "s"} left out, its prompt over ` +
+          "data.maxPromptTokens (6 tokens) as data.tooLong is 'skip'",
+      ),
+      log.join("\n"),
+    );
     const header = await readSafetensorsHeader(`${result.dir}/model/model.safetensors`);
     assert.deepEqual([...new Set(header.tensors.map((t) => t.dtype))], ["BF16"]);
     const config = JSON.parse(await Deno.readTextFile(`${result.dir}/model/config.json`));
