@@ -47,7 +47,8 @@ export function randomHfWeights(
 }
 
 /**
- * Writes a random checkpoint of `config` into `dir` (`config.json`, `model.safetensors`) and
+ * Writes a random checkpoint of `config` into `dir` (`config.json`, `model.safetensors` stored as
+ * `dtype`) and
  * copies the tokenizer files of `tokenizerDir` beside it, as a Hugging Face directory has them.
  */
 export async function writeHfModel(
@@ -55,13 +56,12 @@ export async function writeHfModel(
   config: Record<string, unknown>,
   tokenizerDir: string,
   seed = 1,
+  dtype: "F32" | "BF16" = "F32",
 ): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
-  await Deno.writeFile(
-    `${dir}/model.safetensors`,
-    encodeSafetensors(randomHfWeights(config, seed)),
-  );
+  const weights = encodeSafetensors(randomHfWeights(config, seed), undefined, dtype);
+  await Deno.writeFile(`${dir}/model.safetensors`, weights);
   for (const name of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
     try {
       await Deno.copyFile(`${tokenizerDir}/${name}`, `${dir}/${name}`);

@@ -17,8 +17,7 @@ import { hfModel } from "../../../mod.ts";
 import type { Plan } from "../../../dsl/plan.ts";
 import { runMain, withTempDir } from "../../_helpers.ts";
 import { valuesOf } from "../_run.ts";
-import { copyDir, hfPlan, hfRecipe, writeJsonl } from "../_hf.ts";
-import { STORIES } from "../_hf.ts";
+import { copyDir, hfPlan, hfRecipe, STORIES, writeHfModel, writeJsonl } from "../_hf.ts";
 
 /** Story openings, one a line, for a run of 2 prompts × 4 completions of at most 16 tokens. */
 const PROMPTS = [
@@ -265,3 +264,90 @@ Deno.test("execute() stopped after step 1 resumes an hfModel run to the uninterr
     );
   });
 });
+
+/** Small random Qwen2 (q/k/v biases) and Qwen3 (q/k norms, head_dim ≠ hidden / heads) models. */
+const ARCHITECTURES: Record<string, Record<string, unknown>> = {
+  qwen2: {
+    architectures: ["Qwen2ForCausalLM"],
+    model_type: "qwen2",
+    vocab_size: 512,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 64,
+    max_window_layers: 21,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1_000_000,
+    sliding_window: 32_768,
+    use_sliding_window: false,
+    tie_word_embeddings: true,
+    torch_dtype: "bfloat16",
+  },
+  qwen3: {
+    architectures: ["Qwen3ForCausalLM"],
+    model_type: "qwen3",
+    vocab_size: 512,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+    attention_bias: false,
+    max_position_embeddings: 64,
+    rms_norm_eps: 1e-6,
+    rope_scaling: null,
+    rope_theta: 1_000_000,
+    sliding_window: null,
+    use_sliding_window: false,
+    tie_word_embeddings: false,
+    torch_dtype: "float32",
+  },
+};
+
+for (const [name, config] of Object.entries(ARCHITECTURES)) {
+  Deno.test(`execute() trains a random ${name} and saves, checkpoints and resumes it as ${name}`, async () => {
+    await withTempDir(async (dir) => {
+      // stories260K's tokenizer beside a random model of this architecture.
+      const stored = config.torch_dtype === "bfloat16" ? "BF16" : "F32";
+      await writeHfModel(`${dir}/model`, config, STORIES, 5, stored);
+      const plan = await storiesPlan(dir, { steps: 2 });
+      assert.equal(plan.model.kind === "hfModel" && plan.model.dtype, stored);
+      const whole = await run(plan, dir);
+      const stop = new AbortController();
+      const stopped = await run(plan, dir, { signal: stop.signal, onStep: () => stop.abort() });
+      assert.equal(stopped.step, 1);
+      const resumed = await run(plan, dir, { resume: stopped.dir });
+      for (const file of ["checkpoints/final/model.safetensors", "model/model.safetensors"]) {
+        assert.deepEqual(
+          await Deno.readFile(`${resumed.dir}/${file}`),
+          await Deno.readFile(`${whole.dir}/${file}`),
+          file,
+        );
+      }
+      // model/ is of the source's architecture, every field of its config.json kept, its weights
+      // in the source's dtype (BF16 stays BF16).
+      const saved = JSON.parse(await Deno.readTextFile(`${whole.dir}/model/config.json`));
+      for (const [key, value] of Object.entries(config)) {
+        assert.deepEqual(saved[key], value, key);
+      }
+      const header = await readSafetensorsHeader(`${whole.dir}/model/model.safetensors`);
+      assert.deepEqual([...new Set(header.tensors.map((t) => t.dtype))], [stored]);
+      // It reloads, as does the final checkpoint, to the architecture's parameters.
+      const model = await loadHfModel(`${whole.dir}/model`);
+      const final = await loadHfModel(`${whole.dir}/checkpoints/final`);
+      const source = await loadHfModel(`${dir}/model`);
+      assert.deepEqual(model.config, source.config);
+      assert.deepEqual(final.config, source.config);
+      assert.deepEqual(Object.keys(model.weights).sort(), Object.keys(source.weights).sort());
+      const initial = await loadHfModel(`${whole.dir}/checkpoints/initial`);
+      for (const [n, { data }] of Object.entries(final.weights)) {
+        const expected = stored === "BF16" ? data.map(bf16) : data;
+        assert.deepEqual(model.weights[n]!.data, expected, n);
+        assert.deepEqual(initial.weights[n]!.data, source.weights[n]!.data, n);
+      }
+    });
+  });
+}
