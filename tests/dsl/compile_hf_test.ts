@@ -195,7 +195,7 @@ Deno.test("compile() plans a chat model: the rendered prompt, its system prompt 
   });
 });
 
-Deno.test("compile() saves a BF16 source as BF16 unless the recipe says otherwise", async () => {
+Deno.test("compile() saves a BF16 source as BF16 unless the recipe says otherwise", () => {
   const facts = (dtype: string): Record<string, HfModelFacts> => ({
     m: {
       modelType: "llama",
