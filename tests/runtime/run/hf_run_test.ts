@@ -228,6 +228,22 @@ Deno.test("execute() stopped after step 1 resumes an hfModel run to the uninterr
     const rewards = (r: typeof whole) => r.metrics.map((m) => m.rewardMean);
     assert.deepEqual(rewards(resumed), rewards(whole));
 
+    // Stopped before its first step (Ctrl-C while a large model loads): nothing to keep, and a
+    // resume starts it over, to the same weights.
+    const early = new AbortController();
+    early.abort();
+    const lines: string[] = [];
+    const none = await run(plan, dir, { signal: early.signal, log: (l) => lines.push(l) });
+    assert.equal(none.status, "interrupted");
+    assert.equal(none.step, 0);
+    assert.equal(lines.at(-1), `stopped before its first RL step · ${none.dir}`);
+    const over = await run(plan, dir, { resume: none.dir });
+    assert.equal(over.status, "finished");
+    assert.deepEqual(
+      await Deno.readFile(`${over.dir}/model/model.safetensors`),
+      await Deno.readFile(`${whole.dir}/model/model.safetensors`),
+    );
+
     // A changed model directory: the run is not resumed on it, with the plan it ran or a new one.
     const halt = new AbortController();
     const again = await run(plan, dir, { signal: halt.signal, onStep: () => halt.abort() });
