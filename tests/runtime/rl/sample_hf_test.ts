@@ -260,3 +260,31 @@ Deno.test("sampleCompletions() draws with temperature, top-k and top-p from the 
     }
   });
 });
+
+Deno.test("sampleCompletions() ends at every id of generation_config.json's eos_token_id list", async () => {
+  await withTempDir(async (dir) => {
+    const { kernels } = await useBackend("cpu");
+    const story = ONCE!.generated_ids; // ", there was a little girl …"
+    const copy = await copyDir(STORIES, `${dir}/stories`);
+    // A list, as Llama 3's and Qwen's generation configs give it: </s>, and the id of " a".
+    await Deno.writeTextFile(
+      `${copy}/generation_config.json`,
+      JSON.stringify({ bos_token_id: 1, eos_token_id: [2, story[3]] }),
+    );
+    await withStories(copy, async ({ params, config, tok }) => {
+      assert.deepEqual(tok.stopIds, [2, story[3]]);
+      const out = await sampleCompletions(
+        kernels,
+        params,
+        config,
+        tok,
+        [ONCE!.prompt_ids],
+        { ...GREEDY, maxNewTokens: 12 },
+        new Rng(1),
+      );
+      assert.deepEqual(completion(out, 0), story.slice(0, 4));
+      assert.equal(out.texts[0], ", there was");
+      assert.equal(out.truncated[0], false);
+    });
+  });
+});
