@@ -143,6 +143,18 @@ Deno.test("resolveModels() takes the path relative to the recipe, and modelDir()
     assert.deepEqual(Object.keys(resolved.models), ["../models/tiny"]);
     assert.equal(resolved.models["../models/tiny"]!.parameters, 260_032);
     assert.equal(modelDir("../models/tiny/", `file://${dir}/recipes/r.ts`), `${dir}/models/tiny`);
+    // A directory whose name a URL escapes (a space, a non-ASCII letter) is found all the same.
+    await copyDir(STORIES, `${dir}/my modèles/tiny`);
+    const escaped = await resolveModels(
+      hfRecipe("../my modèles/tiny"),
+      `file://${dir}/recipes/r.ts`,
+    );
+    assert.ok(escaped.ok, JSON.stringify(escaped));
+    assert.equal(escaped.models["../my modèles/tiny"]!.sha256, await modelSha256(STORIES));
+    assert.equal(
+      modelDir("../my modèles/tiny", new URL(`file://${dir}/recipes/r.ts`)),
+      `${dir}/my modèles/tiny`,
+    );
     assert.throws(
       () => modelDir("https://example.com/m", "file:///r.ts"),
       /^Error: expected a local directory, got 'https:\/\/example.com\/m'/,

@@ -367,3 +367,39 @@ for (const [name, config] of Object.entries(ARCHITECTURES)) {
     });
   });
 }
+
+Deno.test("deno task run trains an hfModel recipe, and names a prompt over the limit by file:line before any run", async () => {
+  await withTempDir(async (dir) => {
+    await copyDir(STORIES, `${dir}/model`);
+    const long = "Once upon a time there was a little girl named Lily who loved the sun.";
+    await writeJsonl(`${dir}/prompts.jsonl`, [...PROMPTS, { prompt: long, answer: "x" }]);
+    const recipe = hfRecipe("model", "prompts.jsonl", {
+      name: "cli",
+      data: { kind: "jsonl", path: "prompts.jsonl", maxPromptTokens: 12 },
+      backend: "wasm",
+    });
+    await Deno.writeTextFile(`${dir}/r.json`, JSON.stringify(recipe));
+    const refused = await runMain(["run", `${dir}/r.json`, "--runs-dir", `${dir}/runs`]);
+    assert.equal(refused.code, 2);
+    const tok = await loadHfTokenizer(STORIES);
+    const tokens = tok.encode(long, { addSpecialTokens: true }).length;
+    assert.ok(PROMPTS.every((p) => tok.encode(p.prompt, { addSpecialTokens: true }).length <= 12));
+    assert.deepEqual(refused.stderr.filter((l) => !l.includes("warning")), [
+      `giftwrap: ${dir}/prompts.jsonl:5: prompt: expected at most 12 tokens ` +
+      `(data.maxPromptTokens), got ${tokens}; raise data.maxPromptTokens or set data.tooLong ` +
+      "to 'skip' or 'truncate-left'",
+    ]);
+    await assert.rejects(() => Deno.stat(`${dir}/runs`), Deno.errors.NotFound);
+
+    await Deno.writeTextFile(
+      `${dir}/r.json`,
+      JSON.stringify({ ...recipe, data: { ...recipe.data, tooLong: "truncate-left" } }),
+    );
+    const ran = await runMain(["run", `${dir}/r.json`, "--runs-dir", `${dir}/runs`]);
+    assert.equal(ran.code, 0, ran.stderr.join("\n"));
+    const [runDir] = (await Array.fromAsync(Deno.readDir(`${dir}/runs`))).map((e) => e.name);
+    const saved = await loadHfModel(`${dir}/runs/${runDir}/model`);
+    assert.equal(saved.modelType, "llama");
+    assert.equal(saved.parameters, 260_032);
+  });
+});
