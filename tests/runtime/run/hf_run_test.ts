@@ -17,7 +17,16 @@ import { hfModel } from "../../../mod.ts";
 import type { Plan } from "../../../dsl/plan.ts";
 import { runMain, withTempDir } from "../../_helpers.ts";
 import { valuesOf } from "../_run.ts";
-import { copyDir, hfPlan, hfRecipe, STORIES, writeHfModel, writeJsonl } from "../_hf.ts";
+import {
+  copyDir,
+  hfPlan,
+  hfRecipe,
+  QWEN3_TOKENIZER,
+  STORIES,
+  TINY_QWEN3,
+  writeHfModel,
+  writeJsonl,
+} from "../_hf.ts";
 
 /** Story openings, one a line, for a run of 2 prompts × 4 completions of at most 16 tokens. */
 const PROMPTS = [
@@ -401,5 +410,47 @@ Deno.test("deno task run trains an hfModel recipe, and names a prompt over the l
     const saved = await loadHfModel(`${dir}/runs/${runDir}/model`);
     assert.equal(saved.modelType, "llama");
     assert.equal(saved.parameters, 260_032);
+  });
+});
+
+Deno.test("execute() trains a chat model with Qwen3's real tokenizer on prompts and messages, and saves its template", async () => {
+  await withTempDir(async (dir) => {
+    await writeHfModel(`${dir}/qwen3`, TINY_QWEN3, QWEN3_TOKENIZER);
+    await writeJsonl(`${dir}/chat.jsonl`, [
+      { prompt: "What is 2+2?", answer: "4" },
+      { messages: [{ role: "user", content: "Dis bonjour 👋" }], answer: "bonjour" },
+    ]);
+    const plan = await hfPlan(
+      hfRecipe("qwen3", "chat.jsonl", {
+        policy: hfModel({
+          path: "qwen3",
+          chat: { system: "Be brief.", args: { enable_thinking: false } },
+        }),
+        data: { kind: "jsonl", path: "chat.jsonl", maxPromptTokens: 40 },
+        group: { size: 2, prompts: 2 },
+        sampling: { maxNewTokens: 4, temperature: 1 },
+        backend: "wasm",
+      }),
+      `file://${dir}/`,
+    );
+    // V = 151,936: the log-probs of every completion token over the whole vocabulary.
+    assert.equal(plan.model.vocab, 151_936);
+    const result = await run(plan, dir);
+    assert.equal(result.status, "finished");
+    const samples = (await Deno.readTextFile(`${result.dir}/samples.jsonl`)).trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(samples.map((s) => s.prompt).sort(), ["Dis bonjour 👋", "What is 2+2?"]);
+    // model/ keeps the chat template (tokenizer_config.json) for serving, and is a Qwen3.
+    for (const name of ["tokenizer.json", "tokenizer_config.json"]) {
+      assert.deepEqual(
+        await Deno.readFile(`${result.dir}/model/${name}`),
+        await Deno.readFile(`${QWEN3_TOKENIZER}/${name}`),
+        name,
+      );
+    }
+    const saved = await loadHfModel(`${result.dir}/model`);
+    assert.equal(saved.modelType, "qwen3");
+    assert.deepEqual(saved.architectures, ["Qwen3ForCausalLM"]);
+    assert.equal(saved.config.qkNorm, true);
   });
 });
