@@ -57,6 +57,8 @@ export {
 export { type HfConfig, type LoadedHfModel, loadHfModel, readHfConfig } from "./engine/model/hf.ts";
 export { type SavedHfModel, saveHfModel, type SaveHfModelOptions } from "./engine/model/hf_save.ts";
 export { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
+// What compile() needs of a recipe's Hugging Face model directory, read before it (pure) runs.
+export { modelSha256, type ResolvedModels, resolveModels } from "./resolve.ts";
 export {
   type ChatMessage,
   type ChatPrompt,

@@ -26,6 +26,7 @@
  */
 
 import { formatIssue } from "../../dsl/issues.ts";
+import { plural } from "../../dsl/format.ts";
 import { memoryIssues } from "../../dsl/memory.ts";
 import type { Plan } from "../../dsl/plan.ts";
 import { planHash } from "../../dsl/plan.ts";
@@ -157,6 +158,13 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
   const context = { plan, config, seed, setup, dir, progress, held };
   try {
     await dir.start(plan, setup.backend);
+    const skipped = setup.task.skipped ?? 0;
+    if (skipped > 0) {
+      progress.log(
+        `data: ${plural(skipped, "row")} left out, its prompt over data.maxPromptTokens ` +
+          `(${plan.shapes.promptTokens} tokens) as data.tooLong is 'skip'`,
+      );
+    }
     // 2) the policy: the checkpoint's, or initialised and warm-started (saved as initial/)
     const params = await startPolicy(context, options.signal);
     // 3) the reference, and the policy RL started from when KL to it is tracked

@@ -97,6 +97,11 @@ export async function stopAfter(
   started: number,
 ): Promise<RunResult> {
   progress.stop();
+  // Before step 1 there is nothing to keep (a resume refuses a checkpoint of step 0): the run
+  // starts over when resumed, as one stopped during its warm start does.
+  if (step === 0) {
+    return await stoppedBeforeSteps(dir, progress, started, "before its first RL step");
+  }
   if (dir.info.checkpoint?.step !== step) await schedule.checkpoint(step);
   const outcome = schedule.outcome(started);
   const at = dir.info.checkpoint!;
@@ -108,14 +113,18 @@ export async function stopAfter(
   return result(dir, "interrupted", at.step, outcome, schedule.history);
 }
 
-/** Ends a run asked to stop during its warm start: nothing to keep; a resume starts over. */
+/**
+ * Ends a run asked to stop during its warm start (`when`, by default), or before its first step:
+ * nothing to keep; a resume starts over.
+ */
 export async function stoppedBeforeSteps(
   dir: RunDirectory,
   progress: Progress,
   started: number,
+  when = "during the warm start, before any RL step",
 ): Promise<RunResult> {
   await dir.saveInfo({ status: "interrupted" }).catch(() => {});
-  progress.log(`stopped during the warm start, before any RL step · ${dir.dir}`);
+  progress.log(`stopped ${when} · ${dir.dir}`);
   const outcome = {
     accuracyBefore: null,
     accuracyAfter: null,

@@ -91,7 +91,7 @@ export async function openResumable(
 ): Promise<Resumable> {
   const verb = restart ? "restart" : "resume";
   const inputs = plan.inputs;
-  let ran: { hash?: string; inputs?: PlanInput[] };
+  let ran: { hash?: string; inputs?: PlanInput[]; model?: { sha256?: unknown } };
   try {
     ran = (await readJsonFile(`${dir}/plan.json`) ?? {}) as typeof ran;
   } catch (e) {
@@ -104,6 +104,17 @@ export async function openResumable(
     throw new RunSetupError(
       `Cannot ${verb} '${dir}': ${describeChange(change, "the run started")}; ${verb} with the ` +
         "same file, or start a new run",
+    );
+  }
+  // Its Hugging Face model directory changed: the recipe is the same, so name the directory.
+  const sha = typeof ran.model?.sha256 === "string" ? ran.model.sha256 : null;
+  if (
+    ran.hash !== hash && plan.model.kind === "hfModel" && sha !== null && sha !== plan.model.sha256
+  ) {
+    throw new RunSetupError(
+      `Cannot ${verb} '${dir}': policy.path: the model directory '${plan.model.path}' changed ` +
+        `since the run started (sha256 ${plan.model.sha256.slice(0, 16)}…, the run's ` +
+        `${sha.slice(0, 16)}…); ${verb} with the directory as it was, or start a new run`,
     );
   }
   if (ran.hash !== hash) {

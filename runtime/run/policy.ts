@@ -12,8 +12,7 @@ import { policyFiles } from "./checkpoint.ts";
 import { initParams } from "../engine/model/transformer.ts";
 import { loadHfModel } from "../engine/model/hf.ts";
 import type { TensorData } from "../engine/model/safetensors.ts";
-import { modelDir, modelSha256 } from "../resolve.ts";
-import { RunSetupError } from "./setup.ts";
+import { modelDir } from "../resolve.ts";
 import { warmStart } from "../rl/warm_start.ts";
 import type { RunContext } from "./context.ts";
 import { Interrupted, stopRequested } from "./interrupt.ts";
@@ -84,8 +83,8 @@ function dirname(path: string): string {
 }
 
 /**
- * The weights of a Hugging Face policy's directory, in the kernel set's layout, after checking
- * that the directory holds what the plan was made from (its SHA-256).
+ * The weights of a Hugging Face policy's directory, in the kernel set's layout (its SHA-256 was
+ * checked against the plan's when the run started: `planWithInputs()`).
  */
 async function pretrained(context: RunContext): Promise<Record<string, TensorData>> {
   const { plan, setup } = context;
@@ -93,13 +92,5 @@ async function pretrained(context: RunContext): Promise<Record<string, TensorDat
     throw new Error("The plan's policy is not a Hugging Face model");
   }
   const dir = modelDir(plan.model.path, setup.baseUrl);
-  const found = await modelSha256(dir);
-  if (found !== plan.model.sha256) {
-    throw new RunSetupError(
-      `policy.path: the model directory '${plan.model.path}' changed since the plan was made ` +
-        `(sha256 ${found.slice(0, 16)}…, the plan's ${plan.model.sha256.slice(0, 16)}…): ` +
-        "plan the recipe again",
-    );
-  }
   return (await loadHfModel(dir, setup.backend.kernels.layout)).weights;
 }

@@ -37,12 +37,15 @@ export async function checkpointReference(
     const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
     throw new RunSetupError(`Cannot load reference checkpoint '${path}': ${why}`);
   }
-  for (const key of Object.keys(config) as (keyof ModelConfig)[]) {
+  // Every field either has: an architecture's own (Qwen2's q/k/v biases) is absent from another's.
+  const keys = new Set([...Object.keys(config), ...Object.keys(loaded.config)]);
+  const shown = (value: unknown) => value === undefined ? "absent" : JSON.stringify(value);
+  for (const key of keys as Set<keyof ModelConfig>) {
     const same = JSON.stringify(loaded.config[key]) === JSON.stringify(config[key]);
     if (key !== "contextLength" && !same) {
       throw new RunSetupError(
-        `Cannot use reference checkpoint '${path}': its ${key} is ${loaded.config[key]}, ` +
-          `the policy's is ${config[key]}`,
+        `Cannot use reference checkpoint '${path}': its ${key} is ${shown(loaded.config[key])}, ` +
+          `the policy's is ${shown(config[key])}`,
       );
     }
   }

