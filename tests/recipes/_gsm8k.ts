@@ -97,7 +97,7 @@ function excerpt(text: string): string {
 export async function checkPlan(t: Template): Promise<void> {
   await withTempDir(async (dir) => {
     const model = `${dir}/model`;
-    await t.write(model);
+    const weights = await t.write(model);
     const { args, machineMemory } = t.plan ?? { args: [], machineMemory: true };
     const { code, stdout, stderr } = await giftwrap(
       ["plan", t.recipe, ...args],
@@ -113,6 +113,9 @@ export async function checkPlan(t: Template): Promise<void> {
       rows.get("model")!.split(" · ").slice(0, 3).join(" · "),
       `'${model}' · ${t.model}`,
     );
+    // Its parameters, a tied lm_head stored in the file not among them.
+    const parameters = Object.values(weights).reduce((n, w) => n + w.data.length, 0);
+    assert.ok(rows.get("policy")!.endsWith(` · ${parameters.toLocaleString("en-US")} parameters`));
     assert.match(rows.get("tokenizer")!, / · chat template, system prompt/);
     // The line wraps at spaces: the excerpt's own spaces come back as one each.
     const printed = `${JSON.stringify(excerpt(t.prompt))} · ${t.tokens} tokens`;
