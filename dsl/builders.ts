@@ -302,13 +302,16 @@ export function http(options: OptionsOf<Source<"http">>): Source<"http"> {
 export type RewardModelOptions = Omit<OptionsOf<Source<"rewardModel">>, "checkpoint">;
 
 /**
- * A learned reward model: a checkpoint directory of the runtime's transformer with a scalar head,
- * which scores each sample (prompt and completion) in batches of `batchSize` (64). It is not a
- * verifier, so it cannot be `eval.metric`; declare its `range` when you know it.
+ * A learned reward model with a scalar head, which scores each sample (prompt and completion) in
+ * batches of `batchSize` (64): a giftwrap checkpoint directory, or a Hugging Face
+ * `*ForSequenceClassification` directory of a supported architecture with its own tokenizer (the
+ * sample read as a user prompt and an assistant reply when the tokenizer has a chat template). It
+ * is not a verifier, so it cannot be `eval.metric`; declare its `range` when you know it.
  *
  * @example
  * ```ts
  * rewardModel("runs/rm-20261201/checkpoints/final", { batchSize: 32, range: [-5, 5] });
+ * rewardModel("/models/qwen2-reward"); // a Qwen2ForSequenceClassification directory
  * ```
  */
 export function rewardModel(

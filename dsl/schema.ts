@@ -413,7 +413,9 @@ export const HttpSchema = variant("http", {
 export const RewardModelSchema = variant("rewardModel", {
   checkpoint: Type.String({
     minLength: 1,
-    description: "A checkpoint directory of the runtime's transformer with a scalar head.",
+    description: "A reward model directory with a scalar head (score.weight [1, d]): a giftwrap " +
+      "checkpoint, or a Hugging Face *ForSequenceClassification directory (llama, mistral, " +
+      "qwen2, qwen3) with its tokenizer.",
   }),
   batchSize: opt(
     int({ minimum: 1, maximum: 65_536, default: 64, description: "Samples per forward pass." }),

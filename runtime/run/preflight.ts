@@ -100,8 +100,11 @@ async function checkFiles(plan: Plan, baseUrl: string | URL, report: Report): Pr
   const checkpoint = async (path: string, dir: string) => {
     const base = new URL(dir.endsWith("/") ? dir : `${dir}/`, baseUrl);
     const missing = [];
-    for (const file of ["config.json", "model.safetensors"]) {
-      if (!await exists(new URL(file, base))) missing.push(file);
+    if (!await exists(new URL("config.json", base))) missing.push("config.json");
+    // A Hugging Face directory may hold its weights in shards, listed by an index.
+    const weights = ["model.safetensors", "model.safetensors.index.json"];
+    if (!(await Promise.all(weights.map((f) => exists(new URL(f, base))))).includes(true)) {
+      missing.push("model.safetensors");
     }
     if (missing.length > 0) {
       report(

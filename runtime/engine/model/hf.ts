@@ -141,6 +141,22 @@ async function shardsOf(dir: string): Promise<Map<string, Set<string> | null>> {
   return new Map([...shards].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+/** The scalar head of a reward model, as transformers' `*ForSequenceClassification` names it. */
+export const SCORE_HEAD = "score.weight";
+
+/** Options of {@linkcode loadHfModel}. */
+export interface LoadHfModelOptions {
+  /**
+   * The model's output: `"lm"`, a causal LM's (`lm_head.weight`, or the embedding when tied), or
+   * `"score"`, a one-label sequence classifier's (`score.weight` [1, d] and no `lm_head`, as
+   * transformers' `LlamaForSequenceClassification` and `Qwen2ForSequenceClassification` save a
+   * reward model).
+   *
+   * @default {"lm"}
+   */
+  head?: "lm" | "score";
+}
+
 /**
  * Reads the Hugging Face model directory `dir`: its `config.json` ({@linkcode readHfConfig}) and
  * its weights, from `model.safetensors` or, when `model.safetensors.index.json` is there, from the
@@ -161,15 +177,23 @@ async function shardsOf(dir: string): Promise<Map<string, Set<string> | null>> {
 export async function loadHfModel(
   dir: string,
   layout: LinearLayout = "[in, out]",
+  options: LoadHfModelOptions = {},
 ): Promise<LoadedHfModel> {
   const hf = await readHfConfig(dir);
   const expected = hfParamShapes(hf.config);
+  if (options.head === "score") {
+    // transformers' *ForSequenceClassification: the base model and a bias-free score head.
+    delete expected["lm_head.weight"];
+    expected[SCORE_HEAD] = [1, hf.config.dModel];
+  }
   const shards = await shardsOf(dir);
   const weights: Record<string, TensorData> = {};
   const dtypes: Record<string, SafetensorsDtype> = {};
   const tied = hf.config.tiedEmbeddings;
   const why = (name: string) =>
-    name === "lm_head.weight" && tied
+    name === "lm_head.weight" && options.head === "score"
+      ? "a sequence classifier (a reward model) has a score head, not an lm_head"
+      : name === "lm_head.weight" && tied
       ? "config.json ties the embeddings (tie_word_embeddings: true), so the model has no lm_head"
       : `a ${hf.modelType} model of this config.json has no such parameter`;
 
@@ -240,7 +264,10 @@ export async function loadHfModel(
     weights,
     dtypes,
     dtype,
-    parameters: hfParameterCount(hf.config),
+    parameters: Object.values(expected).reduce(
+      (sum, shape) => sum + shape.reduce((a, b) => a * b, 1),
+      0,
+    ),
   };
 }
 

@@ -12,6 +12,14 @@ import { initParams, type ModelConfig } from "../../../../runtime/engine/model/t
 import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
 import type { Sample } from "../../../../runtime/rl/rewards/types.ts";
 import { withTempDir } from "../../../_helpers.ts";
+import { needsTorch, PYTHON } from "../../../_requires.ts";
+import { hfParamShapes, parseHfConfig } from "../../../../runtime/engine/model/hf.ts";
+import { loadHfTokenizer } from "../../../../runtime/engine/model/hf_tokenizer.ts";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+} from "../../../../runtime/engine/model/safetensors.ts";
+import { QWEN3_TOKENIZER } from "../../../recipes/_hf_checkpoints.ts";
 
 const ALPHABET = "0123456789+=";
 const tok = charTokenizer(ALPHABET);
@@ -95,5 +103,205 @@ Deno.test("rewardModelScorer() refuses a missing directory and a policy checkpoi
       /'score\.weight' of shape \[1, 16\] is missing; a policy checkpoint has no scalar head/,
     );
     tf.dispose(Object.values(params));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Hugging Face reward models: a random sequence classifier in transformers' layout, scored against
+// a PyTorch reference of the same classifier (torch_reward_model.py), each sample alone.
+
+const TORCH_SCRIPT = new URL("./torch_reward_model.py", import.meta.url).pathname;
+const STORIES = new URL("../../../../models/stories260K", import.meta.url).pathname;
+
+/** A qwen2 classifier (q/k/v biases, tied) over Qwen3's real tokenizer and chat template. */
+const QWEN2_CLASSIFIER = {
+  architectures: ["Qwen2ForSequenceClassification"],
+  model_type: "qwen2",
+  vocab_size: 151_936,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  hidden_act: "silu",
+  rms_norm_eps: 1e-6,
+  rope_theta: 1_000_000,
+  sliding_window: 32_768,
+  use_sliding_window: false,
+  tie_word_embeddings: true,
+  pad_token_id: 151_643,
+  id2label: { "0": "LABEL_0" },
+  label2id: { LABEL_0: 0 },
+};
+
+/** An untied llama classifier (so no lm_head at all) over stories260K's tokenizer, no template. */
+const LLAMA_CLASSIFIER = {
+  architectures: ["LlamaForSequenceClassification"],
+  model_type: "llama",
+  vocab_size: 512,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  hidden_act: "silu",
+  rms_norm_eps: 1e-5,
+  rope_theta: 10_000,
+  tie_word_embeddings: false,
+  pad_token_id: 2,
+  id2label: { "0": "LABEL_0" },
+  label2id: { LABEL_0: 0 },
+};
+
+/** Writes a random classifier of `config` in `dir` with the tokenizer files of `tokenizer`. */
+async function writeClassifier(
+  dir: string,
+  config: Record<string, unknown>,
+  tokenizer: string,
+  files: Record<string, Uint8Array | null> = {},
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+  const rng = new Rng(5);
+  const shapes: Record<string, number[]> = {
+    ...hfParamShapes(parseHfConfig(config, "config.json").config),
+    [SCORE_WEIGHT]: [1, config.hidden_size as number],
+  };
+  delete shapes["lm_head.weight"];
+  const weights = Object.fromEntries(
+    Object.entries(shapes).map(([name, shape]) => [name, {
+      dtype: "F32" as const,
+      shape,
+      data: normalArray(rng, shape.reduce((a, b) => a * b, 1), 0.5),
+    }]),
+  );
+  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(weights, { format: "pt" }));
+  for (const name of ["tokenizer.json", "tokenizer_config.json"]) {
+    await Deno.copyFile(`${tokenizer}/${name}`, `${dir}/${name}`);
+  }
+  for (const [name, bytes] of Object.entries(files)) {
+    if (bytes === null) await Deno.remove(`${dir}/${name}`);
+    else await Deno.writeFile(`${dir}/${name}`, bytes);
+  }
+}
+
+/** PyTorch's scores of each of `rows` alone, and the positions it read them at. */
+async function torchScores(
+  dir: string,
+  rows: number[][],
+): Promise<{ scores: number[]; positions: number[] }> {
+  const child = new Deno.Command(PYTHON, {
+    args: [TORCH_SCRIPT, dir],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { OMP_NUM_THREADS: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(rows)));
+  await writer.close();
+  const out = await child.output();
+  assert.ok(out.success, `torch_reward_model.py failed: ${new TextDecoder().decode(out.stderr)}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/** The scorer's scores of `samples` in batches of 2, as PyTorch's of `ids` within 1e-4. */
+async function assertScoresMatch(dir: string, samples: Sample[], ids: number[][]) {
+  const { kernels } = await useBackend("wasm");
+  const scorer = await rewardModelScorer(dir, 2, kernels);
+  const got = await scorer.score(samples);
+  await scorer.close?.();
+  const want = await torchScores(dir, ids);
+  assert.ok(Math.max(...want.scores.map(Math.abs)) > 0.1, "scores far from 0, so a slip shows");
+  for (const [i, score] of got.entries()) {
+    assert.equal(typeof score, "number", `sample ${i}: ${score}`);
+    assert.ok(
+      Math.abs((score as number) - want.scores[i]!) < 1e-4,
+      `sample ${i}: ${score} vs PyTorch's ${want.scores[i]}`,
+    );
+  }
+  return want.positions;
+}
+
+Deno.test({
+  ...needsTorch(
+    "rewardModelScorer() scores a qwen2 classifier's chat as PyTorch does, user prompt and assistant completion",
+  ),
+  async fn() {
+    await withTempDir(async (dir) => {
+      await writeClassifier(dir, QWEN2_CLASSIFIER, QWEN3_TOKENIZER);
+      const samples = [
+        sample("What is 2 + 3?", "2 + 3 = 5, so the answer is \\boxed{5}."),
+        sample("Écris « bonjour » en japonais.", "こんにちは 👋"),
+        sample("Say nothing.", ""),
+        sample("12+34=", "46"),
+        sample("Count to three.", "1, 2, 3"),
+      ];
+      // Qwen3's template writes the last assistant turn after an empty think block.
+      const tokenizer = await loadHfTokenizer(dir);
+      const ids = samples.map((s) =>
+        tokenizer.encode(
+          `<|im_start|>user\n${s.prompt}<|im_end|>\n` +
+            `<|im_start|>assistant\n<think>\n\n</think>\n\n${s.completion}<|im_end|>\n`,
+        )
+      );
+      const positions = await assertScoresMatch(dir, samples, ids);
+      assert.deepEqual(positions, ids.map((row) => row.length - 1));
+    });
+  },
+});
+
+Deno.test({
+  ...needsTorch(
+    "rewardModelScorer() scores an untied llama classifier's text at the last non-pad token, as PyTorch does",
+  ),
+  async fn() {
+    await withTempDir(async (dir) => {
+      await writeClassifier(dir, LLAMA_CLASSIFIER, STORIES);
+      const samples = [
+        sample("Once upon a time", " there was a cat."),
+        sample("Lily", " liked the park"),
+        // The completion's own </s> is pad_token_id 2: the score is read at the token before it.
+        sample("The dog ran", " home.</s>"),
+        sample("Tom", " and Sue</s></s>"),
+      ];
+      const tokenizer = await loadHfTokenizer(dir);
+      const ids = samples.map((s) =>
+        tokenizer.encode(s.prompt + s.completion, { addSpecialTokens: true })
+      );
+      assert.ok(ids.every((row) => row[0] === 1)); // <s> first, as the tokenizer adds it
+      const positions = await assertScoresMatch(dir, samples, ids);
+      assert.deepEqual(positions, [
+        ids[0]!.length - 1,
+        ids[1]!.length - 1,
+        ids[2]!.length - 2,
+        ids[3]!.length - 3,
+      ]);
+    });
+  },
+});
+
+Deno.test("rewardModelScorer() refuses a Hugging Face directory without a score head, or with an lm_head", async () => {
+  const { kernels } = await useBackend("wasm");
+  await withTempDir(async (dir) => {
+    // stories260K itself: a causal LM, tied, so no score head
+    await assert.rejects(
+      () => rewardModelScorer(STORIES, 8, kernels),
+      /^Error: reward model .*stories260K: cannot load: .*model\.safetensors: lacks tensor 'score\.weight'$/,
+    );
+    await writeClassifier(`${dir}/head`, LLAMA_CLASSIFIER, STORIES);
+    const bytes = await Deno.readFile(`${dir}/head/model.safetensors`);
+    const { tensors } = decodeSafetensors(bytes);
+    const withLm = encodeSafetensors({
+      ...tensors,
+      "lm_head.weight": { dtype: "F32", shape: [512, 16], data: new Float32Array(512 * 16) },
+    });
+    await Deno.writeFile(`${dir}/head/model.safetensors`, withLm);
+    await assert.rejects(
+      () => rewardModelScorer(`${dir}/head`, 8, kernels),
+      /tensor 'lm_head\.weight' is extra: a sequence classifier \(a reward model\) has a score head, not an lm_head$/,
+    );
   });
 });
