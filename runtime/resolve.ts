@@ -104,6 +104,8 @@ async function readFacts(
   dir: string,
 ): Promise<{ facts: HfModelFacts; tokenizer: HfTokenizer }> {
   const hf = await readHfConfig(dir);
+  // The head a tied model's file stores anyway is not a parameter (transformers ties it).
+  const tiedHead = hf.config.tiedEmbeddings;
   const weights = await weightFiles(dir);
   const counts = new Map<string, number>();
   let parameters = 0;
@@ -111,6 +113,7 @@ async function readFacts(
     const { tensors } = await readSafetensorsHeader(`${dir}/${file}`);
     for (const t of tensors) {
       if (t.name.endsWith("rotary_emb.inv_freq")) continue;
+      if (tiedHead && t.name === "lm_head.weight") continue;
       counts.set(t.dtype, (counts.get(t.dtype) ?? 0) + 1);
       parameters += t.shape.reduce((a, b) => a * b, 1);
     }

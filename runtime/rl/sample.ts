@@ -133,6 +133,7 @@ export async function sampleCompletions(
   const done = new Array<boolean>(rows).fill(false);
   const stop = options.stop ?? [];
   const { vocab } = config;
+  const usable = Math.min(vocab, tokenizer.vocabSize);
 
   const promptIds = Int32Array.from(
     { length: rows * promptLength },
@@ -153,12 +154,16 @@ export async function sampleCompletions(
       const nextTokens = new Int32Array(rows).fill(pad);
       for (let b = 0; b < rows; b++) {
         if (done[b]) continue;
-        const { token, logp: lp } = sampleRow(buffer, b, vocab, options, rng);
+        // Only ids the tokenizer has are drawn: a model's embedding may have more rows than its
+        // tokenizer ids (Qwen's 151,936 for 151,669), which nothing could decode.
+        const row = usable < vocab ? buffer.subarray(b * vocab, b * vocab + usable) : buffer;
+        const at = usable < vocab ? 0 : b;
+        const { token, logp: lp } = sampleRow(row, at, usable, options, rng);
         nextTokens[b] = token;
         ids[b * width + promptLength + t] = token;
         mask[b * C + t] = 1;
         logp[b * C + t] = lp;
-        entropy[b * C + t] = rowEntropy(buffer, b * vocab, vocab, options.temperature);
+        entropy[b * C + t] = rowEntropy(row, at * usable, usable, options.temperature);
         lengths[b] = t + 1;
         if (stopIds.has(token)) {
           done[b] = true;

@@ -190,6 +190,10 @@ export async function loadHfModel(
   const weights: Record<string, TensorData> = {};
   const dtypes: Record<string, SafetensorsDtype> = {};
   const tied = hf.config.tiedEmbeddings;
+  // A tied model's file may store the head anyway (Qwen3-0.6B's does): transformers ties it to
+  // the embedding and never reads it, and so does giftwrap, once its shape is the embedding's.
+  const tiedHead = tied && options.head !== "score";
+  const skipped = (name: string) => isBuffer(name) || (tiedHead && name === "lm_head.weight");
   const why = (name: string) =>
     name === "lm_head.weight" && options.head === "score"
       ? "a sequence classifier (a reward model) has a score head, not an lm_head"
@@ -208,7 +212,7 @@ export async function loadHfModel(
       }
     }
     for (const name of listed) {
-      if (!Object.hasOwn(expected, name) && !isBuffer(name)) {
+      if (!Object.hasOwn(expected, name) && !skipped(name)) {
         throw new Error(
           `${dir}/model.safetensors.index.json: tensor '${name}' is extra: ${why(name)}`,
         );
@@ -221,7 +225,17 @@ export async function loadHfModel(
     const inspect = (tensors: readonly TensorInfo[]) => {
       const here = new Set(tensors.map((t) => t.name));
       for (const { name, shape } of tensors) {
-        if (isBuffer(name)) continue;
+        if (tiedHead && name === "lm_head.weight") {
+          const embedding = [hf.config.vocab, hf.config.dModel];
+          if (shape.length !== 2 || shape.some((n, i) => n !== embedding[i])) {
+            throw new Error(
+              `${path}: tensor '${name}' has shape [${shape.join(", ")}], expected [${
+                embedding.join(", ")
+              }] (the embedding it is tied to)`,
+            );
+          }
+        }
+        if (skipped(name)) continue;
         const want = expected[name];
         if (want === undefined || (listed !== null && !listed.has(name))) {
           throw new Error(
@@ -249,7 +263,7 @@ export async function loadHfModel(
     const { tensors, dtypes: stored } = await readSafetensorsFile(path, { inspect });
     for (const [name, tensor] of Object.entries(tensors)) {
       delete tensors[name]; // the stored layout goes as soon as the kernel set's is made
-      if (isBuffer(name)) continue;
+      if (skipped(name)) continue;
       weights[name] = inLayout({ [name]: tensor }, layout)[name]!;
       dtypes[name] = stored[name]!;
     }

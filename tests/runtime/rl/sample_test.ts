@@ -182,3 +182,26 @@ Deno.test("sampleCompletions() left-pads shorter prompts without changing their 
     );
   });
 });
+
+Deno.test("sampleCompletions() draws only ids its tokenizer has, when the model has more rows", async () => {
+  // A model of 15 rows; a tokenizer of 6 ids (<pad> <bos> <eos> and "123"), as Qwen's 151,936
+  // rows hold 151,669 ids. Prompts of the full tokenizer's ids, which both tokenizers read alike.
+  const small = charTokenizer("123");
+  const prompts = [[1, 4, 5], [1, 5, 4]];
+  await withModel(async (params, kernels) => {
+    const draw = (tokenizer: typeof small) =>
+      sampleCompletions(kernels, params, CONFIG, tokenizer, prompts, {
+        ...OPTIONS,
+        maxNewTokens: 6,
+      }, new Rng(3));
+    const seen = (ids: Int32Array) =>
+      [...ids.subarray(3, 9), ...ids.subarray(12, 18)].filter((t) => t !== PAD);
+    // With every row's id known, some draws fall on rows the small tokenizer lacks …
+    const wide = await draw(tok);
+    assert.ok(seen(wide.ids).some((t) => t >= small.vocabSize), `${seen(wide.ids)}`);
+    // … and with the small one, none do.
+    const narrow = await draw(small);
+    assert.ok(seen(narrow.ids).length > 0);
+    assert.ok(seen(narrow.ids).every((t) => t < small.vocabSize), `${seen(narrow.ids)}`);
+  });
+});

@@ -670,18 +670,44 @@ Deno.test("loadHfModel() refuses each bad input in one line naming the tensor an
       `${dir}/extra/model.safetensors: tensor '${extra}' is extra: a llama model of this ` +
         `config.json has no such parameter`,
     );
+    // A tied model's file may store the head anyway (Qwen3-0.6B's does): transformers ties it and
+    // never reads it, so it loads as without it; a head of another shape than the embedding's is
+    // refused.
     await writeModel(
       `${dir}/head`,
       LLAMA,
       file({
         ...weights,
-        "lm_head.weight": weights["model.embed_tokens.weight"]!,
+        "lm_head.weight": {
+          dtype: "F32",
+          shape: weights["model.embed_tokens.weight"]!.shape,
+          data: new Float32Array(weights["model.embed_tokens.weight"]!.data.length).fill(7),
+        },
+      }),
+    );
+    const withHead = await loadHfModel(`${dir}/head`, "[out, in]");
+    assert.equal(withHead.weights["lm_head.weight"], undefined);
+    assert.deepEqual(
+      withHead.weights["model.embed_tokens.weight"]!.data,
+      weights["model.embed_tokens.weight"]!.data,
+    );
+    const [rows, cols] = weights["model.embed_tokens.weight"]!.shape as [number, number];
+    await writeModel(
+      `${dir}/head-shape`,
+      LLAMA,
+      file({
+        ...weights,
+        "lm_head.weight": {
+          dtype: "F32",
+          shape: [rows - 1, cols],
+          data: new Float32Array((rows - 1) * cols),
+        },
       }),
     );
     assert.equal(
-      await refusal(loadHfModel(`${dir}/head`)),
-      `${dir}/head/model.safetensors: tensor 'lm_head.weight' is extra: config.json ties the ` +
-        `embeddings (tie_word_embeddings: true), so the model has no lm_head`,
+      await refusal(loadHfModel(`${dir}/head-shape`)),
+      `${dir}/head-shape/model.safetensors: tensor 'lm_head.weight' has shape [${rows - 1}, ` +
+        `${cols}], expected [${rows}, ${cols}] (the embedding it is tied to)`,
     );
 
     // Shards: the index must list every parameter, in files of the directory, where they are.
