@@ -31,25 +31,87 @@ export async function copyDir(from: string, to: string): Promise<string> {
   return to;
 }
 
-/** Random float32 weights, [out, in], for every parameter of the architecture of `config`. */
-export function randomHfWeights(
-  config: Record<string, unknown>,
+/**
+ * Random float32 tensors of `shapes`, drawn in their order from a normal of standard deviation 0.5
+ * seeded with `seed`: the same seed and shapes give the same values, which tests rely on.
+ */
+export function randomTensors(
+  shapes: Record<string, number[]>,
   seed: number,
 ): Record<string, TensorData> {
   const rng = new Rng(seed);
-  const { config: model } = parseHfConfig(config, "config.json");
   return Object.fromEntries(
-    Object.entries(hfParamShapes(model)).map(([name, shape]) => {
+    Object.entries(shapes).map(([name, shape]) => {
       const size = shape.reduce((a, b) => a * b, 1);
       return [name, { dtype: "F32", shape, data: normalArray(rng, size, 0.5) }];
     }),
   );
 }
 
+/** Random float32 weights, [out, in], for every parameter of the architecture of `config`. */
+export function randomHfWeights(
+  config: Record<string, unknown>,
+  seed: number,
+): Record<string, TensorData> {
+  return randomTensors(hfParamShapes(parseHfConfig(config, "config.json").config), seed);
+}
+
+/** The tokenizer files a Hugging Face directory may have. */
+const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+
+/** How {@linkcode writeRandomCheckpoint} writes a checkpoint. */
+export interface CheckpointOptions {
+  /** The seed of the weights (default 1). */
+  seed?: number;
+  /** The tensors drawn, by name (default: every parameter of the config's architecture). */
+  shapes?: Record<string, number[]>;
+  /** How `model.safetensors` stores them (default F32). */
+  dtype?: "F32" | "BF16";
+  /** `model.safetensors`' metadata (default none). */
+  metadata?: Record<string, string>;
+  /** More files for the directory, by name: each value written as JSON. */
+  files?: Record<string, unknown>;
+  /** A directory whose tokenizer files are copied beside the weights, those it has. */
+  tokenizer?: string;
+  /** Which tokenizer files to copy (default tokenizer.json, tokenizer_config.json, special_tokens_map.json). */
+  tokenizerFiles?: readonly string[];
+}
+
+/**
+ * Writes a random checkpoint of `config` into `dir` (made if need be), as a Hugging Face directory
+ * has it: `config.json`, `model.safetensors`, and `options`' other files; returns the weights.
+ */
+export async function writeRandomCheckpoint(
+  dir: string,
+  config: Record<string, unknown>,
+  options: CheckpointOptions = {},
+): Promise<Record<string, TensorData>> {
+  const { seed = 1, dtype = "F32", metadata, files = {}, tokenizer } = options;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
+  const weights = options.shapes === undefined
+    ? randomHfWeights(config, seed)
+    : randomTensors(options.shapes, seed);
+  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(weights, metadata, dtype));
+  for (const [name, content] of Object.entries(files)) {
+    await Deno.writeTextFile(`${dir}/${name}`, JSON.stringify(content));
+  }
+  if (tokenizer !== undefined) {
+    for (const name of options.tokenizerFiles ?? TOKENIZER_FILES) {
+      try {
+        await Deno.copyFile(`${tokenizer}/${name}`, `${dir}/${name}`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  }
+  return weights;
+}
+
 /**
  * Writes a random checkpoint of `config` into `dir` (`config.json`, `model.safetensors` stored as
- * `dtype`) and
- * copies the tokenizer files of `tokenizerDir` beside it, as a Hugging Face directory has them.
+ * `dtype`) and copies the tokenizer files of `tokenizerDir` beside it, as a Hugging Face directory
+ * has them; returns `dir`.
  */
 export async function writeHfModel(
   dir: string,
@@ -58,17 +120,7 @@ export async function writeHfModel(
   seed = 1,
   dtype: "F32" | "BF16" = "F32",
 ): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
-  const weights = encodeSafetensors(randomHfWeights(config, seed), undefined, dtype);
-  await Deno.writeFile(`${dir}/model.safetensors`, weights);
-  for (const name of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
-    try {
-      await Deno.copyFile(`${tokenizerDir}/${name}`, `${dir}/${name}`);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-  }
+  await writeRandomCheckpoint(dir, config, { seed, dtype, tokenizer: tokenizerDir });
   return dir;
 }
 
