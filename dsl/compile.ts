@@ -341,6 +341,24 @@ function resolveSampling(r: Recipe, task: TaskSpec): Resolved<Sampling> {
   };
 }
 
+/** Refuses a policy context shorter than the longest prompt plus the new tokens. */
+function checkContextLength(
+  contextLength: number,
+  task: TaskSpec,
+  sampling: Resolved<Sampling>,
+  d: Diagnostics,
+): void {
+  const needed = task.promptTokens + sampling.maxNewTokens;
+  if (contextLength < needed) {
+    d.errors.push({
+      path: "policy.contextLength",
+      message: `expected at least ${needed} (${task.promptTokens} prompt tokens + ` +
+        `${sampling.maxNewTokens} new tokens), got ${contextLength}`,
+      hint: `raise policy.contextLength to ${needed}, or lower sampling.maxNewTokens`,
+    });
+  }
+}
+
 function resolveModel(
   r: Recipe,
   task: TaskSpec,
@@ -378,14 +396,7 @@ function resolveModel(
       hint: `use one of ${divisors(heads).join(", ")}`,
     });
   }
-  if (contextLength < needed) {
-    d.errors.push({
-      path: "policy.contextLength",
-      message: `expected at least ${needed} (${task.promptTokens} prompt tokens + ` +
-        `${sampling.maxNewTokens} new tokens), got ${contextLength}`,
-      hint: `raise policy.contextLength to ${needed}, or lower sampling.maxNewTokens`,
-    });
-  }
+  checkContextLength(contextLength, task, sampling, d);
   if (sampling.topK >= vocab) {
     d.warnings.push({
       path: "sampling.topK",
@@ -473,14 +484,7 @@ function resolveHfModel(
           : "lower sampling.maxNewTokens or the data's maxPromptTokens",
       });
     }
-    if (contextLength < needed) {
-      d.errors.push({
-        path: "policy.contextLength",
-        message: `expected at least ${needed} (${task.promptTokens} prompt tokens + ` +
-          `${sampling.maxNewTokens} new tokens), got ${contextLength}`,
-        hint: `raise policy.contextLength to ${needed}, or lower sampling.maxNewTokens`,
-      });
-    }
+    checkContextLength(contextLength, task, sampling, d);
     const chat = p.chat ?? {};
     if (
       chat.system !== undefined && !(facts.tokenizer.hasChatTemplate && chat.template !== false)

@@ -5,6 +5,8 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+
 /** What `Deno.test` takes to run a test only where `available`, named with why it is skipped. */
 export interface Requirement {
   (name: string): { name: string; ignore: boolean };
@@ -29,6 +31,28 @@ export function requires(available: boolean, reason: string): Requirement {
 
 /** Debian's interpreter, whose python3-torch (1.13) loads in no other. */
 export const PYTHON = "/usr/bin/python3";
+
+/**
+ * Runs the Python `script` with `args` under `PYTHON` (one thread), `input` written to it as
+ * JSON, and returns what it printed, read as JSON; a failed script fails the test with its
+ * stderr.
+ */
+export async function pythonJson(script: string, args: string[], input: unknown): Promise<unknown> {
+  const child = new Deno.Command(PYTHON, {
+    args: [script, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { OMP_NUM_THREADS: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(input)));
+  await writer.close();
+  const out = await child.output();
+  const name = script.split("/").at(-1);
+  assert.ok(out.success, `${name} failed: ${new TextDecoder().decode(out.stderr)}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
 
 /** Whether `PYTHON` imports torch here, or why not. */
 function probeTorch(): { ok: true } | { ok: false; reason: string } {

@@ -496,15 +496,12 @@ function parseLine(
     if (last === undefined) {
       throw new DataError(path, lineNumber, `field '${name}' has no message of role 'user'`);
     }
-    const answer = field(row, options.answer, path, lineNumber);
-    if (typeof answer !== "string" && typeof answer !== "number") {
-      throw new DataError(
-        path,
-        lineNumber,
-        `field '${options.answer}' is not a string or number (got ${typeName(answer)})`,
-      );
-    }
-    return { prompt: last.content, messages, answer: String(answer), row };
+    return {
+      prompt: last.content,
+      messages,
+      answer: answerOf(row, options, path, lineNumber),
+      row,
+    };
   }
   if (typeof prompt !== "string") {
     throw new DataError(
@@ -513,6 +510,18 @@ function parseLine(
       `field '${name}' is not a string or a list of messages (got ${typeName(prompt)})`,
     );
   }
+  const answer = answerOf(row, options, path, lineNumber);
+  // split/join rather than replace(): a prompt containing "$&" must not be read as a pattern.
+  return { prompt: template.split("{prompt}").join(prompt), answer, row };
+}
+
+/** The row's answer field as text: a string or a number, else a {@linkcode DataError}. */
+function answerOf(
+  row: JsonlRow,
+  options: JsonlLoadOptions,
+  path: string,
+  lineNumber: number,
+): string {
   const answer = field(row, options.answer, path, lineNumber);
   if (typeof answer !== "string" && typeof answer !== "number") {
     throw new DataError(
@@ -521,8 +530,7 @@ function parseLine(
       `field '${options.answer}' is not a string or number (got ${typeName(answer)})`,
     );
   }
-  // split/join rather than replace(): a prompt containing "$&" must not be read as a pattern.
-  return { prompt: template.split("{prompt}").join(prompt), answer: String(answer), row };
+  return String(answer);
 }
 
 /** The value of `name` in `row`, or a {@linkcode DataError} when the row lacks it. */

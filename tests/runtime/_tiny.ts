@@ -1,6 +1,7 @@
 /** A recipe small enough to train in a second or two: the runtime tests' fixture. */
 
 import { compile, gift, type Plan, recipe, rewards, tasks, tinyGpt } from "../../mod.ts";
+import { charTokenizer } from "../../runtime/engine/model/tokenizer.ts";
 import type { ModelConfig } from "../../runtime/engine/model/transformer.ts";
 
 /** One layer of width 32 on one-digit addition, 5 steps of 4 prompts × 4 completions. */
@@ -36,6 +37,24 @@ export const GQA_CONFIG: ModelConfig = {
   ffnDim: 64,
   contextLength: 12,
   tiedEmbeddings: false,
+  ropeTheta: 10_000,
+  normEps: 1e-5,
+};
+
+/** The character tokenizer of addition problems ("12+34="). */
+export const ADDITION_TOKENIZER = charTokenizer("0123456789+=");
+
+/** One layer of width 32 (2 heads of 16), tied, over `ADDITION_TOKENIZER`'s ids, context 12. */
+export const ADDITION_CONFIG: ModelConfig = {
+  vocab: ADDITION_TOKENIZER.vocab,
+  dModel: 32,
+  layers: 1,
+  heads: 2,
+  kvHeads: 2,
+  headDim: 16,
+  ffnDim: 64,
+  contextLength: 12,
+  tiedEmbeddings: true,
   ropeTheta: 10_000,
   normEps: 1e-5,
 };

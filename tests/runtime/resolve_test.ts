@@ -11,7 +11,7 @@ import * as runtime from "../../runtime/mod.ts";
 import { loadHfTokenizer } from "../../runtime/engine/model/hf_tokenizer.ts";
 import { withTempDir } from "../_helpers.ts";
 import { PYTHON } from "../_requires.ts";
-import { copyDir, hfRecipe, STORIES, writeJsonl } from "./_hf.ts";
+import { copyDir, hfRecipe, STORIES, STORIES_SHAPE, STORIES_TOKEN_IDS, writeJsonl } from "./_hf.ts";
 
 /** The first issue of resolving `recipe` from `base`, which must fail with exactly one. */
 async function refusal(
@@ -60,31 +60,13 @@ Deno.test("resolveModels() reads stories260K: llama, 260,032 F32 parameters, its
     assert.equal(512 * 64 + 5 * (4096 + 2 * 2048 + 4096 + 3 * 64 * 172 + 2 * 64) + 64, 260_032);
     assert.equal(facts.parameters, 260_032);
     assert.equal(facts.maxPositions, 512);
-    assert.deepEqual(facts.shape, {
-      layers: 5,
-      dModel: 64,
-      heads: 8,
-      kvHeads: 4,
-      headDim: 8,
-      ffnDim: 172,
-      vocab: 512,
-      tiedEmbeddings: true,
-      ropeTheta: 10_000,
-      normEps: 1e-5,
-    });
+    assert.deepEqual(facts.shape, STORIES_SHAPE);
     assert.equal(facts.attentionBias, false);
     assert.equal(facts.qkNorm, false);
     assert.equal(facts.ropeScaling, null);
     // No pad token: the end token pads (as TRL does); a completion ends at </s> and at <s>.
     assert.deepEqual(facts.tokenizer, {
-      kind: "hf",
-      vocab: 512,
-      bosId: 1,
-      eosId: 2,
-      padId: 2,
-      padSource: "eos_token",
-      stopIds: [2, 1],
-      addBos: true,
+      ...STORIES_TOKEN_IDS,
       hasChatTemplate: false,
     });
     // The first row as the model reads it: the plain text, <s> first (llama2.c's ids).

@@ -1,26 +1,14 @@
 import assert from "node:assert/strict";
 import { tf, useBackend } from "../../../runtime/engine/backend.ts";
-import { charTokenizer } from "../../../runtime/engine/model/tokenizer.ts";
-import { initParams, type ModelConfig } from "../../../runtime/engine/model/transformer.ts";
+import { initParams } from "../../../runtime/engine/model/transformer.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { evaluate } from "../../../runtime/rl/evaluate.ts";
 import { verifier } from "../../../runtime/rl/rewards/verifiers.ts";
 import type { Sample } from "../../../runtime/rl/rewards/types.ts";
+import { ADDITION_CONFIG, ADDITION_TOKENIZER } from "../_tiny.ts";
 
-const tok = charTokenizer("0123456789+=");
-const CONFIG: ModelConfig = {
-  vocab: tok.vocab,
-  dModel: 32,
-  layers: 1,
-  heads: 2,
-  kvHeads: 2,
-  headDim: 16,
-  ffnDim: 64,
-  contextLength: 12,
-  tiedEmbeddings: true,
-  ropeTheta: 10_000,
-  normEps: 1e-5,
-};
+const tok = ADDITION_TOKENIZER;
+const CONFIG = ADDITION_CONFIG;
 const PROBLEMS = ["12+34=", "55+01=", "99+99=", "10+10="].map((prompt, i) => ({
   prompt,
   answer: String(i),

@@ -1,29 +1,14 @@
 import assert from "node:assert/strict";
 import { type KernelSet, tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { charTokenizer, EOS, PAD } from "../../../runtime/engine/model/tokenizer.ts";
-import {
-  forward,
-  initParams,
-  type ModelConfig,
-} from "../../../runtime/engine/model/transformer.ts";
+import { forward, initParams } from "../../../runtime/engine/model/transformer.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { sampleCompletions } from "../../../runtime/rl/sample.ts";
 import { logSoftmax } from "../../../runtime/rl/sample_token.ts";
+import { ADDITION_CONFIG, ADDITION_TOKENIZER } from "../_tiny.ts";
 
-const tok = charTokenizer("0123456789+=");
-const CONFIG: ModelConfig = {
-  vocab: tok.vocab,
-  dModel: 32,
-  layers: 1,
-  heads: 2,
-  kvHeads: 2,
-  headDim: 16,
-  ffnDim: 64,
-  contextLength: 12,
-  tiedEmbeddings: true,
-  ropeTheta: 10_000,
-  normEps: 1e-5,
-};
+const tok = ADDITION_TOKENIZER;
+const CONFIG = ADDITION_CONFIG;
 const PROMPTS = ["12+34=", "55+01=", "99+99="].map((p) => [1, ...tok.encode(p)]);
 const OPTIONS = { temperature: 1, topK: 0, topP: 1, maxNewTokens: 5 };
 

@@ -25,7 +25,7 @@ import {
   tokenLogProbs,
 } from "../../../../runtime/engine/model/transformer.ts";
 import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
-import { needsTorch, PYTHON, TORCH } from "../../../_requires.ts";
+import { needsTorch, pythonJson, TORCH } from "../../../_requires.ts";
 import { relativeError } from "../../_numeric.ts";
 import { GQA_CONFIG } from "../../_tiny.ts";
 
@@ -413,20 +413,7 @@ for (const [what, variant] of Object.entries(VARIANTS)) {
           { length: rows },
           (_, b) => [...ids.subarray(b * time, (b + 1) * time)],
         );
-        const child = new Deno.Command(PYTHON, {
-          args: [SCRIPT, dir],
-          stdin: "piped",
-          stdout: "piped",
-          stderr: "piped",
-          env: { OMP_NUM_THREADS: "1" },
-        }).spawn();
-        const writer = child.stdin.getWriter();
-        await writer.write(new TextEncoder().encode(JSON.stringify(rowsOfIds)));
-        await writer.close();
-        const out = await child.output();
-        const stderr = new TextDecoder().decode(out.stderr);
-        assert.ok(out.success, `torch_architectures.py failed: ${stderr}`);
-        const answer = JSON.parse(new TextDecoder().decode(out.stdout)) as { logits: number[][][] };
+        const answer = await pythonJson(SCRIPT, [dir], rowsOfIds) as { logits: number[][][] };
         const torchLogits = Float32Array.from(answer.logits.flat(2));
         assert.equal(torchLogits.length, rows * time * config.vocab);
         const scale = maxDifference(torchLogits, new Float32Array(torchLogits.length));

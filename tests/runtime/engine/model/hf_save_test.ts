@@ -28,8 +28,8 @@ import {
   toF16Bits,
 } from "../../../../runtime/engine/model/safetensors.ts";
 import { forward, type ModelConfig } from "../../../../runtime/engine/model/transformer.ts";
-import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
 import { withTempDir } from "../../../_helpers.ts";
+import { randomTensors } from "../../_hf.ts";
 import { needsTorch, PYTHON } from "../../../_requires.ts";
 
 const STORIES = new URL("../../../../models/stories260K", import.meta.url).pathname;
@@ -368,17 +368,15 @@ const SOURCES: Record<string, Record<string, unknown>> = {
   },
 };
 
-/** Random float32 weights, [out, in], for every parameter of `config`'s architecture. */
+/** Random float32 weights, [out, in], for every parameter of `config`'s architecture, norms near 1. */
 function randomWeights(config: ModelConfig, seed: number): Record<string, TensorData> {
-  const rng = new Rng(seed);
-  return Object.fromEntries(
-    Object.entries(hfParamShapes(config)).map(([name, shape]) => {
-      const size = shape.reduce((a, b) => a * b, 1);
-      const data = normalArray(rng, size, 0.5);
-      if (name.endsWith("norm.weight")) { for (let i = 0; i < size; i++) data[i] = 1 + data[i]!; }
-      return [name, { dtype: "F32", shape, data }];
-    }),
-  );
+  const weights = randomTensors(hfParamShapes(config), seed);
+  for (const [name, { data }] of Object.entries(weights)) {
+    if (name.endsWith("norm.weight")) {
+      for (let i = 0; i < data.length; i++) data[i] = 1 + data[i]!;
+    }
+  }
+  return weights;
 }
 
 Deno.test("saveHfModel() writes qwen2, qwen3 and llama3-scaled models as their own architecture, read back to the same config and logits", async () => {

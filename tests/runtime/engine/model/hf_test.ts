@@ -18,8 +18,9 @@ import {
   encodeSafetensors,
   type TensorData,
 } from "../../../../runtime/engine/model/safetensors.ts";
-import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
+import { Rng } from "../../../../runtime/engine/random.ts";
 import { withTempDir } from "../../../_helpers.ts";
+import { randomHfWeights } from "../../_hf.ts";
 
 // ---------------------------------------------------------------------------------------------
 // config.json
@@ -347,18 +348,6 @@ const ARCHITECTURES: Record<string, Record<string, unknown>> = {
   "qwen3 (q/k norms, head_dim 8)": QWEN3,
 };
 
-/** Random float32 weights, [out, in], for every parameter of `config`'s architecture. */
-function randomWeights(config: Record<string, unknown>, seed: number): Record<string, TensorData> {
-  const rng = new Rng(seed);
-  const { config: model } = parseHfConfig(config, "config.json");
-  return Object.fromEntries(
-    Object.entries(hfParamShapes(model)).map(([name, shape]) => {
-      const size = shape.reduce((a, b) => a * b, 1);
-      return [name, { dtype: "F32", shape, data: normalArray(rng, size, 0.5) }];
-    }),
-  );
-}
-
 /** Round-to-nearest-even of `y` to an integer (the IEEE rounding the dtypes use). */
 function roundHalfEven(y: number): number {
   const floor = Math.floor(y);
@@ -501,7 +490,7 @@ Deno.test("hfParamShapes() adds Qwen2's q/k/v biases and Qwen3's q/k norms to Ll
 Deno.test("loadHfModel() reads F32, F16, BF16 and sharded copies of each architecture to the values written", async () => {
   await withTempDir(async (dir) => {
     for (const [what, config] of Object.entries(ARCHITECTURES)) {
-      const weights = randomWeights(config, 3);
+      const weights = randomHfWeights(config, 3);
       const f32 = Object.fromEntries(Object.entries(weights).map(([n, t]) => [n, t.data]));
       const buffer = "model.rotary_emb.inv_freq"; // older transformers saved it; not a parameter
       const withBuffer = {
@@ -572,7 +561,7 @@ Deno.test("loadHfModel() reads F32, F16, BF16 and sharded copies of each archite
 Deno.test("loadHfModel() reports a checkpoint of mixed dtypes, most tensors first", async () => {
   await withTempDir(async (dir) => {
     // Every tensor BF16 but the final norm, F32 in a shard of its own.
-    const weights = randomWeights(LLAMA, 5);
+    const weights = randomHfWeights(LLAMA, 5);
     const norm = "model.norm.weight";
     const rest = encodeAs(
       Object.fromEntries(Object.entries(weights).filter(([n]) => n !== norm)),
@@ -604,7 +593,7 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
 
 Deno.test("loadHfModel() refuses each bad input in one line naming the tensor and the file", async () => {
   await withTempDir(async (dir) => {
-    const weights = randomWeights(LLAMA, 7);
+    const weights = randomHfWeights(LLAMA, 7);
     const file = (tensors: Record<string, TensorData>) => ({
       "model.safetensors": encodeSafetensors(tensors),
     });

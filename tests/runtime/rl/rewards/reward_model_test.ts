@@ -12,14 +12,14 @@ import { initParams, type ModelConfig } from "../../../../runtime/engine/model/t
 import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
 import type { Sample } from "../../../../runtime/rl/rewards/types.ts";
 import { withTempDir } from "../../../_helpers.ts";
-import { needsTorch, PYTHON } from "../../../_requires.ts";
+import { needsTorch, pythonJson } from "../../../_requires.ts";
 import { hfParamShapes, parseHfConfig } from "../../../../runtime/engine/model/hf.ts";
 import { loadHfTokenizer } from "../../../../runtime/engine/model/hf_tokenizer.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
 } from "../../../../runtime/engine/model/safetensors.ts";
-import { QWEN3_TOKENIZER } from "../../../recipes/_hf_checkpoints.ts";
+import { QWEN3_TOKENIZER, STORIES, writeRandomCheckpoint } from "../../_hf.ts";
 
 const ALPHABET = "0123456789+=";
 const tok = charTokenizer(ALPHABET);
@@ -111,7 +111,6 @@ Deno.test("rewardModelScorer() refuses a missing directory and a policy checkpoi
 // a PyTorch reference of the same classifier (torch_reward_model.py), each sample alone.
 
 const TORCH_SCRIPT = new URL("./torch_reward_model.py", import.meta.url).pathname;
-const STORIES = new URL("../../../../models/stories260K", import.meta.url).pathname;
 
 /** A qwen2 classifier (q/k/v biases, tied) over Qwen3's real tokenizer and chat template. */
 const QWEN2_CLASSIFIER = {
@@ -162,25 +161,19 @@ async function writeClassifier(
   tokenizer: string,
   files: Record<string, Uint8Array | null> = {},
 ): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
-  const rng = new Rng(5);
+  // The causal LM's parameters less its lm_head, and the score head, drawn in that order.
   const shapes: Record<string, number[]> = {
     ...hfParamShapes(parseHfConfig(config, "config.json").config),
     [SCORE_WEIGHT]: [1, config.hidden_size as number],
   };
   delete shapes["lm_head.weight"];
-  const weights = Object.fromEntries(
-    Object.entries(shapes).map(([name, shape]) => [name, {
-      dtype: "F32" as const,
-      shape,
-      data: normalArray(rng, shape.reduce((a, b) => a * b, 1), 0.5),
-    }]),
-  );
-  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(weights, { format: "pt" }));
-  for (const name of ["tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`${tokenizer}/${name}`, `${dir}/${name}`);
-  }
+  await writeRandomCheckpoint(dir, config, {
+    seed: 5,
+    shapes,
+    metadata: { format: "pt" },
+    tokenizer,
+    tokenizerFiles: ["tokenizer.json", "tokenizer_config.json"],
+  });
   for (const [name, bytes] of Object.entries(files)) {
     if (bytes === null) await Deno.remove(`${dir}/${name}`);
     else await Deno.writeFile(`${dir}/${name}`, bytes);
@@ -192,19 +185,7 @@ async function torchScores(
   dir: string,
   rows: number[][],
 ): Promise<{ scores: number[]; positions: number[] }> {
-  const child = new Deno.Command(PYTHON, {
-    args: [TORCH_SCRIPT, dir],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { OMP_NUM_THREADS: "1" },
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(JSON.stringify(rows)));
-  await writer.close();
-  const out = await child.output();
-  assert.ok(out.success, `torch_reward_model.py failed: ${new TextDecoder().decode(out.stderr)}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout));
+  return await pythonJson(TORCH_SCRIPT, [dir], rows) as { scores: number[]; positions: number[] };
 }
 
 /** The scorer's scores of `samples` in batches of 2, as PyTorch's of `ids` within 1e-4. */
