@@ -497,6 +497,13 @@ function resolveHfModel(
         hint: "write the instruction into the prompt text instead",
       });
     }
+    if (facts.exampleError !== undefined) {
+      d.warnings.push({
+        path: "data.path",
+        message: `cannot show the first row as the model will read it: ${facts.exampleError}`,
+        hint: "the run refuses a bad row by its file:line; `deno task validate` lists them",
+      });
+    }
     if (sampling.topK >= facts.shape.vocab) {
       d.warnings.push({
         path: "sampling.topK",

@@ -174,6 +174,8 @@ export interface HfModelFacts {
   };
   /** The first data row's prompt rendered with the recipe's chat settings, when there is one. */
   example: { text: string; tokens: number } | null;
+  /** Why the first data row could not be rendered, when it could not. */
+  exampleError?: string;
 }
 
 /** One reward source, resolved. */

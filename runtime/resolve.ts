@@ -91,7 +91,12 @@ export async function resolveModels(recipe: unknown, base: string | URL): Promis
   try {
     const dir = modelDir(policy.path, base);
     const { facts, tokenizer } = await readFacts(dir);
-    facts.example = await example(r, tokenizer, base).catch(() => null);
+    try {
+      facts.example = await example(r, tokenizer, base);
+    } catch (e) {
+      // The plan goes without its rendered prompt; the run names the row's file:line.
+      facts.exampleError = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+    }
     return { ok: true, models: { [policy.path]: facts } };
   } catch (e) {
     const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
@@ -253,7 +258,12 @@ async function example(
     const buffer = new Uint8Array(1 << 20);
     const n = await file.read(buffer);
     if (n === null) return null;
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(buffer.subarray(0, n));
+    // Whole lines only: the read may end inside a later line's multi-byte character.
+    const bytes = buffer.subarray(0, n);
+    const end = bytes.lastIndexOf(0x0a);
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(
+      end < 0 ? bytes : bytes.subarray(0, end),
+    );
     line = text.split("\n").find((l) => l.trim() !== "");
   } finally {
     file.close();

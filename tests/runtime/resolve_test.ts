@@ -4,7 +4,7 @@
 // encoding, Python's hashlib), and each bad directory refused in one line at policy.path.
 
 import assert from "node:assert/strict";
-import { tasks, tinyGpt } from "../../mod.ts";
+import { compile, tasks, tinyGpt } from "../../mod.ts";
 import type { Recipe } from "../../dsl/schema.ts";
 import { modelDir, modelSha256, resolveModels } from "../../runtime/resolve.ts";
 import * as runtime from "../../runtime/mod.ts";
@@ -109,6 +109,36 @@ Deno.test("resolveModels() renders the first row through the recipe's template o
     assert.equal(plain.models[STORIES]!.example, null);
     const tiny = await resolveModels({ ...hfRecipe(STORIES), policy: tinyGpt() }, `file://${dir}/`);
     assert.deepEqual(tiny, { ok: true, models: {} });
+  });
+});
+
+Deno.test("resolveModels() reads the first row whole when a long file's read ends mid-character, and says why a bad one cannot be shown", async () => {
+  await withTempDir(async (dir) => {
+    // The first MiB read ends inside a "é" (2 bytes) of the second, long row.
+    const first = JSON.stringify({ prompt: "Lily saw a cat", answer: "x" });
+    const pad = 1_048_576 - (first.length + 1) - '{"prompt":"'.length - 1;
+    const second = `{"prompt":"${"a".repeat(pad)}${"é".repeat(8)}","answer":"y"}`;
+    await Deno.writeTextFile(`${dir}/long.jsonl`, `${first}\n${second}\n`);
+    const long = await resolveModels(hfRecipe(STORIES, "long.jsonl"), `file://${dir}/`);
+    assert.ok(long.ok);
+    assert.equal(long.models[STORIES]!.example?.text, "Lily saw a cat");
+    assert.equal(long.models[STORIES]!.exampleError, undefined);
+    // A first row without a prompt the model can read: no example, and the reason, which the
+    // plan shows as a warning at data.path.
+    await writeJsonl(`${dir}/bad.jsonl`, [{
+      prompt: [{ role: "user", content: "hi" }],
+      answer: "x",
+    }]);
+    const bad = await resolveModels(hfRecipe(STORIES, "bad.jsonl"), `file://${dir}/`);
+    assert.ok(bad.ok);
+    assert.equal(bad.models[STORIES]!.example, null);
+    assert.match(
+      bad.models[STORIES]!.exampleError!,
+      /needs a chat template, but the tokenizer has none/,
+    );
+    const plan = compile(hfRecipe(STORIES, "bad.jsonl"), { models: bad.models });
+    const warning = plan.warnings.find((w) => w.path === "data.path");
+    assert.match(warning!.message, /^cannot show the first row as the model will read it: /);
   });
 });
 
