@@ -11,8 +11,12 @@
  * compiles, and `execute()` in a plan that does not have them, so all of them agree on one hash.
  * A plan that names no file has no `inputs`, and its hash is the compiler's.
  *
- * Only local files are inputs: a module fetched from a URL, a file that cannot be read (the run
- * says so when it loads it) and a checkpoint directory are not.
+ * A checkpoint directory the plan names (a `reference: { checkpoint }`, a reward model's) counts
+ * by the files that make its model: `config.json`, the tokenizer and generation files, and the
+ * weights (`*.safetensors` but a run checkpoint's optimiser state), each an input of its own.
+ *
+ * Only local files are inputs: a module fetched from a URL and a file that cannot be read (the
+ * run says so when it loads it) are not.
  *
  * @module
  */
@@ -56,7 +60,7 @@ export async function readInputs(plan: Plan, baseUrl: string | URL): Promise<Pla
   const base = new URL(baseUrl);
   const seen = new Set<string>();
   const inputs: PlanInput[] = [];
-  for (const { field, path, module } of namedFiles(plan)) {
+  for (const { field, path, module, directory } of namedFiles(plan)) {
     let url: URL;
     try {
       url = new URL(path, base);
@@ -64,7 +68,9 @@ export async function readInputs(plan: Plan, baseUrl: string | URL): Promise<Pla
       continue; // The run names a specifier that does not resolve, when it loads it.
     }
     if (url.protocol !== "file:") continue;
-    const queue: { url: URL; path: string }[] = [{ url, path }];
+    const queue: { url: URL; path: string }[] = directory
+      ? await modelFiles(url, path)
+      : [{ url, path }];
     for (let i = 0; i < queue.length && i < MAX_MODULE_FILES; i++) {
       const file = queue[i]!;
       if (seen.has(file.url.href)) continue;
@@ -158,21 +164,61 @@ export function shortHash(sha256: string): string {
 }
 
 /** The files a plan names, by the field that names them, in plan order. */
-function namedFiles(plan: Plan): { field: string; path: string; module: boolean }[] {
-  const files: { field: string; path: string; module: boolean }[] = [];
+function namedFiles(
+  plan: Plan,
+): { field: string; path: string; module: boolean; directory: boolean }[] {
+  const files: { field: string; path: string; module: boolean; directory: boolean }[] = [];
+  const add = (field: string, path: string, kind: "data" | "module" | "directory") =>
+    files.push({ field, path, module: kind === "module", directory: kind === "directory" });
   const data = plan.recipe.data;
-  if (data.kind === "jsonl") files.push({ field: "data.path", path: data.path, module: false });
+  if (data.kind === "jsonl") add("data.path", data.path, "data");
+  if (plan.reference.kind === "checkpoint" && plan.reference.checkpoint !== null) {
+    add("reference.checkpoint", plan.reference.checkpoint, "directory");
+  }
   plan.rewards.forEach((spec, i) => {
-    const source = spec.source as { kind: string; module?: string };
+    const source = spec.source as { kind: string; module?: string; checkpoint?: string };
     if (source.kind === "fn" && source.module !== undefined) {
-      files.push({ field: `rewards[${i}].source.module`, path: source.module, module: true });
+      add(`rewards[${i}].source.module`, source.module, "module");
+    }
+    if (source.kind === "rewardModel" && source.checkpoint !== undefined) {
+      add(`rewards[${i}].source.checkpoint`, source.checkpoint, "directory");
     }
   });
   const objective = plan.objective.options as { kind: string; module?: string };
   if (objective.kind === "custom" && objective.module !== undefined) {
-    files.push({ field: "objective.module", path: objective.module, module: true });
+    add("objective.module", objective.module, "module");
   }
   return files;
+}
+
+/** The files of a checkpoint directory that make its model, not its optimiser state. */
+const MODEL_FILES = new Set([
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+  "model.safetensors.index.json",
+]);
+
+/**
+ * The model files of the checkpoint directory at `url` (`path` as the plan names it), in name
+ * order; none when it cannot be listed (the run says so when it loads it).
+ */
+async function modelFiles(url: URL, path: string): Promise<{ url: URL; path: string }[]> {
+  const dir = url.href.endsWith("/") ? url : new URL(`${url.href}/`);
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const weights = entry.name.endsWith(".safetensors") && entry.name !== "optimizer.safetensors";
+      if (entry.isFile && (MODEL_FILES.has(entry.name) || weights)) names.push(entry.name);
+    }
+  } catch {
+    return [];
+  }
+  const prefix = path.replace(/\/+$/, "");
+  return names.sort().map((name) => ({ url: new URL(name, dir), path: `${prefix}/${name}` }));
 }
 
 /**

@@ -188,3 +188,55 @@ Deno.test("inputChange() and describeChange() name the first file whose content 
   });
   assert.equal(inputChange({ not: "a list" } as never, undefined), null);
 });
+
+Deno.test("withInputs() records a checkpoint directory's model files, not its optimiser state", async () => {
+  await withTempDir(async (dir) => {
+    const files: Record<string, string> = {
+      "config.json": '{"model_type": "llama"}',
+      "model-00001-of-00002.safetensors": "weights one",
+      "model-00002-of-00002.safetensors": "weights two",
+      "model.safetensors.index.json": '{"weight_map": {}}',
+      "tokenizer.json": "{}",
+      "optimizer.safetensors": "moments",
+      "metrics.jsonl": "{}",
+      "notes.txt": "not the model",
+    };
+    await Deno.mkdir(`${dir}/ref`);
+    await Deno.mkdir(`${dir}/rm`);
+    for (const [name, text] of Object.entries(files)) {
+      await Deno.writeTextFile(`${dir}/ref/${name}`, text);
+    }
+    await Deno.writeTextFile(`${dir}/rm/config.json`, "{}");
+    await Deno.writeTextFile(`${dir}/rm/model.safetensors`, "rm weights");
+    const recipe = {
+      ...TINY,
+      reference: { checkpoint: "ref/" },
+      rewards: [
+        { ...TINY.rewards[0]!, success: true },
+        { source: { kind: "rewardModel", checkpoint: "./rm" } },
+      ],
+    };
+    const base = pathToFileURL(`${dir}/recipe.json`);
+    const plan = await withInputs(compile(recipe as never), base);
+    const expected = [
+      ["reference.checkpoint", "ref/config.json"],
+      ["reference.checkpoint", "ref/model-00001-of-00002.safetensors"],
+      ["reference.checkpoint", "ref/model-00002-of-00002.safetensors"],
+      ["reference.checkpoint", "ref/model.safetensors.index.json"],
+      ["reference.checkpoint", "ref/tokenizer.json"],
+      ["rewards[1].source.checkpoint", "./rm/config.json"],
+      ["rewards[1].source.checkpoint", "./rm/model.safetensors"],
+    ];
+    assert.deepEqual(plan.inputs!.map((i) => [i.field, i.path]), expected);
+    const shard = plan.inputs!.find((i) => i.path === "ref/model-00002-of-00002.safetensors")!;
+    assert.equal(shard.sha256, await sha256("weights two"));
+    // A changed weight is another plan; the optimiser state and other files are not the model.
+    const hash = planHash(plan);
+    const again = async () => planHash(await withInputs(compile(recipe as never), base));
+    await Deno.writeTextFile(`${dir}/ref/optimizer.safetensors`, "other moments");
+    await Deno.writeTextFile(`${dir}/ref/notes.txt`, "other notes");
+    assert.equal(await again(), hash);
+    await Deno.writeTextFile(`${dir}/ref/model-00002-of-00002.safetensors`, "weights 2");
+    assert.notEqual(await again(), hash);
+  });
+});
