@@ -16,7 +16,10 @@ import {
   type UpdateGradientsOptions,
   type UpdatePolicy,
 } from "../../../runtime/rl/micro_batches.ts";
+import { type Run, trainStep } from "../../../runtime/rl/train_step.ts";
+import { dapo as dapoRecipe, gift as giftRecipe, grpo as grpoRecipe } from "../../../mod.ts";
 import { GQA_CONFIG } from "../_tiny.ts";
+import { releaseRun, tinyRun } from "../_run.ts";
 
 const CONFIG = GQA_CONFIG;
 const G = 2; // completions per prompt
@@ -213,3 +216,39 @@ Deno.test("updateGradients() with micro-batches and gradientCheckpointing gives 
     assert.ok(worst <= 1e-5, `${name}: max |Δ| ${worst}`);
   }
 });
+
+const STEP_CASES = [
+  { label: "gift", spec: giftRecipe(), objective: gift, G: 4 },
+  { label: "grpo", spec: grpoRecipe(), objective: grpo, G: 4 },
+  { label: "dapo", spec: dapoRecipe(), objective: dapo, G: 4 },
+] as const;
+
+for (const { label, spec, objective, G: groupSize } of STEP_CASES) {
+  Deno.test(`trainStep() with microBatchRows and gradientCheckpointing takes the plain step for ${label}`, async () => {
+    const step = async (options: { microBatchRows?: number; gradientCheckpointing?: boolean }) => {
+      const run = await tinyRun(
+        { objective: spec, reference: "rollout" },
+        objective as Run["objective"],
+      );
+      try {
+        const { metrics, samples } = await trainStep(run, 1, options);
+        return { metrics, samples };
+      } finally {
+        releaseRun(run);
+      }
+    };
+    const plain = await step({});
+    const micro = await step({ microBatchRows: groupSize, gradientCheckpointing: true });
+    assert.deepEqual(micro.samples, plain.samples);
+    const close = (a: number, b: number, what: string) =>
+      assert.ok(
+        Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)),
+        `${label} ${what}: ${a} vs ${b}`,
+      );
+    assert.ok(plain.metrics.gradNorm > 0, `${label}: gradient norm ${plain.metrics.gradNorm}`);
+    close(micro.metrics.loss, plain.metrics.loss, "loss");
+    close(micro.metrics.gradNorm, plain.metrics.gradNorm, "gradNorm");
+    close(micro.metrics.gradNormClipped, plain.metrics.gradNormClipped, "gradNormClipped");
+    close(micro.metrics.kl!, plain.metrics.kl!, "kl");
+  });
+}
