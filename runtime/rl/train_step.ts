@@ -17,8 +17,8 @@ import type { Task } from "../data/task.ts";
 import type { Problem } from "../data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
 import type { Objective } from "./objectives/types.ts";
-import { stopGradient } from "./objectives/group.ts";
-import { advantages, aggregate, klK3 } from "./objectives/axes.ts";
+import { advantages, klK3 } from "./objectives/axes.ts";
+import { microBatchWeighting, updateGradients } from "./micro_batches.ts";
 import { type AdamW, adamWStep } from "../engine/optim.ts";
 import type { Rng } from "../engine/random.ts";
 import type { Scores, SourceScorer } from "./rewards/mod.ts";
@@ -224,6 +224,14 @@ function equalGroups(values: Float32Array, size: number): number {
 export interface TrainStepOptions {
   /** Return the step's first `log.sampleGroups` groups (for samples.jsonl). @default true */
   logSamples?: boolean;
+  /**
+   * Split each update's mini-batch into micro-batches of this many rows (whole groups) whose
+   * gradients are accumulated (`updateGradients()`): the same update, one micro-batch's
+   * activations alive at a time. @default the whole mini-batch
+   */
+  microBatchRows?: number;
+  /** Recompute each transformer block in the update's backward pass (`tokenLogProbs()`). @default false */
+  gradientCheckpointing?: boolean;
 }
 
 /** Runs one RL step on `run`, updating its policy and optimiser in place. */
@@ -337,6 +345,10 @@ export async function trainStep(
   // 5) update: epochs × mini-batches of whole groups, one AdamW step each
   const vars = Object.values(params);
   const names = Object.keys(params);
+  const microBatches = options.microBatchRows === undefined ? null : {
+    microBatchRows: options.microBatchRows,
+    weighting: microBatchWeighting(axes),
+  };
   const rolloutReference = plan.reference.kind === "rollout";
   const losses: number[] = [];
   const norms: number[] = [];
@@ -348,36 +360,25 @@ export async function trainStep(
   try {
     for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
       for (const mb of miniBatches) {
-        const kept: Record<string, tf.Scalar> = {};
-        const measured: { kl?: tf.Scalar } = {}; // set inside the differentiated closure
-        const { value, grads } = tf.variableGrads(() =>
-          tf.tidy(() => {
-            const logp = tokenLogProbs(
-              kernels,
-              params,
-              config,
-              mb.ids,
-              promptTokens,
-              temperature,
-              mb.padding,
-            ); // [b, C]
-            const oldLogp = mb.old ?? stopGradient(logp); // one update per batch: π_old = π
-            const refLogp = rolloutReference ? oldLogp : mb.ref;
-            const { loss, metrics } = run.objective.loss({
-              logp,
-              oldLogp,
-              ...(refLogp ? { refLogp } : {}),
-              mask: mb.mask,
-              rewards: mb.rewards,
-              groupSize: G,
-            }, run.objectiveOptions);
-            for (const [k, m] of Object.entries(metrics)) kept[k] = tf.keep(m);
-            if (refLogp) {
-              const k3 = klK3(stopGradient(logp), refLogp); // [b, C]
-              measured.kl = tf.keep(aggregate(k3, mb.mask, "token-mean")); // per completion token
-            }
-            return loss;
-          }), vars);
+        const { value, grads, metrics: kept, kl } = await updateGradients(
+          {
+            kernels,
+            params,
+            config,
+            promptLength: promptTokens,
+            temperature,
+            ...(options.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+          },
+          run.objective,
+          mb,
+          {
+            objectiveOptions: run.objectiveOptions,
+            groupSize: G,
+            rolloutReference,
+            ...(microBatches ?? {}),
+          },
+        );
+        const measured = kl ? { kl } : {};
         try {
           const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
           const loss = (await value.data())[0]!;

@@ -129,6 +129,14 @@ export interface ForwardOptions {
    * on every call of a sampling loop.
    */
   padding?: readonly number[];
+  /**
+   * Activation checkpointing: keep only each transformer block's input for the backward pass and
+   * recompute the block's activations there (`checkpointedBlock()`), trading one more forward pass
+   * of every block for the activations of all but one block at a time. The loss and every gradient
+   * are those of the plain pass. Not with `cache`, and the result's `cache` is then empty.
+   * @default false
+   */
+  gradientCheckpointing?: boolean;
 }
 
 /** What `forward()` returns. */
@@ -137,7 +145,7 @@ export interface ForwardResult {
   logits: tf.Tensor3D;
   /** [B, T - logitsFrom, d] the final-norm hidden states the logits are projected from. */
   hidden: tf.Tensor3D;
-  /** Keys and values of every position so far, per layer. */
+  /** Keys and values of every position so far, per layer (none with `gradientCheckpointing`). */
   cache: LayerCache[];
 }
 
@@ -219,6 +227,111 @@ function repeatKv(x: tf.Tensor4D, repeats: number): tf.Tensor4D {
   return tf.reshape(tiled, [b, kvHeads * repeats, s, hd]);
 }
 
+/** What every block of one forward pass shares. */
+interface BlockShape {
+  batch: number;
+  time: number;
+  /** Left padding counts, or null for none. */
+  padding: readonly number[] | null;
+  /** [T, hd], or [B, 1, T, hd] padded */
+  rotary: Rotary;
+}
+
+/**
+ * Transformer block `l` on the residual stream x [N, d], N = B·T, after `earlier` cached keys and
+ * values: pre-norm attention and SwiGLU, each added back to the stream.
+ */
+function block(
+  ops: KernelSet,
+  p: (name: string) => tf.Tensor,
+  config: ModelConfig,
+  l: number,
+  x: tf.Tensor2D,
+  { batch, time, padding, rotary }: BlockShape,
+  earlier: LayerCache | undefined,
+): { x: tf.Tensor2D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const { heads, kvHeads, headDim: hd, normEps: eps } = config;
+  const w = (name: string) => p(`model.layers.${l}.${name}.weight`);
+  // 1) attention
+  const h = ops.rmsNorm(x, w("input_layernorm"), eps); // [N, d]
+  const projections = attentionProjections(config, l);
+  const projected = (which: "q" | "k" | "v") => project(ops, p, h, projections[which], hd, eps);
+  const q = ops.ropeHeads(projected("q"), heads, rotary); // [B, H, T, hd]
+  let k = ops.ropeHeads(projected("k"), kvHeads, rotary); // [B, kvH, T, hd]
+  let v = splitHeads(projected("v"), batch, time, kvHeads, hd); // [B, kvH, T, hd]
+  if (earlier) {
+    k = tf.concat([earlier.k, k], 2); // [B, kvH, S, hd], S = past + T
+    v = tf.concat([earlier.v, v], 2);
+  }
+  const repeats = heads / kvHeads;
+  const attended = ops.attention(q, repeatKv(k, repeats), repeatKv(v, repeats), padding); // [B, H, T, hd]
+  x = tf.add(x, ops.linear(mergeHeads(attended), w("self_attn.o_proj"))); // [N, d]
+  // 2) SwiGLU feed-forward
+  const g = ops.rmsNorm(x, w("post_attention_layernorm"), eps); // [N, d]
+  x = tf.add(x, ops.swiGlu(g, w("mlp.gate_proj"), w("mlp.up_proj"), w("mlp.down_proj"))); // [N, d]
+  return { x, k, v };
+}
+
+/** tfjs-core's engine, as far as `checkpointedBlock()` reaches into it. */
+interface TapeEngine {
+  state: { activeTape: unknown };
+}
+
+/**
+ * `block()` l as one differentiable operation (tf.customGrad) whose backward pass recomputes it:
+ * the forward keeps only its input x and the rotary tables (and references to the block's
+ * parameters, which live anyway); the gradient function reruns the block under a tape and returns
+ * its vector-Jacobian product with respect to x and every parameter of the layer. The recomputed
+ * activations are the forward's bit for bit (same kernels, same inputs), so the gradients are those
+ * of the plain pass.
+ */
+function checkpointedBlock(
+  ops: KernelSet,
+  params: Params,
+  config: ModelConfig,
+  l: number,
+  x: tf.Tensor2D,
+  shape: BlockShape,
+): tf.Tensor2D {
+  const prefix = `model.layers.${l}.`;
+  const names = Object.keys(params).filter((name) => name.startsWith(prefix));
+  const run = (inputs: tf.Tensor[], rotary: Rotary): tf.Tensor2D => {
+    const local = new Map(names.map((name, i) => [name, inputs[i + 1]!]));
+    const p = (name: string) => {
+      const t = local.get(name);
+      if (!t) throw new Error(`The model has no parameter '${name}'`);
+      return t;
+    };
+    return block(ops, p, config, l, inputs[0] as tf.Tensor2D, { ...shape, rotary }, undefined).x;
+  };
+  // x, then the layer's parameters, then the rotary tables (constants: their gradient is zero)
+  const inputs = [x, ...names.map((name) => params[name]!), shape.rotary.cos, shape.rotary.sin];
+  const differentiated = names.length + 1;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const xs = args as tf.Tensor[];
+    save(xs); // clones sharing the inputs' data: nothing new is held but x and the tables
+    return {
+      value: run(xs.slice(0, differentiated), shape.rotary),
+      gradFunc(dy: tf.Tensor, saved: tf.Tensor[]) {
+        const [cos, sin] = saved.slice(differentiated) as [tf.Tensor, tf.Tensor];
+        const f = (...xs: tf.Tensor[]) => run(xs, { cos, sin });
+        // tf.grads from inside a backward pass would start the engine's tape afresh and drop it
+        // when done, losing the outer pass's: keep it and put it back.
+        const engine = tf.engine() as unknown as TapeEngine;
+        const outer = engine.state.activeTape;
+        try {
+          const grads = tf.grads(f)(saved.slice(0, differentiated), dy);
+          return [...grads, tf.zerosLike(cos), tf.zerosLike(sin)];
+        } finally {
+          engine.state.activeTape = outer;
+        }
+      },
+    };
+  });
+  return op(...inputs) as tf.Tensor2D;
+}
+
 /**
  * Runs the model on `ids` ([B, T] int32) with the kernel set `ops`, continuing after
  * `options.cache` when given. Call inside `tf.tidy`; the returned cache holds new tensors (the
@@ -239,7 +352,7 @@ export function forward(
   ids: tf.Tensor2D,
   options: ForwardOptions = {},
 ): ForwardResult {
-  const { dModel: d, heads, kvHeads, headDim: hd, normEps: eps, vocab } = config;
+  const { dModel: d, normEps: eps, vocab } = config;
   const [batch, time] = ids.shape;
   const past = options.cache?.[0]?.k.shape[2] ?? 0;
   if (past + time > config.contextLength) {
@@ -253,35 +366,28 @@ export function forward(
     if (!t) throw new Error(`The model has no parameter '${name}'`);
     return t;
   };
+  if (options.gradientCheckpointing && options.cache) {
+    throw new Error(
+      "Cannot run the model with gradientCheckpointing and a KV cache: it is for training",
+    );
+  }
   const padding = options.padding?.some((p) => p > 0) ? options.padding : null;
   if (padding && padding.length !== batch) {
     throw new Error(`Cannot run the model: ${padding.length} padding counts for ${batch} rows`);
   }
   const rotary = ropeTables(config, past, time, padding); // [T, hd], or [B, 1, T, hd] padded
-  const repeats = heads / kvHeads;
 
   let x = ops.embed(p("model.embed_tokens.weight"), tf.reshape(ids, [-1]), vocab); // [N, d], N = B·T
   const cache: LayerCache[] = [];
+  const shape: BlockShape = { batch, time, padding, rotary };
   for (let l = 0; l < config.layers; l++) {
-    const w = (name: string) => p(`model.layers.${l}.${name}.weight`);
-    // 1) attention
-    const h = ops.rmsNorm(x, w("input_layernorm"), eps); // [N, d]
-    const projections = attentionProjections(config, l);
-    const projected = (which: "q" | "k" | "v") => project(ops, p, h, projections[which], hd, eps);
-    const q = ops.ropeHeads(projected("q"), heads, rotary); // [B, H, T, hd]
-    let k = ops.ropeHeads(projected("k"), kvHeads, rotary); // [B, kvH, T, hd]
-    let v = splitHeads(projected("v"), batch, time, kvHeads, hd); // [B, kvH, T, hd]
-    const earlier = options.cache?.[l];
-    if (earlier) {
-      k = tf.concat([earlier.k, k], 2); // [B, kvH, S, hd], S = past + T
-      v = tf.concat([earlier.v, v], 2);
+    if (options.gradientCheckpointing) {
+      x = checkpointedBlock(ops, params, config, l, x, shape);
+      continue;
     }
-    cache.push({ k, v });
-    const attended = ops.attention(q, repeatKv(k, repeats), repeatKv(v, repeats), padding); // [B, H, T, hd]
-    x = tf.add(x, ops.linear(mergeHeads(attended), w("self_attn.o_proj"))); // [N, d]
-    // 2) SwiGLU feed-forward
-    const g = ops.rmsNorm(x, w("post_attention_layernorm"), eps); // [N, d]
-    x = tf.add(x, ops.swiGlu(g, w("mlp.gate_proj"), w("mlp.up_proj"), w("mlp.down_proj"))); // [N, d]
+    const out = block(ops, p, config, l, x, shape, options.cache?.[l]);
+    x = out.x;
+    cache.push({ k: out.k, v: out.v });
   }
   // 3) output: only the positions whose logits are asked for
   const from = options.logitsFrom ?? 0;
@@ -295,6 +401,16 @@ export function forward(
   const logits = tf.reshape(projected, [batch, time - from, vocab]) as tf.Tensor3D;
   const hidden = tf.reshape(normed, [batch, time - from, d]) as tf.Tensor3D;
   return { logits, hidden, cache };
+}
+
+/** Options of `tokenLogProbs()`. */
+export interface TokenLogProbsOptions {
+  /**
+   * Recompute each transformer block in the backward pass instead of keeping its activations
+   * (`ForwardOptions.gradientCheckpointing`): the same values and gradients, less memory.
+   * @default false
+   */
+  gradientCheckpointing?: boolean;
 }
 
 /**
@@ -315,6 +431,7 @@ export function tokenLogProbs(
   promptLength: number,
   temperature = 1,
   padding?: readonly number[],
+  options: TokenLogProbsOptions = {},
 ): tf.Tensor2D {
   const [batch, time] = ids.shape;
   const completion = time - promptLength;
@@ -323,6 +440,7 @@ export function tokenLogProbs(
   const { logits } = forward(ops, params, config, inputs, {
     logitsFrom: promptLength - 1,
     ...(padding ? { padding } : {}),
+    ...(options.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
   }); // [B, C, V]
   const targets = tf.slice(ids, [0, promptLength], [batch, completion]); // [B, C]
   // The kernel divides by the temperature itself: no [B, C, V] copy held for the backward pass.
