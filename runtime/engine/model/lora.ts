@@ -33,8 +33,12 @@ import type { LinearLayout } from "../kernels/types.ts";
 import type { ModelConfig, Params } from "./config.ts";
 import type { Rng } from "../random.ts";
 import { readJsonFile } from "./_regular_file.ts";
-import { encodeSafetensors, readSafetensorsFile, type TensorData } from "./safetensors.ts";
-import { writeDirAtomic } from "./checkpoint.ts";
+import {
+  encodeSafetensors,
+  readSafetensorsFile,
+  type TensorData,
+  writeFileAtomic,
+} from "./safetensors.ts";
 
 /** The projections an adapter may target, in the order their adapters are drawn and saved. */
 export const LORA_TARGETS = [
@@ -84,7 +88,15 @@ export interface LoraConfig {
   targets: LoraTarget[];
 }
 
-/** Trained low-rank adapters of a model, as `forward()` takes them. */
+/**
+ * Trained low-rank adapters of a model, as `forward()` takes them.
+ *
+ * @example
+ * ```ts
+ * const adapters: LoraAdapters = initLoraAdapters(config, lora, new Rng(1), kernels.layout);
+ * adapters.scaling; // lora.alpha / lora.rank
+ * ```
+ */
 export interface LoraAdapters {
   config: LoraConfig;
   /** alpha / rank. */
@@ -226,7 +238,15 @@ export function initLoraAdapters(
   return { config: lora, scaling: lora.alpha / lora.rank, layout, params };
 }
 
-/** Frees the adapters' tensors. */
+/**
+ * Frees the adapters' tensors.
+ *
+ * @example
+ * ```ts
+ * const adapters = initLoraAdapters(config, lora, new Rng(1));
+ * disposeLoraAdapters(adapters);
+ * ```
+ */
 export function disposeLoraAdapters(adapters: LoraAdapters): void {
   tf.dispose(Object.values(adapters.params));
 }
@@ -397,10 +417,10 @@ export interface SaveLoraAdapterOptions {
 }
 
 /**
- * Saves `adapters` as a PEFT adapter directory `dir` (replaced when it exists, atomically):
- * `adapter_config.json` ({@linkcode peftConfigJson}) and `adapter_model.safetensors` (F32,
- * PEFT's names and [r, in] / [out, r] shapes, metadata `{format: "pt"}`), which PEFT's
- * `PeftModel.from_pretrained(base, dir)` loads.
+ * Saves `adapters` as a PEFT adapter directory `dir` (created when absent; each file written
+ * atomically, replacing the one there): `adapter_model.safetensors` (F32, PEFT's names and
+ * [r, in] / [out, r] shapes, metadata `{format: "pt"}`), then `adapter_config.json`
+ * ({@linkcode peftConfigJson}), which PEFT's `PeftModel.from_pretrained(base, dir)` loads.
  *
  * @example
  * ```ts
@@ -421,10 +441,12 @@ export async function saveLoraAdapter(
       : { dtype: "F32", shape: [rows, cols], data: Float32Array.from(data) };
   }
   const json = peftConfigJson(adapters.config, options.baseModel ?? null);
-  await writeDirAtomic(dir, {
-    "adapter_model.safetensors": encodeSafetensors(tensors, { format: "pt" }),
-    "adapter_config.json": JSON.stringify(json, null, 2) + "\n",
-  });
+  await Deno.mkdir(dir, { recursive: true });
+  await writeFileAtomic(
+    `${dir}/adapter_model.safetensors`,
+    encodeSafetensors(tensors, { format: "pt" }),
+  );
+  await writeFileAtomic(`${dir}/adapter_config.json`, JSON.stringify(json, null, 2) + "\n");
 }
 
 /**
@@ -440,7 +462,14 @@ export interface LoadLoraAdapterOptions {
   layout?: LinearLayout;
 }
 
-/** What {@linkcode loadLoraAdapter} returns: the adapters and the base model the file names. */
+/**
+ * What {@linkcode loadLoraAdapter} returns: the adapters and the base model the file names.
+ *
+ * @example
+ * ```ts
+ * const { baseModel, params } = await loadLoraAdapter("out/adapter", config);
+ * ```
+ */
 export interface LoadedLoraAdapter extends LoraAdapters {
   /** `base_model_name_or_path`, or null when the file has none. */
   baseModel: string | null;
