@@ -11,6 +11,8 @@
  * Llama-family checkpoint can load into it. Linear weights are kept in the kernel set's layout
  * (`KernelSet.layout`: [in, out] for every set, a plain x·W) and transposed to HF's [out, in] only
  * on disk. RoPE uses HF's rotate-half layout (first half of each head paired with the second half).
+ * Given LoRA adapters (`lora.ts`), `forward()` adds their low-rank updates to the projections they
+ * target; without them every operation is the one it was before adapters existed.
  *
  * What it leaves out: dropout (on-policy RL and the tiny SFT do not use it), biases other than
  * Qwen2's on q, k and v (the Llama family has none), padding inside prompts (the synthetic tasks'
