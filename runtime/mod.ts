@@ -57,6 +57,17 @@ export {
 export { type HfConfig, type LoadedHfModel, loadHfModel, readHfConfig } from "./engine/model/hf.ts";
 export { type SavedHfModel, saveHfModel, type SaveHfModelOptions } from "./engine/model/hf_save.ts";
 export { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
+export {
+  disposeLoraAdapters,
+  initLoraAdapters,
+  type LoadedLoraAdapter,
+  loadLoraAdapter,
+  type LoraAdapters,
+  type LoraConfig,
+  loraConfig,
+  mergeLora,
+  saveLoraAdapter,
+} from "./engine/model/lora.ts";
 // What compile() needs of a recipe's Hugging Face model directory, read before it (pure) runs.
 export { modelSha256, type ResolvedModels, resolveModels } from "./resolve.ts";
 export {

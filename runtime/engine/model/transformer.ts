@@ -11,6 +11,8 @@
  * Llama-family checkpoint can load into it. Linear weights are kept in the kernel set's layout
  * (`KernelSet.layout`: [in, out] for every set, a plain x·W) and transposed to HF's [out, in] only
  * on disk. RoPE uses HF's rotate-half layout (first half of each head paired with the second half).
+ * Given LoRA adapters (`lora.ts`), `forward()` adds their low-rank updates to the projections they
+ * target; without them every operation is the one it was before adapters existed.
  *
  * What it leaves out: dropout (on-policy RL and the tiny SFT do not use it), biases other than
  * Qwen2's on q, k and v (the Llama family has none), padding inside prompts (the synthetic tasks'
@@ -25,6 +27,7 @@ import type { KernelSet, LinearLayout, Rotary } from "../kernels/types.ts";
 import type { ModelConfig, Params } from "./config.ts";
 import { normalArray, type Rng } from "../random.ts";
 import { attentionProjections, type Projection, ropeInverseFrequencies } from "./architecture.ts";
+import type { LoraAdapters } from "./lora.ts";
 
 export { type ModelConfig, modelConfig, type Params } from "./config.ts";
 
@@ -133,10 +136,16 @@ export interface ForwardOptions {
    * Activation checkpointing: keep only each transformer block's input for the backward pass and
    * recompute the block's activations there (`checkpointedBlock()`), trading one more forward pass
    * of every block for the activations of all but one block at a time. The loss and every gradient
-   * are those of the plain pass. Not with `cache`, and the result's `cache` is then empty.
+   * are those of the plain pass. Not with `cache` or `adapters` yet, and the result's `cache` is
+   * then empty.
    * @default false
    */
   gradientCheckpointing?: boolean;
+  /**
+   * Low-rank adapters (`lora.ts`) added to the projections they target: y = x·W (+ b) +
+   * s·(x·A)·B. Without them the model is the base model, as it always was.
+   */
+  adapters?: LoraAdapters;
 }
 
 /** What `forward()` returns. */
@@ -193,8 +202,29 @@ export function splitHeads(
 }
 
 /**
+ * `y` = x·W (+ b) of the weight `weight` with its LoRA update s·(x·A)·B added when `adapters`
+ * adapt it (added after the bias, as PEFT adds it); `y` itself otherwise.
+ */
+function withAdapter(
+  ops: KernelSet,
+  y: tf.Tensor2D,
+  x: tf.Tensor2D,
+  weight: string,
+  adapters: LoraAdapters | undefined,
+): tf.Tensor2D {
+  if (!adapters) return y;
+  const module = weight.slice(0, -".weight".length);
+  const a = adapters.params[`${module}.lora_A.weight`];
+  const b = adapters.params[`${module}.lora_B.weight`];
+  if (!a || !b) return y;
+  const update = ops.linear(ops.linear(x, a), b); // [N, r] → [N, out]
+  return tf.add(y, tf.mul(update, adapters.scaling));
+}
+
+/**
  * One of attention's input projections of h [N, d] as the architecture has it
- * (`attentionProjections`): h·W, plus the bias, then RMSNorm over each head → [N, heads·hd].
+ * (`attentionProjections`): h·W, plus the bias (and the adapter's update), then RMSNorm over each
+ * head → [N, heads·hd].
  */
 function project(
   ops: KernelSet,
@@ -203,9 +233,11 @@ function project(
   projection: Projection,
   headDim: number,
   eps: number,
+  adapters: LoraAdapters | undefined,
 ): tf.Tensor2D {
   let y = ops.linear(h, p(projection.weight)); // [N, heads·hd]
   if (projection.bias) y = tf.add(y, p(projection.bias));
+  y = withAdapter(ops, y, h, projection.weight, adapters);
   if (!projection.norm) return y;
   const rows = tf.reshape(y, [-1, headDim]) as tf.Tensor2D; // [N·heads, hd]
   return tf.reshape(ops.rmsNorm(rows, p(projection.norm), eps), y.shape);
@@ -249,13 +281,15 @@ function block(
   x: tf.Tensor2D,
   { batch, time, padding, rotary }: BlockShape,
   earlier: LayerCache | undefined,
+  adapters?: LoraAdapters,
 ): { x: tf.Tensor2D; k: tf.Tensor4D; v: tf.Tensor4D } {
   const { heads, kvHeads, headDim: hd, normEps: eps } = config;
   const w = (name: string) => p(`model.layers.${l}.${name}.weight`);
   // 1) attention
   const h = ops.rmsNorm(x, w("input_layernorm"), eps); // [N, d]
   const projections = attentionProjections(config, l);
-  const projected = (which: "q" | "k" | "v") => project(ops, p, h, projections[which], hd, eps);
+  const projected = (which: "q" | "k" | "v") =>
+    project(ops, p, h, projections[which], hd, eps, adapters);
   const q = ops.ropeHeads(projected("q"), heads, rotary); // [B, H, T, hd]
   let k = ops.ropeHeads(projected("k"), kvHeads, rotary); // [B, kvH, T, hd]
   let v = splitHeads(projected("v"), batch, time, kvHeads, hd); // [B, kvH, T, hd]
@@ -265,10 +299,12 @@ function block(
   }
   const repeats = heads / kvHeads;
   const attended = ops.attention(q, repeatKv(k, repeats), repeatKv(v, repeats), padding); // [B, H, T, hd]
-  x = tf.add(x, ops.linear(mergeHeads(attended), w("self_attn.o_proj"))); // [N, d]
+  const merged = mergeHeads(attended); // [N, H·hd]
+  const o = `model.layers.${l}.self_attn.o_proj.weight`;
+  x = tf.add(x, withAdapter(ops, ops.linear(merged, p(o)), merged, o, adapters)); // [N, d]
   // 2) SwiGLU feed-forward
   const g = ops.rmsNorm(x, w("post_attention_layernorm"), eps); // [N, d]
-  x = tf.add(x, ops.swiGlu(g, w("mlp.gate_proj"), w("mlp.up_proj"), w("mlp.down_proj"))); // [N, d]
+  x = tf.add(x, feedForward(ops, p, g, l, adapters)); // [N, d]
   return { x, k, v };
 }
 
@@ -333,6 +369,32 @@ function checkpointedBlock(
 }
 
 /**
+ * Layer `l`'s SwiGLU of g [N, d]: the kernel set's fused `swiGlu`, or, where adapters target one
+ * of its projections, the same ops (`swiGlu` in `kernels/tfjs.ts`, which every set runs) one by
+ * one with the adapters' updates added.
+ */
+function feedForward(
+  ops: KernelSet,
+  p: (name: string) => tf.Tensor,
+  g: tf.Tensor2D,
+  l: number,
+  adapters: LoraAdapters | undefined,
+): tf.Tensor2D {
+  const name = (which: string) => `model.layers.${l}.mlp.${which}.weight`;
+  const [gate, up, down] = [name("gate_proj"), name("up_proj"), name("down_proj")];
+  const adapted = adapters !== undefined &&
+    [gate, up, down].some((w) =>
+      `${w.slice(0, -".weight".length)}.lora_A.weight` in adapters.params
+    );
+  if (!adapted) return ops.swiGlu(g, p(gate), p(up), p(down)); // [N, d]
+  const linear = (x: tf.Tensor2D, w: string) =>
+    withAdapter(ops, ops.linear(x, p(w)), x, w, adapters);
+  const gated = linear(g, gate); // [N, F]
+  const hidden = tf.mul(tf.mul(gated, tf.sigmoid(gated)), linear(g, up)) as tf.Tensor2D; // [N, F]
+  return linear(hidden, down); // [N, d]
+}
+
+/**
  * Runs the model on `ids` ([B, T] int32) with the kernel set `ops`, continuing after
  * `options.cache` when given. Call inside `tf.tidy`; the returned cache holds new tensors (the
  * caller disposes the old one).
@@ -371,9 +433,19 @@ export function forward(
       "Cannot run the model with gradientCheckpointing and a KV cache: it is for training",
     );
   }
+  if (options.gradientCheckpointing && options.adapters) {
+    throw new Error("Cannot run the model with gradientCheckpointing and LoRA adapters yet");
+  }
   const padding = options.padding?.some((p) => p > 0) ? options.padding : null;
   if (padding && padding.length !== batch) {
     throw new Error(`Cannot run the model: ${padding.length} padding counts for ${batch} rows`);
+  }
+  const adapters = options.adapters;
+  if (adapters && adapters.layout !== ops.layout) {
+    throw new Error(
+      `Cannot run the model with LoRA adapters in layout ${adapters.layout} on a kernel set ` +
+        `of layout ${ops.layout}`,
+    );
   }
   const rotary = ropeTables(config, past, time, padding); // [T, hd], or [B, 1, T, hd] padded
 
@@ -385,7 +457,7 @@ export function forward(
       x = checkpointedBlock(ops, params, config, l, x, shape);
       continue;
     }
-    const out = block(ops, p, config, l, x, shape, options.cache?.[l]);
+    const out = block(ops, p, config, l, x, shape, options.cache?.[l], adapters);
     x = out.x;
     cache.push({ k: out.k, v: out.v });
   }
@@ -411,12 +483,14 @@ export interface TokenLogProbsOptions {
    * @default false
    */
   gradientCheckpointing?: boolean;
+  /** LoRA adapters on the projections they target (`ForwardOptions.adapters`). */
+  adapters?: LoraAdapters;
 }
 
 /**
  * Per-token log-probabilities of the completions in `ids` ([B, P + C] int32: prompts of length
  * `promptLength`, left-padded by `padding[b]` tokens, then completions), under logits divided by
- * `temperature` (as sampled), with the kernel set `ops`: [B, C].
+ * `temperature` (as sampled), with the kernel set `ops` and LoRA `adapters` when given: [B, C].
  *
  * @example
  * ```ts
@@ -441,6 +515,7 @@ export function tokenLogProbs(
     logitsFrom: promptLength - 1,
     ...(padding ? { padding } : {}),
     ...(options.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+    ...(options.adapters ? { adapters: options.adapters } : {}),
   }); // [B, C, V]
   const targets = tf.slice(ids, [0, promptLength], [batch, completion]); // [B, C]
   // The kernel divides by the temperature itself: no [B, C, V] copy held for the backward pass.

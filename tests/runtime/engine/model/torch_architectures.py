@@ -86,8 +86,10 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def forward(config, weights, ids):
-    """Logits [B, T, V] of a causal LM of config.json's model_type on ids [B, T]."""
+def forward(config, weights, ids, linear=None):
+    """Logits [B, T, V] of a causal LM of config.json's model_type on ids [B, T]. `linear(module,
+    x, bias)` applies a layer's projection `module` (model.layers.0.self_attn.q_proj); by default
+    F.linear with the module's weight (torch_lora.py adds adapters there)."""
     model_type = config["model_type"]
     if model_type not in ("llama", "mistral", "qwen2", "qwen3"):
         raise ValueError(f"model_type {model_type} is not supported here")
@@ -109,6 +111,8 @@ def forward(config, weights, ids):
 
     mask = torch.full((T, T), float("-inf")).triu(1)
     w = lambda name: weights[name]
+    if linear is None:
+        linear = lambda module, x, b=None: F.linear(x, w(module + ".weight"), b)
     x = F.embedding(ids, w("model.embed_tokens.weight"))  # [B, T, d]
     for layer in range(config["num_hidden_layers"]):
         p = f"model.layers.{layer}."
@@ -116,7 +120,7 @@ def forward(config, weights, ids):
 
         def projection(name, n):
             b = w(p + f"self_attn.{name}_proj.bias") if bias else None
-            y = F.linear(h, w(p + f"self_attn.{name}_proj.weight"), b).view(B, T, n, head_dim)
+            y = linear(p + f"self_attn.{name}_proj", h, b).view(B, T, n, head_dim)
             if qk_norm and name in ("q", "k"):
                 y = rms_norm(y, w(p + f"self_attn.{name}_norm.weight"), eps)
             return y.transpose(1, 2)  # [B, n, T, hd]
@@ -131,11 +135,11 @@ def forward(config, weights, ids):
         scores = q @ k.transpose(2, 3) * head_dim**-0.5 + mask
         attended = torch.softmax(scores.float(), dim=-1) @ v  # [B, H, T, hd]
         attended = attended.transpose(1, 2).reshape(B, T, heads * head_dim)
-        x = x + F.linear(attended, w(p + "self_attn.o_proj.weight"))
+        x = x + linear(p + "self_attn.o_proj", attended)
         g = rms_norm(x, w(p + "post_attention_layernorm.weight"), eps)
-        gate = F.linear(g, w(p + "mlp.gate_proj.weight"))
-        up = F.linear(g, w(p + "mlp.up_proj.weight"))
-        x = x + F.linear(F.silu(gate) * up, w(p + "mlp.down_proj.weight"))
+        gate = linear(p + "mlp.gate_proj", g)
+        up = linear(p + "mlp.up_proj", g)
+        x = x + linear(p + "mlp.down_proj", F.silu(gate) * up)
     x = rms_norm(x, w("model.norm.weight"), eps)
     tied = config.get("tie_word_embeddings", False)
     head = w("model.embed_tokens.weight") if tied else w("lm_head.weight")
