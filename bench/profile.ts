@@ -5,7 +5,7 @@
  *
  *   deno run --allow-read --allow-write --allow-run --allow-env --allow-sys bench/profile.ts
  *   … bench/profile.ts --config large-b8 --backend wasm --top 8 --no-blas
- *   … bench/profile.ts --config smollm-135m --warmup 1
+ *   … bench/profile.ts --config smollm-135m --warmup 1 --what sample
  *
  * Profiling slows both sides (tfjs reads every kernel's output to check for NaN), so the totals
  * here are above the bench's; compare shares, not times, with bench/RESULTS.md.
@@ -72,6 +72,7 @@ export async function profileMain(
       threads: { type: "string", default: "1" },
       top: { type: "string", default: "10" },
       warmup: { type: "string", default: "2" },
+      what: { type: "string", default: "train,sample" },
       "no-blas": { type: "boolean", default: false },
       "openblas-core": { type: "string", default: "best" },
       "torch-device": { type: "string", default: "cpu" },
@@ -91,6 +92,12 @@ export async function profileMain(
   if (!Number.isInteger(warmup) || warmup < 0) {
     throw new Error(
       `Cannot profile as '--warmup' must be an integer >= 0: current value is ${values.warmup}`,
+    );
+  }
+  const parts = values.what.split(",");
+  if (parts.some((w) => w !== "train" && w !== "sample")) {
+    throw new Error(
+      `Cannot profile as '--what' must list some of train, sample: current value is ${values.what}`,
     );
   }
   const backend = values.backend ?? autoBackend();
@@ -121,7 +128,7 @@ export async function profileMain(
       } · ` +
         `${blas.note} · ${cpus().length} cores\n`,
     );
-    for (const what of ["train", "sample"] as const) {
+    for (const what of parts as ("train" | "sample")[]) {
       for (let i = 0; i < warmup; i++) {
         await giftwrap.request({ cmd: what });
         await torch.request({ cmd: what });
