@@ -387,8 +387,10 @@ function table(cells: Cell[]): string {
     lines.push(
       `| ${c.config} | ${backendLabel(c)} | ${c.runs} | ${ok ? train[0].toFixed(1) : "failed"} | ` +
         `${train[1].toFixed(1)} | ${ok ? ratio(...train) : "—"} | ${rate[0].toFixed(0)} | ` +
-        `${rate[1].toFixed(0)} | ${ratio(...rate)} | ${mib(rss[0])} | ${mib(rss[1])} | ` +
-        `${ratio(...rss)} |`,
+        `${rate[1].toFixed(0)} | ${ratio(...rate)} | ` +
+        // a failed train step leaves giftwrap's peak that of a worker that only sampled: no ratio
+        `${ok ? mib(rss[0]) : `${mib(rss[0])} (sampling only)`} | ${mib(rss[1])} | ` +
+        `${ok ? ratio(...rss) : "—"} |`,
     );
   }
   return lines.join("\n");
