@@ -134,10 +134,12 @@ export async function profileMain(
         await torch.request({ cmd: what });
       }
       const gp = await rested(() => giftwrap.request({ cmd: "profile", what, top }));
+      // printed before PyTorch's profile starts: at real sizes that one takes minutes
+      console.log(`${report("giftwrap", what, gp)}\n`);
       const tp = await rested(() =>
         torch.request({ cmd: "profile", what, top, newTokens: gp.steps })
       );
-      console.log(`${report("giftwrap", what, gp)}\n\n${report("PyTorch", what, tp)}\n`);
+      console.log(`${report("PyTorch", what, tp)}\n`);
     }
   } finally {
     await giftwrap.close();
