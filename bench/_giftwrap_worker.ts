@@ -62,6 +62,11 @@ interface State {
 }
 
 async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }> {
+  if (c.lora !== undefined) {
+    throw new Error(
+      `Cannot set up 'lora' (rank ${c.lora.rank}): giftwrap's worker trains every weight; expected no 'lora'`,
+    );
+  }
   const backend = await useBackend(c.backend ?? "wasm");
   // tfjs flags to try, e.g. GIFTWRAP_TF_FLAGS='{"WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE": 100}'
   const flags = Deno.env.get("GIFTWRAP_TF_FLAGS");

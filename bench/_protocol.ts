@@ -37,6 +37,11 @@ export interface WorkerConfig {
   seed: number;
   /** The tokenizer's alphabet (giftwrap's sampler decodes the completions). */
   alphabet: string;
+  /**
+   * LoRA: only rank-`rank` adapters on the projections named in `targets` (`q_proj`, …) train,
+   * scaled by alpha / rank; the base weights are frozen. Only PyTorch's worker implements it.
+   */
+  lora?: { rank: number; alpha: number; targets: string[] };
   /** giftwrap: the tfjs backend. */
   backend?: BackendName;
   /** PyTorch: intra-op threads. */

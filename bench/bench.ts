@@ -53,6 +53,7 @@ import {
   openblasCore,
   startGiftwrapWorker,
   startTorchWorker,
+  type WorkerProcess,
 } from "./_protocol.ts";
 import type { BackendName } from "../runtime/engine/backend.ts";
 
@@ -111,14 +112,17 @@ interface Cell {
   /** Model calls per sampling run (giftwrap's; PyTorch mirrored them). */
   sampleSteps: number[];
   newTokens: number;
-  peakRssBytes: { giftwrap: number; torch: number };
+  /** giftwrap's is null when it did not run the configuration (`giftwrapUnavailable`). */
+  peakRssBytes: { giftwrap: number | null; torch: number };
   /** GPU memory at its peak, where a side runs on one (webgpu's buffer pool, CUDA's allocator). */
   peakDeviceBytes: { giftwrap: number | null; torch: number | null };
   /** giftwrap's live tensors after each timed command. */
   numTensors: number[];
   notes: string[];
-  /** Versions and descriptions the workers reported at setup. */
+  /** Versions and descriptions the workers reported at setup (giftwrap's empty when it did not run). */
   setup: { giftwrap: Answer; torch: Answer };
+  /** Why giftwrap did not run this configuration, when it did not: PyTorch ran alone. */
+  giftwrapUnavailable?: string;
 }
 
 function median(values: number[]): number {
@@ -180,22 +184,35 @@ async function measure(
   env: Record<string, string>,
   dir: string,
 ): Promise<Cell> {
-  const { setup } = benchConfig(name);
+  const { setup, giftwrapUnavailable } = benchConfig(name);
   const label = `${name} · ${backend}`;
   const weights = `${dir}/${name}.f32`;
   const notes: string[] = [];
   const numTensors: number[] = [];
-  // 0) setup: giftwrap initialises the weights (from the seed), PyTorch loads them
-  let { worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env);
+  // 0) setup: giftwrap initialises the weights (from the seed), PyTorch loads them; where giftwrap
+  //    cannot run the configuration, PyTorch draws its own from the same distributions, and runs alone
+  let giftwrap: WorkerProcess | null = null;
+  let gSetup: Answer = {};
+  if (giftwrapUnavailable === undefined) {
+    ({ worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env));
+  } else {
+    notes.push(`${label}: giftwrap not run (${giftwrapUnavailable}); PyTorch timed alone`);
+  }
   const torch = startTorchWorker(options.threads, env, options.python);
   try {
-    await giftwrap.request({ cmd: "export", path: weights });
+    await giftwrap?.request({ cmd: "export", path: weights });
     const tSetup = await torch.request({
       cmd: "setup",
-      config: { ...setup, weights, threads: options.threads, device: options.torchDevice },
+      config: {
+        ...setup,
+        ...(giftwrap ? { weights } : {}),
+        threads: options.threads,
+        device: options.torchDevice,
+      },
     });
     console.error(
-      `${label}: ${gSetup.params} parameters, ${gSetup.backend}, torch ${tSetup.torch}`,
+      `${label}: ${tSetup.params} parameters (${tSetup.trainable} trained by PyTorch), ` +
+        `${giftwrap ? gSetup.backend : "giftwrap not run"}, torch ${tSetup.torch}`,
     );
 
     // 1) train: warm-up, then alternating timed runs. A giftwrap failure (the wasm heap is 4 GiB)
@@ -207,9 +224,10 @@ async function measure(
     for (let i = 0; i < warmup + runs; i++) {
       const timed = i >= warmup;
       let gMs: number | null = null;
-      if (failed === null) {
+      const g = giftwrap;
+      if (g !== null && failed === null) {
         await pause(options);
-        const result = await attempt(() => giftwrap.request({ cmd: "train" }));
+        const result = await attempt(() => g.request({ cmd: "train" }));
         if (!result.ok) {
           failed = result.error;
           notes.push(`${label}: giftwrap's train step failed (${failed}); PyTorch timed alone`);
@@ -231,12 +249,12 @@ async function measure(
       if (timed) trainMs.torch.push(t.ms as number);
       console.error(
         `${label}: train ${timed ? `${i - warmup + 1}/${runs}` : "warm-up"}: giftwrap ` +
-          `${gMs === null ? "failed" : `${gMs.toFixed(1)} ms`}, PyTorch ${
+          `${gMs === null ? (g ? "failed" : "not run") : `${gMs.toFixed(1)} ms`}, PyTorch ${
             (t.ms as number).toFixed(1)
           } ms`,
       );
     }
-    if (failed !== null) {
+    if (giftwrap !== null && failed !== null) {
       // a fresh worker for sampling, with the same initial weights
       await giftwrap.close();
       ({ worker: giftwrap, answer: gSetup } = await giftwrapWorker(setup, backend, options, env));
@@ -250,28 +268,33 @@ async function measure(
     const rate = (a: Answer) => ((a.tokens as number) * 1000) / (a.ms as number);
     let warmups = 0;
     let warmedMs = 0;
-    for (let i = 0; tokensPerSecond.giftwrap.length < runs; i++) {
-      await pause(options);
-      const g = await giftwrap.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
+    for (let i = 0; tokensPerSecond.torch.length < runs; i++) {
+      let g: Answer | null = null;
+      if (giftwrap !== null) {
+        await pause(options);
+        g = await giftwrap.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
+      }
       await pause(options);
       const t = await torch.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
       if (i < warmup || warmedMs < SAMPLE_WARMUP_MS) {
         warmups++;
-        warmedMs += g.ms as number;
+        warmedMs += (g ?? t).ms as number;
         continue;
       }
-      tokensPerSecond.giftwrap.push(rate(g));
       tokensPerSecond.torch.push(rate(t));
-      sampleSteps.push(g.steps as number);
-      perRow.giftwrap.push((g.tokens as number) / setup.shapes.rows / (g.calls as number));
       perRow.torch.push((t.tokens as number) / setup.shapes.rows / (t.calls as number));
-      numTensors.push(g.numTensors as number);
+      if (g !== null) {
+        tokensPerSecond.giftwrap.push(rate(g));
+        sampleSteps.push(g.steps as number);
+        perRow.giftwrap.push((g.tokens as number) / setup.shapes.rows / (g.calls as number));
+        numTensors.push(g.numTensors as number);
+      }
       console.error(
-        `${label}: sample ${tokensPerSecond.giftwrap.length}/${runs}: giftwrap ${
-          rate(g).toFixed(0)
-        } tok/s ` +
-          `(${g.tokens} tokens in ${g.calls} batches), PyTorch ${rate(t).toFixed(0)} tok/s ` +
-          `(${t.tokens} tokens in ${t.calls})`,
+        `${label}: sample ${tokensPerSecond.torch.length}/${runs}: giftwrap ${
+          g === null
+            ? "not run"
+            : `${rate(g).toFixed(0)} tok/s (${g.tokens} tokens in ${g.calls} batches)`
+        }, PyTorch ${rate(t).toFixed(0)} tok/s (${t.tokens} tokens in ${t.calls})`,
       );
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -279,7 +302,7 @@ async function measure(
     notes.push(
       `${label}: completion tokens per row drawn (mean of the timed runs; at most ` +
         `${setup.shapes.newTokens}, <eos> included): giftwrap ${
-          mean(perRow.giftwrap).toFixed(1)
+          giftwrap === null ? "not run" : mean(perRow.giftwrap).toFixed(1)
         }, ` +
         `PyTorch ${mean(perRow.torch).toFixed(1)}`,
     );
@@ -288,9 +311,9 @@ async function measure(
     }
 
     // 3) memory, after everything else
-    const gMemory = await giftwrap.request({ cmd: "memory" });
+    const gMemory = giftwrap === null ? null : await giftwrap.request({ cmd: "memory" });
     const tMemory = await torch.request({ cmd: "memory" });
-    if (failed !== null) {
+    if (giftwrap !== null && failed !== null) {
       notes.push(
         `${label}: giftwrap's peak RSS is its sampling worker's (the train worker failed)`,
       );
@@ -304,19 +327,20 @@ async function measure(
       sampleSteps,
       newTokens: setup.shapes.newTokens,
       peakRssBytes: {
-        giftwrap: gMemory.peakRssBytes as number,
+        giftwrap: gMemory === null ? null : gMemory.peakRssBytes as number,
         torch: tMemory.peakRssBytes as number,
       },
       peakDeviceBytes: {
-        giftwrap: (gMemory.peakDeviceBytes as number | null | undefined) ?? null,
+        giftwrap: (gMemory?.peakDeviceBytes as number | null | undefined) ?? null,
         torch: (tMemory.peakDeviceBytes as number | null | undefined) ?? null,
       },
       numTensors,
       notes,
       setup: { giftwrap: gSetup, torch: tSetup },
+      ...(giftwrapUnavailable === undefined ? {} : { giftwrapUnavailable }),
     };
   } finally {
-    await giftwrap.close();
+    await giftwrap?.close();
     await torch.close();
   }
 }
@@ -331,6 +355,7 @@ function ratio(a: number, b: number): string {
 
 /** The backend as giftwrap described it, shortened: `wasm` or `wasm + OpenBLAS, 2 threads`. */
 function backendLabel(c: Cell): string {
+  if (c.giftwrapUnavailable !== undefined) return `${c.backend} (giftwrap not run)`;
   const matmul = String(c.setup.giftwrap.backend).match(/matmul: (.*)$/)?.[1];
   return matmul ? `${c.backend} + ${matmul}` : c.backend;
 }
@@ -343,6 +368,18 @@ function table(cells: Cell[]): string {
     "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const c of cells) {
+    if (c.peakRssBytes.giftwrap === null) {
+      // giftwrap did not run it: PyTorch's numbers alone, no ratio (see the notes for why)
+      const train = median(c.trainMs.torch).toFixed(1);
+      const rate = median(c.tokensPerSecond.torch).toFixed(0);
+      lines.push(
+        `| ${c.config} | ${
+          backendLabel(c)
+        } | ${c.runs} | n/a | ${train} | — | n/a | ${rate} | — | ` +
+          `n/a | ${mib(c.peakRssBytes.torch)} | — |`,
+      );
+      continue;
+    }
     const ok = c.trainMs.giftwrap.length > 0;
     const train = [median(c.trainMs.giftwrap), median(c.trainMs.torch)] as const;
     const rate = [median(c.tokensPerSecond.giftwrap), median(c.tokensPerSecond.torch)] as const;
@@ -350,8 +387,10 @@ function table(cells: Cell[]): string {
     lines.push(
       `| ${c.config} | ${backendLabel(c)} | ${c.runs} | ${ok ? train[0].toFixed(1) : "failed"} | ` +
         `${train[1].toFixed(1)} | ${ok ? ratio(...train) : "—"} | ${rate[0].toFixed(0)} | ` +
-        `${rate[1].toFixed(0)} | ${ratio(...rate)} | ${mib(rss[0])} | ${mib(rss[1])} | ` +
-        `${ratio(...rss)} |`,
+        `${rate[1].toFixed(0)} | ${ratio(...rate)} | ` +
+        // a failed train step leaves giftwrap's peak that of a worker that only sampled: no ratio
+        `${ok ? mib(rss[0]) : `${mib(rss[0])} (sampling only)`} | ${mib(rss[1])} | ` +
+        `${ok ? ratio(...rss) : "—"} |`,
     );
   }
   return lines.join("\n");
@@ -505,14 +544,16 @@ export async function benchMain(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-  const first = cells[0]!.setup;
-  const backends = [...new Set(cells.map((c) => `${c.setup.giftwrap.backend}`))].join(", ");
+  const first = (cells.find((c) => c.giftwrapUnavailable === undefined) ?? cells[0]!).setup;
+  const ran = cells.filter((c) => c.giftwrapUnavailable === undefined);
+  const backends = [...new Set(ran.map((c) => `${c.setup.giftwrap.backend}`))].join(", ") ||
+    "(none: giftwrap not run)";
   const torchOn = options.torchDevice === "cuda"
     ? `on CUDA (${first.torch.device})`
     : `${first.torch.threads} thread(s)`;
   const about = [
     `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · ${cpu.description}`,
-    `Deno ${Deno.version.deno} · tfjs ${first.giftwrap.tfjs} on ${backends} · PyTorch ` +
+    `Deno ${Deno.version.deno} · tfjs ${first.giftwrap.tfjs ?? "—"} on ${backends} · PyTorch ` +
     `${first.torch.torch}, ${torchOn} · ${blas.note} · ` +
     `${options.runs} timed runs after ` +
     `${options.warmup} warm-up · \`${[command, ...args].join(" ")}\``,
@@ -529,9 +570,15 @@ export async function benchMain(
   }
   const details = cells.map((c) =>
     `- ${c.config} · ${c.backend}: train ms giftwrap ${
-      c.trainMs.giftwrap.length > 0 ? spread(c.trainMs.giftwrap) : "failed"
+      c.giftwrapUnavailable !== undefined
+        ? "not run"
+        : c.trainMs.giftwrap.length > 0
+        ? spread(c.trainMs.giftwrap)
+        : "failed"
     }, PyTorch ` +
-    `${spread(c.trainMs.torch)}; sample tok/s giftwrap ${spread(c.tokensPerSecond.giftwrap, 0)}, ` +
+    `${spread(c.trainMs.torch)}; sample tok/s giftwrap ${
+      c.tokensPerSecond.giftwrap.length > 0 ? spread(c.tokensPerSecond.giftwrap, 0) : "not run"
+    }, ` +
     `PyTorch ${spread(c.tokensPerSecond.torch, 0)}`
   );
   const text = [

@@ -5,6 +5,7 @@
  *
  *   deno run --allow-read --allow-write --allow-run --allow-env --allow-sys bench/profile.ts
  *   … bench/profile.ts --config large-b8 --backend wasm --top 8 --no-blas
+ *   … bench/profile.ts --config smollm-135m --warmup 1 --what sample
  *
  * Profiling slows both sides (tfjs reads every kernel's output to check for NaN), so the totals
  * here are above the bench's; compare shares, not times, with bench/RESULTS.md.
@@ -70,6 +71,8 @@ export async function profileMain(
       backend: { type: "string" },
       threads: { type: "string", default: "1" },
       top: { type: "string", default: "10" },
+      warmup: { type: "string", default: "2" },
+      what: { type: "string", default: "train,sample" },
       "no-blas": { type: "boolean", default: false },
       "openblas-core": { type: "string", default: "best" },
       "torch-device": { type: "string", default: "cpu" },
@@ -81,6 +84,22 @@ export async function profileMain(
   if (!CONFIG_NAMES.includes(name)) {
     throw new Error(`Cannot profile '${name}': expected one of ${CONFIG_NAMES.join(", ")}`);
   }
+  const { setup, giftwrapUnavailable } = benchConfig(name);
+  if (giftwrapUnavailable !== undefined) {
+    throw new Error(`Cannot profile '${name}': giftwrap does not run it (${giftwrapUnavailable})`);
+  }
+  const warmup = Number(values.warmup);
+  if (!Number.isInteger(warmup) || warmup < 0) {
+    throw new Error(
+      `Cannot profile as '--warmup' must be an integer >= 0: current value is ${values.warmup}`,
+    );
+  }
+  const parts = values.what.split(",");
+  if (parts.some((w) => w !== "train" && w !== "sample")) {
+    throw new Error(
+      `Cannot profile as '--what' must list some of train, sample: current value is ${values.what}`,
+    );
+  }
   const backend = values.backend ?? autoBackend();
   const threads = Number(values.threads);
   const top = Number(values.top);
@@ -89,7 +108,6 @@ export async function profileMain(
     new TextDecoder().decode(info.stdout).match(/^flags\s*:(.*)$/m)?.[1]?.trim().split(/\s+/),
   );
   const blas = await openblasCore(values["openblas-core"], flags, values.python);
-  const { setup } = benchConfig(name);
   const dir = await Deno.makeTempDir({ prefix: "giftwrap-profile-" });
   const giftwrap = startGiftwrapWorker({
     ...blas.env,
@@ -110,16 +128,18 @@ export async function profileMain(
       } · ` +
         `${blas.note} · ${cpus().length} cores\n`,
     );
-    for (const what of ["train", "sample"] as const) {
-      for (let i = 0; i < 2; i++) {
+    for (const what of parts as ("train" | "sample")[]) {
+      for (let i = 0; i < warmup; i++) {
         await giftwrap.request({ cmd: what });
         await torch.request({ cmd: what });
       }
       const gp = await rested(() => giftwrap.request({ cmd: "profile", what, top }));
+      // printed before PyTorch's profile starts: at real sizes that one takes minutes
+      console.log(`${report("giftwrap", what, gp)}\n`);
       const tp = await rested(() =>
         torch.request({ cmd: "profile", what, top, newTokens: gp.steps })
       );
-      console.log(`${report("giftwrap", what, gp)}\n\n${report("PyTorch", what, tp)}\n`);
+      console.log(`${report("PyTorch", what, tp)}\n`);
     }
   } finally {
     await giftwrap.close();

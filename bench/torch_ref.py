@@ -10,7 +10,10 @@ The model is runtime/engine/model/transformer.ts layer for layer, so both do the
   heads, each serving heads/kvHeads query heads, HF's repeat_interleave order) with rotary
   embeddings in HF's rotate-half layout -> residual, RMSNorm -> SwiGLU (ffnDim) -> residual;
   a final RMSNorm and the output projection (the embedding's transpose when tied).
-- no biases, no dropout; an additive -1e9 causal mask; scores scaled after the product.
+- no biases but Qwen2's on q, k and v (`attentionBias`); no dropout; an additive -1e9 causal
+  mask; scores scaled after the product.
+- LoRA (setup's `lora`: rank, alpha, targets): every weight frozen, PEFT-style adapters on the
+  target projections, AdamW and clipping over the adapters only; sampling runs them unmerged.
 - parameter names are HF Llama's, as giftwrap's (`model.layers.0.self_attn.q_proj.weight`);
   nn.Linear keeps [out, in], giftwrap keeps [in, out]: weights are transposed on load.
 - token log-probs: the final norm and head run only on the positions that predict a completion
@@ -103,9 +106,10 @@ class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
         d, self.heads, self.kv_heads, self.hd = c["dModel"], c["heads"], c["kvHeads"], c["headDim"]
-        self.q_proj = nn.Linear(d, self.heads * self.hd, bias=False)
-        self.k_proj = nn.Linear(d, self.kv_heads * self.hd, bias=False)
-        self.v_proj = nn.Linear(d, self.kv_heads * self.hd, bias=False)
+        bias = bool(c.get("attentionBias"))  # Qwen2: q, k and v have biases
+        self.q_proj = nn.Linear(d, self.heads * self.hd, bias=bias)
+        self.k_proj = nn.Linear(d, self.kv_heads * self.hd, bias=bias)
+        self.v_proj = nn.Linear(d, self.kv_heads * self.hd, bias=bias)
         self.o_proj = nn.Linear(self.heads * self.hd, d, bias=False)
         self.scale = 1 / math.sqrt(self.hd)
 
@@ -216,6 +220,10 @@ def giftwrap_params(c):
             (p + "self_attn.k_proj.weight", [d, kv], std),
             (p + "self_attn.v_proj.weight", [d, kv], std),
             (p + "self_attn.o_proj.weight", [q, d], residual),
+        ]
+        if c.get("attentionBias"):  # after o_proj, as runtime/engine/model/transformer.ts
+            out += [(p + f"self_attn.{n}_proj.bias", [size], "zeros") for n, size in (("q", q), ("k", kv), ("v", kv))]
+        out += [
             (p + "post_attention_layernorm.weight", [d], "ones"),
             (p + "mlp.gate_proj.weight", [d, f], std),
             (p + "mlp.up_proj.weight", [d, f], std),
@@ -258,8 +266,40 @@ def init_weights(model, c, seed):
         p = params[name]
         if init == "ones":
             p.fill_(1)
+        elif init == "zeros":
+            p.zero_()
         else:
             p.copy_(torch.randn(p.shape, generator=gen) * init)
+
+
+class LoRALinear(nn.Module):
+    """
+    PEFT's LoRA on a frozen nn.Linear: base(x) + (alpha / rank) * x A^T B^T, A [rank, in] drawn as
+    PEFT draws it (Kaiming-uniform, a = sqrt(5)), B [out, rank] zeros; no dropout.
+    """
+
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scaling = alpha / rank
+
+    def forward(self, x):
+        return self.base(x) + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scaling
+
+
+def add_lora(model, lora):
+    """Freezes every weight and wraps the attention projections in `targets` with LoRA adapters."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in model.model.layers:
+        for name in lora["targets"]:
+            owner = layer.self_attn if hasattr(layer.self_attn, name) else layer.mlp
+            if not hasattr(owner, name):
+                raise ValueError(f"lora.targets: expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj, got {name!r}")
+            setattr(owner, name, LoRALinear(getattr(owner, name), lora["rank"], lora["alpha"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,6 +349,8 @@ class Worker:
             load_weights(self.model, m, c["weights"])
         else:
             init_weights(self.model, m, c["seed"])
+        if c.get("lora"):  # after the weights: their names are the plain model's
+            add_lora(self.model, c["lora"])
         self.model.to(self.device)
         dev = self.device
         self.rows, self.group = s["rows"], s["groupSize"]
@@ -323,7 +365,7 @@ class Worker:
         if o["warmupSteps"] != 0 or o["schedule"] != "constant":
             raise ValueError("only a constant learning rate without warm-up is mirrored here")
         self.clip = o["clipGradNorm"]
-        named = list(self.model.named_parameters())
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]  # LoRA: adapters only
         self.params = [p for _, p in named]
         groups = [
             {"params": [p for _, p in named if p.dim() > 1], "weight_decay": o["weightDecay"]},
@@ -336,7 +378,8 @@ class Worker:
             "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "openblasCore": openblas_core(),
-            "params": sum(p.numel() for p in self.params),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "trainable": sum(p.numel() for p in self.params),
         }
 
     def train(self, msg):
