@@ -17,6 +17,7 @@ import {
 import { cpuValues } from "../../../../runtime/engine/kernels/memory.ts";
 import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
 import { oneHotFloat } from "../../../../runtime/engine/tf.ts";
+import { peakBytes } from "../_peak_bytes.ts";
 
 /** The formula logSoftmaxAt() replaced: log-softmax times a float one-hot, summed over V. */
 function oneHotFormula(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D {
@@ -40,41 +41,6 @@ async function valueAndGradient(
   const read = await Promise.all([value!.data(), grad!.data()]);
   tf.dispose([value!, grad!]);
   return [Float32Array.from(read[0]), Float32Array.from(read[1])];
-}
-
-/** tfjs-core's `Engine`, as far as the peak measure below hooks it. */
-interface Engine {
-  state: { tensorInfo: WeakMap<object, { bytes: number }> };
-  trackTensor(t: tf.Tensor, backend: unknown): void;
-  removeDataId(dataId: object, backend: unknown): void;
-}
-
-/**
- * The most bytes of backend data that `f` holds at once beyond what existed before it. Counted per
- * data buffer, not per tensor: tfjs's own `numBytes` counts every reshape as a copy.
- */
-function peakBytes(f: () => void): number {
-  const engine = tf.engine() as unknown as Engine;
-  const { trackTensor, removeDataId } = engine;
-  let live = 0;
-  let peak = 0;
-  engine.trackTensor = function (t, backend) {
-    const fresh = !engine.state.tensorInfo.has(t.dataId);
-    trackTensor.call(this, t, backend);
-    if (fresh) live += engine.state.tensorInfo.get(t.dataId)!.bytes;
-    peak = Math.max(peak, live);
-  };
-  engine.removeDataId = function (dataId, backend) {
-    live -= engine.state.tensorInfo.get(dataId)?.bytes ?? 0;
-    removeDataId.call(this, dataId, backend);
-  };
-  try {
-    f();
-  } finally {
-    engine.trackTensor = trackTensor;
-    engine.removeDataId = removeDataId;
-  }
-  return peak;
 }
 
 /** Float64 log-softmax of each row of `logits` [N·V] at its target, and its probabilities. */
