@@ -191,8 +191,17 @@ function namedFiles(
   return files;
 }
 
-/** The files of a checkpoint directory that make its model, not its optimiser state. */
-const MODEL_FILES = new Set([
+/**
+ * The files of a model directory that make its model besides its weights (`*.safetensors`), in
+ * the order a plan hashes them: what a checkpoint input and a Hugging Face policy's
+ * `model.sha256` cover (its optimiser state and other files are not the model).
+ *
+ * @example
+ * ```ts
+ * MODEL_FILES.includes("tokenizer.json"); // true
+ * ```
+ */
+export const MODEL_FILES: readonly string[] = [
   "config.json",
   "generation_config.json",
   "tokenizer.json",
@@ -200,7 +209,7 @@ const MODEL_FILES = new Set([
   "special_tokens_map.json",
   "chat_template.jinja",
   "model.safetensors.index.json",
-]);
+];
 
 /**
  * The model files of the checkpoint directory at `url` (`path` as the plan names it), in name
@@ -212,7 +221,7 @@ async function modelFiles(url: URL, path: string): Promise<{ url: URL; path: str
   try {
     for await (const entry of Deno.readDir(dir)) {
       const weights = entry.name.endsWith(".safetensors") && entry.name !== "optimizer.safetensors";
-      if (entry.isFile && (MODEL_FILES.has(entry.name) || weights)) names.push(entry.name);
+      if (entry.isFile && (MODEL_FILES.includes(entry.name) || weights)) names.push(entry.name);
     }
   } catch {
     return [];

@@ -11,23 +11,13 @@ import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import type { HfModelFacts } from "../dsl/plan.ts";
 import type { Issue } from "../dsl/issues.ts";
-import { readHfConfig } from "./engine/model/hf_config.ts";
+import { MODEL_FILES } from "../dsl/inputs.ts";
+import { readHfConfig, weightShards } from "./engine/model/hf_config.ts";
 import { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
 import { completionStopIds } from "./engine/model/tokenizer.ts";
 import { readSafetensorsHeader } from "./engine/model/safetensors.ts";
-import { openRegularFile, readJsonFile } from "./engine/model/_regular_file.ts";
+import { openRegularFile } from "./engine/model/_regular_file.ts";
 import { promptIds, renderPrompt } from "./data/prompt.ts";
-
-/** The files of a model directory whose content the plan's `model.sha256` covers, when present. */
-const HASHED_FILES = [
-  "config.json",
-  "generation_config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "chat_template.jinja",
-  "model.safetensors.index.json",
-];
 
 /**
  * The outcome of {@linkcode resolveModels}: the facts by path, or every problem as an issue.
@@ -111,7 +101,7 @@ async function readFacts(
   const hf = await readHfConfig(dir);
   // The head a tied model's file stores anyway is not a parameter (transformers ties it).
   const tiedHead = hf.config.tiedEmbeddings;
-  const weights = await weightFiles(dir);
+  const weights = [...(await weightShards(dir)).keys()];
   const counts = new Map<string, number>();
   let parameters = 0;
   for (const file of weights) {
@@ -131,7 +121,7 @@ async function readFacts(
     modelType: hf.modelType,
     architectures: hf.architectures,
     dtype,
-    sha256: await hashFiles(dir, [...HASHED_FILES, ...weights]),
+    sha256: await hashFiles(dir, [...MODEL_FILES, ...weights]),
     parameters,
     maxPositions: c.contextLength,
     shape: {
@@ -165,43 +155,6 @@ async function readFacts(
   return { facts, tokenizer };
 }
 
-/** The safetensors files of `dir`: `model.safetensors`, else the shards its index lists. */
-async function weightFiles(dir: string): Promise<string[]> {
-  try {
-    await Deno.stat(`${dir}/model.safetensors`);
-    return ["model.safetensors"];
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  let index: unknown;
-  try {
-    index = await readJsonFile(`${dir}/model.safetensors.index.json`);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new Error(
-      `Cannot load the Hugging Face model '${dir}' as it has neither model.safetensors nor ` +
-        "model.safetensors.index.json",
-    );
-  }
-  const map = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof map !== "object" || map === null || Array.isArray(map)) {
-    throw new Error(
-      `${dir}/model.safetensors.index.json: weight_map: expected an object of tensor → file`,
-    );
-  }
-  const files = new Set<string>();
-  for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-    if (typeof file !== "string" || !/^[^/\\]+\.safetensors$/.test(file) || file.startsWith(".")) {
-      throw new Error(
-        `${dir}/model.safetensors.index.json: weight_map['${name}']: expected a .safetensors ` +
-          `file of the directory, got ${JSON.stringify(file)}`,
-      );
-    }
-    files.add(file);
-  }
-  return [...files].sort();
-}
-
 /**
  * The SHA-256 a plan records of the Hugging Face model directory `dir` (`model.sha256`): over its
  * config, tokenizer and weight files.
@@ -212,7 +165,7 @@ async function weightFiles(dir: string): Promise<string[]> {
  * ```
  */
 export async function modelSha256(dir: string): Promise<string> {
-  return await hashFiles(dir, [...HASHED_FILES, ...await weightFiles(dir)]);
+  return await hashFiles(dir, [...MODEL_FILES, ...(await weightShards(dir)).keys()]);
 }
 
 /** SHA-256 over each present file of `files` in `dir`: its name, its size, its bytes. */

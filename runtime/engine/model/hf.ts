@@ -17,7 +17,7 @@
 import type { LinearLayout } from "../kernels/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { inLayout, loadCheckpoint, readJsonFile } from "./checkpoint.ts";
-import { type HfConfig, quote, readHfConfig } from "./hf_config.ts";
+import { type HfConfig, readHfConfig, weightShards } from "./hf_config.ts";
 import {
   readSafetensorsFile,
   type SafetensorsDtype,
@@ -94,53 +94,6 @@ function isBuffer(name: string): boolean {
   return name.endsWith("rotary_emb.inv_freq");
 }
 
-/**
- * The weight files of `dir` and the tensors each holds: `model.safetensors` (its tensors unknown
- * until read) when there is one, else the shards of `model.safetensors.index.json`'s `weight_map`.
- */
-async function shardsOf(dir: string): Promise<Map<string, Set<string> | null>> {
-  // transformers' order: one model.safetensors first, else the index of its shards.
-  try {
-    await Deno.stat(`${dir}/model.safetensors`);
-    return new Map([["model.safetensors", null]]);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  const indexPath = `${dir}/model.safetensors.index.json`;
-  let index: unknown;
-  try {
-    index = await readJsonFile(indexPath);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new Error(
-      `Cannot load the Hugging Face model '${dir}' as it has neither model.safetensors nor ` +
-        `model.safetensors.index.json`,
-    );
-  }
-  const map = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof map !== "object" || map === null || Array.isArray(map)) {
-    throw new Error(
-      `${indexPath}: weight_map: expected an object of tensor → file, got ${quote(map)}`,
-    );
-  }
-  const shards = new Map<string, Set<string>>();
-  for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-    // A shard is a file of the directory: no path may lead out of it.
-    if (
-      typeof file !== "string" || !/^[^/\\]+\.safetensors$/.test(file) || file.startsWith(".")
-    ) {
-      throw new Error(
-        `${indexPath}: weight_map['${name}']: expected a .safetensors file of the directory, got ${
-          quote(file)
-        }`,
-      );
-    }
-    if (!shards.has(file)) shards.set(file, new Set());
-    shards.get(file)!.add(name);
-  }
-  return new Map([...shards].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
 /** The scalar head of a reward model, as transformers' `*ForSequenceClassification` names it. */
 export const SCORE_HEAD = "score.weight";
 
@@ -186,7 +139,7 @@ export async function loadHfModel(
     delete expected["lm_head.weight"];
     expected[SCORE_HEAD] = [1, hf.config.dModel];
   }
-  const shards = await shardsOf(dir);
+  const shards = await weightShards(dir);
   const weights: Record<string, TensorData> = {};
   const dtypes: Record<string, SafetensorsDtype> = {};
   const tied = hf.config.tiedEmbeddings;

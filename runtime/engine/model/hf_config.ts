@@ -55,7 +55,7 @@ const EXPERT_FIELDS = [
 ];
 
 /** A value as a refusal quotes it: strings in single quotes, the rest as JSON. */
-export function quote(value: unknown): string {
+function quote(value: unknown): string {
   if (value === undefined) return "nothing";
   if (typeof value === "string") return `'${value}'`;
   return JSON.stringify(value);
@@ -286,4 +286,57 @@ export async function readHfConfig(dir: string): Promise<HfConfig> {
     throw e;
   }
   return parseHfConfig(raw, path);
+}
+
+/**
+ * The weight files of `dir` and the tensors each holds: `model.safetensors` (its tensors unknown
+ * until read) when there is one, else the shards of `model.safetensors.index.json`'s `weight_map`,
+ * in name order. A shard that would lead out of the directory is refused in one line.
+ *
+ * @example
+ * ```ts
+ * [...(await weightShards("models/stories260K")).keys()]; // ["model.safetensors"]
+ * ```
+ */
+export async function weightShards(dir: string): Promise<Map<string, Set<string> | null>> {
+  // transformers' order: one model.safetensors first, else the index of its shards.
+  try {
+    await Deno.stat(`${dir}/model.safetensors`);
+    return new Map([["model.safetensors", null]]);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const indexPath = `${dir}/model.safetensors.index.json`;
+  let index: unknown;
+  try {
+    index = await readJsonFile(indexPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new Error(
+      `Cannot load the Hugging Face model '${dir}' as it has neither model.safetensors nor ` +
+        `model.safetensors.index.json`,
+    );
+  }
+  const map = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== "object" || map === null || Array.isArray(map)) {
+    throw new Error(
+      `${indexPath}: weight_map: expected an object of tensor → file, got ${quote(map)}`,
+    );
+  }
+  const shards = new Map<string, Set<string>>();
+  for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+    // A shard is a file of the directory: no path may lead out of it.
+    if (
+      typeof file !== "string" || !/^[^/\\]+\.safetensors$/.test(file) || file.startsWith(".")
+    ) {
+      throw new Error(
+        `${indexPath}: weight_map['${name}']: expected a .safetensors file of the directory, got ${
+          quote(file)
+        }`,
+      );
+    }
+    if (!shards.has(file)) shards.set(file, new Set());
+    shards.get(file)!.add(name);
+  }
+  return new Map([...shards].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
