@@ -43,6 +43,7 @@ export {
   http,
   jsonl,
   type JsonlOptions,
+  lora,
   onlineDpo,
   recipe,
   rewardModel,

@@ -74,9 +74,14 @@ export function fillDefaults(schema: SchemaLike, value: unknown): unknown {
   return structuredClone(value);
 }
 
+/**
+ * Whether an absent `schema` is filled as `{}`: an object of optional fields some of which have
+ * defaults. One without defaults (`policy.lora`) is a choice the recipe makes by writing it.
+ */
 function isOptionalSection(schema: SchemaLike): boolean {
   return schema.type === "object" && schema.properties !== undefined &&
-    schema.discriminator === undefined && (schema.required ?? []).length === 0;
+    schema.discriminator === undefined && (schema.required ?? []).length === 0 &&
+    Object.values(schema.properties).some((p) => p.default !== undefined || isOptionalSection(p));
 }
 
 /** The JSON type of a value: "null", "array", or its `typeof` ("object", "string", …). */

@@ -30,6 +30,7 @@ import type {
   HfModel,
   Jsonl,
   KindOf,
+  Lora,
   Multiplication,
   Objective,
   OptionsOf,
@@ -91,6 +92,23 @@ export function tinyGpt(options: OptionsOf<TinyGpt> = {}): TinyGpt {
  */
 export function hfModel(options: OptionsOf<HfModel>): HfModel {
   return { kind: "hfModel", ...options };
+}
+
+/**
+ * LoRA adapters for an `hfModel` policy (PEFT's format): only the adapters train and sit in the
+ * optimiser; the base weights are frozen, and the `"initial"` reference is the base with the
+ * adapters off. With `adapter`, training starts from an existing PEFT adapter (its rank, alpha
+ * and targets unless given). The run saves the adapter in `<run>/adapter`, and with
+ * `saveMerged` the merged model in `<run>/model`.
+ *
+ * @example
+ * ```ts
+ * hfModel({ path: "/models/Qwen2.5-0.5B", lora: lora({ rank: 16, alpha: 32, targets: ["q_proj", "k_proj", "v_proj", "o_proj"] }) });
+ * hfModel({ path: "/models/SmolLM2-135M", lora: lora({ adapter: "./my-adapter" }) });
+ * ```
+ */
+export function lora(options: Lora = {}): Lora {
+  return { ...options };
 }
 
 // ---------------------------------------------------------------------------------------------

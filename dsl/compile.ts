@@ -39,6 +39,8 @@ import {
   type HfModelSpec,
   type HfTokenizerSpec,
   logProbPasses,
+  type LoraSpec,
+  type LoraTargetName,
   type Plan,
   PLAN_FORMAT,
   type RewardSpec,
@@ -50,6 +52,7 @@ import {
   type Backend,
   type Data,
   type EvalSplit,
+  LORA_TARGETS,
   type Recipe,
   RecipeSchema,
   type RewardSource,
@@ -206,6 +209,8 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     miniBatchRows: (P / updates.miniBatches) * G,
     miniBatchGroups: P / updates.miniBatches,
   };
+  const update = resolveUpdateOptions(given, shapes, axes, d);
+  if (d.errors.length > 0) return { ok: false, issues: d.errors };
   const schedule = {
     steps: r.steps,
     miniBatches: updates.miniBatches,
@@ -252,6 +257,7 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
     optimizer: r.optimizer as Resolved<Recipe["optimizer"]>,
     shapes,
     schedule,
+    ...(update ? { update } : {}),
     warnings: d.warnings,
   };
   const lowered = { ...plan, ...lower(plan) };
@@ -525,6 +531,7 @@ function resolveHfModel(
     ropeTheta: 10_000,
     normEps: 1e-6,
   };
+  const lora = resolveLora(p, facts, shape, d);
   const source = (facts?.dtype ?? "F32").split("+")[0]!;
   const saveDtype = p.saveDtype === undefined || p.saveDtype === "source"
     ? (source === "BF16" || source === "F16" ? source : "F32")
@@ -545,6 +552,132 @@ function resolveHfModel(
     qkNorm: facts?.qkNorm ?? false,
     ropeScaling: facts?.ropeScaling ?? null,
     warmStart: null,
+    ...(lora ? { lora } : {}),
+  };
+}
+
+/**
+ * How each update is computed: micro-batches of whole groups and activation checkpointing, or
+ * undefined when the recipe sets neither (the plan then has no `update`, as before them).
+ */
+function resolveUpdateOptions(
+  given: Recipe,
+  shapes: { miniBatchGroups: number; groupSize: number },
+  axes: ObjectiveAxes,
+  d: Diagnostics,
+): Plan["update"] {
+  if (given.microBatches === undefined && given.gradientCheckpointing === undefined) {
+    return undefined;
+  }
+  const microBatches = given.microBatches ?? 1;
+  const groups = shapes.miniBatchGroups;
+  if (groups % microBatches !== 0) {
+    const fits = Array.from({ length: groups }, (_, i) => i + 1).filter((k) => groups % k === 0);
+    d.errors.push({
+      path: "microBatches",
+      message: `a micro-batch holds whole groups: expected a divisor of the ${groups} groups of ` +
+        `a mini-batch, got ${microBatches}`,
+      hint: `use one of ${fits.join(", ")}`,
+    });
+  }
+  if (microBatches > 1 && (axes.loss === "custom" || axes.aggregation === "pair-mean")) {
+    d.errors.push({
+      path: "microBatches",
+      message: "micro-batches need a loss averaged over rows or tokens: expected 1 for " +
+        (axes.loss === "custom" ? "a custom objective" : `'${axes.aggregation}' aggregation`) +
+        `, got ${microBatches}`,
+      hint: "omit microBatches, and use miniBatches or gradientCheckpointing to save memory",
+    });
+  }
+  return {
+    microBatches,
+    microBatchRows: (groups / microBatches) * shapes.groupSize,
+    gradientCheckpointing: given.gradientCheckpointing ?? false,
+  };
+}
+
+/**
+ * The policy's LoRA adapters, resolved: the recipe's settings, else the adapter's it starts from
+ * (`facts.adapter`), else PEFT's defaults (r 8, alpha = r, q_proj and v_proj).
+ */
+function resolveLora(
+  p: Extract<Recipe["policy"], { kind: "hfModel" }>,
+  facts: HfModelFacts | undefined,
+  shape: {
+    layers: number;
+    dModel: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    ffnDim: number;
+  },
+  d: Diagnostics,
+): LoraSpec | undefined {
+  const l = p.lora;
+  if (l === undefined) return undefined;
+  const adapter = l.adapter === undefined ? undefined : facts?.adapter;
+  if (l.adapter !== undefined && facts !== undefined && adapter === undefined) {
+    d.errors.push({
+      path: "policy.lora.adapter",
+      message: `the adapter directory '${l.adapter}' was not read before compiling`,
+      hint: "compile through the CLI, or pass resolveModels()'s result as the models option",
+    });
+  }
+  const rank = l.rank ?? adapter?.rank ?? 8;
+  const alpha = l.alpha ?? adapter?.alpha ?? rank;
+  const dropout = l.dropout ?? adapter?.dropout ?? 0;
+  const targets = [...(l.targets ?? adapter?.targets ?? ["q_proj", "v_proj"])];
+  if (adapter !== undefined) {
+    const differs = (field: string, mine: unknown, theirs: unknown) => {
+      if (JSON.stringify(mine) === JSON.stringify(theirs)) return;
+      d.errors.push({
+        path: `policy.lora.${field}`,
+        message: `the adapter '${adapter.path}' has ${field} ${JSON.stringify(theirs)}, but the ` +
+          `recipe gives ${JSON.stringify(mine)}`,
+        hint: `omit policy.lora.${field} to take the adapter's`,
+      });
+    };
+    if (l.rank !== undefined) differs("rank", l.rank, adapter.rank);
+    if (l.alpha !== undefined) differs("alpha", l.alpha, adapter.alpha);
+    if (l.targets !== undefined) {
+      differs("targets", [...l.targets].sort(), [...adapter.targets].sort());
+    }
+  }
+  const known = new Set<string>(LORA_TARGETS);
+  for (const [i, t] of targets.entries()) {
+    if (!known.has(t)) {
+      d.errors.push({
+        path: adapter !== undefined && l.targets === undefined
+          ? "policy.lora.adapter"
+          : `policy.lora.targets[${i}]`,
+        message: `expected one of ${LORA_TARGETS.join(", ")}, got '${t}'`,
+        hint: "adapters on the embedding, the output head or other modules are not supported",
+      });
+    }
+  }
+  const ordered = LORA_TARGETS.filter((t) => targets.includes(t));
+  const kv = shape.kvHeads * shape.headDim;
+  const q = shape.heads * shape.headDim;
+  const dims: Record<LoraTargetName, [number, number]> = {
+    q_proj: [shape.dModel, q],
+    k_proj: [shape.dModel, kv],
+    v_proj: [shape.dModel, kv],
+    o_proj: [q, shape.dModel],
+    gate_proj: [shape.dModel, shape.ffnDim],
+    up_proj: [shape.dModel, shape.ffnDim],
+    down_proj: [shape.ffnDim, shape.dModel],
+  };
+  const params = shape.layers *
+    ordered.reduce((n, t) => n + rank * (dims[t][0] + dims[t][1]), 0);
+  return {
+    rank,
+    alpha,
+    scale: alpha / rank,
+    dropout,
+    targets: ordered,
+    params,
+    adapter: adapter === undefined ? null : { path: adapter.path, sha256: adapter.sha256 },
+    saveMerged: l.saveMerged ?? false,
   };
 }
 

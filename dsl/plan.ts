@@ -12,6 +12,7 @@ import type { ObjectiveAxes, Resolved, ResolvedObjective } from "./objectives.ts
 import type {
   Backend,
   EvalSplit,
+  LORA_TARGETS,
   Optimizer,
   Recipe,
   RewardOnError,
@@ -109,7 +110,32 @@ export interface HfModelSpec extends ModelShapeSpec {
   ropeScaling: RopeScalingSpec | null;
   /** A Hugging Face model is never warm-started: it is trained already. */
   warmStart: null;
+  /**
+   * LoRA adapters, when the recipe asks for them: then only they train. Absent without LoRA (so
+   * that plans made before LoRA keep their hashes).
+   */
+  lora?: LoraSpec;
 }
+
+/** A policy's LoRA adapters, resolved (PEFT's semantics). */
+export interface LoraSpec {
+  rank: number;
+  alpha: number;
+  /** alpha / rank: the update's scale. */
+  scale: number;
+  dropout: number;
+  /** The projections adapted in every layer, in `LORA_TARGETS` order. */
+  targets: LoraTargetName[];
+  /** The adapters' parameters: A and B of every adapted projection, the only ones trained. */
+  params: number;
+  /** The PEFT adapter training starts from (its directory as the recipe writes it), or null. */
+  adapter: { path: string; sha256: string } | null;
+  /** Whether `<run>/model` also gets the merged full weights. */
+  saveMerged: boolean;
+}
+
+/** A projection a LoRA adapter may target. */
+export type LoraTargetName = (typeof LORA_TARGETS)[number];
 
 /**
  * Evaluation by the recipe's success reward when it is not a built-in verifier (a function, an
@@ -172,10 +198,28 @@ export interface HfModelFacts {
     /** Whether the tokenizer has a chat template. */
     hasChatTemplate: boolean;
   };
+  /**
+   * The PEFT adapter `policy.lora.adapter` names, as read from its `adapter_config.json`, when
+   * the recipe names one.
+   */
+  adapter?: AdapterFacts;
   /** The first data row's prompt rendered with the recipe's chat settings, when there is one. */
   example: { text: string; tokens: number } | null;
   /** Why the first data row could not be rendered, when it could not. */
   exampleError?: string;
+}
+
+/** What was read of a PEFT adapter directory before compiling. */
+export interface AdapterFacts {
+  /** The directory as the recipe writes it. */
+  path: string;
+  rank: number;
+  alpha: number;
+  dropout: number;
+  /** `target_modules`, as written. */
+  targets: string[];
+  /** SHA-256 of `adapter_config.json` and `adapter_model.safetensors`. */
+  sha256: string;
 }
 
 /** One reward source, resolved. */
@@ -289,6 +333,19 @@ export interface Plan {
     /** samples.jsonl: `sampleGroups` groups at step 1, every `samplesEvery` steps and the last. */
     samplesEvery: number;
     sampleGroups: number;
+  };
+  /**
+   * How each update is computed, when the recipe sets `microBatches` or `gradientCheckpointing`;
+   * absent otherwise (one pass over each mini-batch, every activation kept), so that plans made
+   * before these options keep their hashes.
+   */
+  update?: {
+    /** Micro-batches per mini-batch, whole groups each, their gradients accumulated. */
+    microBatches: number;
+    /** Rows of one micro-batch: miniBatchRows / microBatches. */
+    microBatchRows: number;
+    /** Recompute each transformer block in the backward pass. */
+    gradientCheckpointing: boolean;
   };
   stages: Stage[];
   budget: {

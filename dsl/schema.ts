@@ -175,6 +175,53 @@ export const ChatSchema = section({
   )),
 }, "How prompts become text: the chat template, a system prompt and template arguments.");
 
+/** The projections a LoRA adapter may target, by Hugging Face's module names. */
+export const LORA_TARGETS = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
+
+/** Low-rank adapters on a Hugging Face policy: only they train; the base weights stay frozen. */
+export const LoraSchema = section({
+  rank: opt(int({
+    minimum: 1,
+    maximum: 4096,
+    description: "The rank r of each adapter (PEFT's r). Default: 8, or the adapter's.",
+  })),
+  alpha: opt(num({
+    exclusiveMinimum: 0,
+    maximum: 1_000_000,
+    description: "The update is scaled by alpha / rank (PEFT's lora_alpha). Default: the rank, " +
+      "or the adapter's.",
+  })),
+  dropout: opt(num({
+    minimum: 0,
+    exclusiveMaximum: 1,
+    description: "Dropout on the adapters' input (PEFT's lora_dropout). Default: 0.",
+  })),
+  targets: opt(Type.Array(choice(LORA_TARGETS, { description: "A projection's module name." }), {
+    minItems: 1,
+    maxItems: LORA_TARGETS.length,
+    uniqueItems: true,
+    description: "The projections adapted in every layer. Default: q_proj and v_proj (PEFT's " +
+      "for Llama and Qwen), or the adapter's.",
+  })),
+  adapter: opt(Type.String({
+    minLength: 1,
+    description: "An existing PEFT adapter directory (adapter_config.json, " +
+      "adapter_model.safetensors) to start from, relative to the recipe.",
+  })),
+  saveMerged: opt(Type.Boolean({
+    description: "Also save the merged full weights (W + alpha/r · B·A) as a Hugging Face " +
+      "checkpoint in <run>/model. Default: false (the adapter alone, in <run>/adapter).",
+  })),
+}, "LoRA adapters (PEFT's format) on the policy's projections.");
+
 /** A pretrained Hugging Face checkpoint directory. */
 export const HfModelSchema = variant(
   "hfModel",
@@ -197,6 +244,7 @@ export const HfModelSchema = variant(
       description: "The dtype of the saved Hugging Face checkpoints: the source's (BF16 stays " +
         "BF16) or another.",
     })),
+    lora: opt(LoraSchema),
   },
   "A pretrained Hugging Face checkpoint (llama, mistral, qwen2, qwen3) with its own tokenizer " +
     "and chat template.",
@@ -752,6 +800,18 @@ export const RecipeSchema = Type.Object({
     default: 1,
     description: "Passes over each sampled batch.",
   })),
+  microBatches: opt(int({
+    minimum: 1,
+    maximum: 65_536,
+    description: "Split each mini-batch's update into this many micro-batches of whole groups, " +
+      "their gradients accumulated: the same update, one micro-batch's activations alive at a " +
+      "time. Default: 1.",
+  })),
+  gradientCheckpointing: opt(Type.Boolean({
+    description: "Keep only each transformer block's input in the update's forward pass and " +
+      "recompute the block in the backward pass: the same gradients, less memory, about a third " +
+      "more compute. Default: false.",
+  })),
   eval: opt(EvalSchema),
   checkpoint: opt(CheckpointSchema),
   log: opt(LogSchema),
@@ -780,6 +840,7 @@ export type Policy = Static<typeof PolicySchema>;
 export type TinyGpt = Static<typeof TinyGptSchema>;
 export type HfModel = Static<typeof HfModelSchema>;
 export type Chat = Static<typeof ChatSchema>;
+export type Lora = Static<typeof LoraSchema>;
 export type WarmStart = Static<typeof WarmStartSchema>;
 export type Reference = Static<typeof ReferenceSchema>;
 export type Data = Static<typeof DataSchema>;

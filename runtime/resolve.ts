@@ -9,14 +9,15 @@
 
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import type { HfModelFacts } from "../dsl/plan.ts";
+import type { AdapterFacts, HfModelFacts } from "../dsl/plan.ts";
 import type { Issue } from "../dsl/issues.ts";
 import { MODEL_FILES } from "../dsl/inputs.ts";
 import { readHfConfig, weightShards } from "./engine/model/hf_config.ts";
 import { type HfTokenizer, loadHfTokenizer } from "./engine/model/hf_tokenizer.ts";
 import { completionStopIds } from "./engine/model/tokenizer.ts";
 import { readSafetensorsHeader } from "./engine/model/safetensors.ts";
-import { openRegularFile } from "./engine/model/_regular_file.ts";
+import { openRegularFile, readJsonFile } from "./engine/model/_regular_file.ts";
+import { parsePeftConfig } from "./engine/model/lora_config.ts";
 import { promptIds, renderPrompt } from "./data/prompt.ts";
 
 /**
@@ -38,6 +39,7 @@ interface RecipeLike {
     kind?: unknown;
     path?: unknown;
     chat?: { template?: unknown; system?: unknown; args?: unknown };
+    lora?: { adapter?: unknown };
   };
   data?: { kind?: unknown; path?: unknown; prompt?: unknown; template?: unknown };
 }
@@ -87,11 +89,44 @@ export async function resolveModels(recipe: unknown, base: string | URL): Promis
       // The plan goes without its rendered prompt; the run names the row's file:line.
       facts.exampleError = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
     }
+    const adapter = policy.lora?.adapter;
+    if (typeof adapter === "string" && adapter !== "") {
+      try {
+        facts.adapter = await readAdapterFacts(adapter, base);
+      } catch (e) {
+        const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+        return { ok: false, issues: [{ path: "policy.lora.adapter", message }] };
+      }
+    }
     return { ok: true, models: { [policy.path]: facts } };
   } catch (e) {
     const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
     return { ok: false, issues: [{ path: "policy.path", message }] };
   }
+}
+
+/** The files of a PEFT adapter directory, as hashed into the plan. */
+export const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"] as const;
+
+/**
+ * What `compile()` needs of the PEFT adapter directory `path` (relative to `base`): its
+ * `adapter_config.json`'s rank, alpha, dropout and targets, and a SHA-256 over its files.
+ */
+async function readAdapterFacts(path: string, base: string | URL): Promise<AdapterFacts> {
+  const dir = modelDir(path, base);
+  const where = `${dir}/adapter_config.json`;
+  const { lora } = parsePeftConfig(await readJsonFile(where), where);
+  await Deno.stat(`${dir}/adapter_model.safetensors`).catch(() => {
+    throw new Error(`expected a PEFT adapter in '${dir}': it has no adapter_model.safetensors`);
+  });
+  return {
+    path,
+    rank: lora.rank,
+    alpha: lora.alpha,
+    dropout: lora.dropout,
+    targets: [...lora.targets],
+    sha256: await hashFiles(dir, ADAPTER_FILES),
+  };
 }
 
 /** What `compile()` needs of the model directory `dir`. */
