@@ -136,8 +136,8 @@ export interface ForwardOptions {
    * Activation checkpointing: keep only each transformer block's input for the backward pass and
    * recompute the block's activations there (`checkpointedBlock()`), trading one more forward pass
    * of every block for the activations of all but one block at a time. The loss and every gradient
-   * are those of the plain pass. Not with `cache` or `adapters` yet, and the result's `cache` is
-   * then empty.
+   * are those of the plain pass (with `adapters`, the adapters' and the input's: the base weights
+   * are frozen constants of each block). Not with `cache`, and the result's `cache` is then empty.
    * @default false
    */
   gradientCheckpointing?: boolean;
@@ -317,9 +317,14 @@ interface TapeEngine {
  * `block()` l as one differentiable operation (tf.customGrad) whose backward pass recomputes it:
  * the forward keeps only its input x and the rotary tables (and references to the block's
  * parameters, which live anyway); the gradient function reruns the block under a tape and returns
- * its vector-Jacobian product with respect to x and every parameter of the layer. The recomputed
- * activations are the forward's bit for bit (same kernels, same inputs), so the gradients are those
- * of the plain pass.
+ * its vector-Jacobian product with respect to x and the block's differentiated tensors. The
+ * recomputed activations are the forward's bit for bit (same kernels, same inputs), so the
+ * gradients are those of the plain pass.
+ *
+ * tf.customGrad differentiates only its explicit inputs, so every tensor whose gradient is wanted
+ * is one: without adapters, every parameter of the layer; with `adapters`, the layer's adapter
+ * tensors only, the base weights being frozen (LoRA's contract, `lora.ts`): they enter the block
+ * as constants, and no gradient is computed for them.
  */
 function checkpointedBlock(
   ops: KernelSet,
@@ -328,20 +333,29 @@ function checkpointedBlock(
   l: number,
   x: tf.Tensor2D,
   shape: BlockShape,
+  adapters: LoraAdapters | undefined,
 ): tf.Tensor2D {
   const prefix = `model.layers.${l}.`;
-  const names = Object.keys(params).filter((name) => name.startsWith(prefix));
+  const layer = (names: string[]) => names.filter((name) => name.startsWith(prefix));
+  // the differentiated tensors: the base weights', or the adapters' (the base then constant)
+  const names = adapters ? layer(Object.keys(adapters.params)) : layer(Object.keys(params));
+  const source: Record<string, tf.Tensor> = adapters ? adapters.params : params;
   const run = (inputs: tf.Tensor[], rotary: Rotary): tf.Tensor2D => {
     const local = new Map(names.map((name, i) => [name, inputs[i + 1]!]));
     const p = (name: string) => {
-      const t = local.get(name);
+      const t = adapters ? params[name] : local.get(name);
       if (!t) throw new Error(`The model has no parameter '${name}'`);
       return t;
     };
-    return block(ops, p, config, l, inputs[0] as tf.Tensor2D, { ...shape, rotary }, undefined).x;
+    const adapted = adapters && {
+      ...adapters,
+      params: Object.fromEntries(local) as Record<string, tf.Variable>,
+    };
+    const x = inputs[0] as tf.Tensor2D;
+    return block(ops, p, config, l, x, { ...shape, rotary }, undefined, adapted).x;
   };
-  // x, then the layer's parameters, then the rotary tables (constants: their gradient is zero)
-  const inputs = [x, ...names.map((name) => params[name]!), shape.rotary.cos, shape.rotary.sin];
+  // x, then the differentiated tensors, then the rotary tables (constants: their gradient is zero)
+  const inputs = [x, ...names.map((name) => source[name]!), shape.rotary.cos, shape.rotary.sin];
   const differentiated = names.length + 1;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
@@ -433,9 +447,6 @@ export function forward(
       "Cannot run the model with gradientCheckpointing and a KV cache: it is for training",
     );
   }
-  if (options.gradientCheckpointing && options.adapters) {
-    throw new Error("Cannot run the model with gradientCheckpointing and LoRA adapters yet");
-  }
   const padding = options.padding?.some((p) => p > 0) ? options.padding : null;
   if (padding && padding.length !== batch) {
     throw new Error(`Cannot run the model: ${padding.length} padding counts for ${batch} rows`);
@@ -454,7 +465,7 @@ export function forward(
   const shape: BlockShape = { batch, time, padding, rotary };
   for (let l = 0; l < config.layers; l++) {
     if (options.gradientCheckpointing) {
-      x = checkpointedBlock(ops, params, config, l, x, shape);
+      x = checkpointedBlock(ops, params, config, l, x, shape, adapters);
       continue;
     }
     const out = block(ops, p, config, l, x, shape, options.cache?.[l], adapters);

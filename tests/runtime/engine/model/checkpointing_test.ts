@@ -1,5 +1,6 @@
 // Activation checkpointing (`gradientCheckpointing`): the same loss and parameter gradients as the
-// plain pass on each CPU kernel set, and a lower peak of live buffers in a forward + backward pass.
+// plain pass on each CPU kernel set, with LoRA adapters too (their gradients, none for the frozen
+// base), and a lower peak of live buffers in a forward + backward pass.
 
 import assert from "node:assert/strict";
 import { type BackendName, tf, useBackend } from "../../../../runtime/engine/backend.ts";
@@ -9,7 +10,13 @@ import {
   type ModelConfig,
   tokenLogProbs,
 } from "../../../../runtime/engine/model/transformer.ts";
-import { Rng } from "../../../../runtime/engine/random.ts";
+import {
+  disposeLoraAdapters,
+  initLoraAdapters,
+  LORA_TARGETS,
+  loraConfig,
+} from "../../../../runtime/engine/model/lora.ts";
+import { normalArray, Rng } from "../../../../runtime/engine/random.ts";
 import { GQA_CONFIG } from "../../_tiny.ts";
 import { peakBytes } from "../_peak_bytes.ts";
 
@@ -66,6 +73,83 @@ for (const backend of ["cpu", "wasm"] as BackendName[]) {
       `${checkpointed.loss} vs ${plain.loss}`,
     );
     assert.deepEqual(Object.keys(checkpointed.grads), Object.keys(plain.grads));
+    for (const [name, expected] of Object.entries(plain.grads)) {
+      const got = checkpointed.grads[name]!;
+      let worst = 0;
+      let scale = 0;
+      for (let i = 0; i < expected.length; i++) {
+        worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+        scale = Math.max(scale, Math.abs(expected[i]!));
+      }
+      assert.ok(scale > 0, `${name}: the plain gradient is zero`);
+      assert.ok(worst <= 1e-5, `${name}: max |Δgrad| = ${worst} (max |grad| ${scale})`);
+    }
+  });
+}
+
+/**
+ * The weighted loss of `lossAndGradients()` through LoRA adapters on every target (B drawn, so
+ * every A has a gradient), differentiated with respect to the adapters and every base weight of
+ * the blocks: the adapters' gradients, and the names of the variables that got one.
+ */
+async function loraLossAndGradients(
+  backend: BackendName,
+  gradientCheckpointing: boolean,
+): Promise<{ loss: number; grads: Record<string, Float32Array>; differentiated: string[] }> {
+  const { kernels } = await useBackend(backend);
+  const params = initParams(CONFIG, new Rng(11));
+  const lora = loraConfig({ rank: 3, alpha: 6, targets: [...LORA_TARGETS] });
+  const adapters = initLoraAdapters(CONFIG, lora, new Rng(13), kernels.layout);
+  const rng = new Rng(14);
+  for (const [name, b] of Object.entries(adapters.params)) {
+    if (!name.endsWith("lora_B.weight")) continue;
+    const drawn = tf.tensor(normalArray(rng, b.size, 0.2), b.shape);
+    b.assign(drawn);
+    drawn.dispose();
+  }
+  const ids = randomIds(new Rng(12), CONFIG, 3, 10); // prompt 6, completion 4
+  const weights = tf.tensor2d(Float32Array.from({ length: 12 }, (_, i) => 0.5 + i / 7), [3, 4]);
+  const padding = [0, 2, 1];
+  const base = Object.entries(params).filter(([name]) => name.startsWith("model.layers."));
+  const vars = [...Object.values(adapters.params), ...base.map(([, v]) => v)];
+  const names = new Map([...Object.entries(adapters.params), ...base].map(([n, v]) => [v.name, n]));
+  // the plain pass differentiates the adapters only; the checkpointed one is offered the base too
+  const { value, grads } = tf.variableGrads(
+    () =>
+      tf.tidy(() => {
+        const logp = tokenLogProbs(kernels, params, CONFIG, ids, 6, 0.8, padding, {
+          gradientCheckpointing,
+          adapters,
+        }); // [3, 4]
+        return tf.neg(tf.sum(tf.mul(logp, weights))) as tf.Scalar;
+      }),
+    gradientCheckpointing ? vars : Object.values(adapters.params),
+  );
+  const out: Record<string, Float32Array> = {};
+  for (const [name, v] of Object.entries(adapters.params)) {
+    out[name] = (await grads[v.name]!.data()) as Float32Array;
+  }
+  const differentiated = Object.keys(grads).map((v) => names.get(v)!).sort();
+  const loss = (await value.data())[0]!;
+  tf.dispose([value, ids, weights, ...Object.values(grads), ...Object.values(params)]);
+  disposeLoraAdapters(adapters);
+  return { loss, grads: out, differentiated };
+}
+
+for (const backend of ["cpu", "wasm"] as BackendName[]) {
+  Deno.test(`tokenLogProbs() with gradientCheckpointing and LoRA adapters gives the plain loss and adapter gradients, none for the base, on ${backend}`, async () => {
+    const before = tf.memory().numTensors;
+    const plain = await loraLossAndGradients(backend, false);
+    const checkpointed = await loraLossAndGradients(backend, true);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+    assert.ok(Number.isFinite(plain.loss) && plain.loss > 0, `loss ${plain.loss}`);
+    assert.ok(
+      Math.abs(checkpointed.loss - plain.loss) <= 1e-5,
+      `${checkpointed.loss} vs ${plain.loss}`,
+    );
+    // every adapter tensor and nothing else, though every base weight of the blocks was offered
+    assert.deepEqual(checkpointed.differentiated, Object.keys(plain.grads).sort());
+    assert.equal(checkpointed.differentiated.length, 2 * 7 * CONFIG.layers);
     for (const [name, expected] of Object.entries(plain.grads)) {
       const got = checkpointed.grads[name]!;
       let worst = 0;
