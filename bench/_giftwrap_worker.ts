@@ -3,16 +3,21 @@
  * implemented with giftwrap's own runtime, on one tfjs backend.
  *
  * - model: `initParams` (runtime/engine/model/transformer.ts) from the setup's seed, run with the
- *   kernel set `useBackend` chose;
- * - train step: what runtime/rl/train_step.ts's update loop does for one mini-batch: `tf.variableGrads`
- *   over a tidy closure of `tokenLogProbs` and `objectives.gift.loss`, read the loss, then
- *   `adamWStep` (clip, AdamW), dispose the gradients;
+ *   kernel set `useBackend` chose; with `lora`, adapters from `initLoraAdapters` (fork "lora" of
+ *   the seed) on the frozen base;
+ * - train step: what runtime/rl/train_step.ts's update does for one mini-batch: `updateGradients`
+ *   (runtime/rl/micro_batches.ts: `tokenLogProbs` and `objectives.gift.loss` under
+ *   `tf.variableGrads`, over micro-batches of `microBatchRows` rows when set, with
+ *   `gradientCheckpointing` when set), read the loss, then `adamWStep` (clip, AdamW) over what
+ *   trains (every weight, or the adapters only), dispose the gradients;
  * - sampling: `sampleCompletions` (runtime/rl/sample.ts) of the batch's prompts, temperature 1;
+ *   with adapters, on the weights with the adapters merged (`mergeLora`), freed after;
  * - memory: VmHWM of this process.
  *
  * Commands: `setup` (`{"config": WorkerConfig}`), `train`, `sample`, `logprobs`, `memory`;
  * `export` (`{"path"}`: the weights as float32 in `paramShapes` order, [in, out] linear layout,
- * with a JSON manifest at `path + ".json"`, for torch_ref.py's `weights`); `profile`
+ * with a JSON manifest at `path + ".json"`, for torch_ref.py's `weights`; the adapters after
+ * them, in `loraParamShapes` order and layout); `profile`
  * (`{"what": "train" | "sample"}`: one of them under `tf.profile`, kernel time by kernel). Every answer carries
  * `numTensors`, so the bench can check that nothing leaks across iterations.
  *
@@ -29,11 +34,19 @@ import {
   paramShapes,
   tokenLogProbs,
 } from "../runtime/engine/model/transformer.ts";
+import {
+  initLoraAdapters,
+  type LoraAdapters,
+  loraConfig,
+  type LoraTarget,
+  mergeLora,
+} from "../runtime/engine/model/lora.ts";
 import { type CharTokenizer, charTokenizer } from "../runtime/engine/model/tokenizer.ts";
-import { type GiftOptions, objectives, stopGradient } from "../runtime/rl/objectives/mod.ts";
+import { type GiftOptions, objectives } from "../runtime/rl/objectives/mod.ts";
 import { type AdamW, adamW, adamWStep } from "../runtime/engine/optim.ts";
 import { Rng } from "../runtime/engine/random.ts";
 import { sampleCompletions } from "../runtime/rl/sample.ts";
+import { updateGradients } from "../runtime/rl/micro_batches.ts";
 import { type Answer, readLines, residentBytes, type WorkerConfig } from "./_protocol.ts";
 
 const START_RSS = residentBytes().rssBytes;
@@ -45,7 +58,12 @@ interface State {
   config: ModelConfig;
   shapes: WorkerConfig["shapes"];
   params: Record<string, tf.Variable>;
+  /** LoRA adapters on the frozen `params`, or null: every weight trains. */
+  adapters: LoraAdapters | null;
   optimizer: AdamW;
+  /** Rows per micro-batch of the update (null: the whole batch at once). */
+  microBatchRows: number | null;
+  gradientCheckpointing: boolean;
   objective: GiftOptions;
   tokenizer: CharTokenizer;
   /** [B, P + C] int32 */
@@ -62,11 +80,6 @@ interface State {
 }
 
 async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }> {
-  if (c.lora !== undefined) {
-    throw new Error(
-      `Cannot set up 'lora' (rank ${c.lora.rank}): giftwrap's worker trains every weight; expected no 'lora'`,
-    );
-  }
   const backend = await useBackend(c.backend ?? "wasm");
   // tfjs flags to try, e.g. GIFTWRAP_TF_FLAGS='{"WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE": 100}'
   const flags = Deno.env.get("GIFTWRAP_TF_FLAGS");
@@ -74,12 +87,25 @@ async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }>
   const { rows: B, promptTokens: P, newTokens: C } = c.shapes;
   const rng = new Rng(c.seed);
   const params = initParams(c.model, rng.fork("init"));
+  const adapters = c.lora
+    ? initLoraAdapters(
+      c.model,
+      loraConfig({ ...c.lora, targets: c.lora.targets as LoraTarget[] }),
+      rng.fork("lora"),
+      backend.kernels.layout,
+    )
+    : null;
+  if (adapters) { for (const p of Object.values(params)) p.trainable = false; // the frozen base
+   }
   const state: State = {
     kernels: backend.kernels,
     config: c.model,
     shapes: c.shapes,
     params,
-    optimizer: adamW(params, c.optimizer, 1_000_000),
+    adapters,
+    optimizer: adamW(adapters?.params ?? params, c.optimizer, 1_000_000),
+    microBatchRows: c.microBatchRows ?? null,
+    gradientCheckpointing: c.gradientCheckpointing ?? false,
     objective: c.objective,
     tokenizer: charTokenizer(c.alphabet),
     ids: tf.tensor2d(c.ids, [B, P + C], "int32"),
@@ -89,40 +115,66 @@ async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }>
     prompts: Array.from({ length: B }, (_, b) => c.ids.slice(b * (P + C), b * (P + C) + P)),
     sampleRng: rng.fork("sample"),
   };
-  const count = Object.values(params).reduce((n, p) => n + p.size, 0);
+  const count = (ps: Record<string, tf.Tensor>) =>
+    Object.values(ps).reduce((n, p) => n + p.size, 0);
+  const update = [
+    ...(state.microBatchRows ? [`micro-batches of ${state.microBatchRows} rows`] : []),
+    ...(state.gradientCheckpointing ? ["activation checkpointing"] : []),
+  ];
   return {
     state,
     answer: {
       tfjs: tf.version.tfjs,
       backend: `${backend.description}${flags ? ` · tfjs flags ${flags}` : ""}`,
-      params: count,
+      params: count(params),
+      trainable: count(adapters?.params ?? params),
+      update: update.join(", "),
     },
   };
 }
 
-/** One optimiser update on the batch, as runtime/rl/train_step.ts does for one mini-batch. */
+/**
+ * One optimiser update on the batch, as runtime/rl/train_step.ts does for one mini-batch: GIFT
+ * with π_old = π (one update per batch) and the uniform reference, over micro-batches when set.
+ */
 async function train(s: State): Promise<Answer> {
-  const { promptTokens: P, groupSize: G } = s.shapes;
-  const vars = Object.values(s.params);
-  const names = Object.keys(s.params);
+  const { promptTokens: P, groupSize: G, rows: B } = s.shapes;
+  const trained = s.adapters?.params ?? s.params;
+  const vars = Object.values(trained);
+  const names = Object.keys(trained);
   const start = performance.now();
-  const { value, grads } = tf.variableGrads(() =>
-    tf.tidy(() => {
-      const logp = tokenLogProbs(s.kernels, s.params, s.config, s.ids, P); // [B, C]
-      const { loss } = objectives.gift.loss({
-        logp,
-        oldLogp: stopGradient(logp), // one update per batch: π_old = π (GIFT reads refLogp)
-        refLogp: s.refLogp,
-        mask: s.mask,
-        rewards: s.rewards,
-        groupSize: G,
-      }, s.objective);
-      return loss; // the metrics are left to tidy
-    }), vars);
+  const { value, grads, metrics, kl } = await updateGradients(
+    {
+      kernels: s.kernels,
+      params: s.params,
+      config: s.config,
+      promptLength: P,
+      temperature: 1,
+      ...(s.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+      ...(s.adapters ? { adapters: s.adapters } : {}),
+    },
+    objectives.gift,
+    {
+      ids: s.ids,
+      mask: s.mask,
+      rewards: s.rewards,
+      padding: new Array<number>(B).fill(0),
+      old: null,
+      ref: s.refLogp,
+    },
+    {
+      objectiveOptions: s.objective,
+      groupSize: G,
+      rolloutReference: false,
+      ...(s.microBatchRows ? { microBatchRows: s.microBatchRows } : {}),
+      weighting: "rows",
+    },
+  );
+  tf.dispose([...Object.values(metrics), ...(kl ? [kl] : [])]);
   const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
   const loss = (await value.data())[0]!;
   const update = Number.isFinite(loss)
-    ? await adamWStep(s.kernels, s.optimizer, s.params, byName)
+    ? await adamWStep(s.kernels, s.optimizer, trained, byName)
     : { gradNorm: NaN, skipped: true };
   tf.dispose([value, ...Object.values(grads)]);
   // On a GPU the update's kernels are only queued: read a value computed after them, so that the
@@ -132,6 +184,14 @@ async function train(s: State): Promise<Answer> {
   flush.dispose();
   const ms = performance.now() - start;
   return { ms, loss, gradNorm: update.gradNorm, skipped: update.skipped };
+}
+
+/** The weights sampling runs on: the adapters merged in (new tensors, which `done` frees). */
+function samplingWeights(s: State): { weights: Record<string, tf.Tensor>; done(): void } {
+  if (!s.adapters) return { weights: s.params, done() {} };
+  const merged = mergeLora(s.params, s.adapters);
+  const own = Object.entries(merged).filter(([name, t]) => t !== s.params[name]);
+  return { weights: merged, done: () => tf.dispose(own.map(([, t]) => t)) };
 }
 
 /**
@@ -146,15 +206,16 @@ async function sample(s: State, minMs = 0): Promise<Answer> {
   const start = performance.now();
   let [tokens, calls, steps, ms] = [0, 0, 0, 0];
   do {
+    const { weights, done } = samplingWeights(s);
     const out = await sampleCompletions(
       s.kernels,
-      s.params,
+      weights,
       s.config,
       s.tokenizer,
       s.prompts,
       options,
       s.sampleRng,
-    );
+    ).finally(done);
     steps = Math.max(...out.lengths);
     tokens += out.lengths.reduce((sum, n) => sum + n, 0);
     calls++;
@@ -165,30 +226,47 @@ async function sample(s: State, minMs = 0): Promise<Answer> {
 
 async function logprobs(s: State): Promise<Answer> {
   const logp = tf.tidy(() =>
-    tokenLogProbs(s.kernels, s.params, s.config, s.ids, s.shapes.promptTokens)
+    tokenLogProbs(
+      s.kernels,
+      s.params,
+      s.config,
+      s.ids,
+      s.shapes.promptTokens,
+      1,
+      undefined,
+      s.adapters ? { adapters: s.adapters } : {},
+    )
   ); // [B, C]
   const values = await logp.data();
   logp.dispose();
   return { logp: Array.from(values) };
 }
 
-/** Writes the weights for torch_ref.py: float32 in `paramShapes` order, and a JSON manifest. */
+/**
+ * Writes the weights for torch_ref.py: float32 in `paramShapes` order, then the adapters (when
+ * any) in `loraParamShapes` order, [in, r] and [r, out]; a JSON manifest of names and shapes.
+ * Written tensor by tensor, so that no second copy of a large model is held.
+ */
 async function exportWeights(s: State, path: string): Promise<Answer> {
-  const manifest = Object.entries(paramShapes(s.config)).map(([name, { shape }]) => ({
-    name,
-    shape,
-  }));
-  const size = manifest.reduce((n, { shape }) => n + shape.reduce((a, b) => a * b, 1), 0);
-  const flat = new Float32Array(size);
-  let at = 0;
-  for (const { name } of manifest) {
-    const values = (await s.params[name]!.data()) as Float32Array;
-    flat.set(values, at);
-    at += values.length;
+  const manifest = [
+    ...Object.entries(paramShapes(s.config)).map(([name, { shape }]) => ({ name, shape })),
+    ...Object.entries(s.adapters?.params ?? {}).map(([name, t]) => ({ name, shape: t.shape })),
+  ];
+  const tensors: Record<string, tf.Tensor> = { ...s.params, ...s.adapters?.params };
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  let bytes = 0;
+  try {
+    for (const { name } of manifest) {
+      const values = (await tensors[name]!.data()) as Float32Array;
+      const data = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+      for (let at = 0; at < data.length;) at += await file.write(data.subarray(at));
+      bytes += data.length;
+    }
+  } finally {
+    file.close();
   }
-  await Deno.writeFile(path, new Uint8Array(flat.buffer));
   await Deno.writeTextFile(`${path}.json`, JSON.stringify(manifest));
-  return { path, bytes: flat.byteLength };
+  return { path, bytes };
 }
 
 /**

@@ -39,9 +39,21 @@ export interface WorkerConfig {
   alphabet: string;
   /**
    * LoRA: only rank-`rank` adapters on the projections named in `targets` (`q_proj`, …) train,
-   * scaled by alpha / rank; the base weights are frozen. Only PyTorch's worker implements it.
+   * scaled by alpha / rank; the base weights are frozen. giftwrap draws its adapters from the
+   * seed (`initLoraAdapters`) and exports them with the weights; PyTorch loads them.
    */
   lora?: { rank: number; alpha: number; targets: string[] };
+  /**
+   * giftwrap: split the train step's update into micro-batches of this many rows (whole groups),
+   * their gradients accumulated (`runtime/rl/micro_batches.ts`): the same update, one micro-batch's
+   * activations alive at a time. PyTorch runs the whole batch at once. @default the whole batch
+   */
+  microBatchRows?: number;
+  /**
+   * giftwrap: recompute each transformer block in the backward pass instead of keeping its
+   * activations (`tokenLogProbs`'s `gradientCheckpointing`). @default false
+   */
+  gradientCheckpointing?: boolean;
   /** giftwrap: the tfjs backend. */
   backend?: BackendName;
   /** PyTorch: intra-op threads. */

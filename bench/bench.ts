@@ -27,8 +27,9 @@
  * Flags: `--configs` (front-door,large,large-b8), `--backends` (the one `auto` picks), `--runs` (5),
  * `--warmup` (2), `--threads` (PyTorch's, 1), `--no-blas` (giftwrap without OpenBLAS),
  * `--openblas-core` (best; see `openblasCore`), `--pause-ms` (500), `--no-append`,
- * `--torch-device` (cpu, or cuda), `--python` (the interpreter with torch; Debian's by default);
- * `--help` prints them.
+ * `--torch-device` (cpu, or cuda), `--python` (the interpreter with torch; Debian's by default),
+ * `--no-peer` (giftwrap alone, no PyTorch: to iterate on giftwrap at sizes where PyTorch takes
+ * minutes a step; nothing is appended); `--help` prints them.
  *
  *   deno task bench
  *   deno task bench --configs front-door --backends wasm,cpu --runs 7 --threads 2 --no-append
@@ -98,6 +99,8 @@ interface Options {
   python: string;
   /** The script that runs giftwrap's worker (see `startGiftwrapWorker`). */
   worker: readonly string[];
+  /** Whether PyTorch runs too (`--no-peer`: giftwrap alone, no ratios, nothing appended). */
+  peer: boolean;
 }
 
 /** What one configuration × backend measured. */
@@ -112,8 +115,8 @@ interface Cell {
   /** Model calls per sampling run (giftwrap's; PyTorch mirrored them). */
   sampleSteps: number[];
   newTokens: number;
-  /** giftwrap's is null when it did not run the configuration (`giftwrapUnavailable`). */
-  peakRssBytes: { giftwrap: number | null; torch: number };
+  /** giftwrap's is null when it did not run the configuration (`giftwrapUnavailable`), PyTorch's without a peer. */
+  peakRssBytes: { giftwrap: number | null; torch: number | null };
   /** GPU memory at its peak, where a side runs on one (webgpu's buffer pool, CUDA's allocator). */
   peakDeviceBytes: { giftwrap: number | null; torch: number | null };
   /** giftwrap's live tensors after each timed command. */
@@ -132,6 +135,7 @@ function median(values: number[]): number {
 }
 
 function spread(values: number[], digits = 1): string {
+  if (values.length === 0) return "not run";
   return `median ${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${
     Math.max(...values).toFixed(digits)
   })`;
@@ -198,22 +202,28 @@ async function measure(
   } else {
     notes.push(`${label}: giftwrap not run (${giftwrapUnavailable}); PyTorch timed alone`);
   }
-  const torch = startTorchWorker(options.threads, env, options.python);
+  const torch = options.peer ? startTorchWorker(options.threads, env, options.python) : null;
   try {
-    await giftwrap?.request({ cmd: "export", path: weights });
-    const tSetup = await torch.request({
-      cmd: "setup",
-      config: {
-        ...setup,
-        ...(giftwrap ? { weights } : {}),
-        threads: options.threads,
-        device: options.torchDevice,
-      },
-    });
+    if (torch) await giftwrap?.request({ cmd: "export", path: weights });
+    const tSetup = torch
+      ? await torch.request({
+        cmd: "setup",
+        config: {
+          ...setup,
+          ...(giftwrap ? { weights } : {}),
+          threads: options.threads,
+          device: options.torchDevice,
+        },
+      })
+      : {};
     console.error(
-      `${label}: ${tSetup.params} parameters (${tSetup.trainable} trained by PyTorch), ` +
-        `${giftwrap ? gSetup.backend : "giftwrap not run"}, torch ${tSetup.torch}`,
+      `${label}: ${tSetup.params ?? gSetup.params} parameters (${
+        tSetup.trainable ?? gSetup.trainable
+      } trained), ${giftwrap ? gSetup.backend : "giftwrap not run"}${
+        gSetup.update ? ` (${gSetup.update})` : ""
+      }, torch ${tSetup.torch ?? "not run"}`,
     );
+    if (gSetup.update) notes.push(`${label}: giftwrap's update: ${gSetup.update}`);
 
     // 1) train: warm-up, then alternating timed runs. A giftwrap failure (the wasm heap is 4 GiB)
     //    is reported, and PyTorch is timed alone.
@@ -244,14 +254,17 @@ async function measure(
           }
         }
       }
-      await pause(options);
-      const t = await torch.request({ cmd: "train" });
-      if (timed) trainMs.torch.push(t.ms as number);
+      let tMs: number | null = null;
+      if (torch) {
+        await pause(options);
+        tMs = (await torch.request({ cmd: "train" })).ms as number;
+        if (timed) trainMs.torch.push(tMs);
+      }
       console.error(
         `${label}: train ${timed ? `${i - warmup + 1}/${runs}` : "warm-up"}: giftwrap ` +
           `${gMs === null ? (g ? "failed" : "not run") : `${gMs.toFixed(1)} ms`}, PyTorch ${
-            (t.ms as number).toFixed(1)
-          } ms`,
+            tMs === null ? "not run" : `${tMs.toFixed(1)} ms`
+          }`,
       );
     }
     if (giftwrap !== null && failed !== null) {
@@ -268,21 +281,27 @@ async function measure(
     const rate = (a: Answer) => ((a.tokens as number) * 1000) / (a.ms as number);
     let warmups = 0;
     let warmedMs = 0;
-    for (let i = 0; tokensPerSecond.torch.length < runs; i++) {
+    for (let i = 0, timed = 0; timed < runs; i++) {
       let g: Answer | null = null;
       if (giftwrap !== null) {
         await pause(options);
         g = await giftwrap.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
       }
-      await pause(options);
-      const t = await torch.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
+      let t: Answer | null = null;
+      if (torch) {
+        await pause(options);
+        t = await torch.request({ cmd: "sample", minMs: SAMPLE_MIN_MS });
+      }
       if (i < warmup || warmedMs < SAMPLE_WARMUP_MS) {
         warmups++;
-        warmedMs += (g ?? t).ms as number;
+        warmedMs += (g ?? t)!.ms as number;
         continue;
       }
-      tokensPerSecond.torch.push(rate(t));
-      perRow.torch.push((t.tokens as number) / setup.shapes.rows / (t.calls as number));
+      timed++;
+      if (t) {
+        tokensPerSecond.torch.push(rate(t));
+        perRow.torch.push((t.tokens as number) / setup.shapes.rows / (t.calls as number));
+      }
       if (g !== null) {
         tokensPerSecond.giftwrap.push(rate(g));
         sampleSteps.push(g.steps as number);
@@ -290,11 +309,13 @@ async function measure(
         numTensors.push(g.numTensors as number);
       }
       console.error(
-        `${label}: sample ${tokensPerSecond.torch.length}/${runs}: giftwrap ${
+        `${label}: sample ${timed}/${runs}: giftwrap ${
           g === null
             ? "not run"
             : `${rate(g).toFixed(0)} tok/s (${g.tokens} tokens in ${g.calls} batches)`
-        }, PyTorch ${rate(t).toFixed(0)} tok/s (${t.tokens} tokens in ${t.calls})`,
+        }, PyTorch ${
+          t === null ? "not run" : `${rate(t).toFixed(0)} tok/s (${t.tokens} tokens in ${t.calls})`
+        }`,
       );
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -304,7 +325,7 @@ async function measure(
         `${setup.shapes.newTokens}, <eos> included): giftwrap ${
           giftwrap === null ? "not run" : mean(perRow.giftwrap).toFixed(1)
         }, ` +
-        `PyTorch ${mean(perRow.torch).toFixed(1)}`,
+        `PyTorch ${torch ? mean(perRow.torch).toFixed(1) : "not run"}`,
     );
     if (new Set(numTensors).size > 1) {
       notes.push(`${label}: giftwrap's live tensors were not flat: ${numTensors.join(", ")}`);
@@ -312,7 +333,7 @@ async function measure(
 
     // 3) memory, after everything else
     const gMemory = giftwrap === null ? null : await giftwrap.request({ cmd: "memory" });
-    const tMemory = await torch.request({ cmd: "memory" });
+    const tMemory = torch ? await torch.request({ cmd: "memory" }) : null;
     if (giftwrap !== null && failed !== null) {
       notes.push(
         `${label}: giftwrap's peak RSS is its sampling worker's (the train worker failed)`,
@@ -328,11 +349,11 @@ async function measure(
       newTokens: setup.shapes.newTokens,
       peakRssBytes: {
         giftwrap: gMemory === null ? null : gMemory.peakRssBytes as number,
-        torch: tMemory.peakRssBytes as number,
+        torch: tMemory === null ? null : tMemory.peakRssBytes as number,
       },
       peakDeviceBytes: {
         giftwrap: (gMemory?.peakDeviceBytes as number | null | undefined) ?? null,
-        torch: (tMemory.peakDeviceBytes as number | null | undefined) ?? null,
+        torch: (tMemory?.peakDeviceBytes as number | null | undefined) ?? null,
       },
       numTensors,
       notes,
@@ -341,7 +362,7 @@ async function measure(
     };
   } finally {
     await giftwrap?.close();
-    await torch.close();
+    await torch?.close();
   }
 }
 
@@ -367,30 +388,29 @@ function table(cells: Cell[]): string {
     "sample tok/s PyTorch | ratio | peak RSS giftwrap | peak RSS PyTorch | ratio |",
     "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
+  /** A median, or null for no runs. */
+  const mid = (xs: number[]) => xs.length > 0 ? median(xs) : null;
+  const show = (x: number | null, f: (x: number) => string) => x === null ? "n/a" : f(x);
+  const both = (a: number | null, b: number | null) => a !== null && b !== null;
   for (const c of cells) {
-    if (c.peakRssBytes.giftwrap === null) {
-      // giftwrap did not run it: PyTorch's numbers alone, no ratio (see the notes for why)
-      const train = median(c.trainMs.torch).toFixed(1);
-      const rate = median(c.tokensPerSecond.torch).toFixed(0);
-      lines.push(
-        `| ${c.config} | ${
-          backendLabel(c)
-        } | ${c.runs} | n/a | ${train} | — | n/a | ${rate} | — | ` +
-          `n/a | ${mib(c.peakRssBytes.torch)} | — |`,
-      );
-      continue;
-    }
+    // giftwrap not run (see the notes for why) or no peer: one side's numbers, no ratio
+    const ran = c.peakRssBytes.giftwrap !== null;
     const ok = c.trainMs.giftwrap.length > 0;
-    const train = [median(c.trainMs.giftwrap), median(c.trainMs.torch)] as const;
-    const rate = [median(c.tokensPerSecond.giftwrap), median(c.tokensPerSecond.torch)] as const;
-    const rss = [c.peakRssBytes.giftwrap, c.peakRssBytes.torch] as const;
+    const train = [mid(c.trainMs.giftwrap), mid(c.trainMs.torch)] as const;
+    const rate = [mid(c.tokensPerSecond.giftwrap), mid(c.tokensPerSecond.torch)] as const;
+    // a failed train step leaves giftwrap's peak that of a worker that only sampled: no ratio
+    const rss = [ok ? c.peakRssBytes.giftwrap : null, c.peakRssBytes.torch] as const;
+    const ms = (x: number) => x.toFixed(1);
+    const tps = (x: number) => x.toFixed(0);
     lines.push(
-      `| ${c.config} | ${backendLabel(c)} | ${c.runs} | ${ok ? train[0].toFixed(1) : "failed"} | ` +
-        `${train[1].toFixed(1)} | ${ok ? ratio(...train) : "—"} | ${rate[0].toFixed(0)} | ` +
-        `${rate[1].toFixed(0)} | ${ratio(...rate)} | ` +
-        // a failed train step leaves giftwrap's peak that of a worker that only sampled: no ratio
-        `${ok ? mib(rss[0]) : `${mib(rss[0])} (sampling only)`} | ${mib(rss[1])} | ` +
-        `${ok ? ratio(...rss) : "—"} |`,
+      `| ${c.config} | ${backendLabel(c)} | ${c.runs} | ` +
+        `${ran && !ok ? "failed" : show(train[0], ms)} | ${show(train[1], ms)} | ` +
+        `${both(...train) ? ratio(train[0]!, train[1]!) : "—"} | ` +
+        `${show(rate[0], tps)} | ${show(rate[1], tps)} | ` +
+        `${both(...rate) ? ratio(rate[0]!, rate[1]!) : "—"} | ` +
+        `${ran && !ok ? `${mib(c.peakRssBytes.giftwrap!)} (sampling only)` : show(rss[0], mib)} | ${
+          show(rss[1], mib)
+        } | ${both(...rss) ? ratio(rss[0]!, rss[1]!) : "—"} |`,
     );
   }
   return lines.join("\n");
@@ -459,6 +479,7 @@ Options:
   --torch-device NAME   cpu or cuda (default cpu)
   --python PATH         the interpreter with torch (default ${DEBIAN_PYTHON})
   --no-append           print the table only, not to bench/RESULTS.md
+  --no-peer             giftwrap alone, without PyTorch (nothing is appended)
   --help                this text`;
 
 function parseOptions(args: string[], worker: readonly string[]): Options {
@@ -476,6 +497,7 @@ function parseOptions(args: string[], worker: readonly string[]): Options {
       "pause-ms": { type: "string", default: "500" },
       "torch-device": { type: "string", default: "cpu" },
       python: { type: "string", default: DEBIAN_PYTHON },
+      "no-peer": { type: "boolean", default: false },
     },
   });
   const int = (name: string, value: string, min: number) => {
@@ -511,6 +533,7 @@ function parseOptions(args: string[], worker: readonly string[]): Options {
     torchDevice: list("torch-device", values["torch-device"], ["cpu", "cuda"] as const)[0]!,
     python: values.python,
     worker,
+    peer: !values["no-peer"],
   };
 }
 
@@ -550,6 +573,8 @@ export async function benchMain(
     "(none: giftwrap not run)";
   const torchOn = options.torchDevice === "cuda"
     ? `on CUDA (${first.torch.device})`
+    : first.torch.threads === undefined
+    ? "not run (--no-peer)"
     : `${first.torch.threads} thread(s)`;
   const about = [
     `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · ${cpu.description}`,
@@ -592,7 +617,7 @@ export async function benchMain(
     ...notes.map((n) => `- ${n}`),
   ].join("\n");
   console.log(`\n${text}`);
-  if (options.append) {
+  if (options.append && options.peer) {
     await append(text, results);
     console.error(`\nappended to ${results.pathname}`);
   }

@@ -13,7 +13,8 @@ The model is runtime/engine/model/transformer.ts layer for layer, so both do the
 - no biases but Qwen2's on q, k and v (`attentionBias`); no dropout; an additive -1e9 causal
   mask; scores scaled after the product.
 - LoRA (setup's `lora`: rank, alpha, targets): every weight frozen, PEFT-style adapters on the
-  target projections, AdamW and clipping over the adapters only; sampling runs them unmerged.
+  target projections (giftwrap's draw when its export carries them), AdamW and clipping over the
+  adapters only; sampling runs them unmerged.
 - parameter names are HF Llama's, as giftwrap's (`model.layers.0.self_attn.q_proj.weight`);
   nn.Linear keeps [out, in], giftwrap keeps [in, out]: weights are transposed on load.
 - token log-probs: the final norm and head run only on the positions that predict a completion
@@ -241,20 +242,41 @@ def is_linear(name):
 
 @torch.no_grad()
 def load_weights(model, c, path):
-    """Loads giftwrap's float32 export (`path`, manifest at `path + '.json'`): [in, out] -> [out, in]."""
+    """
+    Loads giftwrap's float32 export (`path`, manifest at `path + '.json'`): [in, out] -> [out, in].
+    Returns what follows the model's weights there: giftwrap's LoRA adapters by name, as stored
+    (A [in, r], B [r, out]), for `load_adapters` once they are in the model.
+    """
     with open(path + ".json") as f:
         manifest = json.load(f)
     expected = [(n, s) for n, s, _ in giftwrap_params(c)]
-    if [(e["name"], e["shape"]) for e in manifest] != expected:
+    if [(e["name"], e["shape"]) for e in manifest[: len(expected)]] != expected:
         raise ValueError(f"{path}.json does not list this model's parameters in giftwrap's order")
-    flat = torch.from_file(path, size=sum(math.prod(s) for _, s in expected), dtype=torch.float32)
+    flat = torch.from_file(path, size=sum(math.prod(e["shape"]) for e in manifest), dtype=torch.float32)
     params = dict(model.named_parameters())
+    rest = {}
     at = 0
-    for name, shape in expected:
+    for e in manifest:
+        name, shape = e["name"], e["shape"]
         n = math.prod(shape)
         w = flat[at : at + n].view(shape)
-        params[name].copy_(w.t() if is_linear(name) else w)
+        if name in params:
+            params[name].copy_(w.t() if is_linear(name) else w)
+        else:
+            rest[name] = w
         at += n
+    return rest
+
+
+@torch.no_grad()
+def load_adapters(model, adapters):
+    """giftwrap's adapters (`load_weights`' rest: `<module>.lora_A.weight` [in, r], B [r, out]) into the LoRALinear modules."""
+    params = dict(model.named_parameters())
+    missing = [n for n in params if ".lora_" in n and n + ".weight" not in adapters]
+    if missing or len(adapters) != sum(".lora_" in n for n in params):
+        raise ValueError(f"the exported adapters do not match lora.targets (missing {missing[:2]})")
+    for name, w in adapters.items():
+        params[name[: -len(".weight")]].copy_(w.t())
 
 
 @torch.no_grad()
@@ -345,12 +367,17 @@ class Worker:
             raise ValueError("device 'cuda' was asked for, and this torch sees no CUDA GPU")
         m, s = c["model"], c["shapes"]
         self.model = Transformer(m)
+        adapters = {}
         if c.get("weights"):
-            load_weights(self.model, m, c["weights"])
+            adapters = load_weights(self.model, m, c["weights"])
         else:
             init_weights(self.model, m, c["seed"])
         if c.get("lora"):  # after the weights: their names are the plain model's
             add_lora(self.model, c["lora"])
+            if adapters:  # giftwrap's own draw, so that both train the same adapters
+                load_adapters(self.model, adapters)
+        elif adapters:
+            raise ValueError("the exported weights carry LoRA adapters, and the setup has no 'lora'")
         self.model.to(self.device)
         dev = self.device
         self.rows, self.group = s["rows"], s["groupSize"]

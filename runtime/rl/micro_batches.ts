@@ -23,6 +23,7 @@
 import { tf } from "../engine/backend.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
 import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
+import type { LoraAdapters } from "../engine/model/lora.ts";
 import type { ObjectiveAxes } from "../../dsl/objectives.ts";
 import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/group.ts";
@@ -156,6 +157,11 @@ export interface UpdatePolicy {
   temperature: number;
   /** `tokenLogProbs`'s activation checkpointing. @default false */
   gradientCheckpointing?: boolean;
+  /**
+   * LoRA adapters on `params`: then only the adapters are differentiated (the gradients are
+   * theirs, by variable name), `params` being the frozen base.
+   */
+  adapters?: LoraAdapters;
 }
 
 /** Options of `updateGradients()`. */
@@ -221,7 +227,10 @@ function batchLoss(
     promptLength,
     temperature,
     batch.padding,
-    policy.gradientCheckpointing ? { gradientCheckpointing: true } : {},
+    {
+      ...(policy.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+      ...(policy.adapters ? { adapters: policy.adapters } : {}),
+    },
   ); // [b, C]
   const oldLogp = batch.old ?? stopGradient(logp); // one update per batch: π_old = π
   const refLogp = options.rolloutReference ? oldLogp : batch.ref;
@@ -242,7 +251,8 @@ function batchLoss(
 }
 
 /**
- * One update's loss, its gradient with respect to every parameter in `policy.params`, the
+ * One update's loss, its gradient with respect to every parameter in `policy.params` (or every
+ * adapter tensor of `policy.adapters`), the
  * objective's diagnostics and the KL to the reference, over micro-batches of
  * `options.microBatchRows` rows (whole groups) accumulated with their shares of the loss (see the
  * module doc): the same values as one pass over the whole batch, with one micro-batch's activations
@@ -265,7 +275,7 @@ export async function updateGradients(
   batch: UpdateBatch,
   options: UpdateGradientsOptions,
 ): Promise<UpdateGradients> {
-  const vars = Object.values(policy.params);
+  const vars = Object.values(policy.adapters?.params ?? policy.params);
   const rows = batch.ids.shape[0];
   const ranges = microBatchRanges(rows, options.groupSize, options.microBatchRows ?? rows);
   if (ranges.length === 1) {
