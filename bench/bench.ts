@@ -579,7 +579,7 @@ export async function benchMain(
   const about = [
     `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC · ${cpu.description}`,
     `Deno ${Deno.version.deno} · tfjs ${first.giftwrap.tfjs ?? "—"} on ${backends} · PyTorch ` +
-    `${first.torch.torch}, ${torchOn} · ${blas.note} · ` +
+    `${first.torch.torch ?? "—"}, ${torchOn} · ${blas.note} · ` +
     `${options.runs} timed runs after ` +
     `${options.warmup} warm-up · \`${[command, ...args].join(" ")}\``,
   ];

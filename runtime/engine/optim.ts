@@ -75,7 +75,8 @@ export function learningRate(options: AdamWOptions, t: number, totalUpdates: num
  */
 export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
   return tf.tidy(() => {
-    const squares = Object.values(grads).map((g) => tf.sum(tf.square(g)));
+    // each square freed once summed: held to the end, they were a second copy of the gradients
+    const squares = Object.values(grads).map((g) => tf.tidy(() => tf.sum(tf.square(g))));
     return tf.sqrt(squares.reduce((sum, s) => tf.add(sum, s))) as tf.Scalar;
   });
 }

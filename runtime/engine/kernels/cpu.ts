@@ -19,6 +19,7 @@ import { rotateHalf, rotateHalfByProduct } from "./rope.ts";
 import {
   adamWOps,
   attentionOps,
+  blasUnembed,
   gatherRows,
   linear,
   splitThenRope,
@@ -44,7 +45,7 @@ export function cpuKernels(blas: Blas | null): KernelSet {
     blas: blas !== null,
     layout: "[in, out]",
     linear,
-    unembed,
+    unembed: blas ? blasUnembed : unembed,
     product: blas ? blasProduct : transposedFirst,
     embed: (table, ids) => gatherRows(table, ids),
     rmsNorm: (x, w, eps) => loopRmsNorm(cpuValues, x, w, eps),

@@ -19,13 +19,16 @@
  * Memory: a decoder's arrays live in an `Arena` (one module instance and its memory). A disposed
  * decoder hands its arena to the next one, which lays out its own arrays from the start: sampling
  * again allocates nothing once the memory has grown to the largest call. The weights of the
- * products stay in JavaScript arrays (OpenBLAS reads them there), read once per tfjs data
- * (`weightCopies`).
+ * products are read where the backend keeps them when it can say where (`WeightViews`: the wasm
+ * backend's heap, which OpenBLAS reads in place, as tfjs's products there do): no copy of the
+ * model is made, which at 0.5B parameters was 2 GB more. Elsewhere they are copied into
+ * JavaScript arrays once per tfjs data (`weightCopies`).
  *
  * @module
  */
 
 import type { Blas } from "../blas.ts";
+import type { tf } from "../tf.ts";
 import { attentionProjections, ropeInverseFrequencies } from "../model/architecture.ts";
 import type { ModelConfig, Params } from "../model/config.ts";
 import { simdKernels } from "./simd.ts";
@@ -87,6 +90,13 @@ class Arena {
 /** Arenas of disposed decoders, for the next ones (at most 2 kept). */
 const freeArenas: Arena[] = [];
 
+/**
+ * The float32 values of a tensor where its backend keeps them, without a copy (the wasm heap): a
+ * view that a growing heap detaches (it then reads as empty), so a decoder takes its views again
+ * when that happened.
+ */
+export type WeightViews = (t: tf.Tensor) => Float32Array;
+
 /** One layer: the products' weights ([in, out] as `forward()` keeps them), and arena offsets. */
 interface Layer {
   q: Float32Array;
@@ -122,7 +132,8 @@ const weightCopies = new WeakMap<object, Float32Array>();
 /**
  * A decoder for `rows` rows with left padding `padding` and room for `capacity` positions, its
  * products through `blas`. Its weights are read from `params` ([in, out], as the `wasm` and `cpu`
- * kernel sets keep them).
+ * kernel sets keep them): in place through `views` when given, else copied. The decoder reads
+ * `params` until it is disposed: they must live until then.
  */
 export async function blasDecoder(
   blas: Blas,
@@ -131,11 +142,17 @@ export async function blasDecoder(
   rows: number,
   padding: readonly number[],
   capacity: number,
+  views?: WeightViews,
 ): Promise<Decoder> {
   capacity = Math.min(capacity, config.contextLength);
-  const read = async (name: string) => {
+  const tensor = (name: string) => {
     const t = params[name];
     if (!t) throw new Error(`The model has no parameter '${name}'`);
+    return t;
+  };
+  const read = async (name: string) => {
+    const t = tensor(name);
+    if (views && t.dtype === "float32") return views(t);
     const known = weightCopies.get(t.dataId);
     if (known) return known;
     const values = new Float32Array(await t.data());
@@ -167,6 +184,24 @@ export async function blasDecoder(
   const embedding = await read("model.embed_tokens.weight"); // [V, d]
   const finalNorm = await read("model.norm.weight");
   const head = config.tiedEmbeddings ? null : await read("lm_head.weight"); // [d, V]
+  // Views are taken again after the heap grew (their arrays then read as empty).
+  const products = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+  const reread = views
+    ? (w: DecoderWeights) => {
+      if (w.embedding.length > 0) return;
+      w.embedding = views(tensor("model.embed_tokens.weight"));
+      if (w.head) w.head = views(tensor("lm_head.weight"));
+      w.layers.forEach((layer, l) => {
+        const names = attentionProjections(config, l);
+        for (const which of products) {
+          const name = which === "q" || which === "k" || which === "v"
+            ? names[which].weight
+            : `model.layers.${l}.${which === "o" ? "self_attn" : "mlp"}.${which}_proj.weight`;
+          layer[which] = views(tensor(name));
+        }
+      });
+    }
+    : null;
   const arena = freeArenas.pop() ?? new Arena();
   arena.top = 0;
   const cache = rows * config.kvHeads * capacity * config.headDim;
@@ -196,7 +231,16 @@ export async function blasDecoder(
     rows,
     padding,
     capacity,
+    reread,
   );
+}
+
+/** The decoder's weights: the products' in JavaScript arrays or heap views, the rest in its arena. */
+interface DecoderWeights {
+  embedding: Float32Array;
+  finalNorm: number;
+  head: Float32Array | null;
+  layers: Layer[];
 }
 
 /**
@@ -224,15 +268,12 @@ class BlasDecoder implements Decoder {
     readonly blas: Blas,
     readonly arena: Arena,
     readonly config: ModelConfig,
-    readonly weights: {
-      embedding: Float32Array;
-      finalNorm: number;
-      head: Float32Array | null;
-      layers: Layer[];
-    },
+    readonly weights: DecoderWeights,
     readonly rows: number,
     readonly padding: readonly number[],
     readonly capacity: number,
+    /** Takes the weights' heap views again when the heap grew; null for copies. */
+    readonly reread: ((weights: DecoderWeights) => void) | null,
   ) {
     const half = config.headDim / 2;
     const inverse = ropeInverseFrequencies(config); // [hd / 2]
@@ -325,6 +366,7 @@ class BlasDecoder implements Decoder {
    */
   run(ids: Int32Array, time: number, chosen: readonly number[]): Float32Array {
     const { arena, config, weights, padding, capacity, past, cosines, sines } = this;
+    this.reread?.(weights);
     const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
     const kernels = arena.kernels;
     const half = hd / 2;

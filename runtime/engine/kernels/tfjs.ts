@@ -26,6 +26,23 @@ export function unembed(x: tf.Tensor2D, table: tf.Tensor): tf.Tensor2D {
   return linear(x, tf.transpose(table)); // [N, V]
 }
 
+/**
+ * Tables from this many values on are unembedded by OpenBLAS with its transpose flag
+ * ({@linkcode blasUnembed}). Smaller ones keep `unembed`'s transpose, as they always have.
+ */
+export const BLAS_UNEMBED_MIN_TABLE = 1 << 20;
+
+/**
+ * `unembed` where OpenBLAS runs the products: x · Eᵀ as one product with the transpose flag, so a
+ * large table (a real vocabulary: 545 MB for Qwen's 151,936 × 896) is not copied transposed on
+ * every call and held again for the backward pass; its gradient comes out as [V, d] directly.
+ * Tables under {@linkcode BLAS_UNEMBED_MIN_TABLE} values take `unembed`.
+ */
+export function blasUnembed(x: tf.Tensor2D, table: tf.Tensor): tf.Tensor2D {
+  if (table.size < BLAS_UNEMBED_MIN_TABLE) return unembed(x, table);
+  return tf.matMul(x, table as tf.Tensor2D, false, true); // [N, V]
+}
+
 /** op(a) · op(b) with each transposed operand transposed first (no transpose flag). */
 export function transposedFirst(
   a: tf.Tensor,

@@ -9,7 +9,8 @@
  * - the matmul gradient transposes operands first (wasm's transposed products are slow), except
  *   for products OpenBLAS runs;
  * - where OpenBLAS runs the backend's products (`blas.ts`), attention's small products go to it one
- *   (row, head) at a time and sampling runs without tfjs (`decode.ts`).
+ *   (row, head) at a time and sampling runs without tfjs (`decode.ts`), reading the weights in
+ *   the heap.
  *
  * A wasm build that does not export its memory gets the same math as JavaScript loops and tfjs ops.
  *
@@ -27,6 +28,7 @@ import { type BackendKernels, backendKernels } from "./simd.ts";
 import {
   adamWOps,
   attentionOps,
+  blasUnembed,
   linear,
   logSoftmaxAt,
   rotaryShape,
@@ -48,27 +50,29 @@ export const ONE_HOT_EMBED_MAX_VOCAB = 1024;
 /**
  * Embedding lookup on wasm. `gather` has no gradient there (its gradient needs
  * `UnsortedSegmentSum`), so the table's gradient is written by hand as `oneHot(ids)ᵀ · dy`, a plain
- * matmul; the one-hot matrix is saved with `save` because tensors made in the forward pass are gone
- * by the time the backward pass runs. For small vocabularies the lookup itself is that product,
- * whose gradient is the same matmul.
+ * matmul; the ids are saved with `save` (tensors made in the forward pass are gone by the time
+ * the backward pass runs) and the one-hot matrix [N, V] is made there, only when the table's
+ * gradient is asked for: made in the forward and saved, it was 464 MB held through a Qwen-sized
+ * micro-batch whether the table trained or not. For small vocabularies the lookup itself is that
+ * product, whose gradient is the same matmul.
  */
 export function wasmEmbed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
   if (vocab <= ONE_HOT_EMBED_MAX_VOCAB) {
     return tf.matMul(oneHotFloat(ids, vocab) as tf.Tensor2D, table as tf.Tensor2D); // [N, d]
   }
   const f = tf.customGrad(
-    ((e: tf.Tensor, oneHot: tf.Tensor, save: tf.GradSaveFunc) => {
-      save([oneHot]);
+    ((e: tf.Tensor, rows: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([rows]);
       return {
-        value: tf.gather(e, ids), // [N, d]
+        value: tf.gather(e, rows), // [N, d]
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const oh = saved[0] as tf.Tensor2D; // [N, V]
-          return [tf.matMul(tf.transpose(oh), dy as tf.Tensor2D), tf.zerosLike(oh)]; // [V, d]
+          const oh = oneHotFloat(saved[0] as tf.Tensor1D, vocab) as tf.Tensor2D; // [N, V]
+          return [tf.matMul(tf.transpose(oh), dy as tf.Tensor2D), tf.zerosLike(saved[0]!)]; // [V, d]
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
   );
-  return f(table, oneHotFloat(ids, vocab)) as tf.Tensor2D;
+  return f(table, ids) as tf.Tensor2D;
 }
 
 /**
@@ -128,7 +132,7 @@ export function wasmKernels(backend: unknown, blas: Blas | null): KernelSet {
     blas: blas !== null,
     layout: "[in, out]",
     linear,
-    unembed,
+    unembed: blas ? blasUnembed : unembed,
     product: blas ? blasProduct : transposedFirst,
     embed: wasmEmbed,
     rmsNorm: (x, w, eps) => simd ? simdRmsNorm(simd, x, w, eps) : loopRmsNorm(values, x, w, eps),
@@ -145,7 +149,7 @@ export function wasmKernels(backend: unknown, blas: Blas | null): KernelSet {
       simd ? simdAdamW(simd, p, g, m, v, update) : adamWOps(p, g, m, v, update),
     decoder: (params, config, rows, padding, capacity) =>
       blas
-        ? blasDecoder(blas, params, config, rows, padding, capacity)
+        ? blasDecoder(blas, params, config, rows, padding, capacity, (t) => values([t])[0]!)
         : Promise.resolve(tfjsDecoder(kernels, params, config, rows, padding)),
   };
   return kernels;

@@ -132,3 +132,41 @@ Deno.test({
     tf.dispose(Object.values(params));
   },
 });
+
+Deno.test({
+  ...needsBlas(
+    "the wasm set's decoder reads the weights in the heap, and again after the heap grew mid-sampling",
+  ),
+  async fn() {
+    const config = CONFIGS["grouped-query attention, untied head"]!;
+    const { kernels } = await useBackend("wasm");
+    const params = initParams(config, new Rng(7));
+    const ids = Int32Array.from([1, 5, 6, 7, 4, 0, 1, 9, 10, 3]); // [2, 5]
+    const padding = [0, 1];
+    const expected = tf.tidy(() => {
+      const t = tf.tensor2d(ids, [2, 5], "int32");
+      return forward(kernels, params, config, t, { padding }).logits.arraySync(); // [2, 5, V]
+    });
+    const backend = tf.backend() as unknown as { wasm: { HEAPF32: Float32Array } };
+    const decoder = await kernels.decoder(params, config, 2, padding, 5);
+    let big: tf.Tensor | null = null;
+    try {
+      const prefill = Int32Array.from([1, 5, 6, 7, 0, 1, 9, 10]);
+      const first = await decoder.next(prefill, 4);
+      const at = (t: number) => expected.flatMap((row) => row[t]!);
+      assert.ok(relativeError(first, at(3)) < 1e-5);
+      // Grow the heap past its size: the buffer the decoder's views were on is detached.
+      const before = backend.wasm.HEAPF32.buffer;
+      big = tf.zeros([before.byteLength / 4 + (1 << 20)]);
+      assert.notEqual(backend.wasm.HEAPF32.buffer, before, "the heap grew");
+      assert.equal(before.byteLength, 0, "its old buffer is detached");
+      const second = await decoder.next(Int32Array.from([4, 3]), 1);
+      const error = relativeError(second, at(4));
+      assert.ok(error < 1e-5, `after the heap grew: relative error ${error}`);
+    } finally {
+      decoder.dispose();
+      big?.dispose();
+      tf.dispose(Object.values(params));
+    }
+  },
+});
