@@ -13,7 +13,13 @@ import {
   modelConfig,
   tokenLogProbs,
 } from "../../../runtime/engine/model/transformer.ts";
-import { Rng } from "../../../runtime/engine/random.ts";
+import { normalArray, Rng } from "../../../runtime/engine/random.ts";
+import type { KernelSet } from "../../../runtime/engine/kernels/types.ts";
+import {
+  BLAS_UNEMBED_MIN_TABLE,
+  blasUnembed,
+  unembed,
+} from "../../../runtime/engine/kernels/tfjs.ts";
 import { tinyPlan } from "../_tiny.ts";
 import { lines, withTempDir } from "../../_helpers.ts";
 
@@ -87,6 +93,42 @@ for (const backend of ["wasm", "cpu"] as const) {
         assert.ok(err <= 1e-5, `gradient ${i}: relative error ${err}`);
       });
       ids.dispose();
+    },
+  });
+}
+
+for (const backend of ["wasm", "cpu"] as const) {
+  Deno.test({
+    ...needsBlas(
+      `unembed() of a large table on ${backend} (OpenBLAS's transpose flag) equals x·Eᵀ, forward and both gradients`,
+    ),
+    async fn() {
+      const [n, d, vocab] = [6, 64, BLAS_UNEMBED_MIN_TABLE / 64]; // a table of 2^20 values
+      const rng = new Rng(12);
+      const x = normalArray(rng, n * d, 1);
+      const table = normalArray(rng, vocab * d, 1);
+      const weights = normalArray(rng, n * vocab, 1);
+      const run = async (unembed: KernelSet["unembed"]) => {
+        const [tx, te, tw] = [
+          tf.tensor2d(x, [n, d]),
+          tf.tensor2d(table, [vocab, d]),
+          tf.tensor2d(weights, [n, vocab]),
+        ];
+        const f = (a: tf.Tensor, e: tf.Tensor) => tf.sum(tf.mul(unembed(a as tf.Tensor2D, e), tw));
+        const { value, grads } = tf.valueAndGrads(f)([tx, te]);
+        const out = [await value.data(), ...(await Promise.all(grads.map((g) => g.data())))];
+        assert.deepEqual(grads.map((g) => g.shape), [[n, d], [vocab, d]]);
+        tf.dispose([tx, te, tw, value, ...grads]);
+        return out;
+      };
+      const { kernels } = await useBackend(backend);
+      assert.equal(kernels.unembed, blasUnembed);
+      const fast = await run(blasUnembed);
+      const plain = await run(unembed); // the table transposed, then x·Eᵀ
+      ["value", "dx", "dE"].forEach((what, i) => {
+        const err = relativeError(fast[i]!, plain[i]!);
+        assert.ok(err <= 1e-5, `${what}: relative error ${err}`);
+      });
     },
   });
 }
