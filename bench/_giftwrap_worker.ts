@@ -28,6 +28,7 @@
 
 import process from "node:process";
 import { type KernelSet, tf, useBackend } from "../runtime/engine/backend.ts";
+import { profileDecoders } from "../runtime/engine/kernels/decode.ts";
 import {
   initParams,
   type ModelConfig,
@@ -277,9 +278,11 @@ async function exportWeights(s: State, path: string): Promise<Answer> {
 async function profile(work: () => Promise<Answer>, top: number): Promise<Answer> {
   let answer: Answer = {};
   const cpu = process.cpuUsage();
+  profileDecoders(true);
   const info = await tf.profile(async () => {
     answer = await work();
   });
+  const decoder = profileDecoders(false);
   const used = process.cpuUsage(cpu);
   const byName = new Map<string, { ms: number; calls: number }>();
   for (const k of info.kernels) {
@@ -297,6 +300,9 @@ async function profile(work: () => Promise<Answer>, top: number): Promise<Answer
     kernelCalls: info.kernels.length,
     peakBytes: info.peakBytes,
     kernels: kernels.slice(0, top),
+    // the OpenBLAS decoder's step by part (it runs outside tfjs): the rest of a sampling run's
+    // wall time is the sampler's own (drawing tokens, their entropy, the model's set-up)
+    ...(decoder.length > 0 ? { decoder } : {}),
   };
 }
 

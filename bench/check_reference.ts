@@ -4,12 +4,14 @@
  * exported to the PyTorch worker, then on the same batch:
  *
  * 1) the forward log-probs of the completion tokens [B, C] must agree to `--tolerance` (1e-4);
- * 2) three train steps (GIFT, clipping, AdamW) are taken on both, and the loss of each step and
- *    the log-probs after them are compared (reported; AdamW's sign-like first steps amplify
- *    float32 noise, so these are expected to agree less tightly).
+ * 2) `--steps` (3) train steps (GIFT, clipping, AdamW) are taken on both, and the loss of each
+ *    step and the log-probs after them are compared (reported; AdamW's sign-like first steps
+ *    amplify float32 noise, so these are expected to agree less tightly). With LoRA both train
+ *    giftwrap's adapters (exported with the weights).
  *
  *   deno run --allow-read --allow-write --allow-run --allow-env --allow-sys bench/check_reference.ts
  *   … bench/check_reference.ts --configs front-door --backend cpu
+ *   … bench/check_reference.ts --configs qwen-0.5b-lora --steps 1   # minutes a step
  *   GIFTWRAP_BLAS=0 deno run … bench/check_reference.ts   # giftwrap's matmuls without OpenBLAS
  *
  * Exits 1 when a forward difference is above the tolerance.
@@ -21,8 +23,6 @@ import { parseArgs } from "node:util";
 import { autoBackend, benchConfig, CONFIG_NAMES, type ConfigName } from "./_configs.ts";
 import { startGiftwrapWorker, startTorchWorker, type WorkerProcess } from "./_protocol.ts";
 import type { BackendName } from "../runtime/engine/backend.ts";
-
-const TRAIN_STEPS = 3;
 
 /** Largest |a_i − b_i|. */
 function maxDiff(a: number[], b: number[]): number {
@@ -42,7 +42,12 @@ interface CheckResult {
   trainError?: string;
 }
 
-async function check(name: ConfigName, backend: BackendName, dir: string): Promise<CheckResult> {
+async function check(
+  name: ConfigName,
+  backend: BackendName,
+  dir: string,
+  steps: number,
+): Promise<CheckResult> {
   const { setup } = benchConfig(name);
   const weights = `${dir}/${name}.f32`;
   const workers: WorkerProcess[] = [];
@@ -63,7 +68,7 @@ async function check(name: ConfigName, backend: BackendName, dir: string): Promi
     const forward = maxDiff(await logp(giftwrap), await logp(torch));
     // 2) a short trajectory: loss of each step, log-probs after the last
     const losses: [number, number][] = [];
-    for (let i = 0; i < TRAIN_STEPS; i++) {
+    for (let i = 0; i < steps; i++) {
       let g: number;
       try {
         g = (await giftwrap.request({ cmd: "train" })).loss as number;
@@ -88,6 +93,7 @@ async function main(): Promise<void> {
       configs: { type: "string", default: CONFIG_NAMES.join(",") },
       backend: { type: "string" },
       tolerance: { type: "string", default: "1e-4" },
+      steps: { type: "string", default: "3" },
     },
   });
   const configs = values.configs.split(",") as ConfigName[];
@@ -98,17 +104,23 @@ async function main(): Promise<void> {
   }
   const backend = (values.backend ?? autoBackend()) as BackendName;
   const tolerance = Number(values.tolerance);
+  const steps = Number(values.steps);
+  if (!Number.isInteger(steps) || steps < 0) {
+    throw new Error(
+      `Cannot check as '--steps' must be an integer >= 0: current value is ${values.steps}`,
+    );
+  }
   const dir = await Deno.makeTempDir({ prefix: "giftwrap-check-" });
   let ok = true;
   try {
     console.log(`giftwrap vs bench/torch_ref.py, identical weights and batch\n`);
     console.log(
       "| config | giftwrap backend | forward log-probs, max abs diff | " +
-        `loss of ${TRAIN_STEPS} steps (giftwrap / PyTorch) | log-probs after, max abs diff |`,
+        `loss of ${steps} steps (giftwrap / PyTorch) | log-probs after, max abs diff |`,
     );
     console.log("|---|---|--:|---|--:|");
     for (const name of configs) {
-      const r = await check(name, backend, dir);
+      const r = await check(name, backend, dir, steps);
       const losses = r.trainError
         ? `giftwrap cannot train: ${r.trainError}`
         : r.losses.map(([g, t]) => `${g.toFixed(6)} / ${t.toFixed(6)}`).join(", ");

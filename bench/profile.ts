@@ -6,6 +6,10 @@
  *   deno run --allow-read --allow-write --allow-run --allow-env --allow-sys bench/profile.ts
  *   … bench/profile.ts --config large-b8 --backend wasm --top 8 --no-blas
  *   … bench/profile.ts --config smollm-135m --warmup 1 --what sample
+ *   … bench/profile.ts --config qwen-0.5b-lora --warmup 0 --no-peer   # giftwrap's side alone
+ *
+ * On wasm and cpu with OpenBLAS the sampler runs outside tfjs (`kernels/decode.ts`): its profile is
+ * the decoder's own timers, by part of its step.
  *
  * Profiling slows both sides (tfjs reads every kernel's output to check for NaN), so the totals
  * here are above the bench's; compare shares, not times, with bench/RESULTS.md.
@@ -32,15 +36,20 @@ interface Kernel {
 }
 
 function report(side: string, what: string, a: Answer): string {
-  const kernels = a.kernels as Kernel[];
-  const kernelMs = a.kernelMs as number;
+  const decoder = a.decoder as Kernel[] | undefined;
+  const kernels = a.kernelCalls === 0 && decoder ? decoder : a.kernels as Kernel[];
+  const kernelMs = a.kernelCalls === 0 && decoder
+    ? decoder.reduce((sum, k) => sum + k.ms, 0)
+    : a.kernelMs as number;
   const lines = [
     `${side} · ${what}: ${(a.ms as number).toFixed(1)} ms wall${
       a.cpuMs ? ` (${(a.cpuMs as number).toFixed(0)} ms of CPU)` : ""
     }, ${kernelMs.toFixed(1)} ms in ` +
-    `${a.kernelCalls} kernel calls${
-      a.peakBytes ? `, peak tensors ${((a.peakBytes as number) / 2 ** 20).toFixed(0)} MiB` : ""
-    }`,
+    `${
+      kernels === decoder
+        ? "the OpenBLAS decoder (by part of its step; tfjs ran no kernel)"
+        : `${a.kernelCalls} kernel calls`
+    }${a.peakBytes ? `, peak tensors ${((a.peakBytes as number) / 2 ** 20).toFixed(0)} MiB` : ""}`,
     "| kernel | ms | share of kernel time | calls |",
     "|---|--:|--:|--:|",
     ...kernels.map((k) =>
@@ -77,6 +86,7 @@ export async function profileMain(
       "openblas-core": { type: "string", default: "best" },
       "torch-device": { type: "string", default: "cpu" },
       python: { type: "string", default: DEBIAN_PYTHON },
+      "no-peer": { type: "boolean", default: false },
     },
   });
   const device = values["torch-device"];
@@ -113,29 +123,31 @@ export async function profileMain(
     ...blas.env,
     ...(values["no-blas"] ? { GIFTWRAP_BLAS: "0" } : {}),
   }, worker);
-  const torch = startTorchWorker(threads, blas.env, values.python);
+  const torch = values["no-peer"] ? null : startTorchWorker(threads, blas.env, values.python);
   try {
     const weights = `${dir}/${name}.f32`;
     const g = await giftwrap.request({ cmd: "setup", config: { ...setup, backend } });
-    await giftwrap.request({ cmd: "export", path: weights });
-    const t = await torch.request({
-      cmd: "setup",
-      config: { ...setup, weights, threads, device },
-    });
+    if (torch) await giftwrap.request({ cmd: "export", path: weights });
+    const t = torch
+      ? await torch.request({ cmd: "setup", config: { ...setup, weights, threads, device } })
+      : null;
     console.log(
-      `${name} · giftwrap ${g.backend} · PyTorch ${t.torch}, ${
-        device === "cuda" ? `on CUDA (${t.device})` : `${t.threads} thread(s)`
+      `${name} · giftwrap ${g.backend}${g.update ? ` (${g.update})` : ""} · PyTorch ${
+        t === null
+          ? "not run (--no-peer)"
+          : `${t.torch}, ${device === "cuda" ? `on CUDA (${t.device})` : `${t.threads} thread(s)`}`
       } · ` +
         `${blas.note} · ${cpus().length} cores\n`,
     );
     for (const what of parts as ("train" | "sample")[]) {
       for (let i = 0; i < warmup; i++) {
         await giftwrap.request({ cmd: what });
-        await torch.request({ cmd: what });
+        await torch?.request({ cmd: what });
       }
       const gp = await rested(() => giftwrap.request({ cmd: "profile", what, top }));
       // printed before PyTorch's profile starts: at real sizes that one takes minutes
       console.log(`${report("giftwrap", what, gp)}\n`);
+      if (!torch) continue;
       const tp = await rested(() =>
         torch.request({ cmd: "profile", what, top, newTokens: gp.steps })
       );
@@ -143,7 +155,7 @@ export async function profileMain(
     }
   } finally {
     await giftwrap.close();
-    await torch.close();
+    await torch?.close();
     await Deno.remove(dir, { recursive: true });
   }
 }

@@ -87,6 +87,39 @@ class Arena {
   }
 }
 
+/** Time by part of a decoder's step while `profileDecoders(true)` is on; null when off. */
+let laps: Map<string, { ms: number; calls: number }> | null = null;
+let lapStart = 0;
+
+/** Adds the time since the last lap to `what` (while profiling). */
+function lap(what: string): void {
+  if (!laps) return;
+  const now = performance.now();
+  const entry = laps.get(what) ?? { ms: 0, calls: 0 };
+  entry.ms += now - lapStart;
+  entry.calls += 1;
+  laps.set(what, entry);
+  lapStart = now;
+}
+
+/**
+ * Turns the decoders' timers on (from empty) or off; returns what they measured so far, the
+ * longest first: time by part of the step (each product, attention, norms, …). The sampler runs
+ * outside tfjs here, so `tf.profile` sees none of it (bench/profile.ts).
+ *
+ * @example
+ * ```ts
+ * profileDecoders(true);
+ * await sampleCompletions(kernels, params, config, tokenizer, prompts, options, rng);
+ * for (const { name, ms } of profileDecoders(false)) console.log(name, ms);
+ * ```
+ */
+export function profileDecoders(on: boolean): { name: string; ms: number; calls: number }[] {
+  const measured = [...(laps ?? [])].map(([name, e]) => ({ name, ...e }));
+  laps = on ? new Map() : null;
+  return measured.sort((a, b) => b.ms - a.ms);
+}
+
 /** Arenas of disposed decoders, for the next ones (at most 2 kept). */
 const freeArenas: Arena[] = [];
 
@@ -366,6 +399,7 @@ class BlasDecoder implements Decoder {
    */
   run(ids: Int32Array, time: number, chosen: readonly number[]): Float32Array {
     const { arena, config, weights, padding, capacity, past, cosines, sines } = this;
+    if (laps) lapStart = performance.now();
     this.reread?.(weights);
     const { dModel: d, heads, kvHeads, headDim: hd, ffnDim: ff, vocab, normEps: eps } = config;
     const kernels = arena.kernels;
@@ -392,6 +426,7 @@ class BlasDecoder implements Decoder {
         heap.set(embedding.subarray(id * d, (id + 1) * d), x + (i * time + t) * d);
       }
     }
+    lap("embedding");
     // Queries run for positions [from, time): all of them, but in the last layer only the last
     // one, whose logits are asked for (the others' keys and values are all later positions need).
     let from = 0;
@@ -401,9 +436,12 @@ class BlasDecoder implements Decoder {
       const layer = layers[l]!;
       // 1) attention
       kernels.rmsNorm(4 * x, 4 * layer.inputNorm, 4 * h, m, d, eps);
+      lap("RMSNorm");
       this.matmul(h, layer.k, k, m, kvHeads * hd, d);
+      lap("k product");
       this.finishProjection(k, layer.kBias, layer.kNorm, m, kvHeads);
       this.matmul(h, layer.v, v, m, kvHeads * hd, d);
+      lap("v product");
       this.finishProjection(v, layer.vBias, null, m, kvHeads);
       for (let i = 0; i < count; i++) {
         const b = chosen[i]!;
@@ -435,7 +473,9 @@ class BlasDecoder implements Decoder {
         m = count;
       }
       const span = time - from;
+      lap("RoPE, biases, cache");
       this.matmul(h, layer.q, q, m, heads * hd, d);
+      lap("q product");
       this.finishProjection(q, layer.qBias, layer.qNorm, m, heads);
       for (let i = 0; i < count; i++) {
         const b = chosen[i]!;
@@ -447,25 +487,37 @@ class BlasDecoder implements Decoder {
           }
         }
       }
+      lap("RoPE, biases, cache");
       this.attend(layer, q, attended, chosen, from, time);
+      lap("attention");
       this.matmul(attended, layer.o, projected, m, d, heads * hd);
+      lap("o product");
       kernels.addInto(4 * x, 4 * projected, m * d);
       // 2) SwiGLU feed-forward
       kernels.rmsNorm(4 * x, 4 * layer.postNorm, 4 * h, m, d, eps);
+      lap("RMSNorm");
       this.matmul(h, layer.gate, gate, m, ff, d);
+      lap("gate product");
       this.matmul(h, layer.up, up, m, ff, d);
+      lap("up product");
       kernels.siluTimes(4 * gate, 4 * up, m * ff);
+      lap("SiLU·up, residuals");
       this.matmul(gate, layer.down, projected, m, d, ff);
+      lap("down product");
       kernels.addInto(4 * x, 4 * projected, m * d);
+      lap("SiLU·up, residuals");
     }
     // 3) output: x now holds each chosen row's last position only
     kernels.rmsNorm(4 * x, 4 * weights.finalNorm, 4 * h, count, d, eps);
+    lap("RMSNorm");
     if (weights.head) this.matmul(h, weights.head, out, count, vocab, d);
     else this.matmul(h, embedding, out, count, vocab, d, true);
+    lap("output head product");
     const logits = new Float32Array(this.rows * vocab);
     for (let i = 0; i < count; i++) {
       logits.set(heap.subarray(out + i * vocab, out + (i + 1) * vocab), chosen[i]! * vocab);
     }
+    lap("logits out");
     return logits;
   }
 
