@@ -308,10 +308,15 @@ async function profile(work: () => Promise<Answer>, top: number): Promise<Answer
 
 function memory(): Answer {
   const info = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
+  // wasm: the module's memory, which only grows (so this is its peak), up to 4 GiB
+  const heap = tf.getBackend() === "wasm"
+    ? (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.byteLength
+    : null;
   return {
     ...residentBytes(),
     startRssBytes: START_RSS,
     tfBytes: info.numBytes,
+    heapBytes: heap,
     // webgpu: the bytes of GPU buffers tfjs allocated, its pool of free ones included; the pool
     // only grows, so this is the peak
     peakDeviceBytes: info.numBytesAllocatedInGPU ?? null,

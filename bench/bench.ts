@@ -339,6 +339,11 @@ async function measure(
         `${label}: giftwrap's peak RSS is its sampling worker's (the train worker failed)`,
       );
     }
+    if (typeof gMemory?.heapBytes === "number") {
+      notes.push(
+        `${label}: giftwrap's wasm heap grew to ${mib(gMemory.heapBytes)} (of 4096 MiB at most)`,
+      );
+    }
     return {
       config: name,
       backend,

@@ -103,3 +103,35 @@ Deno.test("wasm's in-heap Slice gives the copying kernel's values, whole rows or
     tf.dispose([x, ids]);
   }
 });
+
+Deno.test("wasm's Tile copying blocks within the heap gives wasm's own, every rank and dtype", async () => {
+  await useBackend("wasm");
+  const cases: [number[], number[], "float32" | "int32"][] = [
+    [[5], [3], "float32"],
+    [[2, 3], [2, 1], "float32"],
+    [[2, 3], [1, 4], "int32"],
+    [[2, 2, 1, 6], [1, 1, 7, 1], "float32"], // grouped-query attention's keys
+    [[3, 1, 2, 2, 3], [2, 3, 1, 2, 2], "float32"],
+    [[2, 0, 3], [2, 2, 2], "float32"],
+  ];
+  const tiles = () =>
+    cases.map(([shape, reps, dtype], i) => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const values = Array.from({ length: size }, (_, j) => (j * 7 + i) % 23 - 11.5);
+      return tf.tidy(() => {
+        const x = tf.tensor(dtype === "int32" ? values.map(Math.trunc) : values, shape, dtype);
+        const y = tf.tile(x, reps);
+        return { shape: y.shape, values: Array.from(y.dataSync()) };
+      });
+    });
+  try {
+    const copying = tf.getKernel(tf.Tile, "wasm")!.kernelFunc;
+    const copied = tiles();
+    unregisterSharingKernels();
+    assert.notEqual(tf.getKernel(tf.Tile, "wasm")!.kernelFunc, copying, "two kernels compared");
+    const own = tiles();
+    assert.deepEqual(copied, own);
+  } finally {
+    registerSharingKernels();
+  }
+});
