@@ -55,6 +55,7 @@ const SYMBOLS = {
     result: "void",
   },
   openblas_get_num_threads: { parameters: [], result: "i32" },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void" },
   openblas_get_corename: { parameters: [], result: "pointer" },
 } as const;
 
@@ -104,6 +105,12 @@ export interface Blas {
   /** The CPU kernels OpenBLAS chose, e.g. `SkylakeX`. */
   core: string;
   sgemm: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]["cblas_sgemm"];
+  /**
+   * Sets the threads the next products use (`threads` is the library's own number, which
+   * {@linkcode Blas.threads} keeps). Results do not depend on it: a product's rows and columns are
+   * split between threads, never its sums.
+   */
+  setThreads(threads: number): void;
 }
 
 /** Why no BLAS is used, or the one that is. */
@@ -139,7 +146,11 @@ function probeBlas(libraries: readonly string[]): BlasProbe {
       const threads = lib.symbols.openblas_get_num_threads();
       const name = lib.symbols.openblas_get_corename();
       const core = name ? new Deno.UnsafePointerView(name).getCString() : "unknown";
-      return { ok: true, blas: { library, threads, core, sgemm: lib.symbols.cblas_sgemm } };
+      const setThreads = (n: number) => lib.symbols.openblas_set_num_threads(n);
+      return {
+        ok: true,
+        blas: { library, threads, core, sgemm: lib.symbols.cblas_sgemm, setThreads },
+      };
     } catch {
       // not this one
     }

@@ -34,6 +34,15 @@ import type { ModelConfig, Params } from "../model/config.ts";
 import { simdKernels } from "./simd.ts";
 import type { Decoder } from "./types.ts";
 
+/**
+ * A decoder call on fewer rows than this (every sampling step; a prefill of short prompts) runs
+ * its products on one OpenBLAS thread. Such a product is a fraction of a millisecond of work, and
+ * splitting it cost more than it saved: on 2 busy cores a SmolLM2-135M sampling run took 69 s with
+ * 2 threads and 40 s with one (bench/RESULTS.md). The results are the same (OpenBLAS splits rows
+ * and columns between threads, never a sum).
+ */
+export const DECODER_THREADED_ROWS = 64;
+
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
 const TRANS = 112;
@@ -356,7 +365,14 @@ class BlasDecoder implements Decoder {
         return first === undefined;
       });
     }
-    const logits = this.run(ids, time, chosen);
+    const single = this.blas.threads > 1 && chosen.length * time < DECODER_THREADED_ROWS;
+    if (single) this.blas.setThreads(1);
+    let logits: Float32Array;
+    try {
+      logits = this.run(ids, time, chosen);
+    } finally {
+      if (single) this.blas.setThreads(this.blas.threads);
+    }
     const { vocab, kvHeads, headDim: hd } = config;
     const block = kvHeads * capacity * hd; // one row's cache
     const heap = this.arena.heap;

@@ -170,3 +170,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...needsBlas(
+    "blasDecoder() runs a step's small products on one thread, then gives the threads back",
+  ),
+  async fn() {
+    const config = CONFIGS["grouped-query attention, untied head"]!;
+    const { kernels } = await useBackend("wasm");
+    const params = initParams(config, new Rng(8));
+    const calls: number[] = [];
+    const real = openBlas();
+    const blas: Blas = { ...real, threads: 2, setThreads: (n) => calls.push(n) };
+    const decoder = await blasDecoder(blas, params, config, 2, [0, 0], 6);
+    try {
+      const logits = await decoder.next(Int32Array.from([1, 5, 6, 1, 9, 10]), 3);
+      assert.deepEqual(calls, [1, 2], "one thread for 6 rows, then the library's 2 again");
+      const expected = tf.tidy(() => {
+        const t = tf.tensor2d([[1, 5, 6], [1, 9, 10]], [2, 3], "int32");
+        return forward(kernels, params, config, t, { logitsFrom: 2 }).logits.dataSync();
+      });
+      assert.ok(relativeError(logits, expected) < 1e-5);
+    } finally {
+      decoder.dispose();
+      tf.dispose(Object.values(params));
+    }
+  },
+});
