@@ -225,22 +225,32 @@ async function sample(s: State, minMs = 0): Promise<Answer> {
   return { tokens, steps, calls, rows: B, ms };
 }
 
+/**
+ * The completions' log-probs [B, C], row-major, a micro-batch of rows at a time when the update
+ * runs in micro-batches (the whole batch's [B, C, V] logits are 1.2 GB at Qwen's vocabulary).
+ */
 async function logprobs(s: State): Promise<Answer> {
-  const logp = tf.tidy(() =>
-    tokenLogProbs(
-      s.kernels,
-      s.params,
-      s.config,
-      s.ids,
-      s.shapes.promptTokens,
-      1,
-      undefined,
-      s.adapters ? { adapters: s.adapters } : {},
-    )
-  ); // [B, C]
-  const values = await logp.data();
-  logp.dispose();
-  return { logp: Array.from(values) };
+  const { rows: B } = s.shapes;
+  const step = s.microBatchRows ?? B;
+  const out: number[] = [];
+  for (let start = 0; start < B; start += step) {
+    const rows = Math.min(step, B - start);
+    const logp = tf.tidy(() =>
+      tokenLogProbs(
+        s.kernels,
+        s.params,
+        s.config,
+        tf.slice(s.ids, [start, 0], [rows, -1]),
+        s.shapes.promptTokens,
+        1,
+        undefined,
+        s.adapters ? { adapters: s.adapters } : {},
+      )
+    ); // [rows, C]
+    out.push(...await logp.data());
+    logp.dispose();
+  }
+  return { logp: out };
 }
 
 /**

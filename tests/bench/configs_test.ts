@@ -1,7 +1,8 @@
 /**
  * The bench's real-size configurations have the real models' shapes, and PyTorch's reference
- * (bench/torch_ref.py) runs Qwen2's q/k/v biases and LoRA as the bench describes. The bench itself
- * is never run here.
+ * (bench/torch_ref.py) runs Qwen2's q/k/v biases and LoRA as the bench describes; giftwrap's worker
+ * trains LoRA adapters in micro-batches with checkpointing, and PyTorch, given its exported
+ * adapters, takes the same step. The bench itself is never run here.
  */
 
 import assert from "node:assert/strict";
@@ -45,7 +46,16 @@ Deno.test("the real-size configurations' batches are 4 prompts × 4 completions 
     alpha: 32,
     targets: ["q_proj", "k_proj", "v_proj", "o_proj"],
   });
-  assert.match(qwen.giftwrapUnavailable ?? "", /no LoRA/);
+  assert.equal(qwen.giftwrapUnavailable, undefined);
+  // one character per sampled id, past the 16-bit ones: code points, no surrogates
+  const characters = [...qwen.setup.alphabet];
+  assert.equal(characters.length, 151_936 - 3);
+  assert.equal(new Set(characters).size, characters.length);
+  assert.ok(characters.every((c) => c.codePointAt(0)! < 0xd800 || c.codePointAt(0)! > 0xdfff));
+  for (const { setup } of [smol, qwen]) {
+    assert.equal(setup.microBatchRows, 4); // one group
+    assert.equal(setup.gradientCheckpointing, true);
+  }
   assert.ok(CONFIG_NAMES.includes("smollm-135m") && CONFIG_NAMES.includes("qwen-0.5b-lora"));
 });
 
@@ -98,18 +108,60 @@ Deno.test({
   },
 });
 
-Deno.test("giftwrap's bench worker refuses a LoRA setup in one line", async () => {
-  const { setup } = benchConfig("gqa-untied");
-  const worker = startGiftwrapWorker({ GIFTWRAP_BLAS: "0" });
-  try {
-    await assert.rejects(
-      worker.request({
+Deno.test({
+  ...needsTorch(
+    "giftwrap's worker trains LoRA in micro-batches with checkpointing; PyTorch, given its adapters, takes the same step",
+  ),
+  async fn() {
+    // qwen-0.5b-lora's structure and update at a small size: 16 rows, micro-batches of one group
+    const { setup } = benchConfig("gqa-untied");
+    const model = { ...setup.model, tiedEmbeddings: true, attentionBias: true };
+    const lora = { rank: 2, alpha: 4, targets: ["q_proj", "k_proj", "v_proj", "o_proj"] };
+    const config = { ...setup, model, lora };
+    const dir = await Deno.makeTempDir();
+    const weights = `${dir}/w.f32`;
+    const giftwrap = startGiftwrapWorker({ GIFTWRAP_BLAS: "0" });
+    const plain = startGiftwrapWorker({ GIFTWRAP_BLAS: "0" });
+    const torch = startTorchWorker(1);
+    try {
+      const answer = await giftwrap.request({
         cmd: "setup",
-        config: { ...setup, backend: "cpu", lora: { rank: 2, alpha: 4, targets: ["q_proj"] } },
-      }),
-      /Cannot set up 'lora' \(rank 2\).*expected no 'lora'/,
-    );
-  } finally {
-    await worker.close();
-  }
+        config: { ...config, backend: "cpu", microBatchRows: 4, gradientCheckpointing: true },
+      });
+      assert.equal(answer.update, "micro-batches of 4 rows, activation checkpointing");
+      assert.equal(answer.trainable, 2 * 2 * ((64 + 64) + 2 * (64 + 32) + (64 + 64)));
+      await plain.request({ cmd: "setup", config: { ...config, backend: "cpu" } });
+      await giftwrap.request({ cmd: "export", path: weights });
+      await torch.request({ cmd: "setup", config: { ...config, weights } });
+      const logp = async (w: typeof torch) =>
+        (await w.request({ cmd: "logprobs" })).logp as number[];
+      const [g, t] = [await logp(giftwrap), await logp(torch)];
+      assert.ok(g.every((v, i) => Math.abs(v - t[i]!) < 1e-5), "log-probs");
+      // the same step: its loss and gradient norm, then the log-probs it leads to
+      const steps = await Promise.all(
+        [giftwrap, plain, torch].map((w) => w.request({ cmd: "train" })),
+      );
+      const [micro, whole, reference] = steps.map((a) => [a.loss as number, a.gradNorm as number]);
+      assert.ok(reference![1]! > 0, "the step has a gradient");
+      for (const [what, got] of [["micro-batched", micro!], ["whole batch", whole!]] as const) {
+        assert.ok(
+          Math.abs(got[0]! - reference![0]!) < 1e-5,
+          `${what} loss ${got[0]} vs ${reference![0]}`,
+        );
+        assert.ok(
+          Math.abs(got[1]! - reference![1]!) < 1e-4 * reference![1]!,
+          `${what} gradient norm ${got[1]} vs ${reference![1]}`,
+        );
+      }
+      const [after, afterTorch] = [await logp(giftwrap), await logp(torch)];
+      assert.ok(after.some((v, i) => Math.abs(v - g[i]!) > 1e-6), "the adapters moved");
+      const worst = Math.max(...after.map((v, i) => Math.abs(v - afterTorch[i]!)));
+      assert.ok(worst < 1e-4, `log-probs after the step: max |Δ| ${worst}`);
+    } finally {
+      await giftwrap.close();
+      await plain.close();
+      await torch.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
