@@ -468,7 +468,11 @@ export function forward(
       x = checkpointedBlock(ops, params, config, l, x, shape, adapters);
       continue;
     }
-    const out = block(ops, p, config, l, x, shape, options.cache?.[l], adapters);
+    // One block's intermediates are freed when it is done, unless a gradient saved them (tfjs
+    // keeps what an op saves for its backward pass): held to the caller's tidy, a forward pass
+    // without gradient (log-probs of π_old, a reference) kept every layer's activations at once.
+    const input = x;
+    const out = tf.tidy(() => block(ops, p, config, l, input, shape, options.cache?.[l], adapters));
     x = out.x;
     cache.push({ k: out.k, v: out.v });
   }

@@ -231,3 +231,25 @@ function initParamsBytes(config: ModelConfig): Record<string, number> {
   tf.dispose(Object.values(params));
   return bytes;
 }
+
+/** Peak live bytes of `tokenLogProbs` without a gradient (π_old, a reference) on the CPU kernel set. */
+async function forwardPeak(layers: number): Promise<number> {
+  const { kernels } = await useBackend("cpu");
+  const config = { ...DEEP, layers };
+  const params = initParams(config, new Rng(21));
+  const ids = randomIds(new Rng(22), config, 8, 33); // prompt 17, completion 16
+  const peak = peakBytes(() => {
+    tf.tidy(() => tokenLogProbs(kernels, params, config, ids, 17)).dispose();
+  });
+  tf.dispose([ids, ...Object.values(params)]);
+  return peak;
+}
+
+Deno.test("tokenLogProbs() without a gradient holds one block's activations at a time", async () => {
+  const two = await forwardPeak(2);
+  const eight = await forwardPeak(8);
+  console.log(`forward peak: 2 layers ${two} B, 8 layers ${eight} B`);
+  // each further block adds only its output and its keys and values (the cache forward returns)
+  const perBlock = 8 * 32 * (32 + 2 * DEEP.kvHeads * DEEP.headDim) * 4;
+  assert.ok(eight <= two + 6 * perBlock, `8 layers ${eight} B vs 2 layers ${two} B`);
+});
