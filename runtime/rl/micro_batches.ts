@@ -22,7 +22,8 @@
 
 import { tf } from "../engine/backend.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
-import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
+import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
+import type { LoraAdapters } from "../engine/model/lora.ts";
 import type { ObjectiveAxes } from "../../dsl/objectives.ts";
 import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/group.ts";
@@ -149,7 +150,10 @@ export interface UpdateBatch {
 /** The policy an update differentiates, and how its log-probabilities are taken. */
 export interface UpdatePolicy {
   kernels: KernelSet;
-  params: Record<string, tf.Variable>;
+  /** The policy's weights: the variables differentiated, or the frozen base under `adapters`. */
+  params: Params;
+  /** LoRA adapters on `params`: then only their variables are differentiated. */
+  adapters?: LoraAdapters;
   config: ModelConfig;
   promptLength: number;
   /** The sampling temperature the log-probabilities are taken under. */
@@ -221,7 +225,10 @@ function batchLoss(
     promptLength,
     temperature,
     batch.padding,
-    policy.gradientCheckpointing ? { gradientCheckpointing: true } : {},
+    {
+      ...(policy.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+      ...(policy.adapters ? { adapters: policy.adapters } : {}),
+    },
   ); // [b, C]
   const oldLogp = batch.old ?? stopGradient(logp); // one update per batch: π_old = π
   const refLogp = options.rolloutReference ? oldLogp : batch.ref;
@@ -242,7 +249,8 @@ function batchLoss(
 }
 
 /**
- * One update's loss, its gradient with respect to every parameter in `policy.params`, the
+ * One update's loss, its gradient with respect to every variable trained (`policy.params`, or
+ * `policy.adapters`' with LoRA), the
  * objective's diagnostics and the KL to the reference, over micro-batches of
  * `options.microBatchRows` rows (whole groups) accumulated with their shares of the loss (see the
  * module doc): the same values as one pass over the whole batch, with one micro-batch's activations
@@ -265,7 +273,9 @@ export async function updateGradients(
   batch: UpdateBatch,
   options: UpdateGradientsOptions,
 ): Promise<UpdateGradients> {
-  const vars = Object.values(policy.params);
+  const vars = Object.values(
+    policy.adapters?.params ?? (policy.params as Record<string, tf.Variable>),
+  );
   const rows = batch.ids.shape[0];
   const ranges = microBatchRanges(rows, options.groupSize, options.microBatchRows ?? rows);
   if (ranges.length === 1) {

@@ -165,12 +165,13 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
           `(${plan.shapes.promptTokens} tokens) as data.tooLong is 'skip'`,
       );
     }
-    // 2) the policy: the checkpoint's, or initialised and warm-started (saved as initial/)
-    const params = await startPolicy(context, options.signal);
+    // 2) the policy: the checkpoint's, or initialised and warm-started (saved as initial/); with
+    //    LoRA the frozen base and its adapters
+    const policy = await startPolicy(context, options.signal);
     // 3) the reference, and the policy RL started from when KL to it is tracked
-    const frozen = await references(context, params, fromCheckpoint, options.track);
+    const frozen = await references(context, policy, fromCheckpoint, options.track);
     // 4) the optimiser and the trainer's state, restored from the checkpoint
-    const run = startTrainer(context, params, frozen);
+    const run = startTrainer(context, policy, frozen);
     // 5) step 0: evaluated after the warm start, before any RL update
     const schedule = new Schedule(context, run, options);
     if (!dir.checkpoint) await schedule.evaluateStart();
