@@ -340,39 +340,36 @@ export async function trainStep(
     batch.truncated.forEach((truncated, i) => truncated && mask.fill(0, i * C, (i + 1) * C));
   }
 
-  // 3) old and reference log-probs: constants, in the update's mini-batches and shapes (π_old
-  // with the adapters, as the update computes π; with LoRA the "initial" reference is the base,
-  // `params` without them)
+  // 3) old and reference log-probs: constants, in the update's mini-batches and shapes, down to
+  // its micro-batches (a product's rounding may depend on how many rows it has). π_old is taken
+  // with the adapters, as the update takes π; with LoRA the "initial" reference is the base,
+  // `params` without them
+  const passRows = Math.min(options.microBatchRows ?? miniBatchRows, miniBatchRows);
+  const logProbsOf = (weights: Params, mb: ReturnType<typeof miniBatchTensors>, adapted: boolean) =>
+    tf.tidy(() => {
+      const rows = mb.padding.length;
+      const parts: tf.Tensor2D[] = [];
+      for (let at = 0; at < rows; at += passRows) {
+        const n = Math.min(passRows, rows - at);
+        const ids = n === rows ? mb.ids : tf.slice(mb.ids, [at, 0], [n, -1]); // [n, P + C]
+        parts.push(tokenLogProbs(
+          kernels,
+          weights,
+          config,
+          ids,
+          promptTokens,
+          temperature,
+          mb.padding.slice(at, at + n),
+          adapted ? withAdapters : {},
+        )); // [n, C]
+      }
+      return parts.length === 1 ? parts[0]! : tf.concat(parts, 0); // [b, C]
+    });
   const miniBatches = [];
   for (let start = 0; start < B; start += miniBatchRows) {
     const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
-    const old = passes.old
-      ? tf.tidy(() =>
-        tokenLogProbs(
-          kernels,
-          params,
-          config,
-          mb.ids,
-          promptTokens,
-          temperature,
-          mb.padding,
-          withAdapters,
-        )
-      ) // [b, C]
-      : null;
-    const ref = run.reference && passes.reference
-      ? tf.tidy(() =>
-        tokenLogProbs(
-          kernels,
-          run.reference!,
-          config,
-          mb.ids,
-          promptTokens,
-          temperature,
-          mb.padding,
-        )
-      ) // [b, C]
-      : null;
+    const old = passes.old ? logProbsOf(params, mb, true) : null; // [b, C]
+    const ref = run.reference && passes.reference ? logProbsOf(run.reference, mb, false) : null; // [b, C]
     miniBatches.push({ ...mb, old, ref, start });
   }
 
