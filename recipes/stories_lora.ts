@@ -1,7 +1,7 @@
 /**
  * The stories front door (`stories_gift.ts`) with LoRA: the same task and reward on stories260K,
  * but its weights stay frozen and only rank-8 adapters on the attention projections (q, k, v, o)
- * train, 20,480 parameters of its 260,032. The reference is "initial", which with LoRA is the
+ * train, 17,920 parameters of its 260,032. The reference is "initial", which with LoRA is the
  * base model with the adapters switched off: no second copy of the weights. The run saves the
  * adapter in PEFT's format in `<run>/adapter` (`saveMerged: true` would add the merged model in
  * `<run>/model`); `deno task generate <run>` applies it to the base.

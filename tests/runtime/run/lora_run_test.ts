@@ -332,3 +332,26 @@ Deno.test("execute() with LoRA starts from the PEFT adapter the recipe names, an
     );
   });
 });
+
+Deno.test("execute() with LoRA and reference rollout tracks KL to the base, the adapters off", async () => {
+  await withTempDir(async (dir) => {
+    await copyDir(STORIES, `${dir}/model`);
+    const plan = await loraPlan(dir, {}, { reference: "rollout", miniBatches: 2 });
+    let initialIsBase = false;
+    let noReference = false;
+    const result = await run(plan, dir, {
+      track: { klInitial: true },
+      onFinish: (r) => {
+        initialIsBase = r.initial === r.params;
+        noReference = r.reference === null;
+      },
+    });
+    assert.ok(initialIsBase, "the policy RL started from is the base's own tensors");
+    assert.ok(noReference);
+    const [first, second] = result.metrics.map((m) => m.klInitial!);
+    // At step 1 the adapters are off in effect (B = 0): the sampler's log-probs are the base's,
+    // up to the decoder's rounding; by step 2 the adapters have moved the policy.
+    assert.ok(Math.abs(first!) < 1e-5, `step 1 KL ${first}`);
+    assert.ok(second! > 1e-4, `step 2 KL ${second}`);
+  });
+});
