@@ -80,9 +80,6 @@ interface Finished {
   merged: Record<string, Float32Array>;
   /** The merged policy's greedy continuation of "Once upon a time" (8 tokens). */
   greedy: number[];
-  run: Omit<Run, "params"> & { params: Run["params"] };
-  /** Checks made while the tensors were alive. */
-  checks: string[];
 }
 
 /** Reads `r` as {@linkcode Finished} does. */
