@@ -9,7 +9,10 @@
  * - `metrics.jsonl`: a line per step (`StepMetrics`), plus `evalAccuracy` on evaluated steps,
  * - `samples.jsonl`: a few groups every `log.samplesEvery` steps (`SampleGroup`),
  * - `checkpoints/`: `initial/` (the policy RL starts from), `step-NNNNNN/` (the newest
- *   `checkpoint.keep`) and `final/`, each complete or absent (`checkpoint.ts`),
+ *   `checkpoint.keep`) and `final/`, each complete or absent (`checkpoint.ts`); with LoRA each
+ *   holds the adapters (a PEFT adapter directory), not the frozen base,
+ * - for a Hugging Face policy, what to serve: `model/` (a Hugging Face directory of the final
+ *   weights), or with LoRA `adapter/` (PEFT's format) and, with `saveMerged`, `model/` merged,
  * - `report.html`, when the caller supplies a report writer: refreshed at each checkpoint and at
  *   the end,
  * - `run.lock`, while a process runs it.
