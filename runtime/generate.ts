@@ -1,8 +1,10 @@
 /**
  * Generating text from a model directory, for a user to try a model before and after training
  * (`deno task generate`): a Hugging Face model directory (`config.json`, safetensors and
- * `tokenizer.json`), a giftwrap checkpoint (its character tokenizer stored in `config.json`), or a
- * run directory, which means its final checkpoint (`checkpoints/final`).
+ * `tokenizer.json`), a giftwrap checkpoint (its character tokenizer stored in `config.json`), a
+ * PEFT LoRA adapter directory (applied to the model directory its `adapter_config.json` names as
+ * `base_model_name_or_path`), or a run directory, which means the model it saved to serve
+ * (`model/`), else its LoRA adapter (`adapter/`), else its final checkpoint (`checkpoints/final`).
  *
  * Choices, where `transformers` and llama.cpp differ:
  * - temperature 0 (greedy, no random draw) is the default, so trying a model gives the same text
@@ -30,6 +32,7 @@ import type { ModelConfig, Params } from "./engine/model/config.ts";
 import type { ChatTemplate } from "./engine/model/chat_template.ts";
 import type { TensorData } from "./engine/model/safetensors.ts";
 import { Rng } from "./engine/random.ts";
+import { disposeLoraAdapters, loadLoraAdapter, mergeLora } from "./engine/model/lora.ts";
 import { sampleRow } from "./rl/sample_token.ts";
 
 /**
@@ -124,11 +127,18 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** What `generate` reads: a model directory, and a LoRA adapter directory to apply to it. */
+interface Source {
+  dir: string;
+  adapter: string | null;
+}
+
 /**
- * The model directory `path` names: itself when it holds a `config.json`, else, for a run
- * directory (one with `run.json`), its final checkpoint.
+ * The model directory `path` names: itself when it holds a `config.json`; for a PEFT adapter
+ * directory, the base model it names; for a run directory (one with `run.json`), the model it
+ * saved to serve, its adapter, or its final checkpoint.
  */
-async function modelDir(path: string): Promise<string> {
+async function modelDir(path: string): Promise<Source> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -144,12 +154,17 @@ async function modelDir(path: string): Promise<string> {
     );
   }
   const dir = path.replace(/\/+$/, "") || "/";
-  if (await exists(`${dir}/config.json`)) return dir;
+  if (await exists(`${dir}/config.json`)) return { dir, adapter: null };
+  if (await exists(`${dir}/adapter_config.json`)) return await adapterBase(dir);
   if (await exists(`${dir}/run.json`)) {
-    // A Hugging Face policy's run saves its model to serve in model/; any run, its final weights.
-    if (await exists(`${dir}/model/config.json`)) return `${dir}/model`;
+    // A Hugging Face policy's run saves its model to serve in model/ (with LoRA, when asked to
+    // merge), a LoRA run its adapter in adapter/; any other run, its final weights.
+    if (await exists(`${dir}/model/config.json`)) return { dir: `${dir}/model`, adapter: null };
+    if (await exists(`${dir}/adapter/adapter_config.json`)) {
+      return await adapterBase(`${dir}/adapter`);
+    }
     const final = `${dir}/checkpoints/final`;
-    if (await exists(`${final}/config.json`)) return final;
+    if (await exists(`${final}/config.json`)) return { dir: final, adapter: null };
     throw new GenerateError(
       `Cannot generate from the run directory '${dir}' as it has no final checkpoint ` +
         `(${final}): the run has not finished`,
@@ -159,6 +174,22 @@ async function modelDir(path: string): Promise<string> {
     `Cannot generate from '${dir}' as it has no config.json: give a Hugging Face model ` +
       `directory, a checkpoint or a run directory`,
   );
+}
+
+/** The PEFT adapter directory `adapter` and the local model directory it names as its base. */
+async function adapterBase(adapter: string): Promise<Source> {
+  const raw = await readJsonFile(`${adapter}/adapter_config.json`) as
+    | { base_model_name_or_path?: unknown }
+    | null;
+  const base = raw?.base_model_name_or_path;
+  if (typeof base !== "string" || !(await exists(`${base}/config.json`))) {
+    throw new GenerateError(
+      `Cannot generate from the LoRA adapter '${adapter}' as its adapter_config.json's ` +
+        `base_model_name_or_path must be a local model directory: current value is ` +
+        JSON.stringify(base ?? null),
+    );
+  }
+  return { dir: base.replace(/\/+$/, "") || "/", adapter };
 }
 
 /**
@@ -270,13 +301,17 @@ function promptIds(model: Model, options: GenerateOptions): number[] {
  */
 export async function generate(path: string, options: GenerateOptions): Promise<Generation> {
   const { maxNewTokens, temperature, topP, topK, seed } = settings(options);
-  const dir = await modelDir(path);
+  const { dir, adapter } = await modelDir(path);
   const { kernels } = await useBackend("cpu");
   let model: Model;
   let prompt: number[];
+  let lora: Awaited<ReturnType<typeof loadLoraAdapter>> | null = null;
   try {
     model = await loadModel(dir, kernels.layout);
     prompt = promptIds(model, options);
+    if (adapter !== null) {
+      lora = await loadLoraAdapter(adapter, model.config, { layout: kernels.layout });
+    }
   } catch (e) {
     if (e instanceof GenerateError) throw e;
     throw new GenerateError((e as Error).message.split("\n")[0]!);
@@ -288,7 +323,10 @@ export async function generate(path: string, options: GenerateOptions): Promise<
   const sampling = { temperature, topK, topP };
   const rng = new Rng(seed).fork("generate");
 
-  const params: Params = weightsToTensors(model.weights, false);
+  const base: Params = weightsToTensors(model.weights, false);
+  // A LoRA adapter is merged into the base's weights (W + s·A·B) for the decoder.
+  const params: Params = lora === null ? base : mergeLora(base, lora);
+  if (lora !== null) disposeLoraAdapters(lora);
   const completion: number[] = [];
   let stopped: Generation["stopped"] = "length";
   try {
@@ -309,7 +347,7 @@ export async function generate(path: string, options: GenerateOptions): Promise<
       decoder.dispose();
     }
   } finally {
-    tf.dispose(Object.values(params));
+    tf.dispose([...new Set([...Object.values(params), ...Object.values(base)])]);
   }
   const shown = stopped === "stop-id" ? completion.slice(0, -1) : completion;
   return {

@@ -125,8 +125,21 @@ async function readAdapterFacts(path: string, base: string | URL): Promise<Adapt
     alpha: lora.alpha,
     dropout: lora.dropout,
     targets: [...lora.targets],
-    sha256: await hashFiles(dir, ADAPTER_FILES),
+    sha256: await adapterSha256(dir),
   };
+}
+
+/**
+ * SHA-256 over a PEFT adapter directory's files ({@linkcode ADAPTER_FILES}), as a plan records it
+ * (`plan.model.lora.adapter.sha256`).
+ *
+ * @example
+ * ```ts
+ * const changed = (await adapterSha256(dir)) !== plan.model.lora?.adapter?.sha256;
+ * ```
+ */
+export async function adapterSha256(dir: string): Promise<string> {
+  return await hashFiles(dir, ADAPTER_FILES);
 }
 
 /** What `compile()` needs of the model directory `dir`. */

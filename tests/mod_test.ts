@@ -40,6 +40,7 @@ const EXPORTS = {
     "rloo",
     "tasks",
     "hfModel",
+    "lora",
     "tinyGpt",
     "una",
   ],

@@ -22,7 +22,7 @@
 
 import { tf } from "../engine/backend.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
-import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
+import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
 import type { LoraAdapters } from "../engine/model/lora.ts";
 import type { ObjectiveAxes } from "../../dsl/objectives.ts";
 import type { Objective } from "./objectives/types.ts";
@@ -150,18 +150,16 @@ export interface UpdateBatch {
 /** The policy an update differentiates, and how its log-probabilities are taken. */
 export interface UpdatePolicy {
   kernels: KernelSet;
-  params: Record<string, tf.Variable>;
+  /** The policy's weights: the variables differentiated, or the frozen base under `adapters`. */
+  params: Params;
+  /** LoRA adapters on `params`: then only their variables are differentiated. */
+  adapters?: LoraAdapters;
   config: ModelConfig;
   promptLength: number;
   /** The sampling temperature the log-probabilities are taken under. */
   temperature: number;
   /** `tokenLogProbs`'s activation checkpointing. @default false */
   gradientCheckpointing?: boolean;
-  /**
-   * LoRA adapters on `params`: then only the adapters are differentiated (the gradients are
-   * theirs, by variable name), `params` being the frozen base.
-   */
-  adapters?: LoraAdapters;
 }
 
 /** Options of `updateGradients()`. */
@@ -251,8 +249,8 @@ function batchLoss(
 }
 
 /**
- * One update's loss, its gradient with respect to every parameter in `policy.params` (or every
- * adapter tensor of `policy.adapters`), the
+ * One update's loss, its gradient with respect to every variable trained (`policy.params`, or
+ * `policy.adapters`' with LoRA), the
  * objective's diagnostics and the KL to the reference, over micro-batches of
  * `options.microBatchRows` rows (whole groups) accumulated with their shares of the loss (see the
  * module doc): the same values as one pass over the whole batch, with one micro-batch's activations
@@ -275,7 +273,9 @@ export async function updateGradients(
   batch: UpdateBatch,
   options: UpdateGradientsOptions,
 ): Promise<UpdateGradients> {
-  const vars = Object.values(policy.adapters?.params ?? policy.params);
+  const vars = Object.values(
+    policy.adapters?.params ?? (policy.params as Record<string, tf.Variable>),
+  );
   const rows = batch.ids.shape[0];
   const ranges = microBatchRanges(rows, options.groupSize, options.microBatchRows ?? rows);
   if (ranges.length === 1) {

@@ -16,6 +16,7 @@ import type { KernelSet } from "../engine/kernels/types.ts";
 import type { Task } from "../data/task.ts";
 import type { Problem } from "../data/types.ts";
 import { type ModelConfig, type Params, tokenLogProbs } from "../engine/model/transformer.ts";
+import { type LoraAdapters, mergeLora } from "../engine/model/lora.ts";
 import type { Objective } from "./objectives/types.ts";
 import { advantages, klK3 } from "./objectives/axes.ts";
 import { microBatchWeighting, updateGradients } from "./micro_batches.ts";
@@ -35,13 +36,24 @@ export interface Run {
   kernels: KernelSet;
   config: ModelConfig;
   task: Task;
-  /** The policy being trained. */
-  params: Record<string, tf.Variable>;
-  /** A frozen reference policy (`initial` or a checkpoint); null for `rollout` or `none`. */
+  /**
+   * The policy's weights: the variables trained, or, with LoRA (`adapters`), the frozen base as
+   * plain tensors, which no gradient reaches.
+   */
+  params: Params;
+  /**
+   * LoRA adapters on `params` (`plan.model.lora`), the only tensors trained and the only ones in
+   * `optimizer`; absent or null for full fine-tuning. See {@linkcode trainedParams}.
+   */
+  adapters?: LoraAdapters | null;
+  /**
+   * A frozen reference policy (`initial` or a checkpoint); null for `rollout` or `none`. With
+   * LoRA, `initial` is the base with the adapters off: `params` itself, no copy.
+   */
   reference: Params | null;
   /**
    * The policy as it started RL, frozen, when the run tracks KL to it (`klInitial`); the same
-   * tensors as `reference` when that is `initial`.
+   * tensors as `reference` when that is `initial` (with LoRA, the base: `params`).
    */
   initial: Params | null;
   optimizer: AdamW;
@@ -81,6 +93,50 @@ export class NonFiniteUpdateError extends Error {
     );
     this.name = "NonFiniteUpdateError";
   }
+}
+
+/**
+ * The variables a run trains, AdamW's: its LoRA adapters' A and B, else the policy's weights
+ * (variables then: `startPolicy()` and `initParams()` make them so).
+ *
+ * @example
+ * ```ts
+ * const optimizer = adamW(trainedParams(run), plan.optimizer, totalUpdates);
+ * ```
+ */
+export function trainedParams(
+  run: Pick<Run, "params" | "adapters">,
+): Record<string, tf.Variable> {
+  return run.adapters?.params ?? (run.params as Record<string, tf.Variable>);
+}
+
+/**
+ * The policy's weights as the sampler and evaluation read them, which take full weights: `params`
+ * itself, or with LoRA the adapters merged in (W + s·A·B, `mergeLora()`), made for the call and
+ * freed by `release()`.
+ *
+ * @example
+ * ```ts
+ * const policy = policyWeights(run.params, run.adapters);
+ * try {
+ *   await evaluate(run.kernels, policy.weights, run.config, tokenizer, problems, metric, shapes);
+ * } finally {
+ *   policy.release();
+ * }
+ * ```
+ */
+export function policyWeights(
+  params: Params,
+  adapters: LoraAdapters | null | undefined,
+): { weights: Params; release(): void } {
+  if (!adapters) return { weights: params, release() {} };
+  const weights = mergeLora(params, adapters);
+  return {
+    weights,
+    release() {
+      tf.dispose(Object.entries(weights).filter(([n, t]) => params[n] !== t).map(([, t]) => t));
+    },
+  };
 }
 
 /**
@@ -241,6 +297,8 @@ export async function trainStep(
   options: TrainStepOptions = {},
 ): Promise<{ metrics: StepMetrics; samples: SampleGroup[]; rewardErrors: Scores["errors"] }> {
   const { plan, config, task, params, kernels } = run;
+  const adapters = run.adapters ?? null;
+  const withAdapters = adapters ? { adapters } : {};
   const { prompts: P, groupSize: G, rows: B, promptTokens, newTokens: C } = plan.shapes;
   const { miniBatchRows } = plan.shapes;
   const temperature = plan.sampling.temperature > 0 ? plan.sampling.temperature : 1;
@@ -249,11 +307,13 @@ export async function trainStep(
   const started = performance.now();
 
   // 1) sample and 2) score: P prompts × G completions (a group is G consecutive rows), scored by
-  // every reward source; with DAPO's dynamic sampling, groups without signal are replaced
+  // every reward source; with DAPO's dynamic sampling, groups without signal are replaced. The
+  // sampler reads full weights: with LoRA, merged for this step's sampling only.
+  const sampler = policyWeights(params, adapters);
   const { batch, samples, scores, groupsDropped, promptsResampled } = await sampleGroups(
     {
       kernels,
-      params,
+      params: sampler.weights,
       config,
       tokenizer: task.tokenizer,
       sampling: { ...plan.sampling, promptLength: promptTokens },
@@ -264,7 +324,7 @@ export async function trainStep(
     P,
     G,
     axes.dynamicSampling,
-  );
+  ).finally(() => sampler.release());
   const sampleSeconds = (performance.now() - started) / 1000;
   // A group a "skip-group" source could not score takes no part in the update: its mask is 0 and
   // its rewards are equal, so every objective gives it no gradient. DAPO may also mask out
@@ -280,28 +340,36 @@ export async function trainStep(
     batch.truncated.forEach((truncated, i) => truncated && mask.fill(0, i * C, (i + 1) * C));
   }
 
-  // 3) old and reference log-probs: constants, in the update's mini-batches and shapes
+  // 3) old and reference log-probs: constants, in the update's mini-batches and shapes, down to
+  // its micro-batches (a product's rounding may depend on how many rows it has). π_old is taken
+  // with the adapters, as the update takes π; with LoRA the "initial" reference is the base,
+  // `params` without them
+  const passRows = Math.min(options.microBatchRows ?? miniBatchRows, miniBatchRows);
+  const logProbsOf = (weights: Params, mb: ReturnType<typeof miniBatchTensors>, adapted: boolean) =>
+    tf.tidy(() => {
+      const rows = mb.padding.length;
+      const parts: tf.Tensor2D[] = [];
+      for (let at = 0; at < rows; at += passRows) {
+        const n = Math.min(passRows, rows - at);
+        const ids = n === rows ? mb.ids : tf.slice(mb.ids, [at, 0], [n, -1]); // [n, P + C]
+        parts.push(tokenLogProbs(
+          kernels,
+          weights,
+          config,
+          ids,
+          promptTokens,
+          temperature,
+          mb.padding.slice(at, at + n),
+          adapted ? withAdapters : {},
+        )); // [n, C]
+      }
+      return parts.length === 1 ? parts[0]! : tf.concat(parts, 0); // [b, C]
+    });
   const miniBatches = [];
   for (let start = 0; start < B; start += miniBatchRows) {
     const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
-    const old = passes.old
-      ? tf.tidy(() =>
-        tokenLogProbs(kernels, params, config, mb.ids, promptTokens, temperature, mb.padding)
-      ) // [b, C]
-      : null;
-    const ref = run.reference && passes.reference
-      ? tf.tidy(() =>
-        tokenLogProbs(
-          kernels,
-          run.reference!,
-          config,
-          mb.ids,
-          promptTokens,
-          temperature,
-          mb.padding,
-        )
-      ) // [b, C]
-      : null;
+    const old = passes.old ? logProbsOf(params, mb, true) : null; // [b, C]
+    const ref = run.reference && passes.reference ? logProbsOf(run.reference, mb, false) : null; // [b, C]
     miniBatches.push({ ...mb, old, ref, start });
   }
 
@@ -343,8 +411,9 @@ export async function trainStep(
   const zeroStdGroups = equalGroups(scores.total, G);
 
   // 5) update: epochs × mini-batches of whole groups, one AdamW step each
-  const vars = Object.values(params);
-  const names = Object.keys(params);
+  const trained = trainedParams(run);
+  const vars = Object.values(trained);
+  const names = Object.keys(trained);
   const microBatches = options.microBatchRows === undefined ? null : {
     microBatchRows: options.microBatchRows,
     weighting: microBatchWeighting(axes),
@@ -364,6 +433,7 @@ export async function trainStep(
           {
             kernels,
             params,
+            ...withAdapters,
             config,
             promptLength: promptTokens,
             temperature,
@@ -384,7 +454,7 @@ export async function trainStep(
           const loss = (await value.data())[0]!;
           // A non-finite loss or gradient is not applied; too many in a row stop the run.
           const update = Number.isFinite(loss)
-            ? await adamWStep(kernels, run.optimizer, params, byName)
+            ? await adamWStep(kernels, run.optimizer, trained, byName)
             : { gradNorm: NaN, gradNormClipped: NaN, lr, skipped: true };
           losses.push(loss);
           norms.push(update.gradNorm);

@@ -7,6 +7,10 @@
  * bytes of `metrics.jsonl` and `samples.jsonl` the checkpoint covers. A copy of `metrics.jsonl` up
  * to that step is kept in it too, so the metrics so far survive whatever happens to the log.
  *
+ * With LoRA the base weights never change, so a checkpoint holds the adapters instead of the
+ * policy: `adapter_config.json` and `adapter_model.safetensors`, a PEFT adapter directory on its
+ * own, with the adapters' AdamW moments in `optimizer.safetensors`.
+ *
  * @module
  */
 
@@ -32,6 +36,7 @@ import { Rng } from "../engine/random.ts";
 import { RunSetupError } from "./setup.ts";
 import { checkpointName, osReason, writeCheckpointDir } from "./run_dir.ts";
 import type { Run } from "../rl/train_step.ts";
+import { loraAdapterFiles, readLoraAdapter } from "../engine/model/lora.ts";
 
 /** The largest copy of `metrics.jsonl` a checkpoint is read with (a step's line is about 1 kB). */
 const MAX_METRICS_BYTES = 2 ** 30;
@@ -54,7 +59,10 @@ export interface TrainerState {
 export interface RunCheckpoint {
   dir: string;
   state: TrainerState;
-  /** The policy's weights as the checkpoint stores them (linear weights `[out, in]`). */
+  /**
+   * What trains, as the checkpoint stores it: the policy's weights (linear weights `[out, in]`),
+   * or with LoRA the adapters (PEFT's [r, in] A and [out, r] B, by giftwrap's names).
+   */
   weights: Awaited<ReturnType<typeof loadCheckpoint>>["weights"];
   /** AdamW's moments by parameter name. */
   moments: { m: Record<string, Float32Array>; v: Record<string, Float32Array> };
@@ -119,6 +127,14 @@ export async function policyFiles(
 }
 
 /**
+ * The model directory of a Hugging Face policy (its tokenizer's), which an adapter names as its
+ * `base_model_name_or_path`; null for another policy.
+ */
+export function baseModelOf(tokenizer: Tokenizer): string | null {
+  return tokenizer.kind === "hf" ? (tokenizer as HfTokenizer).dir : null;
+}
+
+/**
  * Writes `run`'s checkpoint after `step` as `checkpointsDir/step-NNNNNN` (or `name`), atomically.
  * Returns the directory's name.
  */
@@ -130,7 +146,9 @@ export async function saveRunCheckpoint(
   name = checkpointName(state.step),
 ): Promise<string> {
   const { params, config, task, kernels } = run;
-  const model = await policyFiles(params, config, task.tokenizer, kernels.layout);
+  const model = run.adapters
+    ? await loraAdapterFiles(run.adapters, { baseModel: baseModelOf(task.tokenizer) })
+    : await policyFiles(params, config, task.tokenizer, kernels.layout);
   await writeCheckpointDir(`${checkpointsDir}/${name}`, {
     ...model,
     "optimizer.safetensors": encodeSafetensors({
@@ -177,17 +195,27 @@ export async function readRunCheckpoint(
     throw new Error(`it belongs to plan ${state.planHash}, not ${planHash}`);
   }
   if (plan) checkState(state, plan, expectedStep(dir, plan));
-  if (plan) {
-    await inFile("config.json", async () => {
-      await readJsonFile(`${dir}/config.json`);
-    });
+  const lora = plan?.model.kind === "hfModel" ? plan.model.lora : undefined;
+  let weights: RunCheckpoint["weights"];
+  if (lora !== undefined) {
+    // Read before a kernel set is chosen: the adapters' data, checked against the plan's model.
+    const { config, tensors } = await inFile(
+      "adapter_model.safetensors",
+      () => readLoraAdapter(dir, modelConfig(plan!.model)),
+    );
+    checkAdapter(config, tensors, lora);
+    weights = tensors;
+  } else {
+    if (plan) {
+      await inFile("config.json", async () => {
+        await readJsonFile(`${dir}/config.json`);
+      });
+    }
+    // Read before a kernel set is chosen.
+    const loaded = await inFile("model.safetensors", () => loadCheckpoint(dir, "[out, in]"));
+    if (plan) checkWeights(loaded.weights, loaded.alphabet, plan);
+    weights = loaded.weights;
   }
-  // Read before a kernel set is chosen.
-  const { weights, alphabet } = await inFile(
-    "model.safetensors",
-    () => loadCheckpoint(dir, "[out, in]"),
-  );
-  if (plan) checkWeights(weights, alphabet, plan);
   const { tensors } = await inFile(
     "optimizer.safetensors",
     () => readSafetensorsFile(`${dir}/optimizer.safetensors`),
@@ -383,6 +411,35 @@ function checkWeights(weights: RunCheckpoint["weights"], alphabet: string, plan:
   }
   const extra = Object.keys(weights).find((name) => !(name in shapes));
   if (extra) throw new Error(`model.safetensors: '${extra}' is not a weight of the plan's model`);
+}
+
+/** Checks a checkpoint's adapters against the plan's LoRA settings: rank, alpha, targets, finite. */
+function checkAdapter(
+  config: { rank: number; alpha: number; targets: readonly string[] },
+  tensors: RunCheckpoint["weights"],
+  lora: NonNullable<Extract<Plan["model"], { kind: "hfModel" }>["lora"]>,
+): void {
+  const fields = [
+    ["r", config.rank, lora.rank, "rank"],
+    ["lora_alpha", config.alpha, lora.alpha, "alpha"],
+    ["target_modules", config.targets, lora.targets, "targets"],
+  ] as const;
+  for (const [field, found, expected, name] of fields) {
+    if (JSON.stringify(found) !== JSON.stringify(expected)) {
+      throw new Error(
+        `adapter_config.json: ${field} is ${JSON.stringify(found)}, expected ` +
+          `${JSON.stringify(expected)} (the plan's policy.lora.${name})`,
+      );
+    }
+  }
+  for (const [name, w] of Object.entries(tensors)) {
+    const bad = w.data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      throw new Error(
+        `adapter_model.safetensors: ${name}[${bad}] is ${w.data[bad]}, expected a finite number`,
+      );
+    }
+  }
 }
 
 /**

@@ -9,7 +9,10 @@
  * - `metrics.jsonl`: a line per step (`StepMetrics`), plus `evalAccuracy` on evaluated steps,
  * - `samples.jsonl`: a few groups every `log.samplesEvery` steps (`SampleGroup`),
  * - `checkpoints/`: `initial/` (the policy RL starts from), `step-NNNNNN/` (the newest
- *   `checkpoint.keep`) and `final/`, each complete or absent (`checkpoint.ts`),
+ *   `checkpoint.keep`) and `final/`, each complete or absent (`checkpoint.ts`); with LoRA each
+ *   holds the adapters (a PEFT adapter directory), not the frozen base,
+ * - for a Hugging Face policy, what to serve: `model/` (a Hugging Face directory of the final
+ *   weights), or with LoRA `adapter/` (PEFT's format) and, with `saveMerged`, `model/` merged,
  * - `report.html`, when the caller supplies a report writer: refreshed at each checkpoint and at
  *   the end,
  * - `run.lock`, while a process runs it.
@@ -165,12 +168,13 @@ export async function execute(plan: Plan, options: ExecuteOptions = {}): Promise
           `(${plan.shapes.promptTokens} tokens) as data.tooLong is 'skip'`,
       );
     }
-    // 2) the policy: the checkpoint's, or initialised and warm-started (saved as initial/)
-    const params = await startPolicy(context, options.signal);
+    // 2) the policy: the checkpoint's, or initialised and warm-started (saved as initial/); with
+    //    LoRA the frozen base and its adapters
+    const policy = await startPolicy(context, options.signal);
     // 3) the reference, and the policy RL started from when KL to it is tracked
-    const frozen = await references(context, params, fromCheckpoint, options.track);
+    const frozen = await references(context, policy, fromCheckpoint, options.track);
     // 4) the optimiser and the trainer's state, restored from the checkpoint
-    const run = startTrainer(context, params, frozen);
+    const run = startTrainer(context, policy, frozen);
     // 5) step 0: evaluated after the warm start, before any RL update
     const schedule = new Schedule(context, run, options);
     if (!dir.checkpoint) await schedule.evaluateStart();

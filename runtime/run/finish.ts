@@ -9,7 +9,9 @@
 import { saveHfModel } from "../engine/model/hf_save.ts";
 import type { HfTokenizer } from "../engine/model/hf_tokenizer.ts";
 import { plural } from "../../dsl/format.ts";
-import type { Run, StepMetrics } from "../rl/train_step.ts";
+import { policyWeights, type Run, type StepMetrics } from "../rl/train_step.ts";
+import { saveLoraAdapter } from "../engine/model/lora.ts";
+import { baseModelOf } from "./checkpoint.ts";
 import type { RunContext } from "./context.ts";
 import type { RunDirectory } from "./open.ts";
 import { duration, pct, type Progress } from "./progress.ts";
@@ -38,8 +40,9 @@ export interface RunResult extends Outcome {
 
 /**
  * Ends a run whose steps are all done: the final checkpoint (weights, optimiser moments, random
- * streams and data order), `onFinish`, `run.json` as finished with its result, the report, and
- * the accuracy before and after.
+ * streams and data order), what to serve (`model/`; with LoRA `adapter/`, and `model/` merged
+ * when asked), `onFinish`, `run.json` as finished with its result, the report, and the accuracy
+ * before and after.
  */
 export async function finish(
   { plan, dir, progress }: RunContext,
@@ -55,13 +58,28 @@ export async function finish(
   // has it already: a checkpoint is never written over.
   if (!dir.finishedSteps) await dir.saveCheckpoint(run, steps, checkpointKeep, "final");
   if (plan.model.kind === "hfModel" && run.task.tokenizer.kind === "hf") {
+    const source = (run.task.tokenizer as HfTokenizer).dir;
+    // LoRA: the adapter in PEFT's format, on the model directory it was trained on.
+    if (run.adapters) {
+      await saveLoraAdapter(`${dir.dir}/adapter`, run.adapters, {
+        baseModel: baseModelOf(run.task.tokenizer),
+      });
+    }
     // What to serve: a Hugging Face directory of the source architecture in the recipe's dtype
-    // (the source's unless `policy.saveDtype` says), beside the float32 final checkpoint.
-    await saveHfModel(`${dir.dir}/model`, run.params, (run.task.tokenizer as HfTokenizer).dir, {
-      dtype: plan.model.saveDtype,
-      layout: run.kernels.layout,
-      overwrite: true,
-    });
+    // (the source's unless `policy.saveDtype` says), beside the float32 final checkpoint; with
+    // LoRA only when asked, the adapters merged in.
+    if (!run.adapters || plan.model.lora?.saveMerged) {
+      const policy = policyWeights(run.params, run.adapters);
+      try {
+        await saveHfModel(`${dir.dir}/model`, policy.weights, source, {
+          dtype: plan.model.saveDtype,
+          layout: run.kernels.layout,
+          overwrite: true,
+        });
+      } finally {
+        policy.release();
+      }
+    }
   }
   await onFinish?.(run);
   await dir.saveInfo({

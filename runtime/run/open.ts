@@ -352,9 +352,12 @@ export class RunDirectory implements AsyncDisposable {
     this.#metrics = await JsonlLog.open(`${dir}/metrics.jsonl`, logs?.metricsBytes ?? 0);
     this.#samples = await JsonlLog.open(`${dir}/samples.jsonl`, logs?.samplesBytes ?? 0);
     const verb = opened?.restart ? "restart" : opened ? "resume" : "run";
+    const lora = plan.model.kind === "hfModel" ? plan.model.lora : undefined;
     this.options.progress.log(
       `${verb} ${plan.name} · plan ${hash} · ${backend.description} · ` +
-        `${plan.model.params.toLocaleString("en-US")} parameters → ${dir}` +
+        `${plan.model.params.toLocaleString("en-US")} parameters` +
+        (lora ? ` (${lora.params.toLocaleString("en-US")} trained: LoRA rank ${lora.rank})` : "") +
+        ` → ${dir}` +
         (opened ? ` · from ${checkpoint ? `step ${resumeStep}` : "the start"}` : ""),
     );
     for (const { name, aside } of opened?.passedOver ?? []) {

@@ -3,14 +3,30 @@
  * seed's `init` stream, warm-started on the task's reference answers, and saved as
  * `checkpoints/initial/`: π_ref for reference "initial", and what a resumed run reloads for it.
  *
+ * With LoRA (`plan.model.lora`) the base weights are loaded frozen, as plain tensors that no
+ * optimiser holds and no gradient reaches, and only the adapters train: drawn from the seed's
+ * `lora` stream, or the PEFT adapter the recipe starts from, or a resumed run's checkpoint.
+ * `checkpoints/initial/` is then the starting adapter (a PEFT directory), not a copy of the base.
+ *
  * @module
  */
 
 import { tf } from "../engine/backend.ts";
 import { inLayout, weightsToTensors } from "../engine/model/checkpoint.ts";
-import { policyFiles } from "./checkpoint.ts";
-import { initParams } from "../engine/model/transformer.ts";
+import { baseModelOf, policyFiles } from "./checkpoint.ts";
+import { initParams, type Params } from "../engine/model/transformer.ts";
 import { loadHfModel } from "../engine/model/hf.ts";
+import {
+  disposeLoraAdapters,
+  initLoraAdapters,
+  loadLoraAdapter,
+  loraAdapterFiles,
+  type LoraAdapters,
+  loraAdaptersFromData,
+  type LoraConfig,
+  loraConfig,
+} from "../engine/model/lora.ts";
+import type { LoraSpec } from "../../dsl/plan.ts";
 import type { TensorData } from "../engine/model/safetensors.ts";
 import { modelDir } from "../resolve.ts";
 import { warmStart } from "../rl/warm_start.ts";
@@ -20,16 +36,24 @@ import { duration } from "./progress.ts";
 import { writeCheckpointDir } from "./run_dir.ts";
 import { outOfMemory } from "./out_of_memory.ts";
 
+/** A run's policy: its weights, and its LoRA adapters when only they train. */
+export interface Policy {
+  /** The variables trained, or with `adapters` the frozen base (plain tensors). */
+  params: Params;
+  /** The adapters, the only tensors trained; null for full fine-tuning. */
+  adapters: LoraAdapters | null;
+}
+
 /**
- * The policy's variables, released with the run.
+ * The policy, released with the run.
  * @param signal checked after every warm-start step.
  * @throws {Interrupted} when `signal` stops the warm start (nothing of it is kept).
  */
-export async function startPolicy(
-  context: RunContext,
-  signal?: AbortSignal,
-): Promise<Record<string, tf.Variable>> {
+export async function startPolicy(context: RunContext, signal?: AbortSignal): Promise<Policy> {
   const { plan, config, dir, setup, seed, progress, held } = context;
+  if (plan.model.kind === "hfModel" && plan.model.lora) {
+    return await startLora(context, plan.model.lora);
+  }
   const layout = setup.backend.kernels.layout; // of the linear weights, the kernel set's choice
   const params = dir.checkpoint
     ? weightsToTensors(inLayout(dir.checkpoint.weights, layout), true)
@@ -37,7 +61,7 @@ export async function startPolicy(
     ? weightsToTensors(await pretrained(context), true)
     : initParams(config, seed.fork("init"), layout);
   held.defer(() => tf.dispose(Object.values(params)));
-  if (dir.checkpoint) return params;
+  if (dir.checkpoint) return { params, adapters: null };
 
   const { task, backend } = setup;
   const spec = plan.model.warmStart;
@@ -74,7 +98,50 @@ export async function startPolicy(
     `${dir.checkpointsDir}/initial`,
     await policyFiles(params, config, task.tokenizer, layout),
   );
-  return params;
+  return { params, adapters: null };
+}
+
+/** A LoRA spec's configuration, as the adapters hold it (checked: `loraConfig()`). */
+export function loraOf(spec: LoraSpec): LoraConfig {
+  const { rank, alpha, dropout, targets } = spec;
+  return loraConfig({ rank, alpha, dropout, targets });
+}
+
+/**
+ * The frozen base and its adapters: a resumed run's from its checkpoint; else the PEFT adapter
+ * the recipe names (its SHA-256 checked against the plan's by `planWithInputs()`), else fresh
+ * ones drawn from the seed's `lora` stream; saved as `checkpoints/initial/`.
+ */
+async function startLora(context: RunContext, spec: LoraSpec): Promise<Policy> {
+  const { config, dir, setup, seed, held } = context;
+  const layout = setup.backend.kernels.layout;
+  const params = weightsToTensors(await pretrained(context), false);
+  held.defer(() => tf.dispose(Object.values(params)));
+  const lora = loraOf(spec);
+  let adapters: LoraAdapters;
+  if (dir.checkpoint) {
+    adapters = loraAdaptersFromData(
+      { config: lora, baseModel: null, tensors: dir.checkpoint.weights },
+      layout,
+    );
+  } else if (spec.adapter) {
+    // PEFT's lora_dropout is the adapter's; the run trains with the plan's (0: checked at setup).
+    const loaded = await loadLoraAdapter(modelDir(spec.adapter.path, setup.baseUrl), config, {
+      layout,
+    });
+    const { baseModel: _, ...rest } = loaded;
+    adapters = { ...rest, config: lora };
+  } else {
+    adapters = initLoraAdapters(config, lora, seed.fork("lora"), layout);
+  }
+  held.defer(() => disposeLoraAdapters(adapters));
+  if (!dir.checkpoint) {
+    await writeCheckpointDir(
+      `${dir.checkpointsDir}/initial`,
+      await loraAdapterFiles(adapters, { baseModel: baseModelOf(setup.task.tokenizer) }),
+    );
+  }
+  return { params, adapters };
 }
 
 function dirname(path: string): string {

@@ -1,7 +1,8 @@
 /**
  * The frozen policies a step compares against: the reference (π_ref) the plan names, and the
  * policy RL started from when the run tracks KL to it. Frozen means kept tensors, not variables
- * (tfjs variable names are global).
+ * (tfjs variable names are global). With LoRA the policy RL started from is the base with the
+ * adapters off: the base's own tensors, never a copy.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import type { LinearLayout } from "../engine/kernels/types.ts";
 import { loadFrozen } from "./checkpoint.ts";
 import type { RunContext } from "./context.ts";
 import { RunSetupError } from "./setup.ts";
+import type { Policy } from "./policy.ts";
 
 /**
  * A reference from a checkpoint directory (`reference: { checkpoint }`), which must have the
@@ -64,16 +66,25 @@ export interface References {
 
 /**
  * The run's references, released with the run: the policy RL started from is `params` frozen
- * now, or, for a resumed run, `checkpoints/initial/` reloaded; `fromCheckpoint` is the
+ * now, or, for a resumed run, `checkpoints/initial/` reloaded; with LoRA it is the base, the
+ * policy's `params` with its adapters off. `fromCheckpoint` is the
  * {@linkcode checkpointReference}.
  */
 export async function references(
   { plan, dir, held, setup }: RunContext,
-  params: Record<string, tf.Variable>,
+  { params, adapters }: Policy,
   fromCheckpoint: Params | null,
   track: { klInitial?: boolean } = {},
 ): Promise<References> {
   const needsInitial = plan.reference.kind === "initial" || track.klInitial === true;
+  if (adapters) {
+    // Released with the policy: these are its own base tensors.
+    const base = needsInitial ? params : null;
+    return {
+      reference: plan.reference.kind === "initial" ? base : fromCheckpoint,
+      initial: track.klInitial ? base : null,
+    };
+  }
   const startPolicy = !needsInitial
     ? null
     : dir.checkpoint
@@ -91,6 +102,6 @@ export async function references(
 }
 
 /** Frozen copies of `params`. */
-function freeze(params: Record<string, tf.Variable>): Params {
+function freeze(params: Params): Params {
   return Object.fromEntries(Object.entries(params).map(([n, p]) => [n, tf.keep(p.clone())]));
 }

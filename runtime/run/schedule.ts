@@ -12,10 +12,17 @@ import type { BatchScorer } from "../rl/rewards/types.ts";
 import type { Verifier } from "../../dsl/schema.ts";
 import type { Problem } from "../data/types.ts";
 import { type EvalResult, evaluate } from "../rl/evaluate.ts";
-import { type Run, type StepMetrics, trainStep } from "../rl/train_step.ts";
+import {
+  policyWeights,
+  type Run,
+  type StepMetrics,
+  trainStep,
+  type TrainStepOptions,
+} from "../rl/train_step.ts";
 import { unscoredWarnings } from "../rl/rewards/mod.ts";
 import { plural } from "../../dsl/format.ts";
 import type { RunContext } from "./context.ts";
+import type { Plan } from "../../dsl/plan.ts";
 import { pct } from "./progress.ts";
 import { outOfMemory, STEP_STAGES } from "./out_of_memory.ts";
 
@@ -101,8 +108,10 @@ export class Schedule {
     const { plan, dir, progress } = this.#context;
     const { steps, evalEvery, checkpointEvery, samplesEvery } = plan.schedule;
     const logSamples = step === 1 || step % samplesEvery === 0 || step === steps;
-    const { metrics, samples, rewardErrors } = await trainStep(this.#run, step, { logSamples })
-      .catch(outOfMemory(plan, `step ${step}`, STEP_STAGES));
+    const { metrics, samples, rewardErrors } = await trainStep(this.#run, step, {
+      logSamples,
+      ...updateOptions(plan.update),
+    }).catch(outOfMemory(plan, `step ${step}`, STEP_STAGES));
     const { prompts: P, groupSize: G } = plan.shapes;
     const unwarned = plan.rewards.filter((r) => !this.#warned.has(r.name));
     const scored = (P + metrics.promptsResampled) * G; // DAPO's refill rounds included
@@ -169,12 +178,13 @@ export class Schedule {
   async #evaluate(shown: boolean): Promise<EvalResult | null> {
     const metric = this.#metric;
     if (!metric || this.#evalSet.length === 0) return null;
-    const { params, config, task, plan } = this.#run;
+    const { params, adapters, config, task, plan } = this.#run;
     const progress = this.#context.progress;
     if (shown) progress.start("eval", this.#evalSet.length);
+    const policy = policyWeights(params, adapters); // with LoRA, merged for the evaluation
     const result = await evaluate(
       this.#run.kernels,
-      params,
+      policy.weights,
       config,
       task.tokenizer,
       this.#evalSet,
@@ -183,7 +193,7 @@ export class Schedule {
       shown
         ? (done, _total, correct) => progress.update({ done, accuracy: correct / done })
         : undefined,
-    ).catch(outOfMemory(plan, "eval", ["eval"]));
+    ).catch(outOfMemory(plan, "eval", ["eval"])).finally(() => policy.release());
     if (shown) progress.stop();
     return result;
   }
@@ -194,15 +204,30 @@ export class Schedule {
     if (!this.#options.track?.trainAccuracy || !metric || this.#trainSet.length === 0) {
       return undefined;
     }
-    const { params, config, task, plan } = this.#run;
+    const { params, adapters, config, task, plan } = this.#run;
+    const policy = policyWeights(params, adapters);
     return (await evaluate(
       this.#run.kernels,
-      params,
+      policy.weights,
       config,
       task.tokenizer,
       this.#trainSet,
       metric,
       plan.shapes,
-    ).catch(outOfMemory(plan, "eval", ["eval"]))).accuracy;
+    ).catch(outOfMemory(plan, "eval", ["eval"])).finally(() => policy.release())).accuracy;
   }
+}
+
+/**
+ * What the plan's `update` asks of each step's update: micro-batches of whole groups and
+ * activation checkpointing (none when the plan has no `update`, as before these options).
+ */
+export function updateOptions(
+  update: Plan["update"],
+): Pick<TrainStepOptions, "microBatchRows" | "gradientCheckpointing"> {
+  if (update === undefined) return {};
+  return {
+    ...(update.microBatches > 1 ? { microBatchRows: update.microBatchRows } : {}),
+    ...(update.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+  };
 }

@@ -11,7 +11,7 @@ import { type Plan, planHash } from "../../dsl/plan.ts";
 import { type BackendInfo, type KernelSet, useBackend } from "../engine/backend.ts";
 import type { Rng } from "../engine/random.ts";
 import { loadTask, type Task } from "../data/task.ts";
-import { modelDir, modelSha256 } from "../resolve.ts";
+import { adapterSha256, modelDir, modelSha256 } from "../resolve.ts";
 import { objectives } from "../rl/objectives/mod.ts";
 import type { Objective } from "../rl/objectives/types.ts";
 import { createScorer, type SourceOptions, type SourceScorer } from "../rl/rewards/mod.ts";
@@ -52,8 +52,10 @@ export interface Setup extends AsyncDisposable {
  * `plan` with the hashes of the files it names, read now (`withInputs()`), which are part of its
  * hash: what the run records and a resume compares. A plan compiled by the command line records
  * them already, and must find the same content; so must a Hugging Face policy's directory, whose
- * SHA-256 the plan holds (a resumed run reads its tokenizer and saves its config again).
- * @throws {RunSetupError} naming a file or model directory that changed since the plan recorded it.
+ * SHA-256 the plan holds (a resumed run reads its tokenizer and saves its config again), and so
+ * must the PEFT adapter a LoRA policy starts from.
+ * @throws {RunSetupError} naming a file, model or adapter directory that changed since the plan
+ *   recorded it, or LoRA settings this runtime does not train with.
  */
 export async function planWithInputs(plan: Plan, baseUrl: string | URL): Promise<Plan> {
   if (plan.model.kind === "hfModel") {
@@ -64,6 +66,24 @@ export async function planWithInputs(plan: Plan, baseUrl: string | URL): Promise
           `(sha256 ${found.slice(0, 16)}…, the plan's ${plan.model.sha256.slice(0, 16)}…): ` +
           "plan the recipe again",
       );
+    }
+    const lora = plan.model.lora;
+    if (lora !== undefined && lora.dropout !== 0) {
+      throw new RunSetupError(
+        `policy.lora.dropout: expected 0 (dropout on the adapters' input is not implemented), ` +
+          `got ${lora.dropout}: set policy.lora.dropout to 0 to train without it`,
+      );
+    }
+    if (lora?.adapter) {
+      const { path, sha256 } = lora.adapter;
+      const found = await adapterSha256(modelDir(path, baseUrl));
+      if (found !== sha256) {
+        throw new RunSetupError(
+          `policy.lora.adapter: the adapter directory '${path}' changed since the plan was ` +
+            `made (sha256 ${found.slice(0, 16)}…, the plan's ${sha256.slice(0, 16)}…): plan the ` +
+            "recipe again",
+        );
+      }
     }
   }
   const read = await withInputs(plan, baseUrl);

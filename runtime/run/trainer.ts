@@ -1,26 +1,30 @@
 /**
- * The trainer's state: AdamW over the policy and the `Run` record a train step reads and updates,
+ * The trainer's state: AdamW over what trains (the policy's weights, or its LoRA adapters) and the `Run` record a train step reads and updates,
  * with its random streams forked from the seed; a resumed run restores the optimiser's moments,
  * the streams, the data cursor and the fault counters from its checkpoint.
  *
  * @module
  */
 
-import type { tf } from "../engine/backend.ts";
 import { adamW, disposeAdamW } from "../engine/optim.ts";
-import type { Run } from "../rl/train_step.ts";
+import { type Run, trainedParams } from "../rl/train_step.ts";
 import { restoreRun } from "./checkpoint.ts";
 import type { RunContext } from "./context.ts";
 import type { References } from "./reference.ts";
+import type { Policy } from "./policy.ts";
 
 /** The run a train step works on, its optimiser released with the run. */
 export function startTrainer(
   { plan, config, setup, seed, dir, held }: RunContext,
-  params: Record<string, tf.Variable>,
+  { params, adapters }: Policy,
   references: References,
 ): Run {
   const { steps, optimizerStepsPerBatch } = plan.schedule;
-  const optimizer = adamW(params, plan.optimizer, steps * optimizerStepsPerBatch);
+  const optimizer = adamW(
+    trainedParams({ params, adapters }),
+    plan.optimizer,
+    steps * optimizerStepsPerBatch,
+  );
   held.defer(() => disposeAdamW(optimizer));
   const run: Run = {
     plan,
@@ -28,6 +32,7 @@ export function startTrainer(
     config,
     task: setup.task,
     params,
+    adapters,
     ...references,
     sources: setup.sources,
     optimizer,

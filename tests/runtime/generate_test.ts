@@ -12,6 +12,8 @@ import { charTokenizer } from "../../runtime/engine/model/tokenizer.ts";
 import { forward, initParams } from "../../runtime/engine/model/transformer.ts";
 import type { ModelConfig } from "../../runtime/engine/model/config.ts";
 import { Rng } from "../../runtime/engine/random.ts";
+import { loadHfModel } from "../../runtime/engine/model/hf.ts";
+import * as lora from "../../runtime/engine/model/lora.ts";
 import { assertUsageError, giftwrap, lines, withTempDir } from "../_helpers.ts";
 
 const MODEL = new URL("../../models/stories260K", import.meta.url).pathname;
@@ -321,5 +323,30 @@ Deno.test("deno task generate refuses bad input in one line with exit 2", async 
       assertUsageError(ran, args.join(" "));
       assert.match(lines(ran.stderr)[0]!, message, args.join(" "));
     }
+  });
+});
+
+Deno.test("generate() applies a PEFT adapter to the local base it names, and refuses a base that is not one", async () => {
+  await withTempDir(async (dir) => {
+    const { config } = await loadHfModel(MODEL);
+    const settings = lora.loraConfig({ rank: 2, alpha: 2, targets: ["q_proj", "o_proj"] });
+    // B = 0: the adapter changes nothing, so the continuation is llama2.c's.
+    const zero = lora.initLoraAdapters(config, settings, new Rng(1), "[out, in]");
+    await lora.saveLoraAdapter(`${dir}/zero`, zero, { baseModel: MODEL });
+    lora.disposeLoraAdapters(zero);
+    const before = tf.memory().numTensors;
+    const out = await generate(`${dir}/zero`, { prompt: CASE.prompt, maxNewTokens: 8 });
+    assert.deepEqual(out.completionIds, CASE.generated_ids.slice(0, 8));
+    assert.equal(tf.memory().numTensors, before, "no tensor left");
+
+    const hub = lora.initLoraAdapters(config, settings, new Rng(1), "[out, in]");
+    await lora.saveLoraAdapter(`${dir}/hub`, hub, { baseModel: "someone/a-model" });
+    lora.disposeLoraAdapters(hub);
+    await assert.rejects(
+      generate(`${dir}/hub`, { prompt: "Hi" }),
+      GenerateError,
+      `Cannot generate from the LoRA adapter '${dir}/hub' as its adapter_config.json's ` +
+        'base_model_name_or_path must be a local model directory: current value is "someone/a-model"',
+    );
   });
 });

@@ -223,10 +223,40 @@ export interface SaveLoraAdapterOptions {
 }
 
 /**
+ * The files of `adapters` as a PEFT adapter directory, by name: `adapter_model.safetensors` (F32,
+ * PEFT's names and [r, in] / [out, r] shapes, metadata `{format: "pt"}`) and
+ * `adapter_config.json` ({@linkcode peftConfigJson}). A run's checkpoint holds them beside its
+ * optimiser state; {@linkcode saveLoraAdapter} writes them on their own.
+ *
+ * @example
+ * ```ts
+ * const files = await loraAdapterFiles(adapters, { baseModel: "models/Qwen2.5-0.5B" });
+ * Object.keys(files); // ["adapter_model.safetensors", "adapter_config.json"]
+ * ```
+ */
+export async function loraAdapterFiles(
+  adapters: LoraAdapters,
+  options: SaveLoraAdapterOptions = {},
+): Promise<{ "adapter_model.safetensors": Uint8Array; "adapter_config.json": string }> {
+  const tensors: Record<string, TensorData> = {};
+  for (const [name, t] of Object.entries(adapters.params)) {
+    const data = (await t.data()) as Float32Array;
+    const [rows, cols] = t.shape as [number, number];
+    tensors[PEFT_PREFIX + name] = adapters.layout === "[in, out]"
+      ? { dtype: "F32", shape: [cols, rows], data: transpose(data, rows, cols) }
+      : { dtype: "F32", shape: [rows, cols], data: Float32Array.from(data) };
+  }
+  const json = peftConfigJson(adapters.config, options.baseModel ?? null);
+  return {
+    "adapter_model.safetensors": encodeSafetensors(tensors, { format: "pt" }),
+    "adapter_config.json": JSON.stringify(json, null, 2) + "\n",
+  };
+}
+
+/**
  * Saves `adapters` as a PEFT adapter directory `dir` (created when absent; each file written
- * atomically, replacing the one there): `adapter_model.safetensors` (F32, PEFT's names and
- * [r, in] / [out, r] shapes, metadata `{format: "pt"}`), then `adapter_config.json`
- * ({@linkcode peftConfigJson}), which PEFT's `PeftModel.from_pretrained(base, dir)` loads.
+ * atomically, replacing the one there): {@linkcode loraAdapterFiles}, the tensors first, which
+ * PEFT's `PeftModel.from_pretrained(base, dir)` loads.
  *
  * @example
  * ```ts
@@ -238,21 +268,10 @@ export async function saveLoraAdapter(
   adapters: LoraAdapters,
   options: SaveLoraAdapterOptions = {},
 ): Promise<void> {
-  const tensors: Record<string, TensorData> = {};
-  for (const [name, t] of Object.entries(adapters.params)) {
-    const data = (await t.data()) as Float32Array;
-    const [rows, cols] = t.shape as [number, number];
-    tensors[PEFT_PREFIX + name] = adapters.layout === "[in, out]"
-      ? { dtype: "F32", shape: [cols, rows], data: transpose(data, rows, cols) }
-      : { dtype: "F32", shape: [rows, cols], data: Float32Array.from(data) };
-  }
-  const json = peftConfigJson(adapters.config, options.baseModel ?? null);
+  const files = await loraAdapterFiles(adapters, options);
   await Deno.mkdir(dir, { recursive: true });
-  await writeFileAtomic(
-    `${dir}/adapter_model.safetensors`,
-    encodeSafetensors(tensors, { format: "pt" }),
-  );
-  await writeFileAtomic(`${dir}/adapter_config.json`, JSON.stringify(json, null, 2) + "\n");
+  await writeFileAtomic(`${dir}/adapter_model.safetensors`, files["adapter_model.safetensors"]);
+  await writeFileAtomic(`${dir}/adapter_config.json`, files["adapter_config.json"]);
 }
 
 /**
@@ -282,24 +301,40 @@ export interface LoadedLoraAdapter extends LoraAdapters {
 }
 
 /**
- * Loads the PEFT adapter directory `dir` for `config`'s model, as trainable variables in
- * `options.layout`: `adapter_config.json` is checked ({@linkcode parsePeftConfig}) and
- * `adapter_model.safetensors` must hold exactly the tensors that config gives on this model (F32,
- * F16 or BF16, widened), each of its shape; anything else is refused in one line naming the file
- * and the tensor, before any tensor data is read.
+ * A PEFT adapter directory read and checked, its tensors not made yet: what
+ * {@linkcode readLoraAdapter} returns.
  *
  * @example
  * ```ts
- * const adapters = await loadLoraAdapter("out/adapter", config, { layout: kernels.layout });
- * const logits = tf.tidy(() => forward(kernels, params, config, ids, { adapters }).logits);
+ * const { lora, tensors } = await readLoraAdapter("out/adapter", config);
+ * tensors["model.layers.0.self_attn.q_proj.lora_A.weight"].shape; // [r, in]
  * ```
  */
-export async function loadLoraAdapter(
+export interface LoraAdapterData {
+  config: LoraConfig;
+  /** `base_model_name_or_path`, or null when the file has none. */
+  baseModel: string | null;
+  /** A and B by giftwrap's name (PEFT's less its prefix), in PEFT's [r, in] and [out, r] shapes. */
+  tensors: Record<string, TensorData>;
+}
+
+/**
+ * Reads the PEFT adapter directory `dir` for `config`'s model without making a tensor (a resumed
+ * run reads its checkpoint before its backend is chosen): `adapter_config.json` is checked
+ * ({@linkcode parsePeftConfig}) and `adapter_model.safetensors` must hold exactly the tensors that
+ * config gives on this model (F32, F16 or BF16, widened), each of its shape; anything else is
+ * refused in one line naming the file and the tensor, before any tensor data is read.
+ *
+ * @example
+ * ```ts
+ * const data = await readLoraAdapter("out/adapter", config);
+ * const adapters = loraAdaptersFromData(data, kernels.layout);
+ * ```
+ */
+export async function readLoraAdapter(
   dir: string,
   config: ModelConfig,
-  options: LoadLoraAdapterOptions = {},
-): Promise<LoadedLoraAdapter> {
-  const layout = options.layout ?? "[in, out]";
+): Promise<LoraAdapterData> {
   const configPath = `${dir}/adapter_config.json`;
   const { lora, baseModel } = parsePeftConfig(await readJsonFile(configPath), configPath);
   const path = `${dir}/adapter_model.safetensors`;
@@ -331,17 +366,53 @@ export async function loadLoraAdapter(
       }
     },
   });
+  const byName: Record<string, TensorData> = {};
+  for (const name of Object.keys(expected)) byName[name] = tensors[PEFT_PREFIX + name]!;
+  return { config: lora, baseModel, tensors: byName };
+}
+
+/**
+ * The adapters of {@linkcode readLoraAdapter}'s `data` as trainable variables in `layout`.
+ *
+ * @example
+ * ```ts
+ * const adapters = loraAdaptersFromData(await readLoraAdapter(dir, config), kernels.layout);
+ * ```
+ */
+export function loraAdaptersFromData(
+  data: LoraAdapterData,
+  layout: LinearLayout = "[in, out]",
+): LoraAdapters {
   const params: Record<string, tf.Variable> = {};
-  for (const name of Object.keys(expected)) {
-    const { shape, data } = tensors[PEFT_PREFIX + name]!;
+  for (const [name, { shape, data: values }] of Object.entries(data.tensors)) {
     const [rows, cols] = shape as [number, number];
     const t = layout === "[in, out]"
-      ? tf.tensor(transpose(data, rows, cols), [cols, rows])
-      : tf.tensor(data, [rows, cols]);
+      ? tf.tensor(transpose(values, rows, cols), [cols, rows])
+      : tf.tensor(values, [rows, cols]);
     params[name] = tf.variable(t, true);
     t.dispose();
   }
-  return { config: lora, scaling: lora.alpha / lora.rank, layout, params, baseModel };
+  const lora = data.config;
+  return { config: lora, scaling: lora.alpha / lora.rank, layout, params };
+}
+
+/**
+ * Loads the PEFT adapter directory `dir` for `config`'s model, as trainable variables in
+ * `options.layout`: {@linkcode readLoraAdapter}'s checks, then its tensors made.
+ *
+ * @example
+ * ```ts
+ * const adapters = await loadLoraAdapter("out/adapter", config, { layout: kernels.layout });
+ * const logits = tf.tidy(() => forward(kernels, params, config, ids, { adapters }).logits);
+ * ```
+ */
+export async function loadLoraAdapter(
+  dir: string,
+  config: ModelConfig,
+  options: LoadLoraAdapterOptions = {},
+): Promise<LoadedLoraAdapter> {
+  const data = await readLoraAdapter(dir, config);
+  return { ...loraAdaptersFromData(data, options.layout), baseModel: data.baseModel };
 }
 
 /** A row-major [rows, cols] matrix transposed to [cols, rows]. */

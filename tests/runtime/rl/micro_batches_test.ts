@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { initParams, tokenLogProbs } from "../../../runtime/engine/model/transformer.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
+import { initLoraAdapters, loraConfig } from "../../../runtime/engine/model/lora.ts";
 import { objectiveAxes, resolveObjective } from "../../../dsl/objectives.ts";
 import { type Objective, objectives } from "../../../runtime/rl/objectives/mod.ts";
 import {
@@ -84,7 +85,16 @@ function makeBatch(policy: UpdatePolicy): UpdateBatch {
     ]);
   };
   const logp = tf.tidy(() =>
-    tokenLogProbs(policy.kernels, policy.params, CONFIG, ids, PROMPT, policy.temperature, padding)
+    tokenLogProbs(
+      policy.kernels,
+      policy.params,
+      CONFIG,
+      ids,
+      PROMPT,
+      policy.temperature,
+      padding,
+      policy.adapters ? { adapters: policy.adapters } : {},
+    )
   );
   // π_old off by up to ±0.3 nats, so GRPO's ratio is clipped on some tokens and not on others
   const old = tf.tidy(() => tf.add(logp, noise(32, 0.6))) as tf.Tensor2D;
@@ -252,3 +262,77 @@ for (const { label, spec, objective, G: groupSize } of STEP_CASES) {
     close(micro.metrics.kl!, plain.metrics.kl!, "kl");
   });
 }
+
+Deno.test("updateGradients() with LoRA adapters differentiates only them, and micro-batches give the full batch's gradients", async () => {
+  const { kernels } = await useBackend("cpu");
+  const base = initParams(CONFIG, new Rng(30)); // the frozen base: never differentiated here
+  const lora = loraConfig({ rank: 2, alpha: 4, targets: ["q_proj", "v_proj", "down_proj"] });
+  const adapters = initLoraAdapters(CONFIG, lora, new Rng(34), kernels.layout);
+  for (const [name, p] of Object.entries(adapters.params)) {
+    if (name.endsWith("lora_B.weight")) p.assign(tf.randomNormal(p.shape, 0, 0.2, "float32", 35));
+  }
+  const policy: UpdatePolicy = {
+    kernels,
+    params: base,
+    adapters,
+    config: CONFIG,
+    promptLength: PROMPT,
+    temperature: 0.9,
+  };
+  const batch = makeBatch(policy);
+  const before = tf.memory().numTensors;
+  const options = (microBatchRows?: number): UpdateGradientsOptions => ({
+    objectiveOptions: resolveObjective({ kind: "gift" }),
+    groupSize: G,
+    rolloutReference: false,
+    ...(microBatchRows ? { microBatchRows } : {}),
+  });
+  const gradients = async (microBatchRows?: number) => {
+    const result = await updateGradients(
+      policy,
+      gift as Objective<unknown>,
+      batch,
+      options(microBatchRows),
+    );
+    const names = Object.values(adapters.params).map((v) => v.name).sort();
+    assert.deepEqual(Object.keys(result.grads).sort(), names, "only the adapters' gradients");
+    const out = {
+      loss: (await result.value.data())[0]!,
+      grads: Object.fromEntries(
+        Object.entries(adapters.params).map(([n, v]) => [n, result.grads[v.name]!.dataSync()]),
+      ),
+    };
+    tf.dispose([
+      result.value,
+      result.kl!,
+      ...Object.values(result.grads),
+      ...Object.values(result.metrics),
+    ]);
+    return out;
+  };
+  const full = await gradients();
+  const micro = await gradients(2);
+  assert.ok(full.loss !== 0 && Number.isFinite(full.loss), `loss ${full.loss}`);
+  assert.ok(Math.abs(micro.loss - full.loss) <= 1e-5, `loss ${micro.loss} vs ${full.loss}`);
+  for (const [name, expected] of Object.entries(full.grads)) {
+    const got = micro.grads[name]!;
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < expected.length; i++) {
+      worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+      scale = Math.max(scale, Math.abs(expected[i]!));
+    }
+    assert.ok(scale > 0, `${name} has no gradient`);
+    assert.ok(worst <= 1e-5 * Math.max(1, scale), `${name}: max |Δ| ${worst} (max ${scale})`);
+  }
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  tf.dispose([
+    batch.ids,
+    batch.mask,
+    batch.rewards,
+    batch.old!,
+    batch.ref!,
+    ...Object.values(base),
+    ...Object.values(adapters.params),
+  ]);
+});
