@@ -20,6 +20,7 @@ import {
   EVAL_BATCH,
   floatBytes,
   forwardBytes,
+  LARGE_VOCAB,
   loraParamCount,
   type LoraShape,
   type ModelShape,
@@ -177,17 +178,34 @@ export function updatePeakBytes(inputs: MemoryInputs): PeakBytes {
 }
 
 /**
- * Bytes of sampling (or greedy evaluation) of `rows` rows: what stays resident, the prefill's
- * forward pass over the prompts (tfjs's decoder; OpenBLAS's holds less) and the KV cache.
+ * Bytes of sampling (or greedy evaluation) of `rows` rows on `backend`: what stays resident, the
+ * KV cache and the decoder's own. Below {@linkcode LARGE_VOCAB}, and on webgpu and tensorflow,
+ * that of tfjs's decoder: the prefill's forward pass over the prompts, every intermediate of every
+ * layer held until it ends (the larger, where OpenBLAS's decoder would run). From it, on wasm and
+ * cpu, that of OpenBLAS's decoder (runtime/engine/kernels/decode.ts), which runs outside tfjs's
+ * tensors: one layer of the prefill at a time in its own memory, and, on cpu, where the tensors
+ * are JavaScript arrays too, its copy of the weights (wasm's heap does not hold that copy, which
+ * the machine does: {@linkcode decoderWeightCopyBytes}). Without OpenBLAS (no `--allow-ffi`),
+ * such a model samples through tfjs's decoder, which this does not count.
  */
-export function decodeBytes(inputs: MemoryInputs, rows: number): number {
+export function decodeBytes(inputs: MemoryInputs, rows: number, backend: BackendName): number {
   const r = residentBytes(inputs);
-  const T = inputs.promptTokens + inputs.newTokens;
-  return r.weights + r.optimizer + r.reference +
-    forwardBytes(inputs.model, rows, inputs.promptTokens, {
-      logitPositions: 1,
-      lora: inputs.lora,
-    }) + samplingBytes(inputs.model, rows, T);
+  const { model, promptTokens: P } = inputs;
+  const T = P + inputs.newTokens;
+  const blas = model.vocab >= LARGE_VOCAB && (backend === "wasm" || backend === "cpu");
+  const decoder = blas
+    ? forwardBytes({ ...model, layers: 1 }, rows, P, { logitPositions: 1, lora: inputs.lora }) +
+      (backend === "cpu" ? decoderWeightCopyBytes(inputs) : 0)
+    : forwardBytes(model, rows, P, { logitPositions: 1, lora: inputs.lora });
+  return r.weights + r.optimizer + r.reference + decoder + samplingBytes(model, rows, T);
+}
+
+/**
+ * Bytes of the copy of the weights OpenBLAS's decoder reads its products from (JavaScript arrays,
+ * outside wasm's heap): the weights, the adapters' merged in where LoRA is on.
+ */
+export function decoderWeightCopyBytes(inputs: MemoryInputs): number {
+  return floatBytes(inputs.model.params);
 }
 
 /**
@@ -215,11 +233,16 @@ export function stagePeaks(plan: MemoryPlan): StagePeak[] {
   }
   if (schedule.evalProblems > 0) {
     const rows = Math.min(schedule.evalProblems, EVAL_BATCH);
-    peaks.push({ stage: "eval", bytes: decodeBytes(inputs, rows), rows, tokens: T });
+    peaks.push({
+      stage: "eval",
+      bytes: decodeBytes(inputs, rows, plan.backend.name),
+      rows,
+      tokens: T,
+    });
   }
   peaks.push({
     stage: "sample",
-    bytes: decodeBytes(inputs, shapes.rows),
+    bytes: decodeBytes(inputs, shapes.rows, plan.backend.name),
     rows: shapes.rows,
     tokens: T,
   });
@@ -299,7 +322,8 @@ interface Change {
  * micro-batches, then the fewest mini-batches), then LoRA for a Hugging Face policy without it
  * where nothing before fits, then shorter sequences, then the cpu backend where the machine
  * (`machineBytes`, when known) holds the stage. Every knob named with a value fits by the
- * estimate. Where nothing fits `budget`, the first checkpointing, micro-batches or LoRA change
+ * estimate, and with `limitBytes` leaves every stage the same field sizes (miniBatches: the update
+ * and the log-probability pass) compiling. Where nothing fits `budget`, the first checkpointing, micro-batches or LoRA change
  * that compiles against `limitBytes` (its estimate grown by {@linkcode FRAGMENTATION} within
  * them, with a warning), when given, is named, and said to be over half.
  */
@@ -312,11 +336,20 @@ export function memoryFix(
 ): string {
   const { shapes, schedule } = plan;
   const fixes: string[] = [];
+  // A change fits when the issue's stage fits `budget` and, when the limit is given, every stage
+  // the same field sizes compiles (miniBatches: the update and the log-probability pass), so that
+  // fixing one does not leave the other over the limit.
+  const fieldPeaks = (changed: MemoryPlan) =>
+    stagePeaks(changed).filter((p) => FIELD[p.stage] === FIELD[peak.stage]);
+  const compiles = (changed: MemoryPlan) =>
+    limitBytes === undefined ||
+    fieldPeaks(changed).every((p) => p.bytes * FRAGMENTATION <= limitBytes);
   const bytesOf = (changed: MemoryPlan) =>
     stagePeaks(changed).find((p) => p.stage === peak.stage)?.bytes ?? 0;
+  const clears = (changed: MemoryPlan) => bytesOf(changed) <= budget && compiles(changed);
   const scaled = (rows: number) => bytesOf(withRows(plan, peak.stage, rows));
-  const fitting = (changes: Change[], fits: (bytes: number) => boolean) =>
-    changes.find((c) => fits(bytesOf(c.plan)));
+  const fitting = (changes: Change[], ok: (changed: MemoryPlan) => boolean) =>
+    changes.find((c) => ok(c.plan));
   // Checkpointing, micro-batches and LoRA, each the least change that fits, in that order.
   const knobs: Change[][] = peak.stage === "update" ? updateChanges(plan) : [];
   const lora = loraChanges(plan, peak.stage);
@@ -328,7 +361,7 @@ export function memoryFix(
   } else if (peak.stage === "update" || peak.stage === "log-probs") {
     // Checkpointing and micro-batches, each alone; both together only where neither fits alone.
     for (const family of knobs) {
-      const fix = fitting(family, (bytes) => bytes <= budget);
+      const fix = fitting(family, clears);
       if (fix !== undefined && !(family === knobs[2] && fixes.length > 0)) fixes.push(fix.text);
     }
     const P = shapes.prompts;
@@ -349,13 +382,16 @@ export function memoryFix(
     fixes.push(`lower group.prompts (${shapes.prompts}) or group.size (${shapes.groupSize})`);
     fitted = scaled(shapes.groupSize) <= budget;
   }
-  const loraFix = fitted ? undefined : fitting(lora, (bytes) => bytes <= budget);
-  if (loraFix !== undefined) fixes.push(loraFix.text);
-  if (!fitted && loraFix === undefined && limitBytes !== undefined) {
-    // Nothing fits without a warning: name what compiles at all.
-    const compiles = (bytes: number) => bytes * FRAGMENTATION <= limitBytes;
-    const loose = [...knobs, lora].map((family) => fitting(family, compiles)).find((c) => c);
-    if (loose !== undefined) fixes.push(`${loose.text} (still over half: it may run out)`);
+  if (!fitted) {
+    // Nothing above fits without a warning: the least change that compiles at all (when the
+    // limit is given), and LoRA where the policy can take it.
+    const loosely = (changed: MemoryPlan) => limitBytes !== undefined && compiles(changed);
+    const loose = (c: Change | undefined) =>
+      c === undefined ? [] : [`${c.text} (still over half: it may run out)`];
+    const knob = knobs.map((family) => fitting(family, loosely)).find((c) => c);
+    fixes.push(...loose(knob));
+    const adapted = fitting(lora, clears);
+    fixes.push(...(adapted ? [adapted.text] : loose(fitting(lora, loosely))));
   }
   const data = plan.recipe.data;
   const shorter = [
