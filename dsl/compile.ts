@@ -1081,7 +1081,9 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
     name: "init",
     detail: model.kind === "hfModel"
       ? `${model.modelType} from '${model.path}' (${model.dtype}): ` +
-        plural(model.params, "parameter")
+        plural(model.params, "parameter") +
+        (model.lora === undefined ? "" : `, frozen; LoRA adapters of rank ${model.lora.rank} on ` +
+          `${model.lora.targets.join(", ")}: ${plural(model.lora.params, "parameter")}`)
       : `tinyGpt from seed ${plan.seed}: ${plural(model.params, "parameter")}`,
     shapes: { embedding: [model.vocab, model.dModel] },
     flops: 0,
@@ -1103,9 +1105,11 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
       when: "setup",
       name: "reference",
       detail: reference.kind === "initial"
-        ? `freeze a copy of the policy${
-          w !== null && w.sftSteps > 0 ? " after the warm start" : ""
-        } as π_ref`
+        ? model.kind === "hfModel" && model.lora !== undefined
+          ? "π_ref is the base model with the adapters off: no copy"
+          : `freeze a copy of the policy${
+            w !== null && w.sftSteps > 0 ? " after the warm start" : ""
+          } as π_ref`
         : `load π_ref from '${reference.checkpoint}'`,
       shapes: {},
       flops: 0,

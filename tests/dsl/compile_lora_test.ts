@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   customObjective,
   formatIssue,
+  formatPlan,
   grpo,
   hfModel,
   lora,
@@ -310,4 +311,59 @@ Deno.test("compile() refuses Qwen2.5-0.5B's full fine-tuning on wasm, with LoRA 
     4 * 3 * 2048 * 151_936;
   assert.equal(checkpointed.budget.perStep.peakBytes.total, update);
   assert.ok(update <= 12 * GiB);
+});
+
+Deno.test("formatPlan() prints the adapters, the update's micro-batches and checkpointing, and their memory", () => {
+  const plan = planOf(
+    withLora({ rank: 16, alpha: 32, targets: [...QKVO] }, {
+      reference: "initial",
+      miniBatches: 1,
+      microBatches: 4,
+      gradientCheckpointing: true,
+    }),
+    QWEN,
+  );
+  const text = formatPlan(plan).replace(/\s+/g, " ");
+  assert.ok(
+    text.includes(
+      "lora rank 16, alpha 32 (scale 2) · q_proj, k_proj, v_proj, o_proj · 2,162,688 trained of " +
+        "496,195,456 parameters (0.436%); the base is frozen · starts at B = 0 (the base model) " +
+        "· saves the adapter",
+    ),
+    text,
+  );
+  assert.ok(text.includes("reference initial: the base model with the adapters off (no copy)"));
+  assert.ok(
+    text.includes(
+      "each on 16 rows (4 groups) · 4 micro-batches of 4 rows (1 group), gradients summed · " +
+        "activation checkpointing (each block recomputed in the backward pass)",
+    ),
+    text,
+  );
+  // 1,984,781,824 bytes of weights, 4 · 4 · 2,162,688 of the adapters' gradients, their sum and
+  // AdamW's moments, and the pass's 1,222,901,760 (tested by hand above).
+  assert.ok(
+    text.includes(
+      "peak tensors ≈ 3.02 GiB (weights 1.85 GiB, the adapters' gradients and AdamW, with the " +
+        "micro-batches' gradient sum 33 MiB, activations 1.14 GiB)",
+    ),
+    text,
+  );
+  assert.ok(
+    text.includes(
+      "update pass 1.14 GiB over 4 rows (one block recomputed 210 MiB, block inputs 65.6 MiB, " +
+        "log-softmax over 128 positions 890 MiB)",
+    ),
+    text,
+  );
+  // An adapter to start from, and the merged weights saved.
+  const from = planOf(withLora({ adapter: "./adapter", saveMerged: true }), {
+    ...SMOLLM,
+    adapter: ADAPTER,
+  });
+  const fromText = formatPlan(from).replace(/\s+/g, " ");
+  assert.match(
+    fromText,
+    /dropout 0\.05 · q_proj, v_proj · .* · starts from the adapter '\.\/adapter' \(sha256 1111111111111111…\) · saves the adapter and the merged weights/,
+  );
 });
