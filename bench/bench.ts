@@ -56,6 +56,7 @@ import {
   type WorkerProcess,
 } from "./_protocol.ts";
 import type { BackendName } from "../runtime/engine/backend.ts";
+import { FRAGMENTATION, type MemoryInputs, processPeakBytes } from "../dsl/memory.ts";
 
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
 const SLOW_STEP_MS = 30_000;
@@ -116,6 +117,11 @@ interface Cell {
   peakRssBytes: { giftwrap: number | null; torch: number };
   /** GPU memory at its peak, where a side runs on one (webgpu's buffer pool, CUDA's allocator). */
   peakDeviceBytes: { giftwrap: number | null; torch: number | null };
+  /**
+   * giftwrap's estimated peak (`processPeakBytes` of the configuration's `estimate`), where the
+   * configuration has one.
+   */
+  estimateBytes: number | null;
   /** giftwrap's live tensors after each timed command. */
   numTensors: number[];
   notes: string[];
@@ -184,7 +190,7 @@ async function measure(
   env: Record<string, string>,
   dir: string,
 ): Promise<Cell> {
-  const { setup, giftwrapUnavailable } = benchConfig(name);
+  const { setup, giftwrapUnavailable, estimate } = benchConfig(name);
   const label = `${name} · ${backend}`;
   const weights = `${dir}/${name}.f32`;
   const notes: string[] = [];
@@ -334,6 +340,7 @@ async function measure(
         giftwrap: (gMemory?.peakDeviceBytes as number | null | undefined) ?? null,
         torch: (tMemory.peakDeviceBytes as number | null | undefined) ?? null,
       },
+      estimateBytes: estimate === undefined ? null : estimateNote(estimate, backend, label, notes),
       numTensors,
       notes,
       setup: { giftwrap: gSetup, torch: tSetup },
@@ -343,6 +350,30 @@ async function measure(
     await giftwrap?.close();
     await torch.close();
   }
+}
+
+/**
+ * giftwrap's estimated peak on `backend` from `estimate` (dsl/memory.ts), with a note of its parts
+ * and its inputs; the estimate leaves out the runtime and the heap's fragmentation.
+ */
+function estimateNote(
+  estimate: MemoryInputs,
+  backend: BackendName,
+  label: string,
+  notes: string[],
+): number {
+  const peak = processPeakBytes(estimate, backend);
+  notes.push(
+    `${label}: estimated peak ${mib(peak.total)} = the larger of the update (${
+      mib(peak.update)
+    }) and sampling (${mib(peak.sample)}), plus OpenBLAS's copy of the weights ` +
+      `(${mib(peak.weightCopy)}); the runtime and the heap's fragmentation (up to ` +
+      `${FRAGMENTATION}×) not included. Inputs: micro-batches of ${estimate.passRows} rows, ` +
+      `activation checkpointing ${estimate.gradientCheckpointing ? "on" : "off"}, ` +
+      `${estimate.lora ? `LoRA rank ${estimate.lora.rank}` : "full fine-tuning"}, ` +
+      `${estimate.referenceCopy ? "a reference copy" : "no reference copy"} (bench/_configs.ts)`,
+  );
+  return peak.total;
 }
 
 function mib(bytes: number): string {
@@ -364,8 +395,9 @@ function backendLabel(c: Cell): string {
 function table(cells: Cell[]): string {
   const lines = [
     "| config | backend | runs | train ms giftwrap | train ms PyTorch | ratio | sample tok/s giftwrap | " +
-    "sample tok/s PyTorch | ratio | peak RSS giftwrap | peak RSS PyTorch | ratio |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "sample tok/s PyTorch | ratio | peak RSS giftwrap | peak RSS PyTorch | ratio | " +
+    "giftwrap estimate (RSS / estimate) |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const c of cells) {
     if (c.peakRssBytes.giftwrap === null) {
@@ -376,7 +408,7 @@ function table(cells: Cell[]): string {
         `| ${c.config} | ${
           backendLabel(c)
         } | ${c.runs} | n/a | ${train} | — | n/a | ${rate} | — | ` +
-          `n/a | ${mib(c.peakRssBytes.torch)} | — |`,
+          `n/a | ${mib(c.peakRssBytes.torch)} | — | ${estimateCell(c)} |`,
       );
       continue;
     }
@@ -390,10 +422,19 @@ function table(cells: Cell[]): string {
         `${rate[1].toFixed(0)} | ${ratio(...rate)} | ` +
         // a failed train step leaves giftwrap's peak that of a worker that only sampled: no ratio
         `${ok ? mib(rss[0]) : `${mib(rss[0])} (sampling only)`} | ${mib(rss[1])} | ` +
-        `${ok ? ratio(...rss) : "—"} |`,
+        `${ok ? ratio(...rss) : "—"} | ${estimateCell(c, ok)} |`,
     );
   }
   return lines.join("\n");
+}
+
+/** giftwrap's estimate and the measured peak's ratio to it (none where its train step failed). */
+function estimateCell(c: Cell, ok = false): string {
+  if (c.estimateBytes === null) return "—";
+  const measured = c.peakRssBytes.giftwrap;
+  return measured === null || !ok
+    ? mib(c.estimateBytes)
+    : `${mib(c.estimateBytes)} (${ratio(measured, c.estimateBytes)})`;
 }
 
 /** This machine's CPU, from /proc/cpuinfo (read by `cat`: Deno reads /proc only under --allow-all). */
@@ -421,6 +462,9 @@ one machine. Both sides run the same model (same architecture, FLOPs and weights
   timed runs.
 - **peak RSS**: the worker process's VmHWM after all of it (runtime, model, optimiser state,
   activations).
+- **giftwrap estimate**: \`processPeakBytes\` in \`dsl/memory.ts\`, from the inputs in
+  \`bench/_configs.ts\` (real-size configurations only): the larger of the update and sampling,
+  plus OpenBLAS's copy of the weights; not the runtime, nor the wasm heap's fragmentation.
 
 Ratios are giftwrap / PyTorch: above 1 means giftwrap takes longer (train), samples faster
 (tok/s) or uses more memory (RSS). giftwrap and PyTorch runs alternate, so noise hits both.

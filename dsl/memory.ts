@@ -208,6 +208,39 @@ export function decoderWeightCopyBytes(inputs: MemoryInputs): number {
   return floatBytes(inputs.model.params);
 }
 
+/** A process's estimated peak, in parts (see {@linkcode processPeakBytes}). */
+export interface ProcessPeak {
+  /** The update's peak (`updatePeakBytes`). */
+  update: number;
+  /** Sampling's (`decodeBytes`). */
+  sample: number;
+  /** OpenBLAS's decoder's copy of the weights where it is outside the tensors (wasm). */
+  weightCopy: number;
+  /** The larger of the two stages, plus the copy. */
+  total: number;
+}
+
+/**
+ * What a process that runs one update and samples `inputs.rows` rows on `backend` holds at its
+ * peak, as the bench's giftwrap worker does: the larger of the update and sampling (on wasm the
+ * heap grows to it and never shrinks), and on wasm OpenBLAS's copy of the weights beside the
+ * heap (on cpu `decodeBytes` counts it). Its resident set also holds the runtime (Deno, tfjs, V8's
+ * own heap) and the heap's fragmentation (up to {@linkcode FRAGMENTATION}), which this leaves out.
+ *
+ * @example
+ * ```ts
+ * processPeakBytes(inputs, "wasm").total; // to set beside the worker's VmHWM
+ * ```
+ */
+export function processPeakBytes(inputs: MemoryInputs, backend: BackendName): ProcessPeak {
+  const update = updatePeakBytes(inputs).total;
+  const sample = decodeBytes(inputs, inputs.rows, backend);
+  const weightCopy = backend === "wasm" && inputs.model.vocab >= LARGE_VOCAB
+    ? decoderWeightCopyBytes(inputs)
+    : 0;
+  return { update, sample, weightCopy, total: Math.max(update, sample) + weightCopy };
+}
+
 /**
  * The estimated peak of each stage the plan runs, in the order they run.
  *

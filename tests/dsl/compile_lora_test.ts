@@ -15,6 +15,8 @@ import {
 } from "../../mod.ts";
 import type { Recipe } from "../../dsl/schema.ts";
 import type { HfModelFacts, Plan } from "../../dsl/plan.ts";
+import { processPeakBytes, updatePeakBytes } from "../../dsl/memory.ts";
+import { benchConfig } from "../../bench/_configs.ts";
 import { ADAPTER, models, QWEN, realRecipe, SMOLLM } from "./_real_models.ts";
 
 /** The plan of `recipe` with `facts` at "./model", which must compile. */
@@ -366,4 +368,28 @@ Deno.test("formatPlan() prints the adapters, the update's micro-batches and chec
     fromText,
     /dropout 0\.05 · q_proj, v_proj · .* · starts from the adapter '\.\/adapter' \(sha256 1111111111111111…\) · saves the adapter and the merged weights/,
   );
+});
+
+Deno.test("the bench's estimate of the real-size configurations is the plan's of the same recipe", () => {
+  // The bench's worker: one update over 16 rows in micro-batches of one group, checkpointed, no
+  // reference copy; the recipe that runs the same: one mini-batch, reference 'rollout'.
+  const same = { miniBatches: 1, microBatches: 4, gradientCheckpointing: true };
+  const smol = benchConfig("smollm-135m").estimate!;
+  const smolPlan = planOf(realRecipe(same));
+  assert.equal(smol.model.params, 134_515_008);
+  assert.equal(updatePeakBytes(smol).total, smolPlan.budget.perStep.peakBytes.total);
+  const qwen = benchConfig("qwen-0.5b-lora").estimate!;
+  const qwenPlan = planOf(
+    withLora({ rank: 16, alpha: 32, targets: [...QKVO] }, { ...same, backend: "wasm" }),
+    QWEN,
+  );
+  assert.deepEqual([qwen.model.params, qwen.lora?.params], [494_032_768, 2_162_688]);
+  assert.equal(updatePeakBytes(qwen).total, qwenPlan.budget.perStep.peakBytes.total);
+  // The process's peak: the larger stage, and on wasm OpenBLAS's copy of the weights beside the
+  // heap (4 bytes a parameter of the base).
+  const peak = processPeakBytes(qwen, "wasm");
+  assert.equal(peak.update, qwenPlan.budget.perStep.peakBytes.total);
+  assert.equal(peak.weightCopy, 4 * 494_032_768);
+  assert.equal(peak.total, Math.max(peak.update, peak.sample) + peak.weightCopy);
+  assert.equal(processPeakBytes(qwen, "cpu").weightCopy, 0); // counted in sampling's there
 });
