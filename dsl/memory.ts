@@ -5,9 +5,13 @@
  * The plan's `budget.perStep.peakBytes` is the update's peak alone; a run also holds the warm
  * start's batch, the sampler's prefill and KV cache, the evaluation's batch of up to
  * {@linkcode EVAL_BATCH} problems and the log-probability passes, and any of them can be the
- * largest. Each estimate is the tensors the stage holds at its peak ({@linkcode activationBytes}
- * for a differentiated pass, {@linkcode forwardBytes} for one without gradients) plus the weights,
- * AdamW's state and the frozen reference. Measured against the wasm heap (bench/RESULTS.md,
+ * largest. Each estimate is the tensors the stage holds at its peak ({@linkcode updateActivations}
+ * for the update's differentiated pass, {@linkcode forwardBytes} for one without gradients) plus
+ * what stays resident ({@linkcode residentBytes}): the weights in float32, the trained parameters'
+ * gradients and AdamW's two moments (with LoRA the adapters' alone) and the reference's frozen copy
+ * (none for LoRA's 'initial', the base with the adapters off). Activation checkpointing keeps the
+ * blocks' inputs and recomputes one block at a time; micro-batches size the pass to their rows
+ * and add the gradients' running sum. Measured against the wasm heap (bench/RESULTS.md,
  * 2026-12-03), one step came within 5% of its estimate, and further steps grew the heap by up to
  * {@linkcode FRAGMENTATION} as the allocator fragments it (the heap never shrinks).
  *
