@@ -26,6 +26,8 @@
  */
 
 import { compile } from "../mod.ts";
+import { loraParamCount, type LoraTarget, parameterCount } from "../dsl/budget.ts";
+import type { MemoryInputs } from "../dsl/memory.ts";
 import frontDoorRecipe from "../recipes/addition_gift.ts";
 import { modelConfig } from "../runtime/engine/model/transformer.ts";
 import { Rng } from "../runtime/engine/random.ts";
@@ -43,6 +45,11 @@ export interface BenchConfig {
    * PyTorch alone (with its own initial weights, the same distributions) and prints no ratio.
    */
   giftwrapUnavailable?: string;
+  /**
+   * What the memory estimate (dsl/memory.ts's `processPeakBytes`) assumes of giftwrap's worker on
+   * this configuration, printed beside its measured peak; absent where none is made.
+   */
+  estimate?: MemoryInputs;
 }
 
 /** The configurations by name, in the order the bench runs them. */
@@ -129,6 +136,35 @@ const REAL_MODELS = {
   },
 } as const;
 
+/**
+ * The memory estimate's inputs for a real model's configuration, as giftwrap's worker runs it: one
+ * update over the whole batch (no reference model, no π_old pass: the worker's reference
+ * log-probabilities are constants) in micro-batches of one group with activation checkpointing,
+ * then sampling the batch. Change them here where the worker runs otherwise.
+ */
+function realEstimate(
+  model: typeof REAL_MODELS[keyof typeof REAL_MODELS],
+  shapes: { rows: number; groupSize: number; promptTokens: number; newTokens: number },
+  lora: { rank: number; targets: readonly LoraTarget[] } | null,
+): MemoryInputs {
+  // Qwen2's q, k and v biases, which parameterCount() leaves out.
+  const biases = "attentionBias" in model
+    ? model.layers * (model.heads + 2 * model.kvHeads) * model.headDim
+    : 0;
+  return {
+    model: { ...model, params: parameterCount(model) + biases },
+    lora: lora === null ? null : { ...lora, params: loraParamCount(model, lora) },
+    referenceCopy: false,
+    rows: shapes.rows,
+    updateRows: shapes.rows,
+    passRows: shapes.groupSize,
+    microBatches: shapes.rows / shapes.groupSize,
+    promptTokens: shapes.promptTokens,
+    newTokens: shapes.newTokens,
+    gradientCheckpointing: true,
+  };
+}
+
 /** The configuration called `name`. */
 export function benchConfig(name: ConfigName, seed = 1): BenchConfig {
   const plan = compile(frontDoorRecipe);
@@ -214,6 +250,10 @@ export function benchConfig(name: ConfigName, seed = 1): BenchConfig {
       const lora = name === "qwen-0.5b-lora"
         ? { lora: { rank: 16, alpha: 32, targets: ["q_proj", "k_proj", "v_proj", "o_proj"] } }
         : {};
+      const shapes = { rows: prompts * G, groupSize: G, promptTokens: P, newTokens: C };
+      const adapters = lora.lora
+        ? { rank: 16, targets: ["q_proj", "k_proj", "v_proj", "o_proj"] as LoraTarget[] }
+        : null;
       return {
         name,
         setup: {
@@ -229,6 +269,7 @@ export function benchConfig(name: ConfigName, seed = 1): BenchConfig {
           microBatchRows: G,
           gradientCheckpointing: true,
         },
+        estimate: realEstimate(REAL_MODELS[name], shapes, adapters),
       };
     }
   }

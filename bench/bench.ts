@@ -57,6 +57,7 @@ import {
   type WorkerProcess,
 } from "./_protocol.ts";
 import type { BackendName } from "../runtime/engine/backend.ts";
+import { FRAGMENTATION, type MemoryInputs, processPeakBytes } from "../dsl/memory.ts";
 
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
 const SLOW_STEP_MS = 30_000;
@@ -119,6 +120,11 @@ interface Cell {
   peakRssBytes: { giftwrap: number | null; torch: number | null };
   /** GPU memory at its peak, where a side runs on one (webgpu's buffer pool, CUDA's allocator). */
   peakDeviceBytes: { giftwrap: number | null; torch: number | null };
+  /**
+   * giftwrap's estimated peak (`processPeakBytes` of the configuration's `estimate`), where the
+   * configuration has one.
+   */
+  estimateBytes: number | null;
   /** giftwrap's live tensors after each timed command. */
   numTensors: number[];
   notes: string[];
@@ -188,7 +194,7 @@ async function measure(
   env: Record<string, string>,
   dir: string,
 ): Promise<Cell> {
-  const { setup, giftwrapUnavailable } = benchConfig(name);
+  const { setup, giftwrapUnavailable, estimate } = benchConfig(name);
   const label = `${name} · ${backend}`;
   const weights = `${dir}/${name}.f32`;
   const notes: string[] = [];
@@ -360,6 +366,7 @@ async function measure(
         giftwrap: (gMemory?.peakDeviceBytes as number | null | undefined) ?? null,
         torch: (tMemory?.peakDeviceBytes as number | null | undefined) ?? null,
       },
+      estimateBytes: estimate === undefined ? null : estimateNote(estimate, backend, label, notes),
       numTensors,
       notes,
       setup: { giftwrap: gSetup, torch: tSetup },
@@ -369,6 +376,30 @@ async function measure(
     await giftwrap?.close();
     await torch?.close();
   }
+}
+
+/**
+ * giftwrap's estimated peak on `backend` from `estimate` (dsl/memory.ts), with a note of its parts
+ * and its inputs; the estimate leaves out the runtime and the heap's fragmentation.
+ */
+function estimateNote(
+  estimate: MemoryInputs,
+  backend: BackendName,
+  label: string,
+  notes: string[],
+): number {
+  const peak = processPeakBytes(estimate, backend);
+  notes.push(
+    `${label}: estimated peak ${mib(peak.total)} = the larger of the update (${
+      mib(peak.update)
+    }) and sampling (${mib(peak.sample)}), plus OpenBLAS's copy of the weights ` +
+      `(${mib(peak.weightCopy)}); the runtime and the heap's fragmentation (up to ` +
+      `${FRAGMENTATION}×) not included. Inputs: micro-batches of ${estimate.passRows} rows, ` +
+      `activation checkpointing ${estimate.gradientCheckpointing ? "on" : "off"}, ` +
+      `${estimate.lora ? `LoRA rank ${estimate.lora.rank}` : "full fine-tuning"}, ` +
+      `${estimate.referenceCopy ? "a reference copy" : "no reference copy"} (bench/_configs.ts)`,
+  );
+  return peak.total;
 }
 
 function mib(bytes: number): string {
@@ -390,8 +421,9 @@ function backendLabel(c: Cell): string {
 function table(cells: Cell[]): string {
   const lines = [
     "| config | backend | runs | train ms giftwrap | train ms PyTorch | ratio | sample tok/s giftwrap | " +
-    "sample tok/s PyTorch | ratio | peak RSS giftwrap | peak RSS PyTorch | ratio |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "sample tok/s PyTorch | ratio | peak RSS giftwrap | peak RSS PyTorch | ratio | " +
+    "giftwrap estimate (RSS / estimate) |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   /** A median, or null for no runs. */
   const mid = (xs: number[]) => xs.length > 0 ? median(xs) : null;
@@ -415,10 +447,19 @@ function table(cells: Cell[]): string {
         `${both(...rate) ? ratio(rate[0]!, rate[1]!) : "—"} | ` +
         `${ran && !ok ? `${mib(c.peakRssBytes.giftwrap!)} (sampling only)` : show(rss[0], mib)} | ${
           show(rss[1], mib)
-        } | ${both(...rss) ? ratio(rss[0]!, rss[1]!) : "—"} |`,
+        } | ${both(...rss) ? ratio(rss[0]!, rss[1]!) : "—"} | ${estimateCell(c, ok)} |`,
     );
   }
   return lines.join("\n");
+}
+
+/** giftwrap's estimate and the measured peak's ratio to it (none where its train step failed). */
+function estimateCell(c: Cell, ok = false): string {
+  if (c.estimateBytes === null) return "—";
+  const measured = c.peakRssBytes.giftwrap;
+  return measured === null || !ok
+    ? mib(c.estimateBytes)
+    : `${mib(c.estimateBytes)} (${ratio(measured, c.estimateBytes)})`;
 }
 
 /** This machine's CPU, from /proc/cpuinfo (read by `cat`: Deno reads /proc only under --allow-all). */
@@ -446,6 +487,9 @@ one machine. Both sides run the same model (same architecture, FLOPs and weights
   timed runs.
 - **peak RSS**: the worker process's VmHWM after all of it (runtime, model, optimiser state,
   activations).
+- **giftwrap estimate**: \`processPeakBytes\` in \`dsl/memory.ts\`, from the inputs in
+  \`bench/_configs.ts\` (real-size configurations only): the larger of the update and sampling,
+  plus OpenBLAS's copy of the weights; not the runtime, nor the wasm heap's fragmentation.
 
 Ratios are giftwrap / PyTorch: above 1 means giftwrap takes longer (train), samples faster
 (tok/s) or uses more memory (RSS). giftwrap and PyTorch runs alternate, so noise hits both.

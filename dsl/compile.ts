@@ -9,13 +9,12 @@
  */
 
 import {
-  activationBytes,
-  floatBytes,
+  DEFAULT_LORA,
   forwardFlops,
   headDim,
+  loraParamCount,
   type ModelShape,
   parameterCount,
-  samplingBytes,
   samplingFlops,
   trainFlops,
 } from "./budget.ts";
@@ -40,7 +39,6 @@ import {
   type HfTokenizerSpec,
   logProbPasses,
   type LoraSpec,
-  type LoraTargetName,
   type Plan,
   PLAN_FORMAT,
   type RewardSpec,
@@ -68,7 +66,7 @@ import {
   taskSpec,
 } from "./tasks.ts";
 import { validateRecipe } from "./validate.ts";
-import { memoryIssues } from "./memory.ts";
+import { memoryInputs, memoryIssues, updatePeakBytes } from "./memory.ts";
 
 /**
  * Options of `compile()`.
@@ -623,10 +621,10 @@ function resolveLora(
       hint: "compile through the CLI, or pass resolveModels()'s result as the models option",
     });
   }
-  const rank = l.rank ?? adapter?.rank ?? 8;
+  const rank = l.rank ?? adapter?.rank ?? DEFAULT_LORA.rank;
   const alpha = l.alpha ?? adapter?.alpha ?? rank;
   const dropout = l.dropout ?? adapter?.dropout ?? 0;
-  const targets = [...(l.targets ?? adapter?.targets ?? ["q_proj", "v_proj"])];
+  const targets = [...(l.targets ?? adapter?.targets ?? DEFAULT_LORA.targets)];
   if (adapter !== undefined) {
     const differs = (field: string, mine: unknown, theirs: unknown) => {
       if (JSON.stringify(mine) === JSON.stringify(theirs)) return;
@@ -656,19 +654,10 @@ function resolveLora(
     }
   }
   const ordered = LORA_TARGETS.filter((t) => targets.includes(t));
-  const kv = shape.kvHeads * shape.headDim;
-  const q = shape.heads * shape.headDim;
-  const dims: Record<LoraTargetName, [number, number]> = {
-    q_proj: [shape.dModel, q],
-    k_proj: [shape.dModel, kv],
-    v_proj: [shape.dModel, kv],
-    o_proj: [q, shape.dModel],
-    gate_proj: [shape.dModel, shape.ffnDim],
-    up_proj: [shape.dModel, shape.ffnDim],
-    down_proj: [shape.ffnDim, shape.dModel],
-  };
-  const params = shape.layers *
-    ordered.reduce((n, t) => n + rank * (dims[t][0] + dims[t][1]), 0);
+  const params = loraParamCount({ ...shape, vocab: 0, tiedEmbeddings: true }, {
+    rank,
+    targets: ordered,
+  });
   return {
     rank,
     alpha,
@@ -1092,7 +1081,9 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
     name: "init",
     detail: model.kind === "hfModel"
       ? `${model.modelType} from '${model.path}' (${model.dtype}): ` +
-        plural(model.params, "parameter")
+        plural(model.params, "parameter") +
+        (model.lora === undefined ? "" : `, frozen; LoRA adapters of rank ${model.lora.rank} on ` +
+          `${model.lora.targets.join(", ")}: ${plural(model.lora.params, "parameter")}`)
       : `tinyGpt from seed ${plan.seed}: ${plural(model.params, "parameter")}`,
     shapes: { embedding: [model.vocab, model.dModel] },
     flops: 0,
@@ -1114,9 +1105,11 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
       when: "setup",
       name: "reference",
       detail: reference.kind === "initial"
-        ? `freeze a copy of the policy${
-          w !== null && w.sftSteps > 0 ? " after the warm start" : ""
-        } as π_ref`
+        ? model.kind === "hfModel" && model.lora !== undefined
+          ? "π_ref is the base model with the adapters off: no copy"
+          : `freeze a copy of the policy${
+            w !== null && w.sftSteps > 0 ? " after the warm start" : ""
+          } as π_ref`
         : `load π_ref from '${reference.checkpoint}'`,
       shapes: {},
       flops: 0,
@@ -1247,20 +1240,8 @@ function lower(plan: Omit<Plan, "stages" | "budget">): Pick<Plan, "stages" | "bu
     flops: 0,
   });
 
-  const weights = floatBytes(model.params);
-  const activations = Math.max(
-    2 * activationBytes(model, shapes.miniBatchRows, T),
-    samplingBytes(model, B, T),
-  );
-  const peakBytes = {
-    weights,
-    optimizer: 3 * weights,
-    reference: frozen ? weights : 0,
-    activations,
-    total: 0,
-  };
-  peakBytes.total = peakBytes.weights + peakBytes.optimizer + peakBytes.reference +
-    peakBytes.activations;
+  // The update's peak as dsl/memory.ts estimates it (which memoryIssues() holds against the limit).
+  const peakBytes = updatePeakBytes(memoryInputs(plan));
   const warmStart = stages.find((s) => s.name === "warm start")?.flops ?? 0;
   const train = schedule.steps * flops.total;
   const evaluation = schedule.evaluations * evalFlops;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { LARGE_VOCAB, updateActivations } from "./budget.ts";
 import { formatIssue } from "./issues.ts";
 import { type Plan, planHash, type RewardSpec, type Stage } from "./plan.ts";
 
@@ -53,6 +54,21 @@ export function formatPlan(plan: Plan): string {
     `${model.tiedEmbeddings ? "tied" : "untied"} embeddings`,
     plural(model.params, "parameter"),
   ]);
+  if (model.kind === "hfModel" && model.lora !== undefined) {
+    const l = model.lora;
+    const total = model.params + l.params;
+    row("lora", [
+      `rank ${l.rank}, alpha ${num(l.alpha)} (scale ${num(l.scale)})`,
+      ...(l.dropout > 0 ? [`dropout ${num(l.dropout)}`] : []),
+      l.targets.join(", "),
+      `${count(l.params)} trained of ${count(total)} parameters ` +
+      `(${percent(l.params / total)}); the base is frozen`,
+      l.adapter === null
+        ? "starts at B = 0 (the base model)"
+        : `starts from the adapter '${l.adapter.path}' (sha256 ${l.adapter.sha256.slice(0, 16)}…)`,
+      l.saveMerged ? "saves the adapter and the merged weights" : "saves the adapter",
+    ]);
+  }
   if (tokenizer.kind === "char") {
     row("tokenizer", [
       `${tokenizer.kind}, vocabulary ${tokenizer.vocab}: ${tokenizer.specials.join(" ")} and ` +
@@ -111,6 +127,7 @@ export function formatPlan(plan: Plan): string {
     } ` +
     `per batch, each on ${plural(shapes.miniBatchRows, "row")} ` +
     `(${plural(shapes.miniBatchGroups, "group")})`,
+    ...(plan.update === undefined ? [] : updateText(plan.update, shapes.groupSize)),
   ]);
   row("optimizer", [
     "AdamW",
@@ -194,15 +211,41 @@ export function formatPlan(plan: Plan): string {
     ], flopsText),
   );
   const m = perStep.peakBytes;
+  const lora = model.kind === "hfModel" ? model.lora : undefined;
+  const micro = (plan.update?.microBatches ?? 1) > 1;
   budget(
     "peak tensors",
     split(`≈ ${bytesText(m.total)}`, [
       ["weights", m.weights],
-      ["gradients and AdamW", m.optimizer],
+      [
+        (lora ? "the adapters' gradients and AdamW" : "gradients and AdamW") +
+        (micro ? ", with the micro-batches' gradient sum" : ""),
+        m.optimizer,
+      ],
       ["reference", m.reference],
       ["activations", m.activations],
     ], bytesText),
   );
+  // The update's pass in parts, where the estimate has them (update options, LoRA, a large
+  // vocabulary); it is the activations unless sampling's KV cache is larger.
+  if (plan.update !== undefined || lora !== undefined || model.vocab >= LARGE_VOCAB) {
+    const pass = updateActivations(model, {
+      rows: plan.update?.microBatchRows ?? shapes.miniBatchRows,
+      promptTokens: shapes.promptTokens,
+      newTokens: shapes.newTokens,
+      gradientCheckpointing: plan.update?.gradientCheckpointing ?? false,
+      lora: lora ?? null,
+    });
+    const rows = plural(plan.update?.microBatchRows ?? shapes.miniBatchRows, "row");
+    budget(
+      "update pass",
+      split(`${bytesText(pass.total)} over ${rows}`, [
+        [pass.blockInputs > 0 ? "one block recomputed" : "blocks", pass.blocks],
+        ["block inputs", pass.blockInputs],
+        [`log-softmax over ${plural(shapes.newTokens, "position")}`, pass.logSoftmax],
+      ], bytesText) + (pass.total < m.activations ? "; sampling's KV cache is larger" : ""),
+    );
+  }
   lines.push("", "budget for the run");
   budget("tokens sampled", `${count(run.tokensSampled)} at most`);
   budget("evaluations", `${schedule.evaluations} × ${plural(schedule.evalProblems, "problem")}`);
@@ -220,12 +263,30 @@ export function formatPlan(plan: Plan): string {
   return lines.join("\n") + "\n";
 }
 
+/** The update's micro-batches and activation checkpointing, as parts of the updates row. */
+function updateText(update: NonNullable<Plan["update"]>, groupSize: number): string[] {
+  return [
+    update.microBatches > 1
+      ? `${plural(update.microBatches, "micro-batch", "micro-batches")} of ` +
+        `${plural(update.microBatchRows, "row")} (${
+          plural(update.microBatchRows / groupSize, "group")
+        }), gradients summed`
+      : "one pass over the mini-batch",
+    update.gradientCheckpointing
+      ? "activation checkpointing (each block recomputed in the backward pass)"
+      : "every activation kept",
+  ];
+}
+
 function referenceText(plan: Plan): string {
   const { kind, checkpoint, used } = plan.reference;
   if (kind === "none") return `none (${plan.objective.kind} reads no reference)`;
   const warm = plan.model.warmStart !== null && plan.model.warmStart.sftSteps > 0;
+  const adapted = plan.model.kind === "hfModel" && plan.model.lora !== undefined;
   const what = {
-    initial: `a frozen copy of the policy${warm ? " after the warm start" : ""}`,
+    initial: adapted
+      ? "the base model with the adapters off (no copy)"
+      : `a frozen copy of the policy${warm ? " after the warm start" : ""}`,
     rollout: "the policy that sampled the batch",
     checkpoint: `loaded from '${checkpoint}'`,
   }[kind];
@@ -292,6 +353,11 @@ export function plural(k: number, word: string, words = `${word}s`): string {
 export function count(n: number): string {
   const s = String(Math.round(n));
   return s.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/** A share as a percentage with up to three significant digits: "0.437%". */
+function percent(share: number): string {
+  return `${Number((100 * share).toPrecision(3))}%`;
 }
 
 /** FLOPs with an SI prefix and three significant digits: "1.23 GFLOP". */

@@ -5,9 +5,13 @@
  * The plan's `budget.perStep.peakBytes` is the update's peak alone; a run also holds the warm
  * start's batch, the sampler's prefill and KV cache, the evaluation's batch of up to
  * {@linkcode EVAL_BATCH} problems and the log-probability passes, and any of them can be the
- * largest. Each estimate is the tensors the stage holds at its peak ({@linkcode activationBytes}
- * for a differentiated pass, {@linkcode forwardBytes} for one without gradients) plus the weights,
- * AdamW's state and the frozen reference. Measured against the wasm heap (bench/RESULTS.md,
+ * largest. Each estimate is the tensors the stage holds at its peak ({@linkcode updateActivations}
+ * for the update's differentiated pass, {@linkcode forwardBytes} for one without gradients) plus
+ * what stays resident ({@linkcode residentBytes}): the weights in float32, the trained parameters'
+ * gradients and AdamW's two moments (with LoRA the adapters' alone) and the reference's frozen copy
+ * (none for LoRA's 'initial', the base with the adapters off). Activation checkpointing keeps the
+ * blocks' inputs and recomputes one block at a time; micro-batches size the pass to their rows
+ * and add the gradients' running sum. Measured against the wasm heap (bench/RESULTS.md,
  * 2026-12-03), one step came within 5% of its estimate, and further steps grew the heap by up to
  * {@linkcode FRAGMENTATION} as the allocator fragments it (the heap never shrinks).
  *
@@ -16,15 +20,21 @@
 
 import {
   activationBytes,
+  DEFAULT_LORA,
   EVAL_BATCH,
   floatBytes,
   forwardBytes,
+  LARGE_VOCAB,
+  loraParamCount,
+  type LoraShape,
   type ModelShape,
   samplingBytes,
+  type UpdateActivations,
+  updateActivations,
 } from "./budget.ts";
 import { bytesText, plural } from "./format.ts";
 import type { Issue } from "./issues.ts";
-import type { BackendName, Plan } from "./plan.ts";
+import { type BackendName, logProbPasses, type Plan } from "./plan.ts";
 
 /** The largest heap tfjs's wasm backend can grow to: 4 GiB of 32-bit addresses. */
 export const WASM_HEAP_BYTES = 4 * 2 ** 30;
@@ -56,8 +66,184 @@ export interface MemoryLimit {
 /** The parts of a plan the estimate reads. */
 export type MemoryPlan = Pick<
   Plan,
-  "backend" | "model" | "shapes" | "schedule" | "reference" | "objective" | "budget" | "recipe"
+  "backend" | "model" | "shapes" | "schedule" | "reference" | "objective" | "recipe" | "update"
 >;
+
+/**
+ * Everything the estimate of a step reads, explicit: {@linkcode memoryInputs} takes it from a
+ * plan; the bench writes its own (bench/_configs.ts).
+ */
+export interface MemoryInputs {
+  /** The model's dimensions and every parameter of it (the base's, with LoRA). */
+  model: ModelShape & { params: number };
+  /** The adapters, when only they train; null when every parameter does. */
+  lora: (LoraShape & { params: number }) | null;
+  /**
+   * Whether the reference is a frozen copy of the weights: 'initial' without LoRA, or a
+   * checkpoint. With LoRA, 'initial' is the base with the adapters off: no copy.
+   */
+  referenceCopy: boolean;
+  /** Rows sampled at once (B). */
+  rows: number;
+  /** Rows of one update's mini-batch: each log-probability pass takes them at once. */
+  updateRows: number;
+  /** Rows of one differentiated pass: a micro-batch, or the whole mini-batch. */
+  passRows: number;
+  /** Micro-batches per update: with more than one, their gradients are summed in another copy. */
+  microBatches: number;
+  promptTokens: number;
+  newTokens: number;
+  /** The update recomputes each block in its backward pass. */
+  gradientCheckpointing: boolean;
+}
+
+/** The update's peak in parts, as `plan.budget.perStep.peakBytes` has them. */
+export type PeakBytes = Plan["budget"]["perStep"]["peakBytes"];
+
+/**
+ * What the estimate reads of `plan` (see {@linkcode MemoryInputs}).
+ *
+ * @example
+ * ```ts
+ * memoryInputs(compile(recipe)).passRows; // plan.update?.microBatchRows ?? plan.shapes.miniBatchRows
+ * ```
+ */
+export function memoryInputs(
+  plan: Omit<MemoryPlan, "backend" | "objective" | "recipe" | "schedule">,
+): MemoryInputs {
+  const { model, shapes, update } = plan;
+  const lora = model.kind === "hfModel" && model.lora !== undefined
+    ? { rank: model.lora.rank, targets: model.lora.targets, params: model.lora.params }
+    : null;
+  const frozen = plan.reference.kind === "initial" || plan.reference.kind === "checkpoint";
+  return {
+    model,
+    lora,
+    referenceCopy: frozen && !(lora !== null && plan.reference.kind === "initial"),
+    rows: shapes.rows,
+    updateRows: shapes.miniBatchRows,
+    passRows: update?.microBatchRows ?? shapes.miniBatchRows,
+    microBatches: update?.microBatches ?? 1,
+    promptTokens: shapes.promptTokens,
+    newTokens: shapes.newTokens,
+    gradientCheckpointing: update?.gradientCheckpointing ?? false,
+  };
+}
+
+/**
+ * What stays in memory through a step: the weights (float32: the base's and the adapters'), the
+ * trained parameters' gradients and AdamW's two moments (the adapters' alone with LoRA), and the
+ * reference's frozen copy when it has one.
+ */
+export function residentBytes(
+  inputs: MemoryInputs,
+): { weights: number; optimizer: number; reference: number } {
+  const adapters = inputs.lora?.params ?? 0;
+  const trained = inputs.lora === null ? inputs.model.params : adapters;
+  return {
+    weights: floatBytes(inputs.model.params + adapters),
+    optimizer: 3 * floatBytes(trained),
+    reference: inputs.referenceCopy ? floatBytes(inputs.model.params) : 0,
+  };
+}
+
+/** The activations of one differentiated pass of the update (`updateActivations`). */
+export function passActivations(inputs: MemoryInputs): UpdateActivations {
+  return updateActivations(inputs.model, {
+    rows: inputs.passRows,
+    promptTokens: inputs.promptTokens,
+    newTokens: inputs.newTokens,
+    gradientCheckpointing: inputs.gradientCheckpointing,
+    lora: inputs.lora,
+  });
+}
+
+/**
+ * The update's peak (`plan.budget.perStep.peakBytes`): what stays resident, with micro-batches a
+ * second copy of the trained parameters' gradients (their running sum beside a micro-batch's),
+ * and the larger of the differentiated pass's activations and sampling's KV cache.
+ *
+ * @example
+ * ```ts
+ * updatePeakBytes(memoryInputs(plan)).total === plan.budget.perStep.peakBytes.total; // true
+ * ```
+ */
+export function updatePeakBytes(inputs: MemoryInputs): PeakBytes {
+  const resident = residentBytes(inputs);
+  const sum = inputs.microBatches > 1 ? resident.optimizer / 3 : 0;
+  const T = inputs.promptTokens + inputs.newTokens;
+  const activations = Math.max(
+    passActivations(inputs).total,
+    samplingBytes(inputs.model, inputs.rows, T),
+  );
+  const peak = { ...resident, optimizer: resident.optimizer + sum, activations, total: 0 };
+  peak.total = peak.weights + peak.optimizer + peak.reference + peak.activations;
+  return peak;
+}
+
+/**
+ * Bytes of sampling (or greedy evaluation) of `rows` rows on `backend`: what stays resident, the
+ * KV cache and the decoder's own. Below {@linkcode LARGE_VOCAB}, and on webgpu and tensorflow,
+ * that of tfjs's decoder: the prefill's forward pass over the prompts, every intermediate of every
+ * layer held until it ends (the larger, where OpenBLAS's decoder would run). From it, on wasm and
+ * cpu, that of OpenBLAS's decoder (runtime/engine/kernels/decode.ts), which runs outside tfjs's
+ * tensors: one layer of the prefill at a time in its own memory, and, on cpu, where the tensors
+ * are JavaScript arrays too, its copy of the weights (wasm's heap does not hold that copy, which
+ * the machine does: {@linkcode decoderWeightCopyBytes}). Without OpenBLAS (no `--allow-ffi`),
+ * such a model samples through tfjs's decoder, which this does not count.
+ */
+export function decodeBytes(inputs: MemoryInputs, rows: number, backend: BackendName): number {
+  const r = residentBytes(inputs);
+  const { model, promptTokens: P } = inputs;
+  const T = P + inputs.newTokens;
+  const blas = model.vocab >= LARGE_VOCAB && (backend === "wasm" || backend === "cpu");
+  const decoder = blas
+    ? forwardBytes({ ...model, layers: 1 }, rows, P, { logitPositions: 1, lora: inputs.lora }) +
+      (backend === "cpu" ? decoderWeightCopyBytes(inputs) : 0)
+    : forwardBytes(model, rows, P, { logitPositions: 1, lora: inputs.lora });
+  return r.weights + r.optimizer + r.reference + decoder + samplingBytes(model, rows, T);
+}
+
+/**
+ * Bytes of the copy of the weights OpenBLAS's decoder reads its products from (JavaScript arrays,
+ * outside wasm's heap): the weights, the adapters' merged in where LoRA is on.
+ */
+export function decoderWeightCopyBytes(inputs: MemoryInputs): number {
+  return floatBytes(inputs.model.params);
+}
+
+/** A process's estimated peak, in parts (see {@linkcode processPeakBytes}). */
+export interface ProcessPeak {
+  /** The update's peak (`updatePeakBytes`). */
+  update: number;
+  /** Sampling's (`decodeBytes`). */
+  sample: number;
+  /** OpenBLAS's decoder's copy of the weights where it is outside the tensors (wasm). */
+  weightCopy: number;
+  /** The larger of the two stages, plus the copy. */
+  total: number;
+}
+
+/**
+ * What a process that runs one update and samples `inputs.rows` rows on `backend` holds at its
+ * peak, as the bench's giftwrap worker does: the larger of the update and sampling (on wasm the
+ * heap grows to it and never shrinks), and on wasm OpenBLAS's copy of the weights beside the
+ * heap (on cpu `decodeBytes` counts it). Its resident set also holds the runtime (Deno, tfjs, V8's
+ * own heap) and the heap's fragmentation (up to {@linkcode FRAGMENTATION}), which this leaves out.
+ *
+ * @example
+ * ```ts
+ * processPeakBytes(inputs, "wasm").total; // to set beside the worker's VmHWM
+ * ```
+ */
+export function processPeakBytes(inputs: MemoryInputs, backend: BackendName): ProcessPeak {
+  const update = updatePeakBytes(inputs).total;
+  const sample = decodeBytes(inputs, inputs.rows, backend);
+  const weightCopy = backend === "wasm" && inputs.model.vocab >= LARGE_VOCAB
+    ? decoderWeightCopyBytes(inputs)
+    : 0;
+  return { update, sample, weightCopy, total: Math.max(update, sample) + weightCopy };
+}
 
 /**
  * The estimated peak of each stage the plan runs, in the order they run.
@@ -73,14 +259,9 @@ export type MemoryPlan = Pick<
 export function stagePeaks(plan: MemoryPlan): StagePeak[] {
   const { model, shapes, schedule } = plan;
   const T = shapes.sequenceTokens;
-  const weights = floatBytes(model.params);
-  const optimizer = 3 * weights; // gradients and AdamW's two moments
-  const reference = plan.reference.kind === "initial" || plan.reference.kind === "checkpoint"
-    ? weights
-    : 0;
+  const inputs = memoryInputs(plan);
+  const { weights, optimizer, reference } = residentBytes(inputs);
   const resident = weights + optimizer + reference;
-  const decode = (rows: number) =>
-    resident + forwardBytes(model, rows, shapes.promptTokens) + samplingBytes(model, rows, T);
   const peaks: StagePeak[] = [];
   const w = model.warmStart;
   if (w !== null && w.sftSteps > 0) {
@@ -89,25 +270,32 @@ export function stagePeaks(plan: MemoryPlan): StagePeak[] {
   }
   if (schedule.evalProblems > 0) {
     const rows = Math.min(schedule.evalProblems, EVAL_BATCH);
-    peaks.push({ stage: "eval", bytes: decode(rows), rows, tokens: T });
-  }
-  peaks.push({ stage: "sample", bytes: decode(shapes.rows), rows: shapes.rows, tokens: T });
-  // A separate pass reads π_old (a ratio, or the rollout reference, over several optimiser steps
-  // per batch) or the frozen reference, as compile() lowers them.
-  const readsOld = plan.objective.axes.readsOld || plan.reference.kind === "rollout";
-  if ((readsOld && schedule.optimizerStepsPerBatch > 1) || reference > 0) {
-    const rows = shapes.miniBatchRows;
     peaks.push({
-      stage: "log-probs",
-      bytes: resident + forwardBytes(model, rows, T),
+      stage: "eval",
+      bytes: decodeBytes(inputs, rows, plan.backend.name),
       rows,
       tokens: T,
     });
   }
   peaks.push({
+    stage: "sample",
+    bytes: decodeBytes(inputs, shapes.rows, plan.backend.name),
+    rows: shapes.rows,
+    tokens: T,
+  });
+  // A separate pass reads π_old (a ratio, or the rollout reference, over several optimiser steps
+  // per batch) or the frozen reference, as compile() lowers them, over a whole mini-batch.
+  const passes = logProbPasses(plan);
+  if (passes.old || passes.reference) {
+    const rows = shapes.miniBatchRows;
+    const bytes = resident +
+      forwardBytes(model, rows, T, { logitPositions: shapes.newTokens, lora: inputs.lora });
+    peaks.push({ stage: "log-probs", bytes, rows, tokens: T });
+  }
+  peaks.push({
     stage: "update",
-    bytes: plan.budget.perStep.peakBytes.total,
-    rows: shapes.miniBatchRows,
+    bytes: updatePeakBytes(inputs).total,
+    rows: inputs.passRows,
     tokens: T,
   });
   return peaks;
@@ -159,39 +347,88 @@ const SUBJECT: Record<MemoryStage, string> = {
   update: "the update",
 };
 
+/** A change of the plan that may make a stage fit: what to tell the user, and the changed plan. */
+interface Change {
+  text: string;
+  plan: MemoryPlan;
+}
+
 /**
  * How to make `peak` fit in `budget` bytes: the stage's own knob first (the largest warm-start
- * batch, the fewest mini-batches, the most eval problems that fit), then shorter sequences, then
- * the cpu backend where the machine (`machineBytes`, when known) holds the stage.
+ * batch, the most eval problems that fit; for the update activation checkpointing or the fewest
+ * micro-batches, then the fewest mini-batches), then LoRA for a Hugging Face policy without it
+ * where nothing before fits, then shorter sequences, then the cpu backend where the machine
+ * (`machineBytes`, when known) holds the stage. Every knob named with a value fits by the
+ * estimate, and with `limitBytes` leaves every stage the same field sizes (miniBatches: the update
+ * and the log-probability pass) compiling. Where nothing fits `budget`, the first checkpointing, micro-batches or LoRA change
+ * that compiles against `limitBytes` (its estimate grown by {@linkcode FRAGMENTATION} within
+ * them, with a warning), when given, is named, and said to be over half.
  */
 export function memoryFix(
   plan: MemoryPlan,
   peak: StagePeak,
   budget: number,
   machineBytes?: number,
+  limitBytes?: number,
 ): string {
   const { shapes, schedule } = plan;
   const fixes: string[] = [];
-  const scaled = (rows: number) =>
-    stagePeaks(withRows(plan, peak.stage, rows))
-      .find((p) => p.stage === peak.stage)!.bytes;
+  // A change fits when the issue's stage fits `budget` and, when the limit is given, every stage
+  // the same field sizes compiles (miniBatches: the update and the log-probability pass), so that
+  // fixing one does not leave the other over the limit.
+  const fieldPeaks = (changed: MemoryPlan) =>
+    stagePeaks(changed).filter((p) => FIELD[p.stage] === FIELD[peak.stage]);
+  const compiles = (changed: MemoryPlan) =>
+    limitBytes === undefined ||
+    fieldPeaks(changed).every((p) => p.bytes * FRAGMENTATION <= limitBytes);
+  const bytesOf = (changed: MemoryPlan) =>
+    stagePeaks(changed).find((p) => p.stage === peak.stage)?.bytes ?? 0;
+  const clears = (changed: MemoryPlan) => bytesOf(changed) <= budget && compiles(changed);
+  const scaled = (rows: number) => bytesOf(withRows(plan, peak.stage, rows));
+  const fitting = (changes: Change[], ok: (changed: MemoryPlan) => boolean) =>
+    changes.find((c) => ok(c.plan));
+  // Checkpointing, micro-batches and LoRA, each the least change that fits, in that order.
+  const knobs: Change[][] = peak.stage === "update" ? updateChanges(plan) : [];
+  const lora = loraChanges(plan, peak.stage);
+  let fitted = false;
   if (peak.stage === "warm start") {
     const fits = largest(peak.rows - 1, (b) => scaled(b) <= budget);
     if (fits > 0) fixes.push(`set policy.warmStart.batchSize to ${fits} or less`);
+    fitted = fits > 0;
   } else if (peak.stage === "update" || peak.stage === "log-probs") {
+    // Checkpointing and micro-batches, each alone; both together only where neither fits alone.
+    for (const family of knobs) {
+      const fix = fitting(family, clears);
+      if (fix !== undefined && !(family === knobs[2] && fixes.length > 0)) fixes.push(fix.text);
+    }
     const P = shapes.prompts;
-    const more = divisorsOf(P).filter((m) => m > schedule.miniBatches);
+    const micro = plan.update?.microBatches ?? 1;
+    const more = divisorsOf(P).filter((m) => m > schedule.miniBatches && (P / m) % micro === 0);
     const fits = more.find((m) => scaled((P / m) * shapes.groupSize) <= budget);
     if (fits !== undefined) {
       fixes.push(
         `set miniBatches to ${fits} (${(P / fits) * shapes.groupSize} rows per update)`,
       );
     }
+    fitted = fixes.length > 0;
   } else if (peak.stage === "eval") {
     const fits = largest(peak.rows - 1, (n) => scaled(n) <= budget);
     if (fits > 0) fixes.push(`set eval.limit to ${fits} or less`);
+    fitted = fits > 0;
   } else {
     fixes.push(`lower group.prompts (${shapes.prompts}) or group.size (${shapes.groupSize})`);
+    fitted = scaled(shapes.groupSize) <= budget;
+  }
+  if (!fitted) {
+    // Nothing above fits without a warning: the least change that compiles at all (when the
+    // limit is given), and LoRA where the policy can take it.
+    const loosely = (changed: MemoryPlan) => limitBytes !== undefined && compiles(changed);
+    const loose = (c: Change | undefined) =>
+      c === undefined ? [] : [`${c.text} (still over half: it may run out)`];
+    const knob = knobs.map((family) => fitting(family, loosely)).find((c) => c);
+    fixes.push(...loose(knob));
+    const adapted = fitting(lora, clears);
+    fixes.push(...(adapted ? [adapted.text] : loose(fitting(lora, loosely))));
   }
   const data = plan.recipe.data;
   const shorter = [
@@ -204,6 +441,86 @@ export function memoryFix(
     fixes.push("use backend 'cpu' (no heap limit, slower)");
   }
   return fixes.length === 1 ? fixes[0]! : `${fixes.slice(0, -1).join(", ")}, or ${fixes.at(-1)}`;
+}
+
+/** Whether the objective's loss can be split into micro-batches (runtime/rl/micro_batches.ts). */
+function microBatchable(plan: MemoryPlan): boolean {
+  const { axes } = plan.objective;
+  return axes.loss !== "custom" && axes.aggregation !== "pair-mean";
+}
+
+/** The plan with `microBatches` micro-batches per update and checkpointing on or off. */
+function withUpdate(plan: MemoryPlan, microBatches: number, checkpointing: boolean): MemoryPlan {
+  return {
+    ...plan,
+    update: {
+      microBatches,
+      microBatchRows: plan.shapes.miniBatchRows / microBatches,
+      gradientCheckpointing: checkpointing,
+    },
+  };
+}
+
+/**
+ * The update's own changes, least first, in families: activation checkpointing (where it is
+ * off); the fewest micro-batches (whole groups); and, where checkpointing is off, both.
+ */
+function updateChanges(plan: MemoryPlan, prefix = ""): Change[][] {
+  const groups = plan.shapes.miniBatchGroups;
+  const micro = plan.update?.microBatches ?? 1;
+  const on = plan.update?.gradientCheckpointing ?? false;
+  const ks = microBatchable(plan) ? divisorsOf(groups).filter((k) => k > micro) : [];
+  const rows = (k: number) => (groups / k) * plan.shapes.groupSize;
+  const families: Change[][] = [];
+  if (!on) {
+    families.push([{
+      text: `${prefix}set gradientCheckpointing: true`,
+      plan: withUpdate(plan, micro, true),
+    }]);
+  }
+  families.push(ks.map((k) => ({
+    text: `${prefix}set microBatches to ${k} (${plural(rows(k), "row")} at a time)`,
+    plan: withUpdate(plan, k, on),
+  })));
+  if (!on) {
+    families.push(ks.map((k) => ({
+      text: `${prefix}set gradientCheckpointing: true and microBatches to ${k} ` +
+        `(${plural(rows(k), "row")} at a time)`,
+      plan: withUpdate(plan, k, true),
+    })));
+  }
+  return families;
+}
+
+/**
+ * Adding LoRA (PEFT's defaults, `lora()`) to a Hugging Face policy without it, and for the update
+ * with its own changes: the frozen base then has no gradients, no AdamW state and, with reference
+ * 'initial', no copy. None for any other policy.
+ */
+function loraChanges(plan: MemoryPlan, stage: MemoryStage): Change[] {
+  const { model } = plan;
+  if (model.kind !== "hfModel" || model.lora !== undefined) return [];
+  const { rank, targets } = DEFAULT_LORA;
+  const adapted: MemoryPlan = {
+    ...plan,
+    model: {
+      ...model,
+      lora: {
+        rank,
+        alpha: rank,
+        scale: 1,
+        dropout: 0,
+        targets: [...targets],
+        params: loraParamCount(model, DEFAULT_LORA),
+        adapter: null,
+        saveMerged: false,
+      },
+    },
+  };
+  const text = "add lora() to the policy";
+  const alone = [{ text, plan: adapted }];
+  if (stage !== "update") return alone;
+  return [alone, ...updateChanges(adapted, `${text} and `)].flat();
 }
 
 /**
@@ -247,7 +564,7 @@ export function memoryIssues(
         path: FIELD[peak.stage],
         message: `${what} does not fit ${limit.what} once a run's memory fragments ` +
           `(up to ${FRAGMENTATION}× the estimate)`,
-        hint: memoryFix(plan, peak, limit.bytes / 2, machineBytes),
+        hint: memoryFix(plan, peak, limit.bytes / 2, machineBytes, limit.bytes),
       });
     } else {
       warnings.push({
@@ -266,11 +583,18 @@ function fewestRows(plan: MemoryPlan, stage: MemoryStage): number {
   return stage === "warm start" || stage === "eval" ? 1 : plan.shapes.groupSize;
 }
 
-/** Whether `peak`'s stage fits `budget` bytes at its fewest rows, its sequences unchanged. */
+/**
+ * Whether `peak`'s stage fits `budget` bytes at its fewest rows, its sequences unchanged; the
+ * update also with activation checkpointing, and a stage with LoRA where it can be added.
+ */
 function fewerRowsFit(plan: MemoryPlan, peak: StagePeak, budget: number): boolean {
-  const rows = fewestRows(plan, peak.stage);
-  const fewest = stagePeaks(withRows(plan, peak.stage, rows)).find((p) => p.stage === peak.stage)!;
-  return fewest.bytes <= budget;
+  const fewest = withRows(plan, peak.stage, fewestRows(plan, peak.stage));
+  const tries = [fewest];
+  if (peak.stage === "update") tries.push(withUpdate(fewest, 1, true));
+  tries.push(...loraChanges(fewest, peak.stage).map((c) => c.plan));
+  return tries.some((p) =>
+    (stagePeaks(p).find((s) => s.stage === peak.stage)?.bytes ?? 0) <= budget
+  );
 }
 
 /**
@@ -305,26 +629,15 @@ function lengthIssue(
   return {
     path: FIELD[worst.stage],
     message: what,
-    hint: memoryFix(plan, worst, limit.bytes / 2, machineBytes),
+    hint: memoryFix(plan, worst, limit.bytes / 2, machineBytes, limit.bytes),
   };
 }
 
-/** The plan with completions of at most `newTokens` tokens (for trying a fix), as compiled. */
+/** The plan with completions of at most `newTokens` tokens (for trying a fix). */
 function withNewTokens(plan: MemoryPlan, newTokens: number): MemoryPlan {
-  const { model, shapes } = plan;
+  const { shapes } = plan;
   const T = shapes.promptTokens + newTokens;
-  const m = plan.budget.perStep.peakBytes;
-  // compile()'s update peak: the larger of the update's activations and the sampler's cache.
-  const activations = Math.max(
-    2 * activationBytes(model, shapes.miniBatchRows, T),
-    samplingBytes(model, shapes.rows, T),
-  );
-  const peakBytes = { ...m, activations, total: m.total - m.activations + activations };
-  return {
-    ...plan,
-    shapes: { ...shapes, newTokens, sequenceTokens: T },
-    budget: { ...plan.budget, perStep: { ...plan.budget.perStep, peakBytes } },
-  };
+  return { ...plan, shapes: { ...shapes, newTokens, sequenceTokens: T } };
 }
 
 /** The plan with `stage` run on `rows` rows at once (for trying a fix). */
@@ -342,13 +655,17 @@ function withRows(plan: MemoryPlan, stage: MemoryStage, rows: number): MemoryPla
       return { ...plan, shapes: { ...shapes, rows } };
     case "log-probs":
     case "update": {
-      const activations = 2 * activationBytes(model as ModelShape, rows, shapes.sequenceTokens);
-      const m = plan.budget.perStep.peakBytes;
-      const peakBytes = { ...m, activations, total: m.total - m.activations + activations };
-      return {
+      const G = shapes.groupSize;
+      const changed = {
         ...plan,
-        shapes: { ...shapes, miniBatchRows: rows },
-        budget: { ...plan.budget, perStep: { ...plan.budget.perStep, peakBytes } },
+        shapes: { ...shapes, miniBatchRows: rows, miniBatchGroups: rows / G },
+      };
+      if (plan.update === undefined) return changed;
+      // A micro-batch keeps its rows where the mini-batch still holds them.
+      const micro = Math.min(plan.update.microBatchRows, rows);
+      return {
+        ...changed,
+        update: { ...plan.update, microBatches: Math.ceil(rows / micro), microBatchRows: micro },
       };
     }
   }

@@ -361,13 +361,17 @@ export interface Plan {
       flops: { sample: number; oldLogp: number; reference: number; update: number; total: number };
       peakBytes: {
         weights: number;
-        /** Gradients and AdamW's two moments. */
+        /**
+         * Gradients and AdamW's two moments of the trained parameters (the adapters' alone with
+         * LoRA), and with micro-batches the gradients' running sum.
+         */
         optimizer: number;
         reference: number;
         /**
-         * The update's differentiated pass (`activationBytes`, twice) or sampling's KV cache,
-         * the larger; its vocabulary term, 3·V per token, is the log-probabilities' backward peak:
-         * the logits, the softmax recomputed from them and their gradient, with no one-hot.
+         * The update's differentiated pass (dsl/budget.ts's `updateActivations`: every block's
+         * activations, or with checkpointing the blocks' inputs and one block; the
+         * log-probabilities' backward peak, the logits, the softmax recomputed from them and their
+         * gradient, with no one-hot) or sampling's KV cache, the larger.
          */
         activations: number;
         total: number;

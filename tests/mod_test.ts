@@ -30,6 +30,7 @@ const EXPORTS = {
     "gspo",
     "http",
     "jsonl",
+    "lora",
     "JsonlOptions",
     "onlineDpo",
     "recipe",

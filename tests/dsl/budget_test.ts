@@ -1,15 +1,22 @@
 import assert from "node:assert/strict";
 import {
   activationBytes,
+  blockBytes,
   forwardBytes,
   forwardFlops,
+  LARGE_VOCAB,
+  LOG_SOFTMAX_CHUNK_VALUES,
+  loraParamCount,
+  loraValues,
   matmulParams,
   type ModelShape,
   parameterCount,
   samplingBytes,
   samplingFlops,
   trainFlops,
+  updateActivations,
 } from "../../dsl/budget.ts";
+import { LOG_SOFTMAX_CHUNK_VALUES as KERNEL_CHUNK } from "../../runtime/engine/kernels/log_softmax.ts";
 import { compile, grpo } from "../../mod.ts";
 import { base } from "./_fixtures.ts";
 
@@ -48,6 +55,62 @@ Deno.test("activationBytes(), samplingBytes() and forwardBytes() count a tiny mo
   assert.equal(samplingBytes(tiny, 2, 6), 4 * (48 + 10));
   // without gradients, per token: 16·4 + 5·8 + 4·2 heads·3 + 3·5 vocab = 143 floats.
   assert.equal(forwardBytes(tiny, 2, 3), 2 * 3 * 143 * 4);
+});
+
+Deno.test("LOG_SOFTMAX_CHUNK_VALUES is the log-softmax kernel's", () => {
+  assert.equal(LOG_SOFTMAX_CHUNK_VALUES, KERNEL_CHUNK);
+});
+
+Deno.test("loraParamCount() and loraValues() count a tiny model's adapters by hand", () => {
+  // rank 2 on q [4, 4], v [4, 2] and down [8, 4]: 2·(4 + 4) + 2·(4 + 2) + 2·(8 + 4) = 52.
+  const lora = { rank: 2, targets: ["q_proj", "v_proj", "down_proj"] as const };
+  assert.equal(loraParamCount(tiny, lora), 52);
+  assert.equal(loraParamCount({ ...tiny, layers: 3 }, lora), 3 * 52);
+  // x·A (2) and the update (out) of each, and the unfused SwiGLU's extra ffn-wide product (8).
+  assert.equal(loraValues(tiny, lora), (2 + 4) + (2 + 2) + (2 + 4) + 8);
+  assert.equal(loraValues(tiny, { rank: 2, targets: ["q_proj"] }), 6);
+  assert.equal(loraValues(tiny, null), 0);
+});
+
+Deno.test("updateActivations() counts a plain, a checkpointed and a large-vocabulary pass by hand", () => {
+  // Plain, small vocabulary: twice activationBytes, the vocabulary at every position (an upper
+  // bound the estimate keeps below LARGE_VOCAB).
+  const pass = { rows: 2, promptTokens: 1, newTokens: 2, gradientCheckpointing: false, lora: null };
+  assert.deepEqual(updateActivations(tiny, pass), {
+    blocks: blockBytes(tiny, 2, 3),
+    blockInputs: 0,
+    logSoftmax: 2 * 4 * 3 * 2 * 3 * 5,
+    total: 2 * activationBytes(tiny, 2, 3),
+  });
+  // per token: 10·4 + 4·8 + 2·2·3 = 84, kept and as much again in the backward pass.
+  assert.equal(blockBytes(tiny, 2, 3), 2 * 4 * 6 * 84);
+  // Checkpointed, 3 layers: one block at a time and the 3 blocks' inputs and the last output.
+  const deep = { ...tiny, layers: 3 };
+  const checkpointed = updateActivations(deep, { ...pass, gradientCheckpointing: true });
+  assert.equal(checkpointed.blocks, blockBytes(deep, 2, 3));
+  assert.equal(checkpointed.blockInputs, 4 * 4 * 6 * 4);
+  // From LARGE_VOCAB on, the logits of the 2 completion positions only, twice more, and the
+  // forward's two chunks: here all 4 rows of logits each (a chunk holds 1024 rows).
+  const large = { ...tiny, vocab: LARGE_VOCAB };
+  assert.equal(updateActivations(large, pass).logSoftmax, 4 * (3 * 4 + 2 * 4) * LARGE_VOCAB);
+  // 2²⁰ values a row: a chunk of 4 rows, 2 of them, beside 3 × 4 rows.
+  const huge = { ...tiny, vocab: 2 ** 20 };
+  const wide = { ...pass, rows: 4, newTokens: 3 }; // 12 rows of logits
+  assert.equal(updateActivations(huge, wide).logSoftmax, 4 * (3 * 12 + 2 * 4) * 2 ** 20);
+});
+
+Deno.test("forwardBytes() counts logits where they are computed from LARGE_VOCAB on, in chunks", () => {
+  const large = { ...tiny, vocab: 2 ** 20 }; // 4 rows of logits a chunk
+  const layer = 16 * 4 + 5 * 8 + 4 * 2 * 3; // 128 values per token and layer
+  // A prefill: the last position's logits for each of 2 rows, two transients of 2 rows.
+  assert.equal(
+    forwardBytes(large, 2, 3, { logitPositions: 1 }),
+    4 * (2 * 3 * layer + (2 + 2 * 2) * 2 ** 20),
+  );
+  // 6 rows of logits (2 rows × 3 positions): the transients are a chunk of 4 rows each.
+  assert.equal(forwardBytes(large, 2, 3), 4 * (2 * 3 * layer + (6 + 2 * 4) * 2 ** 20));
+  // Below it, every position's three rows, whatever logitPositions says.
+  assert.equal(forwardBytes(tiny, 2, 3, { logitPositions: 1 }), forwardBytes(tiny, 2, 3));
 });
 
 Deno.test("compile() counts the base model's parameters by hand", () => {

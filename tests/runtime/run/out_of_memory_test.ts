@@ -73,14 +73,15 @@ Deno.test("outOfMemory() turns a stage's allocation failure into one line with i
   );
   assert.equal(bytesText(peaks.get("warm start")!), "440 MiB");
   // A step names the largest of its stages: here the update, of 32 rows (1.74 GB). Half of it is
-  // 913 MB; 16 rows would need 917 MB (the weights do not halve), so 8 mini-batches of 8 rows.
+  // 913 MB; 16 rows would need 917 MB (the weights do not halve), so 8 mini-batches of 8 rows,
+  // or the same update in 4 micro-batches of 8 rows (activation checkpointing alone is not enough).
   const step = thrown(outOfMemory(PLAN, "step 3", STEP_STAGES), failure) as Error;
   assert.equal(
     step.message,
     `step 3 ran out of memory on wasm (estimated peak ${
       bytesText(peaks.get("update")!)
-    } of wasm's 4 GiB heap, in the update): fix: set miniBatches to 8 (8 rows per update), ` +
-      shorter,
+    } of wasm's 4 GiB heap, in the update): fix: set microBatches to 4 (8 rows at a time), ` +
+      `set miniBatches to 8 (8 rows per update), ${shorter}`,
   );
   // Anything else passes through as it was.
   const other = new Error("a bug");
