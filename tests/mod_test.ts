@@ -41,7 +41,6 @@ const EXPORTS = {
     "rloo",
     "tasks",
     "hfModel",
-    "lora",
     "tinyGpt",
     "una",
   ],
