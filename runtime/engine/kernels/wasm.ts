@@ -49,12 +49,13 @@ export const ONE_HOT_EMBED_MAX_VOCAB = 1024;
 
 /**
  * Embedding lookup on wasm. `gather` has no gradient there (its gradient needs
- * `UnsortedSegmentSum`), so the table's gradient is written by hand as `oneHot(ids)ᵀ · dy`, a plain
- * matmul; the ids are saved with `save` (tensors made in the forward pass are gone by the time
- * the backward pass runs) and the one-hot matrix [N, V] is made there, only when the table's
- * gradient is asked for: made in the forward and saved, it was 464 MB held through a Qwen-sized
- * micro-batch whether the table trained or not. For small vocabularies the lookup itself is that
- * product, whose gradient is the same matmul.
+ * `UnsortedSegmentSum`), so the table's gradient is written by hand as a `scatterND` of `dy`'s rows
+ * at the ids, repeated ids summed ([V, d], the gradient's own size); the ids are saved with `save`
+ * (tensors made in the forward pass are gone by the time the backward pass runs). It was
+ * `oneHot(ids)ᵀ · dy`: an int32 one-hot [N, V], its float copy and their transpose, three times
+ * the logits of every position at the backward pass's end (450 MB for a SmolLM2-135M micro-batch
+ * of 4 rows of 192 tokens), and a product of V·N·d. For small vocabularies the lookup itself is
+ * the one-hot product, whose gradient is the same matmul.
  */
 export function wasmEmbed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
   if (vocab <= ONE_HOT_EMBED_MAX_VOCAB) {
@@ -66,8 +67,9 @@ export function wasmEmbed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf
       return {
         value: tf.gather(e, rows), // [N, d]
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const oh = oneHotFloat(saved[0] as tf.Tensor1D, vocab) as tf.Tensor2D; // [N, V]
-          return [tf.matMul(tf.transpose(oh), dy as tf.Tensor2D), tf.zerosLike(saved[0]!)]; // [V, d]
+          const at = tf.reshape(saved[0]!, [-1, 1]); // [N, 1]
+          const grad = tf.scatterND(at, dy, [vocab, dy.shape[1]!]); // [V, d], repeated ids summed
+          return [grad, tf.zerosLike(saved[0]!)];
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
