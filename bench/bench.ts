@@ -392,8 +392,10 @@ function estimateNote(
   notes.push(
     `${label}: estimated peak ${mib(peak.total)} = the larger of the update (${
       mib(peak.update)
-    }) and sampling (${mib(peak.sample)}), plus OpenBLAS's copy of the weights ` +
-      `(${mib(peak.weightCopy)}); the runtime and the heap's fragmentation (up to ` +
+    }) and sampling's tensors (sampling ${mib(peak.sample)} with the decoder's own ` +
+      `${
+        mib(peak.decoder)
+      }, beside the heap where nonzero); the runtime and the heap's fragmentation (up to ` +
       `${FRAGMENTATION}×) not included. Inputs: micro-batches of ${estimate.passRows} rows, ` +
       `activation checkpointing ${estimate.gradientCheckpointing ? "on" : "off"}, ` +
       `${estimate.lora ? `LoRA rank ${estimate.lora.rank}` : "full fine-tuning"}, ` +

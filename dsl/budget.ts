@@ -260,11 +260,12 @@ export interface UpdateActivations {
   /** With activation checkpointing, the input of every block (and the last one's output). */
   blockInputs: number;
   /**
-   * The log-probabilities at the peak of their backward pass: the logits [rows, C, V], twice their
-   * size while the softmax is recomputed and becomes their gradient (no one-hot), and the
-   * forward's two chunks, which the tape still holds (measured on wasm: the live buffers' peak
-   * within 12% of this; the cpu set's loops hold less). Below {@linkcode LARGE_VOCAB}, three
-   * vocabulary rows at every position, twice.
+   * The log-probabilities at the peak of their backward pass: the logits [rows, C, V], and twice
+   * their size while the softmax is recomputed and becomes their gradient (no one-hot; the
+   * forward's chunks are freed before the backward pass starts). Measured on wasm, the live
+   * buffers' peak is 0.96 of this at every vocabulary and row count tried
+   * (tests/dsl/memory_measured_test.ts). Below {@linkcode LARGE_VOCAB}, three vocabulary rows at
+   * every position, twice.
    */
   logSoftmax: number;
   total: number;
@@ -281,7 +282,7 @@ export function updateActivations(m: ModelShape, pass: UpdatePass): UpdateActiva
   const T = P + C;
   const logits = rows * C;
   const logSoftmax = m.vocab >= LARGE_VOCAB
-    ? floatBytes((3 * logits + 2 * Math.min(logits, logSoftmaxChunkRows(m.vocab))) * m.vocab)
+    ? floatBytes(3 * logits * m.vocab)
     : 2 * floatBytes(3 * rows * T * m.vocab);
   const block = blockBytes(m, rows, T, pass.lora);
   const blocks = pass.gradientCheckpointing ? block : m.layers * block;

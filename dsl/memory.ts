@@ -28,6 +28,7 @@ import {
   loraParamCount,
   type LoraShape,
   type ModelShape,
+  projectionDims,
   samplingBytes,
   type UpdateActivations,
   updateActivations,
@@ -185,11 +186,12 @@ export function updatePeakBytes(inputs: MemoryInputs): PeakBytes {
  * Bytes of sampling (or greedy evaluation) of `rows` rows on `backend`: what stays resident, the
  * KV cache and the decoder's own. Below {@linkcode LARGE_VOCAB}, and on webgpu and tensorflow,
  * that of tfjs's decoder: the prefill's forward pass over the prompts, every intermediate of every
- * layer held until it ends (the larger, where OpenBLAS's decoder would run). From it, on wasm and
- * cpu, that of OpenBLAS's decoder (runtime/engine/kernels/decode.ts), which runs outside tfjs's
- * tensors: one layer of the prefill at a time in its own memory, and, on cpu, where the tensors
- * are JavaScript arrays too, its copy of the weights (wasm's heap does not hold that copy, which
- * the machine does: {@linkcode decoderWeightCopyBytes}). Without OpenBLAS (no `--allow-ffi`),
+ * layer counted (an upper bound: `forward()` frees each block's when it is done; the larger,
+ * where OpenBLAS's decoder would run). From it, on wasm and cpu, that of OpenBLAS's decoder
+ * (runtime/engine/kernels/decode.ts), which runs outside tfjs's tensors: one layer of the prefill
+ * at a time in its own memory, and, on cpu, its copy of the weights
+ * ({@linkcode decoderWeightCopyBytes}; on wasm it reads them in the heap, in place). With LoRA,
+ * the adapted projections merged ({@linkcode mergedBytes}). Without OpenBLAS (no `--allow-ffi`),
  * such a model samples through tfjs's decoder, which this does not count.
  */
 export function decodeBytes(inputs: MemoryInputs, rows: number, backend: BackendName): number {
@@ -201,12 +203,44 @@ export function decodeBytes(inputs: MemoryInputs, rows: number, backend: Backend
     ? forwardBytes({ ...model, layers: 1 }, rows, P, { logitPositions: 1, lora: inputs.lora }) +
       (backend === "cpu" ? decoderWeightCopyBytes(inputs) : 0)
     : forwardBytes(model, rows, P, { logitPositions: 1, lora: inputs.lora });
-  return r.weights + r.optimizer + r.reference + decoder + samplingBytes(model, rows, T);
+  return r.weights + r.optimizer + r.reference + mergedBytes(inputs) + decoder +
+    samplingBytes(model, rows, T);
 }
 
 /**
- * Bytes of the copy of the weights OpenBLAS's decoder reads its products from (JavaScript arrays,
- * outside wasm's heap): the weights, the adapters' merged in where LoRA is on.
+ * Bytes of the adapted projections with LoRA's adapters merged in (W + s·A·B), which sampling and
+ * evaluation run on (`policyWeights()`, runtime/rl/train_step.ts) beside the frozen base; none
+ * without LoRA.
+ */
+export function mergedBytes(inputs: MemoryInputs): number {
+  const { lora, model } = inputs;
+  if (lora === null) return 0;
+  const perLayer = lora.targets.reduce((n, t) => {
+    const [inputs, outputs] = projectionDims(model, t);
+    return n + inputs * outputs;
+  }, 0);
+  return floatBytes(model.layers * perLayer);
+}
+
+/**
+ * Bytes of a log-probability pass without gradients (π_old, the frozen reference) beyond what
+ * stays resident: it runs the update's passes, a micro-batch of rows at a time, and `forward()`
+ * frees each block's intermediates when the block is done, so one block's and the residual stream
+ * beside them are live, then the logits at the completion's positions and the log-softmax's chunks.
+ */
+export function logProbBytes(inputs: MemoryInputs): number {
+  const { model, passRows: rows, promptTokens: P, newTokens: C } = inputs;
+  const T = P + C;
+  const block = forwardBytes({ ...model, layers: 1 }, rows, T, {
+    logitPositions: C,
+    lora: inputs.lora,
+  });
+  return block + floatBytes(rows * T * model.dModel);
+}
+
+/**
+ * Bytes of the copy of the weights OpenBLAS's decoder reads its products from on the cpu backend
+ * (JavaScript arrays, one per tensor read): the weights, the adapters' merged in where LoRA is on.
  */
 export function decoderWeightCopyBytes(inputs: MemoryInputs): number {
   return floatBytes(inputs.model.params);
@@ -216,20 +250,25 @@ export function decoderWeightCopyBytes(inputs: MemoryInputs): number {
 export interface ProcessPeak {
   /** The update's peak (`updatePeakBytes`). */
   update: number;
-  /** Sampling's (`decodeBytes`). */
+  /** Sampling's (`decodeBytes`), the decoder's own memory included. */
   sample: number;
-  /** OpenBLAS's decoder's copy of the weights where it is outside the tensors (wasm). */
-  weightCopy: number;
-  /** The larger of the two stages, plus the copy. */
+  /**
+   * OpenBLAS's decoder's own memory (its layer of the prefill, the KV cache, a row of logits
+   * each), where it is beside the tensors' heap (wasm), or 0.
+   */
+  decoder: number;
+  /** The tensors' peak (the larger of the update's and sampling's), plus the decoder's own. */
   total: number;
 }
 
 /**
  * What a process that runs one update and samples `inputs.rows` rows on `backend` holds at its
- * peak, as the bench's giftwrap worker does: the larger of the update and sampling (on wasm the
- * heap grows to it and never shrinks), and on wasm OpenBLAS's copy of the weights beside the
- * heap (on cpu `decodeBytes` counts it). Its resident set also holds the runtime (Deno, tfjs, V8's
- * own heap) and the heap's fragmentation (up to {@linkcode FRAGMENTATION}), which this leaves out.
+ * peak, as the bench's giftwrap worker does. On wasm with OpenBLAS's decoder (a vocabulary of
+ * {@linkcode LARGE_VOCAB} or more): the heap grows to the larger of the update and sampling's
+ * tensors (the weights, the optimiser's state, LoRA's merged projections) and never shrinks, and
+ * the decoder's memory, its own wasm memory, kept for the next call, sits beside it. Elsewhere the
+ * larger of the two stages. Its resident set also holds the runtime (Deno, tfjs, V8's own heap)
+ * and the heap's fragmentation (up to {@linkcode FRAGMENTATION}), which this leaves out.
  *
  * @example
  * ```ts
@@ -239,10 +278,13 @@ export interface ProcessPeak {
 export function processPeakBytes(inputs: MemoryInputs, backend: BackendName): ProcessPeak {
   const update = updatePeakBytes(inputs).total;
   const sample = decodeBytes(inputs, inputs.rows, backend);
-  const weightCopy = backend === "wasm" && inputs.model.vocab >= LARGE_VOCAB
-    ? decoderWeightCopyBytes(inputs)
-    : 0;
-  return { update, sample, weightCopy, total: Math.max(update, sample) + weightCopy };
+  if (backend !== "wasm" || inputs.model.vocab < LARGE_VOCAB) {
+    return { update, sample, decoder: 0, total: Math.max(update, sample) };
+  }
+  const r = residentBytes(inputs);
+  const tensors = r.weights + r.optimizer + r.reference + mergedBytes(inputs);
+  const decoder = sample - tensors;
+  return { update, sample, decoder, total: Math.max(update, tensors) + decoder };
 }
 
 /**
@@ -284,13 +326,11 @@ export function stagePeaks(plan: MemoryPlan): StagePeak[] {
     tokens: T,
   });
   // A separate pass reads π_old (a ratio, or the rollout reference, over several optimiser steps
-  // per batch) or the frozen reference, as compile() lowers them, over a whole mini-batch.
+  // per batch) or the frozen reference, as compile() lowers them, over the update's passes.
   const passes = logProbPasses(plan);
   if (passes.old || passes.reference) {
-    const rows = shapes.miniBatchRows;
-    const bytes = resident +
-      forwardBytes(model, rows, T, { logitPositions: shapes.newTokens, lora: inputs.lora });
-    peaks.push({ stage: "log-probs", bytes, rows, tokens: T });
+    const bytes = resident + logProbBytes(inputs);
+    peaks.push({ stage: "log-probs", bytes, rows: inputs.passRows, tokens: T });
   }
   peaks.push({
     stage: "update",
@@ -388,7 +428,10 @@ export function memoryFix(
   const fitting = (changes: Change[], ok: (changed: MemoryPlan) => boolean) =>
     changes.find((c) => ok(c.plan));
   // Checkpointing, micro-batches and LoRA, each the least change that fits, in that order.
-  const knobs: Change[][] = peak.stage === "update" ? updateChanges(plan) : [];
+  // (The log-probability passes run a micro-batch's rows at a time: micro-batches shrink them too.)
+  const knobs: Change[][] = peak.stage === "update" || peak.stage === "log-probs"
+    ? updateChanges(plan)
+    : [];
   const lora = loraChanges(plan, peak.stage);
   let fitted = false;
   if (peak.stage === "warm start") {

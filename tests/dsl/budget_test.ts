@@ -89,14 +89,14 @@ Deno.test("updateActivations() counts a plain, a checkpointed and a large-vocabu
   const checkpointed = updateActivations(deep, { ...pass, gradientCheckpointing: true });
   assert.equal(checkpointed.blocks, blockBytes(deep, 2, 3));
   assert.equal(checkpointed.blockInputs, 4 * 4 * 6 * 4);
-  // From LARGE_VOCAB on, the logits of the 2 completion positions only, twice more, and the
-  // forward's two chunks: here all 4 rows of logits each (a chunk holds 1024 rows).
+  // From LARGE_VOCAB on, the logits of the 2 completion positions only, and twice more while the
+  // softmax is recomputed and becomes their gradient (the forward's chunks are gone by then).
   const large = { ...tiny, vocab: LARGE_VOCAB };
-  assert.equal(updateActivations(large, pass).logSoftmax, 4 * (3 * 4 + 2 * 4) * LARGE_VOCAB);
-  // 2²⁰ values a row: a chunk of 4 rows, 2 of them, beside 3 × 4 rows.
+  assert.equal(updateActivations(large, pass).logSoftmax, 4 * 3 * 4 * LARGE_VOCAB);
+  // 2²⁰ values a row, 12 rows of logits: however many chunks the forward took, 3 × 12 rows.
   const huge = { ...tiny, vocab: 2 ** 20 };
-  const wide = { ...pass, rows: 4, newTokens: 3 }; // 12 rows of logits
-  assert.equal(updateActivations(huge, wide).logSoftmax, 4 * (3 * 12 + 2 * 4) * 2 ** 20);
+  const wide = { ...pass, rows: 4, newTokens: 3 };
+  assert.equal(updateActivations(huge, wide).logSoftmax, 4 * 3 * 12 * 2 ** 20);
 });
 
 Deno.test("forwardBytes() counts logits where they are computed from LARGE_VOCAB on, in chunks", () => {

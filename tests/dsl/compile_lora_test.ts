@@ -15,7 +15,7 @@ import {
 } from "../../mod.ts";
 import type { Recipe } from "../../dsl/schema.ts";
 import type { HfModelFacts, Plan } from "../../dsl/plan.ts";
-import { processPeakBytes, updatePeakBytes } from "../../dsl/memory.ts";
+import { mergedBytes, processPeakBytes, updatePeakBytes } from "../../dsl/memory.ts";
 import { benchConfig } from "../../bench/_configs.ts";
 import { ADAPTER, models, QWEN, realRecipe, SMOLLM } from "./_real_models.ts";
 
@@ -222,9 +222,9 @@ Deno.test("compile() estimates checkpointing and micro-batches by hand: block in
   const perToken = 10 * 576 + 4 * 1536 + 2 * 9 * 192; // one block's values, kept
   const block = 2 * 4 * (4 * 192) * perToken; // and as much again in its backward pass
   const inputs = 4 * 31 * (4 * 192) * 576; // the 30 blocks' inputs and the last one's output
-  // [4, 128, V]: the logits and twice more, and the forward's two chunks of ⌊2²² / V⌋ = 85 rows
-  const logits = 4 * (3 * (4 * 128) + 2 * 85) * 49_152;
-  assert.deepEqual([block, inputs, logits], [94_371_840, 54_853_632, 335_413_248]);
+  // [4, 128, V]: the logits and twice more in the backward pass
+  const logits = 4 * 3 * (4 * 128) * 49_152;
+  assert.deepEqual([block, inputs, logits], [94_371_840, 54_853_632, 301_989_888]);
   assert.equal(m.activations, block + inputs + logits);
   // With micro-batches, the gradients' running sum: a fourth copy of the parameters.
   assert.equal(m.optimizer, 4 * 4 * 134_515_008);
@@ -233,7 +233,7 @@ Deno.test("compile() estimates checkpointing and micro-batches by hand: block in
   const plain = planOf(realRecipe({ backend: "cpu", miniBatches: 1 })).budget.perStep.peakBytes;
   assert.equal(
     plain.activations,
-    30 * 2 * 4 * (16 * 192) * perToken + 4 * (3 * (16 * 128) + 2 * 85) * 49_152,
+    30 * 2 * 4 * (16 * 192) * perToken + 4 * 3 * (16 * 128) * 49_152,
   );
   assert.equal(plain.optimizer, 3 * 4 * 134_515_008);
   // Qwen2.5-0.5B with LoRA on q, k, v, o: each adapted projection keeps x·A and its update.
@@ -248,9 +248,9 @@ Deno.test("compile() estimates checkpointing and micro-batches by hand: block in
   const adapted = 10 * 896 + 4 * 4864 + 2 * 14 * 192 + (16 + 896) * 2 + (16 + 128) * 2;
   assert.equal(
     qwen.activations,
-    2 * 4 * 768 * adapted + 4 * 25 * 768 * 896 + 4 * (3 * 512 + 2 * 27) * 151_936,
+    2 * 4 * 768 * adapted + 4 * 25 * 768 * 896 + 4 * 3 * 512 * 151_936,
   );
-  assert.equal(qwen.activations, 1_255_719_936);
+  assert.equal(qwen.activations, 1_222_901_760);
 });
 
 /** GRPO without a KL term on "./model": no reference, no π_old pass, 16 rows per update. */
@@ -314,7 +314,7 @@ Deno.test("compile() refuses Qwen2.5-0.5B's full fine-tuning on wasm, with LoRA 
   const checkpointed = planOf({ ...PLAIN, backend: "cpu", gradientCheckpointing: true }, QWEN);
   const perToken = 10 * 896 + 4 * 4864 + 2 * 14 * 192;
   const update = 16 * 494_032_768 + 2 * 4 * 3072 * perToken + 4 * 25 * 3072 * 896 +
-    4 * (3 * 2048 + 2 * 27) * 151_936;
+    4 * 3 * 2048 * 151_936;
   assert.equal(checkpointed.budget.perStep.peakBytes.total, update);
   assert.ok(update <= 12 * GiB);
 });
@@ -347,18 +347,18 @@ Deno.test("formatPlan() prints the adapters, the update's micro-batches and chec
     text,
   );
   // 1,984,781,824 bytes of weights, 4 · 4 · 2,162,688 of the adapters' gradients, their sum and
-  // AdamW's moments, and the pass's 1,255,719,936 (tested by hand above).
+  // AdamW's moments, and the pass's 1,222,901,760 (tested by hand above).
   assert.ok(
     text.includes(
-      "peak tensors ≈ 3.05 GiB (weights 1.85 GiB, the adapters' gradients and AdamW, with the " +
-        "micro-batches' gradient sum 33 MiB, activations 1.17 GiB)",
+      "peak tensors ≈ 3.02 GiB (weights 1.85 GiB, the adapters' gradients and AdamW, with the " +
+        "micro-batches' gradient sum 33 MiB, activations 1.14 GiB)",
     ),
     text,
   );
   assert.ok(
     text.includes(
-      "update pass 1.17 GiB over 4 rows (one block recomputed 210 MiB, block inputs 65.6 MiB, " +
-        "log-softmax over 128 positions 922 MiB)",
+      "update pass 1.14 GiB over 4 rows (one block recomputed 210 MiB, block inputs 65.6 MiB, " +
+        "log-softmax over 128 positions 890 MiB)",
     ),
     text,
   );
@@ -389,11 +389,19 @@ Deno.test("the bench's estimate of the real-size configurations is the plan's of
   );
   assert.deepEqual([qwen.model.params, qwen.lora?.params], [494_032_768, 2_162_688]);
   assert.equal(updatePeakBytes(qwen).total, qwenPlan.budget.perStep.peakBytes.total);
-  // The process's peak: the larger stage, and on wasm OpenBLAS's copy of the weights beside the
-  // heap (4 bytes a parameter of the base).
+  // Sampling runs on q, k, v and o merged: 24 layers of 896² twice and 896·128 twice.
+  const merged = 24 * (2 * 896 * 896 + 2 * 896 * 128);
+  assert.equal(mergedBytes(qwen), 4 * merged);
+  // The process's peak on wasm: the heap at the larger of the update and sampling's tensors (the
+  // base and adapters, AdamW's state of the adapters, the merged projections), and OpenBLAS's
+  // decoder's own memory beside it.
   const peak = processPeakBytes(qwen, "wasm");
   assert.equal(peak.update, qwenPlan.budget.perStep.peakBytes.total);
-  assert.equal(peak.weightCopy, 4 * 494_032_768);
-  assert.equal(peak.total, Math.max(peak.update, peak.sample) + peak.weightCopy);
-  assert.equal(processPeakBytes(qwen, "cpu").weightCopy, 0); // counted in sampling's there
+  const tensors = 4 * (494_032_768 + 2_162_688) + 12 * 2_162_688 + 4 * merged;
+  assert.equal(peak.decoder, peak.sample - tensors);
+  assert.ok(peak.decoder > 0);
+  assert.equal(peak.total, Math.max(peak.update, tensors) + peak.decoder);
+  // On cpu the decoder's memory is the process's like any other: the larger stage.
+  const cpu = processPeakBytes(qwen, "cpu");
+  assert.deepEqual([cpu.decoder, cpu.total], [0, Math.max(cpu.update, cpu.sample)]);
 });
