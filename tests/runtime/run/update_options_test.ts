@@ -1,7 +1,8 @@
 // The plan's `update` (recipe fields `microBatches` and `gradientCheckpointing`) reaches every
 // step's update, and changes nothing but memory: a run of the tiny recipe with micro-batches, or
 // with activation checkpointing, takes the steps the plain run takes (losses, gradient norms, KL,
-// final weights to 1e-5), and so does a LoRA run's update on stories260K with micro-batches. The
+// final weights to 1e-5), and so does a LoRA run's update on stories260K with micro-batches,
+// activation checkpointing or both. The
 // plain plan has no `update` (its hash is the one before these options).
 //
 // The LoRA run is compared over one update: its adapters start with B = 0, so many of B's first
@@ -96,7 +97,7 @@ Deno.test("execute() with microBatches, or with gradientCheckpointing, takes the
   });
 });
 
-Deno.test("execute() with LoRA and microBatches takes the LoRA run's update", async () => {
+Deno.test("execute() with LoRA and microBatches, gradientCheckpointing or both takes the LoRA run's update", async () => {
   await withTempDir(async (dir) => {
     await copyDir(STORIES, `${dir}/model`);
     await writeJsonl(`${dir}/prompts.jsonl`, [
@@ -123,5 +124,14 @@ Deno.test("execute() with LoRA and microBatches takes the LoRA run's update", as
       );
     const whole = await trained(await plan({}), dir);
     sameRun(await trained(await plan({ microBatches: 2 }), dir), whole);
+    // Checkpointed blocks take the adapters as their custom gradient's inputs: the same update.
+    sameRun(await trained(await plan({ gradientCheckpointing: true }), dir), whole);
+    const both = await plan({ microBatches: 2, gradientCheckpointing: true });
+    assert.deepEqual(both.update, {
+      microBatches: 2,
+      microBatchRows: 8,
+      gradientCheckpointing: true,
+    });
+    sameRun(await trained(both, dir), whole);
   });
 });
