@@ -641,6 +641,15 @@ function resolveLora(
       differs("targets", [...l.targets].sort(), [...adapter.targets].sort());
     }
   }
+  if (dropout !== 0) {
+    const fromAdapter = l.dropout === undefined;
+    d.errors.push({
+      path: fromAdapter ? "policy.lora.adapter" : "policy.lora.dropout",
+      message: `expected a dropout of 0 (dropout on the adapters' input is not implemented), got ` +
+        `${dropout}${fromAdapter ? ` (the adapter's lora_dropout)` : ""}`,
+      hint: "set policy.lora.dropout to 0 to train without it",
+    });
+  }
   const known = new Set<string>(LORA_TARGETS);
   for (const [i, t] of targets.entries()) {
     if (!known.has(t)) {

@@ -307,11 +307,11 @@ Deno.test("execute() with LoRA starts from the PEFT adapter the recipe names, an
       assert.doesNotMatch(e.message, /\n/);
       return e.message;
     };
-    // Dropout on the adapters' input is not trained with: refused before anything loads.
-    const dropout = await hfPlan(
-      recipe({ rank: 4, targets: ["q_proj"], dropout: 0.1 }),
-      `file://${dir}/`,
-    );
+    // Dropout on the adapters' input is not trained with: compile() refuses it, and a plan edited
+    // by hand to have it is refused before anything loads.
+    const compiled = await hfPlan(recipe({ rank: 4, targets: ["q_proj"] }), `file://${dir}/`);
+    const model = compiled.model as Extract<Plan["model"], { kind: "hfModel" }>;
+    const dropout = { ...compiled, model: { ...model, lora: { ...model.lora!, dropout: 0.1 } } };
     assert.equal(
       await refusal(dropout),
       "policy.lora.dropout: expected 0 (dropout on the adapters' input is not implemented), " +
