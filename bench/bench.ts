@@ -490,8 +490,9 @@ one machine. Both sides run the same model (same architecture, FLOPs and weights
 - **peak RSS**: the worker process's VmHWM after all of it (runtime, model, optimiser state,
   activations).
 - **giftwrap estimate**: \`processPeakBytes\` in \`dsl/memory.ts\`, from the inputs in
-  \`bench/_configs.ts\` (real-size configurations only): the larger of the update and sampling,
-  plus OpenBLAS's copy of the weights; not the runtime, nor the wasm heap's fragmentation.
+  \`bench/_configs.ts\` (real-size configurations only): the larger of the update and sampling's
+  tensors, plus OpenBLAS's decoder's own memory beside wasm's heap; not the runtime, nor the wasm
+  heap's fragmentation.
 
 Ratios are giftwrap / PyTorch: above 1 means giftwrap takes longer (train), samples faster
 (tok/s) or uses more memory (RSS). giftwrap and PyTorch runs alternate, so noise hits both.
