@@ -195,7 +195,6 @@ export function updatePeakBytes(inputs: MemoryInputs): PeakBytes {
  * such a model samples through tfjs's decoder, which this does not count.
  */
 export function decodeBytes(inputs: MemoryInputs, rows: number, backend: BackendName): number {
-  const r = residentBytes(inputs);
   const { model, promptTokens: P } = inputs;
   const T = P + inputs.newTokens;
   const blas = model.vocab >= LARGE_VOCAB && (backend === "wasm" || backend === "cpu");
@@ -203,8 +202,13 @@ export function decodeBytes(inputs: MemoryInputs, rows: number, backend: Backend
     ? forwardBytes({ ...model, layers: 1 }, rows, P, { logitPositions: 1, lora: inputs.lora }) +
       (backend === "cpu" ? decoderWeightCopyBytes(inputs) : 0)
     : forwardBytes(model, rows, P, { logitPositions: 1, lora: inputs.lora });
-  return r.weights + r.optimizer + r.reference + mergedBytes(inputs) + decoder +
-    samplingBytes(model, rows, T);
+  return samplingTensorBytes(inputs) + decoder + samplingBytes(model, rows, T);
+}
+
+/** The tensors sampling holds whatever its decoder: what stays resident, and LoRA's merged ones. */
+function samplingTensorBytes(inputs: MemoryInputs): number {
+  const r = residentBytes(inputs);
+  return r.weights + r.optimizer + r.reference + mergedBytes(inputs);
 }
 
 /**
@@ -281,8 +285,7 @@ export function processPeakBytes(inputs: MemoryInputs, backend: BackendName): Pr
   if (backend !== "wasm" || inputs.model.vocab < LARGE_VOCAB) {
     return { update, sample, decoder: 0, total: Math.max(update, sample) };
   }
-  const r = residentBytes(inputs);
-  const tensors = r.weights + r.optimizer + r.reference + mergedBytes(inputs);
+  const tensors = samplingTensorBytes(inputs);
   const decoder = sample - tensors;
   return { update, sample, decoder, total: Math.max(update, tensors) + decoder };
 }
