@@ -103,6 +103,13 @@ export interface CompileOptions {
    * @default none
    */
   models?: Readonly<Record<string, HfModelFacts>>;
+  /**
+   * Whether a stage whose estimated peak does not fit the backend (or `machineMemory`) fails the
+   * compile. False for a plan that runs elsewhere (an export to verl, a reward server): such a
+   * stage is then no error, and a plan that passes the check is the same plan, hash included.
+   * @default true
+   */
+  checkMemory?: boolean;
 }
 
 /**
@@ -261,7 +268,9 @@ export function safeCompile(input: unknown, options: CompileOptions = {}): Compi
   const lowered = { ...plan, ...lower(plan) };
   // Each stage's estimated peak against what the backend holds (dsl/memory.ts).
   const memory = memoryIssues(lowered, options.machineMemory);
-  if (memory.errors.length > 0) return { ok: false, issues: memory.errors };
+  if (memory.errors.length > 0 && options.checkMemory !== false) {
+    return { ok: false, issues: memory.errors };
+  }
   lowered.warnings.push(...memory.warnings);
   return { ok: true, plan: lowered };
 }
