@@ -12,6 +12,9 @@
  *   deno task report <run dir>              write a run's report.html again
  *   deno task compare <recipe>              train it under several objectives and seeds, and
  *                                           compare them (summary.json, report.html)
+ *   deno task export <recipe> --to verl --out DIR
+ *                                           write DIR: run.sh, the verl plugin, the data as
+ *                                           Parquet and the reward hook, to train on verl (Ray)
  *   deno task generate <dir> --prompt TEXT  generate text from a model directory, a checkpoint or
  *                                           a run directory's final checkpoint (greedy unless
  *                                           --temperature; --chat, --json)
@@ -328,6 +331,40 @@ function program(fail: (code: number) => void) {
           console.error(`giftwrap: ${(e as Error).message}`);
           fail(code);
           return;
+        }
+        throw e;
+      }
+    });
+
+  cli.command("export")
+    .description("write a directory that trains the recipe on another engine: verl, on Ray")
+    .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
+    .addOption(
+      new Option("--to <engine>", "the engine").choices(["verl"] as const).makeOptionMandatory(),
+    )
+    .requiredOption("--out <dir>", "the directory to write (new, or an earlier export)")
+    .action(async (specifier, options) => {
+      // No memory check: the recipe runs on the cluster's GPUs, not on this machine.
+      const { loaded, plan } = await compileFile(specifier, { checkMemory: false });
+      const { exportVerl, ExportError } = await import("./runtime/export/verl.ts");
+      const { TaskError } = await import("./runtime/data/task.ts");
+      const { DataError } = await import("./runtime/data/jsonl.ts");
+      try {
+        const result = await exportVerl(plan, {
+          out: options.out,
+          baseUrl: loaded.url,
+          recipe: specifier,
+        });
+        for (const w of result.warnings) console.error(`${specifier}: warning: ${w}`);
+        console.log(
+          `wrote ${options.out}/ (${result.files.join(", ")}) for plan ${result.planHash}; ` +
+            `start the reward server (deno task serve-rewards ${specifier}), then ` +
+            `bash ${options.out}/run.sh --nodes N --gpus-per-node K`,
+        );
+      } catch (e) {
+        if (e instanceof ExportError || e instanceof DataError || e instanceof TaskError) {
+          console.error(`${specifier}: ${e.message}`);
+          throw new Reported();
         }
         throw e;
       }

@@ -67,7 +67,8 @@ variable GIFTWRAP_VERL_SETTINGS. Every field is optional; unknown fields are ref
     "betaC": number > 0,                   GIFT's β_c, default 1
     "stdEpsilon": number > 0,              GIFT's ε on both standard deviations, default 1e-6
     "unaBeta": number > 0,                 UNA's sigmoid temperature, default 0.03
-    "dpoBeta": number > 0                  online DPO's temperature, default 0.1
+    "dpoBeta": number > 0,                 online DPO's temperature, default 0.1
+    "plan": string                         the exported plan's hash (informational)
   }
 
 Deliberately left out: no ratio, clipping, KL or entropy term in these losses (verl adds its own
@@ -101,6 +102,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "stdEpsilon": 1e-6,
     "unaBeta": 0.03,
     "dpoBeta": 0.1,
+    # The hash of the plan the export was made from: informational, checked by nothing.
+    "plan": None,
 }
 
 _POSITIVE = ("betaC", "stdEpsilon", "unaBeta", "dpoBeta")
@@ -133,6 +136,8 @@ def check_settings(raw: Any, where: str = SETTINGS_FILE) -> dict[str, Any]:
     group = settings["groupSize"]
     if group is not None and (isinstance(group, bool) or not isinstance(group, int) or group < 1):
         raise ValueError(f"{where}: 'groupSize' must be an integer >= 1, got {group!r}")
+    if settings["plan"] is not None and not isinstance(settings["plan"], str):
+        raise ValueError(f"{where}: 'plan' must be a string, got {settings['plan']!r}")
     for key in _POSITIVE:
         value = settings[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -168,11 +168,13 @@ if [ -n "\${RAY_ADDRESS:-}" ]; then
   ENTRY=()
   for arg in python3 -m verl.trainer.main_ppo "\${ARGS[@]}" "$@"; do ENTRY+=("$(printf '%q' "$arg")"); done
   exec ray job submit --address "$RAY_ADDRESS" --working-dir "$HERE" \\
-    --runtime-env-json "{\\"env_vars\\": {\\"GIFTWRAP_REWARD_URL\\": \\"$REWARD_URL\\"}}" \\
+    --runtime-env-json "{\\"env_vars\\": {\\"GIFTWRAP_REWARD_URL\\": \\"$REWARD_URL\\", \\"VERL_USE_EXTERNAL_MODULES\\": \\"giftwrap_verl\\"}}" \\
     -- "\${ENTRY[@]}"
 fi
 cd "$HERE"
+# Every process that imports verl imports the plugin too: verl reads VERL_USE_EXTERNAL_MODULES.
 export PYTHONPATH="$HERE\${PYTHONPATH:+:$PYTHONPATH}" GIFTWRAP_REWARD_URL="$REWARD_URL"
+export VERL_USE_EXTERNAL_MODULES=giftwrap_verl
 exec python3 -m verl.trainer.main_ppo "\${ARGS[@]}" "$@"
 `;
 }

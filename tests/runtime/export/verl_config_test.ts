@@ -226,9 +226,9 @@ async function scriptDir(overrides: Override[], microRows = 4, miniRows = 32): P
   );
   await Deno.mkdir(join(dir, "bin"));
   // Each stub writes its argv as one JSON line; python3 runs the real one for anything but -m.
-  const record = `import json, sys; open(${
+  const record = `import json, os, sys; open(${
     JSON.stringify(join(dir, "argv.jsonl"))
-  }, "a").write(json.dumps(sys.argv[1:]) + "\\n")`;
+  }, "a").write(json.dumps([sys.argv[1:], os.environ.get("VERL_USE_EXTERNAL_MODULES")]) + "\\n")`;
   await Deno.writeTextFile(
     join(dir, "bin", "python3"),
     `#!/bin/sh\nif [ "$1" = -m ]; then exec /usr/bin/python3 -c '${record}' "$@"; fi\n` +
@@ -256,16 +256,20 @@ async function runSh(dir: string, args: string[], env: Record<string, string> = 
     stderr: "piped",
   }).output();
   let argv: string[][] = [];
+  let modules: (string | null)[] = [];
   try {
-    argv = (await Deno.readTextFile(join(dir, "argv.jsonl"))).trim().split("\n").map((l) =>
-      JSON.parse(l)
-    );
+    const calls: [string[], string | null][] = (await Deno.readTextFile(join(dir, "argv.jsonl")))
+      .trim().split("\n").map((l) => JSON.parse(l));
+    argv = calls.map(([a]) => a);
+    modules = calls.map(([, m]) => m);
     await Deno.remove(join(dir, "argv.jsonl"));
   } catch { /* nothing ran */ }
   return {
     code: out.code,
     stderr: new TextDecoder().decode(out.stderr),
     argv,
+    /** VERL_USE_EXTERNAL_MODULES as each command saw it. */
+    modules,
   };
 }
 
@@ -280,7 +284,7 @@ const OVERRIDES: Override[] = [
 Deno.test("run.sh runs verl's main_ppo locally with the overrides and its arguments", async () => {
   const dir = await scriptDir(OVERRIDES);
   try {
-    const { code, stderr, argv } = await runSh(dir, [
+    const { code, stderr, argv, modules } = await runSh(dir, [
       "--nodes",
       "2",
       "--gpus-per-node",
@@ -292,6 +296,8 @@ Deno.test("run.sh runs verl's main_ppo locally with the overrides and its argume
     ]);
     assert.equal(code, 0, stderr);
     assert.equal(argv.length, 1);
+    // verl imports the plugin in every process that imports verl.
+    assert.deepEqual(modules, ["giftwrap_verl"]);
     const real = await Deno.realPath(dir);
     assert.deepEqual(argv[0], [
       "-m",
@@ -331,7 +337,8 @@ Deno.test("run.sh submits a Ray job with RAY_ADDRESS, each word quoted for Ray's
       "--working-dir",
       real,
       "--runtime-env-json",
-      '{"env_vars": {"GIFTWRAP_REWARD_URL": "http://10.0.0.5:8787/score"}}',
+      '{"env_vars": {"GIFTWRAP_REWARD_URL": "http://10.0.0.5:8787/score", ' +
+      '"VERL_USE_EXTERNAL_MODULES": "giftwrap_verl"}}',
       "--",
     ]);
     // Ray joins the words with spaces and a shell splits them again: the same words come back.

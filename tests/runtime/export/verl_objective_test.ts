@@ -16,7 +16,7 @@ import {
 import { type VerlObjective, verlObjective } from "../../../runtime/export/verl_objective.ts";
 import { base } from "../../dsl/_fixtures.ts";
 
-const KEYS_FILE = "/work/shared/data/verl/ppo_trainer_keys.txt";
+const KEYS_FILE = new URL("../../../runtime/export/verl_ppo_trainer_keys.txt", import.meta.url);
 
 /** verl's flattened config keys (`dotted.key = default` lines). */
 function verlKeys(): Set<string> {
