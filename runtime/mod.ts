@@ -2,7 +2,7 @@
  * The runtime (`giftwrap/runtime`): executes a compiled plan on TensorFlow.js. Importing it loads
  * TensorFlow.js; the recipe language (`mod.ts`) never does. Here are running a plan, the backends,
  * the Llama-style model and its checkpoints, sampling and evaluation, the errors a caller catches,
- * and the objectives: the presets, the `Objective` contract, and the building blocks an objective
+ * exporting a plan to verl, and the objectives: the presets, the `Objective` contract, and the building blocks an objective
  * of your own composes (advantages, ratios and clipping, the k3 KL, aggregation).
  *
  * @example
@@ -27,6 +27,18 @@ export { NonFiniteUpdateError, type StepMetrics } from "./rl/train_step.ts";
 export { RunWriteError } from "./run/run_dir.ts";
 export { OutOfMemoryError } from "./run/out_of_memory.ts";
 export { lineProgress, type Progress } from "./run/progress.ts";
+
+// Beyond one machine: a plan exported for verl on Ray (docs/verl.md).
+export {
+  checkVerlExport,
+  ExportError,
+  exportVerl,
+  type VerlExport,
+  type VerlExportOptions,
+} from "./export/verl.ts";
+export { type Override, VERL_COMMIT, verlConfig } from "./export/verl_config.ts";
+export { type VerlObjective, verlObjective } from "./export/verl_objective.ts";
+export { type VerlData, type VerlRow, verlRows, writeVerlData } from "./export/verl_data.ts";
 
 // Backends.
 export { type BackendInfo, BackendUnavailableError, useBackend } from "./engine/backend.ts";

@@ -1,0 +1,219 @@
+// exportVerl() end to end on the stories front door (a real Hugging Face checkpoint, JSON Lines
+// data, a sandboxed reward function): the files, their bytes twice over, the data read back by
+// an independent reader, every objective preset exported or refused by field, the --out rules,
+// and the command line.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { parquetReadObjects } from "hyparquet";
+import {
+  compile,
+  customObjective,
+  dapo,
+  drGrpo,
+  gift,
+  grpo,
+  gspo,
+  onlineDpo,
+  type Recipe,
+  rloo,
+  una,
+  withInputs,
+} from "../../../mod.ts";
+import { type Plan, planHash } from "../../../dsl/plan.ts";
+import stories from "../../../recipes/stories_gift.ts";
+import { resolveModels } from "../../../runtime/resolve.ts";
+import { checkVerlExport, ExportError, exportVerl } from "../../../runtime/export/verl.ts";
+import { runMain, withTempDir } from "../../_helpers.ts";
+import { verlKeys } from "./verl_config_test.ts";
+
+const ROOT = new URL("../../../", import.meta.url);
+const RECIPE_URL = new URL("recipes/stories_gift.ts", ROOT);
+
+async function storiesPlan(changes: Partial<Recipe> = {}): Promise<Plan> {
+  const recipe = { ...stories, ...changes };
+  const resolved = await resolveModels(recipe, RECIPE_URL);
+  assert.ok(resolved.ok);
+  return await withInputs(compile(recipe, { models: resolved.models }), RECIPE_URL);
+}
+
+async function readDir(dir: string): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for await (const entry of Deno.readDir(dir)) {
+    files.set(entry.name, await Deno.readFile(join(dir, entry.name)));
+  }
+  return files;
+}
+
+Deno.test("exportVerl writes the stories recipe's directory, the same bytes twice", async () => {
+  const plan = await storiesPlan();
+  await withTempDir(async (dir) => {
+    const a = await exportVerl(plan, { out: join(dir, "a"), baseUrl: RECIPE_URL });
+    const b = await exportVerl(plan, { out: join(dir, "b"), baseUrl: RECIPE_URL });
+    assert.deepEqual(a.files, [
+      "README.md",
+      "eval.parquet",
+      "giftwrap_verl.json",
+      "giftwrap_verl.py",
+      "plan.json",
+      "reward.py",
+      "run.sh",
+      "train.parquet",
+    ]);
+    assert.equal(a.planHash, planHash(plan));
+    const first = await readDir(a.dir);
+    const second = await readDir(b.dir);
+    assert.deepEqual([...first.keys()].sort(), [...second.keys()].sort());
+    for (const [name, bytes] of first) assert.deepEqual(second.get(name), bytes, name);
+
+    // The plan, its hash first; the plugin's settings name it.
+    const planJson = JSON.parse(new TextDecoder().decode(first.get("plan.json")));
+    assert.equal(planJson.hash, planHash(plan));
+    const settings = JSON.parse(new TextDecoder().decode(first.get("giftwrap_verl.json")));
+    assert.equal(settings.plan, planHash(plan));
+    assert.equal(settings.reference, "rollout");
+    assert.equal(settings.groupSize, 8);
+
+    // run.sh: every key is verl's, GIFT is the plugin's, the data is the export's.
+    const script = new TextDecoder().decode(first.get("run.sh"));
+    const keys = await verlKeys();
+    const words = [...script.matchAll(/^ {2}['"]([a-z_.]+)=/gm)].map((m) => m[1]!);
+    assert.ok(words.length > 40, `${words.length} overrides`);
+    for (const key of words) assert.ok(keys.has(key), `unknown verl key ${key}`);
+    assert.equal(new Set(words).size, words.length, "a key set twice");
+    for (
+      const line of [
+        "'algorithm.adv_estimator=gift'",
+        "'actor_rollout_ref.actor.policy_loss.loss_mode=gift'",
+        "'actor_rollout_ref.model.external_lib=giftwrap_verl'",
+        "'actor_rollout_ref.rollout.n=8'",
+        "'data.train_batch_size=8'",
+        `"data.train_files='$DATA/train.parquet'"`,
+        `"data.val_files='$DATA/eval.parquet'"`,
+        "'trainer.total_training_steps=40'",
+        "'trainer.balance_batch=false'",
+      ]
+    ) assert.ok(script.includes(`  ${line}\n`), line);
+    assert.ok(script.includes(`MODEL='${new URL("models/stories260K", ROOT).pathname}'`));
+
+    // The data, read back by an independent reader: the run's 64 held-out problems and the rest.
+    const train = await parquetReadObjects({
+      file: first.get("train.parquet")!.buffer as ArrayBuffer,
+    });
+    const evalRows = await parquetReadObjects({
+      file: first.get("eval.parquet")!.buffer as ArrayBuffer,
+    });
+    assert.equal(evalRows.length, 64);
+    assert.equal(train.length, plan.data.train);
+    const row = train[0] as {
+      data_source: string;
+      prompt: { role: string; content: string }[];
+      reward_model: { ground_truth: string };
+      extra_info: { prompt: string; answer: string; split: string };
+    };
+    assert.equal(row.data_source, "giftwrap/stories-gift");
+    assert.equal(row.prompt.at(-1)!.content, row.extra_info.prompt);
+    assert.equal(row.reward_model.ground_truth, row.extra_info.answer);
+    assert.equal(row.extra_info.split, "train");
+  });
+});
+
+Deno.test("every objective preset exports completely or is refused by field", async () => {
+  const presets: [string, Recipe["objective"], string | null][] = [
+    ["gift", gift(), null],
+    ["grpo", grpo(), null],
+    ["drGrpo", drGrpo(), null],
+    ["dapo", dapo(), null],
+    ["gspo", gspo(), null],
+    ["rloo", rloo(), null],
+    ["onlineDpo", onlineDpo(), null],
+    ["una", una(), null],
+    ["custom", customObjective("./objectives/reinforce.ts"), "objective"],
+  ];
+  const keys = await verlKeys();
+  for (const [name, objective, field] of presets) {
+    const recipe = { ...stories, objective, reference: undefined } as unknown as Recipe;
+    delete (recipe as { reference?: unknown }).reference;
+    const resolved = await resolveModels(recipe, RECIPE_URL);
+    assert.ok(resolved.ok);
+    const plan = compile(recipe, { models: resolved.models });
+    if (field !== null) {
+      assert.throws(() => checkVerlExport(plan), (e) => {
+        assert.ok(e instanceof ExportError, String(e));
+        assert.equal(e.field, field, name);
+        return true;
+      });
+      continue;
+    }
+    checkVerlExport(plan);
+    await withTempDir(async (dir) => {
+      const result = await exportVerl(plan, { out: join(dir, name), baseUrl: RECIPE_URL });
+      for (const { key } of result.overrides) assert.ok(keys.has(key), `${name}: ${key}`);
+      assert.ok(result.files.includes("run.sh"), name);
+    });
+  }
+});
+
+Deno.test("exportVerl replaces an earlier export but nothing else", async () => {
+  const plan = await storiesPlan();
+  await withTempDir(async (dir) => {
+    const out = join(dir, "out");
+    await exportVerl(plan, { out, baseUrl: RECIPE_URL });
+    // Again over the earlier export: fine.
+    await exportVerl(plan, { out, baseUrl: RECIPE_URL });
+    // A directory of the user's: refused, untouched, no staging left behind.
+    const mine = join(dir, "mine");
+    await Deno.mkdir(mine);
+    await Deno.writeTextFile(join(mine, "notes.txt"), "keep me");
+    await assert.rejects(() => exportVerl(plan, { out: mine, baseUrl: RECIPE_URL }), (e) => {
+      assert.ok(e instanceof ExportError);
+      assert.equal(e.field, "--out");
+      return true;
+    });
+    assert.equal(await Deno.readTextFile(join(mine, "notes.txt")), "keep me");
+    // An earlier export with a file of the user's added: refused too.
+    await Deno.writeTextFile(join(out, "notes.txt"), "mine");
+    await assert.rejects(() => exportVerl(plan, { out, baseUrl: RECIPE_URL }), ExportError);
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names.sort(), ["mine", "out"]);
+  });
+});
+
+Deno.test("deno task export: the stories recipe exports; tinyGpt and bad usage exit 2 in one line", async () => {
+  await withTempDir(async (dir) => {
+    const out = join(dir, "verl");
+    const ok = await runMain([
+      "export",
+      new URL("recipes/stories_gift.ts", ROOT).pathname,
+      "--to",
+      "verl",
+      "--out",
+      out,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr.join("\n"));
+    assert.match(
+      ok.stdout.join("\n"),
+      /wrote .*verl\/ \(README\.md, eval\.parquet, .*\) for plan [0-9a-f]{16}/,
+    );
+    const refused = await runMain([
+      "export",
+      new URL("recipes/addition_gift.ts", ROOT).pathname,
+      "--to",
+      "verl",
+      "--out",
+      join(dir, "x"),
+    ]);
+    assert.equal(refused.code, 2);
+    const lines = refused.stderr.filter((l) => l !== "");
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(
+      lines[0]!,
+      /addition_gift\.ts: policy\.warmStart: the warm start .* no verl equivalent/,
+    );
+    await assert.rejects(Deno.stat(join(dir, "x")), Deno.errors.NotFound);
+    const usage = await runMain(["export", "recipes/stories_gift.ts", "--to", "trl", "--out", out]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr.join("\n"), /--to.*trl.*verl/);
+  });
+});
