@@ -18,6 +18,9 @@
  *   deno task generate <dir> --prompt TEXT  generate text from a model directory, a checkpoint or
  *                                           a run directory's final checkpoint (greedy unless
  *                                           --temperature; --chat, --json)
+ *   deno task serve-rewards <recipe>        serve the recipe's rewards over HTTP (POST /score,
+ *     [--port P] [--host H]                 GET /health) for another trainer (verl's reward.py),
+ *     [--concurrency N]                     until Ctrl-C (or SIGTERM), which ends it with exit 0
  *
  * A recipe is a .ts or .js module (its default export, or an export named `recipe`), a .json
  * recipe, a plan written by `plan --json`, or a URL to one of them.
@@ -25,7 +28,8 @@
  * Exit codes: 0 success; 2 an invalid recipe or invalid usage, one line per problem on stderr and
  * never a stack trace (a recipe that is not a regular file, a recipe URL that does not answer in
  * full within GIFTWRAP_FETCH_TIMEOUT seconds, an export whose getter throws included); 1 a run
- * that failed (a reward source, a full disk, non-finite updates: one line) or an internal error;
+ * that failed (a reward source, a full disk, non-finite updates: one line) or an internal error
+ * (a reward server's sources that cannot load, or a port in use, are invalid input: exit 2);
  * 130 a run stopped by Ctrl-C (or SIGTERM) after writing a checkpoint, or a comparison stopped by
  * it after summarising its finished runs.
  *
@@ -344,8 +348,12 @@ function program(fail: (code: number) => void) {
     )
     .requiredOption("--out <dir>", "the directory to write (new, or an earlier export)")
     .action(async (specifier, options) => {
-      // No memory check: the recipe runs on the cluster's GPUs, not on this machine.
-      const { loaded, plan } = await compileFile(specifier, { checkMemory: false });
+      // No memory check: the recipe runs on the cluster's GPUs, not on this machine. Otherwise
+      // compiled as plan and serve-rewards compile it, so that the three agree on its hash.
+      const { loaded, plan } = await compileFile(specifier, {
+        ...compileOptions({}),
+        checkMemory: false,
+      });
       const { exportVerl, ExportError } = await import("./runtime/export/verl.ts");
       const { TaskError } = await import("./runtime/data/task.ts");
       const { DataError } = await import("./runtime/data/jsonl.ts");
@@ -367,6 +375,84 @@ function program(fail: (code: number) => void) {
           throw new Reported();
         }
         throw e;
+      }
+    });
+
+  cli.command("serve-rewards")
+    .description("serve a recipe's rewards over HTTP (POST /score, GET /health) until Ctrl-C")
+    .argument("<recipe>", "a .ts or .json recipe, a plan file, or a URL")
+    .option(
+      "--port <port>",
+      "the port to listen on (0: a free one)",
+      parser((t) => parseNumber(t, 0, 65535, "a port from 0 to 65535")),
+      8787,
+    )
+    .option("--host <host>", "the address to listen on (0.0.0.0: every interface)", "127.0.0.1")
+    .option(
+      "--concurrency <n>",
+      "requests scored at once (more wait in a queue, then get 503)",
+      parser((t) => parseNumber(t, 1, 1024, "an integer from 1 to 1024")),
+      4,
+    )
+    .action(async (specifier, options) => {
+      for (
+        const [flag, value] of [["--port", options.port], [
+          "--concurrency",
+          options.concurrency,
+        ]] as const
+      ) {
+        if (!Number.isInteger(value)) {
+          console.error(`giftwrap: ${flag}: expected an integer, got '${value}'`);
+          throw new Reported();
+        }
+      }
+      // No memory check: serving rewards trains nothing (export compiles it the same way).
+      const { loaded, plan } = await compileFile(specifier, {
+        ...compileOptions({}),
+        checkMemory: false,
+      });
+      printWarnings(specifier, plan);
+      // Loaded here, not at the top: plan, validate and schema never load the runtime.
+      const { serveRewards } = await import("./runtime/serve/rewards.ts");
+      const { RunSetupError } = await import("./runtime/run/setup.ts");
+      let server;
+      try {
+        server = await serveRewards(plan, {
+          // fn modules and checkpoints are relative to the recipe.
+          baseUrl: loaded.url,
+          hostname: options.host,
+          port: options.port,
+          concurrency: options.concurrency,
+        });
+      } catch (e) {
+        const known = e instanceof RunSetupError ||
+          (e instanceof Error && e.message.startsWith("Cannot serve rewards"));
+        if (!known) throw e;
+        console.error(`giftwrap: ${(e as Error).message}`);
+        fail(EXIT.invalid);
+        return;
+      }
+      const n = plan.rewards.length;
+      console.log(
+        `serving ${n} reward source${n === 1 ? "" : "s"} of ${plan.name} (plan ${
+          planHash(plan)
+        }) at ${server.url}`,
+      );
+      // Ctrl-C (or SIGTERM): stop taking requests, finish those in progress, close the sources
+      // (sandbox subprocesses end), exit 0. Twice: exit now.
+      const signals = ["SIGINT", "SIGTERM"] as const;
+      let stopping = false;
+      const onSignal = () => {
+        if (stopping) Deno.exit(EXIT.interrupted);
+        stopping = true;
+        console.error("serve-rewards: stopping (Ctrl-C again to quit now)");
+        void server.close();
+      };
+      for (const name of signals) Deno.addSignalListener(name, onSignal);
+      try {
+        await server.finished;
+      } finally {
+        for (const name of signals) Deno.removeSignalListener(name, onSignal);
       }
     });
 

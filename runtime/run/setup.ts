@@ -106,7 +106,11 @@ export async function setUp(plan: Plan, seed: Rng, baseUrl: string | URL): Promi
   const { objective, options } = await objectiveOf(plan, baseUrl);
   const backend = await useBackend(plan.backend.name);
   const task = await loadTask(plan, seed.fork("data"), baseUrl);
-  const sources = await rewardSources(plan, String(baseUrl), backend.kernels);
+  const sources = await rewardSources(
+    plan,
+    String(baseUrl),
+    () => Promise.resolve(backend.kernels),
+  );
   return {
     objective,
     objectiveOptions: options,
@@ -163,22 +167,30 @@ async function objectiveOf(
 }
 
 /**
- * The plan's reward sources, ready to score; `fn` modules and checkpoints resolve from `baseUrl`.
+ * The plan's reward sources, ready to score, as a run scores with them (the reward server builds
+ * them here too); `fn` modules and checkpoints resolve from `baseUrl`. `kernels` is asked for
+ * only by a reward model source. Close each source's scorer when done.
  * @throws {RunSetupError} naming the source that cannot load (closing those that did).
+ *
+ * @example
+ * ```ts
+ * const { kernels } = await useBackend("cpu");
+ * const sources = await rewardSources(plan, "file:///work/recipes/", () => Promise.resolve(kernels));
+ * ```
  */
-async function rewardSources(
+export async function rewardSources(
   plan: Plan,
   baseUrl: string,
-  kernels: KernelSet,
+  kernels: () => Promise<KernelSet>,
 ): Promise<SourceScorer[]> {
   const context = {
     baseUrl,
     maxNewTokens: plan.shapes.newTokens,
-    rewardModel: (checkpoint: string, batchSize: number) =>
+    rewardModel: async (checkpoint: string, batchSize: number) =>
       rewardModelScorer(
         decodeURIComponent(new URL(checkpoint, baseUrl).pathname),
         batchSize,
-        kernels,
+        await kernels(),
       ),
   };
   const sources: SourceScorer[] = [];
