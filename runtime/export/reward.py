@@ -9,10 +9,10 @@ r = sum_k w_k * score_k of its rewards, each source's onError applied). Point ve
 ``compute_score`` serves both of verl's reward managers:
 
   - ``naive`` calls ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=)``
-    once per sample and gets a float;
+    once per sample and gets a float (a dict with the success reward, below);
   - ``batch`` (``reward_model.reward_manager=batch``) calls ``compute_score(data_sources=,
-    solution_strs=, ground_truths=, extra_infos=)`` with lists (or arrays) and gets a list of
-    floats. ``compute_score_batch`` is the same with positional lists.
+    solution_strs=, ground_truths=, extra_infos=)`` with lists (or arrays) and gets a list, one
+    result per sample. ``compute_score_batch`` is the same with positional lists.
 
 Positional calls are told apart by ``solution_str``: a string is one sample, a sequence a batch.
 
@@ -31,6 +31,11 @@ Settings, from the environment at each call:
                            (503: the server is busy), waiting 0.5 s * 2^k (at most 30 s, at least
                            the server's Retry-After) (default 8)
   GIFTWRAP_REWARD_TIMEOUT  seconds to wait for one answer (default 600)
+
+When the recipe has a success reward (the server names it), each sample's result is a dict,
+``{"score": total, "acc": success score}``: verl's reward managers take ``score`` as the reward
+and keep ``acc`` per sample, which DAPO's dynamic sampling (``algorithm.filter_groups.metric=acc``)
+and the validation metrics read. Without one, a float.
 
 A sample whose score is null (a "skip-group" reward could not score it; the server sees no
 groups) scores 0.0, with one warning line on stderr per request. A 4xx answer (a "fail" reward
@@ -175,7 +180,15 @@ def _scores(samples):
                 f"scored by a skip-group reward and score 0.0 ({_one_line(why, 200)})",
                 file=sys.stderr,
             )
-        out.extend(0.0 if score is None else float(score) for score in scores)
+        totals = [0.0 if score is None else float(score) for score in scores]
+        success = answer.get("success")
+        accuracy = (answer.get("components") or {}).get(success) if success else None
+        if isinstance(accuracy, list) and len(accuracy) == len(chunk):
+            # verl keeps a dict's other entries per sample (reward_extra_info): "acc" is what
+            # DAPO's dynamic sampling (algorithm.filter_groups.metric=acc) and validation read.
+            out.extend({"score": t, "acc": float(a)} for t, a in zip(totals, accuracy))
+        else:
+            out.extend(totals)
     return out
 
 

@@ -12,7 +12,7 @@
  *   POST /score (or POST /)  {"samples": [{"prompt", "completion", "answer", "row"?, "tokens"?,
  *                             "truncated"?}, …]}
  *     200 {"scores": [r | null, …], "components": {<source>: [score, …]}, "skipped": [i, …],
- *          "errors": {<source>: {"count", "first"}}}
+ *          "errors": {<source>: {"count", "first"}}, "success": <source> | null}
  *
  *   - `prompt`, `completion` and `answer` are strings. `row` is the dataset row, an object or a
  *     JSON string of one (verl's Parquet stores it as a string); missing, it is `{}`. `tokens` is
@@ -20,7 +20,8 @@
  *     tokenizer (the completion's tokens, plus 1 for the end token unless truncated: a character
  *     tokenizer counts characters, a Hugging Face one encodes the text again, which may differ
  *     from the ids sampled by a token or two). `truncated` is false when missing.
- *   - `components` holds each source's unweighted scores, 0 where it could not score.
+ *   - `components` holds each source's unweighted scores, 0 where it could not score; `success`
+ *     names the recipe's success reward among them (null without one).
  *   - onError, per source, as in a run: "zero" scores the sample 0 for that source; "skip-group"
  *     makes the sample's score `null` and lists its index in `skipped` (the server sees no groups:
  *     the client decides what a skipped sample means); "fail" answers the whole request
@@ -89,6 +90,11 @@ export interface ScoreResponse {
   skipped: number[];
   /** By source name, for the sources that could not score some sample: how many, the first why. */
   errors: Record<string, { count: number; first: string }>;
+  /**
+   * The name of the success reward (accuracy, DAPO's dynamic sampling) among `components`, or
+   * null when the recipe has none.
+   */
+  success: string | null;
 }
 
 /** An answer other than 200: its status and its one line. */
@@ -211,6 +217,7 @@ function firstFailure(recorded: Recorded): { index: number; why: string } {
 async function scoreRequest(
   sources: readonly SourceScorer[],
   samples: readonly Sample[],
+  success: string | null,
 ): Promise<ScoreResponse> {
   const recorders = sources.map(recording);
   let scores;
@@ -234,6 +241,7 @@ async function scoreRequest(
     ),
     skipped,
     errors: scores.errors,
+    success,
   };
 }
 
@@ -340,6 +348,7 @@ export async function serveRewards(
   }
   const baseUrl = String(options.baseUrl);
   const hash = planHash(plan);
+  const success = plan.rewards.find((r) => r.success)?.name ?? null;
 
   // 1) the sources, as a run builds them (a reward model's backend only when one asks for it)
   const sources = await rewardSources(plan, baseUrl, async () => {
@@ -381,7 +390,7 @@ export async function serveRewards(
     }
     await turn;
     try {
-      return json(200, await scoreRequest(sources, samples));
+      return json(200, await scoreRequest(sources, samples, success));
     } finally {
       gate.leave();
     }

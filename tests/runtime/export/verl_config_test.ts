@@ -16,16 +16,7 @@ import {
 import { runScript, shellQuote } from "../../../runtime/export/run_script.ts";
 import { models, realRecipe, SMOLLM } from "../../dsl/_real_models.ts";
 import { base } from "../../dsl/_fixtures.ts";
-
-/** The keys of verl's ppo_trainer.yaml at the pinned commit, as shipped with the exporter. */
-export async function verlKeys(): Promise<Set<string>> {
-  const text = await Deno.readTextFile(
-    new URL("../../../runtime/export/verl_ppo_trainer_keys.txt", import.meta.url),
-  );
-  return new Set(
-    text.split("\n").filter((l) => l !== "" && !l.startsWith("#")).map((l) => l.split(" = ")[0]!),
-  );
-}
+import { verlKeys } from "./_verl_keys.ts";
 
 function planOf(recipe: Recipe): Plan {
   const result = safeCompile(recipe, { models: models(SMOLLM), checkMemory: false });
@@ -66,7 +57,7 @@ Deno.test("hydraText writes Hydra's override grammar", () => {
 });
 
 Deno.test("every key verlConfig emits is in verl's configuration at the pinned commit", async () => {
-  const keys = await verlKeys();
+  const keys = verlKeys();
   const recipes: Recipe[] = [
     realRecipe(),
     realRecipe({

@@ -15,18 +15,7 @@ import {
 } from "../../../mod.ts";
 import { type VerlObjective, verlObjective } from "../../../runtime/export/verl_objective.ts";
 import { base } from "../../dsl/_fixtures.ts";
-
-const KEYS_FILE = new URL("../../../runtime/export/verl_ppo_trainer_keys.txt", import.meta.url);
-
-/** verl's flattened config keys (`dotted.key = default` lines). */
-function verlKeys(): Set<string> {
-  const keys = new Set<string>();
-  for (const line of Deno.readTextFileSync(KEYS_FILE).split("\n")) {
-    const at = line.indexOf(" = ");
-    if (!line.startsWith("#") && at > 0) keys.add(line.slice(0, at));
-  }
-  return keys;
-}
+import { verlKeys } from "./_verl_keys.ts";
 
 const KEYS = verlKeys();
 

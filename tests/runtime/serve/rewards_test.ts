@@ -199,6 +199,7 @@ Deno.test("serveRewards() scores as a run does, with the onError policies, for g
         null,
       ]);
       assert.deepEqual(json.skipped, [3]);
+      assert.equal(json.success, "numericAnswer");
       for (const name of ["numericAnswer", "shape", "zeroable", "skippable"]) {
         assert.deepEqual(json.components[name], Array.from(expected.bySource[name]!), name);
       }
@@ -248,8 +249,14 @@ Deno.test("serveRewards() scores as a run does, with the onError policies, for g
         truncated: false,
       }));
       const viaVerl = await reference(plan, baseUrl, counted);
-      const scores = [viaVerl.total[0], viaVerl.total[1], viaVerl.total[2], 0];
-      assert.equal(scores[2], Math.fround(1 + Math.fround(0.5 * Math.fround(0.3)) + 2));
+      const totals = [viaVerl.total[0], viaVerl.total[1], viaVerl.total[2], 0];
+      assert.equal(totals[2], Math.fround(1 + Math.fround(0.5 * Math.fround(0.3)) + 2));
+      // The success reward (numericAnswer) rides along as "acc", for DAPO's filter and validation.
+      const scores = totals.map((score, i) => ({
+        score,
+        acc: viaVerl.bySource.numericAnswer![i]!,
+      }));
+      assert.deepEqual(scores.map((s) => s.acc), [1, 0, 1, 1]);
       assert.deepEqual(results.slice(0, 4), scores);
       assert.deepEqual(results[4], scores); // in chunks of 3: two requests
       assert.match(
