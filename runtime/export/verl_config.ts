@@ -135,7 +135,7 @@ function chatOverrides(tokenizer: HfTokenizerSpec, add: Adder, warnings: string[
     const bos = tokenizer.addBos ? "{{ bos_token }}" : "";
     add(
       "actor_rollout_ref.model.custom_chat_template",
-      `${bos}{% for message in messages %}{{ message['content'] }}{% endfor %}`,
+      `${bos}{% for message in messages %}{{ message.content }}{% endfor %}`,
       "policy.chat.template",
     );
     warnings.push(

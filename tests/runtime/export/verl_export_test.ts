@@ -218,3 +218,33 @@ Deno.test("deno task export: the stories recipe exports; tinyGpt and bad usage e
     assert.equal(usage.code, 2);
   });
 });
+
+Deno.test("README: the export's output is the command's", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+  const at = readme.indexOf("## Beyond one machine");
+  // The block after the commands' block.
+  const commandsEnd = readme.indexOf("\n```\n", readme.indexOf("```sh", at)) + 5;
+  const open = readme.indexOf("```\n", commandsEnd);
+  const shown = readme.slice(open + 4, readme.indexOf("```", open + 4)).trim().split("\n");
+  await withTempDir(async (dir) => {
+    const cwd = Deno.cwd();
+    Deno.chdir(ROOT);
+    try {
+      const out = join(dir, "verl-stories");
+      const ran = await runMain([
+        "export",
+        "recipes/stories_gift.ts",
+        "--to",
+        "verl",
+        "--out",
+        out,
+      ]);
+      assert.equal(ran.code, 0, ran.stderr.join("\n"));
+      const lines = [...ran.stderr, ...ran.stdout].filter((l) => l !== "")
+        .map((l) => l.replaceAll(out, "verl-stories"));
+      assert.deepEqual(lines, shown);
+    } finally {
+      Deno.chdir(cwd);
+    }
+  });
+});
