@@ -56,7 +56,7 @@ Deno.test("hydraText writes Hydra's override grammar", () => {
   assert.throws(() => hydraText(NaN), /finite/);
 });
 
-Deno.test("every key verlConfig emits is in verl's configuration at the pinned commit", async () => {
+Deno.test("every key verlConfig emits is in verl's configuration at the pinned commit", () => {
   const keys = verlKeys();
   const recipes: Recipe[] = [
     realRecipe(),
