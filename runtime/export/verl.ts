@@ -26,7 +26,18 @@ import { verlObjective } from "./verl_objective.ts";
 import { verlRows, writeVerlData } from "./verl_data.ts";
 import { runScript } from "./run_script.ts";
 
-/** A recipe that cannot be exported: the field and why, as one line. */
+/**
+ * A recipe that cannot be exported: the field and why, as one line.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await exportVerl(plan, { out: "verl-run", baseUrl: recipeUrl });
+ * } catch (e) {
+ *   if (e instanceof ExportError) console.error(`${e.field}: ${e.reason}`);
+ * }
+ * ```
+ */
 export class ExportError extends Error {
   /**
    * @param field The recipe's field (`policy`, `objective.kind`, …), or `--out`.
@@ -38,7 +49,18 @@ export class ExportError extends Error {
   }
 }
 
-/** Options of `exportVerl()`. */
+/**
+ * Options of `exportVerl()`.
+ *
+ * @example
+ * ```ts
+ * const options: VerlExportOptions = {
+ *   out: "verl-stories",
+ *   baseUrl: new URL("recipes/stories_gift.ts", `file://${Deno.cwd()}/`),
+ *   recipe: "recipes/stories_gift.ts",
+ * };
+ * ```
+ */
 export interface VerlExportOptions {
   /** The directory to write. It must not exist, or hold an earlier export and nothing else. */
   out: string;
@@ -48,7 +70,15 @@ export interface VerlExportOptions {
   recipe?: string;
 }
 
-/** What `exportVerl()` wrote. */
+/**
+ * What `exportVerl()` wrote.
+ *
+ * @example
+ * ```ts
+ * const written: VerlExport = await exportVerl(plan, options);
+ * console.log(written.dir, written.files, written.planHash, written.overrides.length);
+ * ```
+ */
 export interface VerlExport {
   /** The directory, absolute. */
   dir: string;
@@ -80,6 +110,11 @@ function refuse(refusal: Refusal): never {
 /**
  * Refuses a plan verl cannot run, before anything is read or written: the checks of
  * `verlObjective()` and `verlConfig()`, with the objective's first.
+ *
+ * @example
+ * ```ts
+ * checkVerlExport(plan); // throws ExportError("policy", "tinyGpt is giftwrap's own model, …")
+ * ```
  */
 export function checkVerlExport(plan: Plan): void {
   const objective = verlObjective(plan);

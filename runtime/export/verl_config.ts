@@ -18,7 +18,14 @@
 
 import type { HfModelSpec, HfTokenizerSpec, Plan } from "../../dsl/plan.ts";
 
-/** The verl commit whose configuration the overrides are written for. */
+/**
+ * The verl commit whose configuration the overrides are written for.
+ *
+ * @example
+ * ```ts
+ * console.log(`git -C verl checkout ${VERL_COMMIT}`);
+ * ```
+ */
 export const VERL_COMMIT = "1dda039b9c6311889a9c9a26040677e1254814f9";
 
 /** A value as a Hydra override writes it. */
@@ -30,7 +37,14 @@ export type HydraValue =
   | readonly HydraValue[]
   | { readonly [key: string]: HydraValue };
 
-/** One `key=value` of the command line, and the giftwrap field it comes from. */
+/**
+ * One `key=value` of the command line, and the giftwrap field it comes from.
+ *
+ * @example
+ * ```ts
+ * const n: Override = { key: "actor_rollout_ref.rollout.n", value: 8, from: "group.size" };
+ * ```
+ */
 export interface Override {
   key: string;
   value: HydraValue;

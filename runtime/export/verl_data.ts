@@ -79,7 +79,15 @@ export interface VerlRow {
   };
 }
 
-/** A recipe's verl rows, split as a giftwrap run splits its problems. */
+/**
+ * A recipe's verl rows, split as a giftwrap run splits its problems.
+ *
+ * @example
+ * ```ts
+ * const data: VerlData = await verlRows(plan, recipeUrl);
+ * console.log(data.train.length, data.eval.length);
+ * ```
+ */
 export interface VerlData {
   train: VerlRow[];
   eval: VerlRow[];

@@ -43,6 +43,12 @@ export type VerlOverride = [key: string, value: string | number | boolean];
  * What `verlObjective()` makes of a plan's objective: the overrides, the plugin's settings (empty
  * when the objective needs no plugin) and warnings on what differs, or the field verl cannot
  * express and why.
+ *
+ * @example
+ * ```ts
+ * const mapped: VerlObjective = verlObjective(plan);
+ * if (!mapped.ok) console.error(`${mapped.field}: ${mapped.reason}`);
+ * ```
  */
 export type VerlObjective =
   | { ok: true; overrides: VerlOverride[]; settings: Record<string, unknown>; warnings: string[] }

@@ -24,7 +24,11 @@ import { type Plan, planHash } from "../../../dsl/plan.ts";
 import stories from "../../../recipes/stories_gift.ts";
 import { resolveModels } from "../../../runtime/resolve.ts";
 import { checkVerlExport, ExportError, exportVerl } from "../../../runtime/export/verl.ts";
+import { type Sample, scoreSources } from "../../../runtime/rl/rewards/mod.ts";
+import { rewardSources } from "../../../runtime/run/setup.ts";
+import { serveRewards } from "../../../runtime/serve/rewards.ts";
 import { runMain, withTempDir } from "../../_helpers.ts";
+import { PYTHON } from "../../_requires.ts";
 import { verlKeys } from "./_verl_keys.ts";
 
 const ROOT = new URL("../../../", import.meta.url);
@@ -245,6 +249,78 @@ Deno.test("README: the export's output is the command's", async () => {
       assert.deepEqual(lines, shown);
     } finally {
       Deno.chdir(cwd);
+    }
+  });
+});
+
+Deno.test("the exported data, reward.py and serve-rewards agree: verl's batch call scores as a run does", async () => {
+  const plan = await storiesPlan();
+  await withTempDir(async (dir) => {
+    const result = await exportVerl(plan, { out: join(dir, "verl"), baseUrl: RECIPE_URL });
+    const file = await Deno.readFile(join(result.dir, "train.parquet"));
+    const rows = (await parquetReadObjects({ file: file.buffer as ArrayBuffer })).slice(0, 12) as {
+      data_source: string;
+      reward_model: { ground_truth: string };
+      extra_info: Record<string, unknown>;
+    }[];
+    // Completions: half name the story's answer, half do not.
+    const completions = rows.map((r, i) =>
+      i % 2 === 0 ? ` and the ${r.reward_model.ground_truth} was there.` : " and that was that."
+    );
+    // What the run's own scoring gives these samples (tokens counted as the server counts them).
+    const sources = await rewardSources(plan, RECIPE_URL.href, () => Promise.reject(new Error()));
+    let expected: number[];
+    try {
+      const samples: Sample[] = rows.map((r, i) => ({
+        prompt: String(r.extra_info.prompt),
+        completion: completions[i]!,
+        answer: String(r.extra_info.answer),
+        row: JSON.parse(String(r.extra_info.row)),
+        tokens: 0,
+        truncated: false,
+      }));
+      expected = Array.from((await scoreSources(sources, samples, 1)).total);
+    } finally {
+      await Promise.all(sources.map((s) => s.scorer.close?.()));
+    }
+    assert.ok(expected.includes(1) && expected.includes(0), JSON.stringify(expected));
+    const server = await serveRewards(plan, { baseUrl: RECIPE_URL, port: 0 });
+    try {
+      // verl's batch reward manager, with the exported reward.py and the Parquet rows' fields.
+      const driver = [
+        "import json, sys",
+        `sys.path.insert(0, ${JSON.stringify(result.dir)})`,
+        "import reward",
+        "call = json.load(sys.stdin)",
+        "print(json.dumps(reward.compute_score(**call)))",
+      ].join("\n");
+      const child = new Deno.Command(PYTHON, {
+        args: ["-c", driver],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        env: { GIFTWRAP_REWARD_URL: server.url },
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(JSON.stringify({
+        data_sources: rows.map((r) => r.data_source),
+        solution_strs: completions,
+        ground_truths: rows.map((r) => r.reward_model.ground_truth),
+        // int64 reads back as a BigInt here; verl hands pyarrow's ints to Python as int.
+        extra_infos: rows.map((r) => ({ ...r.extra_info, index: Number(r.extra_info.index) })),
+      })));
+      await writer.close();
+      const out = await child.output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const results = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+        score: number;
+        acc: number;
+      }[];
+      assert.deepEqual(results.map((r) => r.score), expected);
+      // The recipe's one reward is its success reward: "acc" is the same score.
+      assert.deepEqual(results.map((r) => r.acc), expected);
+    } finally {
+      await server.close();
     }
   });
 });
