@@ -13,8 +13,7 @@
  * writes nested columns (Dremel levels) from an explicit schema, compresses with its own
  * deterministic Snappy, and writes no timestamp; its `created_by` is fixed here. Statistics are
  * off, as its string bounds are truncated to 16 bytes, which may cut a UTF-8 character; nothing
- * here filters on them. A file of no rows has its empty row-group list typed in the footer, as
- * Apache Arrow's Rust reader requires (see `withTypedEmptyRowGroups()`).
+ * here filters on them.
  *
  * @module
  */
@@ -180,43 +179,7 @@ export function parquetBytes(
     statistics: false,
     createdBy: CREATED_BY,
   });
-  const bytes = new Uint8Array(buffer);
-  return rows.length === 0 ? withTypedEmptyRowGroups(bytes) : bytes;
-}
-
-/**
- * The footer bytes of a file of no rows, up to its `created_by`: `num_rows` 0 (Thrift compact
- * field 3, i64), then `row_groups` (field 4, a list) empty, then `created_by` (field 6, binary).
- */
-const NO_ROWS = [
-  0x16,
-  0x00,
-  0x19,
-  0x00,
-  0x28,
-  CREATED_BY.length,
-  ...Array.from(CREATED_BY, (c) => c.charCodeAt(0)),
-];
-
-/**
- * `bytes`, a file of no rows, with its empty `row_groups` list typed as a list of structs.
- *
- * hyparquet-writer writes an empty Thrift list with element type 0, which no Thrift compact type
- * is: Apache Arrow's Rust reader (arrow-rs, as in DataFusion) refuses the whole file ("Expected
- * list element type of Struct"), where hyparquet passes over it. The list
- * header is one byte either way (size 0 in the high four bits, the element type in the low four),
- * so setting the type to struct (12) moves nothing. The footer's last `NO_ROWS` run is the one:
- * after it come only the column orders, bytes no name can hold.
- */
-function withTypedEmptyRowGroups(bytes: Uint8Array): Uint8Array {
-  const footer = bytes.length - 8; // the footer's length (4 bytes) and "PAR1" end the file
-  for (let at = footer - NO_ROWS.length; at >= 4; at--) {
-    if (NO_ROWS.every((byte, i) => bytes[at + i] === byte)) {
-      bytes[at + 3] = 0x0c;
-      return bytes;
-    }
-  }
-  throw new Error("parquetBytes(): no empty row_groups list in the footer of a file of no rows");
+  return new Uint8Array(buffer);
 }
 
 /**
