@@ -159,6 +159,9 @@ export function parquetBytes(
   rows: readonly object[],
 ): Uint8Array {
   if (schema.length === 0) throw new ParquetError("Cannot write a Parquet file without columns");
+  // hyparquet-writer marks a file's empty list of row groups with an invalid element type, which
+  // arrow-rs (and so, likely, pyarrow) refuses to open: a file of no rows is never written.
+  if (rows.length === 0) throw new ParquetError("Cannot write a Parquet file of no rows");
   const columns = schema.map((field) => ({ name: field.name, data: [] as unknown[] }));
   rows.forEach((row, r) => {
     let value: Record<string, unknown>;

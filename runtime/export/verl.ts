@@ -204,6 +204,12 @@ export async function exportVerl(plan: Plan, options: VerlExportOptions): Promis
     );
   }
   const rows = await verlRows(plan, options.baseUrl);
+  if (rows.train.length === 0) {
+    throw new ExportError(
+      "data",
+      "expected train problems, got none: verl has nothing to train on",
+    );
+  }
   const hasEval = rows.eval.length > 0;
   const config = verlConfig(plan, {
     paths: {
