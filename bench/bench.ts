@@ -492,24 +492,20 @@ function countsTable(cells: Cell[]): string {
   if (counted.length === 0) return "";
   const lines = [
     "| config | giftwrap on webgpu | dispatches | submits | compute passes | uploads (scalar) | " +
-    "upload bytes | reads | bind groups | pipelines | host µs / dispatch |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "upload bytes | reads | bind groups | pipelines | host µs / dispatch | ms in submit |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const c of counted) {
-    for (
-      const [work, n] of [["train step", c.webgpu!.train], [
-        "sampling call",
-        c.webgpu!.sample,
-      ]] as const
-    ) {
+    const works = [["train step", c.webgpu!.train], ["sampling call", c.webgpu!.sample]] as const;
+    for (const [work, n] of works) {
       lines.push(
         n === null
-          ? `| ${c.config} | ${work} | not counted | | | | | | | | |`
+          ? `| ${c.config} | ${work} | not counted | | | | | | | | | |`
           : `| ${c.config} | ${work} | ${n.dispatches} | ${n.submits} | ${n.computePasses} | ` +
             `${n.uploads} (${n.scalarUploads}) | ${n.uploadBytes} | ${n.reads} | ${n.bindGroups} | ` +
             `${n.pipelines} | ${
               n.hostUsPerDispatch === null ? "—" : n.hostUsPerDispatch.toFixed(0)
-            } |`,
+            } | ${n.submitMs.toFixed(0)} |`,
       );
     }
   }
@@ -521,7 +517,8 @@ const COUNTS_NOTE = "webgpu counts (runtime/engine/webgpu_counters.ts) of one wa
   "and one sampling call (one batch), after the timed runs: uploads are tensor data written from " +
   "the CPU (scalar: at most 4 bytes), besides one uniform write per dispatch; reads are buffers " +
   "mapped back to the CPU; host µs / dispatch = (wall time − time inside queue.submit − time " +
-  "waiting on reads) / dispatches";
+  "waiting on reads) / dispatches; ms in submit: the time inside queue.submit (on lavapipe, the " +
+  "kernels themselves run there)";
 
 /** giftwrap's estimate and the measured peak's ratio to it (none where its train step failed). */
 function estimateCell(c: Cell, ok = false): string {

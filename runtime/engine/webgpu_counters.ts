@@ -40,7 +40,10 @@
  * the part during which a read (`mapAsync(READ)`) or `onSubmittedWorkDone` was pending: the
  * program waited on the GPU. `hostUsPerDispatch` = (wallMs − submitMs − waitMs) / dispatches, in
  * µs: the host's cost of one kernel, tfjs's JavaScript, the encoding and the rest of the step's
- * own code included, the GPU's time excluded wherever the program waited for it.
+ * own code included, the GPU's time excluded wherever the program waited for it. `submit` is left
+ * out because on lavapipe it runs the kernels themselves (the device is the CPU: a front-door step
+ * spends most of its wall time there); on a GPU it also holds host work (Deno's WebGPU records a
+ * pass's commands at `end`/`finish`/`submit`, docs/tfjs.md), which `submitMs` shows apart.
  *
  * @module
  */
