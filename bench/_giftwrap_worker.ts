@@ -19,7 +19,10 @@
  * with a JSON manifest at `path + ".json"`, for torch_ref.py's `weights`; the adapters after
  * them, in `loraParamShapes` order and layout); `profile`
  * (`{"what": "train" | "sample"}`: one of them under `tf.profile`, kernel time by kernel). Every answer carries
- * `numTensors`, so the bench can check that nothing leaks across iterations.
+ * `numTensors`, so the bench can check that nothing leaks across iterations. `counts`
+ * (`{"what": "train" | "sample"}`, webgpu only): one train step or one sampling call under the
+ * WebGPU counters (runtime/engine/webgpu_counters.ts), its answer with `counts` added.
+ * `setup`, `train` and `sample` are exported for the tests of those counts.
  *
  *   deno run --allow-read --allow-write --allow-env --allow-sys --allow-ffi bench/_giftwrap_worker.ts
  *
@@ -48,12 +51,13 @@ import { type AdamW, adamW, adamWStep } from "../runtime/engine/optim.ts";
 import { Rng } from "../runtime/engine/random.ts";
 import { sampleCompletions } from "../runtime/rl/sample.ts";
 import { updateGradients } from "../runtime/rl/micro_batches.ts";
+import { countWebgpu } from "../runtime/engine/webgpu_counters.ts";
 import { type Answer, readLines, residentBytes, type WorkerConfig } from "./_protocol.ts";
 
 const START_RSS = residentBytes().rssBytes;
 
 /** Everything setup makes. */
-interface State {
+export interface State {
   /** The backend's kernel set. */
   kernels: KernelSet;
   config: ModelConfig;
@@ -80,7 +84,16 @@ interface State {
   sampleRng: Rng;
 }
 
-async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }> {
+/**
+ * Sets up the worker for `c`: the backend, the model, the optimiser and the batch.
+ *
+ * @example
+ * ```ts
+ * const { state } = await setup({ ...benchConfig("front-door").setup, backend: "webgpu" });
+ * await train(state); // { ms, loss, gradNorm, skipped }
+ * ```
+ */
+export async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }> {
   const backend = await useBackend(c.backend ?? "wasm");
   // tfjs flags to try, e.g. GIFTWRAP_TF_FLAGS='{"WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE": 100}'
   const flags = Deno.env.get("GIFTWRAP_TF_FLAGS");
@@ -137,8 +150,13 @@ async function setup(c: WorkerConfig): Promise<{ state: State; answer: Answer }>
 /**
  * One optimiser update on the batch, as runtime/rl/train_step.ts does for one mini-batch: GIFT
  * with π_old = π (one update per batch) and the uniform reference, over micro-batches when set.
+ *
+ * @example
+ * ```ts
+ * const { ms, loss } = await train(state);
+ * ```
  */
-async function train(s: State): Promise<Answer> {
+export async function train(s: State): Promise<Answer> {
   const { promptTokens: P, groupSize: G, rows: B } = s.shapes;
   const trained = s.adapters?.params ?? s.params;
   const vars = Object.values(trained);
@@ -200,8 +218,13 @@ function samplingWeights(s: State): { weights: Record<string, tf.Tensor>; done()
  * counts the completion tokens drawn (`<eos>` included: a row stops there, and the sampler stops
  * computing it) and `ms` the time, both summed over the `calls`; `steps` is how many model calls
  * the last one made.
+ *
+ * @example
+ * ```ts
+ * const { tokens, ms } = await sample(state); // one call: the whole batch sampled once
+ * ```
  */
-async function sample(s: State, minMs = 0): Promise<Answer> {
+export async function sample(s: State, minMs = 0): Promise<Answer> {
   const { rows: B, promptTokens: P, newTokens: C } = s.shapes;
   const options = { temperature: 1, topK: 0, topP: 1, maxNewTokens: C, promptLength: P };
   const start = performance.now();
@@ -316,6 +339,21 @@ async function profile(work: () => Promise<Answer>, top: number): Promise<Answer
   };
 }
 
+/**
+ * One train step or one sampling call (`what`) under the WebGPU counters: its answer, with
+ * `counts` (runtime/engine/webgpu_counters.ts's `WebgpuCounts`) added. Only on webgpu.
+ */
+async function counted(s: State, what: unknown): Promise<Answer> {
+  if (what !== "train" && what !== "sample") {
+    throw new Error(`'counts' needs 'what' to be "train" or "sample": current value is ${what}`);
+  }
+  if (tf.getBackend() !== "webgpu") {
+    throw new Error(`'counts' needs the webgpu backend: this worker runs ${tf.getBackend()}`);
+  }
+  const { result, counts } = await countWebgpu(() => what === "train" ? train(s) : sample(s));
+  return { ...result, counts };
+}
+
 function memory(): Answer {
   const info = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
   // wasm: the module's memory, which only grows (so this is its peak), up to 4 GiB
@@ -350,6 +388,8 @@ async function handle(command: Record<string, unknown>, state: State | null) {
     }
     case "export":
       return { state, answer: await exportWeights(state, String(command.path)) };
+    case "counts":
+      return { state, answer: await counted(state, command.what) };
   }
   throw new Error(`unknown command '${command.cmd}'`);
 }

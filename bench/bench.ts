@@ -17,7 +17,12 @@
  *    it) and stop computing a row once it has drawn `<eos>`; tokens/s = completion tokens drawn (`<eos>` included) / wall time.
  *    Each side draws its own tokens from the same model, so their lengths agree on average (the
  *    notes give both).
- * 3) memory: each worker's peak resident set (VmHWM), read after everything else.
+ * 3) on webgpu, counts: one more train step and one more sampling call (one batch) of giftwrap's,
+ *    under the WebGPU counters (runtime/engine/webgpu_counters.ts): kernel dispatches, queue
+ *    submits, compute passes, uploads (of them, scalars of at most 4 bytes) and their bytes, reads
+ *    back to the CPU, bind groups and pipelines created, and the host time per dispatch; a second
+ *    table, for webgpu cells only. They are warm (the timed runs compiled every kernel).
+ * 4) memory: each worker's peak resident set (VmHWM), read after everything else.
  *
  * Times are measured inside each worker (no pipe or JSON in them). Between two commands the bench
  * waits `--pause-ms` (500), so that threads still spinning after one worker's work (OpenBLAS's,
@@ -57,6 +62,7 @@ import {
   type WorkerProcess,
 } from "./_protocol.ts";
 import type { BackendName } from "../runtime/engine/backend.ts";
+import type { WebgpuCounts } from "../runtime/engine/webgpu_counters.ts";
 import { FRAGMENTATION, type MemoryInputs, processPeakBytes } from "../dsl/memory.ts";
 
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
@@ -132,6 +138,11 @@ interface Cell {
   setup: { giftwrap: Answer; torch: Answer };
   /** Why giftwrap did not run this configuration, when it did not: PyTorch ran alone. */
   giftwrapUnavailable?: string;
+  /**
+   * On webgpu, what one warm train step and one sampling call asked of WebGPU (null where that
+   * failed; absent on other backends).
+   */
+  webgpu?: { train: WebgpuCounts | null; sample: WebgpuCounts | null };
 }
 
 function median(values: number[]): number {
@@ -337,7 +348,23 @@ async function measure(
       notes.push(`${label}: giftwrap's live tensors were not flat: ${numTensors.join(", ")}`);
     }
 
-    // 3) memory, after everything else
+    // 3) webgpu: one more train step and one sampling call, counted
+    let webgpu: Cell["webgpu"];
+    if (giftwrap !== null && backend === "webgpu") {
+      const g = giftwrap;
+      const count = async (what: "train" | "sample") => {
+        const result = await attempt(() => g.request({ cmd: "counts", what }));
+        if (result.ok) return result.answer.counts as WebgpuCounts;
+        notes.push(`${label}: giftwrap's ${what} not counted (${result.error})`);
+        return null;
+      };
+      webgpu = {
+        train: failed === null ? await count("train") : null,
+        sample: await count("sample"),
+      };
+    }
+
+    // 4) memory, after everything else
     const gMemory = giftwrap === null ? null : await giftwrap.request({ cmd: "memory" });
     const tMemory = torch ? await torch.request({ cmd: "memory" }) : null;
     if (giftwrap !== null && failed !== null) {
@@ -371,6 +398,7 @@ async function measure(
       notes,
       setup: { giftwrap: gSetup, torch: tSetup },
       ...(giftwrapUnavailable === undefined ? {} : { giftwrapUnavailable }),
+      ...(webgpu ? { webgpu } : {}),
     };
   } finally {
     await giftwrap?.close();
@@ -454,6 +482,43 @@ function table(cells: Cell[]): string {
   }
   return lines.join("\n");
 }
+
+/**
+ * The webgpu cells' counts as a Markdown table, a train step and a sampling call each (empty
+ * without webgpu cells): what runtime/engine/webgpu_counters.ts counts.
+ */
+function countsTable(cells: Cell[]): string {
+  const counted = cells.filter((c) => c.webgpu !== undefined);
+  if (counted.length === 0) return "";
+  const lines = [
+    "| config | giftwrap on webgpu | dispatches | submits | compute passes | uploads (scalar) | " +
+    "upload bytes | reads | bind groups | pipelines | host µs / dispatch | ms in submit |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+  ];
+  for (const c of counted) {
+    const works = [["train step", c.webgpu!.train], ["sampling call", c.webgpu!.sample]] as const;
+    for (const [work, n] of works) {
+      lines.push(
+        n === null
+          ? `| ${c.config} | ${work} | not counted | | | | | | | | | |`
+          : `| ${c.config} | ${work} | ${n.dispatches} | ${n.submits} | ${n.computePasses} | ` +
+            `${n.uploads} (${n.scalarUploads}) | ${n.uploadBytes} | ${n.reads} | ${n.bindGroups} | ` +
+            `${n.pipelines} | ${
+              n.hostUsPerDispatch === null ? "—" : n.hostUsPerDispatch.toFixed(0)
+            } | ${n.submitMs.toFixed(0)} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+/** The note under the counts table: what its host time is. */
+const COUNTS_NOTE = "webgpu counts (runtime/engine/webgpu_counters.ts) of one warm train step " +
+  "and one sampling call (one batch), after the timed runs: uploads are tensor data written from " +
+  "the CPU (scalar: at most 4 bytes), besides one uniform write per dispatch; reads are buffers " +
+  "mapped back to the CPU; host µs / dispatch = (wall time − time inside queue.submit − time " +
+  "waiting on reads) / dispatches; ms in submit: the time inside queue.submit (on lavapipe, the " +
+  "kernels themselves run there)";
 
 /** giftwrap's estimate and the measured peak's ratio to it (none where its train step failed). */
 function estimateCell(c: Cell, ok = false): string {
@@ -658,6 +723,8 @@ export async function benchMain(
     }, ` +
     `PyTorch ${spread(c.tokensPerSecond.torch, 0)}`
   );
+  const counts = countsTable(cells);
+  if (counts) notes.push(COUNTS_NOTE);
   const text = [
     `## ${about[0]}`,
     "",
@@ -665,6 +732,7 @@ export async function benchMain(
     "",
     table(cells),
     "",
+    ...(counts ? [counts, ""] : []),
     ...details,
     ...notes.map((n) => `- ${n}`),
   ].join("\n");

@@ -1,0 +1,220 @@
+/**
+ * The WebGPU counters (runtime/engine/webgpu_counters.ts), an optional group like webgpu_test.ts:
+ * it runs where WebGPU offers an adapter (lavapipe on a machine without a GPU) and is skipped
+ * elsewhere. A hand-made sequence is counted call by call; counting changes no result; and one
+ * train step of the bench's front-door model is held to the counts measured today, so that a change
+ * adding dispatches, uploads or reads to it fails here.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { tf, useBackend } from "../../../runtime/engine/backend.ts";
+import { disposeAdamW } from "../../../runtime/engine/optim.ts";
+import {
+  countWebgpu,
+  installWebgpuCounters,
+  resetWebgpuCounters,
+  uninstallWebgpuCounters,
+  webgpuCounters,
+  webgpuCountersInstalled,
+  type WebgpuCounts,
+} from "../../../runtime/engine/webgpu_counters.ts";
+import { benchConfig } from "../../../bench/_configs.ts";
+import type { WorkerConfig } from "../../../bench/_protocol.ts";
+import { setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
+import { needsWebgpu } from "../_webgpu.ts";
+
+/** The counts, less the times (which vary run to run). */
+function calls(counts: WebgpuCounts): Omit<WebgpuCounts, `${string}Ms` | "hostUsPerDispatch"> {
+  const { wallMs: _w, submitMs: _s, waitMs: _r, hostUsPerDispatch: _h, ...rest } = counts;
+  return rest;
+}
+
+/** x + y of two 2,000-element tensors made on the CPU, read back (above tfjs's CPU hand-off). */
+async function addTwo(): Promise<Float32Array> {
+  const n = 2000; // tfjs runs kernels on inputs still on the CPU there below 1,000 elements
+  const x = tf.tensor1d(Array.from({ length: n }, (_, i) => i / 7));
+  const y = tf.tensor1d(Array.from({ length: n }, (_, i) => Math.sqrt(i)));
+  const sum = tf.add(x, y);
+  const values = await sum.data() as Float32Array;
+  tf.dispose([x, y, sum]);
+  return values;
+}
+
+Deno.test({
+  ...needsWebgpu("countWebgpu() counts x + y read back: 2 uploads, 1 dispatch, 1 submit, 1 read"),
+  async fn() {
+    await useBackend("webgpu");
+    await addTwo(); // compiles the add kernel and fills tfjs's buffer pool
+    const { result, counts } = await countWebgpu(addTwo);
+    assert.equal(result[10], Math.fround(Math.fround(10 / 7) + Math.fround(Math.sqrt(10))));
+    assert.deepEqual(calls(counts), {
+      dispatches: 1, // the add
+      computePasses: 1,
+      submits: 1, // before the read
+      uploads: 2, // x and y, each into a staging buffer (the pool hands back used buffers)
+      scalarUploads: 0,
+      uploadBytes: 2 * 2000 * 4,
+      uniformWrites: 1, // the add's shapes
+      uniformBytes: 36, // NaN, Infinity, 3 shapes of rank 1 and their strides (1 each): 9 × 4
+      reads: 1,
+      readBytes: 2000 * 4,
+      workDoneWaits: 0,
+      copies: 3, // 2 staging buffers to x's and y's, the sum to the read's staging buffer
+      bindGroups: 1,
+      pipelines: 0, // compiled by the first call
+      buffers: 2, // the 2 upload staging buffers, never pooled
+      bufferBytes: 2 * 2000 * 4,
+    });
+    assert.ok(counts.waitMs > 0 && counts.waitMs <= counts.wallMs);
+    assert.ok(counts.submitMs >= 0 && counts.submitMs + counts.waitMs <= counts.wallMs);
+    const host = counts.wallMs - counts.submitMs - counts.waitMs;
+    assert.ok(Math.abs(counts.hostUsPerDispatch! - host * 1000) < 1e-6);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu("countWebgpu() counts a tf.scalar as a scalar upload of 4 bytes"),
+  async fn() {
+    await useBackend("webgpu");
+    const x = tf.ones([2000]);
+    await x.data(); // on the GPU before counting
+    const run = async () => {
+      const two = tf.scalar(2);
+      const y = tf.mul(x, two);
+      const values = await y.data();
+      tf.dispose([two, y]);
+      return values[0];
+    };
+    await run();
+    const { result, counts } = await countWebgpu(run);
+    x.dispose();
+    assert.equal(result, 2);
+    assert.equal(counts.uploads, 1);
+    assert.equal(counts.scalarUploads, 1);
+    assert.equal(counts.uploadBytes, 4);
+    assert.equal(counts.dispatches, 1);
+    assert.equal(counts.reads, 1);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "webgpuCounters() totals since resetWebgpuCounters(); countWebgpu() nests in them",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    installWebgpuCounters();
+    assert.ok(webgpuCountersInstalled());
+    await addTwo();
+    resetWebgpuCounters();
+    assert.equal(webgpuCounters().dispatches, 0);
+    await addTwo();
+    const { counts } = await countWebgpu(addTwo);
+    const total = webgpuCounters();
+    assert.equal(counts.dispatches, 1);
+    assert.equal(total.dispatches, 2);
+    assert.equal(total.reads, 2);
+    assert.equal(total.uploads, 4);
+    assert.ok(total.wallMs >= counts.wallMs);
+    uninstallWebgpuCounters();
+    assert.ok(!webgpuCountersInstalled());
+    await addTwo(); // uncounted: the totals stay
+    assert.equal(webgpuCounters().dispatches, 0); // not installed: all zero
+  },
+});
+
+/**
+ * The bench's front-door configuration (recipes/addition_gift.ts's model, optimiser and GIFT
+ * options) on its first group of 8 rows, instead of 16 groups: the same kernels, a step in about
+ * a second on lavapipe.
+ */
+function frontDoorGroup(): WorkerConfig {
+  const full = benchConfig("front-door").setup;
+  const rows = full.shapes.groupSize;
+  const width = full.shapes.promptTokens + full.shapes.newTokens;
+  return {
+    ...full,
+    shapes: { ...full.shapes, rows },
+    ids: full.ids.slice(0, rows * width),
+    rewards: full.rewards.slice(0, rows),
+    backend: "webgpu",
+  };
+}
+
+/** Frees what `setup` made. */
+function disposeState(s: State): void {
+  tf.dispose([...Object.values(s.params), s.ids, s.mask, s.refLogp, s.rewards]);
+  disposeAdamW(s.optimizer);
+}
+
+Deno.test({
+  ...needsWebgpu("countWebgpu() changes no result: 2 front-door train steps counted and not"),
+  async fn() {
+    const steps = async (count: boolean) => {
+      if (!count) uninstallWebgpuCounters();
+      const { state } = await setup(frontDoorGroup());
+      const out: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const step = count ? (await countWebgpu(() => train(state))).result : await train(state);
+        out.push(step.loss as number, step.gradNorm as number);
+      }
+      out.push(...await state.params["model.embed_tokens.weight"]!.data());
+      disposeState(state);
+      return out;
+    };
+    const before = tf.memory().numTensors;
+    const plain = await steps(false);
+    const counted = await steps(true);
+    assert.ok(webgpuCountersInstalled());
+    assert.deepEqual(counted, plain);
+    assert.equal(tf.memory().numTensors, before);
+  },
+});
+
+/**
+ * One warm front-door train step (`frontDoorGroup()`), as counted on 2026-12-04 on lavapipe
+ * (Deno 2.9.6, tfjs 4.22): upper bounds, so that a change that adds uploads, reads, dispatches or
+ * submits fails. Lower them when a change removes some.
+ */
+const TRAIN_STEP_AT_MOST = {
+  dispatches: 825,
+  computePasses: 271,
+  submits: 57,
+  uploads: 240,
+  scalarUploads: 223,
+  uploadBytes: 185_308,
+  reads: 3,
+  bindGroups: 825,
+  pipelines: 0,
+  buffers: 240,
+};
+
+Deno.test({
+  ...needsWebgpu(
+    "countWebgpu(): a warm front-door train step's counts, the same twice, at most today's",
+  ),
+  async fn() {
+    const { state } = await setup(frontDoorGroup());
+    try {
+      // 1) two warm-up steps: the first compiles its kernels, the second fills the buffer pool
+      for (let i = 0; i < 2; i++) await train(state);
+      // 2) two counted steps: the same calls each time
+      const first = (await countWebgpu(() => train(state))).counts;
+      const second = (await countWebgpu(() => train(state))).counts;
+      assert.deepEqual(calls(second), calls(first), "the counts differ from one step to the next");
+      // 3) at most today's
+      for (const [field, most] of Object.entries(TRAIN_STEP_AT_MOST)) {
+        const value = first[field as keyof typeof TRAIN_STEP_AT_MOST];
+        assert.ok(value <= most, `${field}: ${value} > ${most}, the count of 2026-12-04`);
+      }
+      assert.ok(first.dispatches > 0 && first.hostUsPerDispatch! > 0);
+      // tfjs writes one uniform buffer and creates one bind group per dispatch
+      assert.equal(first.uniformWrites, first.dispatches);
+      assert.equal(first.bindGroups, first.dispatches);
+    } finally {
+      disposeState(state);
+    }
+  },
+});
