@@ -11,7 +11,8 @@
  * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests; the
  *   `cpu` kernel set.
  * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the plain tfjs set and
- *   its `AddN` repaired (`chainWebgpuAddN`).
+ *   its `AddN` repaired (`chainWebgpuAddN`), and constants and tables cached on the device
+ *   (`kernels/constants.ts`) so that a train step uploads only its batch.
  * - `tensorflow` is `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`, imported only when
  *   asked for, with the plain tfjs set. Their install step downloads libtensorflow, which fails
  *   without network access to Google's storage, so its absence is an ordinary, clearly reported
@@ -31,7 +32,9 @@ import { existsSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { BackendName } from "../../dsl/plan.ts";
 import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
+import { cacheDeviceConstants } from "./kernels/constants.ts";
 import { cpuKernels } from "./kernels/cpu.ts";
+import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
 import type { KernelSet } from "./kernels/types.ts";
@@ -273,6 +276,8 @@ export async function useBackend(
   freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
   if (name === "webgpu") chainWebgpuAddN();
+  registerDeviceGradients(); // every backend: tfjs's gradients without CPU-made constants
+  cacheDeviceConstants(name === "webgpu"); // constants and tables stay on the device (constants.ts)
   if (note) description += ` · ${note}`;
   return { name, description, matmul, kernels };
 }

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { deviceConstant } from "./kernels/constants.ts";
 import { tf } from "./tf.ts";
 
 /** tfjs-core's `TapeNode`, as far as it is read here. */
@@ -173,7 +174,9 @@ function freeingGradients(
     );
   }
   return this.tidy("backward", () => {
-    const gradients = new Map<number, tf.Tensor>([[y.id, dy ?? tf.ones(y.shape)]]);
+    // y's own gradient, 1 (from a device constant: `tf.ones` would upload it on webgpu)
+    const seed = dy ?? tf.broadcastTo(deviceConstant(1), y.shape);
+    const gradients = new Map<number, tf.Tensor>([[y.id, seed]]);
     const outermost = this.state.gradientDepth === 0; // not inside a higher-order gradient
     const keep = new Set([y.id, ...xs.map((x) => x.id)]);
     backpropagate(gradients, nodes, (g) => this.tidy(g), keep, outermost);

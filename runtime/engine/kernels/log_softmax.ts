@@ -31,6 +31,7 @@
  */
 
 import { tf } from "../tf.ts";
+import { cachedTensors, deviceConstant } from "./constants.ts";
 import type { Values } from "./memory.ts";
 import type { KernelSet } from "./types.ts";
 
@@ -59,9 +60,12 @@ export interface LogSoftmaxAtOptions {
 
 /** The flat index row·V + targets[row] of each row's target in the logits [N·V]: [N] int32. */
 function flatTargets(targets: tf.Tensor, rows: number, vocab: number): tf.Tensor1D {
-  // The row offsets are made here rather than by tf.range, which webgpu computes in float32.
-  const offsets = tf.tensor1d(Int32Array.from({ length: rows }, (_, r) => r * vocab), "int32");
-  return tf.add(offsets, tf.reshape(targets, [rows])) as tf.Tensor1D;
+  // The row offsets are made here rather than by tf.range, which webgpu computes in float32, and
+  // kept on the device for the next call of this shape (`cachedTensors`).
+  const [offsets] = cachedTensors(`row-offsets:${rows}:${vocab}`, () => [
+    tf.tensor1d(Int32Array.from({ length: rows }, (_, r) => r * vocab), "int32"),
+  ]);
+  return tf.add(offsets!, tf.reshape(targets, [rows])) as tf.Tensor1D;
 }
 
 /**
@@ -79,7 +83,7 @@ function pickRows(
     const vocab = x.shape[1];
     const whole = rows === x.shape[0];
     const part = whole ? x : tf.slice(x, [from, 0], [rows, vocab]); // [r, V]
-    const scaled = temperature === 1 ? part : tf.div(part, temperature); // [r, V]
+    const scaled = temperature === 1 ? part : tf.div(part, deviceConstant(temperature)); // [r, V]
     if (scaled !== part && part !== x) part.dispose();
     const max = tf.max(scaled, 1, true) as tf.Tensor2D; // [r, 1]
     const shifted = tf.sub(scaled, max); // [r, V]
@@ -110,7 +114,7 @@ function pickedGradient(
 ): tf.Tensor {
   return tf.tidy(() => {
     const [rows, vocab] = x.shape;
-    const scaled = temperature === 1 ? x : tf.div(x, temperature); // [N, V]
+    const scaled = temperature === 1 ? x : tf.div(x, deviceConstant(temperature)); // [N, V]
     const shifted = tf.sub(scaled, saved.max); // [N, V]
     if (scaled !== x) scaled.dispose();
     const logProbs = tf.sub(shifted, saved.logSum); // [N, V]
@@ -125,7 +129,7 @@ function pickedGradient(
     const grad = tf.tensorScatterUpdate(flat, tf.reshape(saved.at, [rows, 1]), onTarget); // [N·V]
     tf.dispose([away, flat]);
     if (temperature === 1) return tf.reshape(grad, shape);
-    const unscaled = tf.div(grad, temperature); // [N·V] through s = x/τ
+    const unscaled = tf.div(grad, deviceConstant(temperature)); // [N·V] through s = x/τ
     grad.dispose();
     return tf.reshape(unscaled, shape);
   });

@@ -12,6 +12,7 @@ import type { ModelConfig, Params } from "../model/config.ts";
 import { forward, type LayerCache, splitHeads } from "../model/transformer.ts";
 import { logSoftmaxAt } from "./log_softmax.ts";
 import { applyRope, rotateHalf } from "./rope.ts";
+import { cachedTensors, deviceConstant, scopedConstant } from "./constants.ts";
 import type { AdamWUpdate, Decoder, KernelSet, Rotary } from "./types.ts";
 
 export { logSoftmaxAt };
@@ -58,10 +59,13 @@ export function gatherRows(table: tf.Tensor, ids: tf.Tensor1D): tf.Tensor2D {
   return tf.gather(table, ids) as tf.Tensor2D; // [N, d]
 }
 
-/** RMSNorm as tfjs ops. */
+/**
+ * RMSNorm as tfjs ops. `eps` is a device constant, and the gradients of `Mean`, `Square` and
+ * `Rsqrt` are `gradients.ts`'s: on webgpu neither direction uploads anything.
+ */
 export function rmsNormOps(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tensor2D {
   const meanSquare = tf.mean(tf.square(x), -1, true); // [N, 1]
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))), w);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, deviceConstant(eps)))), w);
 }
 
 /** The batch and time of a projection [B·T, ·] whose RoPE tables are `rotary`. */
@@ -85,15 +89,23 @@ export function splitThenRope(
 /**
  * Additive attention mask for T new queries after `past` cached positions: −1e9 on keys after the
  * query (causal) and, with left padding, on row b's first `padding[b]` keys. [T, S] without
- * padding, [B, 1, T, S] with it (S = past + T); null when nothing is masked.
+ * padding, [B, 1, T, S] with it (S = past + T); null when nothing is masked. Cached per shape
+ * and padding on the device (`cachedTensors`): never dispose it.
  */
 export function attentionBias(
   past: number,
   time: number,
   padding: readonly number[] | null,
 ): tf.Tensor | null {
-  const keys = past + time;
   if (!padding && time === 1) return null;
+  const key = `attention-bias:${past}:${time}:${padding?.join() ?? "none"}`;
+  const [bias] = cachedTensors(key, () => [biasTensor(past, time, padding)] as [tf.Tensor]);
+  return bias;
+}
+
+/** `attentionBias`'s mask, made from an array. */
+function biasTensor(past: number, time: number, padding: readonly number[] | null): tf.Tensor {
+  const keys = past + time;
   const rows = padding ?? [0];
   const bias = new Float32Array(rows.length * time * keys);
   rows.forEach((pad, b) => {
@@ -115,7 +127,8 @@ export function attentionOps(
   const [, , time, hd] = q.shape;
   const bias = attentionBias(k.shape[2] - time, time, padding);
   const scale = 1 / Math.sqrt(hd);
-  let scores = tf.mul(tf.matMul(q, tf.transpose(k, [0, 1, 3, 2])), scale); // [B, H, T, S]
+  const product = tf.matMul(q, tf.transpose(k, [0, 1, 3, 2])); // [B, H, T, S]
+  let scores = tf.mul(product, deviceConstant(scale)); // [B, H, T, S]
   if (bias) scores = tf.add(scores, bias);
   return tf.matMul(tf.softmax(scores), v);
 }
@@ -132,7 +145,11 @@ export function swiGlu(
   return linear(tf.mul(tf.mul(g, tf.sigmoid(g)), u), down); // [N, d]
 }
 
-/** AdamW's update of one parameter as tfjs ops. */
+/**
+ * AdamW's update of one parameter as tfjs ops. The settings (β₁, β₂, ε, decay) are device
+ * constants; the values of this step (clip, c₁, c₂, lr) are `scopedConstant`s, made once per
+ * step and shared by every parameter when the caller's tidy spans the step (`adamWStep`'s does).
+ */
 export function adamWOps(
   p: tf.Variable,
   raw: tf.Tensor,
@@ -140,12 +157,13 @@ export function adamWOps(
   v: tf.Variable,
   { b1, b2, c1, c2, eps, lr, clip, decay }: AdamWUpdate,
 ): void {
-  const g = clip === 1 ? raw : tf.mul(raw, clip);
-  m.assign(tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
-  v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
-  const step = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-  const decayed = decay > 0 ? tf.mul(p, decay) : null;
-  p.assign(tf.sub(p, tf.mul(decayed ? tf.add(step, decayed) : step, lr)));
+  const [fixed, step] = [deviceConstant, scopedConstant];
+  const g = clip === 1 ? raw : tf.mul(raw, step(clip));
+  m.assign(tf.add(tf.mul(m, fixed(b1)), tf.mul(g, fixed(1 - b1))));
+  v.assign(tf.add(tf.mul(v, fixed(b2)), tf.mul(tf.square(g), fixed(1 - b2))));
+  const update = tf.div(tf.div(m, step(c1)), tf.add(tf.sqrt(tf.div(v, step(c2))), fixed(eps)));
+  const decayed = decay > 0 ? tf.mul(p, fixed(decay)) : null;
+  p.assign(tf.sub(p, tf.mul(decayed ? tf.add(update, decayed) : update, step(lr))));
 }
 
 /**

@@ -24,6 +24,7 @@
 
 import { tf } from "../tf.ts";
 import type { KernelSet, LinearLayout, Rotary } from "../kernels/types.ts";
+import { cachedTensors } from "../kernels/constants.ts";
 import type { ModelConfig, Params } from "./config.ts";
 import { normalArray, type Rng } from "../random.ts";
 import { attentionProjections, type Projection, ropeInverseFrequencies } from "./architecture.ts";
@@ -162,6 +163,8 @@ export interface ForwardResult {
  * cos and sin of the rotary angles of T new tokens after `past` cached ones. Without padding the
  * positions are `past + t` for every row: [T, headDim] each. With left padding, row b's tokens are
  * numbered from its first real token (`past + t − padding[b]`, pads at 0): [B, 1, T, headDim].
+ * Cached per shape, positions and padding on a device backend (`cachedTensors`): the caller must
+ * not dispose them.
  */
 export function ropeTables(
   config: ModelConfig,
@@ -169,9 +172,23 @@ export function ropeTables(
   time: number,
   padding: readonly number[] | null,
 ): Rotary {
-  const { headDim } = config;
-  const half = headDim / 2;
   const inverse = ropeInverseFrequencies(config); // [hd / 2]
+  const rows = padding?.join() ?? "none";
+  const key = `rope:${config.headDim}:${inverse.join()}:${past}:${time}:${rows}`;
+  const make = () => ropeArrays(config.headDim, inverse, past, time, padding);
+  const [cos, sin] = cachedTensors(key, make);
+  return { cos: cos!, sin: sin! };
+}
+
+/** `ropeTables`'s cos and sin, made from arrays. */
+function ropeArrays(
+  headDim: number,
+  inverse: Float64Array,
+  past: number,
+  time: number,
+  padding: readonly number[] | null,
+): [tf.Tensor, tf.Tensor] {
+  const half = headDim / 2;
   const rows = padding ?? [0];
   const cos = new Float32Array(rows.length * time * headDim);
   const sin = new Float32Array(rows.length * time * headDim);
@@ -187,7 +204,7 @@ export function ropeTables(
     }
   });
   const shape = padding ? [rows.length, 1, time, headDim] : [time, headDim];
-  return { cos: tf.tensor(cos, shape), sin: tf.tensor(sin, shape) };
+  return [tf.tensor(cos, shape), tf.tensor(sin, shape)];
 }
 
 /** [B·T, heads·hd] → [B, heads, T, hd] */

@@ -19,6 +19,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { deviceConstant } from "../../engine/kernels/constants.ts";
 import type { ObjectiveAxes } from "../../../dsl/objectives.ts";
 import {
   advantages,
@@ -72,8 +73,10 @@ export function surrogateLoss(
     let shaped = rewards; // [B]
     if (kl !== null && kl.placement === "reward") {
       const klSum = sequenceSum(tf.sub(oldLogp, refLogp), mask); // [B]
-      shaped = tf.sub(rewards, tf.mul(klSum, kl.beta)); // [B]
-      metrics.klPenalty = tf.mean(tf.mul(stopGradient(klSum), kl.beta)) as tf.Scalar;
+      shaped = tf.sub(rewards, tf.mul(klSum, deviceConstant(kl.beta))); // [B]
+      metrics.klPenalty = tf.mean(
+        tf.mul(stopGradient(klSum), deviceConstant(kl.beta)),
+      ) as tf.Scalar;
     }
     // 2) advantages, constants
     const advantage = advantages(shaped, groupSize, advantageAxis); // [B]
@@ -93,7 +96,7 @@ export function surrogateLoss(
       const { clipLow, clipHigh } = ratioAxis;
       const perSequence = clippedSurrogate(ratio, advantage, clipLow, clipHigh); // [B]
       surrogate = tf.expandDims(perSequence, 1) as tf.Tensor2D; // [B, 1]
-      weights = tf.minimum(tf.sum(mask, 1), 1); // [B] 1 on non-empty sequences
+      weights = tf.minimum(tf.sum(mask, 1), deviceConstant(1)); // [B] 1 on non-empty sequences
       Object.assign(
         metrics,
         clipFractions(ratio, advantage, weights, ratioAxis.clipLow, ratioAxis.clipHigh),
@@ -103,15 +106,18 @@ export function surrogateLoss(
     let perToken: tf.Tensor2D = surrogate; // [B, T] or [B, 1]
     if (kl !== null && kl.placement === "loss") {
       const k3 = klK3(logp, refLogp); // [B, T]
-      perToken = tf.add(surrogate, tf.mul(k3, kl.beta)); // [B, T]
-      metrics.klPenalty = tf.mul(aggregate(stopGradient(k3), mask, aggregation), kl.beta);
+      perToken = tf.add(surrogate, tf.mul(k3, deviceConstant(kl.beta))); // [B, T]
+      metrics.klPenalty = tf.mul(
+        aggregate(stopGradient(k3), mask, aggregation),
+        deviceConstant(kl.beta),
+      );
     }
     // 5) aggregation
     const loss = aggregate(perToken, mask, aggregation);
     const detached = stopGradient(ratio);
     metrics.ratioMean = tf.div(
       tf.sum(tf.mul(detached, weights)),
-      tf.maximum(tf.sum(weights), 1),
+      tf.maximum(tf.sum(weights), deviceConstant(1)),
     ) as tf.Scalar;
     metrics.advantageAbs = tf.mean(tf.abs(advantage)) as tf.Scalar;
     return { loss, metrics };

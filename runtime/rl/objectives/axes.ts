@@ -14,6 +14,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { deviceConstant } from "../../engine/kernels/constants.ts";
 import type { ObjectiveAxes } from "../../../dsl/objectives.ts";
 import { groupMean, groupStd, groupView, sequenceSum, stopGradient } from "./group.ts";
 
@@ -79,9 +80,14 @@ export function advantages(
     const rows = groupView(r, groupSize); // [P, G]
     const centred = tf.sub(rows, tf.expandDims(groupMean(r, groupSize), 1)); // [P, G]
     const loo = groupSize > 1 ? groupSize / (groupSize - 1) : 0;
-    const baselined = axis.baseline === "group-mean" ? centred : tf.mul(centred, loo); // [P, G]
+    const baselined = axis.baseline === "group-mean"
+      ? centred
+      : tf.mul(centred, deviceConstant(loo)); // [P, G]
     const scaled = axis.scale === "group-std"
-      ? tf.div(baselined, tf.add(tf.expandDims(groupStd(r, groupSize), 1), axis.epsilon))
+      ? tf.div(
+        baselined,
+        tf.add(tf.expandDims(groupStd(r, groupSize), 1), deviceConstant(axis.epsilon)),
+      )
       : baselined; // [P, G]
     return tf.reshape(scaled, [-1]) as tf.Tensor1D; // [B]
   });
@@ -134,7 +140,7 @@ export function sequenceRatio(
  * ```
  */
 export function sequenceLengths(mask: tf.Tensor2D): tf.Tensor1D {
-  return tf.maximum(tf.sum(mask, 1), 1); // [B]
+  return tf.maximum(tf.sum(mask, 1), deviceConstant(1)); // [B]
 }
 
 /**
@@ -189,14 +195,17 @@ export function clipFractions(
   return tf.tidy(() => {
     const w = stopGradient(ratio);
     const a = stopGradient(advantage);
-    const total = tf.maximum(tf.sum(tf.mul(tf.onesLike(w), weights)), 1); // []
+    const total = tf.maximum(tf.sum(tf.mul(tf.onesLike(w), weights)), deviceConstant(1)); // []
     function fraction(clip: tf.Tensor, side: tf.Tensor): tf.Scalar {
       const active = tf.cast(tf.logicalAnd(clip, side), "float32"); // like w
       return tf.div(tf.sum(tf.mul(active, weights)), total) as tf.Scalar;
     }
     return {
-      clipLow: fraction(tf.less(w, 1 - clipLow), tf.less(a, 0)),
-      clipHigh: fraction(tf.greater(w, 1 + clipHigh), tf.greater(a, 0)),
+      clipLow: fraction(tf.less(w, deviceConstant(1 - clipLow)), tf.less(a, deviceConstant(0))),
+      clipHigh: fraction(
+        tf.greater(w, deviceConstant(1 + clipHigh)),
+        tf.greater(a, deviceConstant(0)),
+      ),
     };
   });
 }
@@ -217,7 +226,7 @@ export function clipFractions(
 export function klK3(logp: tf.Tensor2D, refLogp: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => {
     const d = tf.sub(refLogp, logp); // [B, T]
-    return tf.sub(tf.sub(tf.exp(d), d), 1) as tf.Tensor2D; // [B, T]
+    return tf.sub(tf.sub(tf.exp(d), d), deviceConstant(1)) as tf.Tensor2D; // [B, T]
   });
 }
 
@@ -245,9 +254,9 @@ export function aggregate(values: tf.Tensor2D, mask: tf.Tensor2D, mode: Aggregat
       case "sequence-mean":
         return tf.mean(tf.div(tf.sum(masked, 1), sequenceLengths(mask))) as tf.Scalar;
       case "token-mean":
-        return tf.div(tf.sum(masked), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
+        return tf.div(tf.sum(masked), tf.maximum(tf.sum(mask), deviceConstant(1))) as tf.Scalar;
       case "constant":
-        return tf.div(tf.sum(masked), rows * length) as tf.Scalar;
+        return tf.div(tf.sum(masked), deviceConstant(rows * length)) as tf.Scalar;
     }
   });
 }

@@ -27,6 +27,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { deviceConstant } from "../../engine/kernels/constants.ts";
 import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { checkBatch, groupStd, sequenceSum, standardize, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
@@ -60,7 +61,9 @@ function giftLoss(batch: ObjectiveBatch, options: GiftOptions): ObjectiveResult 
       constantStatistics: true,
     }); // [B]
     // 4) L = mean_i (Â_i − β_c ũ_i)²
-    const loss = tf.mean(tf.square(tf.sub(advantage, tf.mul(uTilde, betaC)))) as tf.Scalar;
+    const loss = tf.mean(
+      tf.square(tf.sub(advantage, tf.mul(uTilde, deviceConstant(betaC)))),
+    ) as tf.Scalar;
     const metrics: Record<string, tf.Scalar> = {
       implicitReward: tf.mean(stopGradient(u)) as tf.Scalar,
       implicitStd: tf.mean(groupStd(stopGradient(u), groupSize)) as tf.Scalar,

@@ -11,6 +11,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { deviceConstant } from "../../engine/kernels/constants.ts";
 import type { ObjectiveBatch } from "./types.ts";
 
 /** The typed signature of `tf.customGrad`'s argument, which rejects a plain `(x) => …` function. */
@@ -122,9 +123,9 @@ export function groupMean(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
 export function groupStd(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
   return tf.tidy(() => {
     const v = groupView(x, groupSize); // [P, G]
-    if (groupSize === 1) return tf.zeros([v.shape[0]]) as tf.Tensor1D; // [P]
+    if (groupSize === 1) return tf.fill([v.shape[0]], 0) as tf.Tensor1D; // [P], made on the device
     const deviation = tf.sub(v, tf.expandDims(groupMean(x, groupSize), 1)); // [P, G]
-    return tf.sqrt(tf.div(tf.sum(tf.square(deviation), 1), groupSize - 1)); // [P]
+    return tf.sqrt(tf.div(tf.sum(tf.square(deviation), 1), deviceConstant(groupSize - 1))); // [P]
   });
 }
 
@@ -177,12 +178,12 @@ export function standardize(
     const v = groupView(x, groupSize); // [P, G]
     if (groupSize === 1) {
       // `x · 0` rather than `zeros`: keeps x on the tape, so tf.grad sees a (zero) path to it.
-      return options.singleton === "identity" ? tf.clone(x) : tf.mul(x, 0); // [B]
+      return options.singleton === "identity" ? tf.clone(x) : tf.mul(x, deviceConstant(0)); // [B]
     }
     const source = options.constantStatistics === true ? stopGradient(x) : x; // [B]
     const mean = tf.expandDims(groupMean(source, groupSize), 1); // [P, 1]
     const std = tf.expandDims(groupStd(source, groupSize), 1); // [P, 1]
-    return tf.reshape(tf.div(tf.sub(v, mean), tf.add(std, options.epsilon)), [-1]); // [B]
+    return tf.reshape(tf.div(tf.sub(v, mean), tf.add(std, deviceConstant(options.epsilon))), [-1]); // [B]
   });
 }
 

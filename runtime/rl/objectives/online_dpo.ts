@@ -23,6 +23,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { deviceConstant } from "../../engine/kernels/constants.ts";
 import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { checkBatch, groupView, sequenceSum, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
@@ -69,11 +70,11 @@ function onlineDpoLoss(batch: ObjectiveBatch, options: OnlineDpoOptions): Object
     // 2) implicit rewards, a sum over completion tokens
     const u = groupView(sequenceSum(tf.sub(logp, refLogp), mask), groupSize); // [P, G]
     // 3) −log σ(β·(u_c − u_r)) per group; groups without a pair weigh 0
-    const margin = tf.mul(tf.sum(tf.mul(tf.sub(chosen, rejected), u), 1), beta); // [P]
+    const margin = tf.mul(tf.sum(tf.mul(tf.sub(chosen, rejected), u), 1), deviceConstant(beta)); // [P]
     const perPair = tf.softplus(tf.neg(margin)); // [P]
     // 4) the mean over pairs: exactly 0 (and a zero gradient) when there is none
     const pairs = tf.sum(hasPair); // []
-    const count = tf.maximum(pairs, 1); // []
+    const count = tf.maximum(pairs, deviceConstant(1)); // []
     const loss = tf.div(tf.sum(tf.mul(perPair, hasPair)), count) as tf.Scalar;
     const metrics: Record<string, tf.Scalar> = {
       pairs: pairs as tf.Scalar,

@@ -17,6 +17,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { deviceConstant } from "../../engine/kernels/constants.ts";
 import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
 import { checkBatch, sequenceSum, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
@@ -43,7 +44,9 @@ function unaLoss(batch: ObjectiveBatch, options: UnaOptions): ObjectiveResult {
     const u = sequenceSum(tf.sub(logp, refLogp), mask); // [B]
     // 2) (σ(β·u) − σ(r))², averaged over the sequences
     const target = tf.sigmoid(stopGradient(rewards)); // [B] a constant
-    const loss = tf.mean(tf.square(tf.sub(tf.sigmoid(tf.mul(u, beta)), target))) as tf.Scalar;
+    const loss = tf.mean(
+      tf.square(tf.sub(tf.sigmoid(tf.mul(u, deviceConstant(beta))), target)),
+    ) as tf.Scalar;
     const metrics: Record<string, tf.Scalar> = {
       implicitReward: tf.mean(stopGradient(u)) as tf.Scalar,
     };
