@@ -209,7 +209,8 @@ export function tfjsDecoder(
 }
 
 /**
- * The plain tfjs kernel set (for `webgpu` and `tensorflow`, and the reference of the others).
+ * The plain tfjs kernel set (for `webgpu` and `tensorflow`, and the reference of the others);
+ * `updateOnDevice` as `KernelSet.updateOnDevice` (webgpu's is true).
  *
  * @example
  * ```ts
@@ -217,11 +218,12 @@ export function tfjsDecoder(
  * const y = tf.tidy(() => kernels.rmsNorm(x, w, 1e-5)); // [N, d]
  * ```
  */
-export function tfjsKernels(): KernelSet {
+export function tfjsKernels(options: { updateOnDevice?: boolean } = {}): KernelSet {
   const kernels: KernelSet = {
     name: "tfjs",
     blas: false,
     layout: "[in, out]",
+    updateOnDevice: options.updateOnDevice ?? false,
     linear,
     unembed,
     product: transposedFirst,

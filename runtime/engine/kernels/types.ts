@@ -85,6 +85,13 @@ export interface KernelSet {
   readonly blas: boolean;
   /** How this set stores linear weights; `"[in, out]"` for every set today. */
   readonly layout: LinearLayout;
+  /**
+   * Whether the optimiser's checks stay on the device: true where reading a value back costs
+   * milliseconds (webgpu), and a train step then reads once, at its end (`DeviceUpdates` in
+   * `optim.ts`); false where tensors live in host memory (cpu, wasm), which read each update's
+   * loss and gradient norm as they come (`adamWStep`).
+   */
+  readonly updateOnDevice: boolean;
   /** x [N, in] · W (stored in `layout`) → [N, out]. */
   linear(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D;
   /**
