@@ -21,7 +21,9 @@ const GATED_SCALE = "GiftwrapGatedScale";
 const WORKGROUP = 128;
 
 /**
- * A tfjs-webgpu program (the fields `runWebGPUProgram` reads): out[i] = gate[0] > 0 ? x[i] · scale[0] : 0.
+ * A tfjs-webgpu program (the fields `runWebGPUProgram` reads): out[i] = gate > 0 ? x[i] · scale : 0,
+ * `scale` and `gate` scalars. Inputs are read through tfjs's getters, which convert what the
+ * buffer holds: a flag cast from bool shares its int32 buffer (tfjs's `Cast` to float32 is a view).
  */
 class GatedScaleProgram {
   readonly variableNames = ["x", "scale", "gate"];
@@ -44,8 +46,8 @@ class GatedScaleProgram {
       fn main(index : i32) {
         if (index < uniforms.size) {
           var value = 0.0;
-          if (gate[0] > 0.0) {
-            value = x[index] * scale[0];
+          if (getGate() > 0.0) {
+            value = getXByOutputIndex(index) * getScale();
           }
           setOutputAtIndex(index, value);
         }
@@ -100,7 +102,13 @@ export function registerWebgpuGatedScale(): void {
  */
 export function gatedScale(x: tf.Tensor, s: tf.Tensor, ok: tf.Tensor): tf.Tensor {
   if (tf.getBackend() === "webgpu" && tf.getKernel(GATED_SCALE, "webgpu")) {
-    return tf.engine().runKernel(GATED_SCALE, { x, scale: s, gate: ok }) as tf.Tensor;
+    return tf.tidy(() =>
+      tf.engine().runKernel(GATED_SCALE, {
+        x,
+        scale: tf.reshape(s, []),
+        gate: tf.reshape(ok, []),
+      }) as tf.Tensor
+    );
   }
   return tf.tidy(() => {
     const flag = tf.broadcastTo(tf.reshape(tf.greater(ok, 0), []), x.shape);

@@ -1,16 +1,17 @@
 /**
  * AdamW with its checks on the device (`DeviceUpdates`, optim.ts), run on the cpu backend against
- * `adamWStep` with the plain tfjs kernel set (the same ops): the same bits where no clipping acts,
- * the same host accounting (t, learning rate, norms, skips), a non-finite update that changes
- * nothing, no update after the limit of non-finite ones in a row, and a `t` set from a checkpoint
- * picked up. The webgpu side (one dispatch for the gated clipping, no read) is in
- * webgpu_counters_test.ts and webgpu_test.ts.
+ * `adamWStep` with the plain tfjs kernel set (the same ops), on cpu and, where WebGPU offers an
+ * adapter, on webgpu (where the gated clipping is a kernel of its own): the same bits where no
+ * clipping acts, the same host accounting (t, learning rate, norms, skips), a non-finite update
+ * that changes nothing, no update after the limit of non-finite ones in a row, and a `t` set from
+ * a checkpoint picked up. What a webgpu train step reads and uploads: webgpu_counters_test.ts.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { tf, useBackend } from "../../../runtime/engine/backend.ts";
+import { type BackendName, tf, useBackend } from "../../../runtime/engine/backend.ts";
+import { deviceConstantCount } from "../../../runtime/engine/kernels/constants.ts";
 import { tfjsKernels } from "../../../runtime/engine/kernels/tfjs.ts";
 import { gatedScale } from "../../../runtime/engine/kernels/gated_scale.ts";
 import {
@@ -24,8 +25,9 @@ import {
   learningRate,
 } from "../../../runtime/engine/optim.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
+import { needsWebgpu } from "../_webgpu.ts";
 
-await useBackend("cpu");
+/** The plain tfjs set, `adamWStep`'s reference here (the device path's ops are tfjs's). */
 const kernels = tfjsKernels();
 
 const OPTIONS: AdamWOptions = {
@@ -144,114 +146,130 @@ async function onDevice(
   return { updates, values, t };
 }
 
-Deno.test("DeviceUpdates: 6 updates without clipping, the same bits and accounting as adamWStep", async () => {
-  const before = tf.memory().numTensors;
-  const seeds = [1, 2, 3, 4, 5, 6];
-  const losses = [0.5, 0.25, 1, 2, 0.125, 3];
-  const none = seeds.map(() => undefined);
-  const host = await onHost(OPTIONS, seeds, losses, none, 1);
-  const middle = tf.memory().numTensors;
-  const device = await onDevice(OPTIONS, seeds, losses, none, 1);
-  assert.equal(tf.memory().numTensors, middle, "device");
-  assert.deepEqual(device.values, host.values);
-  assert.deepEqual(device.updates, host.updates);
-  assert.equal(device.t, 6);
-  assert.equal(host.t, 6);
-  assert.equal(tf.memory().numTensors, before);
-});
+for (const backend of ["cpu", "webgpu"] as BackendName[]) {
+  /** A test of this backend's: webgpu's where an adapter is offered. */
+  const test = (name: string, fn: () => Promise<void>) =>
+    Deno.test({
+      ...(backend === "webgpu"
+        ? needsWebgpu(`${backend}: ${name}`)
+        : { name: `${backend}: ${name}` }),
+      async fn() {
+        await useBackend(backend);
+        await fn();
+      },
+    });
 
-Deno.test("DeviceUpdates: clipping that acts, parameters within float32 rounding of adamWStep's", async () => {
-  const options = { ...OPTIONS, clipGradNorm: 0.5 };
-  const seeds = [1, 2, 3, 4];
-  const losses = [0.5, 0.25, 1, 2];
-  const none = seeds.map(() => undefined);
-  const host = await onHost(options, seeds, losses, none, 3);
-  const device = await onDevice(options, seeds, losses, none, 3);
-  // the norms and the learning rates are the host's either way
-  assert.deepEqual(device.updates, host.updates);
-  for (const u of host.updates) assert.ok(u.gradNorm > 1 && u.gradNormClipped < 0.5 + 1e-12);
-  for (let i = 0; i < host.values.length; i++) {
-    const [a, b] = [device.values[i]!, host.values[i]!];
-    assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${i}: ${a} vs ${b}`);
-  }
-});
+  test("DeviceUpdates: 6 updates without clipping, the same bits and accounting as adamWStep", async () => {
+    // the device caches (kernels/constants.ts) keep the constants the device path takes
+    const live = () => tf.memory().numTensors - deviceConstantCount();
+    const before = live();
+    const seeds = [1, 2, 3, 4, 5, 6];
+    const losses = [0.5, 0.25, 1, 2, 0.125, 3];
+    const none = seeds.map(() => undefined);
+    const host = await onHost(OPTIONS, seeds, losses, none, 1);
+    const middle = live();
+    const device = await onDevice(OPTIONS, seeds, losses, none, 1);
+    assert.equal(live(), middle, "device");
+    assert.deepEqual(device.values, host.values);
+    assert.deepEqual(device.updates, host.updates);
+    assert.equal(device.t, 6);
+    assert.equal(host.t, 6);
+    assert.equal(live(), before);
+  });
 
-Deno.test("DeviceUpdates: a NaN loss and an infinite gradient change nothing and are reported as adamWStep's", async () => {
-  const seeds = [1, 2, 3, 4, 5];
-  const losses = [0.5, NaN, 1, 2, 0.125];
-  const bad = [undefined, undefined, Infinity, undefined, NaN];
-  const host = await onHost(OPTIONS, seeds, losses, bad, 1);
-  const device = await onDevice(OPTIONS, seeds, losses, bad, 1);
-  assert.deepEqual(device.values, host.values);
-  assert.deepEqual(
-    device.updates.map((u) => u.skipped),
-    [false, true, true, false, true],
-  );
-  assert.deepEqual(device.updates, host.updates);
-  assert.equal(device.t, 2);
-});
+  test("DeviceUpdates: clipping that acts, parameters within float32 rounding of adamWStep's", async () => {
+    const options = { ...OPTIONS, clipGradNorm: 0.5 };
+    const seeds = [1, 2, 3, 4];
+    const losses = [0.5, 0.25, 1, 2];
+    const none = seeds.map(() => undefined);
+    const host = await onHost(options, seeds, losses, none, 3);
+    const device = await onDevice(options, seeds, losses, none, 3);
+    // the norms and the learning rates are the host's either way
+    assert.deepEqual(device.updates, host.updates);
+    for (const u of host.updates) assert.ok(u.gradNorm > 1 && u.gradNormClipped < 0.5 + 1e-12);
+    for (let i = 0; i < host.values.length; i++) {
+      const [a, b] = [device.values[i]!, host.values[i]!];
+      assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${i}: ${a} vs ${b}`);
+    }
+  });
 
-Deno.test("DeviceUpdates: no update applies once the limit of non-finite ones in a row is reached", async () => {
-  // one fault in a row before, the limit 3: reached at update 1 (1 + 2), so update 2, finite,
-  // must not apply and the state is the one before the step
-  const seeds = [1, 2, 3];
-  const losses = [NaN, NaN, 1];
-  const none = seeds.map(() => undefined);
-  const device = await onDevice(OPTIONS, seeds, losses, none, 1, { inRow: 1, maxInRow: 3 });
-  assert.deepEqual(device.updates.map((u) => u.skipped), [true, true]);
-  assert.equal(device.t, 0);
-  const host = await onHost(OPTIONS, [], [], [], 1);
-  assert.deepEqual(device.values, host.values);
-  // without the limit the third applies
-  const unlimited = await onDevice(OPTIONS, seeds, losses, none, 1);
-  assert.deepEqual(unlimited.updates.map((u) => u.skipped), [true, true, false]);
-  assert.notDeepEqual(unlimited.values, host.values);
-});
+  test("DeviceUpdates: a NaN loss and an infinite gradient change nothing and are reported as adamWStep's", async () => {
+    const seeds = [1, 2, 3, 4, 5];
+    const losses = [0.5, NaN, 1, 2, 0.125];
+    const bad = [undefined, undefined, Infinity, undefined, NaN];
+    const host = await onHost(OPTIONS, seeds, losses, bad, 1);
+    const device = await onDevice(OPTIONS, seeds, losses, bad, 1);
+    assert.deepEqual(device.values, host.values);
+    assert.deepEqual(
+      device.updates.map((u) => u.skipped),
+      [false, true, true, false, true],
+    );
+    assert.deepEqual(device.updates, host.updates);
+    assert.equal(device.t, 2);
+  });
 
-Deno.test("DeviceUpdates: a t set from a checkpoint between steps picks its schedule row", async () => {
-  // 2 updates, t set back to 5 (as restoreRun does), 1 more: its learning rate and bias
-  // corrections are those of update 5, as adamWStep takes them
-  const run = async (device: boolean) => {
-    const params = makeParams(1);
-    const state = adamW(params, OPTIONS, 20);
-    const updates: AdamWUpdate[] = [];
-    const take = async (i: number) => {
-      const g = makeGrads(7, i, 1);
-      if (device) {
-        const d = deviceUpdates(state, { updates: 1 });
-        const loss = tf.scalar(1);
-        d.step(params, g, loss);
-        const [l, n] = [await d.pending[0]![0].data(), await d.pending[0]![1].data()];
-        updates.push(...d.settle([[l[0]!, n[0]!]]));
-        tf.dispose([loss]);
-        d.dispose();
-      } else {
-        updates.push(await adamWStep(kernels, state, params, g));
-      }
-      tf.dispose(Object.values(g));
+  test("DeviceUpdates: no update applies once the limit of non-finite ones in a row is reached", async () => {
+    // one fault in a row before, the limit 3: reached at update 1 (1 + 2), so update 2, finite,
+    // must not apply and the state is the one before the step
+    const seeds = [1, 2, 3];
+    const losses = [NaN, NaN, 1];
+    const none = seeds.map(() => undefined);
+    const device = await onDevice(OPTIONS, seeds, losses, none, 1, { inRow: 1, maxInRow: 3 });
+    assert.deepEqual(device.updates.map((u) => u.skipped), [true, true]);
+    assert.equal(device.t, 0);
+    const host = await onHost(OPTIONS, [], [], [], 1);
+    assert.deepEqual(device.values, host.values);
+    // without the limit the third applies
+    const unlimited = await onDevice(OPTIONS, seeds, losses, none, 1);
+    assert.deepEqual(unlimited.updates.map((u) => u.skipped), [true, true, false]);
+    assert.notDeepEqual(unlimited.values, host.values);
+  });
+
+  test("DeviceUpdates: a t set from a checkpoint between steps picks its schedule row", async () => {
+    // 2 updates, t set back to 5 (as restoreRun does), 1 more: its learning rate and bias
+    // corrections are those of update 5, as adamWStep takes them
+    const run = async (device: boolean) => {
+      const params = makeParams(1);
+      const state = adamW(params, OPTIONS, 20);
+      const updates: AdamWUpdate[] = [];
+      const take = async (i: number) => {
+        const g = makeGrads(7, i, 1);
+        if (device) {
+          const d = deviceUpdates(state, { updates: 1 });
+          const loss = tf.scalar(1);
+          d.step(params, g, loss);
+          const [l, n] = [await d.pending[0]![0].data(), await d.pending[0]![1].data()];
+          updates.push(...d.settle([[l[0]!, n[0]!]]));
+          tf.dispose([loss]);
+          d.dispose();
+        } else {
+          updates.push(await adamWStep(kernels, state, params, g));
+        }
+        tf.dispose(Object.values(g));
+      };
+      await take(0);
+      await take(1);
+      state.t = 5;
+      await take(2);
+      const values = await snapshot(params, state);
+      tf.dispose(Object.values(params));
+      disposeAdamW(state);
+      return { updates, values };
     };
-    await take(0);
-    await take(1);
-    state.t = 5;
-    await take(2);
-    const values = await snapshot(params, state);
-    tf.dispose(Object.values(params));
-    disposeAdamW(state);
-    return { updates, values };
-  };
-  const [host, device] = [await run(false), await run(true)];
-  assert.deepEqual(device.updates, host.updates);
-  assert.deepEqual(device.values, host.values);
-  assert.equal(host.updates[2]!.lr, OPTIONS.lr * 0.5 * (1 + Math.cos((Math.PI * 2) / 17)));
-});
+    const [host, device] = [await run(false), await run(true)];
+    assert.deepEqual(device.updates, host.updates);
+    assert.deepEqual(device.values, host.values);
+    assert.equal(host.updates[2]!.lr, OPTIONS.lr * 0.5 * (1 + Math.cos((Math.PI * 2) / 17)));
+  });
 
-Deno.test("gatedScale() is x · s where the gate is 1 and 0 where it is 0, NaN or not", async () => {
-  const x = tf.tensor1d([1.5, NaN, -Infinity, 3]);
-  const s = tf.tensor1d([0.25]);
-  const [one, zero] = [tf.tensor1d([1]), tf.tensor1d([0])];
-  const on = gatedScale(x, s, one);
-  const off = gatedScale(x, s, zero);
-  assert.deepEqual([...await on.data()], [0.375, NaN, -Infinity, 0.75]);
-  assert.deepEqual([...await off.data()], [0, 0, 0, 0]);
-  tf.dispose([x, s, one, zero, on, off]);
-});
+  test("gatedScale() is x · s where the gate is 1 and 0 where it is 0, NaN or not", async () => {
+    const x = tf.tensor1d([1.5, NaN, -Infinity, 3]);
+    const s = tf.tensor1d([0.25]);
+    const [one, zero] = [tf.tensor1d([1]), tf.tensor1d([0])];
+    const on = gatedScale(x, s, one);
+    const off = gatedScale(x, s, zero);
+    assert.deepEqual([...await on.data()], [0.375, NaN, -Infinity, 0.75]);
+    assert.deepEqual([...await off.data()], [0, 0, 0, 0]);
+    tf.dispose([x, s, one, zero, on, off]);
+  });
+}
