@@ -12,22 +12,32 @@ import { objectives } from "../../../runtime/rl/objectives/mod.ts";
 import { NonFiniteUpdateError, type Run, trainStep } from "../../../runtime/rl/train_step.ts";
 import type { ObjectiveBatch, ObjectiveResult } from "../../../runtime/mod.ts";
 import { releaseRun, tinyRun, valuesOf as values } from "../_run.ts";
+import { deviceConstantCount } from "../../../runtime/engine/kernels/constants.ts";
+import { needsWebgpu } from "../_webgpu.ts";
 
-/** `run` taking the device path: its kernel set, with the update's checks on the device. */
-function onDevice(run: Run): Run {
-  run.kernels = { ...run.kernels, updateOnDevice: true };
+/** `run` on the device path (`true`) or the host's: its kernel set, `updateOnDevice` set so. */
+function onDevice(run: Run, on = true): Run {
+  run.kernels = { ...run.kernels, updateOnDevice: on };
   return run;
 }
 
-/** A GRPO run of the tiny recipe with KL to its initial policy tracked (a frozen copy). */
-async function grpoRun(objective: Run["objective"] = objectives.grpo as Run["objective"]) {
+/**
+ * A GRPO run of the tiny recipe on `backend` with KL to its initial policy tracked (a frozen
+ * copy); clipping off unless `clipGradNorm` is given.
+ */
+async function grpoRun(
+  objective: Run["objective"] = objectives.grpo as Run["objective"],
+  backend: "cpu" | "webgpu" = "cpu",
+  clipGradNorm = 0,
+) {
   const run = await tinyRun(
     {
       objective: grpo({ beta: 0.05 }),
       reference: "initial",
       miniBatches: 2,
       epochs: 2,
-      optimizer: { lr: 1e-2, clipGradNorm: 0 },
+      optimizer: { lr: 1e-2, clipGradNorm },
+      backend,
     },
     objective,
   );
@@ -43,6 +53,13 @@ async function grpoRun(objective: Run["objective"] = objectives.grpo as Run["obj
 function release(run: Run): void {
   if (run.initial) tf.dispose(Object.values(run.initial));
   releaseRun(run);
+}
+
+/** Each tensor's values, by name, read asynchronously (webgpu cannot read synchronously). */
+async function read(tensors: Record<string, tf.Tensor>): Promise<Record<string, Float32Array>> {
+  const out: Record<string, Float32Array> = {};
+  for (const [name, t] of Object.entries(tensors)) out[name] = (await t.data()) as Float32Array;
+  return out;
 }
 
 const timeless = (
@@ -117,4 +134,68 @@ Deno.test("trainStep() on the device path skips non-finite updates and stops whe
   } finally {
     runs.forEach(release);
   }
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "trainStep() on webgpu: the device path (one read a step) computes the host path's numbers",
+  ),
+  async fn() {
+    const { objective } = { objective: objectives.grpo as Run["objective"] };
+    // without clipping, bit for bit: 2 steps of 4 updates
+    const [host, device] = [
+      onDevice(await grpoRun(objective, "webgpu"), false),
+      await grpoRun(objective, "webgpu"),
+    ];
+    try {
+      assert.ok(
+        device.kernels.updateOnDevice,
+        "webgpu's kernel set keeps the checks on the device",
+      );
+      const live = () => tf.memory().numTensors - deviceConstantCount();
+      let after1 = 0;
+      for (let step = 1; step <= 2; step++) {
+        const [a, b] = [await trainStep(host, step), await trainStep(device, step)];
+        assert.deepEqual(timeless(b.metrics), timeless(a.metrics), `step ${step}`);
+        assert.deepEqual(b.samples, a.samples);
+        if (step === 1) after1 = live();
+      }
+      assert.equal(live(), after1);
+      assert.equal(device.optimizer.t, 8);
+      assert.deepEqual(await read(device.params), await read(host.params));
+    } finally {
+      release(host);
+      release(device);
+    }
+    // with clipping that acts: the clipping scale is float32's on the device, so the later
+    // updates of the step start from parameters within float32 rounding of the host path's
+    const [clippedHost, clippedDevice] = [
+      onDevice(await grpoRun(objective, "webgpu", 1e-3), false),
+      await grpoRun(objective, "webgpu", 1e-3),
+    ];
+    try {
+      const [a, b] = [await trainStep(clippedHost, 1), await trainStep(clippedDevice, 1)];
+      assert.ok(a.metrics.gradNorm > 1e-3 && a.metrics.gradNormClipped <= 1e-3 + 1e-12);
+      const near = (x: number, y: number) => Math.abs(x - y) <= 1e-5 * Math.max(1, Math.abs(x));
+      for (const key of ["loss", "gradNorm", "gradNormClipped", "lr"] as const) {
+        assert.ok(
+          near(a.metrics[key], b.metrics[key]),
+          `${key}: ${a.metrics[key]}, ${b.metrics[key]}`,
+        );
+      }
+      const [p, q] = [await read(clippedHost.params), await read(clippedDevice.params)];
+      for (const name of Object.keys(p)) {
+        p[name]!.forEach((x, i) => {
+          const y = q[name]![i]!;
+          assert.ok(
+            Math.abs(x - y) <= 1e-6 * Math.max(1, Math.abs(x)),
+            `${name}[${i}]: ${x}, ${y}`,
+          );
+        });
+      }
+    } finally {
+      release(clippedHost);
+      release(clippedDevice);
+    }
+  },
 });
