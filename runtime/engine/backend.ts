@@ -35,6 +35,7 @@ import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from ".
 import { cacheDeviceConstants } from "./kernels/constants.ts";
 import { cpuKernels } from "./kernels/cpu.ts";
 import { registerWebgpuGatedScale } from "./kernels/gated_scale.ts";
+import { registerWebgpuAdamW } from "./kernels/adamw_webgpu.ts";
 import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
@@ -279,6 +280,7 @@ export async function useBackend(
   if (name === "webgpu") {
     chainWebgpuAddN();
     registerWebgpuGatedScale(); // the optimiser's gated clipping, one dispatch (gated_scale.ts)
+    registerWebgpuAdamW(); // the optimiser's update, 3 dispatches a parameter (adamw_webgpu.ts)
   }
   registerDeviceGradients(); // every backend: tfjs's gradients without CPU-made constants
   cacheDeviceConstants(name === "webgpu"); // constants and tables stay on the device (constants.ts)

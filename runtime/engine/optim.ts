@@ -14,6 +14,7 @@ import { tf } from "./tf.ts";
 import type { KernelSet } from "./kernels/types.ts";
 import { deviceConstant } from "./kernels/constants.ts";
 import { gatedScale } from "./kernels/gated_scale.ts";
+import { fusedAdamW, fusedAdamWAvailable } from "./kernels/adamw_webgpu.ts";
 import type { Optimizer } from "../../dsl/schema.ts";
 import type { Resolved } from "../../dsl/objectives.ts";
 
@@ -240,10 +241,14 @@ export interface DeviceUpdatesOptions {
  * them to `settle()`, which does the host's accounting as `adamWStep` does (`t`, learning rate,
  * norms, skips) and returns the same `AdamWUpdate`s.
  *
- * Same bits as `adamWStep` and the tfjs kernel set's `adamW`, with one exception: the clipping
- * scale min(1, maxNorm / (‖g‖ + 1e-6)) is computed in float32 on the device, where `adamWStep`
- * computes it in float64 and rounds it once; where clipping acts the two may differ in the last
- * bit (the reported `gradNormClipped` is the host's, as before).
+ * Each parameter's update is the tfjs ops of `adamWOps` with the step's values as tensors, or on
+ * webgpu three dispatches (`kernels/adamw_webgpu.ts`) computing the same operations in the same
+ * order. Same bits as `adamWStep` and the tfjs kernel set's `adamW`, with one exception: the
+ * clipping scale min(1, maxNorm / (‖g‖ + 1e-6)) is computed in float32 on the device, where
+ * `adamWStep` computes it in float64 and rounds it once; where clipping acts the two may differ in
+ * the last bit (the reported `gradNormClipped` is the host's, as before). (On a GPU whose shader
+ * compiler contracts a multiply and an add, the webgpu programs may differ from the ops in the last
+ * bit too; not on lavapipe.)
  *
  * @example
  * ```ts
@@ -296,6 +301,24 @@ export class DeviceUpdates {
       const applied = tf.cast(ok, "float32"); // 1 or 0
       const at = schedule.index;
       const row = (table: tf.Tensor1D) => tf.reshape(tf.gather(table, at), []);
+      const clip = clipGradNorm > 0
+        ? tf.minimum(tf.div(c(clipGradNorm), tf.add(norm, c(1e-6))), c(1))
+        : c(1);
+      if (fusedAdamWAvailable()) {
+        // webgpu: three dispatches a parameter, the step's values in one tensor
+        // (kernels/adamw_webgpu.ts, STEP_VALUES' order)
+        const values = [clip, applied, row(schedule.c1), row(schedule.c2), row(schedule.lr)];
+        const step = tf.concat(values.map((t) => tf.reshape(t, [1]))) as tf.Tensor1D;
+        for (const [name, p] of Object.entries(params)) {
+          const g = grads[name];
+          if (!g) continue;
+          const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0; // not on norm gains
+          const [m, v] = [this.#state.m[name]!, this.#state.v[name]!];
+          fusedAdamW(p, g, m, v, step, { b1, b2, eps, decay });
+        }
+        at.assign(tf.add(at, tf.cast(ok, "int32")));
+        return inRow ? { norm, inRow } : { norm };
+      }
       const lr = tf.mul(row(schedule.lr), applied); // 0: p unchanged
       const c1 = row(schedule.c1);
       const c2 = row(schedule.c2);
@@ -304,9 +327,6 @@ export class DeviceUpdates {
       const beta2 = tf.where(ok, c(b2), c(1));
       const rest1 = tf.mul(c(1 - b1), applied);
       const rest2 = tf.mul(c(1 - b2), applied);
-      const clip = clipGradNorm > 0
-        ? tf.minimum(tf.div(c(clipGradNorm), tf.add(norm, c(1e-6))), c(1))
-        : c(1);
       for (const [name, p] of Object.entries(params)) {
         const raw = grads[name];
         if (!raw) continue;

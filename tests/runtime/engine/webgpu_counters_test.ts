@@ -179,26 +179,25 @@ Deno.test({
 /**
  * One warm front-door train step (`frontDoorGroup()`), as counted on 2026-12-04 on lavapipe
  * (Deno 2.9.6, tfjs 4.22) once constants, tables and gradients stay on the device
- * (kernels/constants.ts, kernels/gradients.ts) and AdamW's checks too (optim.ts, `DeviceUpdates`):
- * upper bounds, so that a change that adds uploads, reads, dispatches or submits fails. Lower them
- * when a change removes some. The uploads left are the batch's own (ids, mask, rewards): AdamW's
- * learning rate and bias corrections come from a table uploaded once per 1,024 updates, and its
- * clipping scale is computed on the device. The one read is the step's loss and gradient norm,
- * after the update. Before the device checks the step read 3 times (loss, norm, a value after the
- * update) and uploaded 4 scalars (clip, c₁, c₂, lr) in 826 dispatches: they add 15 (the finite
- * flags, the clipping scale, the table lookups, the gated β's and learning rate, the counter) and
- * save 2 reads (≥ 10 ms each) and 4 uploads. Before the caches the step uploaded 240 times (223
- * scalars, 185,308 bytes) in 271 passes.
+ * (kernels/constants.ts, kernels/gradients.ts) and AdamW runs on the device path (optim.ts,
+ * `DeviceUpdates`; kernels/adamw_webgpu.ts): upper bounds, so that a change that adds uploads,
+ * reads, dispatches or submits fails. Lower them when a change removes some. The uploads left are
+ * the batch's own (ids, mask, rewards): AdamW's learning rate and bias corrections come from a
+ * table uploaded once per 1,024 updates, and its clipping scale is computed on the device. The one
+ * read is the step's loss and gradient norm, after the update. Before the device path the step
+ * read 3 times (loss, norm, a value after the update), uploaded AdamW's 4 scalars (clip, c₁, c₂,
+ * lr) and took 826 dispatches in 61 passes and 58 submits, 17 per parameter for AdamW (3 now).
+ * Before the caches it uploaded 240 times (223 scalars, 185,308 bytes) in 271 passes.
  */
 const TRAIN_STEP_AT_MOST = {
-  dispatches: 841,
-  computePasses: 59,
-  submits: 57,
+  dispatches: 597,
+  computePasses: 42,
+  submits: 40,
   uploads: 3,
   scalarUploads: 0,
   uploadBytes: 576,
   reads: 1,
-  bindGroups: 841,
+  bindGroups: 597,
   pipelines: 0,
   buffers: 3,
 };
