@@ -28,6 +28,7 @@ import type { Decoder, KernelSet } from "../engine/kernels/types.ts";
 import type { Rng } from "../engine/random.ts";
 import { tf } from "../engine/tf.ts";
 import { sampleRow, type TokenSampling } from "./sample_token.ts";
+import { emptyTensor } from "../engine/kernels/wgsl_program.ts";
 import { drawOnDevice, drawsOnDevice, readDraws } from "./sample_device.ts";
 
 /**
@@ -254,8 +255,9 @@ export async function sampleCompletions(
 
 /**
  * The token loop on the device: prefill, then per token a draw on the device
- * (`sample_device.ts`) whose tokens feed the decoder's next step there; every `readEvery` tokens
- * (and after the last) the draws are read back in one download and handed to `record` in order,
+ * (`sample_device.ts`) into its slot of a block of `readEvery` tokens, whose tokens feed the
+ * decoder's next step there (a slice: token ids pass through float32, exact below 2^24); after each
+ * block (and the last, shorter one) the block is read back in one download and handed to `record` in order,
  * row by row, skipping rows already done: a token drawn for a row after it ended is discarded
  * (each row's draws come from its own counters, so no other row sees it). Stops at a read that
  * finds every row done.
@@ -283,44 +285,44 @@ async function drawLoopOnDevice(
   const nextOnDevice = model.nextOnDevice!.bind(model);
   const prompt = tf.tensor2d(promptIds, [rows, promptLength], "int32");
   let logits: tf.Tensor2D | null = null;
-  const pending: tf.Tensor[] = []; // each [3, B]: tokens, logp bits, entropy bits
+  let draws: tf.Tensor | null = null; // [steps, 3, B]: tokens, logp bits, entropy bits
   try {
     logits = nextOnDevice(prompt, promptLength);
-    let first = 0; // the token index of pending[0]
-    for (let t = 0; t < C; t++) {
-      const drawn = drawOnDevice(logits!, { key, step: t, usable, temperature });
-      pending.push(drawn);
-      logits!.dispose();
-      logits = null;
-      if (t + 1 < C) {
-        const ids = tf.tidy(() => tf.reshape(tf.slice(drawn, [0, 0], [1, rows]), [rows, 1]));
-        logits = nextOnDevice(ids as tf.Tensor2D, 1);
-        ids.dispose();
+    for (let first = 0; first < C; first += readEvery) {
+      const steps = Math.min(readEvery, C - first);
+      draws = emptyTensor([steps, 3, rows], "int32");
+      for (let s = 0; s < steps; s++) {
+        const t = first + s;
+        drawOnDevice(logits!, { key, step: t, usable, temperature }, { draws, slot: s });
+        logits!.dispose();
+        logits = null;
+        if (t + 1 < C) {
+          const d = draws;
+          const ids = tf.tidy(() => tf.reshape(tf.slice(d, [s, 0, 0], [1, 1, rows]), [rows, 1]));
+          logits = nextOnDevice(ids as tf.Tensor2D, 1);
+          ids.dispose();
+        }
       }
-      if (pending.length < readEvery && t + 1 < C) continue;
-      const stacked = pending.length === 1 ? pending[0]! : tf.concat(pending);
-      const values = (await stacked.data()) as Int32Array;
-      if (stacked !== pending[0]) stacked.dispose();
-      const draws = readDraws(values, pending.length, rows);
-      tf.dispose(pending.splice(0));
-      for (let s = 0; first + s <= t; s++) {
+      const read = readDraws((await draws.data()) as Int32Array, steps, rows);
+      draws.dispose();
+      draws = null;
+      for (let s = 0; s < steps; s++) {
         for (let b = 0; b < rows; b++) {
           if (done[b]) continue;
-          const token = draws.tokens[s * rows + b]!;
+          const token = read.tokens[s * rows + b]!;
           if (token < 0) {
             throw new RangeError(
               `Cannot sample a token as row ${b}'s logits hold a NaN or their largest is infinite`,
             );
           }
-          record(b, first + s, token, draws.logp[s * rows + b]!, draws.entropy[s * rows + b]!);
+          record(b, first + s, token, read.logp[s * rows + b]!, read.entropy[s * rows + b]!);
         }
       }
-      first = t + 1;
       if (!done.includes(false)) break;
     }
   } finally {
     prompt.dispose();
     logits?.dispose();
-    tf.dispose(pending);
+    draws?.dispose();
   }
 }

@@ -80,7 +80,11 @@ export interface DeviceDraw {
  * const { tokens, logp, entropy } = readDraws(await drawn.data() as Int32Array, 1, rows);
  * ```
  */
-export function drawOnDevice(logits: tf.Tensor, draw: DeviceDraw): tf.Tensor {
+export function drawOnDevice(
+  logits: tf.Tensor,
+  draw: DeviceDraw,
+  into?: { draws: tf.Tensor; slot: number },
+): tf.Tensor {
   if (logits.rank !== 2 || logits.dtype !== "float32") {
     throw new RangeError(
       `Cannot draw tokens as 'logits' must be float32 [B, V]: current shape is [${logits.shape}], dtype ${logits.dtype}`,
@@ -98,16 +102,26 @@ export function drawOnDevice(logits: tf.Tensor, draw: DeviceDraw): tf.Tensor {
       `Cannot draw tokens as 'temperature' must be a finite number >= 0: current value is ${temperature}`,
     );
   }
+  const slot = into?.slot ?? 0;
+  if (into) {
+    const [steps, three, width] = into.draws.shape;
+    if (into.draws.rank !== 3 || three !== 3 || width !== rows || !(slot >= 0 && slot < steps!)) {
+      throw new RangeError(
+        `Cannot draw tokens into slot ${slot} of a [${into.draws.shape}] tensor: it must be [steps, 3, ${rows}] with slot in [0, steps)`,
+      );
+    }
+  }
   return runWgsl(
     {
-      outputShape: [3, rows],
+      outputShape: into ? into.draws.shape : [3, rows],
       shaderKey: "giftwrapDrawToken",
       dispatchLayout: { x: [0, 1] },
       dispatch: [rows, 1, 1],
       workgroupSize: [WORKGROUP, 1, 1],
       variableNames: ["logits"],
       uniforms:
-        "key0 : u32, key1 : u32, step : u32, rows : i32, vocab : i32, usable : i32, greedy : i32, inv : f32,",
+        "key0 : u32, key1 : u32, step : u32, rows : i32, vocab : i32, usable : i32, greedy : i32, " +
+        "inv : f32, slot : i32,",
       getUserCode: () => DRAW_WGSL,
     },
     [logits],
@@ -121,7 +135,9 @@ export function drawOnDevice(logits: tf.Tensor, draw: DeviceDraw): tf.Tensor {
       { type: "int32", data: [usable] },
       { type: "int32", data: [temperature > 0 ? 0 : 1] },
       { type: "float32", data: [temperature > 0 ? 1 / temperature : 1] },
+      { type: "int32", data: [slot] },
     ],
+    into?.draws,
   );
 }
 
@@ -256,10 +272,11 @@ fn main(index : i32) {
     return;
   }
   let rows = uniforms.rows;
+  let out = uniforms.slot * 3 * rows + row;
   if (invalid) {
-    result[row] = -1;
-    result[rows + row] = 0;
-    result[2 * rows + row] = 0;
+    result[out] = -1;
+    result[out + rows] = 0;
+    result[out + 2 * rows] = 0;
     return;
   }
   var total = 0.0;
@@ -306,8 +323,8 @@ fn main(index : i32) {
     token = last;
   }
   let logTotal = log(total);
-  result[row] = token;
-  result[rows + row] = bitcast<i32>((logits[base + token] - top) * inv - logTotal);
-  result[2 * rows + row] = bitcast<i32>(logTotal - totalWeighted / total);
+  result[out] = token;
+  result[out + rows] = bitcast<i32>((logits[base + token] - top) * inv - logTotal);
+  result[out + 2 * rows] = bitcast<i32>(logTotal - totalWeighted / total);
 }
 `;

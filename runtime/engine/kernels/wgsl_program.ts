@@ -52,7 +52,9 @@ interface WebgpuBackend {
     inputs: tf.TensorInfo[],
     outputDtype: tf.DataType,
     programDefinedUniform?: WgslUniform[],
+    output?: tf.TensorInfo,
   ): tf.TensorInfo;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
 }
 
 /**
@@ -70,7 +72,9 @@ export function wgslAvailable(): boolean {
 /**
  * Runs `program` on `inputs` (tensors of the webgpu backend) with its own uniform values, and
  * returns its output as a tensor of `dtype` owned by the caller's scope (freed by an enclosing
- * `tf.tidy`, like any op's). Nothing is read back.
+ * `tf.tidy`, like any op's). With `into`, the program writes into that tensor's buffer instead (a
+ * tensor of {@linkcode emptyTensor}'s that nothing has read yet: tfjs keeps what it read on the CPU
+ * and would not see later writes) and `into` is returned. Nothing is read back.
  *
  * @example
  * ```ts
@@ -89,13 +93,41 @@ export function runWgsl(
   inputs: tf.Tensor[],
   dtype: tf.DataType,
   uniforms: WgslUniform[] = [],
+  into?: tf.Tensor,
 ): tf.Tensor {
-  if (!wgslAvailable()) {
-    throw new Error(
-      `Cannot run the WGSL program '${program.shaderKey}' as it needs the webgpu backend: the active one is ${tf.getBackend()}`,
-    );
+  const backend = webgpuBackend(program.shaderKey);
+  if (into) {
+    if (into.dtype !== dtype) {
+      throw new RangeError(
+        `Cannot run the WGSL program '${program.shaderKey}' into a ${into.dtype} tensor: it writes ${dtype}`,
+      );
+    }
+    backend.runWebGPUProgram(program, inputs, dtype, uniforms, into);
+    return into;
   }
-  const backend = tf.backend() as unknown as WebgpuBackend;
   const info = backend.runWebGPUProgram(program, inputs, dtype, uniforms);
   return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/**
+ * A tensor of `shape` whose values are whatever its device buffer held (no upload, no dispatch),
+ * for a program to fill ({@linkcode runWgsl}'s `into`). Owned by the caller's scope.
+ *
+ * @example
+ * ```ts
+ * const out = emptyTensor([steps, 3, rows], "int32");
+ * ```
+ */
+export function emptyTensor(shape: number[], dtype: tf.DataType): tf.Tensor {
+  const backend = webgpuBackend("emptyTensor");
+  return tf.engine().makeTensorFromTensorInfo(backend.makeTensorInfo(shape, dtype));
+}
+
+function webgpuBackend(what: string): WebgpuBackend {
+  if (!wgslAvailable()) {
+    throw new Error(
+      `Cannot run '${what}' as it needs the webgpu backend: the active one is ${tf.getBackend()}`,
+    );
+  }
+  return tf.backend() as unknown as WebgpuBackend;
 }

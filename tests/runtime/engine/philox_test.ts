@@ -55,7 +55,9 @@ Deno.test("philoxUniform() is the top 24 bits × 2^-24; uniformAt() reads counte
 });
 
 Deno.test({
-  ...needsWebgpu("philoxOnDevice() gives the known answers and the reference's bits for 4,096 counters"),
+  ...needsWebgpu(
+    "philoxOnDevice() gives the known answers and the reference's bits for 4,096 counters",
+  ),
   async fn() {
     await useBackend("webgpu");
     const before = tf.memory().numTensors;
