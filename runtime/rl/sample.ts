@@ -256,11 +256,11 @@ export async function sampleCompletions(
 /**
  * The token loop on the device: prefill, then per token a draw on the device
  * (`sample_device.ts`) into its slot of a block of `readEvery` tokens, whose tokens feed the
- * decoder's next step there (a slice: token ids pass through float32, exact below 2^24); after each
- * block (and the last, shorter one) the block is read back in one download and handed to `record` in order,
- * row by row, skipping rows already done: a token drawn for a row after it ended is discarded
- * (each row's draws come from its own counters, so no other row sees it). Stops at a read that
- * finds every row done.
+ * decoder's next step there (through a slice, in float32: exact for ids below 2^24). After each
+ * block (the last may be shorter) the block is read back in one download and handed to `record`
+ * in order, row by row, skipping rows already done: a token drawn for a row after it ended is
+ * discarded (each row's draws come from its own counters, so no other row sees it). Stops at a
+ * read that finds every row done.
  */
 async function drawLoopOnDevice(
   model: Decoder,

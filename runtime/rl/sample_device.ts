@@ -38,8 +38,9 @@ const WORKGROUP = 256;
 
 /**
  * Whether `sampleCompletions` draws on the device with `decoder`: the backend runs WGSL (webgpu),
- * the decoder can run on device tensors (`nextOnDevice`), and neither top-k nor top-p filters the
- * distribution (the device draw has no filtering; with it the host path runs).
+ * the decoder can run on device tensors (`nextOnDevice`), neither top-k nor top-p filters the
+ * distribution (the device draw has no filtering; with it the host path runs), and every id is
+ * below 2²⁴ (exact in float32).
  *
  * @example
  * ```ts
@@ -52,7 +53,9 @@ export function drawsOnDevice(
   usable: number,
 ): boolean {
   const filtered = (options.topK > 0 && options.topK < usable) || options.topP < 1;
-  return wgslAvailable() && decoder.nextOnDevice !== undefined && !filtered;
+  // the drawn ids feed the next step through tfjs-webgpu's slice, which computes in float32
+  const exact = usable <= 2 ** 24;
+  return wgslAvailable() && decoder.nextOnDevice !== undefined && !filtered && exact;
 }
 
 /** What one device draw needs besides the logits. */
@@ -74,10 +77,18 @@ export interface DeviceDraw {
  * `Float32Array` over the same memory ({@linkcode readDraws}). A row whose largest logit is NaN
  * or infinite gets token −1. The tensor belongs to the caller's scope.
  *
+ * With `into`, the draws go to slot `slot` of `draws`, an int32 [steps, 3, B] tensor of
+ * `emptyTensor`'s (kernels/wgsl_program.ts) not read yet, which is returned: the sampler fills one
+ * such block per K tokens and reads it once. (Stacking [3, B] draws with `tf.concat` would not do:
+ * tfjs-webgpu's concat passes int32 values through f32, rounding the bits of logp and entropy.)
+ *
  * @example
  * ```ts
  * const drawn = drawOnDevice(logits, { key: [1, 2], step: 0, usable: 64, temperature: 1 });
  * const { tokens, logp, entropy } = readDraws(await drawn.data() as Int32Array, 1, rows);
+ *
+ * const block = emptyTensor([16, 3, rows], "int32");
+ * drawOnDevice(logits, { key: [1, 2], step: 0, usable: 64, temperature: 1 }, { draws: block, slot: 0 });
  * ```
  */
 export function drawOnDevice(
@@ -105,17 +116,21 @@ export function drawOnDevice(
   const slot = into?.slot ?? 0;
   if (into) {
     const [steps, three, width] = into.draws.shape;
-    if (into.draws.rank !== 3 || three !== 3 || width !== rows || !(slot >= 0 && slot < steps!)) {
+    if (
+      into.draws.rank !== 3 || into.draws.dtype !== "int32" || three !== 3 || width !== rows ||
+      !(Number.isInteger(slot) && slot >= 0 && slot < steps!)
+    ) {
       throw new RangeError(
-        `Cannot draw tokens into slot ${slot} of a [${into.draws.shape}] tensor: it must be [steps, 3, ${rows}] with slot in [0, steps)`,
+        `Cannot draw tokens into slot ${slot} of a [${into.draws.shape}] tensor: it must be int32 [steps, 3, ${rows}] with slot an integer in [0, steps)`,
       );
     }
   }
+  const outputShape = into ? into.draws.shape : [3, rows];
   return runWgsl(
     {
-      outputShape: into ? into.draws.shape : [3, rows],
+      outputShape,
       shaderKey: "giftwrapDrawToken",
-      dispatchLayout: { x: [0, 1] },
+      dispatchLayout: { x: outputShape.map((_, i) => i) },
       dispatch: [rows, 1, 1],
       workgroupSize: [WORKGROUP, 1, 1],
       variableNames: ["logits"],

@@ -18,7 +18,8 @@ import { uniformAt } from "../../../runtime/engine/philox.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { countWebgpu } from "../../../runtime/engine/webgpu_counters.ts";
 import { type Completions, sampleCompletions } from "../../../runtime/rl/sample.ts";
-import { drawOnDevice, readDraws } from "../../../runtime/rl/sample_device.ts";
+import { drawOnDevice, drawsOnDevice, readDraws } from "../../../runtime/rl/sample_device.ts";
+import { tfjsKernels } from "../../../runtime/engine/kernels/tfjs.ts";
 import { logSoftmax, sampleRow } from "../../../runtime/rl/sample_token.ts";
 import { ADDITION_CONFIG, ADDITION_TOKENIZER } from "../_tiny.ts";
 import { needsWebgpu } from "../_webgpu.ts";
@@ -157,6 +158,40 @@ Deno.test({
   },
 });
 
+Deno.test("drawsOnDevice(): only on webgpu, with a decoder that runs on device tensors, unfiltered", async () => {
+  const { kernels } = await useBackend("cpu");
+  const params = initParams(CONFIG, new Rng(1));
+  const decoder = await tfjsKernels().decoder(params, CONFIG, 1, [0], 4);
+  const plain = { temperature: 1, topK: 0, topP: 1 };
+  assert.ok(decoder.nextOnDevice !== undefined);
+  assert.equal(drawsOnDevice(decoder, plain, CONFIG.vocab), false); // cpu runs no WGSL
+  const cpuDecoder = await kernels.decoder(params, CONFIG, 1, [0], 4);
+  assert.equal(cpuDecoder.nextOnDevice, undefined);
+  tf.dispose(Object.values(params));
+  decoder.dispose();
+  cpuDecoder.dispose();
+});
+
+Deno.test({
+  ...needsWebgpu("drawsOnDevice(): on webgpu, unless top-k or top-p filters or a decoder lacks it"),
+  async fn() {
+    const { kernels } = await useBackend("webgpu");
+    const params = initParams(CONFIG, new Rng(1));
+    const decoder = await kernels.decoder(params, CONFIG, 1, [0], 4);
+    const plain = { temperature: 1, topK: 0, topP: 1 };
+    const usable = CONFIG.vocab;
+    assert.equal(drawsOnDevice(decoder, plain, usable), true);
+    assert.equal(drawsOnDevice(decoder, { ...plain, temperature: 0 }, usable), true);
+    assert.equal(drawsOnDevice(decoder, { ...plain, topK: usable }, usable), true); // keeps all
+    assert.equal(drawsOnDevice(decoder, { ...plain, topK: usable - 1 }, usable), false);
+    assert.equal(drawsOnDevice(decoder, { ...plain, topP: 0.95 }, usable), false);
+    const host = { next: decoder.next.bind(decoder), dispose: () => {} };
+    assert.equal(drawsOnDevice(host, plain, usable), false);
+    decoder.dispose();
+    tf.dispose(Object.values(params));
+  },
+});
+
 /** The tiny addition model on webgpu, its parameters freed afterwards. */
 async function withModel<T>(
   body: (params: Record<string, tf.Variable>, kernels: KernelSet) => Promise<T>,
@@ -266,6 +301,16 @@ Deno.test({
       }
       const host = await run(hostOnly(kernels), 3);
       assert.equal(host.counts.reads, steps(host.result));
+      // top-p or top-k on: the host path, a read per token
+      for (const filter of [{ topP: 0.9 }, { topK: 5 }]) {
+        const filtered = await countWebgpu(() =>
+          sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, {
+            ...options,
+            ...filter,
+          }, new Rng(2))
+        );
+        assert.equal(filtered.counts.reads, steps(filtered.result));
+      }
     });
   },
 });
