@@ -3,13 +3,13 @@
  * token on the last token only, through the kernel set's decoder (without tfjs where OpenBLAS runs
  * the products, else the model's `forward()`). Two ways to draw:
  *
- * - on the host (cpu, wasm, tensorflow; webgpu with top-k or top-p on): the logits come back to
- *   JavaScript each step and tokens are drawn there (`sample_token.ts`), one uniform per row and
- *   token from the caller's `Rng`, so a seed gives the same completions on every backend whose
- *   logits agree;
- * - on the device (webgpu, no top-k or top-p: `sample_device.ts`): each step's tokens are drawn
- *   where the logits are, with uniforms of Philox4x32-10 under a key taken from the caller's `Rng`
- *   (one per call), and feed the next step there; the host reads the draws every
+ * - on the host (cpu, wasm, tensorflow; webgpu with `GIFTWRAP_DEVICE_DRAWS=0`): the logits come
+ *   back to JavaScript each step and tokens are drawn there (`sample_token.ts`), one uniform per
+ *   row and token from the caller's `Rng`, so a seed gives the same completions on every backend
+ *   whose logits agree;
+ * - on the device (webgpu: `sample_device.ts`, top-k and top-p included): each step's tokens are
+ *   drawn where the logits are, with uniforms of Philox4x32-10 under a key taken from the caller's
+ *   `Rng` (one per call), and feed the next step there; the host reads the draws every
  *   {@linkcode SampleOptions.readEvery} tokens instead of the logits every token (on webgpu each
  *   read waits ≥ 10 ms). A seed gives the same completions run after run on a given device, and
  *   the same whatever `readEvery` is; not the host path's, which draws from other uniforms.
@@ -197,9 +197,11 @@ export async function sampleCompletions(
   };
 
   try {
-    if (C > 0 && drawsOnDevice(model, options, usable)) {
+    if (C > 0 && drawsOnDevice(model, usable)) {
       await drawLoopOnDevice(model, rows, promptIds, promptLength, C, usable, done, record, {
         temperature: options.temperature,
+        topK: options.topK,
+        topP: options.topP,
         readEvery: options.readEvery ?? READ_EVERY,
         key: [rng.nextUint32(), rng.nextUint32()],
       });
@@ -271,8 +273,10 @@ async function drawLoopOnDevice(
   usable: number,
   done: boolean[],
   record: (b: number, t: number, token: number, lp: number, h: number) => void,
-  { temperature, readEvery, key }: {
+  { temperature, topK, topP, readEvery, key }: {
     temperature: number;
+    topK: number;
+    topP: number;
     readEvery: number;
     key: [number, number];
   },
@@ -293,7 +297,8 @@ async function drawLoopOnDevice(
       draws = emptyTensor([steps, 3, rows], "int32");
       for (let s = 0; s < steps; s++) {
         const t = first + s;
-        drawOnDevice(logits!, { key, step: t, usable, temperature }, { draws, slot: s });
+        const draw = { key, step: t, usable, temperature, topK, topP };
+        drawOnDevice(logits!, draw, { draws, slot: s });
         logits!.dispose();
         logits = null;
         if (t + 1 < C) {

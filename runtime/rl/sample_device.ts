@@ -21,7 +21,10 @@
  * where the uniform falls within float32 rounding (~1e-6 of the row's mass) of a boundary of the
  * cumulative sum; logp and entropy agree with the host's to float32 rounding.
  *
- * Top-k and top-p are not drawn here: with either on, the sampler keeps the host path
+ * Top-k and top-p keep a prefix of the ranking (value descending, then id ascending, as on the
+ * host): its end is found by bisection on the logits' order-preserving 32-bit keys (32 rounds of
+ * a workgroup reduction: a count for top-k, a mass for top-p), then among the ties at that key by
+ * id; the draw then runs over the kept ids only. `GIFTWRAP_DEVICE_DRAWS=0` keeps the host path
  * ({@linkcode drawsOnDevice}).
  *
  * @module
@@ -31,31 +34,32 @@ import { tf } from "../engine/tf.ts";
 import { PHILOX_WGSL } from "../engine/philox.ts";
 import { runWgsl, wgslAvailable } from "../engine/kernels/wgsl_program.ts";
 import type { Decoder } from "../engine/kernels/types.ts";
-import type { TokenSampling } from "./sample_token.ts";
 
 /** Invocations per row: each takes a contiguous chunk of ⌈V / 256⌉ ids. */
 const WORKGROUP = 256;
 
 /**
  * Whether `sampleCompletions` draws on the device with `decoder`: the backend runs WGSL (webgpu),
- * the decoder can run on device tensors (`nextOnDevice`), neither top-k nor top-p filters the
- * distribution (the device draw has no filtering; with it the host path runs), and every id is
- * below 2²⁴ (exact in float32).
+ * the decoder can run on device tensors (`nextOnDevice`), every id is below 2²⁴ (exact in
+ * float32), and the environment variable `GIFTWRAP_DEVICE_DRAWS` is not `0` (which keeps the host
+ * path, a read per token: cpu's stream, so webgpu's completions are cpu's where the logits agree).
  *
  * @example
  * ```ts
- * drawsOnDevice(decoder, { temperature: 1, topK: 0, topP: 1 }, 64); // true on webgpu
+ * drawsOnDevice(decoder, 64); // true on webgpu
  * ```
  */
-export function drawsOnDevice(
-  decoder: Decoder,
-  options: TokenSampling,
-  usable: number,
-): boolean {
-  const filtered = (options.topK > 0 && options.topK < usable) || options.topP < 1;
+export function drawsOnDevice(decoder: Decoder, usable: number): boolean {
   // the drawn ids feed the next step through tfjs-webgpu's slice, which computes in float32
   const exact = usable <= 2 ** 24;
-  return wgslAvailable() && decoder.nextOnDevice !== undefined && !filtered && exact;
+  return wgslAvailable() && decoder.nextOnDevice !== undefined && exact && !deviceDrawsTurnedOff();
+}
+
+/** Whether GIFTWRAP_DEVICE_DRAWS=0 asks for host draws (read without prompting for the permission). */
+function deviceDrawsTurnedOff(): boolean {
+  const name = "GIFTWRAP_DEVICE_DRAWS";
+  const env = Deno.permissions.querySync({ name: "env", variable: name });
+  return env.state === "granted" && Deno.env.get(name) === "0";
 }
 
 /** What one device draw needs besides the logits. */
@@ -68,6 +72,10 @@ export interface DeviceDraw {
   usable: number;
   /** Divides the logits; 0 is greedy. */
   temperature: number;
+  /** Keeps only the k most likely ids; 0 turns it off. @default 0 */
+  topK?: number;
+  /** Keeps the smallest set of most likely ids with probability ≥ topP; 1 turns it off. @default 1 */
+  topP?: number;
 }
 
 /**
@@ -102,7 +110,7 @@ export function drawOnDevice(
     );
   }
   const [rows, vocab] = logits.shape as [number, number];
-  const { key, step, usable, temperature } = draw;
+  const { key, step, usable, temperature, topK = 0, topP = 1 } = draw;
   if (!Number.isInteger(usable) || usable < 1 || usable > vocab) {
     throw new RangeError(
       `Cannot draw tokens as 'usable' must be an integer in [1, ${vocab}]: current value is ${usable}`,
@@ -111,6 +119,16 @@ export function drawOnDevice(
   if (!(Number.isFinite(temperature) && temperature >= 0)) {
     throw new RangeError(
       `Cannot draw tokens as 'temperature' must be a finite number >= 0: current value is ${temperature}`,
+    );
+  }
+  if (!(Number.isInteger(topK) && topK >= 0 && topK < 2 ** 31)) {
+    throw new RangeError(
+      `Cannot draw tokens as 'topK' must be an integer >= 0: current value is ${topK}`,
+    );
+  }
+  if (!(topP > 0 && topP <= 1)) {
+    throw new RangeError(
+      `Cannot draw tokens as 'topP' must be in (0, 1]: current value is ${topP}`,
     );
   }
   const slot = into?.slot ?? 0;
@@ -136,7 +154,7 @@ export function drawOnDevice(
       variableNames: ["logits"],
       uniforms:
         "key0 : u32, key1 : u32, step : u32, rows : i32, vocab : i32, usable : i32, greedy : i32, " +
-        "inv : f32, slot : i32,",
+        "inv : f32, slot : i32, topK : i32, topP : f32,",
       getUserCode: () => DRAW_WGSL,
     },
     [logits],
@@ -151,6 +169,8 @@ export function drawOnDevice(
       { type: "int32", data: [temperature > 0 ? 0 : 1] },
       { type: "float32", data: [temperature > 0 ? 1 / temperature : 1] },
       { type: "int32", data: [slot] },
+      { type: "int32", data: [topK] },
+      { type: "float32", data: [topP] },
     ],
     into?.draws,
   );
@@ -209,6 +229,54 @@ var<workgroup> peakIndex : array<i32, ${WORKGROUP}>;
 var<workgroup> broken : array<u32, ${WORKGROUP}>;
 var<workgroup> chunkSum : array<f32, ${WORKGROUP}>;
 var<workgroup> chunkWeighted : array<f32, ${WORKGROUP}>;
+var<workgroup> keptSum : array<f32, ${WORKGROUP}>;
+var<workgroup> reduceF : array<f32, ${WORKGROUP}>;
+var<workgroup> reduceU : array<u32, ${WORKGROUP}>;
+var<workgroup> boundary : i32;
+
+// Σ of every invocation's v (a fixed tree); every invocation gets it. Call in uniform control flow.
+fn sumF(lane : i32, v : f32) -> f32 {
+  reduceF[lane] = v;
+  workgroupBarrier();
+  for (var stride = ${WORKGROUP / 2}; stride > 0; stride = stride / 2) {
+    if (lane < stride) {
+      reduceF[lane] = reduceF[lane] + reduceF[lane + stride];
+    }
+    workgroupBarrier();
+  }
+  let total = reduceF[0];
+  workgroupBarrier();
+  return total;
+}
+
+fn sumU(lane : i32, v : u32) -> u32 {
+  reduceU[lane] = v;
+  workgroupBarrier();
+  for (var stride = ${WORKGROUP / 2}; stride > 0; stride = stride / 2) {
+    if (lane < stride) {
+      reduceU[lane] = reduceU[lane] + reduceU[lane + stride];
+    }
+    workgroupBarrier();
+  }
+  let total = reduceU[0];
+  workgroupBarrier();
+  return total;
+}
+
+// A logit's rank key: unsigned order of keys is the order of values (−0 as +0).
+fn rankKey(x : f32) -> u32 {
+  let bits = select(bitcast<u32>(x), 0u, x == 0.0);
+  if ((bits & 0x80000000u) != 0u) {
+    return ~bits;
+  }
+  return bits | 0x80000000u;
+}
+
+// Whether id i with key k ranks within the prefix that ends at (key, id): by value descending,
+// then id ascending, as the host ranks.
+fn withinPrefix(k : u32, i : i32, key : u32, id : i32) -> bool {
+  return k > key || (k == key && i <= id);
+}
 
 // NaN or ±Infinity, by the bits (a shader compiler may assume x == x).
 fn notFinite(x : f32) -> bool {
@@ -282,6 +350,149 @@ fn main(index : i32) {
   chunkWeighted[lane] = weighted;
   workgroupBarrier();
 
+  // 2b) top-k then top-p keep a prefix of the ranking (value descending, id ascending), ending
+  //     at (key, id): found by bisection on the rank key, then among ties at it by id.
+  var kKey = 0u; // (0, n): every id (every finite logit's key is above 0)
+  var kId = n;
+  let topK = uniforms.topK;
+  if (topK > 0 && topK < n) {
+    // the k-th largest key: the largest K with #{key ≥ K} ≥ k
+    for (var bit = 31; bit >= 0; bit--) {
+      let candidate = kKey | (1u << u32(bit));
+      var count = 0u;
+      for (var i = lo; i < hi; i++) {
+        count += select(0u, 1u, rankKey(logits[base + i]) >= candidate);
+      }
+      if (sumU(lane, count) >= u32(topK)) {
+        kKey = candidate;
+      }
+    }
+    var above = 0u;
+    var ties = 0u;
+    for (var i = lo; i < hi; i++) {
+      let k = rankKey(logits[base + i]);
+      above += select(0u, 1u, k > kKey);
+      ties += select(0u, 1u, k == kKey);
+    }
+    let need = u32(topK) - sumU(lane, above); // ties kept, lowest ids first (≥ 1)
+    reduceU[lane] = ties;
+    workgroupBarrier();
+    if (lane == 0) {
+      var seen = 0u;
+      var c = 0;
+      while (c < ${WORKGROUP} - 1 && seen + reduceU[c] < need) {
+        seen += reduceU[c];
+        c++;
+      }
+      var id = min(c * chunk, n);
+      let end = min(id + chunk, n);
+      for (var i = id; i < end; i++) {
+        if (rankKey(logits[base + i]) == kKey) {
+          seen++;
+          id = i;
+          if (seen >= need) {
+            break;
+          }
+        }
+      }
+      boundary = id;
+    }
+    workgroupBarrier();
+    kId = boundary;
+    workgroupBarrier();
+  }
+  var pKey = 0u;
+  var pId = n;
+  let topP = uniforms.topP;
+  if (topP < 1.0) {
+    var mine = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let x = logits[base + i];
+      if (withinPrefix(rankKey(x), i, kKey, kId)) {
+        mine += exp((x - top) * inv);
+      }
+    }
+    let goal = topP * sumF(lane, mine);
+    // the largest K with mass{key ≥ K, within top-k} ≥ goal
+    for (var bit = 31; bit >= 0; bit--) {
+      let candidate = pKey | (1u << u32(bit));
+      var mass = 0.0;
+      for (var i = lo; i < hi; i++) {
+        let x = logits[base + i];
+        let k = rankKey(x);
+        if (k >= candidate && withinPrefix(k, i, kKey, kId)) {
+          mass += exp((x - top) * inv);
+        }
+      }
+      if (sumF(lane, mass) >= goal) {
+        pKey = candidate;
+      }
+    }
+    var above = 0.0;
+    var ties = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let x = logits[base + i];
+      let k = rankKey(x);
+      if (withinPrefix(k, i, kKey, kId)) {
+        if (k > pKey) {
+          above += exp((x - top) * inv);
+        } else if (k == pKey) {
+          ties += exp((x - top) * inv);
+        }
+      }
+    }
+    let before = sumF(lane, above);
+    reduceF[lane] = ties;
+    workgroupBarrier();
+    if (lane == 0) {
+      // ties at pKey in id order until the mass reaches the goal (the last tie if rounding
+      // keeps it short)
+      var cum = before;
+      var c = 0;
+      while (c < ${WORKGROUP} - 1 && !(cum + reduceF[c] >= goal)) {
+        cum += reduceF[c];
+        c++;
+      }
+      var id = n;
+      let start = min(c * chunk, n);
+      let end = min(start + chunk, n);
+      for (var i = start; i < end; i++) {
+        let x = logits[base + i];
+        let k = rankKey(x);
+        if (k == pKey && withinPrefix(k, i, kKey, kId)) {
+          cum += exp((x - top) * inv);
+          id = i;
+          if (cum >= goal) {
+            break;
+          }
+        }
+      }
+      boundary = id;
+    }
+    workgroupBarrier();
+    pId = boundary;
+    workgroupBarrier();
+  }
+  // the kept ids' weight per chunk (all of it without filtering)
+  var kept = 0.0;
+  let filtered = (topK > 0 && topK < n) || topP < 1.0;
+  if (filtered) {
+    for (var i = lo; i < hi; i++) {
+      let x = logits[base + i];
+      let k = rankKey(x);
+      if (withinPrefix(k, i, kKey, kId) && withinPrefix(k, i, pKey, pId)) {
+        let w = exp((x - top) * inv);
+        if (w > 0.0) {
+          kept += w;
+        }
+      }
+    }
+  } else {
+    kept = sum;
+  }
+  keptSum[lane] = kept;
+  workgroupBarrier();
+
   // 3) one invocation: the totals, the chunk the draw lands in, then the token within it.
   if (lane != 0) {
     return;
@@ -304,29 +515,38 @@ fn main(index : i32) {
   if (uniforms.greedy == 0) {
     let u = philoxUniform(philox4x32(vec4<u32>(uniforms.step, u32(row), 0u, 0u),
                                      vec2<u32>(uniforms.key0, uniforms.key1)).x);
-    let goal = u * total;
+    var keptTotal = 0.0;
+    for (var c = 0; c < ${WORKGROUP}; c++) {
+      keptTotal = keptTotal + keptSum[c];
+    }
+    let goal = u * keptTotal;
     var cum = 0.0;
     var chosen = -1;
     var lastChunk = 0;
     for (var c = 0; c < ${WORKGROUP}; c++) {
-      if (chunkSum[c] > 0.0) {
+      if (keptSum[c] > 0.0) {
         lastChunk = c;
-        if (cum + chunkSum[c] > goal) {
+        if (cum + keptSum[c] > goal) {
           chosen = c;
           break;
         }
-        cum = cum + chunkSum[c];
+        cum = cum + keptSum[c];
       }
     }
     if (chosen < 0) { // u·Σw rounded up to Σw: the last id of positive weight, as on the host
       chosen = lastChunk;
-      cum = total - chunkSum[lastChunk];
+      cum = keptTotal - keptSum[lastChunk];
     }
     let start = min(chosen * chunk, n);
     let end = min(start + chunk, n);
     var last = start;
     for (var i = start; i < end; i++) {
-      let w = exp((logits[base + i] - top) * inv);
+      let x = logits[base + i];
+      let k = rankKey(x);
+      if (filtered && !(withinPrefix(k, i, kKey, kId) && withinPrefix(k, i, pKey, pId))) {
+        continue;
+      }
+      let w = exp((x - top) * inv);
       if (w > 0.0) {
         cum = cum + w;
         last = i;

@@ -41,18 +41,35 @@ function entropyOf(row: Float32Array, temperature: number): number {
 }
 
 /**
- * How far u·Σw lies from every boundary of the cumulative sum over ids [0, usable), as a fraction
- * of Σw, in float64: a draw this close could go either way between float32 and float64 sums.
+ * How close float32 sums could come to tipping the draw with uniform `u`, as a fraction of the
+ * mass in question, in float64: the distance of the top-p goal from each cumulative sum along the
+ * ranking (value descending, then id ascending) up to where the nucleus ends, and of u·Σw from
+ * each cumulative sum over the kept ids in ascending order.
  */
-function margin(row: Float32Array, temperature: number, u: number): number {
+function margin(row: Float32Array, temperature: number, u: number, topK = 0, topP = 1): number {
   let max = -Infinity;
   for (const x of row) max = Math.max(max, x);
   const w = Array.from(row, (x) => Math.exp((x - max) / temperature));
-  const total = w.reduce((s, v) => s + v, 0);
-  let cum = 0;
+  const ranked = [...row.keys()].sort((a, b) => row[b]! - row[a]! || a - b);
+  let kept = topK > 0 && topK < row.length ? ranked.slice(0, topK) : ranked;
   let closest = Infinity;
-  for (const v of w) {
-    cum += v;
+  if (topP < 1) {
+    const mass = kept.reduce((sum, i) => sum + w[i]!, 0);
+    let cum = 0;
+    let end = 0;
+    while (end < kept.length) {
+      cum += w[kept[end]!]!;
+      end++;
+      closest = Math.min(closest, Math.abs(cum - topP * mass) / mass);
+      if (cum >= topP * mass) break;
+    }
+    kept = kept.slice(0, end);
+  }
+  const ascending = kept.sort((a, b) => a - b);
+  const total = ascending.reduce((sum, i) => sum + w[i]!, 0);
+  let cum = 0;
+  for (const i of ascending) {
+    cum += w[i]!;
     closest = Math.min(closest, Math.abs(cum - u * total) / total);
   }
   return closest;
@@ -127,6 +144,61 @@ Deno.test({
 
 Deno.test({
   ...needsWebgpu(
+    "drawOnDevice() with top-k and top-p draws the host's token from the same uniform, ties included",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const before = live();
+    const rng = new Rng(29).fork("logits");
+    const key: [number, number] = [0xdeadbeef, 17];
+    const rows = 6;
+    let compared = 0;
+    let cases = 0;
+    for (const [vocab, step] of [[1000, 0.25], [1000, 0], [300, 1], [7, 0]] as const) {
+      // step 0.25 and 1: logits on a grid, many of them tied (ranked by id there)
+      const logits = Float32Array.from({ length: rows * vocab }, () => {
+        const x = (rng.uniform() - 0.5) * 12;
+        return step > 0 ? Math.round(x / step) * step : x;
+      });
+      const filters: [number, number][] = [
+        [5, 1],
+        [1, 1],
+        [vocab - 1, 1],
+        [0, 0.9],
+        [0, 0.5],
+        [0, 0.01],
+        [40, 0.8],
+      ];
+      for (const [topK, topP] of filters) {
+        for (const temperature of [1, 0.6]) {
+          for (const index of [0, 3]) {
+            const draw = { key, step: index, usable: vocab, temperature, topK, topP };
+            const out = await deviceDraw(logits, rows, draw);
+            for (let b = 0; b < rows; b++) {
+              const row = logits.subarray(b * vocab, (b + 1) * vocab);
+              const u = uniformAt(key, index, b);
+              const host = sampleRow(row, 0, vocab, { temperature, topK, topP }, {
+                uniform: () => u,
+              });
+              cases++;
+              if (margin(row, temperature, u, topK, topP) > 1e-5) {
+                const what = `V ${vocab}, top-k ${topK}, top-p ${topP}, T ${temperature}, row ${b}`;
+                assert.equal(out.tokens[b], host.token, what);
+                assert.ok(Math.abs(out.logp[b]! - host.logp) < 2e-5, what);
+                compared++;
+              }
+            }
+          }
+        }
+      }
+    }
+    assert.ok(compared >= 0.9 * cases, `${compared} of ${cases} draws compared`);
+    assert.equal(live(), before);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
     "drawOnDevice() greedy takes the lowest id of a tied max; a NaN or infinite max gives −1",
   ),
   async fn() {
@@ -158,13 +230,12 @@ Deno.test({
   },
 });
 
-Deno.test("drawsOnDevice(): only on webgpu, with a decoder that runs on device tensors, unfiltered", async () => {
+Deno.test("drawsOnDevice(): only on webgpu, with a decoder that runs on device tensors", async () => {
   const { kernels } = await useBackend("cpu");
   const params = initParams(CONFIG, new Rng(1));
   const decoder = await tfjsKernels().decoder(params, CONFIG, 1, [0], 4);
-  const plain = { temperature: 1, topK: 0, topP: 1 };
   assert.ok(decoder.nextOnDevice !== undefined);
-  assert.equal(drawsOnDevice(decoder, plain, CONFIG.vocab), false); // cpu runs no WGSL
+  assert.equal(drawsOnDevice(decoder, CONFIG.vocab), false); // cpu runs no WGSL
   const cpuDecoder = await kernels.decoder(params, CONFIG, 1, [0], 4);
   assert.equal(cpuDecoder.nextOnDevice, undefined);
   tf.dispose(Object.values(params));
@@ -173,20 +244,28 @@ Deno.test("drawsOnDevice(): only on webgpu, with a decoder that runs on device t
 });
 
 Deno.test({
-  ...needsWebgpu("drawsOnDevice(): on webgpu, unless top-k or top-p filters or a decoder lacks it"),
+  ...needsWebgpu(
+    "drawsOnDevice(): on webgpu, unless GIFTWRAP_DEVICE_DRAWS=0, a decoder lacks it or ids reach 2^24",
+  ),
   async fn() {
     const { kernels } = await useBackend("webgpu");
     const params = initParams(CONFIG, new Rng(1));
     const decoder = await kernels.decoder(params, CONFIG, 1, [0], 4);
-    const plain = { temperature: 1, topK: 0, topP: 1 };
-    const usable = CONFIG.vocab;
-    assert.equal(drawsOnDevice(decoder, plain, usable), true);
-    assert.equal(drawsOnDevice(decoder, { ...plain, temperature: 0 }, usable), true);
-    assert.equal(drawsOnDevice(decoder, { ...plain, topK: usable }, usable), true); // keeps all
-    assert.equal(drawsOnDevice(decoder, { ...plain, topK: usable - 1 }, usable), false);
-    assert.equal(drawsOnDevice(decoder, { ...plain, topP: 0.95 }, usable), false);
+    assert.equal(drawsOnDevice(decoder, CONFIG.vocab), true);
+    assert.equal(drawsOnDevice(decoder, 2 ** 24), true);
+    assert.equal(drawsOnDevice(decoder, 2 ** 24 + 1), false);
     const host = { next: decoder.next.bind(decoder), dispose: () => {} };
-    assert.equal(drawsOnDevice(host, plain, usable), false);
+    assert.equal(drawsOnDevice(host, CONFIG.vocab), false);
+    const earlier = Deno.env.get("GIFTWRAP_DEVICE_DRAWS");
+    try {
+      Deno.env.set("GIFTWRAP_DEVICE_DRAWS", "0");
+      assert.equal(drawsOnDevice(decoder, CONFIG.vocab), false);
+      Deno.env.set("GIFTWRAP_DEVICE_DRAWS", "1");
+      assert.equal(drawsOnDevice(decoder, CONFIG.vocab), true);
+    } finally {
+      if (earlier === undefined) Deno.env.delete("GIFTWRAP_DEVICE_DRAWS");
+      else Deno.env.set("GIFTWRAP_DEVICE_DRAWS", earlier);
+    }
     decoder.dispose();
     tf.dispose(Object.values(params));
   },
@@ -301,15 +380,16 @@ Deno.test({
       }
       const host = await run(hostOnly(kernels), 3);
       assert.equal(host.counts.reads, steps(host.result));
-      // top-p or top-k on: the host path, a read per token
+      // top-p or top-k on: drawn on the device too
       for (const filter of [{ topP: 0.9 }, { topK: 5 }]) {
         const filtered = await countWebgpu(() =>
           sampleCompletions(kernels, params, CONFIG, tok, PROMPTS, {
             ...options,
             ...filter,
+            readEvery: 4,
           }, new Rng(2))
         );
-        assert.equal(filtered.counts.reads, steps(filtered.result));
+        assert.equal(filtered.counts.reads, Math.ceil(steps(filtered.result) / 4));
       }
     });
   },
