@@ -64,6 +64,14 @@ export interface Decoder {
     time: number,
     active?: readonly number[],
   ): Float32Array | Promise<Float32Array>;
+  /**
+   * {@linkcode Decoder.next} on the device: `ids` is an int32 tensor [B, time] and the logits
+   * [B, vocab] come back as a float32 tensor (the caller's to dispose), nothing read back to
+   * JavaScript, so the sampler can draw there too (`rl/sample_device.ts`). Every row runs. Only
+   * decoders whose tensors live where the draw runs have it (the tfjs one); calls to `next` and
+   * `nextOnDevice` continue the same cache and may be mixed.
+   */
+  nextOnDevice?(ids: tf.Tensor2D, time: number): tf.Tensor2D;
   /** Frees the decoder's cache; it must not run again. */
   dispose(): void;
 }
