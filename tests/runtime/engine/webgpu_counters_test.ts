@@ -179,22 +179,25 @@ Deno.test({
 /**
  * One warm front-door train step (`frontDoorGroup()`), as counted on 2026-12-04 on lavapipe
  * (Deno 2.9.6, tfjs 4.22) once constants, tables and gradients stay on the device
- * (kernels/constants.ts, kernels/gradients.ts): upper bounds, so that a change that adds uploads,
- * reads, dispatches or submits fails. Lower them when a change removes some. The uploads left are
- * the batch's own (ids, mask, rewards) and AdamW's four values of the step (clip, c₁, c₂, lr);
- * before those caches the step uploaded 240 times (223 scalars, 185,308 bytes) in 271 passes.
+ * (kernels/constants.ts, kernels/gradients.ts) and the webgpu kernel set runs its fused WGSL
+ * programs (kernels/webgpu.ts): upper bounds, so that a change that adds uploads, reads, dispatches
+ * or submits fails. Lower them when a change removes some. The uploads left are the batch's own
+ * (its input ids [8, 10] and targets [8, 4]) and AdamW's four values of the step (clip, c₁, c₂,
+ * lr); before those caches the step uploaded 240 times (223 scalars, 185,308 bytes) in 271
+ * passes, and with the plain tfjs ops it dispatched 826 kernels in 61 passes and 58 submits and
+ * uploaded the targets twice (7 uploads, 592 bytes).
  */
 const TRAIN_STEP_AT_MOST = {
-  dispatches: 826,
-  computePasses: 61,
-  submits: 58,
-  uploads: 7,
+  dispatches: 594,
+  computePasses: 45,
+  submits: 42,
+  uploads: 6,
   scalarUploads: 4,
-  uploadBytes: 592,
+  uploadBytes: 464,
   reads: 3,
-  bindGroups: 826,
+  bindGroups: 594,
   pipelines: 0,
-  buffers: 7,
+  buffers: 6,
 };
 
 Deno.test({
