@@ -9,8 +9,10 @@
  *   rotation straight back to [B·T, H·hd]);
  * - SwiGLU's elementwise silu(g)·u: one program forward, one per gradient (dg, du); the three
  *   products stay matMuls;
- * - attention's masked, scaled softmax: one program forward (the causal and padding mask made in
- *   the shader: no mask tensor), one backward; q·kᵀ takes the transpose flag;
+ * - attention: one program forward, a workgroup per query row over tiles of 64 keys with the
+ *   softmax online (no [T, S] tensor, the causal and padding mask made in the shader), four
+ *   backward (each row's softmax statistics, then dq, dk and dv); heads wider than 256 take
+ *   q·kᵀ with the transpose flag and a fused masked softmax (one program each way) instead;
  * - the log-softmax at each row's target: one program forward (max, log Σ exp and the target's
  *   value, a workgroup per row; nothing of [N, V] is written), one backward (the softmax
  *   recomputed from the logits);
@@ -527,9 +529,322 @@ function maskedSoftmax(
   return f(scores) as tf.Tensor4D;
 }
 
+/** Lanes of the fused attention's workgroups; each lane holds up to 4 of a head's columns. */
+const ATTENTION_LANES = 64;
+
+/** Head widths the fused attention takes: 4 columns per lane. */
+const FUSED_ATTENTION_MAX_HD = 4 * ATTENTION_LANES;
+
 /**
- * Causal softmax attention with the masked, scaled softmax fused (one program each way) and q·kᵀ
- * through the transpose flag: 3 dispatches forward, where the plain ops take 6.
+ * WGSL shared by the fused attention's programs: the workgroup's tile of one value per lane
+ * (`tile`), the mask of key s for query t of row b (`masked`), and the scaled score of query
+ * `qAt` and key `kAt` (flat offsets of their rows).
+ */
+const ATTENTION_COMMON = `
+  var<workgroup> tile : array<f32, ${ATTENTION_LANES}>;
+  fn masked(s : i32, t : i32, first : i32) -> bool {
+    return s > uniforms.keys - uniforms.time + t || s < first;
+  }
+  fn score(qAt : i32, kAt : i32, s : i32, t : i32, first : i32) -> f32 {
+    var dot = 0.0;
+    for (var j = 0; j < uniforms.hd; j++) { dot += q[qAt + j] * k[kAt + j]; }
+    return dot * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
+  }`;
+
+/** The uniforms of the fused attention's programs for q [B, H, T, hd] over S keys. */
+function attentionUniforms(q: tf.Tensor4D, keys: number, rows: number): Record<string, Uniform> {
+  const [, heads, time, hd] = q.shape;
+  return {
+    rows: ["i32", rows],
+    heads: ["i32", heads],
+    time: ["i32", time],
+    keys: ["i32", keys],
+    hd: ["i32", hd],
+    scale: ["f32", 1 / Math.sqrt(hd)],
+  };
+}
+
+/**
+ * The WGSL heading each fused attention program run by a workgroup per query row (b, h, t):
+ * `row`, `lane`, `valid`, `t`, `bh` (b·H + h), `first` (the row's first unmasked key) and the
+ * flat offsets of its query (`qAt`) and of its head's keys (`kBase`).
+ */
+const QUERY_ROW = `
+  let lane = i32(localId.x);
+  let row = index / ${ATTENTION_LANES};
+  let valid = row < uniforms.rows;
+  let t = row % uniforms.time;
+  let bh = row / uniforms.time;
+  var first = 0;
+  if (valid) { first = pad[bh / uniforms.heads]; }
+  let hd = uniforms.hd;
+  let qAt = row * hd;
+  let kBase = bh * uniforms.keys * hd;`;
+
+/**
+ * softmax(q·kᵀ·scale + mask)·v in one program, a workgroup per query row: the keys a tile of 64 at
+ * a time, the softmax online (running max and sum, the output rescaled as the max grows), no
+ * [T, S] tensor written.
+ */
+function attentionForward(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  pad: tf.Tensor,
+): tf.Tensor4D {
+  const [batch, heads, time] = q.shape;
+  const rows = batch * heads * time;
+  const keys = k.shape[2];
+  return runFused({
+    name: "attention",
+    inputs: ["q", "k", "v", "pad"],
+    outputShape: q.shape,
+    workgroupSize: ATTENTION_LANES,
+    workgroups: rows,
+    uniforms: attentionUniforms(q, keys, rows),
+    code: `${reductions(ATTENTION_LANES)}${ATTENTION_COMMON}
+    fn main(index : i32) {
+      ${QUERY_ROW}
+      var m = -3.402823e+38;
+      var sum = 0.0;
+      var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+      for (var start = 0; start < uniforms.keys; start += ${ATTENTION_LANES}) {
+        let s = start + lane;
+        let live = valid && s < uniforms.keys;
+        var x = -3.402823e+38;
+        if (live) { x = score(qAt, kBase + s * hd, s, t, first); }
+        let next = max(m, reduceMax(x));
+        var p = 0.0;
+        if (live) { p = exp(x - next); }
+        tile[lane] = p;
+        let rescale = exp(m - next);
+        sum = sum * rescale + reduceSum(p);
+        let count = min(${ATTENTION_LANES}, uniforms.keys - start);
+        for (var r = 0; r < 4; r++) {
+          let j = lane + r * ${ATTENTION_LANES};
+          if (valid && j < hd) {
+            var part = 0.0;
+            for (var i = 0; i < count; i++) { part += tile[i] * v[kBase + (start + i) * hd + j]; }
+            acc[r] = acc[r] * rescale + part;
+          }
+        }
+        m = next;
+        workgroupBarrier();
+      }
+      for (var r = 0; r < 4; r++) {
+        let j = lane + r * ${ATTENTION_LANES};
+        if (valid && j < hd) { result[qAt + j] = acc[r] / sum; }
+      }
+    }`,
+  }, [q, k, v, pad]) as tf.Tensor4D;
+}
+
+/**
+ * Per query row, the max m of its scores, ℓ = log Σ exp(score − m) and D = dO·O (= Σ_s P·dP, the
+ * softmax gradient's row term): [B·H·T, 3]. Lanes over keys keep their own running max and sum,
+ * then combine. m and ℓ stay apart: a row whose keys are all masked has scores of −1e9, where
+ * m + ℓ would round ℓ away (float32's spacing there is 64) and P = exp((score − m) − ℓ) with it.
+ */
+function attentionStats(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  out: tf.Tensor,
+  dOut: tf.Tensor,
+  pad: tf.Tensor,
+): tf.Tensor {
+  const [batch, heads, time] = q.shape;
+  const rows = batch * heads * time;
+  return runFused({
+    name: "attention_stats",
+    inputs: ["q", "k", "o", "dO", "pad"],
+    outputShape: [rows, 3],
+    workgroupSize: ATTENTION_LANES,
+    workgroups: rows,
+    uniforms: attentionUniforms(q, k.shape[2], rows),
+    code: `${reductions(ATTENTION_LANES)}${ATTENTION_COMMON}
+    fn main(index : i32) {
+      ${QUERY_ROW}
+      var m = -3.402823e+38;
+      var sum = 0.0;
+      var dot = 0.0;
+      if (valid) {
+        for (var s = lane; s < uniforms.keys; s += ${ATTENTION_LANES}) {
+          let x = score(qAt, kBase + s * hd, s, t, first);
+          let next = max(m, x);
+          sum = sum * exp(m - next) + exp(x - next);
+          m = next;
+        }
+        for (var j = lane; j < hd; j += ${ATTENTION_LANES}) { dot += dO[qAt + j] * o[qAt + j]; }
+      }
+      let peak = reduceMax(m);
+      let total = reduceSum(sum * exp(m - peak));
+      let d = reduceSum(dot);
+      if (valid && lane == 0) {
+        result[row * 3] = peak;
+        result[row * 3 + 1] = log(total);
+        result[row * 3 + 2] = d;
+      }
+    }`,
+  }, [q, k, out, dOut, pad]);
+}
+
+/**
+ * dq = scale·Σ_s dS·k_s per query row, dS = P·(dP − D), P = exp((score − m) − ℓ), dP = dO·v_s: the keys a
+ * tile of 64 at a time, dS through the workgroup's tile.
+ */
+function attentionDq(
+  [q, k, v, dOut, stats, pad]: tf.Tensor[],
+  keys: number,
+): tf.Tensor {
+  const [batch, heads, time] = q!.shape as [number, number, number, number];
+  const rows = batch * heads * time;
+  return runFused({
+    name: "attention_dq",
+    inputs: ["q", "k", "v", "dO", "stats", "pad"],
+    outputShape: q!.shape,
+    workgroupSize: ATTENTION_LANES,
+    workgroups: rows,
+    uniforms: attentionUniforms(q as tf.Tensor4D, keys, rows),
+    code: `${ATTENTION_COMMON}
+    fn main(index : i32) {
+      ${QUERY_ROW}
+      var m = 0.0;
+      var logSum = 0.0;
+      var d = 0.0;
+      if (valid) { m = stats[row * 3]; logSum = stats[row * 3 + 1]; d = stats[row * 3 + 2]; }
+      var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+      for (var start = 0; start < uniforms.keys; start += ${ATTENTION_LANES}) {
+        let s = start + lane;
+        var ds = 0.0;
+        if (valid && s < uniforms.keys) {
+          let p = exp((score(qAt, kBase + s * hd, s, t, first) - m) - logSum);
+          var dp = 0.0;
+          for (var j = 0; j < hd; j++) { dp += dO[qAt + j] * v[kBase + s * hd + j]; }
+          ds = p * (dp - d);
+        }
+        tile[lane] = ds;
+        workgroupBarrier();
+        let count = min(${ATTENTION_LANES}, uniforms.keys - start);
+        for (var r = 0; r < 4; r++) {
+          let j = lane + r * ${ATTENTION_LANES};
+          if (valid && j < hd) {
+            for (var i = 0; i < count; i++) { acc[r] += tile[i] * k[kBase + (start + i) * hd + j]; }
+          }
+        }
+        workgroupBarrier();
+      }
+      for (var r = 0; r < 4; r++) {
+        let j = lane + r * ${ATTENTION_LANES};
+        if (valid && j < hd) { result[qAt + j] = acc[r] * uniforms.scale; }
+      }
+    }`,
+  }, [q!, k!, v!, dOut!, stats!, pad!]);
+}
+
+/**
+ * dk = scale·Σ_t dS·q_t (`part` 0) or dv = Σ_t P·dO_t (`part` 1) per key row (b, h, s): the
+ * queries a tile of 64 at a time.
+ */
+function attentionDkv(
+  [q, k, v, dOut, stats, pad]: tf.Tensor[],
+  part: 0 | 1,
+): tf.Tensor {
+  const [batch, heads, keys] = k!.shape as [number, number, number, number];
+  const rows = batch * heads * keys;
+  return runFused({
+    name: "attention_dkv",
+    inputs: ["q", "k", "v", "dO", "stats", "pad"],
+    outputShape: k!.shape,
+    workgroupSize: ATTENTION_LANES,
+    workgroups: rows,
+    uniforms: { ...attentionUniforms(q as tf.Tensor4D, keys, rows), part: ["i32", part] },
+    code: `${ATTENTION_COMMON}
+    fn main(index : i32) {
+      let lane = i32(localId.x);
+      let row = index / ${ATTENTION_LANES};
+      let valid = row < uniforms.rows;
+      let s = row % uniforms.keys;
+      let bh = row / uniforms.keys;
+      var first = 0;
+      if (valid) { first = pad[bh / uniforms.heads]; }
+      let hd = uniforms.hd;
+      let kAt = row * hd;
+      let qBase = bh * uniforms.time * hd;
+      let statsBase = bh * uniforms.time;
+      var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+      for (var start = 0; start < uniforms.time; start += ${ATTENTION_LANES}) {
+        let t = start + lane;
+        var w = 0.0;
+        if (valid && t < uniforms.time) {
+          let at = (statsBase + t) * 3;
+          let p = exp((score(qBase + t * hd, kAt, s, t, first) - stats[at]) - stats[at + 1]);
+          if (uniforms.part == 1) {
+            w = p;
+          } else {
+            var dp = 0.0;
+            for (var j = 0; j < hd; j++) { dp += dO[qBase + t * hd + j] * v[kAt + j]; }
+            w = p * (dp - stats[at + 2]);
+          }
+        }
+        tile[lane] = w;
+        workgroupBarrier();
+        let count = min(${ATTENTION_LANES}, uniforms.time - start);
+        for (var r = 0; r < 4; r++) {
+          let j = lane + r * ${ATTENTION_LANES};
+          if (valid && j < hd) {
+            for (var i = 0; i < count; i++) {
+              let at = qBase + (start + i) * hd + j;
+              acc[r] += tile[i] * select(q[at], dO[at], uniforms.part == 1);
+            }
+          }
+        }
+        workgroupBarrier();
+      }
+      let factor = select(uniforms.scale, 1.0, uniforms.part == 1);
+      for (var r = 0; r < 4; r++) {
+        let j = lane + r * ${ATTENTION_LANES};
+        if (valid && j < hd) { result[kAt + j] = acc[r] * factor; }
+      }
+    }`,
+  }, [q!, k!, v!, dOut!, stats!, pad!]);
+}
+
+/**
+ * Causal softmax attention as one WGSL program forward (no [T, S] tensor) and four backward (each
+ * row's log-sum and dO·O, then dq, dk and dv, the softmax recomputed in each): heads up to
+ * {@linkcode FUSED_ATTENTION_MAX_HD} wide.
+ */
+function fusedAttention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  padding: readonly number[] | null,
+): tf.Tensor4D {
+  const pad = paddingTensor(q.shape[0], padding);
+  const f = tf.customGrad(
+    ((qt: tf.Tensor4D, kt: tf.Tensor4D, vt: tf.Tensor4D, save: tf.GradSaveFunc) => {
+      const out = attentionForward(qt, kt, vt, pad);
+      save([qt, kt, vt, out, pad]);
+      return {
+        value: out,
+        gradFunc: (dOut: tf.Tensor, [qs, ks, vs, o, p]: tf.Tensor[]) => {
+          const stats = attentionStats(qs as tf.Tensor4D, ks as tf.Tensor4D, o!, dOut, p!);
+          const inputs = [qs!, ks!, vs!, dOut, stats, p!];
+          const grads = [attentionDq(inputs, ks!.shape[2]!), attentionDkv(inputs, 0)];
+          grads.push(attentionDkv(inputs, 1));
+          stats.dispose();
+          return grads;
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(q, k, v) as tf.Tensor4D;
+}
+
+/**
+ * Causal softmax attention: one program forward and four backward (`fusedAttention`) for heads up
+ * to 256 wide; wider ones take q·kᵀ with the transpose flag, the fused masked softmax (one program
+ * each way) and ·v: 3 dispatches forward. The plain ops take 6 forward and 14 backward.
  *
  * @example
  * ```ts
@@ -543,6 +858,7 @@ export function webgpuAttention(
   padding: readonly number[] | null,
 ): tf.Tensor4D {
   const hd = q.shape[3];
+  if (hd <= FUSED_ATTENTION_MAX_HD) return fusedAttention(q, k, v, padding);
   const scores = tf.matMul(q, k, false, true) as tf.Tensor4D; // [B, H, T, S]
   return tf.matMul(maskedSoftmax(scores, padding, 1 / Math.sqrt(hd)), v); // [B, H, T, hd]
 }

@@ -97,18 +97,25 @@ Deno.test({
 
 Deno.test({
   ...needsWebgpu(
-    "webgpuKernels().attention() of one new query over cached keys, and of queries that see no key",
+    "webgpuKernels().attention() of one new query over cached keys, of queries that see no key, over several tiles, and of wide heads",
   ),
   async fn() {
     await useBackend("webgpu");
     // one query after 6 cached keys (the sampler's step); row 1's padding covers all its keys
-    for (const [time, padding] of [[1, null], [1, [0, 7]], [3, [2, 7]]] as const) {
+    const cases: [number, number, number, number[] | null][] = [
+      [1, 7, 8, null],
+      [1, 7, 8, [0, 7]],
+      [3, 7, 8, [2, 7]],
+      [70, 75, 72, [5, 0]], // queries and keys over two tiles of 64, two columns a lane
+      [3, 5, 260, [1, 0]], // wider than the fused program takes: the fused softmax only
+    ];
+    for (const [time, keys, hd, padding] of cases) {
       await agree(
         ["value", "dq", "dk", "dv"],
         (k, q, kk, v) =>
           k.attention(q as tf.Tensor4D, kk as tf.Tensor4D, v as tf.Tensor4D, padding),
-        [normal(6, [2, 3, time, 8]), normal(7, [2, 3, 7, 8]), normal(8, [2, 3, 7, 8])],
-        normal(9, [2, 3, time, 8]),
+        [normal(6, [2, 3, time, hd]), normal(7, [2, 3, keys, hd]), normal(8, [2, 3, keys, hd])],
+        normal(9, [2, 3, time, hd]),
       );
     }
   },
@@ -141,7 +148,7 @@ async function dispatches(
 
 Deno.test({
   ...needsWebgpu(
-    "webgpuKernels(): RMSNorm, RoPE, the gated SiLU and the log-softmax at targets are one dispatch forward",
+    "webgpuKernels(): RMSNorm, RoPE, attention, the gated SiLU and the log-softmax at targets are one dispatch forward",
   ),
   async fn() {
     const { kernels } = await useBackend("webgpu");
@@ -168,6 +175,20 @@ Deno.test({
       ),
       [1, 1 + 1],
     );
+    const [q, k, v] = [
+      normal(14, [2, 4, 5, 16]),
+      normal(15, [2, 4, 7, 16]),
+      normal(16, [2, 4, 7, 16]),
+    ];
+    assert.deepEqual(
+      await dispatches(
+        (a, b, c) =>
+          kernels.attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, [0, 3]),
+        [q, k, v],
+      ),
+      [1, 1 + 4], // each query row's max, log-sum and dO·O; dq; dk; dv
+    );
+    tf.dispose([q, k, v]);
     assert.deepEqual(
       await dispatches((a, b) => webgpuGatedSilu(a as tf.Tensor2D, b as tf.Tensor2D), [x, up]),
       [1, 1 + 2], // dg, du
