@@ -1,7 +1,7 @@
 /**
  * The `webgpu` kernel set: the plain tfjs set (`tfjs.ts`) with the operations the model is written
  * in fused into WGSL programs (`webgpu_program.ts`), one dispatch each way where tfjs's ops took
- * 6 to 22:
+ * 6 to 21:
  *
  * - RMSNorm: one program forward (a workgroup per row); backward, each row's 1/rms, then dx (a
  *   workgroup per row) and dw (a workgroup per column);
@@ -20,7 +20,7 @@
  *   either layout) instead of a transpose first: the backward pass of every linear layer and the
  *   unembedding lose a dispatch per product.
  *
- * Why: on webgpu the host spends ~100 µs per kernel whatever it computes (TFJS_NOTES.md, "WebGPU
+ * Why: on webgpu the host spends ~100 µs per kernel whatever it computes (docs/tfjs.md, "WebGPU
  * host costs"), and at the sizes trained here the kernels are small: the step is dispatch-bound.
  * AdamW stays the plain ops (`adamWOps`), as does the embedding.
  *
@@ -91,14 +91,12 @@ function rowProgram(
   [rows, cols]: [number, number],
   uniforms: Record<string, Uniform>,
   body: string,
-  dtype: "float32" | "int32" = "float32",
 ): FusedProgram {
   const width = rowWorkgroup(cols);
   return {
     name,
     inputs,
     outputShape,
-    dtype,
     workgroupSize: width,
     workgroups: rows,
     uniforms: { rows: ["i32", rows], cols: ["i32", cols], ...uniforms },

@@ -6,8 +6,8 @@
  * submit batching as tfjs's kernels (tfjs-backend-webgpu 4.22, `backend_webgpu.js`).
  *
  * Why: on webgpu each kernel costs the host about 100 µs (a bind group, a uniform buffer, the
- * encoding: TFJS_NOTES.md, "WebGPU host costs") whatever it computes, and the operations the model
- * is written in are each 6 to 22 tfjs kernels forward and backward; one program each way is one
+ * encoding: docs/tfjs.md, "WebGPU host costs") whatever it computes, and the operations the model
+ * is written in are each 6 to 21 tfjs kernels forward and backward; one program each way is one
  * dispatch.
  *
  * The WGSL a program writes is the body of tfjs's shader: tfjs declares the output as `result`
@@ -16,10 +16,20 @@
  * The program defines `fn main(index : i32)`, called once per invocation with its flat index; with
  * `workgroupSize` w, workgroup `index / w` runs lanes `localId.x` = 0 … w − 1.
  *
+ * Pitfalls: a program binds at most {@linkcode MAX_FUSED_INPUTS} inputs (WebGPU's default of 8
+ * storage buffers per stage, the output included); names must avoid WGSL's reserved words
+ * (`target`, `filter`, …) and tfjs's own (`result`, `uniforms`, `index`); and a program whose WGSL
+ * does not compile throws nothing: tfjs's pipeline is invalid, and the submit it is part of
+ * computes nothing (reads return zeros), so each program is checked against a reference
+ * (tests/runtime/engine/kernels/webgpu_test.ts).
+ *
  * @module
  */
 
 import { tf } from "../tf.ts";
+
+/** Inputs a program may bind: WebGPU's default of 8 storage buffers per stage, less the output. */
+export const MAX_FUSED_INPUTS = 7;
 
 /** A program's own uniform: its WGSL type and value. */
 export type Uniform = ["i32" | "f32", number];
@@ -92,6 +102,12 @@ export function runFused(program: FusedProgram, inputs: readonly tf.Tensor[]): t
   if (inputs.length !== program.inputs.length) {
     throw new Error(
       `Cannot run '${program.name}' as it reads ${program.inputs.length} inputs: ` +
+        `current count is ${inputs.length}`,
+    );
+  }
+  if (inputs.length > MAX_FUSED_INPUTS) {
+    throw new Error(
+      `Cannot run '${program.name}' as a program binds at most ${MAX_FUSED_INPUTS} inputs: ` +
         `current count is ${inputs.length}`,
     );
   }

@@ -12,6 +12,11 @@ import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
 import { deviceConstantCount } from "../../../../runtime/engine/kernels/constants.ts";
 import { tfjsKernels } from "../../../../runtime/engine/kernels/tfjs.ts";
 import { webgpuGatedSilu } from "../../../../runtime/engine/kernels/webgpu.ts";
+import {
+  runFused,
+  type Uniform,
+  workgroupsFor,
+} from "../../../../runtime/engine/kernels/webgpu_program.ts";
 import type { KernelSet } from "../../../../runtime/engine/kernels/types.ts";
 import { countWebgpu } from "../../../../runtime/engine/webgpu_counters.ts";
 import { ropeTables } from "../../../../runtime/engine/model/transformer.ts";
@@ -194,5 +199,36 @@ Deno.test({
       [1, 1 + 2], // dg, du
     );
     tf.dispose([x, w, up, rotary.cos, rotary.sin, logits, targets]);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "runFused() runs a WGSL program on the backend's tensors, its uniforms read as given",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const before = tf.memory().numTensors - deviceConstantCount();
+    const x = tf.tensor1d(Float32Array.from({ length: 1000 }, (_, i) => i / 8 - 60)); // not 64·k
+    const program = (scale: number) => ({
+      name: "test_scale_add",
+      inputs: ["x"],
+      outputShape: x.shape,
+      workgroupSize: 64,
+      workgroups: workgroupsFor(x.size, 64),
+      uniforms: { count: ["i32", x.size] as Uniform, scale: ["f32", scale] as Uniform },
+      code: `fn main(index : i32) {
+        if (index < uniforms.count) { result[index] = uniforms.scale * x[index] + 1.0; }
+      }`,
+    });
+    const [a, b] = [runFused(program(2), [x]), runFused(program(-0.5), [x])];
+    const [got, got2, xs] = await Promise.all([a.data(), b.data(), x.data()]);
+    xs.forEach((v, i) => {
+      assert.equal(got[i], Math.fround(2 * v + 1));
+      assert.equal(got2[i], Math.fround(Math.fround(-0.5 * v) + 1));
+    });
+    assert.throws(() => runFused(program(1), []), /reads 1 inputs: current count is 0/);
+    tf.dispose([x, a, b]);
+    assert.equal(tf.memory().numTensors - deviceConstantCount(), before);
   },
 });
