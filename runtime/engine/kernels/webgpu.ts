@@ -16,9 +16,10 @@
  * - the log-softmax at each row's target: one program forward (max, log Σ exp and the target's
  *   value, a workgroup per row; nothing of [N, V] is written), one backward (the softmax
  *   recomputed from the logits);
- * - products with transposed operands take tfjs-webgpu's transpose flags (its matmul programs read
- *   either layout) instead of a transpose first: the backward pass of every linear layer and the
- *   unembedding lose a dispatch per product.
+ * - the unembedding is one product with the transpose flag (no transposed copy of the table).
+ *   The backward pass's products keep the plain set's transpose first: with the flags they are 29
+ *   dispatches fewer a front-door step, but on lavapipe tfjs's matmul then leaves its vec4 path
+ *   (`transposeB`) and the step took 1.4–2 times as long here.
  *
  * Why: on webgpu the host spends ~100 µs per kernel whatever it computes (docs/tfjs.md, "WebGPU
  * host costs"), and at the sizes trained here the kernels are small: the step is dispatch-bound.
@@ -40,6 +41,7 @@ import {
   logSoftmaxAt as opsLogSoftmaxAt,
   rotaryShape,
   tfjsDecoder,
+  transposedFirst,
 } from "./tfjs.ts";
 import { type FusedProgram, runFused, type Uniform, workgroupsFor } from "./webgpu_program.ts";
 
@@ -948,19 +950,6 @@ export function webgpuLogSoftmaxAt(
 // The set ---------------------------------------------------------------------------------------
 
 /**
- * op(a)·op(b) with tfjs-webgpu's transpose flags: its matmul programs read either layout, so a
- * transposed operand costs no transpose kernel.
- */
-function flaggedProduct(
-  a: tf.Tensor,
-  b: tf.Tensor,
-  transposeA: boolean,
-  transposeB: boolean,
-): tf.Tensor {
-  return tf.matMul(a, b, transposeA, transposeB);
-}
-
-/**
  * The webgpu kernel set (for the `webgpu` backend, once it is the active backend).
  *
  * @example
@@ -976,7 +965,7 @@ export function webgpuKernels(): KernelSet {
     layout: "[in, out]",
     linear,
     unembed: (x, table) => tf.matMul(x, table as tf.Tensor2D, false, true), // [N, V]
-    product: flaggedProduct,
+    product: transposedFirst,
     embed: (table, ids) => gatherRows(table, ids),
     rmsNorm: webgpuRmsNorm,
     ropeHeads: webgpuRopeHeads,
