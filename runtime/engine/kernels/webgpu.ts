@@ -17,9 +17,9 @@
  *   value, a workgroup per row; nothing of [N, V] is written), one backward (the softmax
  *   recomputed from the logits);
  * - the unembedding is one product with the transpose flag (no transposed copy of the table).
- *   The backward pass's products keep the plain set's transpose first: with the flags they are 29
- *   dispatches fewer a front-door step, but on lavapipe tfjs's matmul then leaves its vec4 path
- *   (`transposeB`) and the step took 1.4–2 times as long here.
+ *   The backward pass's products keep the plain set's transpose first: with the flags a front-door
+ *   step is 29 dispatches fewer, but tfjs's matmul then leaves its vec4 path (`transposeB`), and
+ *   on lavapipe the step took up to twice the wall time (its CPU time ~6% more).
  *
  * Why: on webgpu the host spends ~100 µs per kernel whatever it computes (docs/tfjs.md, "WebGPU
  * host costs"), and at the sizes trained here the kernels are small: the step is dispatch-bound.
