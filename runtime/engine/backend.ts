@@ -10,8 +10,9 @@
  *   `product` (same math; docs/tfjs.md).
  * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests; the
  *   `cpu` kernel set.
- * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the plain tfjs set and
- *   its `AddN` repaired (`chainWebgpuAddN`), and constants and tables cached on the device
+ * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the `webgpu` kernel set
+ *   (`kernels/webgpu.ts`: fused WGSL programs, one dispatch where tfjs's ops take several), its
+ *   `AddN` repaired (`chainWebgpuAddN`), and constants and tables cached on the device
  *   (`kernels/constants.ts`) so that a train step uploads only its batch.
  * - `tensorflow` is `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`, imported only when
  *   asked for, with the plain tfjs set. Their install step downloads libtensorflow, which fails
@@ -41,6 +42,7 @@ import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
 import type { KernelSet } from "./kernels/types.ts";
 import { wasmKernels } from "./kernels/wasm.ts";
+import { webgpuKernels } from "./kernels/webgpu.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
 import { freeDuringBackprop } from "./tape.ts";
 import { tf } from "./tf.ts";
@@ -273,7 +275,9 @@ export async function useBackend(
     ? wasmKernels(tf.backend(), blas)
     : name === "cpu"
     ? cpuKernels(blas)
-    : tfjsKernels({ updateOnDevice: name === "webgpu" });
+    : name === "webgpu"
+    ? webgpuKernels()
+    : tfjsKernels();
   registerMatMulGradient(kernels);
   freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
