@@ -35,8 +35,6 @@ import type { BackendName } from "../../dsl/plan.ts";
 import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
 import { cacheDeviceConstants } from "./kernels/constants.ts";
 import { cpuKernels } from "./kernels/cpu.ts";
-import { registerWebgpuGatedScale } from "./kernels/gated_scale.ts";
-import { registerWebgpuAdamW } from "./kernels/adamw_webgpu.ts";
 import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
@@ -281,11 +279,7 @@ export async function useBackend(
   registerMatMulGradient(kernels);
   freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
-  if (name === "webgpu") {
-    chainWebgpuAddN();
-    registerWebgpuGatedScale(); // the optimiser's gated clipping, one dispatch (gated_scale.ts)
-    registerWebgpuAdamW(); // the optimiser's update, 3 dispatches a parameter (adamw_webgpu.ts)
-  }
+  if (name === "webgpu") chainWebgpuAddN();
   registerDeviceGradients(); // every backend: tfjs's gradients without CPU-made constants
   cacheDeviceConstants(name === "webgpu"); // constants and tables stay on the device (constants.ts)
   if (note) description += ` · ${note}`;
