@@ -15,6 +15,8 @@ import type { KernelSet } from "./kernels/types.ts";
 import { deviceConstant } from "./kernels/constants.ts";
 import { gatedScale } from "./kernels/gated_scale.ts";
 import { fusedAdamW, fusedAdamWAvailable } from "./kernels/adamw_webgpu.ts";
+import { sumOfSquaresNorm } from "./kernels/norm_webgpu.ts";
+import { wgslAvailable } from "./kernels/webgpu_program.ts";
 import type { Optimizer } from "../../dsl/schema.ts";
 import type { Resolved } from "../../dsl/objectives.ts";
 
@@ -70,13 +72,19 @@ export function learningRate(options: AdamWOptions, t: number, totalUpdates: num
 }
 
 /**
- * The global L2 norm of `grads` (a scalar tensor; the caller disposes it). The squares are added
- * one by one, not with `tf.addN`: webgpu's AddN binds every input as a storage buffer, and from 8
- * inputs on it exceeds WebGPU's default limit of 8 per shader stage, so its pipeline fails and it
- * returns whatever its output buffer held (tests/runtime/engine/webgpu_test.ts). On cpu and wasm both
- * ways add in the same order, in float32.
+ * The global L2 norm of `grads` (a scalar tensor; the caller disposes it). On webgpu a few fused
+ * programs (`kernels/norm_webgpu.ts`: ⌈n / 7⌉ + 1 dispatches where the ops take 3n), whose
+ * float32 sums run in another fixed order: the norm differs from the ops' within float32 rounding.
+ * Elsewhere the ops: each tensor's sum of squares, added one by one, not with `tf.addN` (webgpu's
+ * AddN binds every input as a storage buffer, and from 8 inputs on it exceeds WebGPU's default
+ * limit of 8 per shader stage, so its pipeline fails and it returns whatever its output buffer
+ * held: tests/runtime/engine/webgpu_test.ts); on cpu and wasm both ways add in the same order, in
+ * float32.
  */
 export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
+  if (wgslAvailable() && Object.keys(grads).length > 0) {
+    return sumOfSquaresNorm(Object.values(grads));
+  }
   return tf.tidy(() => {
     // each square freed once summed: held to the end, they were a second copy of the gradients
     const squares = Object.values(grads).map((g) => tf.tidy(() => tf.sum(tf.square(g))));
@@ -242,8 +250,9 @@ export interface DeviceUpdatesOptions {
  * norms, skips) and returns the same `AdamWUpdate`s.
  *
  * Each parameter's update is the tfjs ops of `adamWOps` with the step's values as tensors, or on
- * webgpu three dispatches (`kernels/adamw_webgpu.ts`) computing the same operations in the same
- * order. Same bits as `adamWStep` and the tfjs kernel set's `adamW`, with one exception: the
+ * webgpu one dispatch writing p, m and v in place (three where a variable's buffer is shared:
+ * `kernels/adamw_webgpu.ts`) computing the same operations in the same order; the norm on webgpu
+ * is `globalNorm`'s fused programs. Same bits as `adamWStep` and the tfjs kernel set's `adamW`, with one exception: the
  * clipping scale min(1, maxNorm / (‖g‖ + 1e-6)) is computed in float32 on the device, where
  * `adamWStep` computes it in float64 and rounds it once; where clipping acts the two may differ in
  * the last bit (the reported `gradNormClipped` is the host's, as before). (On a GPU whose shader
@@ -305,7 +314,7 @@ export class DeviceUpdates {
         ? tf.minimum(tf.div(c(clipGradNorm), tf.add(norm, c(1e-6))), c(1))
         : c(1);
       if (fusedAdamWAvailable()) {
-        // webgpu: three dispatches a parameter, the step's values in one tensor
+        // webgpu: one dispatch a parameter, the step's values in one tensor
         // (kernels/adamw_webgpu.ts, STEP_VALUES' order)
         const values = [clip, applied, row(schedule.c1), row(schedule.c2), row(schedule.lr)];
         const step = tf.concat(values.map((t) => tf.reshape(t, [1]))) as tf.Tensor1D;
