@@ -275,7 +275,7 @@ function updateInPlace(
   settings: AdamWSettings,
 ): boolean {
   const backend = tf.backend() as unknown as WebgpuBackend;
-  if (backend.activeTimers || g.size !== p.size || step.size !== 5) return false;
+  if (backend.activeTimers || g.size !== p.size || step.size < 5) return false;
   const ids = [p, m, v, g, step].map((t) => t.dataId as object);
   if (new Set(ids).size !== ids.length) return false;
   const data = ids.map((id) => backend.tensorMap.get(id));
@@ -319,8 +319,8 @@ export function fusedAdamWAvailable(): boolean {
 /**
  * One AdamW update of `p`, `m` and `v` with gradient `g`, gated and clipped: in place in one
  * dispatch where the variables' buffers are theirs alone, else three programs whose outputs they
- * take (`assign`); `step` [5] holds the update's values at `STEP_VALUES` (clip, applied 1 or 0,
- * c₁, c₂, lr). Only where `fusedAdamWAvailable()`. Call inside `tf.tidy`.
+ * take (`assign`); `step` [5] (or longer) holds the update's values at `STEP_VALUES` (clip,
+ * applied 1 or 0, c₁, c₂, lr). Only where `fusedAdamWAvailable()`. Call inside `tf.tidy`.
  *
  * @example
  * ```ts
@@ -341,4 +341,118 @@ export function fusedAdamW(
   m.assign(run("m", [g, m, step]));
   v.assign(run("v", [g, v, step]));
   p.assign(run("p", [p, m, v, step]));
+}
+
+/** Where the step's values put the count of non-finite updates in a row after this one. */
+export const IN_ROW_VALUE = 5;
+
+/** What an update's checks read: see {@linkcode adamWStepValues}. */
+export interface StepInputs {
+  /** The update's loss and gradient norm, scalars. */
+  loss: tf.Tensor;
+  norm: tf.Tensor;
+  /** The schedule's tables of learning rates and bias corrections, [rows]. */
+  lr: tf.Tensor1D;
+  c1: tf.Tensor1D;
+  c2: tf.Tensor1D;
+  /** The table's row, int32 [1]. */
+  index: tf.Tensor;
+  /** maxNorm of the clipping; 0: none. */
+  clipGradNorm: number;
+  /** Non-finite updates in a row before this one (a scalar) and the limit; null: no limit. */
+  faults: { before: tf.Tensor; maxInRow: number } | null;
+}
+
+/**
+ * An update's checks and values on the device in one dispatch instead of 11 to 16 of tfjs's ops:
+ * float32 [6], the `step` of {@linkcode fusedAdamW} at `STEP_VALUES` (clip, applied 1 or 0, c₁,
+ * c₂, lr) and, at {@linkcode IN_ROW_VALUE}, the non-finite updates in a row after this one (0
+ * without `faults`). The same float32 operations as the ops of `DeviceUpdates` (`optim.ts`):
+ * applied = loss and norm finite (and before < maxInRow); clip = min(maxNorm / (norm + 1e-6), 1)
+ * (NaN where norm is, as tfjs's `Minimum`) or 1; the tables' values at `index`; (before + 1) ·
+ * (1 − applied). Webgpu only.
+ *
+ * @example
+ * ```ts
+ * const step = adamWStepValues({ loss, norm, lr, c1, c2, index, clipGradNorm: 1, faults: null });
+ * ```
+ */
+export function adamWStepValues(inputs: StepInputs): tf.Tensor1D {
+  const { loss, norm, lr, c1, c2, index, clipGradNorm, faults } = inputs;
+  const { clip, applied, c1: C1, c2: C2, lr: LR } = STEP_VALUES;
+  const tensors = [loss, norm, lr, c1, c2, index, ...(faults ? [faults.before] : [])];
+  const names = ["loss", "norm", "lrs", "c1s", "c2s", "scheduleRow", ...(faults ? ["before"] : [])];
+  const finite = (x: string) => `((bitcast<u32>(${x}) & 0x7f800000u) != 0x7f800000u)`;
+  return runFused({
+    name: `adamw_step_values_${clipGradNorm > 0 ? "clip" : "noclip"}_${faults ? "faults" : "free"}`,
+    inputs: names,
+    outputShape: [IN_ROW_VALUE + 1],
+    workgroupSize: 1,
+    workgroups: 1,
+    uniforms: {
+      count: ["i32", 1],
+      maxNorm: ["f32", clipGradNorm],
+      maxInRow: ["f32", faults?.maxInRow ?? 0],
+    },
+    code: `
+  fn main(index : i32) {
+    if (index >= uniforms.count) {
+      return;
+    }
+    let l = f32(loss[0]);
+    let n = f32(norm[0]);
+    var ok = ${finite("l")} && ${finite("n")};
+    ${faults ? "let earlier = f32(before[0]);\n    ok = ok && earlier < uniforms.maxInRow;" : ""}
+    let applied = select(0.0, 1.0, ok);
+    var scale = 1.0;
+    ${
+      clipGradNorm > 0
+        ? `let shifted = n + ${f32(1e-6)};
+    let ratio = uniforms.maxNorm / shifted;
+    scale = select(min(ratio, 1.0), ratio, (bitcast<u32>(ratio) & 0x7fffffffu) > 0x7f800000u);`
+        : ""
+    }
+    let at = scheduleRow[0];
+    result[${clip}] = scale;
+    result[${applied}] = applied;
+    result[${C1}] = f32(c1s[at]);
+    result[${C2}] = f32(c2s[at]);
+    result[${LR}] = f32(lrs[at]);
+    ${
+      faults
+        ? `let next = earlier + 1.0;
+    let rest = 1.0 - applied;
+    result[${IN_ROW_VALUE}] = next * rest;`
+        : `result[${IN_ROW_VALUE}] = 0.0;`
+    }
+  }`,
+  }, tensors) as tf.Tensor1D;
+}
+
+/**
+ * The schedule's row after the update whose values `step` holds ({@linkcode adamWStepValues}):
+ * `index` + 1 where it applied, else `index`; int32 [1], in one dispatch. Webgpu only.
+ *
+ * @example
+ * ```ts
+ * schedule.index.assign(adamWNextRow(schedule.index, step));
+ * ```
+ */
+export function adamWNextRow(index: tf.Tensor, step: tf.Tensor1D): tf.Tensor {
+  return runFused({
+    name: "adamw_next_row",
+    inputs: ["scheduleRow", "values"],
+    outputShape: [1],
+    dtype: "int32",
+    workgroupSize: 1,
+    workgroups: 1,
+    uniforms: { count: ["i32", 1] },
+    code: `
+  fn main(index : i32) {
+    if (index >= uniforms.count) {
+      return;
+    }
+    result[0] = scheduleRow[0] + select(0, 1, f32(values[${STEP_VALUES.applied}]) > 0.0);
+  }`,
+  }, [index, step]);
 }

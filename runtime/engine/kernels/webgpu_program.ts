@@ -23,7 +23,10 @@
  *
  * Pitfalls: a program binds at most {@linkcode MAX_FUSED_INPUTS} inputs (WebGPU's default of 8
  * storage buffers per stage, the output included); names must avoid WGSL's reserved words
- * (`target`, `filter`, …) and tfjs's own (`result`, `uniforms`, `index`); and a program whose WGSL
+ * (`target`, `filter`, …) and tfjs's own (`result`, `uniforms`, `index`); a program must read one
+ * of `uniforms`' fields at least (tfjs binds the uniform buffer whatever the shader reads, and a
+ * layout made from a shader that reads none has no such binding: the bind group does not match and
+ * the dispatch is dropped); and a program whose WGSL
  * does not compile throws nothing: tfjs's pipeline is invalid, and the submit it is part of
  * computes nothing (reads return zeros), so each program is checked against a reference
  * (tests/runtime/engine/kernels/webgpu_test.ts).

@@ -11,7 +11,12 @@
 import assert from "node:assert/strict";
 import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
 import { deviceConstantCount } from "../../../../runtime/engine/kernels/constants.ts";
-import { fusedAdamW, STEP_VALUES } from "../../../../runtime/engine/kernels/adamw_webgpu.ts";
+import {
+  adamWNextRow,
+  adamWStepValues,
+  fusedAdamW,
+  STEP_VALUES,
+} from "../../../../runtime/engine/kernels/adamw_webgpu.ts";
 import { tfjsKernels } from "../../../../runtime/engine/kernels/tfjs.ts";
 import { countWebgpu } from "../../../../runtime/engine/webgpu_counters.ts";
 import { needsWebgpu } from "../../_webgpu.ts";
@@ -132,5 +137,53 @@ Deno.test({
     // the last elements (in the second row of workgroups) moved
     const last = out.inPlace[0]!.length - 1;
     assert.notEqual(out.inPlace[0]![last], out.aliases[0]!.before[last]);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "adamWStepValues and adamWNextRow: the bits of DeviceUpdates' ops, in 2 dispatches",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const table = (offset: number) => tf.tensor1d([0.1, 0.2, 0.3].map((x) => x + offset));
+    const [lr, c1, c2] = [table(0), table(0.01), table(0.02)];
+    const index = tf.tensor1d([1], "int32");
+    const c = (x: number) => tf.scalar(x);
+    for (const clipGradNorm of [0, 0.5]) {
+      for (const maxInRow of [null, 3]) {
+        for (const [l, n, inRow] of [[0.5, 2, 0], [0.5, 0.1, 2], [NaN, 2, 1], [1, Infinity, 0]]) {
+          const [loss, norm, before] = [c(l!), c(n!), c(inRow!)];
+          const faults = maxInRow === null ? null : { before, maxInRow };
+          const inputs = { loss, norm, lr, c1, c2, index, clipGradNorm, faults };
+          const { result, counts } = await countWebgpu(() => {
+            const step = adamWStepValues(inputs);
+            return Promise.resolve({ step, next: adamWNextRow(index, step) });
+          });
+          assert.equal(counts.dispatches, 2);
+          // the ops of DeviceUpdates.step, as optim.ts takes them off webgpu
+          const expected = tf.tidy(() => {
+            let ok = tf.logicalAnd(tf.isFinite(loss), tf.isFinite(norm));
+            if (faults) ok = tf.logicalAnd(ok, tf.less(before, c(maxInRow!)));
+            const applied = tf.cast(ok, "float32");
+            const clip = clipGradNorm > 0
+              ? tf.minimum(tf.div(c(clipGradNorm), tf.add(norm, c(1e-6))), c(1))
+              : c(1);
+            const row = (t: tf.Tensor) => tf.reshape(tf.gather(t, index), []);
+            const rest = faults ? tf.mul(tf.add(before, c(1)), tf.sub(c(1), applied)) : c(0);
+            const values = [clip, applied, row(c1), row(c2), row(lr), rest];
+            return {
+              step: tf.stack(values.map((t) => tf.reshape(t, []))),
+              next: tf.add(index, tf.cast(ok, "int32")),
+            };
+          });
+          const what = `clip ${clipGradNorm}, limit ${maxInRow}, loss ${l}, norm ${n}`;
+          assert.deepEqual(await result.step.data(), await expected.step.data(), what);
+          assert.deepEqual(await result.next.data(), await expected.next.data(), what);
+          tf.dispose([loss, norm, before, result.step, result.next, expected.step, expected.next]);
+        }
+      }
+    }
+    tf.dispose([lr, c1, c2, index]);
   },
 });
