@@ -16,8 +16,9 @@
  * divided by G − 1 and the root taken. Rows of 4,096 or more take a wider workgroup in tfjs, so
  * there the ops run ({@linkcode groupStatisticsOnDevice}). As for AdamW's programs
  * (`engine/kernels/adamw_webgpu.ts`), a shader compiler that contracts `s + d·d` into a fused
- * multiply-add would round once where the ops round twice; lavapipe does not
- * (tests/runtime/rl/objectives/group_webgpu_test.ts).
+ * multiply-add would round once where the ops round twice (and a compiler may rewrite a chain:
+ * `kl_webgpu.ts`); on lavapipe the bits are the ops' (tests/runtime/rl/objectives/
+ * group_webgpu_test.ts).
  *
  * @module
  */
