@@ -8,7 +8,7 @@
  * encoder every `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` (15) dispatches. The shapes of a run do not
  * change from step to step, and tfjs's buffer pool hands the same `GPUBuffer`s back in the same
  * order when the same kernels run, so nearly all of that is the same every step.
- * {@linkcode installWebgpuDispatch} patches the backend instance (own properties over two of
+ * {@linkcode installWebgpuDispatch} patches the backend instance (own properties over three of
  * `WebGPUBackend`'s methods, and over two of its buffer manager's), so that:
  *
  * - uniforms are cached by content (their bytes): a kernel whose uniforms some earlier kernel
@@ -27,7 +27,9 @@
  *   bound goes. Tensors over a caller's own buffer (`createTensorFromGPUData` with `zeroCopy`,
  *   which the caller may destroy) and textures are bound as tfjs binds them, uncached. The cache
  *   holds at most {@linkcode WebgpuDispatchOptions.maxBindGroups} and starts empty when full.
- * - the bind group layout of each pipeline is asked for once.
+ * - the bind group layout of each pipeline is asked for once, and the pipeline's key
+ *   (`makeShaderKey`: string building and broadcast axes, per kernel) is remembered by what it is
+ *   made of (`runWebGPUProgram` below).
  * - fewer submits: every {@linkcode WebgpuDispatchOptions.submitDispatches} dispatches instead of
  *   15, or sooner once the memory held for the submit reaches
  *   {@linkcode WebgpuDispatchOptions.submitPendingBytes}: tfjs keeps a tensor freed while a
@@ -38,9 +40,9 @@
  *   between two submits at 256 dispatches, so it does not cut that step's batches); the dispatch
  *   bound keeps the GPU fed on a real device, which runs a batch only once it is submitted.
  *
- * Everything else is tfjs's own code path: the patched `recordAndSubmit` is 4.22's with the three
- * lookups in place of the three creations, and hands back to tfjs's original whenever it does
- * something else (a kernel timed by `tf.profile`/`tf.time`, a pixel kernel, a pipeline still
+ * Everything else is tfjs's own code path: the patched `runWebGPUProgram` and `recordAndSubmit`
+ * are 4.22's with lookups in place of creations, and hand back to tfjs's originals whenever they
+ * would do something else (a kernel timed by `tf.profile`/`tf.time`, a pixel kernel, a pipeline still
  * compiling). The same kernels run in the same order with the same inputs, so every result is
  * bit for bit what the unpatched backend computes (tests/runtime/engine/webgpu_dispatch_test.ts).
  * The patch is written against tfjs-backend-webgpu 4.22.0's code and refuses any other version.
@@ -60,6 +62,8 @@ export interface WebgpuDispatchOptions {
   maxUniforms?: number;
   /** Bind groups kept; the cache starts empty when it holds more. @default 16384 */
   maxBindGroups?: number;
+  /** Pipeline keys remembered by kernel and shapes; forgotten all at once when full. @default 8192 */
+  maxShaderKeys?: number;
   /** Dispatches recorded before a submit (tfjs: 15). @default 256 */
   submitDispatches?: number;
   /**
@@ -87,6 +91,10 @@ export interface WebgpuDispatchStats {
   bindGroupsCached: number;
   /** Times the bind group cache was dropped (full, or a bindable buffer destroyed). */
   bindGroupDrops: number;
+  /** Pipeline keys found by kernel and shapes (no `makeShaderKey`). */
+  shaderKeyHits: number;
+  /** Kernels run by tfjs's own `runWebGPUProgram` (a key not remembered, or its other paths). */
+  shaderKeyMisses: number;
 }
 
 /** Whether the patch can go on this backend, and why not. */
@@ -97,6 +105,7 @@ export type WebgpuDispatchInstall = { installed: true } | { installed: false; re
 interface TensorData {
   resource?: unknown;
   external?: boolean;
+  dtype: string;
 }
 
 interface Uniform {
@@ -111,6 +120,9 @@ interface Binding {
 }
 
 interface Program {
+  shaderKey: string;
+  workgroupSize?: number[];
+  variableNames: string[];
   pipeline: GPUComputePipeline | Promise<GPUComputePipeline>;
   pixelsOpType?: number | null;
   size?: boolean;
@@ -122,6 +134,7 @@ interface Program {
 interface Info {
   dataId: object;
   shape: number[];
+  dtype: string;
 }
 
 interface BufferManager {
@@ -141,6 +154,9 @@ interface Backend {
   device: GPUDevice;
   queue: GPUQueue;
   tensorMap: { get(dataId: object): TensorData | undefined };
+  pipelineCache: Record<string, GPUComputePipeline | Promise<GPUComputePipeline>>;
+  makeTensorInfo(shape: number[], dtype: string): Info;
+  uploadToGPU(dataId: object): void;
   commandQueueOwnedIds: WeakSet<object>;
   commandEncoder: GPUCommandEncoder | null;
   computePassEncoder: GPUComputePassEncoder | null;
@@ -156,10 +172,17 @@ interface Backend {
   tensorToBinding(info: Info): GPUBindingResource | null;
   makeUniforms(uniforms: Uniform[]): Binding;
   recordAndSubmit(program: Program, output: Info, inputs: Info[], defined?: Uniform[]): void;
+  runWebGPUProgram(
+    program: Program,
+    inputs: Info[],
+    outputDtype: string,
+    defined?: Uniform[],
+    output?: Info,
+  ): Info;
 }
 
 /** The names the patch sets on the backend and its buffer manager (their own properties). */
-const BACKEND_METHODS = ["makeUniforms", "recordAndSubmit"] as const;
+const BACKEND_METHODS = ["makeUniforms", "recordAndSubmit", "runWebGPUProgram"] as const;
 const MANAGER_METHODS = ["releaseBuffer", "dispose"] as const;
 
 /** A level of the bind group cache: the buffer bound next, or the bind group once all are. */
@@ -178,6 +201,8 @@ interface Patch {
   /** Uniform bytes (as a string of their 16-bit halves) → buffer, least recently used first. */
   uniforms: Map<string, GPUBuffer>;
   layouts: WeakMap<GPUComputePipeline, GPUBindGroupLayout>;
+  /** What `makeShaderKey` returned, by everything it reads (`shaderKeyMemo`). */
+  shaderKeys: Map<string, string>;
   bindGroups: WeakMap<GPUComputePipeline, Node>;
   /** The pending lists last counted (tfjs replaces them at each submit), how far, their bytes. */
   pending: { tensors: object[]; staging: GPUBuffer[]; tensorsSeen: number; stagingSeen: number };
@@ -201,6 +226,8 @@ function zeroStats(): WebgpuDispatchStats {
     bindGroupsUncached: 0,
     bindGroupsCached: 0,
     bindGroupDrops: 0,
+    shaderKeyHits: 0,
+    shaderKeyMisses: 0,
   };
 }
 
@@ -545,6 +572,61 @@ function recordAndSubmit(
 }
 
 /**
+ * tfjs-backend-webgpu 4.22's `runWebGPUProgram` (backend_webgpu.js) with its `makeShaderKey`
+ * remembered: that key names the pipeline from the kernel's own key, its workgroup size, input
+ * names, whether its dispatch is flat, and its inputs' and output's ranks, dtypes, broadcast axes
+ * and shape equalities, all functions of what `memo` below is made of (the shapes themselves in
+ * place of what is derived from them), and building it (broadcast axes, joins) was a tenth of the
+ * host's time per kernel. On a key not seen yet, on a pipeline not compiled yet, and on whatever
+ * tfjs does differently (a pixel kernel, a dispatch over the device's limits, parallel
+ * compilation, complex inputs) tfjs's own function runs, and its key is remembered.
+ */
+function runWebGPUProgram(
+  p: Patch,
+  original: Backend["runWebGPUProgram"],
+  program: Program,
+  inputs: Info[],
+  outputDtype: string,
+  defined?: Uniform[],
+  given?: Info,
+): Info {
+  const b = p.backend;
+  const tfjs = (output?: Info) => {
+    p.stats.shaderKeyMisses++;
+    return original.call(b, program, inputs, outputDtype, defined, output);
+  };
+  if ((program.pixelsOpType ?? null) !== null || tf.env().getBool("WEBGPU_ENGINE_COMPILE_ONLY")) {
+    return tfjs(given);
+  }
+  const output = given ?? b.makeTensorInfo(program.outputShape, outputDtype);
+  if (tf.util.sizeFromShape(output.shape) === 0) return tfjs(output);
+  const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
+  const [x, y, z] = program.dispatch;
+  if (x > limit || y > limit || z > limit) return tfjs(output); // tfjs reshapes the dispatch
+  b.uploadToGPU(output.dataId);
+  let memo = `${program.shaderKey}|${program.workgroupSize ?? ""}|${program.variableNames}|` +
+    `${y === 1 && z === 1}|${output.dtype}:${output.shape}`;
+  for (const input of inputs) {
+    if (input.dtype === "complex64") return tfjs(output); // tfjs throws its error
+    b.uploadToGPU(input.dataId);
+    memo += `;${b.tensorMap.get(input.dataId)!.dtype}:${input.shape}`;
+  }
+  const key = p.shaderKeys.get(memo);
+  const pipeline = key === undefined ? undefined : b.pipelineCache[key];
+  if (key === undefined || pipeline === undefined) {
+    const result = tfjs(output); // makes the key (into program.shaderKey) and the pipeline
+    if (p.shaderKeys.size >= p.options.maxShaderKeys) p.shaderKeys.clear();
+    p.shaderKeys.set(memo, program.shaderKey);
+    return result;
+  }
+  p.stats.shaderKeyHits++;
+  program.shaderKey = key;
+  program.pipeline = pipeline;
+  b.recordAndSubmit(program, output, inputs, defined);
+  return output;
+}
+
+/**
  * Puts the dispatch caches on `backend` (the active one by default), a tfjs-backend-webgpu
  * 4.22.0 `WebGPUBackend` (see the module doc); installing again replaces the options and keeps
  * the caches. Returns why not where it cannot: another version of tfjs-backend-webgpu, or a
@@ -566,6 +648,7 @@ export function installWebgpuDispatch(
   const resolved: Required<WebgpuDispatchOptions> = {
     maxUniforms: options.maxUniforms ?? 4096,
     maxBindGroups: options.maxBindGroups ?? 16384,
+    maxShaderKeys: options.maxShaderKeys ?? 8192,
     submitDispatches: options.submitDispatches ?? 256,
     submitPendingBytes: options.submitPendingBytes ?? 32 * 1024 * 1024,
   };
@@ -576,6 +659,7 @@ export function installWebgpuDispatch(
   }
   uninstallWebgpuDispatch();
   const original = b.recordAndSubmit;
+  const run = b.runWebGPUProgram;
   const manager = b.bufferManager;
   const releaseBuffer = manager.releaseBuffer;
   const dispose = manager.dispose;
@@ -584,6 +668,7 @@ export function installWebgpuDispatch(
     options: resolved,
     uniforms: new Map(),
     layouts: new WeakMap(),
+    shaderKeys: new Map(),
     bindGroups: new WeakMap(),
     pending: { tensors: [], staging: [], tensorsSeen: 0, stagingSeen: 0 },
     pendingBytes: 0,
@@ -605,6 +690,12 @@ export function installWebgpuDispatch(
     "recordAndSubmit",
     (program: Program, output: Info, inputs: Info[], defined?: Uniform[]) =>
       recordAndSubmit(p, original, program, output, inputs, defined),
+  );
+  own(
+    b,
+    "runWebGPUProgram",
+    (program: Program, inputs: Info[], dtype: string, defined?: Uniform[], output?: Info) =>
+      runWebGPUProgram(p, run, program, inputs, dtype, defined, output),
   );
   own(manager, "releaseBuffer", function (this: BufferManager, buffer: GPUBuffer, reuse = true) {
     // a destroyed buffer must leave no bind group behind (tfjs destroys staging buffers only)

@@ -3,8 +3,8 @@
  * webgpu_test.ts: it runs where WebGPU offers an adapter (lavapipe on a machine without a GPU) and
  * is skipped elsewhere. Front-door train steps and a sampling call compute the same bits with the
  * caches as without; a bind group found in the cache binds a buffer's new contents after the pool
- * handed it to another tensor; uniforms that differ in a shape or a kernel's own constant are
- * never confused; a destroyed buffer leaves no bind group behind; the caches stay within their
+ * handed it to another tensor; uniforms and pipeline keys that differ in a shape or a kernel's
+ * own constant are never confused; a destroyed buffer leaves no bind group behind; the caches stay within their
  * bounds; and submits come after the number of dispatches or the bytes held, as set.
  *
  * @module
@@ -131,7 +131,9 @@ Deno.test({
 });
 
 Deno.test({
-  ...needsWebgpu("installWebgpuDispatch(): uniforms differing in a shape or a constant never mix"),
+  ...needsWebgpu(
+    "installWebgpuDispatch(): uniforms and kernels differing in a shape or a constant never mix",
+  ),
   async fn() {
     await useBackend("webgpu");
     const x = values(2000, (i) => (i % 17) / 4 - 1);
@@ -155,14 +157,16 @@ Deno.test({
     ];
     const before = live();
     for (let round = 0; round < 2; round++) {
-      const misses = webgpuDispatchStats().uniformMisses;
+      const { uniformMisses: misses, shaderKeyMisses: keys } = webgpuDispatchStats();
       for (const [name, op, f] of cases) {
         const y = tf.tidy(op);
         assert.deepEqual(await y.data(), values(2000, f), `${name}, round ${round}`);
         y.dispose();
       }
       // the second round writes no uniform: every one of them is in the cache, none overwritten
+      // and runs tfjs's own code for none: every pipeline key is remembered
       if (round === 1) assert.equal(webgpuDispatchStats().uniformMisses, misses);
+      if (round === 1) assert.equal(webgpuDispatchStats().shaderKeyMisses, keys);
     }
     assert.equal(live(), before);
     t.dispose();
