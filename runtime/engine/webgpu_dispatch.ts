@@ -91,6 +91,8 @@ export interface WebgpuDispatchStats {
   bindGroupsCached: number;
   /** Times the bind group cache was dropped (full, or a bindable buffer destroyed). */
   bindGroupDrops: number;
+  /** The most bytes held for a submit (`submitPendingBytes`) at a dispatch. */
+  pendingBytesPeak: number;
   /** Pipeline keys found by kernel and shapes (no `makeShaderKey`). */
   shaderKeyHits: number;
   /** Kernels run by tfjs's own `runWebGPUProgram` (a key not remembered, or its other paths). */
@@ -226,6 +228,7 @@ function zeroStats(): WebgpuDispatchStats {
     bindGroupsUncached: 0,
     bindGroupsCached: 0,
     bindGroupDrops: 0,
+    pendingBytesPeak: 0,
     shaderKeyHits: 0,
     shaderKeyMisses: 0,
   };
@@ -483,6 +486,7 @@ function pendingPastBound(p: Patch): boolean {
   for (; seen.stagingSeen < seen.staging.length; seen.stagingSeen++) {
     p.pendingBytes += seen.staging[seen.stagingSeen]!.size;
   }
+  if (p.pendingBytes > p.stats.pendingBytesPeak) p.stats.pendingBytesPeak = p.pendingBytes;
   return p.pendingBytes >= p.options.submitPendingBytes;
 }
 

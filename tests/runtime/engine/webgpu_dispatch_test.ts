@@ -297,6 +297,36 @@ Deno.test({
 });
 
 Deno.test({
+  ...needsWebgpu("installWebgpuDispatch(): kernels timed by tf.time() run tfjs's own recording"),
+  async fn() {
+    await useBackend("webgpu");
+    const x = values(2000, (i) => i / 3);
+    const t = tf.tensor1d(x);
+    const before = live();
+    /** −x and |x| under tf.time(), read back. */
+    const timed = async () => {
+      let y: tf.Tensor[] = [];
+      const timing = await tf.time(() => void (y = [tf.neg(t), tf.abs(t)]));
+      assert.ok(timing.wallMs >= 0);
+      const out = await Promise.all(y.map((r) => r.data()));
+      tf.dispose(y);
+      return out;
+    };
+    await timed(); // compiles both, remembers their keys
+    const { shaderKeyMisses } = webgpuDispatchStats();
+    const { result, counts } = await countWebgpu(timed);
+    assert.deepEqual(result, [x.map((v) => -v), x.map((v) => Math.abs(v))]);
+    // the keys were remembered, so both went on to the patched recordAndSubmit, which handed them
+    // to tfjs's own: it ends the pass after each timed kernel, 2 passes (untimed, one)
+    assert.equal(webgpuDispatchStats().shaderKeyMisses, shaderKeyMisses);
+    assert.equal(counts.dispatches, 2);
+    assert.equal(counts.computePasses, 2);
+    t.dispose();
+    assert.equal(live(), before - 1);
+  },
+});
+
+Deno.test({
   ...needsWebgpu(
     "installWebgpuDispatch() refuses a backend that is not webgpu's, changing nothing",
   ),
