@@ -187,6 +187,14 @@ interface Backend {
 const BACKEND_METHODS = ["makeUniforms", "recordAndSubmit", "runWebGPUProgram"] as const;
 const MANAGER_METHODS = ["releaseBuffer", "dispose"] as const;
 
+/** A pool buffer's number (`keepOrdered`), its size, its free list's key and whether it binds. */
+interface Facts {
+  serial: number;
+  size: number;
+  key: string;
+  bindable: boolean;
+}
+
 /** A level of the bind group cache: the buffer bound next, or the bind group once all are. */
 interface Node {
   next: WeakMap<GPUBuffer, Node>;
@@ -209,8 +217,10 @@ interface Patch {
   /** The pending lists last counted (tfjs replaces them at each submit), how far, their bytes. */
   pending: { tensors: object[]; staging: GPUBuffer[]; tensorsSeen: number; stagingSeen: number };
   pendingBytes: number;
-  /** Pool buffers' numbers (`keepOrdered`). */
-  serials: WeakMap<GPUBuffer, number>;
+  /** What the patch reads of each pool buffer, read once (Deno's getters check their object). */
+  facts: WeakMap<GPUBuffer, Facts>;
+  /** The device's `maxComputeWorkgroupsPerDimension`. */
+  maxWorkgroups: number;
   nextSerial: number;
   stats: WebgpuDispatchStats;
   restore(): void;
@@ -448,9 +458,9 @@ function dropBindGroups(p: Patch): void {
  */
 function keepOrdered(p: Patch, list: GPUBuffer[] | undefined, buffer: GPUBuffer): void {
   if (!list || list[list.length - 1] !== buffer) return;
-  const mine = serial(p, buffer);
+  const mine = facts(p, buffer).serial;
   let i = list.length - 1;
-  while (i > 0 && serial(p, list[i - 1]!) < mine) {
+  while (i > 0 && facts(p, list[i - 1]!).serial < mine) {
     list[i] = list[i - 1]!;
     i--;
   }
@@ -458,13 +468,19 @@ function keepOrdered(p: Patch, list: GPUBuffer[] | undefined, buffer: GPUBuffer)
 }
 
 /** A buffer's number, given on first sight. */
-function serial(p: Patch, buffer: GPUBuffer): number {
-  let n = p.serials.get(buffer);
-  if (n === undefined) {
-    n = p.nextSerial++;
-    p.serials.set(buffer, n);
+function facts(p: Patch, buffer: GPUBuffer): Facts {
+  let found = p.facts.get(buffer);
+  if (!found) {
+    const { size, usage } = buffer;
+    found = {
+      serial: p.nextSerial++,
+      size,
+      key: `${size}_${usage}`,
+      bindable: (usage & BINDABLE) !== 0,
+    };
+    p.facts.set(buffer, found);
   }
-  return n;
+  return found;
 }
 
 /** Adds the bytes freed into the pending lists since last counted; true when past the bound. */
@@ -481,10 +497,10 @@ function pendingPastBound(p: Patch): boolean {
   }
   for (; seen.tensorsSeen < seen.tensors.length; seen.tensorsSeen++) {
     const resource = b.tensorMap.get(seen.tensors[seen.tensorsSeen]!)?.resource;
-    if (resource instanceof GPUBuffer) p.pendingBytes += resource.size;
+    if (resource instanceof GPUBuffer) p.pendingBytes += facts(p, resource).size;
   }
   for (; seen.stagingSeen < seen.staging.length; seen.stagingSeen++) {
-    p.pendingBytes += seen.staging[seen.stagingSeen]!.size;
+    p.pendingBytes += facts(p, seen.staging[seen.stagingSeen]!).size;
   }
   if (p.pendingBytes > p.stats.pendingBytesPeak) p.stats.pendingBytesPeak = p.pendingBytes;
   return p.pendingBytes >= p.options.submitPendingBytes;
@@ -604,7 +620,7 @@ function runWebGPUProgram(
   }
   const output = given ?? b.makeTensorInfo(program.outputShape, outputDtype);
   if (tf.util.sizeFromShape(output.shape) === 0) return tfjs(output);
-  const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
+  const limit = p.maxWorkgroups;
   const [x, y, z] = program.dispatch;
   if (x > limit || y > limit || z > limit) return tfjs(output); // tfjs reshapes the dispatch
   b.uploadToGPU(output.dataId);
@@ -676,7 +692,8 @@ export function installWebgpuDispatch(
     bindGroups: new WeakMap(),
     pending: { tensors: [], staging: [], tensorsSeen: 0, stagingSeen: 0 },
     pendingBytes: 0,
-    serials: new WeakMap(),
+    facts: new WeakMap(),
+    maxWorkgroups: b.device.limits.maxComputeWorkgroupsPerDimension,
     nextSerial: 0,
     stats: zeroStats(),
     restore() {
@@ -702,10 +719,14 @@ export function installWebgpuDispatch(
       runWebGPUProgram(p, run, program, inputs, dtype, defined, output),
   );
   own(manager, "releaseBuffer", function (this: BufferManager, buffer: GPUBuffer, reuse = true) {
+    const known = facts(p, buffer);
     // a destroyed buffer must leave no bind group behind (tfjs destroys staging buffers only)
-    if (!reuse && (buffer.usage & BINDABLE) !== 0) dropBindGroups(p);
+    if (!reuse) {
+      if (known.bindable) dropBindGroups(p);
+      p.facts.delete(buffer);
+    }
     releaseBuffer.call(this, buffer, reuse);
-    if (reuse) keepOrdered(p, this.freeBuffers.get(`${buffer.size}_${buffer.usage}`), buffer);
+    if (reuse) keepOrdered(p, this.freeBuffers.get(known.key), buffer);
   });
   own(manager, "dispose", function (this: BufferManager) {
     // every buffer is destroyed: the cached uniforms with them
@@ -715,7 +736,7 @@ export function installWebgpuDispatch(
   });
   // the free lists in order from the start (`keepOrdered` keeps them so)
   for (const list of manager.freeBuffers.values()) {
-    list.sort((x, y) => serial(p, y) - serial(p, x));
+    list.sort((x, y) => facts(p, y).serial - facts(p, x).serial);
   }
   patch = p;
   return { installed: true };
