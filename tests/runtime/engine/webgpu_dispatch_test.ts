@@ -23,7 +23,8 @@ import {
 } from "../../../runtime/engine/webgpu_dispatch.ts";
 import { benchConfig } from "../../../bench/_configs.ts";
 import type { WorkerConfig } from "../../../bench/_protocol.ts";
-import { sample, setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
+import { setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
+import { sampleCompletions } from "../../../runtime/rl/sample.ts";
 import { needsWebgpu } from "../_webgpu.ts";
 
 /** The bench's front-door configuration on its first group of 8 rows (webgpu_counters_test.ts). */
@@ -90,11 +91,26 @@ Deno.test({
         const step = await train(state);
         out.push(step.loss as number, step.gradNorm as number);
       }
-      const drawn = await sample(state);
-      out.push(drawn.tokens as number, drawn.steps as number);
+      // a sampling call after them: its tokens and their log-probs
+      const { promptTokens: P, newTokens: C } = state.shapes;
+      const options = { temperature: 1, topK: 0, topP: 1, maxNewTokens: C, promptLength: P };
+      const drawn = await sampleCompletions(
+        state.kernels,
+        state.params,
+        state.config,
+        state.tokenizer,
+        state.prompts,
+        options,
+        state.sampleRng,
+      );
       const params = await Promise.all(Object.values(state.params).map((t) => t.data()));
       disposeState(state);
-      return [out, ...params.map((p) => Array.from(p))];
+      return [
+        out,
+        Array.from(drawn.ids),
+        Array.from(drawn.logp),
+        ...params.map((p) => Array.from(p)),
+      ];
     };
     const before = live();
     const plain = await run(false);
