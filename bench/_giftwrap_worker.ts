@@ -9,7 +9,9 @@
  *   (runtime/rl/micro_batches.ts: `tokenLogProbs` and `objectives.gift.loss` under
  *   `tf.variableGrads`, over micro-batches of `microBatchRows` rows when set, with
  *   `gradientCheckpointing` when set), read the loss, then `adamWStep` (clip, AdamW) over what
- *   trains (every weight, or the adapters only), dispose the gradients;
+ *   trains (every weight, or the adapters only), dispose the gradients; on webgpu, whose kernel
+ *   set keeps the update's checks on the device, the train step's path instead (`DeviceUpdates`:
+ *   the update queued, its loss and norm read once, after it);
  * - sampling: `sampleCompletions` (runtime/rl/sample.ts) of the batch's prompts, temperature 1;
  *   with adapters, on the weights with the adapters merged (`mergeLora`), freed after;
  * - memory: VmHWM of this process.
@@ -47,7 +49,7 @@ import {
 } from "../runtime/engine/model/lora.ts";
 import { type CharTokenizer, charTokenizer } from "../runtime/engine/model/tokenizer.ts";
 import { type GiftOptions, objectives } from "../runtime/rl/objectives/mod.ts";
-import { type AdamW, adamW, adamWStep } from "../runtime/engine/optim.ts";
+import { type AdamW, adamW, adamWStep, deviceUpdates } from "../runtime/engine/optim.ts";
 import { Rng } from "../runtime/engine/random.ts";
 import { sampleCompletions } from "../runtime/rl/sample.ts";
 import { updateGradients } from "../runtime/rl/micro_batches.ts";
@@ -157,7 +159,7 @@ export async function setup(c: WorkerConfig): Promise<{ state: State; answer: An
  * ```
  */
 export async function train(s: State): Promise<Answer> {
-  const { promptTokens: P, groupSize: G, rows: B } = s.shapes;
+  const { promptTokens: P, groupSize: G, rows: B, newTokens: C } = s.shapes;
   const trained = s.adapters?.params ?? s.params;
   const vars = Object.values(trained);
   const names = Object.keys(trained);
@@ -187,10 +189,28 @@ export async function train(s: State): Promise<Answer> {
       rolloutReference: false,
       ...(s.microBatchRows ? { microBatchRows: s.microBatchRows } : {}),
       weighting: "rows",
+      maskValues: new Float32Array(B * C).fill(1), // s.mask's, without reading it back
     },
   );
   tf.dispose([...Object.values(metrics), ...(kl ? [kl] : [])]);
   const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+  if (s.kernels.updateOnDevice) {
+    // as the train step: the update queued with its checks, then one read of [loss, norm], which
+    // waits for the update's kernels (the queue runs in order), so the time includes them
+    const updates = deviceUpdates(s.optimizer, { updates: 1 });
+    try {
+      updates.step(trained, byName, value);
+      tf.dispose([value, ...Object.values(grads)]);
+      const packed = tf.stack(updates.pending[0]!);
+      const [loss, norm] = (await packed.data()) as Float32Array;
+      packed.dispose();
+      const [update] = updates.settle([[loss!, norm!]]);
+      const ms = performance.now() - start;
+      return { ms, loss: loss!, gradNorm: update!.gradNorm, skipped: update!.skipped };
+    } finally {
+      updates.dispose();
+    }
+  }
   const loss = (await value.data())[0]!;
   const update = Number.isFinite(loss)
     ? await adamWStep(s.kernels, s.optimizer, trained, byName)

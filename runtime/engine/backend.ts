@@ -10,8 +10,9 @@
  *   `product` (same math; docs/tfjs.md).
  * - `cpu` is tfjs's plain JavaScript backend: slow, and the reference for exactness tests; the
  *   `cpu` kernel set.
- * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the plain tfjs set and
- *   its `AddN` repaired (`chainWebgpuAddN`), constants and tables cached on the device
+ * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the `webgpu` kernel set
+ *   (`kernels/webgpu.ts`: fused WGSL programs, one dispatch where tfjs's ops take several), its
+ *   `AddN` repaired (`chainWebgpuAddN`), constants and tables cached on the device
  *   (`kernels/constants.ts`) so that a train step uploads only its batch, and each kernel's
  *   uniforms and bind group cached and its submits batched (`webgpu_dispatch.ts`), so that a
  *   dispatch costs the host a fraction of tfjs's set-up.
@@ -36,11 +37,14 @@ import type { BackendName } from "../../dsl/plan.ts";
 import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
 import { cacheDeviceConstants } from "./kernels/constants.ts";
 import { cpuKernels } from "./kernels/cpu.ts";
+import { registerWebgpuGatedScale } from "./kernels/gated_scale.ts";
+import { registerWebgpuAdamW } from "./kernels/adamw_webgpu.ts";
 import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
 import type { KernelSet } from "./kernels/types.ts";
 import { wasmKernels } from "./kernels/wasm.ts";
+import { webgpuKernels } from "./kernels/webgpu.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
 import { freeDuringBackprop } from "./tape.ts";
 import { tf } from "./tf.ts";
@@ -286,6 +290,8 @@ export async function useBackend(
     ? wasmKernels(tf.backend(), blas)
     : name === "cpu"
     ? cpuKernels(blas)
+    : name === "webgpu"
+    ? webgpuKernels()
     : tfjsKernels();
   registerMatMulGradient(kernels);
   freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
@@ -299,6 +305,8 @@ export async function useBackend(
     } else {
       uninstallWebgpuDispatch();
     }
+    registerWebgpuGatedScale(); // the optimiser's gated clipping, one dispatch (gated_scale.ts)
+    registerWebgpuAdamW(); // the optimiser's update, 3 dispatches a parameter (adamw_webgpu.ts)
   }
   registerDeviceGradients(); // every backend: tfjs's gradients without CPU-made constants
   cacheDeviceConstants(name === "webgpu"); // constants and tables stay on the device (constants.ts)

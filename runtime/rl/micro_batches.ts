@@ -174,6 +174,12 @@ export interface UpdateGradientsOptions {
   microBatchRows?: number;
   /** How micro-batches' losses are weighted (`microBatchWeighting()`). @default "rows" */
   weighting?: MicroBatchWeighting;
+  /**
+   * The batch's `mask` as the host holds it ([B, C] row-major), for the micro-batches' shares:
+   * given, the mask is not read back from the device (a read costs milliseconds on webgpu).
+   * @default read from `batch.mask`
+   */
+  maskValues?: ArrayLike<number>;
 }
 
 /** What `updateGradients()` returns; the caller disposes every tensor. */
@@ -286,7 +292,7 @@ export async function updateGradients(
     );
     return { value, grads, metrics: kept.metrics, kl: kept.kl ?? null };
   }
-  const mask = await batch.mask.data(); // [B, C]
+  const mask = options.maskValues ?? await batch.mask.data(); // [B, C]
   const shares = microBatchShares(ranges, mask, options.weighting ?? "rows");
   const tokenShares = microBatchShares(ranges, mask, "tokens");
   let value: tf.Scalar | null = null;

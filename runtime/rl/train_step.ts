@@ -20,7 +20,7 @@ import { type LoraAdapters, mergeLora } from "../engine/model/lora.ts";
 import type { Objective } from "./objectives/types.ts";
 import { advantages, klK3 } from "./objectives/axes.ts";
 import { microBatchWeighting, updateGradients } from "./micro_batches.ts";
-import { type AdamW, adamWStep } from "../engine/optim.ts";
+import { type AdamW, adamWStep, deviceUpdates } from "../engine/optim.ts";
 import type { Rng } from "../engine/random.ts";
 import type { Scores, SourceScorer } from "./rewards/mod.ts";
 import { sampleGroups } from "./groups.ts";
@@ -365,7 +365,11 @@ export async function trainStep(
       }
       return parts.length === 1 ? parts[0]! : tf.concat(parts, 0); // [b, C]
     });
-  const miniBatches = [];
+  const miniBatches: (ReturnType<typeof miniBatchTensors> & {
+    old: tf.Tensor2D | null;
+    ref: tf.Tensor2D | null;
+    start: number;
+  })[] = [];
   for (let start = 0; start < B; start += miniBatchRows) {
     const mb = miniBatchTensors(batch, mask, rewards, start, miniBatchRows);
     const old = passes.old ? logProbsOf(params, mb, true) : null; // [b, C]
@@ -373,11 +377,28 @@ export async function trainStep(
     miniBatches.push({ ...mb, old, ref, start });
   }
 
-  // KL to the policy RL started from, when tracked: reuses the reference pass when they coincide
+  // KL to the policy RL started from, when tracked: reuses the reference pass when they coincide.
+  // Its k3 values [b, C] per mini-batch are read here, or on the device path (kernels that keep
+  // the update's checks on the device) with the step's one read, at its end
+  const onDevice = kernels.updateOnDevice;
+  const initialK3: tf.Tensor[] = [];
   let klInitial: number | undefined;
-  if (run.initial) {
+  /** klInitial from each mini-batch's k3 values, masked by the sampled mask (the same sum). */
+  const klInitialOf = (values: readonly Float32Array[]) => {
     let sum = 0;
     let tokens = 0;
+    miniBatches.forEach((mb, i) => {
+      const k3 = values[i]!;
+      for (let j = 0; j < k3.length; j++) {
+        if (batch.mask[mb.start * C + j] === 0) continue;
+        sum += k3[j]!;
+        tokens++;
+      }
+    });
+    return tokens === 0 ? 0 : sum / tokens;
+  };
+  if (run.initial) {
+    const read: Float32Array[] = [];
     for (const mb of miniBatches) {
       const initial = run.initial === run.reference && mb.ref
         ? mb.ref
@@ -396,15 +417,14 @@ export async function trainStep(
       const sampledLogp = batch.logp.slice(mb.start * C, (mb.start + rows) * C); // [b, C] log π
       const k3 = tf.tidy(() => klK3(tf.tensor2d(sampledLogp, [rows, C]), initial)); // [b, C]
       if (initial !== mb.ref) initial.dispose();
-      const values = (await k3.data()) as Float32Array; // [b, C]
-      k3.dispose();
-      for (let j = 0; j < values.length; j++) {
-        if (batch.mask[mb.start * C + j] === 0) continue;
-        sum += values[j]!;
-        tokens++;
+      if (onDevice) {
+        initialK3.push(k3);
+        continue;
       }
+      read.push((await k3.data()) as Float32Array); // [b, C]
+      k3.dispose();
     }
-    klInitial = tokens === 0 ? 0 : sum / tokens;
+    if (!onDevice) klInitial = klInitialOf(read);
   }
 
   // 4) advantages: the objective standardises rewards itself; the log records the equal groups
@@ -426,68 +446,144 @@ export async function trainStep(
   let lr = 0;
   const diagnostics: Record<string, number[]> = {};
   const kls: number[] = [];
+  /**
+   * The host's accounting of one update: a non-finite loss or gradient is not applied, and too
+   * many in a row stop the run.
+   */
+  const account = (
+    loss: number,
+    update: { gradNorm: number; gradNormClipped: number; lr: number; skipped: boolean },
+    kept: Record<string, number>,
+    kl: number | null,
+  ) => {
+    losses.push(loss);
+    norms.push(update.gradNorm);
+    clippedNorms.push(update.gradNormClipped);
+    if (Number.isFinite(loss)) lr = update.lr; // a non-finite loss took no step: lr as it was
+    if (update.skipped) {
+      skippedUpdates++;
+      run.faults.total++;
+      run.faults.inRow++;
+      if (run.faults.inRow >= plan.optimizer.maxSkippedUpdates) {
+        const what = Number.isFinite(loss)
+          ? `gradient (norm ${update.gradNorm})`
+          : `loss (${loss})`;
+        throw new NonFiniteUpdateError(step, run.faults.inRow, what);
+      }
+    } else {
+      run.faults.inRow = 0;
+    }
+    for (const [k, m] of Object.entries(kept)) (diagnostics[k] ??= []).push(m);
+    if (kl !== null) kls.push(kl);
+  };
+  const gradientsOf = (mb: (typeof miniBatches)[number]) =>
+    updateGradients(
+      {
+        kernels,
+        params,
+        ...withAdapters,
+        config,
+        promptLength: promptTokens,
+        temperature,
+        ...(options.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
+      },
+      run.objective,
+      mb,
+      {
+        objectiveOptions: run.objectiveOptions,
+        groupSize: G,
+        rolloutReference,
+        ...(microBatches ?? {}),
+        maskValues: mask.subarray(mb.start * C, (mb.start + mb.padding.length) * C),
+      },
+    );
+  // the logged groups' advantages, on the device path from the mini-batches' rewards (no upload)
+  const logRows = options.logSamples === false ? 0 : plan.schedule.sampleGroups * G;
+  let advantage: Float32Array | null = null;
+  let advantageTensor: tf.Tensor | null = null;
   try {
-    for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
-      for (const mb of miniBatches) {
-        const { value, grads, metrics: kept, kl } = await updateGradients(
-          {
-            kernels,
-            params,
-            ...withAdapters,
-            config,
-            promptLength: promptTokens,
-            temperature,
-            ...(options.gradientCheckpointing ? { gradientCheckpointing: true } : {}),
-          },
-          run.objective,
-          mb,
-          {
-            objectiveOptions: run.objectiveOptions,
-            groupSize: G,
-            rolloutReference,
-            ...(microBatches ?? {}),
-          },
-        );
-        const measured = kl ? { kl } : {};
-        try {
-          const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-          const loss = (await value.data())[0]!;
-          // A non-finite loss or gradient is not applied; too many in a row stop the run.
-          const update = Number.isFinite(loss)
-            ? await adamWStep(kernels, run.optimizer, trained, byName)
-            : { gradNorm: NaN, gradNormClipped: NaN, lr, skipped: true };
-          losses.push(loss);
-          norms.push(update.gradNorm);
-          clippedNorms.push(update.gradNormClipped);
-          lr = update.lr;
-          if (update.skipped) {
-            skippedUpdates++;
-            run.faults.total++;
-            run.faults.inRow++;
-            if (run.faults.inRow >= plan.optimizer.maxSkippedUpdates) {
-              const what = Number.isFinite(loss)
-                ? `gradient (norm ${update.gradNorm})`
-                : `loss (${loss})`;
-              throw new NonFiniteUpdateError(step, run.faults.inRow, what);
+    if (onDevice) {
+      const updates = deviceUpdates(run.optimizer, {
+        updates: plan.schedule.epochs * miniBatches.length,
+        faults: { inRow: run.faults.inRow, maxInRow: plan.optimizer.maxSkippedUpdates },
+      });
+      const queued: { metrics: Record<string, tf.Scalar>; kl: tf.Scalar | null }[] = [];
+      try {
+        for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
+          for (const mb of miniBatches) {
+            const { value, grads, metrics: kept, kl } = await gradientsOf(mb);
+            queued.push({ metrics: kept, kl });
+            try {
+              const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+              updates.step(trained, byName, value);
+            } finally {
+              tf.dispose([value, ...Object.values(grads)]);
             }
-          } else {
-            run.faults.inRow = 0;
           }
-          for (const [k, m] of Object.entries(kept)) {
-            (diagnostics[k] ??= []).push((await m.data())[0]!);
+        }
+        const axis = plan.objective.axes.advantage;
+        if (logRows > 0 && axis) {
+          advantageTensor = tf.tidy(() => {
+            const all = tf.concat(miniBatches.map((mb) => mb.rewards)); // [B]
+            return advantages(tf.slice(all, 0, logRows), G, axis); // [rows]
+          });
+        }
+        // the step's one read: every update's loss and norm, diagnostics and KL, the k3 values of
+        // klInitial and the logged advantages
+        const parts = [
+          ...updates.pending.flat(),
+          ...queued.flatMap((q) => [...Object.values(q.metrics), ...(q.kl ? [q.kl] : [])]),
+          ...initialK3,
+          ...(advantageTensor ? [advantageTensor] : []),
+        ];
+        const packed = tf.tidy(() => tf.concat(parts.map((t) => tf.reshape(t, [-1]))));
+        const values = (await packed.data()) as Float32Array;
+        packed.dispose();
+        let at = 0;
+        const take = (n: number) => values.subarray(at, at += n);
+        const pairs = updates.pending.map(() => [...take(2)] as [number, number]);
+        const results = updates.settle(pairs);
+        const read = queued.map((q) => ({
+          metrics: Object.fromEntries(Object.keys(q.metrics).map((k) => [k, take(1)[0]!])),
+          kl: q.kl ? take(1)[0]! : null,
+        }));
+        if (run.initial) klInitial = klInitialOf(initialK3.map((t) => take(t.size)));
+        if (advantageTensor) advantage = take(advantageTensor.size).slice();
+        // settle() stops at an update that reaches the limit: account() throws there
+        results.forEach((update, i) =>
+          account(pairs[i]![0], update, read[i]!.metrics, read[i]!.kl)
+        );
+      } finally {
+        updates.dispose();
+        for (const q of queued) tf.dispose([...Object.values(q.metrics), ...(q.kl ? [q.kl] : [])]);
+      }
+    } else {
+      for (let epoch = 0; epoch < plan.schedule.epochs; epoch++) {
+        for (const mb of miniBatches) {
+          const { value, grads, metrics: kept, kl } = await gradientsOf(mb);
+          const measured = kl ? { kl } : {};
+          try {
+            const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+            const loss = (await value.data())[0]!;
+            const update = Number.isFinite(loss)
+              ? await adamWStep(kernels, run.optimizer, trained, byName)
+              : { gradNorm: NaN, gradNormClipped: NaN, lr, skipped: true };
+            const read: Record<string, number> = {};
+            for (const [k, m] of Object.entries(kept)) read[k] = (await m.data())[0]!;
+            account(loss, update, read, measured.kl ? (await measured.kl.data())[0]! : null);
+          } finally {
+            tf.dispose([
+              value,
+              ...Object.values(grads),
+              ...Object.values(kept),
+              ...Object.values(measured),
+            ]);
           }
-          if (measured.kl) kls.push((await measured.kl.data())[0]!);
-        } finally {
-          tf.dispose([
-            value,
-            ...Object.values(grads),
-            ...Object.values(kept),
-            ...Object.values(measured),
-          ]);
         }
       }
     }
   } finally {
+    tf.dispose([...initialK3, ...(advantageTensor ? [advantageTensor] : [])]);
     for (const mb of miniBatches) {
       tf.dispose([mb.ids, mb.mask, mb.rewards, mb.old, mb.ref].filter((t) => t !== null));
     }
@@ -527,11 +623,14 @@ export async function trainStep(
   };
   const logged = options.logSamples === false
     ? []
-    : await sampleGroupsOf(run, step, samples, scores, batch, rewards);
+    : await sampleGroupsOf(run, step, samples, scores, batch, rewards, advantage);
   return { metrics, samples: logged, rewardErrors: scores.errors };
 }
 
-/** The first `plan.schedule.sampleGroups` groups of a step, with rewards and advantages. */
+/**
+ * The first `plan.schedule.sampleGroups` groups of a step, with rewards and advantages (`computed`
+ * when the step read them already).
+ */
 async function sampleGroupsOf(
   run: Run,
   step: number,
@@ -539,12 +638,13 @@ async function sampleGroupsOf(
   scores: { total: Float32Array; bySource: Record<string, Float32Array> },
   batch: Completions,
   rewards: Float32Array,
+  computed: Float32Array | null,
 ): Promise<SampleGroup[]> {
   const G = run.plan.shapes.groupSize;
   const rows = run.plan.schedule.sampleGroups * G;
   const axis = run.plan.objective.axes.advantage;
-  let advantage: Float32Array | null = null;
-  if (axis) {
+  let advantage = computed;
+  if (axis && !advantage) {
     const values = tf.tidy(() => advantages(tf.tensor1d(rewards.slice(0, rows)), G, axis)); // [rows]
     advantage = (await values.data()) as Float32Array;
     values.dispose();

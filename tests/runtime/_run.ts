@@ -21,7 +21,7 @@ export const LENGTH_REWARD: SourceScorer = {
 };
 
 /**
- * The tiny recipe with `changes` as a run on cpu, from its seed: REINFORCE
+ * The tiny recipe with `changes` as a run on cpu (or `changes.backend`), from its seed: REINFORCE
  * (`recipes/objectives/reinforce.ts`) its objective unless `objective` is given, every group
  * logged, no reference, rewarded by `sources` (the completion's length).
  */
@@ -30,7 +30,6 @@ export async function tinyRun(
   objective: Run["objective"] = reinforce as Run["objective"],
   sources: SourceScorer[] = [LENGTH_REWARD],
 ): Promise<Run> {
-  const { kernels } = await useBackend("cpu");
   const plan = tinyPlan({
     backend: "cpu",
     reference: "none",
@@ -43,6 +42,7 @@ export async function tinyRun(
     log: { sampleGroups: 4 },
     ...changes,
   });
+  const { kernels } = await useBackend(plan.backend.name);
   const seed = new Rng(plan.seed);
   const config = modelConfig(plan.model);
   const params = initParams(config, seed.fork("init"));

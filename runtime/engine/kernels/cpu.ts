@@ -43,6 +43,7 @@ export function cpuKernels(blas: Blas | null): KernelSet {
   const kernels: KernelSet = {
     name: "cpu",
     blas: blas !== null,
+    updateOnDevice: false,
     layout: "[in, out]",
     linear,
     unembed: blas ? blasUnembed : unembed,

@@ -168,7 +168,8 @@ export function adamWOps(
 
 /**
  * A `Decoder` through `forward()` on `kernels`, holding its KV cache as tensors until `dispose`.
- * It runs every row (the shapes stay fixed); `active` is only a hint.
+ * It runs every row (the shapes stay fixed); `active` is only a hint. `next` reads the logits
+ * back; `nextOnDevice` leaves them on the device for a draw there.
  */
 export function tfjsDecoder(
   kernels: KernelSet,
@@ -181,35 +182,40 @@ export function tfjsDecoder(
   const disposeCache = () => {
     for (const { k, v } of cache ?? []) tf.dispose([k, v]);
   };
+  const nextOnDevice = (ids: tf.Tensor2D, time: number): tf.Tensor2D =>
+    tf.tidy(() => {
+      const { logits, cache: next } = forward(kernels, params, config, ids, {
+        ...(cache ? { cache } : {}),
+        logitsFrom: time - 1,
+        padding,
+      });
+      disposeCache();
+      cache = next;
+      for (const { k, v } of next) {
+        tf.keep(k);
+        tf.keep(v);
+      }
+      return tf.reshape(logits, [rows, config.vocab]);
+    });
   return {
     async next(ids, time) {
-      const logits = tf.tidy(() => {
-        const input = tf.tensor2d(ids, [rows, time], "int32");
-        const { logits, cache: next } = forward(kernels, params, config, input, {
-          ...(cache ? { cache } : {}),
-          logitsFrom: time - 1,
-          padding,
-        });
-        disposeCache();
-        cache = next;
-        for (const { k, v } of next) {
-          tf.keep(k);
-          tf.keep(v);
-        }
-        return tf.reshape(logits, [rows, config.vocab]);
-      });
+      const input = tf.tensor2d(ids, [rows, time], "int32");
+      const logits = nextOnDevice(input, time);
+      input.dispose();
       try {
         return (await logits.data()) as Float32Array;
       } finally {
         logits.dispose();
       }
     },
+    nextOnDevice,
     dispose: disposeCache,
   };
 }
 
 /**
- * The plain tfjs kernel set (for `webgpu` and `tensorflow`, and the reference of the others).
+ * The plain tfjs kernel set (for `webgpu` and `tensorflow`, and the reference of the others);
+ * `updateOnDevice` as `KernelSet.updateOnDevice` (webgpu's is true).
  *
  * @example
  * ```ts
@@ -217,11 +223,12 @@ export function tfjsDecoder(
  * const y = tf.tidy(() => kernels.rmsNorm(x, w, 1e-5)); // [N, d]
  * ```
  */
-export function tfjsKernels(): KernelSet {
+export function tfjsKernels(options: { updateOnDevice?: boolean } = {}): KernelSet {
   const kernels: KernelSet = {
     name: "tfjs",
     blas: false,
     layout: "[in, out]",
+    updateOnDevice: options.updateOnDevice ?? false,
     linear,
     unembed,
     product: transposedFirst,

@@ -4,12 +4,15 @@
  * once when the backend is set up (`useBackend()` in `backend.ts`) and passed to each of them. The
  * model is written in these operations and never asks which backend it runs on.
  *
- * - `tfjsKernels()` (`tfjs.ts`): plain tfjs ops, for `webgpu` and `tensorflow`, and the reference
- *   every other set is tested against (tests/runtime/engine/kernels/_conformance.ts);
+ * - `tfjsKernels()` (`tfjs.ts`): plain tfjs ops, for `tensorflow`, and the reference every other
+ *   set is tested against (tests/runtime/engine/kernels/_conformance.ts);
  * - `cpuKernels()` (`cpu.ts`): loops over the cpu backend's arrays, and OpenBLAS where it runs
  *   the backend's matrix products;
  * - `wasmKernels()` (`wasm.ts`): SIMD loops on the wasm backend's memory (`simd.wat`), the
- *   embedding as a one-hot product, and OpenBLAS where it runs the products.
+ *   embedding as a one-hot product, and OpenBLAS where it runs the products;
+ * - `webgpuKernels()` (`webgpu.ts`): WGSL programs run by tfjs's webgpu backend (`webgpu_program.ts`),
+ *   one dispatch per operation each way where tfjs's ops take several, and products with their
+ *   transpose flags.
  *
  * Every operation takes and returns tfjs tensors of the current backend and is differentiable
  * through `tf.grad` and `tf.variableGrads` (except `adamW` and `decoder`, which are not part of a
@@ -64,6 +67,14 @@ export interface Decoder {
     time: number,
     active?: readonly number[],
   ): Float32Array | Promise<Float32Array>;
+  /**
+   * {@linkcode Decoder.next} on the device: `ids` is an int32 tensor [B, time] and the logits
+   * [B, vocab] come back as a float32 tensor (the caller's to dispose), nothing read back to
+   * JavaScript, so the sampler can draw there too (`rl/sample_device.ts`). Every row runs. Only
+   * decoders whose tensors live where the draw runs have it (the tfjs one); calls to `next` and
+   * `nextOnDevice` continue the same cache and may be mixed.
+   */
+  nextOnDevice?(ids: tf.Tensor2D, time: number): tf.Tensor2D;
   /** Frees the decoder's cache; it must not run again. */
   dispose(): void;
 }
@@ -79,12 +90,19 @@ export interface Decoder {
  * ```
  */
 export interface KernelSet {
-  /** Which implementation this is: `"tfjs"` (plain tfjs ops), `"cpu"` or `"wasm"`. */
-  readonly name: "tfjs" | "cpu" | "wasm";
+  /** Which implementation this is: `"tfjs"` (plain tfjs ops), `"cpu"`, `"wasm"` or `"webgpu"`. */
+  readonly name: "tfjs" | "cpu" | "wasm" | "webgpu";
   /** Whether OpenBLAS runs this set's products (its attention, rotation and decoder use it). */
   readonly blas: boolean;
   /** How this set stores linear weights; `"[in, out]"` for every set today. */
   readonly layout: LinearLayout;
+  /**
+   * Whether the optimiser's checks stay on the device: true where reading a value back costs
+   * milliseconds (webgpu), and a train step then reads once, at its end (`DeviceUpdates` in
+   * `optim.ts`); false where tensors live in host memory (cpu, wasm), which read each update's
+   * loss and gradient norm as they come (`adamWStep`).
+   */
+  readonly updateOnDevice: boolean;
   /** x [N, in] · W (stored in `layout`) → [N, out]. */
   linear(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D;
   /**

@@ -132,6 +132,7 @@ export function wasmKernels(backend: unknown, blas: Blas | null): KernelSet {
   const kernels: KernelSet = {
     name: "wasm",
     blas: blas !== null,
+    updateOnDevice: false,
     layout: "[in, out]",
     linear,
     unembed: blas ? blasUnembed : unembed,

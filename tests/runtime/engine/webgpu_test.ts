@@ -5,11 +5,21 @@
  * training steps on webgpu equal the cpu backend's (tfjs's plain JavaScript kernels, the
  * reference). The model's forward pass and gradients are compared in model/transformer_test.ts.
  *
+ * Webgpu draws tokens on the device from its own stream (rl/sample_device.ts), so its seeded
+ * completions repeat run to run but are not cpu's: the comparisons with cpu take the host path
+ * there (a decoder without `nextOnDevice`, or `GIFTWRAP_DEVICE_DRAWS=0`), and greedy decoding,
+ * which draws nothing, is compared on the device path.
+ *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { type BackendName, tf, useBackend } from "../../../runtime/engine/backend.ts";
+import {
+  type BackendName,
+  type KernelSet,
+  tf,
+  useBackend,
+} from "../../../runtime/engine/backend.ts";
 import { execute } from "../../../runtime/run/execute.ts";
 import { initParams, modelConfig } from "../../../runtime/engine/model/transformer.ts";
 import { charTokenizer } from "../../../runtime/engine/model/tokenizer.ts";
@@ -158,43 +168,68 @@ Deno.test({
   },
 });
 
-Deno.test({
-  ...needsWebgpu("webgpu: KV-cache sampling draws cpu's tokens with cpu's log-probs"),
-  async fn() {
-    const config = modelConfig(tinyPlan().model);
-    const tokenizer = charTokenizer("0123456789+=");
-    const prompts = ["1+2=", "3+4=", "9+9="].flatMap((p) =>
-      Array.from({ length: 4 }, () => [1, ...tokenizer.encode(p)])
-    );
-    const on = async (backend: BackendName) => {
-      const { kernels } = await useBackend(backend);
-      const params = initParams(config, new Rng(3));
-      const out = await sampleCompletions(kernels, params, config, tokenizer, prompts, {
-        temperature: 1,
-        topK: 0,
-        topP: 1,
-        maxNewTokens: 3,
-      }, new Rng(4));
-      tf.dispose(Object.values(params));
-      return out;
-    };
-    const cpu = await on("cpu");
-    const gpu = await on("webgpu");
-    assert.deepEqual(gpu.ids, cpu.ids);
-    assertNear(cpu.logp, gpu.logp, "token log-probs");
-    assertNear(cpu.entropy, gpu.entropy, "entropies");
-  },
-});
+/** `kernels` whose decoder has no `nextOnDevice`: the sampler draws on the host, as on cpu. */
+function hostDraws(kernels: KernelSet): KernelSet {
+  return {
+    ...kernels,
+    decoder: async (...args) => {
+      const decoder = await kernels.decoder(...args);
+      return { next: decoder.next.bind(decoder), dispose: decoder.dispose.bind(decoder) };
+    },
+  };
+}
+
+for (const [draws, temperature] of [["host", 1], ["device", 0]] as const) {
+  Deno.test({
+    ...needsWebgpu(
+      `webgpu: KV-cache sampling at temperature ${temperature}, drawn on the ${draws}, draws cpu's tokens with cpu's log-probs`,
+    ),
+    async fn() {
+      const config = modelConfig(tinyPlan().model);
+      const tokenizer = charTokenizer("0123456789+=");
+      const prompts = ["1+2=", "3+4=", "9+9="].flatMap((p) =>
+        Array.from({ length: 4 }, () => [1, ...tokenizer.encode(p)])
+      );
+      const on = async (backend: BackendName) => {
+        const { kernels } = await useBackend(backend);
+        const params = initParams(config, new Rng(3));
+        const out = await sampleCompletions(
+          backend === "webgpu" && draws === "host" ? hostDraws(kernels) : kernels,
+          params,
+          config,
+          tokenizer,
+          prompts,
+          { temperature, topK: 0, topP: 1, maxNewTokens: 3 },
+          new Rng(4),
+        );
+        tf.dispose(Object.values(params));
+        return out;
+      };
+      const cpu = await on("cpu");
+      const gpu = await on("webgpu");
+      assert.deepEqual(gpu.ids, cpu.ids);
+      assertNear(cpu.logp, gpu.logp, "token log-probs");
+      assertNear(cpu.entropy, gpu.entropy, "entropies");
+    },
+  });
+}
 
 Deno.test({
   ...needsWebgpu(
     "webgpu: two steps of the tiny recipe (warm start, sampling, GIFT, AdamW) match cpu",
   ),
   async fn() {
-    const run = (backend: BackendName) =>
-      withTempDir((runsDir) =>
-        execute(tinyPlan({ backend, steps: 2 }), { runsDir, log: () => {}, report: false })
-      );
+    const run = async (backend: BackendName) => {
+      // on webgpu, draws on the host from cpu's stream (rl/sample_device.ts)
+      if (backend === "webgpu") Deno.env.set("GIFTWRAP_DEVICE_DRAWS", "0");
+      try {
+        return await withTempDir((runsDir) =>
+          execute(tinyPlan({ backend, steps: 2 }), { runsDir, log: () => {}, report: false })
+        );
+      } finally {
+        Deno.env.delete("GIFTWRAP_DEVICE_DRAWS");
+      }
+    };
     const cpu = await run("cpu");
     const gpu = await run("webgpu");
     assert.equal(gpu.metrics.length, 2);
@@ -206,5 +241,28 @@ Deno.test({
         1e-4, // twenty warm-start updates and two RL steps compound float32 differences
       );
     }
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "webgpu: two steps of the tiny recipe, tokens drawn on the device, repeat run to run",
+  ),
+  async fn() {
+    const run = () =>
+      withTempDir((runsDir) =>
+        execute(tinyPlan({ backend: "webgpu", steps: 2 }), {
+          runsDir,
+          log: () => {},
+          report: false,
+        })
+      );
+    const first = await run();
+    const second = await run();
+    assert.equal(first.metrics.length, 2);
+    const values = (
+      m: (typeof first.metrics)[number],
+    ) => [m.loss, m.rewardMean, m.kl, m.gradNorm, m.entropy, m.completionLength, m.truncated];
+    assert.deepEqual(second.metrics.map(values), first.metrics.map(values));
   },
 });

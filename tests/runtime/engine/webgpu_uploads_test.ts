@@ -2,8 +2,9 @@
  * What a train step uploads on webgpu, an optional group (see `_webgpu.ts`): with the device
  * caches (runtime/engine/kernels/constants.ts) and the gradients without CPU-made constants
  * (kernels/gradients.ts), one GIFT step, the optimiser's update included, uploads its batch and
- * AdamW's four values of the step (clip, c₁, c₂, lr), nothing else; and it computes the same bits
- * as with the caches off.
+ * AdamW's four values of the step (clip, c₁, c₂, lr) with `adamWStep`, its batch only on the device
+ * path a train step takes on webgpu (`DeviceUpdates`, optim.ts); and it computes the same bits as
+ * with the caches off.
  *
  * Uploads are counted at the webgpu backend's `uploadToGPU`, where a tensor whose values are on
  * the CPU gets its GPU buffer (tfjs-backend-webgpu 4.22).
@@ -18,7 +19,7 @@ import {
   deviceConstantCount,
 } from "../../../runtime/engine/kernels/constants.ts";
 import { initParams, modelConfig } from "../../../runtime/engine/model/transformer.ts";
-import { adamW, adamWStep } from "../../../runtime/engine/optim.ts";
+import { adamW, adamWStep, deviceUpdates, disposeAdamW } from "../../../runtime/engine/optim.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { updateGradients } from "../../../runtime/rl/micro_batches.ts";
 import { objectives } from "../../../runtime/rl/objectives/mod.ts";
@@ -53,8 +54,11 @@ function recordUploads(): { uploads: Upload[]; stop(): void } {
   return { uploads, stop: () => void (backend.uploadToGPU = original) };
 }
 
-/** Two layers, a batch of 4 prompts × 4 completions; `steps` GIFT updates, each on a new batch. */
-async function train(steps: number, caches: boolean) {
+/**
+ * Two layers, a batch of 4 prompts × 4 completions; `steps` GIFT updates, each on a new batch,
+ * with `adamWStep` or on the device path (`onDevice`).
+ */
+async function train(steps: number, caches: boolean, onDevice = false) {
   const { kernels } = await useBackend("webgpu");
   cacheDeviceConstants(caches);
   const plan = tinyPlan({ policy: { kind: "tinyGpt", layers: 2, dModel: 32, heads: 2 } });
@@ -92,7 +96,16 @@ async function train(steps: number, caches: boolean) {
     const names = Object.keys(params);
     const vars = Object.values(params);
     const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-    const { gradNorm } = await adamWStep(kernels, optimizer, params, byName);
+    let gradNorm: number;
+    if (onDevice) {
+      const updates = deviceUpdates(optimizer, { updates: 1 });
+      updates.step(params, byName, value);
+      gradNorm = (await updates.pending[0]![1].data())[0]!;
+      updates.settle([[loss, gradNorm]]);
+      updates.dispose();
+    } else {
+      gradNorm = (await adamWStep(kernels, optimizer, params, byName)).gradNorm;
+    }
     stop();
     tf.dispose([value, ids, rewards, mask, ref, ...Object.values(grads)]);
     tf.dispose([...Object.values(metrics), ...(kl ? [kl] : [])]);
@@ -101,11 +114,8 @@ async function train(steps: number, caches: boolean) {
   }
   const weights = (await Promise.all(Object.values(params).map((p) => p.data())))
     .flatMap((d) => [...d]);
-  tf.dispose([
-    ...Object.values(params),
-    ...Object.values(optimizer.m),
-    ...Object.values(optimizer.v),
-  ]);
+  tf.dispose(Object.values(params));
+  disposeAdamW(optimizer); // its moments, and its tables on the device path
   cacheDeviceConstants(true);
   return { record, live, weights };
 }
@@ -118,21 +128,28 @@ Deno.test({
     // uploaded instead of the batch itself. Off, every upload is one of the batch's tensors.
     await useBackend("webgpu"); // registers the flag
     tf.env().set("WEBGPU_CPU_FORWARD", false);
-    const { record, live } = await train(3, true).finally(() =>
-      tf.env().set("WEBGPU_CPU_FORWARD", true)
-    );
-    for (const [s, { uploads, batch }] of record.entries()) {
-      if (s === 0) continue; // the first step fills the caches and uploads the parameters
-      const own = uploads.filter((u) => batch.includes(u.dataId)).map((u) => u.dataId);
-      assert.deepEqual(own, [...new Set(own)], `step ${s}: a batch tensor uploaded twice`);
-      assert.equal(own.length, 4, `step ${s}: the batch's 4 tensors uploaded`);
-      assert.deepEqual(
-        uploads.filter((u) => !batch.includes(u.dataId)).map((u) => u.size),
-        [1, 1, 1, 1],
-        `step ${s}: besides the batch, the scalars clip, c₁, c₂ and lr, once each`,
+    for (const onDevice of [false, true]) {
+      const { record, live } = await train(3, true, onDevice).finally(() =>
+        tf.env().set("WEBGPU_CPU_FORWARD", true)
       );
+      for (const [s, { uploads, batch }] of record.entries()) {
+        if (s === 0) continue; // the first step fills the caches and uploads the parameters
+        const own = uploads.filter((u) => batch.includes(u.dataId)).map((u) => u.dataId);
+        assert.deepEqual(own, [...new Set(own)], `step ${s}: a batch tensor uploaded twice`);
+        assert.equal(own.length, 4, `step ${s}: the batch's 4 tensors uploaded`);
+        assert.deepEqual(
+          uploads.filter((u) => !batch.includes(u.dataId)).map((u) => u.size),
+          onDevice ? [] : [1, 1, 1, 1],
+          onDevice
+            ? `step ${s}: on the device path, the batch only`
+            : `step ${s}: besides the batch, the scalars clip, c₁, c₂ and lr, once each`,
+        );
+      }
+      // on the device path, AdamW's tables (4 tensors) live with the optimiser from step 0
+      assert.equal(live[2], live[1], "no tensor left behind by a step (the caches aside)");
+      tf.env().set("WEBGPU_CPU_FORWARD", false);
     }
-    assert.equal(live[2], live[1], "no tensor left behind by a step (the caches aside)");
+    tf.env().set("WEBGPU_CPU_FORWARD", true);
   },
 });
 

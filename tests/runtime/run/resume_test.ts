@@ -11,12 +11,13 @@ import { readRunCheckpoint } from "../../../runtime/run/checkpoint.ts";
 import { assertNoStack, giftwrap, lines, RUN_PERMISSIONS, withTempDir } from "../../_helpers.ts";
 import { TINY } from "../_tiny.ts";
 import { requires } from "../../_requires.ts";
+import { needsWebgpu } from "../_webgpu.ts";
 
 const CLI = decodeURIComponent(new URL("../../../cli.ts", import.meta.url).pathname);
 const FIXTURES = new URL("../fixtures/", import.meta.url);
 
 /** The tiny recipe for 12 steps, checkpointing every 2 (keeping 2), on `backend`. */
-function resumable(backend: "cpu" | "wasm", changes: Record<string, unknown> = {}) {
+function resumable(backend: "cpu" | "wasm" | "webgpu", changes: Record<string, unknown> = {}) {
   return {
     ...TINY,
     policy: tinyGpt({
@@ -211,6 +212,49 @@ Deno.test("execute() stopped by Ctrl-C writes a checkpoint, exits 130 and resume
     assert.equal(resumed.code, 0, resumed.stderr);
     await assertSameRun(stopped.dir, runDirOf(full.stdout));
   });
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "execute() on webgpu stopped by Ctrl-C and resumed writes the uninterrupted run, bit for bit",
+  ),
+  async fn() {
+    // webgpu reads once per train step and keeps AdamW's schedule and step counter on the device
+    // (optim.ts, DeviceUpdates): a resumed run rebuilds them from the checkpoint's t. Small: a
+    // short warm start and 5 steps, a few seconds each on lavapipe.
+    await withTempDir(async (tmp) => {
+      const recipe = await writeRecipe(
+        tmp,
+        "resumable",
+        resumable("webgpu", {
+          policy: tinyGpt({
+            layers: 1,
+            dModel: 32,
+            heads: 2,
+            warmStart: { sftSteps: 4, batchSize: 16, lr: 0.01 },
+          }),
+          steps: 5,
+          eval: { every: 5 },
+          log: { samplesEvery: 1 },
+        }),
+      );
+      const runsDir = `${tmp}/runs`;
+      const full = await giftwrap(["run", recipe, "--runs-dir", runsDir]);
+      assert.equal(full.code, 0, full.stderr);
+      const stopped = await stopAt(["run", recipe, "--runs-dir", runsDir], 2, 0, "SIGINT");
+      assert.equal(stopped.code, 130, stopped.stderr);
+      const info = await runInfo(stopped.dir);
+      assert.equal(info.status, "interrupted");
+      assert.ok(
+        info.checkpoint!.step >= 2 && info.checkpoint!.step < 5,
+        `${info.checkpoint!.step}`,
+      );
+      const resumed = await giftwrap(["run", recipe, "--resume", stopped.dir]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assertNoStack(resumed.stderr);
+      await assertSameRun(stopped.dir, runDirOf(full.stdout));
+    });
+  },
 });
 
 Deno.test("execute() records its provenance in run.json", async () => {
