@@ -12,8 +12,10 @@
  *   `cpu` kernel set.
  * - `webgpu` is Deno's native WebGPU (a GPU, or lavapipe on a CPU), with the `webgpu` kernel set
  *   (`kernels/webgpu.ts`: fused WGSL programs, one dispatch where tfjs's ops take several), its
- *   `AddN` repaired (`chainWebgpuAddN`), and constants and tables cached on the device
- *   (`kernels/constants.ts`) so that a train step uploads only its batch.
+ *   `AddN` repaired (`chainWebgpuAddN`), constants and tables cached on the device
+ *   (`kernels/constants.ts`) so that a train step uploads only its batch, and each kernel's
+ *   uniforms and bind group cached and its submits batched (`webgpu_dispatch.ts`), so that a
+ *   dispatch costs the host a fraction of tfjs's set-up.
  * - `tensorflow` is `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`, imported only when
  *   asked for, with the plain tfjs set. Their install step downloads libtensorflow, which fails
  *   without network access to Google's storage, so its absence is an ordinary, clearly reported
@@ -44,6 +46,7 @@ import { webgpuKernels } from "./kernels/webgpu.ts";
 import { nativeTensorflow, nodeModules } from "./native.ts";
 import { freeDuringBackprop } from "./tape.ts";
 import { tf } from "./tf.ts";
+import { installWebgpuDispatch, uninstallWebgpuDispatch } from "./webgpu_dispatch.ts";
 
 export { tf };
 export type { BackendName, KernelSet };
@@ -133,12 +136,23 @@ export interface UseBackendOptions {
    * @default ["libopenblas.so.0", "libopenblas.so", "libopenblas.0.dylib", "libopenblas.dylib"]
    */
   blasLibraries?: readonly string[];
+  /**
+   * On `webgpu`, cache each kernel's uniforms and bind group and batch its submits
+   * (`runtime/engine/webgpu_dispatch.ts`); the same bits either way. The environment variable
+   * `GIFTWRAP_WEBGPU_DISPATCH=0` turns it off too. @default true
+   */
+  webgpuDispatch?: boolean;
 }
 
-/** Whether GIFTWRAP_BLAS=0 asks for no BLAS (read without prompting for the permission). */
+/** Whether the environment variable `name` is "0" (read without prompting for the permission). */
+function turnedOff(name: string): boolean {
+  const env = Deno.permissions.querySync({ name: "env", variable: name });
+  return env.state === "granted" && Deno.env.get(name) === "0";
+}
+
+/** Whether GIFTWRAP_BLAS=0 asks for no BLAS. */
 function blasTurnedOff(): boolean {
-  const env = Deno.permissions.querySync({ name: "env", variable: "GIFTWRAP_BLAS" });
-  return env.state === "granted" && Deno.env.get("GIFTWRAP_BLAS") === "0";
+  return turnedOff("GIFTWRAP_BLAS");
 }
 
 async function setupWasm(): Promise<string> {
@@ -231,7 +245,8 @@ async function setupTensorflow(): Promise<string> {
  * Makes `name` the active tfjs backend, loading it first when needed, and chooses its kernel set.
  * Every patch of tfjs the runtime makes is installed here: the `BatchMatMul` kernel through
  * OpenBLAS (wasm, cpu), the `BatchMatMul` gradient through the kernel set's products, the backward
- * pass that frees as it goes, wasm's sharing `Identity` and `Cast`, and webgpu's `AddN`.
+ * pass that frees as it goes, wasm's sharing `Identity` and `Cast`, and webgpu's `AddN` and
+ * dispatch caches.
  *
  * @throws {BackendUnavailableError} when the backend cannot run here (one line, for the user).
  * @example
@@ -279,7 +294,16 @@ export async function useBackend(
   registerMatMulGradient(kernels);
   freeDuringBackprop(); // every backend: the backward pass frees as it goes (tape.ts)
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
-  if (name === "webgpu") chainWebgpuAddN();
+  if (name === "webgpu") {
+    chainWebgpuAddN();
+    const dispatch = options.webgpuDispatch ?? !turnedOff("GIFTWRAP_WEBGPU_DISPATCH");
+    if (dispatch) {
+      const done = installWebgpuDispatch(tf.backend());
+      if (!done.installed) description += ` · dispatch: tfjs's own (${done.reason})`;
+    } else {
+      uninstallWebgpuDispatch();
+    }
+  }
   registerDeviceGradients(); // every backend: tfjs's gradients without CPU-made constants
   cacheDeviceConstants(name === "webgpu"); // constants and tables stay on the device (constants.ts)
   if (note) description += ` · ${note}`;

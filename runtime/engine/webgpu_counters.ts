@@ -15,7 +15,8 @@
  * - `computePasses`: `GPUCommandEncoder.beginComputePass`; tfjs ends a pass before a copy (an
  *   upload through a staging buffer, a read) and at each submit.
  * - `submits`: `GPUQueue.submit`: tfjs submits every `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` (15)
- *   dispatches and before each read.
+ *   dispatches and before each read (with `webgpu_dispatch.ts`, every 256 dispatches or once
+ *   32 MiB of freed tensors are held, and before each read).
  * - `uploads`, `uploadBytes`, `scalarUploads`: tensor data written from the CPU. tfjs 4.22 uploads a
  *   tensor's values when a kernel first reads it (`uploadToGPU`): into a new buffer created
  *   `mappedAtCreation`, or, when its buffer pool hands back a used one, into a staging buffer created
@@ -25,13 +26,15 @@
  *   uniform buffer; its bytes are the mapped (or written) range; a scalar upload is one of at most
  *   4 bytes (a `tf.scalar`, a constant the code made on the CPU).
  * - `uniformWrites`, `uniformBytes`: `GPUQueue.writeBuffer` into a `UNIFORM` buffer: tfjs writes
- *   each kernel's shapes and constants so, one per dispatch.
+ *   each kernel's shapes and constants so, one per dispatch (with `webgpu_dispatch.ts`, only
+ *   uniforms not already in its cache).
  * - `reads`, `readBytes`: `GPUBuffer.mapAsync(GPUMapMode.READ)`: tfjs reads a tensor back
  *   (`data()`, `dataSync()` of a GPU tensor, `array()`) by copying it to a staging buffer, submitting
  *   and mapping that; `workDoneWaits`: `GPUQueue.onSubmittedWorkDone` (tfjs 4.22 calls none).
  * - `copies`: `GPUCommandEncoder.copyBufferToBuffer` (staging uploads and reads, tensor copies).
  * - `bindGroups`, `pipelines`, `buffers` (`bufferBytes`): `GPUDevice.createBindGroup` (one per
- *   dispatch), `createComputePipeline` and `createComputePipelineAsync` (one per kernel shape tfjs
+ *   dispatch in tfjs; with `webgpu_dispatch.ts`, one per bind group not already in its cache),
+ *   `createComputePipeline` and `createComputePipelineAsync` (one per kernel shape tfjs
  *   has not compiled yet: a warm step creates none), `createBuffer` (what tfjs's pool could not
  *   hand back, staging buffers included).
  *
@@ -62,7 +65,7 @@ export interface WebgpuCounts {
   scalarUploads: number;
   /** Bytes of `uploads`. */
   uploadBytes: number;
-  /** `writeBuffer` into a uniform buffer (tfjs: one per dispatch). */
+  /** `writeBuffer` into a uniform buffer (tfjs: one per dispatch; cached: new uniforms only). */
   uniformWrites: number;
   /** Bytes of `uniformWrites`. */
   uniformBytes: number;

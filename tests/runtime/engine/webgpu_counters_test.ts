@@ -46,7 +46,8 @@ async function addTwo(): Promise<Float32Array> {
 Deno.test({
   ...needsWebgpu("countWebgpu() counts x + y read back: 2 uploads, 1 dispatch, 1 submit, 1 read"),
   async fn() {
-    await useBackend("webgpu");
+    // tfjs's own dispatch first: a uniform buffer written and a bind group made for the add
+    await useBackend("webgpu", { webgpuDispatch: false });
     await addTwo(); // compiles the add kernel and fills tfjs's buffer pool
     const { result, counts } = await countWebgpu(addTwo);
     assert.equal(result[10], Math.fround(Math.fround(10 / 7) + Math.fround(Math.sqrt(10))));
@@ -72,6 +73,19 @@ Deno.test({
     assert.ok(counts.submitMs >= 0 && counts.submitMs + counts.waitMs <= counts.wallMs);
     const host = counts.wallMs - counts.submitMs - counts.waitMs;
     assert.ok(Math.abs(counts.hostUsPerDispatch! - host * 1000) < 1e-6);
+    // with the dispatch caches (webgpu_dispatch.ts), once warm: the uniforms and the bind group
+    // of the first call are found again
+    await useBackend("webgpu");
+    await addTwo();
+    await addTwo();
+    const cached = await countWebgpu(addTwo);
+    assert.deepEqual(cached.result, result);
+    assert.deepEqual(calls(cached.counts), {
+      ...calls(counts),
+      uniformWrites: 0,
+      uniformBytes: 0,
+      bindGroups: 0,
+    });
   },
 });
 
@@ -181,35 +195,41 @@ Deno.test({
  * (Deno 2.9.6, tfjs 4.22): upper bounds, so that a change that adds uploads, reads, dispatches or
  * submits fails. Lower them when a change removes some. Constants, tables and gradients stay on
  * the device (kernels/constants.ts, kernels/gradients.ts), the webgpu kernel set runs fused WGSL
- * programs (kernels/webgpu.ts), and AdamW runs on the device path (optim.ts, `DeviceUpdates`;
+ * programs (kernels/webgpu.ts), AdamW runs on the device path (optim.ts, `DeviceUpdates`;
  * kernels/adamw_webgpu.ts, one dispatch a parameter writing p, m and v in place, its bind group
  * kept while the buffers it binds are the same; the gradient norm in ⌈n / 7⌉ + 1 dispatches,
  * kernels/norm_webgpu.ts; the update's checks and values in one dispatch and the schedule's row
  * in another), GIFT's group statistics, constants, in one dispatch each
- * (rl/objectives/group_webgpu.ts) and the KL diagnostic in one (rl/kl_webgpu.ts): 211
- * dispatches, 16 passes, 15 submits, 203 bind groups (388, 27, 26 and 388 with AdamW in 3
- * dispatches a parameter, the norm in 3 ops a gradient, the checks in 11, the statistics in
- * tfjs's ops and the KL in 9). The uploads left are the
- * batch's own (its
- * input ids and targets), AdamW's learning rate and bias corrections coming from a table uploaded
- * once per 1,024 updates and its clipping scale computed on the device; the one read is the
- * step's loss and gradient norm, after the update.
+ * (rl/objectives/group_webgpu.ts), the KL diagnostic in one (rl/kl_webgpu.ts), and uniforms,
+ * bind groups and submits are cached and batched (webgpu_dispatch.ts). The uploads left are the
+ * batch's own (its input ids and targets): AdamW's learning rate and bias corrections come from a
+ * table uploaded once per 1,024 updates and its clipping scale is computed on the device. The one
+ * read is the step's loss and gradient norm, after the update.
  *
- * Before this work the step dispatched 825 kernels in 271 passes and 57 submits, uploaded 240
- * times (223 scalars) and read 3 times.
+ * Before this work the step dispatched 825 kernels in 271 passes and 57 submits, made a bind group
+ * and wrote a uniform buffer for each, uploaded 240 times (223 scalars) and read 3 times.
  */
 const TRAIN_STEP_AT_MOST = {
   dispatches: 211,
-  computePasses: 16,
-  submits: 15,
+  computePasses: 4,
+  submits: 3,
   uploads: 2,
   scalarUploads: 0,
   uploadBytes: 448,
   reads: 1,
-  bindGroups: 203,
+  bindGroups: 0,
+  uniformWrites: 0,
   pipelines: 0,
   buffers: 2,
 };
+
+/**
+ * Warm-up steps allowed before a front-door step repeats itself. The bind groups found again
+ * depend on which pool buffers each tensor gets, which settles over the first steps (12 on
+ * lavapipe in a fresh process, more after other tests left the pool fuller; webgpu_dispatch.ts)
+ * as the parameters and the optimiser's moments find their buffers.
+ */
+const WARM_UP_AT_MOST = 30;
 
 Deno.test({
   ...needsWebgpu(
@@ -218,8 +238,16 @@ Deno.test({
   async fn() {
     const { state } = await setup(frontDoorGroup());
     try {
-      // 1) two warm-up steps: the first compiles its kernels, the second fills the buffer pool
-      for (let i = 0; i < 2; i++) await train(state);
+      // 1) warm-up: the first step compiles its kernels, the next fill the buffer pool and the
+      // dispatch caches, until three steps in a row create no bind group and write no uniform
+      // (the first steps of a new model may repeat buffers an earlier model's steps had, and
+      // find their bind groups, before going their own way: at least 4 steps)
+      let [warm, settled] = [0, 0];
+      for (; warm < WARM_UP_AT_MOST && (warm < 4 || settled < 3); warm++) {
+        const { counts } = await countWebgpu(() => train(state));
+        settled = counts.bindGroups === 0 && counts.uniformWrites === 0 ? settled + 1 : 0;
+      }
+      assert.equal(settled, 3, `still creating bind groups after ${warm} steps`);
       // 2) two counted steps: the same calls each time
       const first = (await countWebgpu(() => train(state))).counts;
       const second = (await countWebgpu(() => train(state))).counts;
@@ -230,11 +258,6 @@ Deno.test({
         assert.ok(value <= most, `${field}: ${value} > ${most}, the count of 2026-12-04`);
       }
       assert.ok(first.dispatches > 0 && first.hostUsPerDispatch! > 0);
-      // tfjs writes one uniform buffer and creates one bind group per dispatch of its own; AdamW's
-      // in-place update (one dispatch a parameter) writes none and reuses its bind groups
-      const parameters = Object.keys(state.params).length;
-      assert.equal(first.uniformWrites, first.dispatches - parameters);
-      assert.ok(first.bindGroups >= first.uniformWrites && first.bindGroups <= first.dispatches);
     } finally {
       disposeState(state);
     }
