@@ -199,9 +199,10 @@ Deno.test({
  * kernels/adamw_webgpu.ts, one dispatch a parameter writing p, m and v in place, its bind group
  * kept while the buffers it binds are the same; the gradient norm in ⌈n / 7⌉ + 1 dispatches,
  * kernels/norm_webgpu.ts; the update's checks and values in one dispatch and the schedule's row
- * in another), GIFT's group statistics, constants, in one dispatch each
- * (rl/objectives/group_webgpu.ts), the KL diagnostic in one (rl/kl_webgpu.ts), and uniforms,
- * bind groups and submits are cached and batched (webgpu_dispatch.ts). The uploads left are the
+ * in another), GIFT's loss and its three metrics in one dispatch each and its gradient in one
+ * (rl/objectives/gift_webgpu.ts: 31 of tfjs's kernels before), the KL diagnostic in one
+ * (rl/kl_webgpu.ts), and uniforms, bind groups and submits are cached and batched
+ * (webgpu_dispatch.ts). The uploads left are the
  * batch's own (its input ids and targets): AdamW's learning rate and bias corrections come from a
  * table uploaded once per 1,024 updates and its clipping scale is computed on the device. The one
  * read is the step's loss and gradient norm, after the update.
@@ -210,7 +211,7 @@ Deno.test({
  * and wrote a uniform buffer for each, uploaded 240 times (223 scalars) and read 3 times.
  */
 const TRAIN_STEP_AT_MOST = {
-  dispatches: 211,
+  dispatches: 185,
   computePasses: 4,
   submits: 3,
   uploads: 2,
