@@ -20,10 +20,11 @@
  *   The backward pass's products keep the plain set's transpose first: with the flags a front-door
  *   step is 29 dispatches fewer, but tfjs's matmul then leaves its vec4 path (`transposeB`), and
  *   on lavapipe the step took up to twice the wall time (its CPU time ~6% more).
+ * - the embedding is `gather` forward, its gradient one program (a sum of the rows at each id).
  *
  * Why: on webgpu the host spends ~100 µs per kernel whatever it computes (docs/tfjs.md, "WebGPU
  * host costs"), and at the sizes trained here the kernels are small: the step is dispatch-bound.
- * AdamW stays the plain ops (`adamWOps`), as does the embedding.
+ * AdamW stays the plain ops (`adamWOps`).
  *
  * Float32 throughout, sums in float32 (tree reductions over a workgroup): the results agree with
  * the plain ops to float32 rounding, not bit for bit (tests/runtime/engine/kernels/webgpu_test.ts).
@@ -947,6 +948,71 @@ export function webgpuLogSoftmaxAt(
   return f(logits) as tf.Tensor2D;
 }
 
+// Embedding ---------------------------------------------------------------------------------------
+
+/**
+ * Tables whose gradient is summed by the fused program below: `vocab · N` up to this (each of
+ * the V·d invocations reads all N ids). Larger ones keep `gather`'s gradient.
+ */
+export const EMBED_GRADIENT_MAX_WORK = 2 ** 20;
+
+/**
+ * The embedding gradient: dE[v, c] = Σ_{n : ids[n] = v} dy[n, c] ([V, d]), one invocation per
+ * entry summing the rows in their order (tfjs's `UnsortedSegmentSum` adds them atomically, in
+ * any order).
+ */
+function embeddingGradient(dy: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
+  const [rows = 0, width = 0] = dy.shape;
+  const count = vocab * width;
+  return runFused({
+    name: "embedding_gradient",
+    inputs: ["dy", "ids"],
+    outputShape: [vocab, width],
+    workgroupSize: ELEMENTWISE,
+    workgroups: workgroupsFor(count, ELEMENTWISE),
+    uniforms: { count: ["i32", count], rows: ["i32", rows], width: ["i32", width] },
+    code: `
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    let width = uniforms.width;
+    let v = index / width;
+    let c = index - v * width;
+    var s = 0.0;
+    for (var n = 0; n < uniforms.rows; n = n + 1) {
+      if (i32(ids[n]) == v) { s = s + f32(dy[n * width + c]); }
+    }
+    result[index] = s;
+  }`,
+  }, [dy, ids]) as tf.Tensor2D;
+}
+
+/**
+ * Embedding lookup on webgpu: `gather`'s one dispatch forward; backward, for tables up to
+ * {@linkcode EMBED_GRADIENT_MAX_WORK}, one program instead of tfjs's six (two identity transposes,
+ * two transposes, a fill and `UnsortedSegmentSum`). The ids carry no gradient.
+ *
+ * @example
+ * ```ts
+ * const x = tf.tidy(() => webgpuEmbed(table, ids, 15)); // [N, d]
+ * ```
+ */
+export function webgpuEmbed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): tf.Tensor2D {
+  if (vocab * ids.size > EMBED_GRADIENT_MAX_WORK || table.shape[0] !== vocab) {
+    return gatherRows(table, ids);
+  }
+  const f = tf.customGrad(
+    ((e: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([ids]);
+      return {
+        value: tf.gather(e, ids), // [N, d]
+        gradFunc: (dy: tf.Tensor, [rows]: tf.Tensor[]) =>
+          embeddingGradient(dy, rows as tf.Tensor1D, vocab),
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(table) as tf.Tensor2D;
+}
+
 // The set ---------------------------------------------------------------------------------------
 
 /**
@@ -967,7 +1033,7 @@ export function webgpuKernels(): KernelSet {
     linear,
     unembed: (x, table) => tf.matMul(x, table as tf.Tensor2D, false, true), // [N, V]
     product: transposedFirst,
-    embed: (table, ids) => gatherRows(table, ids),
+    embed: webgpuEmbed,
     rmsNorm: webgpuRmsNorm,
     ropeHeads: webgpuRopeHeads,
     attention: webgpuAttention,

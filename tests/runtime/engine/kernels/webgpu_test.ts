@@ -232,3 +232,50 @@ Deno.test({
     assert.equal(tf.memory().numTensors - deviceConstantCount(), before);
   },
 });
+
+Deno.test({
+  ...needsWebgpu(
+    "webgpuKernels().embed(): the gather's value and gradient (repeated and unused ids), the gradient one dispatch",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const rng = new Rng(11);
+    const vocab = 37;
+    const ids = tf.tensor1d(
+      Array.from({ length: 90 }, (_, n) => n % 9 === 0 ? 3 : Math.floor(rng.uniform() * 30)), // ids 30 … 36 unused
+      "int32",
+    );
+    await agree(
+      ["value", "dtable"],
+      (k, table) => k.embed(table!, ids as tf.Tensor1D, vocab),
+      [normal(6, [vocab, 70])],
+      normal(7, [90, 70]),
+    );
+    // a table past EMBED_GRADIENT_MAX_WORK keeps gather's gradient, the same values
+    const many = tf.tensor1d([0, 20_000, 5, 5, 19_999], "int32");
+    await agree(
+      ["value", "dtable"],
+      (k, table) => k.embed(table!, many as tf.Tensor1D, 20_001),
+      [normal(8, [20_001, 4])],
+      normal(9, [5, 4]),
+    );
+    const { kernels } = await useBackend("webgpu");
+    const table = normal(10, [vocab, 70]);
+    await table.data();
+    const dispatches = async (set: KernelSet) => {
+      const { result, counts } = await countWebgpu(() =>
+        Promise.resolve(
+          tf.tidy(() =>
+            tf.grad((e: tf.Tensor) => tf.sum(set.embed(e, ids as tf.Tensor1D, vocab)))(table)
+          ),
+        )
+      );
+      result.dispose();
+      return counts.dispatches;
+    };
+    await dispatches(kernels); // warm: the sum's gradient's constants made
+    // tfjs's gradient: two identity transposes, two transposes, a fill, UnsortedSegmentSum
+    assert.equal((await dispatches(tfjsKernels())) - (await dispatches(kernels)), 5);
+    tf.dispose([table, ids, many]);
+  },
+});
