@@ -20,7 +20,7 @@
  *    behaviour, and the trainer's gradient-norm clipping makes it a normal step.
  *
  * On webgpu the loss, its metrics and its gradient w.r.t. `logp` run as fused programs in 5
- * dispatches instead of these ops' 31 (`gift_webgpu.ts`), the same values to float32 rounding;
+ * dispatches instead of these ops' 31 (`gift_webgpu.ts`), the ops' bits on lavapipe;
  * there only `logp` is differentiated (the reference, rewards and mask are constants).
  *
  * Deliberately left out: no importance ratio, no clipping, no KL term, no entropy bonus. The

@@ -3,14 +3,18 @@
  * program, its gradient w.r.t. `logp` in one, instead of 31 of tfjs's kernels (each ≈ 100 µs of
  * the host's: docs/tfjs.md, "WebGPU host costs"; a front-door step: 211 → 185 dispatches).
  *
- * The forward program runs one workgroup of 64 lanes, lane l taking groups l, l + 64, …: per group
- * the rewards' mean and std and the implicit rewards' (u_i = Σ_t mask·(logp − refLogp), each summed
- * over its row as tfjs's `ReduceProgram` sums one), as `group_webgpu.ts` takes them (about the
- * group's first value), Â and ũ standardised with the same operations in the same order as
- * `standardize()`'s ops, then (Â − β_c·ũ)², u, |Â| and std_g u summed over the lanes; a uniform
- * selects which of the loss, `implicitReward`, `implicitStd` and `advantageAbs` it writes (one
- * pipeline, four dispatches). The sums over rows and groups are taken in another order than tfjs's
- * `Mean`, so those four values agree with the ops' to float32 rounding, not in their bits.
+ * Same bits as the ops on tfjs-webgpu 4.22 (on lavapipe: tests/runtime/rl/objectives/
+ * gift_webgpu_test.ts): each value replays the kernels in their order, each operation in f32. The
+ * implicit reward u_i = Σ_t mask·(logp − refLogp) is summed over its row as tfjs's `ReduceProgram`
+ * sums one (lane k of 64 adds elements k, k + 64, … to 0, then the lanes pairwise in its tree:
+ * while n > 1, lane l < ⌊n/2⌋ adds lane l + ⌈n/2⌉, n = ⌈n/2⌉); the group statistics of the
+ * rewards and of u are `group_webgpu.ts`'s (about the group's first value); Â and ũ are
+ * standardised as `standardize()`'s ops do it.
+ *
+ * The forward program runs one workgroup of 64 lanes and writes one of the loss,
+ * `implicitReward`, `implicitStd` and `advantageAbs`, as a uniform selects (one pipeline, four
+ * dispatches): each a `Mean` as tfjs's `ReduceProgram` takes it, lane k adding rows (or groups) k,
+ * k + 64, …, each row's (Â_i − β_c·ũ_i)², u_i or |Â_i| computed with its group's statistics.
  *
  * The backward program runs one workgroup a row: its first lane recomputes the row's group
  * statistics, Â_i and ũ_i, and the coefficient ∂L/∂u_i = −(dy/B · 2(Â_i − β_c·ũ_i))·β_c / (s_g + ε)
@@ -19,7 +23,8 @@
  * 0. Only `logp` is differentiated: `refLogp`, `mask` and `rewards` are constants of the program
  * (the reference, a rollout's `oldLogp` or a frozen model's, carries no gradient; the ops would
  * give it −∂L/∂logp). Each step of a chain is multiplied by a uniform 1, as `kl_webgpu.ts` does,
- * so that a shader compiler does not rewrite it.
+ * so that a shader compiler does not rewrite it (or contract it into a fused multiply-add, which
+ * a compiler other than lavapipe's may still do where the ops round twice).
  *
  * @module
  */
@@ -136,15 +141,16 @@ const COMMON = `
     return deviation / scale;
   }`;
 
-/** The forward program's WGSL: one workgroup, one of the four values. */
+/** The forward program's WGSL: one workgroup, one of the four values, as tfjs's `Mean` takes it. */
 const FORWARD = `${COMMON}
   var<workgroup> partial : array<f32, ${LANES}>;
 
-  fn treeSum(value : f32) -> f32 {
+  // tfjs's ReduceProgram over count values: each lane's sum in partial[lane], then its tree
+  fn treeSum(value : f32, count : i32) -> f32 {
     let lane = localId.x;
     partial[lane] = value;
     workgroupBarrier();
-    var size = ${LANES}u;
+    var size = u32(min(count, ${LANES}));
     loop {
       if (size <= 1u) { break; }
       let pairs = size / 2u;
@@ -160,50 +166,48 @@ const FORWARD = `${COMMON}
     return total;
   }
 
-  fn main(index : i32) {
+  // row i's (Â_i − β_c·ũ_i)², u_i and |Â_i|, its group's statistics recomputed
+  fn rowValues(i : i32) -> vec3<f32> {
     let one = uniforms.one;
     let size = uniforms.size;
-    let groups = uniforms.rows / size;
-    var squares = 0.0; // Σ (Â − β_c·ũ)²
-    var implicit = 0.0; // Σ u
-    var advantages = 0.0; // Σ |Â|
-    var stds = 0.0; // Σ_g std_g u
-    for (var g = index; g < groups; g = g + ${LANES}) {
-      let base = g * size;
-      if (size == 1) {
-        let r = f32(rewards[base]); // Â = r, ũ = u·0
-        let u = implicitReward(base);
-        let tilde = u * 0.0;
-        let difference = (r - tilde * uniforms.betaC * one) * one;
-        squares = squares + difference * one * difference;
-        implicit = implicit + u;
-        advantages = advantages + abs(r);
-        continue;
-      }
+    let r = f32(rewards[i]);
+    let u = implicitReward(i);
+    var advantage = r; // a group of one: Â = r, ũ = u·0
+    var tilde = u * 0.0;
+    if (size > 1) {
+      let base = (i / size) * size;
       let rewardMean = groupMean(0, base, size);
-      let rewardStd = groupStd(0, base, size, rewardMean);
+      advantage = standardized(r, rewardMean, groupStd(0, base, size, rewardMean));
       let uMean = groupMean(1, base, size);
-      let uStd = groupStd(1, base, size, uMean);
-      stds = stds + uStd;
-      for (var j = 0; j < size; j = j + 1) {
-        let advantage = standardized(f32(rewards[base + j]), rewardMean, rewardStd);
-        let u = implicitReward(base + j);
-        let tilde = standardized(u, uMean, uStd);
-        let difference = (advantage - tilde * uniforms.betaC * one) * one;
-        squares = squares + difference * one * difference;
-        implicit = implicit + u;
-        advantages = advantages + abs(advantage);
+      tilde = standardized(u, uMean, groupStd(1, base, size, uMean));
+    }
+    let difference = (advantage - tilde * uniforms.betaC * one) * one;
+    return vec3<f32>(difference * one * difference, u, abs(advantage));
+  }
+
+  fn main(index : i32) {
+    let which = uniforms.which;
+    let size = uniforms.size;
+    let groups = uniforms.rows / size;
+    var s = 0.0;
+    var count = uniforms.rows;
+    if (which == 2) { // the mean over groups of std_g u (0 for groups of one)
+      count = groups;
+      if (size > 1) {
+        for (var g = index; g < groups; g = g + ${LANES}) {
+          let base = g * size;
+          s = s + groupStd(1, base, size, groupMean(1, base, size));
+        }
+      }
+    } else { // a mean over rows of (Â − β_c·ũ)², u or |Â|
+      let component = select(select(2, 1, which == 1), 0, which == 0);
+      for (var i = index; i < uniforms.rows; i = i + ${LANES}) {
+        s = s + rowValues(i)[component];
       }
     }
-    let squaresTotal = treeSum(squares);
-    let implicitTotal = treeSum(implicit);
-    let stdsTotal = treeSum(stds);
-    let advantagesTotal = treeSum(advantages);
-    let totals = vec4<f32>(squaresTotal, implicitTotal, stdsTotal, advantagesTotal);
+    let total = treeSum(s, count);
     if (index == 0) {
-      let rows = f32(uniforms.rows);
-      let counts = vec4<f32>(rows, rows, f32(groups), rows);
-      result[0] = totals[uniforms.which] / counts[uniforms.which];
+      result[0] = total / f32(count);
     }
   }`;
 
