@@ -154,6 +154,11 @@ interface Info {
 
 interface BufferManager {
   freeBuffers: Map<string, GPUBuffer[]>;
+  usedBuffers: Map<string, GPUBuffer[]>;
+  numUsedBuffers: number;
+  numBytesUsed: number;
+  numFreeBuffers: number;
+  numBytesAllocated: number;
   acquireBuffer(
     size: number,
     usage: number,
@@ -198,14 +203,18 @@ interface Backend {
 
 /** The names the patch sets on the backend and its buffer manager (their own properties). */
 const BACKEND_METHODS = ["makeUniforms", "recordAndSubmit", "runWebGPUProgram"] as const;
-const MANAGER_METHODS = ["releaseBuffer", "dispose"] as const;
+const MANAGER_METHODS = ["acquireBuffer", "releaseBuffer", "dispose"] as const;
 
-/** A pool buffer's number (`keepOrdered`), its size, its free list's key and whether it binds. */
+/**
+ * A pool buffer's number (`keepOrdered`), its size, its free list's key, whether it binds, and
+ * where it is in its list of used buffers (`releaseBuffer`; -1 when not known).
+ */
 interface Facts {
   serial: number;
   size: number;
   key: string;
   bindable: boolean;
+  usedAt: number;
 }
 
 /** A level of the bind group cache: the buffer bound next, or the bind group once all are. */
@@ -480,6 +489,41 @@ function keepOrdered(p: Patch, list: GPUBuffer[] | undefined, buffer: GPUBuffer)
   list[i] = buffer;
 }
 
+/**
+ * tfjs-backend-webgpu 4.22's `BufferManager.releaseBuffer` with the buffer's place in its list
+ * of used buffers known (`Facts.usedAt`, kept by `acquireBuffer` and here) instead of searched
+ * for (`indexOf` over every used buffer of its size), and its size and key read once instead of
+ * through Deno's getters: the same swap with the last and pop, so the lists end as tfjs leaves
+ * them, the same counts, the same free list or `destroy`.
+ */
+function releaseFromPool(
+  p: Patch,
+  manager: BufferManager,
+  buffer: GPUBuffer,
+  known: Facts,
+  reuse: boolean,
+): void {
+  if (manager.freeBuffers.size === 0) return; // tfjs's: disposed
+  const used = manager.usedBuffers.get(known.key)!;
+  let index = known.usedAt;
+  if (used[index] !== buffer) index = used.indexOf(buffer); // not acquired through the patch
+  if (index < 0) throw new Error("Cannot find the buffer in buffer manager");
+  const last = used[used.length - 1]!;
+  used[index] = last;
+  used.pop();
+  if (last !== buffer) facts(p, last).usedAt = index;
+  known.usedAt = -1;
+  manager.numUsedBuffers--;
+  manager.numBytesUsed -= known.size;
+  if (reuse) {
+    manager.freeBuffers.get(known.key)!.push(buffer);
+    manager.numFreeBuffers++;
+  } else {
+    buffer.destroy();
+    manager.numBytesAllocated -= known.size;
+  }
+}
+
 /** A buffer's number, given on first sight. */
 function facts(p: Patch, buffer: GPUBuffer): Facts {
   let found = p.facts.get(buffer);
@@ -490,6 +534,7 @@ function facts(p: Patch, buffer: GPUBuffer): Facts {
       size,
       key: `${size}_${usage}`,
       bindable: (usage & BINDABLE) !== 0,
+      usedAt: -1,
     };
     p.facts.set(buffer, found);
   }
@@ -520,6 +565,8 @@ function pendingPastBound(p: Patch): boolean {
 }
 
 const NAN = [NaN];
+/** The buffers a dispatch binds, in binding order (reused: `recordAndSubmit` is not reentrant). */
+const bound: GPUBuffer[] = [];
 const INFINITY = [Infinity];
 
 /**
@@ -562,10 +609,11 @@ function recordAndSubmit(
   if (defined) { for (const d of defined) writer.values(d.type, d.data); }
   const uniform = cachedUniforms(p, writer.end());
   // 2) the bind group: cached over the tensors' own pool buffers, tfjs's way otherwise
-  const buffers: GPUBuffer[] = [];
+  const buffers = bound;
+  buffers.length = 0;
   let cacheable = true;
-  for (const info of [output, ...inputs]) {
-    const data = b.tensorMap.get(info.dataId);
+  for (let i = -1; i < inputs.length; i++) {
+    const data = b.tensorMap.get((i < 0 ? output : inputs[i]!).dataId);
     const resource = data?.resource;
     if (!(resource instanceof GPUBuffer) || data!.external) {
       cacheable = false;
@@ -604,6 +652,14 @@ function recordAndSubmit(
   }
 }
 
+/** `${values}` of an array (its elements joined by commas), or "" without one. */
+function joined(values: readonly (number | string)[] | undefined): string {
+  if (values === undefined || values.length === 0) return "";
+  let text = "" + values[0];
+  for (let i = 1; i < values.length; i++) text += "," + values[i];
+  return text;
+}
+
 /**
  * tfjs-backend-webgpu 4.22's `runWebGPUProgram` (backend_webgpu.js) with its `makeShaderKey`
  * remembered: that key names the pipeline from the kernel's own key, its workgroup size, input
@@ -637,12 +693,14 @@ function runWebGPUProgram(
   const [x, y, z] = program.dispatch;
   if (x > limit || y > limit || z > limit) return tfjs(output); // tfjs reshapes the dispatch
   b.uploadToGPU(output.dataId);
-  let memo = `${program.shaderKey}|${program.workgroupSize ?? ""}|${program.variableNames}|` +
-    `${y === 1 && z === 1}|${output.dtype}:${output.shape}`;
+  // joined by hand: an array's own `${}` (its join) took a tenth of this function's time
+  let memo = program.shaderKey + "|" + joined(program.workgroupSize) + "|" +
+    joined(program.variableNames) + "|" + (y === 1 && z === 1) + "|" + output.dtype + ":" +
+    joined(output.shape);
   for (const input of inputs) {
     if (input.dtype === "complex64") return tfjs(output); // tfjs throws its error
     b.uploadToGPU(input.dataId);
-    memo += `;${b.tensorMap.get(input.dataId)!.dtype}:${input.shape}`;
+    memo += ";" + b.tensorMap.get(input.dataId)!.dtype + ":" + joined(input.shape);
   }
   const key = p.shaderKeys.get(memo);
   const pipeline = key === undefined ? undefined : b.pipelineCache[key];
@@ -694,7 +752,7 @@ export function installWebgpuDispatch(
   const original = b.recordAndSubmit;
   const run = b.runWebGPUProgram;
   const manager = b.bufferManager;
-  const releaseBuffer = manager.releaseBuffer;
+  const acquireBuffer = manager.acquireBuffer;
   const dispose = manager.dispose;
   const p: Patch = {
     backend: b,
@@ -731,6 +789,18 @@ export function installWebgpuDispatch(
     (program: Program, inputs: Info[], dtype: string, defined?: Uniform[], output?: Info) =>
       runWebGPUProgram(p, run, program, inputs, dtype, defined, output),
   );
+  own(manager, "acquireBuffer", function (
+    this: BufferManager,
+    size: number,
+    usage: number,
+    mappedAtCreation = false,
+    reuse = true,
+  ) {
+    const buffer = acquireBuffer.call(this, size, usage, mappedAtCreation, reuse);
+    const known = facts(p, buffer);
+    known.usedAt = this.usedBuffers.get(known.key)!.length - 1; // tfjs pushed it last
+    return buffer;
+  });
   own(manager, "releaseBuffer", function (this: BufferManager, buffer: GPUBuffer, reuse = true) {
     const known = facts(p, buffer);
     // a destroyed buffer must leave no bind group behind (tfjs destroys staging buffers only)
@@ -738,7 +808,7 @@ export function installWebgpuDispatch(
       if (known.bindable) dropBindGroups(p);
       p.facts.delete(buffer);
     }
-    releaseBuffer.call(this, buffer, reuse);
+    releaseFromPool(p, this, buffer, known, reuse);
     if (reuse) keepOrdered(p, this.freeBuffers.get(known.key), buffer);
   });
   own(manager, "dispose", function (this: BufferManager) {
@@ -747,9 +817,12 @@ export function installWebgpuDispatch(
     p.uniforms.clear();
     return dispose.call(this);
   });
-  // the free lists in order from the start (`keepOrdered` keeps them so)
+  // the free lists in order from the start (`keepOrdered` keeps them so), the used ones indexed
   for (const list of manager.freeBuffers.values()) {
     list.sort((x, y) => facts(p, y).serial - facts(p, x).serial);
+  }
+  for (const list of manager.usedBuffers.values()) {
+    list.forEach((buffer, i) => facts(p, buffer).usedAt = i);
   }
   patch = p;
   return { installed: true };
