@@ -413,3 +413,35 @@ Deno.test({
     assert.throws(() => manager.releaseBuffer(all[0]!), /Cannot find the buffer/);
   },
 });
+
+Deno.test({
+  ...needsWebgpu(
+    "installWebgpuDispatch(): two uniform blocks of one hash each get their own buffer",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const backend = tf.backend() as unknown as {
+      makeUniforms(uniforms: { type: string; data: number[] }[]): { buffer: GPUBuffer };
+    };
+    // the cache's hash (webgpu_dispatch.ts, `UniformWriter.hash`): FNV-1a over 32-bit words; a
+    // block of one int32 vec2 [a, b] is 2 words, and [a2, b2] with b2 chosen below hashes alike
+    const P = 0x01000193;
+    const first = (a: number) => Math.imul((0x811c9dc5 ^ 2) ^ a, P);
+    const hash = (a: number, b: number) => Math.imul(first(a) ^ b, P);
+    const [a, b, a2] = [12345, 678, 91011];
+    const b2 = first(a) ^ first(a2) ^ b;
+    assert.equal(hash(a2, b2), hash(a, b));
+    const block = (x: number, y: number) => [{ type: "int32", data: [x, y] }];
+    const before = webgpuDispatchStats();
+    const one = backend.makeUniforms(block(a, b)).buffer;
+    const other = backend.makeUniforms(block(a2, b2)).buffer;
+    assert.notEqual(other, one); // not the first block's buffer, whose bytes differ
+    const again = backend.makeUniforms(block(a2, b2)).buffer;
+    assert.equal(again, other); // found: it took the hash's place
+    const back = backend.makeUniforms(block(a, b)).buffer;
+    assert.notEqual(back, other);
+    const after = webgpuDispatchStats();
+    assert.equal(after.uniformMisses - before.uniformMisses, 3);
+    assert.equal(after.uniformHits - before.uniformHits, 1);
+  },
+});
