@@ -227,6 +227,12 @@ interface Node {
 /** Usages a bind group can bind a buffer with. */
 const BINDABLE = 0x0080 | 0x0040; // GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM
 
+/** A pipeline key in the cache: what it was made from (`KeyWords`) and the key. */
+interface KnownKey {
+  words: Int32Array;
+  key: string;
+}
+
 /** A uniform block in the cache: its words (to tell blocks of one hash apart) and its buffer. */
 interface CachedUniform {
   words: Int32Array;
@@ -240,8 +246,10 @@ interface Patch {
   /** Uniform blocks by their hash (`UniformWriter.hash`), least recently used first. */
   uniforms: Map<number, CachedUniform>;
   layouts: WeakMap<GPUComputePipeline, GPUBindGroupLayout>;
-  /** What `makeShaderKey` returned, by everything it reads (`shaderKeyMemo`). */
-  shaderKeys: Map<string, string>;
+  /** What `makeShaderKey` returned, by a hash of everything it reads (`KeyWords`). */
+  shaderKeys: Map<number, KnownKey>;
+  /** The numbers of the strings in `shaderKeys`' words, forgotten with them. */
+  keyNames: Map<string, number>;
   bindGroups: WeakMap<GPUComputePipeline, Node>;
   /** The pending lists last counted (tfjs replaces them at each submit), how far, their bytes. */
   pending: { tensors: object[]; staging: GPUBuffer[]; tensorsSeen: number; stagingSeen: number };
@@ -679,19 +687,76 @@ function recordAndSubmit(
   }
 }
 
-/** `${values}` of an array (its elements joined by commas), or "" without one. */
-function joined(values: readonly (number | string)[] | undefined): string {
-  if (values === undefined || values.length === 0) return "";
-  let text = "" + values[0];
-  for (let i = 1; i < values.length; i++) text += "," + values[i];
-  return text;
+/**
+ * What a kernel's pipeline key is made of (`runWebGPUProgram`), written as 32-bit words into one
+ * reused scratch array: numbers as they are, lists after their length, strings by their number in
+ * `names` (given on first sight). It was one string joined from them per kernel, whose building
+ * and hashing took ~3 µs of a train step's dispatch; a hash of the words finds the key, and the
+ * words themselves tell two of one hash apart.
+ */
+class KeyWords {
+  words = new Int32Array(256);
+  length = 0;
+  names = new Map<string, number>();
+
+  /** Starts the words of a key, strings numbered by `names`. */
+  begin(names: Map<string, number>): void {
+    this.length = 0;
+    this.names = names;
+  }
+
+  number(value: number): void {
+    if (this.length === this.words.length) {
+      const grown = new Int32Array(this.words.length * 2);
+      grown.set(this.words);
+      this.words = grown;
+    }
+    this.words[this.length++] = value;
+  }
+
+  name(text: string): void {
+    let id = this.names.get(text);
+    if (id === undefined) {
+      id = this.names.size;
+      this.names.set(text, id);
+    }
+    this.number(id);
+  }
+
+  /** A list of numbers (a shape, a workgroup size) after its length; -1 for none. */
+  numbers(values: readonly number[] | undefined): void {
+    if (values === undefined) return this.number(-1);
+    this.number(values.length);
+    for (let i = 0; i < values.length; i++) this.number(values[i]!);
+  }
+
+  /** A list of strings after its length. */
+  strings(values: readonly string[]): void {
+    this.number(values.length);
+    for (let i = 0; i < values.length; i++) this.name(values[i]!);
+  }
+
+  /** FNV-1a over the words. */
+  hash(): number {
+    let h = 0x811c9dc5 ^ this.length;
+    for (let i = 0; i < this.length; i++) h = Math.imul(h ^ this.words[i]!, 0x01000193);
+    return h;
+  }
+
+  same(words: Int32Array): boolean {
+    if (words.length !== this.length) return false;
+    for (let i = 0; i < this.length; i++) if (words[i] !== this.words[i]) return false;
+    return true;
+  }
 }
+
+const keyWords = new KeyWords();
 
 /**
  * tfjs-backend-webgpu 4.22's `runWebGPUProgram` (backend_webgpu.js) with its `makeShaderKey`
  * remembered: that key names the pipeline from the kernel's own key, its workgroup size, input
  * names, whether its dispatch is flat, and its inputs' and output's ranks, dtypes, broadcast axes
- * and shape equalities, all functions of what `memo` below is made of (the shapes themselves in
+ * and shape equalities, all functions of what `memo` below is made of (`KeyWords`) (the shapes themselves in
  * place of what is derived from them), and building it (broadcast axes, joins) was a tenth of the
  * host's time per kernel. On a key not seen yet, on a pipeline not compiled yet, and on whatever
  * tfjs does differently (a pixel kernel, a dispatch over the device's limits, parallel
@@ -720,21 +785,35 @@ function runWebGPUProgram(
   const [x, y, z] = program.dispatch;
   if (x > limit || y > limit || z > limit) return tfjs(output); // tfjs reshapes the dispatch
   b.uploadToGPU(output.dataId);
-  // joined by hand: an array's own `${}` (its join) took a tenth of this function's time
-  let memo = program.shaderKey + "|" + joined(program.workgroupSize) + "|" +
-    joined(program.variableNames) + "|" + (y === 1 && z === 1) + "|" + output.dtype + ":" +
-    joined(output.shape);
+  if (p.shaderKeys.size >= p.options.maxShaderKeys) {
+    // full: forget them all, and the strings' numbers with them
+    p.shaderKeys.clear();
+    p.keyNames.clear();
+  }
+  const memo = keyWords;
+  memo.begin(p.keyNames);
+  memo.name(program.shaderKey);
+  memo.numbers(program.workgroupSize);
+  memo.strings(program.variableNames);
+  memo.number(y === 1 && z === 1 ? 1 : 0);
+  memo.name(output.dtype);
+  memo.numbers(output.shape);
   for (const input of inputs) {
     if (input.dtype === "complex64") return tfjs(output); // tfjs throws its error
-    b.uploadToGPU(input.dataId);
-    memo += ";" + b.tensorMap.get(input.dataId)!.dtype + ":" + joined(input.shape);
+    const data = b.tensorMap.get(input.dataId)!;
+    // tfjs uploads what has no resource yet (undefined or null) and returns at once otherwise
+    if ((data.resource ?? null) === null) b.uploadToGPU(input.dataId);
+    memo.name(data.dtype);
+    memo.numbers(input.shape);
   }
-  const key = p.shaderKeys.get(memo);
+  const hash = memo.hash();
+  const known = p.shaderKeys.get(hash);
+  const key = known !== undefined && memo.same(known.words) ? known.key : undefined;
   const pipeline = key === undefined ? undefined : b.pipelineCache[key];
   if (key === undefined || pipeline === undefined) {
+    const words = memo.words.slice(0, memo.length); // before tfjs's code could run a kernel
     const result = tfjs(output); // makes the key (into program.shaderKey) and the pipeline
-    if (p.shaderKeys.size >= p.options.maxShaderKeys) p.shaderKeys.clear();
-    p.shaderKeys.set(memo, program.shaderKey);
+    p.shaderKeys.set(hash, { words, key: program.shaderKey }); // one of a hash: the latest
     return result;
   }
   p.stats.shaderKeyHits++;
@@ -787,6 +866,7 @@ export function installWebgpuDispatch(
     uniforms: new Map(),
     layouts: new WeakMap(),
     shaderKeys: new Map(),
+    keyNames: new Map(),
     bindGroups: new WeakMap(),
     pending: { tensors: [], staging: [], tensorsSeen: 0, stagingSeen: 0 },
     pendingBytes: 0,
