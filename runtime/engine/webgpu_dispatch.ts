@@ -33,10 +33,14 @@
  *   step frees its tensors in another order than it made them. With this order a step's buffers
  *   follow from the free buffers at its start, which settle within the first steps of a run
  *   (about 10 for the front-door model on lavapipe, as its parameters and the optimiser's moments
- *   find their buffers); until then some bind groups are still made.
+ *   find their buffers); until then some bind groups are still made. A buffer released goes back
+ *   from its known place in the pool's list of used buffers (`releaseFromPool`), where tfjs
+ *   searched that list (`indexOf`) on every release; the list ends the same.
  * - the bind group layout of each pipeline is asked for once, and the pipeline's key
  *   (`makeShaderKey`: string building and broadcast axes, per kernel) is remembered by what it is
- *   made of (`runWebGPUProgram` below).
+ *   made of (`runWebGPUProgram` below), found by a hash of that as numbers (`KeyWords`), as the
+ *   uniforms are found by a hash of their words: building strings to look them up by cost more
+ *   than the lookups themselves.
  * - fewer submits: every {@linkcode WebgpuDispatchOptions.submitDispatches} dispatches instead of
  *   15, or sooner once the memory held for the submit reaches
  *   {@linkcode WebgpuDispatchOptions.submitPendingBytes}: tfjs keeps a tensor freed while a
@@ -49,10 +53,14 @@
  *   real device, which runs a batch only once it is submitted. tfjs's
  *   `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` no longer applies while the patch is on.
  *
- * A warm front-door train step (826 dispatches, webgpu_counters_test.ts) makes 0 bind groups and
- * 0 uniform writes instead of 826 each, in 5 submits and 10 passes instead of 58 and 61; the host
- * time per dispatch went from about 100 µs to about 34 µs of main-thread CPU on lavapipe. What is
- * left is mostly tfjs-core's engine, the kernels' own JavaScript and Deno's command recording.
+ * A warm front-door train step (then 826 dispatches, webgpu_counters_test.ts) made 0 bind groups
+ * and 0 uniform writes instead of 826 each, in 5 submits and 10 passes instead of 58 and 61; the
+ * host time per dispatch went from about 100 µs to about 34 µs of main-thread CPU on lavapipe. On
+ * today's 388-dispatch step, the hashed keys and the pool's known places took it from about 39 to
+ * 34 µs (medians of 28 steps each, back to back, on a loaded 2-core machine; about 30 when it is
+ * quiet). What is left is mostly tfjs-core's engine, the kernels' own JavaScript, Deno's command
+ * recording (`finish`, a tenth) and V8's tiering: in a short run these functions stay on its
+ * middle tier (Maglev).
  *
  * Everything else is tfjs's own code path: the patched `runWebGPUProgram` and `recordAndSubmit`
  * are 4.22's with lookups in place of creations, and hand back to tfjs's originals whenever they
