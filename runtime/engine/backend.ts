@@ -37,8 +37,6 @@ import type { BackendName } from "../../dsl/plan.ts";
 import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
 import { cacheDeviceConstants } from "./kernels/constants.ts";
 import { cpuKernels } from "./kernels/cpu.ts";
-import { registerWebgpuGatedScale } from "./kernels/gated_scale.ts";
-import { registerWebgpuAdamW } from "./kernels/adamw_webgpu.ts";
 import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
@@ -305,8 +303,6 @@ export async function useBackend(
     } else {
       uninstallWebgpuDispatch();
     }
-    registerWebgpuGatedScale(); // the optimiser's gated clipping, one dispatch (gated_scale.ts)
-    registerWebgpuAdamW(); // the optimiser's update, 3 dispatches a parameter (adamw_webgpu.ts)
   }
   registerDeviceGradients(); // every backend: tfjs's gradients without CPU-made constants
   cacheDeviceConstants(name === "webgpu"); // constants and tables stay on the device (constants.ts)

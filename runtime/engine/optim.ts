@@ -14,7 +14,15 @@ import { tf } from "./tf.ts";
 import type { KernelSet } from "./kernels/types.ts";
 import { deviceConstant } from "./kernels/constants.ts";
 import { gatedScale } from "./kernels/gated_scale.ts";
-import { fusedAdamW, fusedAdamWAvailable } from "./kernels/adamw_webgpu.ts";
+import {
+  adamWNextRow,
+  adamWStepValues,
+  fusedAdamW,
+  fusedAdamWAvailable,
+  IN_ROW_VALUE,
+} from "./kernels/adamw_webgpu.ts";
+import { sumOfSquaresNorm } from "./kernels/norm_webgpu.ts";
+import { wgslAvailable } from "./kernels/webgpu_program.ts";
 import type { Optimizer } from "../../dsl/schema.ts";
 import type { Resolved } from "../../dsl/objectives.ts";
 
@@ -70,13 +78,19 @@ export function learningRate(options: AdamWOptions, t: number, totalUpdates: num
 }
 
 /**
- * The global L2 norm of `grads` (a scalar tensor; the caller disposes it). The squares are added
- * one by one, not with `tf.addN`: webgpu's AddN binds every input as a storage buffer, and from 8
- * inputs on it exceeds WebGPU's default limit of 8 per shader stage, so its pipeline fails and it
- * returns whatever its output buffer held (tests/runtime/engine/webgpu_test.ts). On cpu and wasm both
- * ways add in the same order, in float32.
+ * The global L2 norm of `grads` (a scalar tensor; the caller disposes it). On webgpu a few fused
+ * programs (`kernels/norm_webgpu.ts`: ⌈n / 7⌉ + 1 dispatches where the ops take 3n), whose
+ * float32 sums run in another fixed order: the norm differs from the ops' within float32 rounding.
+ * Elsewhere the ops: each tensor's sum of squares, added one by one, not with `tf.addN` (webgpu's
+ * AddN binds every input as a storage buffer, and from 8 inputs on it exceeds WebGPU's default
+ * limit of 8 per shader stage, so its pipeline fails and it returns whatever its output buffer
+ * held: tests/runtime/engine/webgpu_test.ts); on cpu and wasm both ways add in the same order, in
+ * float32.
  */
 export function globalNorm(grads: Record<string, tf.Tensor>): tf.Scalar {
+  if (wgslAvailable() && Object.keys(grads).length > 0) {
+    return sumOfSquaresNorm(Object.values(grads));
+  }
   return tf.tidy(() => {
     // each square freed once summed: held to the end, they were a second copy of the gradients
     const squares = Object.values(grads).map((g) => tf.tidy(() => tf.sum(tf.square(g))));
@@ -242,8 +256,10 @@ export interface DeviceUpdatesOptions {
  * norms, skips) and returns the same `AdamWUpdate`s.
  *
  * Each parameter's update is the tfjs ops of `adamWOps` with the step's values as tensors, or on
- * webgpu three dispatches (`kernels/adamw_webgpu.ts`) computing the same operations in the same
- * order. Same bits as `adamWStep` and the tfjs kernel set's `adamW`, with one exception: the
+ * webgpu one dispatch writing p, m and v in place (three where a variable's buffer is shared:
+ * `kernels/adamw_webgpu.ts`) computing the same operations in the same order, the checks and the
+ * step's values in one more and the schedule's row in another; the norm on webgpu is
+ * `globalNorm`'s fused programs. Same bits as `adamWStep` and the tfjs kernel set's `adamW`, with one exception: the
  * clipping scale min(1, maxNorm / (‖g‖ + 1e-6)) is computed in float32 on the device, where
  * `adamWStep` computes it in float64 and rounds it once; where clipping acts the two may differ in
  * the last bit (the reported `gradNormClipped` is the host's, as before). (On a GPU whose shader
@@ -290,6 +306,26 @@ export class DeviceUpdates {
     const c = deviceConstant;
     const { norm, inRow } = tf.tidy(() => {
       const norm = globalNorm(grads);
+      const at = schedule.index;
+      if (fusedAdamWAvailable()) {
+        // webgpu: the checks and the step's values in one dispatch, one dispatch a parameter, one
+        // for the row (kernels/adamw_webgpu.ts)
+        const faults = this.#faults
+          ? { before: this.#inRow ?? c(this.#faults.inRow), maxInRow: this.#faults.maxInRow }
+          : null;
+        const { lr, c1, c2 } = schedule;
+        const step = adamWStepValues({ loss, norm, lr, c1, c2, index: at, clipGradNorm, faults });
+        for (const [name, p] of Object.entries(params)) {
+          const g = grads[name];
+          if (!g) continue;
+          const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0; // not on norm gains
+          const [m, v] = [this.#state.m[name]!, this.#state.v[name]!];
+          fusedAdamW(p, g, m, v, step, { b1, b2, eps, decay });
+        }
+        at.assign(adamWNextRow(at, step));
+        if (!faults) return { norm };
+        return { norm, inRow: tf.reshape(tf.slice(step, [IN_ROW_VALUE], [1]), []) as tf.Scalar };
+      }
       let ok = tf.logicalAnd(tf.isFinite(loss), tf.isFinite(norm)) as tf.Scalar; // bool
       let inRow: tf.Scalar | null = null;
       if (this.#faults) {
@@ -299,26 +335,10 @@ export class DeviceUpdates {
         inRow = tf.mul(tf.add(before, c(1)), tf.sub(c(1), tf.cast(ok, "float32")));
       }
       const applied = tf.cast(ok, "float32"); // 1 or 0
-      const at = schedule.index;
       const row = (table: tf.Tensor1D) => tf.reshape(tf.gather(table, at), []);
       const clip = clipGradNorm > 0
         ? tf.minimum(tf.div(c(clipGradNorm), tf.add(norm, c(1e-6))), c(1))
         : c(1);
-      if (fusedAdamWAvailable()) {
-        // webgpu: three dispatches a parameter, the step's values in one tensor
-        // (kernels/adamw_webgpu.ts, STEP_VALUES' order)
-        const values = [clip, applied, row(schedule.c1), row(schedule.c2), row(schedule.lr)];
-        const step = tf.concat(values.map((t) => tf.reshape(t, [1]))) as tf.Tensor1D;
-        for (const [name, p] of Object.entries(params)) {
-          const g = grads[name];
-          if (!g) continue;
-          const decay = weightDecay > 0 && p.rank > 1 ? weightDecay : 0; // not on norm gains
-          const [m, v] = [this.#state.m[name]!, this.#state.v[name]!];
-          fusedAdamW(p, g, m, v, step, { b1, b2, eps, decay });
-        }
-        at.assign(tf.add(at, tf.cast(ok, "int32")));
-        return inRow ? { norm, inRow } : { norm };
-      }
       const lr = tf.mul(row(schedule.lr), applied); // 0: p unchanged
       const c1 = row(schedule.c1);
       const c2 = row(schedule.c2);

@@ -21,7 +21,7 @@
  */
 
 import { tf } from "./tf.ts";
-import { runWgsl } from "./kernels/wgsl_program.ts";
+import { runFused, workgroupsFor } from "./kernels/webgpu_program.ts";
 
 /** Philox4x32's round multipliers. */
 const M0 = 0xd2511f53;
@@ -156,16 +156,16 @@ export function philoxOnDevice(counters: tf.Tensor, key: readonly [number, numbe
       `Cannot run Philox as 'counters' must be int32 [N, 4]: current shape is [${counters.shape}], dtype ${counters.dtype}`,
     );
   }
-  return runWgsl(
+  return runFused(
     {
+      name: "philox4x32",
+      inputs: ["counters"],
       outputShape: [n, 4],
-      shaderKey: "philox4x32",
-      dispatchLayout: { x: [0, 1] },
-      dispatch: [Math.max(1, Math.ceil(n / 64)), 1, 1],
-      workgroupSize: [64, 1, 1],
-      variableNames: ["counters"],
-      uniforms: "key0 : u32, key1 : u32, count : i32,",
-      getUserCode: () => `
+      dtype: "int32",
+      workgroupSize: 64,
+      workgroups: workgroupsFor(n, 64),
+      uniforms: { key0: ["u32", key[0] >>> 0], key1: ["u32", key[1] >>> 0], count: ["i32", n] },
+      code: `
         ${PHILOX_WGSL}
         fn main(index : i32) {
           if (index >= uniforms.count) {
@@ -183,11 +183,5 @@ export function philoxOnDevice(counters: tf.Tensor, key: readonly [number, numbe
       `,
     },
     [counters],
-    "int32",
-    [
-      { type: "uint32", data: [key[0] >>> 0] },
-      { type: "uint32", data: [key[1] >>> 0] },
-      { type: "int32", data: [n] },
-    ],
   );
 }

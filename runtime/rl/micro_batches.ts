@@ -28,6 +28,7 @@ import type { ObjectiveAxes } from "../../dsl/objectives.ts";
 import type { Objective } from "./objectives/types.ts";
 import { stopGradient } from "./objectives/group.ts";
 import { aggregate, klK3 } from "./objectives/axes.ts";
+import { klOnDevice, tokenMeanKl } from "./kl_webgpu.ts";
 
 /**
  * What a micro-batch's share of the update's loss is proportional to: its rows, or its completion
@@ -248,8 +249,12 @@ function batchLoss(
   }, options.objectiveOptions);
   for (const [k, m] of Object.entries(metrics)) kept.metrics[k] = tf.keep(m);
   if (refLogp) {
-    const k3 = klK3(stopGradient(logp), refLogp); // [b, C]
-    kept.kl = tf.keep(aggregate(k3, batch.mask, "token-mean")); // per completion token
+    // per completion token; on webgpu one dispatch (kl_webgpu.ts), the same value
+    kept.kl = tf.keep(
+      klOnDevice(logp.size)
+        ? tokenMeanKl(logp, refLogp, batch.mask)
+        : aggregate(klK3(stopGradient(logp), refLogp), batch.mask, "token-mean"),
+    );
   }
   return loss;
 }

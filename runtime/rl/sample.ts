@@ -28,7 +28,7 @@ import type { Decoder, KernelSet } from "../engine/kernels/types.ts";
 import type { Rng } from "../engine/random.ts";
 import { tf } from "../engine/tf.ts";
 import { sampleRow, type TokenSampling } from "./sample_token.ts";
-import { emptyTensor } from "../engine/kernels/wgsl_program.ts";
+import { emptyTensor } from "../engine/kernels/webgpu_program.ts";
 import { drawOnDevice, drawsOnDevice, readDraws } from "./sample_device.ts";
 
 /**

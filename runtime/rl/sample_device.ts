@@ -5,7 +5,7 @@
  * the device, feed the next decoder step there, and the host reads a stack of them every K tokens
  * (`sample.ts`).
  *
- * {@linkcode drawOnDevice} is one WGSL program (`kernels/wgsl_program.ts`), one workgroup per row:
+ * {@linkcode drawOnDevice} is one WGSL program (`kernels/webgpu_program.ts`), one workgroup per row:
  * the row's max (and argmax), then Σexp(z) and Σexp(z)·z over z = (x − max)/T, each invocation
  * over a contiguous chunk of the ids, then an inverse-CDF draw over the ids in ascending order
  * with the uniform of Philox4x32-10 at counter (token index, row, 0, 0) (`engine/philox.ts`), the
@@ -32,7 +32,7 @@
 
 import { tf } from "../engine/tf.ts";
 import { PHILOX_WGSL } from "../engine/philox.ts";
-import { runWgsl, wgslAvailable } from "../engine/kernels/wgsl_program.ts";
+import { runFused, wgslAvailable } from "../engine/kernels/webgpu_program.ts";
 import type { Decoder } from "../engine/kernels/types.ts";
 
 /** Invocations per row: each takes a contiguous chunk of ⌈V / 256⌉ ids. */
@@ -86,7 +86,7 @@ export interface DeviceDraw {
  * or infinite gets token −1. The tensor belongs to the caller's scope.
  *
  * With `into`, the draws go to slot `slot` of `draws`, an int32 [steps, 3, B] tensor of
- * `emptyTensor`'s (kernels/wgsl_program.ts) not read yet, which is returned: the sampler fills one
+ * `emptyTensor`'s (kernels/webgpu_program.ts) not read yet, which is returned: the sampler fills one
  * such block per K tokens and reads it once. (Stacking [3, B] draws with `tf.concat` would not do:
  * tfjs-webgpu's concat passes int32 values through f32, rounding the bits of logp and entropy.)
  *
@@ -144,34 +144,30 @@ export function drawOnDevice(
     }
   }
   const outputShape = into ? into.draws.shape : [3, rows];
-  return runWgsl(
+  return runFused(
     {
+      name: "draw_token",
+      inputs: ["logits"],
       outputShape,
-      shaderKey: "giftwrapDrawToken",
-      dispatchLayout: { x: outputShape.map((_, i) => i) },
-      dispatch: [rows, 1, 1],
-      workgroupSize: [WORKGROUP, 1, 1],
-      variableNames: ["logits"],
-      uniforms:
-        "key0 : u32, key1 : u32, step : u32, rows : i32, vocab : i32, usable : i32, greedy : i32, " +
-        "inv : f32, slot : i32, topK : i32, topP : f32,",
-      getUserCode: () => DRAW_WGSL,
+      dtype: "int32",
+      workgroupSize: WORKGROUP,
+      workgroups: rows,
+      uniforms: {
+        key0: ["u32", key[0] >>> 0],
+        key1: ["u32", key[1] >>> 0],
+        step: ["u32", step >>> 0],
+        rows: ["i32", rows],
+        vocab: ["i32", vocab],
+        usable: ["i32", usable],
+        greedy: ["i32", temperature > 0 ? 0 : 1],
+        inv: ["f32", temperature > 0 ? 1 / temperature : 1],
+        slot: ["i32", slot],
+        topK: ["i32", topK],
+        topP: ["f32", topP],
+      },
+      code: DRAW_WGSL,
     },
     [logits],
-    "int32",
-    [
-      { type: "uint32", data: [key[0] >>> 0] },
-      { type: "uint32", data: [key[1] >>> 0] },
-      { type: "uint32", data: [step >>> 0] },
-      { type: "int32", data: [rows] },
-      { type: "int32", data: [vocab] },
-      { type: "int32", data: [usable] },
-      { type: "int32", data: [temperature > 0 ? 0 : 1] },
-      { type: "float32", data: [temperature > 0 ? 1 / temperature : 1] },
-      { type: "int32", data: [slot] },
-      { type: "int32", data: [topK] },
-      { type: "float32", data: [topP] },
-    ],
     into?.draws,
   );
 }

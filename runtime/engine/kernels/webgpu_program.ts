@@ -1,7 +1,10 @@
 /**
- * Running a hand-written WGSL program on tfjs's webgpu backend, for the `webgpu` kernel set
- * (`webgpu.ts`) and any other fused kernel: the program is given to the backend's own
- * `runWebGPUProgram`, so it takes the backend's buffers as they are, its output is an ordinary
+ * Running a hand-written WGSL program on tfjs's webgpu backend: the one runner of every program of
+ * ours, the `webgpu` kernel set's (`webgpu.ts`), AdamW's and the gradient norm's
+ * (`adamw_webgpu.ts`, `norm_webgpu.ts`), the gated clipping (`gated_scale.ts`), the
+ * counter-based generator (`philox.ts`) and the device draw (`rl/sample_device.ts`). The program
+ * is given to the backend's own `runWebGPUProgram`, so it takes the backend's buffers as they
+ * are, its output is an ordinary
  * tensor of the backend, and its dispatch goes into the same compute pass, pipeline cache and
  * submit batching as tfjs's kernels (tfjs-backend-webgpu 4.22, `backend_webgpu.js`).
  *
@@ -11,14 +14,19 @@
  * dispatch.
  *
  * The WGSL a program writes is the body of tfjs's shader: tfjs declares the output as `result`
- * (`array<f32>` or `array<i32>`), each input by its name as a plain array, and the `uniforms`
+ * (`array<f32>` or `array<i32>`), each input by its name as a plain array of its buffer's type (a
+ * bool or int32 tensor's is `array<i32>`, whatever its dtype says: tfjs's `Cast` of a bool to
+ * float32 may share the bool's buffer; `f32(x[i])` reads either), and the `uniforms`
  * struct, which holds tfjs's own fields (the shapes) and then the program's (`uniforms.<name>`).
  * The program defines `fn main(index : i32)`, called once per invocation with its flat index; with
  * `workgroupSize` w, workgroup `index / w` runs lanes `localId.x` = 0 … w − 1.
  *
  * Pitfalls: a program binds at most {@linkcode MAX_FUSED_INPUTS} inputs (WebGPU's default of 8
  * storage buffers per stage, the output included); names must avoid WGSL's reserved words
- * (`target`, `filter`, …) and tfjs's own (`result`, `uniforms`, `index`); and a program whose WGSL
+ * (`target`, `filter`, …) and tfjs's own (`result`, `uniforms`, `index`); a program must read one
+ * of `uniforms`' fields at least (tfjs binds the uniform buffer whatever the shader reads, and a
+ * layout made from a shader that reads none has no such binding: the bind group does not match and
+ * the dispatch is dropped); and a program whose WGSL
  * does not compile throws nothing: tfjs's pipeline is invalid, and the submit it is part of
  * computes nothing (reads return zeros), so each program is checked against a reference
  * (tests/runtime/engine/kernels/webgpu_test.ts).
@@ -32,7 +40,7 @@ import { tf } from "../tf.ts";
 export const MAX_FUSED_INPUTS = 7;
 
 /** A program's own uniform: its WGSL type and value. */
-export type Uniform = ["i32" | "f32", number];
+export type Uniform = ["i32" | "u32" | "f32", number];
 
 /** A fused WGSL program: its code, its output and how many invocations run it. */
 export interface FusedProgram {
@@ -52,6 +60,18 @@ export interface FusedProgram {
   uniforms?: Record<string, Uniform>;
   /** WGSL defining `fn main(index : i32)` (and whatever it calls, and workgroup arrays). */
   code: string;
+}
+
+/**
+ * Whether the active backend can run WGSL programs (it is tfjs's `webgpu`).
+ *
+ * @example
+ * ```ts
+ * if (wgslAvailable()) runFused(program, [x]);
+ * ```
+ */
+export function wgslAvailable(): boolean {
+  return tf.getBackend() === "webgpu";
 }
 
 /** Workgroups of `size` invocations that cover `count` invocations, at least one. */
@@ -77,13 +97,20 @@ interface WebgpuBackend {
     program: WebgpuProgram,
     inputs: tf.TensorInfo[],
     dtype: string,
-    uniforms?: { type: "int32" | "float32"; data: number[] }[],
+    uniforms?: { type: "int32" | "uint32" | "float32"; data: number[] }[],
+    output?: tf.TensorInfo,
   ): tf.TensorInfo;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
 }
+
+const UNIFORM_TYPES = { i32: "int32", u32: "uint32", f32: "float32" } as const;
 
 /**
  * Runs `program` on `inputs` on the webgpu backend (the active one) and returns its output, a tensor
  * tracked as a kernel's is (in the caller's `tf.tidy`, disposed as any other). Dispatches once.
+ * With `into`, the program writes into that tensor's buffer instead (its `result` is that buffer,
+ * whatever `outputShape` says; a tensor of {@linkcode emptyTensor}'s that nothing has read yet:
+ * tfjs keeps what it read on the CPU and would not see later writes) and `into` is returned.
  *
  * @example
  * ```ts
@@ -98,7 +125,11 @@ interface WebgpuBackend {
  * }, [x]);
  * ```
  */
-export function runFused(program: FusedProgram, inputs: readonly tf.Tensor[]): tf.Tensor {
+export function runFused(
+  program: FusedProgram,
+  inputs: readonly tf.Tensor[],
+  into?: tf.Tensor,
+): tf.Tensor {
   if (inputs.length !== program.inputs.length) {
     throw new Error(
       `Cannot run '${program.name}' as it reads ${program.inputs.length} inputs: ` +
@@ -123,15 +154,41 @@ export function runFused(program: FusedProgram, inputs: readonly tf.Tensor[]): t
     uniforms: uniforms.map(([name, [type]]) => `${name} : ${type}, `).join(""),
     getUserCode: () => program.code,
   };
-  const backend = tf.backend() as unknown as WebgpuBackend;
-  const info = backend.runWebGPUProgram(
+  const dtype = program.dtype ?? "float32";
+  if (into && into.dtype !== dtype) {
+    throw new RangeError(
+      `Cannot run '${program.name}' into a ${into.dtype} tensor: it writes ${dtype}`,
+    );
+  }
+  const info = webgpuBackend(program.name).runWebGPUProgram(
     webgpuProgram,
     inputs as tf.Tensor[],
-    program.dtype ?? "float32",
-    uniforms.map(([, [type, value]]) => ({
-      type: type === "i32" ? "int32" : "float32",
-      data: [value],
-    })),
+    dtype,
+    uniforms.map(([, [type, value]]) => ({ type: UNIFORM_TYPES[type], data: [value] })),
+    into,
   );
-  return tf.engine().makeTensorFromTensorInfo(info);
+  return into ?? tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/**
+ * A tensor of `shape` whose values are whatever its device buffer held (no upload, no dispatch),
+ * for a program to fill ({@linkcode runFused}'s `into`). Owned by the caller's scope.
+ *
+ * @example
+ * ```ts
+ * const out = emptyTensor([steps, 3, rows], "int32");
+ * ```
+ */
+export function emptyTensor(shape: number[], dtype: tf.DataType): tf.Tensor {
+  const backend = webgpuBackend("emptyTensor");
+  return tf.engine().makeTensorFromTensorInfo(backend.makeTensorInfo(shape, dtype));
+}
+
+function webgpuBackend(what: string): WebgpuBackend {
+  if (!wgslAvailable()) {
+    throw new Error(
+      `Cannot run '${what}' as it needs the webgpu backend: the active one is ${tf.getBackend()}`,
+    );
+  }
+  return tf.backend() as unknown as WebgpuBackend;
 }

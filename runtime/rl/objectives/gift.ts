@@ -29,7 +29,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { deviceConstant } from "../../engine/kernels/constants.ts";
 import { type ObjectiveOptions, resolveObjective } from "../../../dsl/objectives.ts";
-import { checkBatch, groupStd, sequenceSum, standardize, stopGradient } from "./group.ts";
+import { checkBatch, constantGroupStd, sequenceSum, standardize, stopGradient } from "./group.ts";
 import type { Objective, ObjectiveBatch, ObjectiveResult } from "./types.ts";
 
 /**
@@ -50,8 +50,13 @@ function giftLoss(batch: ObjectiveBatch, options: GiftOptions): ObjectiveResult 
   const { betaC, stdEpsilon: epsilon } = resolveObjective({ ...options, kind: "gift" });
   const refLogp = batch.refLogp ?? batch.oldLogp; // [B, T] rollout reference when none declared
   return tf.tidy(() => {
-    // 1) explicit side, a constant: Â = (r − mean_g r) / (std_g r + ε)
-    const advantage = standardize(rewards, groupSize, { epsilon, singleton: "identity" }); // [B]
+    // 1) explicit side, a constant: Â = (r − mean_g r) / (std_g r + ε), the rewards' statistics
+    // constants (as r is: the same values, and on webgpu 2 dispatches instead of 13)
+    const advantage = standardize(rewards, groupSize, {
+      epsilon,
+      singleton: "identity",
+      constantStatistics: true,
+    }); // [B]
     // 2) implicit reward, a sum over completion tokens
     const u = sequenceSum(tf.sub(logp, refLogp), mask); // [B]
     // 3) implicit side: statistics from stopGradient(u), the gradient flows through u only
@@ -66,7 +71,7 @@ function giftLoss(batch: ObjectiveBatch, options: GiftOptions): ObjectiveResult 
     ) as tf.Scalar;
     const metrics: Record<string, tf.Scalar> = {
       implicitReward: tf.mean(stopGradient(u)) as tf.Scalar,
-      implicitStd: tf.mean(groupStd(stopGradient(u), groupSize)) as tf.Scalar,
+      implicitStd: tf.mean(constantGroupStd(u, groupSize)) as tf.Scalar,
       advantageAbs: tf.mean(tf.abs(advantage)) as tf.Scalar,
     };
     return { loss, metrics };

@@ -12,6 +12,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { deviceConstant } from "../../engine/kernels/constants.ts";
+import { groupMeanOnDevice, groupStatisticsOnDevice, groupStdOnDevice } from "./group_webgpu.ts";
 import type { ObjectiveBatch } from "./types.ts";
 
 /** The typed signature of `tf.customGrad`'s argument, which rejects a plain `(x) => …` function. */
@@ -130,6 +131,21 @@ export function groupStd(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
 }
 
 /**
+ * `groupStd(stopGradient(x), groupSize)`: the sample std of each group as a constant (no gradient
+ * flows back to `x`), [P]; on webgpu one dispatch (`group_webgpu.ts`) with the same values.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * constantGroupStd(tf.tensor1d([1, 0, 2, 2]), 2); // [0.7071, 0]
+ * ```
+ */
+export function constantGroupStd(x: tf.Tensor1D, groupSize: number): tf.Tensor1D {
+  if (groupStatisticsOnDevice(groupSize)) return groupStdOnDevice(x, groupSize);
+  return tf.tidy(() => groupStd(stopGradient(x), groupSize));
+}
+
+/**
  * Options of `standardize()`.
  *
  * @example
@@ -152,7 +168,8 @@ export interface StandardizeOptions {
   /**
    * Treat the group mean and std as constants: they are computed from `stopGradient(x)`, so the
    * gradient flows only through the `x` in the numerator. Required when `x` is differentiated and
-   * a group may have zero variance.
+   * a group may have zero variance. On webgpu the statistics then take one dispatch each instead
+   * of 13 (`group_webgpu.ts`), with the same values.
    * @default {false}
    */
   constantStatistics?: boolean;
@@ -180,9 +197,16 @@ export function standardize(
       // `x · 0` rather than `zeros`: keeps x on the tape, so tf.grad sees a (zero) path to it.
       return options.singleton === "identity" ? tf.clone(x) : tf.mul(x, deviceConstant(0)); // [B]
     }
-    const source = options.constantStatistics === true ? stopGradient(x) : x; // [B]
-    const mean = tf.expandDims(groupMean(source, groupSize), 1); // [P, 1]
-    const std = tf.expandDims(groupStd(source, groupSize), 1); // [P, 1]
+    const constant = options.constantStatistics === true;
+    let mean: tf.Tensor2D, std: tf.Tensor2D; // [P, 1]
+    if (constant && groupStatisticsOnDevice(groupSize)) { // one dispatch each (group_webgpu.ts)
+      mean = tf.expandDims(groupMeanOnDevice(x, groupSize), 1);
+      std = tf.expandDims(groupStdOnDevice(x, groupSize), 1);
+    } else {
+      const source = constant ? stopGradient(x) : x; // [B]
+      mean = tf.expandDims(groupMean(source, groupSize), 1);
+      std = tf.expandDims(groupStd(source, groupSize), 1);
+    }
     return tf.reshape(tf.div(tf.sub(v, mean), tf.add(std, deviceConstant(options.epsilon))), [-1]); // [B]
   });
 }

@@ -196,19 +196,23 @@ Deno.test({
  * submits fails. Lower them when a change removes some. Constants, tables and gradients stay on
  * the device (kernels/constants.ts, kernels/gradients.ts), the webgpu kernel set runs fused WGSL
  * programs (kernels/webgpu.ts), AdamW runs on the device path (optim.ts, `DeviceUpdates`;
- * kernels/adamw_webgpu.ts, 3 dispatches a parameter), and uniforms, bind groups and submits are
- * cached and batched (webgpu_dispatch.ts). The uploads left are the batch's own (its input ids
- * and targets): AdamW's learning rate and bias corrections come from a table uploaded once per
- * 1,024 updates and its clipping scale is computed on the device. The one read is the step's loss
- * and gradient norm, after the update.
+ * kernels/adamw_webgpu.ts, one dispatch a parameter writing p, m and v in place, its bind group
+ * kept while the buffers it binds are the same; the gradient norm in ⌈n / 7⌉ + 1 dispatches,
+ * kernels/norm_webgpu.ts; the update's checks and values in one dispatch and the schedule's row
+ * in another), GIFT's group statistics, constants, in one dispatch each
+ * (rl/objectives/group_webgpu.ts), the KL diagnostic in one (rl/kl_webgpu.ts), and uniforms,
+ * bind groups and submits are cached and batched (webgpu_dispatch.ts). The uploads left are the
+ * batch's own (its input ids and targets): AdamW's learning rate and bias corrections come from a
+ * table uploaded once per 1,024 updates and its clipping scale is computed on the device. The one
+ * read is the step's loss and gradient norm, after the update.
  *
  * Before this work the step dispatched 825 kernels in 271 passes and 57 submits, made a bind group
  * and wrote a uniform buffer for each, uploaded 240 times (223 scalars) and read 3 times.
  */
 const TRAIN_STEP_AT_MOST = {
-  dispatches: 388,
-  computePasses: 3,
-  submits: 2,
+  dispatches: 211,
+  computePasses: 4,
+  submits: 3,
   uploads: 2,
   scalarUploads: 0,
   uploadBytes: 448,
