@@ -21,7 +21,8 @@
  * with a JSON manifest at `path + ".json"`, for torch_ref.py's `weights`; the adapters after
  * them, in `loraParamShapes` order and layout); `profile`
  * (`{"what": "train" | "sample"}`: one of them under `tf.profile`, kernel time by kernel). Every answer carries
- * `numTensors`, so the bench can check that nothing leaks across iterations. `counts`
+ * `numTensors` (less the device caches of runtime/engine/kernels/constants.ts, which keep a
+ * shape's tables once made), so the bench can check that nothing leaks across iterations. `counts`
  * (`{"what": "train" | "sample"}`, webgpu only): one train step or one sampling call under the
  * WebGPU counters (runtime/engine/webgpu_counters.ts), its answer with `counts` added.
  * `setup`, `train`, `sample` and `counted` are exported for the tests of those counts.
@@ -53,6 +54,7 @@ import { type AdamW, adamW, adamWStep, deviceUpdates } from "../runtime/engine/o
 import { Rng } from "../runtime/engine/random.ts";
 import { sampleCompletions } from "../runtime/rl/sample.ts";
 import { updateGradients } from "../runtime/rl/micro_batches.ts";
+import { deviceConstantCount } from "../runtime/engine/kernels/constants.ts";
 import { countWebgpu, type WebgpuCounts } from "../runtime/engine/webgpu_counters.ts";
 import { type Answer, readLines, residentBytes, type WorkerConfig } from "./_protocol.ts";
 
@@ -446,7 +448,8 @@ export async function workerMain(): Promise<void> {
     try {
       const result = await handle(JSON.parse(line), state);
       state = result.state;
-      answer = { ...result.answer, numTensors: tf.memory().numTensors };
+      // the device caches (constants, RoPE tables and masks per shape) are kept, not leaked
+      answer = { ...result.answer, numTensors: tf.memory().numTensors - deviceConstantCount() };
     } catch (e) {
       answer = { error: e instanceof Error ? e.message : String(e) };
     }
