@@ -21,10 +21,11 @@
  * with a JSON manifest at `path + ".json"`, for torch_ref.py's `weights`; the adapters after
  * them, in `loraParamShapes` order and layout); `profile`
  * (`{"what": "train" | "sample"}`: one of them under `tf.profile`, kernel time by kernel). Every answer carries
- * `numTensors`, so the bench can check that nothing leaks across iterations. `counts`
+ * `numTensors` (less the device caches of runtime/engine/kernels/constants.ts, which keep a
+ * shape's tables once made), so the bench can check that nothing leaks across iterations. `counts`
  * (`{"what": "train" | "sample"}`, webgpu only): one train step or one sampling call under the
  * WebGPU counters (runtime/engine/webgpu_counters.ts), its answer with `counts` added.
- * `setup`, `train` and `sample` are exported for the tests of those counts.
+ * `setup`, `train`, `sample` and `counted` are exported for the tests of those counts.
  *
  *   deno run --allow-read --allow-write --allow-env --allow-sys --allow-ffi bench/_giftwrap_worker.ts
  *
@@ -53,7 +54,8 @@ import { type AdamW, adamW, adamWStep, deviceUpdates } from "../runtime/engine/o
 import { Rng } from "../runtime/engine/random.ts";
 import { sampleCompletions } from "../runtime/rl/sample.ts";
 import { updateGradients } from "../runtime/rl/micro_batches.ts";
-import { countWebgpu } from "../runtime/engine/webgpu_counters.ts";
+import { deviceConstantCount } from "../runtime/engine/kernels/constants.ts";
+import { countWebgpu, type WebgpuCounts } from "../runtime/engine/webgpu_counters.ts";
 import { type Answer, readLines, residentBytes, type WorkerConfig } from "./_protocol.ts";
 
 const START_RSS = residentBytes().rssBytes;
@@ -359,19 +361,39 @@ async function profile(work: () => Promise<Answer>, top: number): Promise<Answer
   };
 }
 
+/** Warm-up steps `counts` allows before it counts a step that did not settle (`counted`). */
+export const SETTLE_AT_MOST = 16;
+
 /**
- * One train step or one sampling call (`what`) under the WebGPU counters: its answer, with
- * `counts` (runtime/engine/webgpu_counters.ts's `WebgpuCounts`) added. Only on webgpu.
+ * One train step or one sampling call (`what`) under the WebGPU counters, once they repeat
+ * themselves: its answer, with `counts` (runtime/engine/webgpu_counters.ts's `WebgpuCounts`),
+ * `warmUp` (the calls run before it, counted the same way) and `settled` added. Only on webgpu.
+ *
+ * The dispatch caches (runtime/engine/webgpu_dispatch.ts) find a step's bind groups again only
+ * once the pool's buffers have settled, about 10 steps into a process: a step counted right after
+ * the bench's few timed runs still made some, and the table showed warm-up instead of the steady
+ * state. (A sampling call's shapes follow the tokens it draws, so it may not settle at all.) So calls run until one makes no
+ * bind group, writes no uniform and compiles no pipeline right after another that made none
+ * either; that one is the answer (`settled`), or the last of `atMost` + 1 calls (not `settled`).
  */
-async function counted(s: State, what: unknown): Promise<Answer> {
+export async function counted(s: State, what: unknown, atMost = SETTLE_AT_MOST): Promise<Answer> {
   if (what !== "train" && what !== "sample") {
     throw new Error(`'counts' needs 'what' to be "train" or "sample": current value is ${what}`);
   }
   if (tf.getBackend() !== "webgpu") {
     throw new Error(`'counts' needs the webgpu backend: this worker runs ${tf.getBackend()}`);
   }
-  const { result, counts } = await countWebgpu(() => what === "train" ? train(s) : sample(s));
-  return { ...result, counts };
+  const quiet = (c: WebgpuCounts) =>
+    c.bindGroups === 0 && c.uniformWrites === 0 && c.pipelines === 0;
+  let previous = false;
+  for (let warmUp = 0;; warmUp++) {
+    const { result, counts } = await countWebgpu(() => what === "train" ? train(s) : sample(s));
+    const settled = previous && quiet(counts);
+    if (settled || warmUp >= atMost) {
+      return { ...result, counts, warmUp, settled };
+    }
+    previous = quiet(counts);
+  }
 }
 
 function memory(): Answer {
@@ -409,7 +431,10 @@ async function handle(command: Record<string, unknown>, state: State | null) {
     case "export":
       return { state, answer: await exportWeights(state, String(command.path)) };
     case "counts":
-      return { state, answer: await counted(state, command.what) };
+      return {
+        state,
+        answer: await counted(state, command.what, Number(command.atMost ?? SETTLE_AT_MOST)),
+      };
   }
   throw new Error(`unknown command '${command.cmd}'`);
 }
@@ -423,7 +448,8 @@ export async function workerMain(): Promise<void> {
     try {
       const result = await handle(JSON.parse(line), state);
       state = result.state;
-      answer = { ...result.answer, numTensors: tf.memory().numTensors };
+      // the device caches (constants, RoPE tables and masks per shape) are kept, not leaked
+      answer = { ...result.answer, numTensors: tf.memory().numTensors - deviceConstantCount() };
     } catch (e) {
       answer = { error: e instanceof Error ? e.message : String(e) };
     }

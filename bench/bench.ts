@@ -17,8 +17,10 @@
  *    it) and stop computing a row once it has drawn `<eos>`; tokens/s = completion tokens drawn (`<eos>` included) / wall time.
  *    Each side draws its own tokens from the same model, so their lengths agree on average (the
  *    notes give both).
- * 3) on webgpu, counts: one more train step and one more sampling call (one batch) of giftwrap's,
- *    under the WebGPU counters (runtime/engine/webgpu_counters.ts): kernel dispatches, queue
+ * 3) on webgpu, counts: a settled train step and sampling call (one batch) of giftwrap's (more of
+ *    each until one repeats the previous one's lack of new bind groups, uniform writes and
+ *    pipelines: the dispatch caches settle over a process's first ~10 steps), under the WebGPU
+ *    counters (runtime/engine/webgpu_counters.ts): kernel dispatches, queue
  *    submits, compute passes, uploads (of them, scalars of at most 4 bytes) and their bytes, reads
  *    back to the CPU, bind groups and pipelines created, and the host time per dispatch; a second
  *    table, for webgpu cells only. They are warm (the timed runs compiled every kernel).
@@ -63,6 +65,17 @@ import {
 } from "./_protocol.ts";
 import type { BackendName } from "../runtime/engine/backend.ts";
 import type { WebgpuCounts } from "../runtime/engine/webgpu_counters.ts";
+
+/**
+ * A counted train step or sampling call (the worker's `counts`): its counts, the calls run before
+ * it until a call repeated the previous one's lack of bind groups, uniform writes and pipelines,
+ * and whether one did (else it is the last call the worker allows).
+ */
+interface SettledCounts {
+  counts: WebgpuCounts;
+  warmUp: number;
+  settled: boolean;
+}
 import { FRAGMENTATION, type MemoryInputs, processPeakBytes } from "../dsl/memory.ts";
 
 /** A giftwrap train step slower than this gets fewer runs (see the module doc). */
@@ -139,10 +152,10 @@ interface Cell {
   /** Why giftwrap did not run this configuration, when it did not: PyTorch ran alone. */
   giftwrapUnavailable?: string;
   /**
-   * On webgpu, what one warm train step and one sampling call asked of WebGPU (null where that
-   * failed; absent on other backends).
+   * On webgpu, what one settled train step and one sampling call asked of WebGPU (null where
+   * that failed; absent on other backends).
    */
-  webgpu?: { train: WebgpuCounts | null; sample: WebgpuCounts | null };
+  webgpu?: { train: SettledCounts | null; sample: SettledCounts | null };
 }
 
 function median(values: number[]): number {
@@ -354,7 +367,14 @@ async function measure(
       const g = giftwrap;
       const count = async (what: "train" | "sample") => {
         const result = await attempt(() => g.request({ cmd: "counts", what }));
-        if (result.ok) return result.answer.counts as WebgpuCounts;
+        if (result.ok) {
+          const { counts, warmUp, settled } = result.answer;
+          return {
+            counts: counts as WebgpuCounts,
+            warmUp: Number(warmUp),
+            settled: settled === true,
+          };
+        }
         notes.push(`${label}: giftwrap's ${what} not counted (${result.error})`);
         return null;
       };
@@ -492,20 +512,25 @@ function countsTable(cells: Cell[]): string {
   if (counted.length === 0) return "";
   const lines = [
     "| config | giftwrap on webgpu | dispatches | submits | compute passes | uploads (scalar) | " +
-    "upload bytes | reads | bind groups | pipelines | host µs / dispatch | ms in submit |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "upload bytes | reads | bind groups | pipelines | host µs / dispatch | ms in submit | " +
+    "counted after |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const c of counted) {
     const works = [["train step", c.webgpu!.train], ["sampling call", c.webgpu!.sample]] as const;
-    for (const [work, n] of works) {
+    for (const [work, counted] of works) {
+      if (counted === null) {
+        lines.push(`| ${c.config} | ${work} | not counted | | | | | | | | | | |`);
+        continue;
+      }
+      const n = counted.counts;
+      const after = `${counted.warmUp} more${counted.settled ? "" : ", not settled"}`;
       lines.push(
-        n === null
-          ? `| ${c.config} | ${work} | not counted | | | | | | | | | |`
-          : `| ${c.config} | ${work} | ${n.dispatches} | ${n.submits} | ${n.computePasses} | ` +
-            `${n.uploads} (${n.scalarUploads}) | ${n.uploadBytes} | ${n.reads} | ${n.bindGroups} | ` +
-            `${n.pipelines} | ${
-              n.hostUsPerDispatch === null ? "—" : n.hostUsPerDispatch.toFixed(0)
-            } | ${n.submitMs.toFixed(0)} |`,
+        `| ${c.config} | ${work} | ${n.dispatches} | ${n.submits} | ${n.computePasses} | ` +
+          `${n.uploads} (${n.scalarUploads}) | ${n.uploadBytes} | ${n.reads} | ${n.bindGroups} | ` +
+          `${n.pipelines} | ${
+            n.hostUsPerDispatch === null ? "—" : n.hostUsPerDispatch.toFixed(0)
+          } | ${n.submitMs.toFixed(0)} | ${after} |`,
       );
     }
   }
@@ -513,10 +538,12 @@ function countsTable(cells: Cell[]): string {
 }
 
 /** The note under the counts table: what its host time is. */
-const COUNTS_NOTE = "webgpu counts (runtime/engine/webgpu_counters.ts) of one warm train step " +
-  "and one sampling call (one batch), after the timed runs: uploads are tensor data written from " +
-  "the CPU (scalar: at most 4 bytes), besides one uniform write per dispatch; reads are buffers " +
-  "mapped back to the CPU; host µs / dispatch = (wall time − time inside queue.submit − time " +
+const COUNTS_NOTE = "webgpu counts (runtime/engine/webgpu_counters.ts) of one settled train step " +
+  "and one settled sampling call (one batch): after the timed runs, more of each (counted after) " +
+  "until one made no bind group, wrote no uniform and compiled no pipeline, right after another " +
+  "that made none either (not settled: none did within the worker's limit, and the last is " +
+  "shown); uploads are tensor data written from the CPU (scalar: at most 4 bytes); reads are " +
+  "buffers mapped back to the CPU; host µs / dispatch = (wall time − time inside queue.submit − time " +
   "waiting on reads) / dispatches; ms in submit: the time inside queue.submit (on lavapipe, the " +
   "kernels themselves run there)";
 

@@ -69,6 +69,13 @@ function nodesFromXToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNod
     }));
 }
 
+/** Whether two shapes are equal (tfjs's `util.arraysEqual`; no strings built per gradient). */
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Walks `nodes` backward from `gradients` (tensor id → its gradient, seeded with y's), filling in
  * the gradient of every input; with `free`, each node's saved tensors and its outputs' gradients
@@ -119,7 +126,7 @@ function backpropagate(
             `'float32' dtype, but has '${dx.dtype}'`,
         );
       }
-      if (dx.shape.join() !== x.shape.join()) {
+      if (!sameShape(dx.shape, x.shape)) {
         throw new Error(
           `Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has ` +
             `shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`,

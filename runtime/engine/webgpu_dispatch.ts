@@ -10,9 +10,10 @@
  * {@linkcode installWebgpuDispatch} patches the backend instance (own properties over three of
  * `WebGPUBackend`'s methods, and over two of its buffer manager's), so that:
  *
- * - uniforms are cached by content (their bytes): a kernel whose uniforms some earlier kernel
- *   already wrote binds that buffer, with no `writeBuffer`. A cached uniform buffer is never
- *   written again; the {@linkcode WebgpuDispatchOptions.maxUniforms} most recently used are kept
+ * - uniforms are cached by content (their bytes, found by a hash of them and compared word by
+ *   word): a kernel whose uniforms some earlier kernel already wrote binds that buffer, with no
+ *   `writeBuffer`; a block whose hash another holds takes its place. A cached uniform buffer is
+ *   never written again; the {@linkcode WebgpuDispatchOptions.maxUniforms} most recently used are kept
  *   (taken from tfjs's buffer pool, so `tf.memory()` counts them), and one pushed out returns to
  *   the pool at the next submit, as tfjs returns its uniform buffers: work already recorded may
  *   still read it.
@@ -32,10 +33,14 @@
  *   step frees its tensors in another order than it made them. With this order a step's buffers
  *   follow from the free buffers at its start, which settle within the first steps of a run
  *   (about 10 for the front-door model on lavapipe, as its parameters and the optimiser's moments
- *   find their buffers); until then some bind groups are still made.
+ *   find their buffers); until then some bind groups are still made. A buffer released goes back
+ *   from its known place in the pool's list of used buffers (`releaseFromPool`), where tfjs
+ *   searched that list (`indexOf`) on every release; the list ends the same.
  * - the bind group layout of each pipeline is asked for once, and the pipeline's key
  *   (`makeShaderKey`: string building and broadcast axes, per kernel) is remembered by what it is
- *   made of (`runWebGPUProgram` below).
+ *   made of (`runWebGPUProgram` below), found by a hash of that as numbers (`KeyWords`), as the
+ *   uniforms are found by a hash of their words: building strings to look them up by cost more
+ *   than the lookups themselves.
  * - fewer submits: every {@linkcode WebgpuDispatchOptions.submitDispatches} dispatches instead of
  *   15, or sooner once the memory held for the submit reaches
  *   {@linkcode WebgpuDispatchOptions.submitPendingBytes}: tfjs keeps a tensor freed while a
@@ -48,10 +53,14 @@
  *   real device, which runs a batch only once it is submitted. tfjs's
  *   `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` no longer applies while the patch is on.
  *
- * A warm front-door train step (826 dispatches, webgpu_counters_test.ts) makes 0 bind groups and
- * 0 uniform writes instead of 826 each, in 5 submits and 10 passes instead of 58 and 61; the host
- * time per dispatch went from about 100 µs to about 34 µs of main-thread CPU on lavapipe. What is
- * left is mostly tfjs-core's engine, the kernels' own JavaScript and Deno's command recording.
+ * A warm front-door train step (then 826 dispatches, webgpu_counters_test.ts) made 0 bind groups
+ * and 0 uniform writes instead of 826 each, in 5 submits and 10 passes instead of 58 and 61; the
+ * host time per dispatch went from about 100 µs to about 34 µs of main-thread CPU on lavapipe. On
+ * today's 388-dispatch step, the hashed keys and the pool's known places took it from about 39 to
+ * 34 µs (medians of 28 steps each, back to back, on a loaded 2-core machine; about 30 when it is
+ * quiet). What is left is mostly tfjs-core's engine, the kernels' own JavaScript, Deno's command
+ * recording (`finish`, a tenth) and V8's tiering: in a short run these functions stay on its
+ * middle tier (Maglev).
  *
  * Everything else is tfjs's own code path: the patched `runWebGPUProgram` and `recordAndSubmit`
  * are 4.22's with lookups in place of creations, and hand back to tfjs's originals whenever they
@@ -154,6 +163,11 @@ interface Info {
 
 interface BufferManager {
   freeBuffers: Map<string, GPUBuffer[]>;
+  usedBuffers: Map<string, GPUBuffer[]>;
+  numUsedBuffers: number;
+  numBytesUsed: number;
+  numFreeBuffers: number;
+  numBytesAllocated: number;
   acquireBuffer(
     size: number,
     usage: number,
@@ -198,14 +212,18 @@ interface Backend {
 
 /** The names the patch sets on the backend and its buffer manager (their own properties). */
 const BACKEND_METHODS = ["makeUniforms", "recordAndSubmit", "runWebGPUProgram"] as const;
-const MANAGER_METHODS = ["releaseBuffer", "dispose"] as const;
+const MANAGER_METHODS = ["acquireBuffer", "releaseBuffer", "dispose"] as const;
 
-/** A pool buffer's number (`keepOrdered`), its size, its free list's key and whether it binds. */
+/**
+ * A pool buffer's number (`keepOrdered`), its size, its free list's key, whether it binds, and
+ * where it is in its list of used buffers (`releaseBuffer`; -1 when not known).
+ */
 interface Facts {
   serial: number;
   size: number;
   key: string;
   bindable: boolean;
+  usedAt: number;
 }
 
 /** A level of the bind group cache: the buffer bound next, or the bind group once all are. */
@@ -217,15 +235,29 @@ interface Node {
 /** Usages a bind group can bind a buffer with. */
 const BINDABLE = 0x0080 | 0x0040; // GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM
 
+/** A pipeline key in the cache: what it was made from (`KeyWords`) and the key. */
+interface KnownKey {
+  words: Int32Array;
+  key: string;
+}
+
+/** A uniform block in the cache: its words (to tell blocks of one hash apart) and its buffer. */
+interface CachedUniform {
+  words: Int32Array;
+  buffer: GPUBuffer;
+}
+
 /** The patch on one backend: its caches, its options, and how to take it off. */
 interface Patch {
   backend: Backend;
   options: Required<WebgpuDispatchOptions>;
-  /** Uniform bytes (as a string of their 16-bit halves) → buffer, least recently used first. */
-  uniforms: Map<string, GPUBuffer>;
+  /** Uniform blocks by their hash (`UniformWriter.hash`), least recently used first. */
+  uniforms: Map<number, CachedUniform>;
   layouts: WeakMap<GPUComputePipeline, GPUBindGroupLayout>;
-  /** What `makeShaderKey` returned, by everything it reads (`shaderKeyMemo`). */
-  shaderKeys: Map<string, string>;
+  /** What `makeShaderKey` returned, by a hash of everything it reads (`KeyWords`). */
+  shaderKeys: Map<number, KnownKey>;
+  /** The numbers of the strings in `shaderKeys`' words, forgotten with them. */
+  keyNames: Map<string, number>;
   bindGroups: WeakMap<GPUComputePipeline, Node>;
   /** The pending lists last counted (tfjs replaces them at each submit), how far, their bytes. */
   pending: { tensors: object[]; staging: GPUBuffer[]; tensorsSeen: number; stagingSeen: number };
@@ -353,10 +385,24 @@ class UniformWriter {
     return size;
   }
 
-  /** The bytes written as a string of their 16-bit halves: the cache's key. */
-  key(size: number): string {
-    const halves = new Uint16Array(this.bytes, 0, size >> 1);
-    return String.fromCharCode.apply(null, halves as unknown as number[]);
+  /**
+   * A hash of the block's `size` bytes (FNV-1a over its 32-bit words): the cache's key. It was a
+   * string of the bytes' 16-bit halves, whose making and hashing took ~2 µs of a train step's
+   * dispatch; blocks with one hash are told apart by `same`.
+   */
+  hash(size: number): number {
+    const words = size >> 2;
+    let h = 0x811c9dc5 ^ words;
+    for (let i = 0; i < words; i++) h = Math.imul(h ^ this.i32[i]!, 0x01000193);
+    return h;
+  }
+
+  /** Whether the block's `size` bytes are `words`. */
+  same(words: Int32Array, size: number): boolean {
+    const n = size >> 2;
+    if (words.length !== n) return false;
+    for (let i = 0; i < n; i++) if (words[i] !== this.i32[i]) return false;
+    return true;
   }
 
   /** Grows the scratch to hold `bytes`, keeping what is written. */
@@ -375,27 +421,33 @@ const writer = new UniformWriter();
 
 /** The uniform buffer holding the block `writer` holds (`size` bytes), written once. */
 function cachedUniforms(p: Patch, size: number): Binding {
-  const key = writer.key(size);
+  const key = writer.hash(size);
   const { uniforms: cache } = p;
-  let buffer = cache.get(key);
-  if (buffer) {
+  let found = cache.get(key);
+  if (found && writer.same(found.words, size)) {
     p.stats.uniformHits++;
     cache.delete(key); // to the end: the most recently used
   } else {
     p.stats.uniformMisses++;
+    if (found) {
+      // another block with this hash: it leaves the cache, as the least recently used would
+      cache.delete(key);
+      p.backend.uniformPendingDisposal.push(found.buffer);
+    }
     const usage = GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM;
-    buffer = p.backend.bufferManager.acquireBuffer(size, usage);
+    const buffer = p.backend.bufferManager.acquireBuffer(size, usage);
     p.backend.queue.writeBuffer(buffer, 0, writer.bytes, 0, size);
     if (cache.size >= p.options.maxUniforms) {
       // the least recently used goes back to the pool after the next submit: work already
       // recorded may read it, and the pool may hand it out to be written again
       const [oldest, old] = cache.entries().next().value!;
       cache.delete(oldest);
-      p.backend.uniformPendingDisposal.push(old);
+      p.backend.uniformPendingDisposal.push(old.buffer);
     }
+    found = { words: new Int32Array(writer.bytes.slice(0, size)), buffer };
   }
-  cache.set(key, buffer);
-  return { offset: 0, size, buffer };
+  cache.set(key, found);
+  return { offset: 0, size, buffer: found.buffer };
 }
 
 /** `makeUniforms(uniforms)` of tfjs 4.22, cached by content (for tfjs's own `recordAndSubmit`). */
@@ -480,6 +532,41 @@ function keepOrdered(p: Patch, list: GPUBuffer[] | undefined, buffer: GPUBuffer)
   list[i] = buffer;
 }
 
+/**
+ * tfjs-backend-webgpu 4.22's `BufferManager.releaseBuffer` with the buffer's place in its list
+ * of used buffers known (`Facts.usedAt`, kept by `acquireBuffer` and here) instead of searched
+ * for (`indexOf` over every used buffer of its size), and its size and key read once instead of
+ * through Deno's getters: the same swap with the last and pop, so the lists end as tfjs leaves
+ * them, the same counts, the same free list or `destroy`.
+ */
+function releaseFromPool(
+  p: Patch,
+  manager: BufferManager,
+  buffer: GPUBuffer,
+  known: Facts,
+  reuse: boolean,
+): void {
+  if (manager.freeBuffers.size === 0) return; // tfjs's: disposed
+  const used = manager.usedBuffers.get(known.key)!;
+  let index = known.usedAt;
+  if (used[index] !== buffer) index = used.indexOf(buffer); // not acquired through the patch
+  if (index < 0) throw new Error("Cannot find the buffer in buffer manager");
+  const last = used[used.length - 1]!;
+  used[index] = last;
+  used.pop();
+  if (last !== buffer) facts(p, last).usedAt = index;
+  known.usedAt = -1;
+  manager.numUsedBuffers--;
+  manager.numBytesUsed -= known.size;
+  if (reuse) {
+    manager.freeBuffers.get(known.key)!.push(buffer);
+    manager.numFreeBuffers++;
+  } else {
+    buffer.destroy();
+    manager.numBytesAllocated -= known.size;
+  }
+}
+
 /** A buffer's number, given on first sight. */
 function facts(p: Patch, buffer: GPUBuffer): Facts {
   let found = p.facts.get(buffer);
@@ -490,6 +577,7 @@ function facts(p: Patch, buffer: GPUBuffer): Facts {
       size,
       key: `${size}_${usage}`,
       bindable: (usage & BINDABLE) !== 0,
+      usedAt: -1,
     };
     p.facts.set(buffer, found);
   }
@@ -520,6 +608,8 @@ function pendingPastBound(p: Patch): boolean {
 }
 
 const NAN = [NaN];
+/** The buffers a dispatch binds, in binding order (reused: `recordAndSubmit` is not reentrant). */
+const bound: GPUBuffer[] = [];
 const INFINITY = [Infinity];
 
 /**
@@ -562,10 +652,11 @@ function recordAndSubmit(
   if (defined) { for (const d of defined) writer.values(d.type, d.data); }
   const uniform = cachedUniforms(p, writer.end());
   // 2) the bind group: cached over the tensors' own pool buffers, tfjs's way otherwise
-  const buffers: GPUBuffer[] = [];
+  const buffers = bound;
+  buffers.length = 0;
   let cacheable = true;
-  for (const info of [output, ...inputs]) {
-    const data = b.tensorMap.get(info.dataId);
+  for (let i = -1; i < inputs.length; i++) {
+    const data = b.tensorMap.get((i < 0 ? output : inputs[i]!).dataId);
     const resource = data?.resource;
     if (!(resource instanceof GPUBuffer) || data!.external) {
       cacheable = false;
@@ -605,10 +696,75 @@ function recordAndSubmit(
 }
 
 /**
+ * What a kernel's pipeline key is made of (`runWebGPUProgram`), written as 32-bit words into one
+ * reused scratch array: numbers as they are, lists after their length, strings by their number in
+ * `names` (given on first sight). It was one string joined from them per kernel, whose building
+ * and hashing took ~3 µs of a train step's dispatch; a hash of the words finds the key, and the
+ * words themselves tell two of one hash apart.
+ */
+class KeyWords {
+  words = new Int32Array(256);
+  length = 0;
+  names = new Map<string, number>();
+
+  /** Starts the words of a key, strings numbered by `names`. */
+  begin(names: Map<string, number>): void {
+    this.length = 0;
+    this.names = names;
+  }
+
+  number(value: number): void {
+    if (this.length === this.words.length) {
+      const grown = new Int32Array(this.words.length * 2);
+      grown.set(this.words);
+      this.words = grown;
+    }
+    this.words[this.length++] = value;
+  }
+
+  name(text: string): void {
+    let id = this.names.get(text);
+    if (id === undefined) {
+      id = this.names.size;
+      this.names.set(text, id);
+    }
+    this.number(id);
+  }
+
+  /** A list of numbers (a shape, a workgroup size) after its length; -1 for none. */
+  numbers(values: readonly number[] | undefined): void {
+    if (values === undefined) return this.number(-1);
+    this.number(values.length);
+    for (let i = 0; i < values.length; i++) this.number(values[i]!);
+  }
+
+  /** A list of strings after its length. */
+  strings(values: readonly string[]): void {
+    this.number(values.length);
+    for (let i = 0; i < values.length; i++) this.name(values[i]!);
+  }
+
+  /** FNV-1a over the words. */
+  hash(): number {
+    let h = 0x811c9dc5 ^ this.length;
+    for (let i = 0; i < this.length; i++) h = Math.imul(h ^ this.words[i]!, 0x01000193);
+    return h;
+  }
+
+  same(words: Int32Array): boolean {
+    if (words.length !== this.length) return false;
+    for (let i = 0; i < this.length; i++) if (words[i] !== this.words[i]) return false;
+    return true;
+  }
+}
+
+const keyWords = new KeyWords();
+
+/**
  * tfjs-backend-webgpu 4.22's `runWebGPUProgram` (backend_webgpu.js) with its `makeShaderKey`
  * remembered: that key names the pipeline from the kernel's own key, its workgroup size, input
  * names, whether its dispatch is flat, and its inputs' and output's ranks, dtypes, broadcast axes
- * and shape equalities, all functions of what `memo` below is made of (the shapes themselves in
+ * and shape equalities, all functions of what `memo` below is made of (`KeyWords`) (the shapes themselves in
  * place of what is derived from them), and building it (broadcast axes, joins) was a tenth of the
  * host's time per kernel. On a key not seen yet, on a pipeline not compiled yet, and on whatever
  * tfjs does differently (a pixel kernel, a dispatch over the device's limits, parallel
@@ -637,19 +793,35 @@ function runWebGPUProgram(
   const [x, y, z] = program.dispatch;
   if (x > limit || y > limit || z > limit) return tfjs(output); // tfjs reshapes the dispatch
   b.uploadToGPU(output.dataId);
-  let memo = `${program.shaderKey}|${program.workgroupSize ?? ""}|${program.variableNames}|` +
-    `${y === 1 && z === 1}|${output.dtype}:${output.shape}`;
+  if (p.shaderKeys.size >= p.options.maxShaderKeys) {
+    // full: forget them all, and the strings' numbers with them
+    p.shaderKeys.clear();
+    p.keyNames.clear();
+  }
+  const memo = keyWords;
+  memo.begin(p.keyNames);
+  memo.name(program.shaderKey);
+  memo.numbers(program.workgroupSize);
+  memo.strings(program.variableNames);
+  memo.number(y === 1 && z === 1 ? 1 : 0);
+  memo.name(output.dtype);
+  memo.numbers(output.shape);
   for (const input of inputs) {
     if (input.dtype === "complex64") return tfjs(output); // tfjs throws its error
-    b.uploadToGPU(input.dataId);
-    memo += `;${b.tensorMap.get(input.dataId)!.dtype}:${input.shape}`;
+    const data = b.tensorMap.get(input.dataId)!;
+    // tfjs uploads what has no resource yet (undefined or null) and returns at once otherwise
+    if ((data.resource ?? null) === null) b.uploadToGPU(input.dataId);
+    memo.name(data.dtype);
+    memo.numbers(input.shape);
   }
-  const key = p.shaderKeys.get(memo);
+  const hash = memo.hash();
+  const known = p.shaderKeys.get(hash);
+  const key = known !== undefined && memo.same(known.words) ? known.key : undefined;
   const pipeline = key === undefined ? undefined : b.pipelineCache[key];
   if (key === undefined || pipeline === undefined) {
+    const words = memo.words.slice(0, memo.length); // before tfjs's code could run a kernel
     const result = tfjs(output); // makes the key (into program.shaderKey) and the pipeline
-    if (p.shaderKeys.size >= p.options.maxShaderKeys) p.shaderKeys.clear();
-    p.shaderKeys.set(memo, program.shaderKey);
+    p.shaderKeys.set(hash, { words, key: program.shaderKey }); // one of a hash: the latest
     return result;
   }
   p.stats.shaderKeyHits++;
@@ -694,7 +866,7 @@ export function installWebgpuDispatch(
   const original = b.recordAndSubmit;
   const run = b.runWebGPUProgram;
   const manager = b.bufferManager;
-  const releaseBuffer = manager.releaseBuffer;
+  const acquireBuffer = manager.acquireBuffer;
   const dispose = manager.dispose;
   const p: Patch = {
     backend: b,
@@ -702,6 +874,7 @@ export function installWebgpuDispatch(
     uniforms: new Map(),
     layouts: new WeakMap(),
     shaderKeys: new Map(),
+    keyNames: new Map(),
     bindGroups: new WeakMap(),
     pending: { tensors: [], staging: [], tensorsSeen: 0, stagingSeen: 0 },
     pendingBytes: 0,
@@ -731,6 +904,18 @@ export function installWebgpuDispatch(
     (program: Program, inputs: Info[], dtype: string, defined?: Uniform[], output?: Info) =>
       runWebGPUProgram(p, run, program, inputs, dtype, defined, output),
   );
+  own(manager, "acquireBuffer", function (
+    this: BufferManager,
+    size: number,
+    usage: number,
+    mappedAtCreation = false,
+    reuse = true,
+  ) {
+    const buffer = acquireBuffer.call(this, size, usage, mappedAtCreation, reuse);
+    const known = facts(p, buffer);
+    known.usedAt = this.usedBuffers.get(known.key)!.length - 1; // tfjs pushed it last
+    return buffer;
+  });
   own(manager, "releaseBuffer", function (this: BufferManager, buffer: GPUBuffer, reuse = true) {
     const known = facts(p, buffer);
     // a destroyed buffer must leave no bind group behind (tfjs destroys staging buffers only)
@@ -738,7 +923,7 @@ export function installWebgpuDispatch(
       if (known.bindable) dropBindGroups(p);
       p.facts.delete(buffer);
     }
-    releaseBuffer.call(this, buffer, reuse);
+    releaseFromPool(p, this, buffer, known, reuse);
     if (reuse) keepOrdered(p, this.freeBuffers.get(known.key), buffer);
   });
   own(manager, "dispose", function (this: BufferManager) {
@@ -747,9 +932,12 @@ export function installWebgpuDispatch(
     p.uniforms.clear();
     return dispose.call(this);
   });
-  // the free lists in order from the start (`keepOrdered` keeps them so)
+  // the free lists in order from the start (`keepOrdered` keeps them so), the used ones indexed
   for (const list of manager.freeBuffers.values()) {
     list.sort((x, y) => facts(p, y).serial - facts(p, x).serial);
+  }
+  for (const list of manager.usedBuffers.values()) {
+    list.forEach((buffer, i) => facts(p, buffer).usedAt = i);
   }
   patch = p;
   return { installed: true };
@@ -770,7 +958,7 @@ export function uninstallWebgpuDispatch(): void {
   patch = null;
   p.restore();
   // recorded work may still read them: back to the pool when tfjs releases its own, at the submit
-  p.backend.uniformPendingDisposal.push(...p.uniforms.values());
+  for (const { buffer } of p.uniforms.values()) p.backend.uniformPendingDisposal.push(buffer);
   p.uniforms.clear();
   dropBindGroups(p);
 }

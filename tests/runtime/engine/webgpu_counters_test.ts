@@ -23,7 +23,7 @@ import {
 } from "../../../runtime/engine/webgpu_counters.ts";
 import { benchConfig } from "../../../bench/_configs.ts";
 import type { WorkerConfig } from "../../../bench/_protocol.ts";
-import { setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
+import { counted, setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
 import { needsWebgpu } from "../_webgpu.ts";
 
 /** The counts, less the times (which vary run to run). */
@@ -259,6 +259,32 @@ Deno.test({
         assert.ok(value <= most, `${field}: ${value} > ${most}, the count of 2026-12-04`);
       }
       assert.ok(first.dispatches > 0 && first.hostUsPerDispatch! > 0);
+    } finally {
+      disposeState(state);
+    }
+  },
+});
+
+Deno.test({
+  ...needsWebgpu("the bench worker's counts: train steps until one settles, that one's counts"),
+  async fn() {
+    const { state } = await setup(frontDoorGroup());
+    try {
+      // a fresh model: its first step compiles kernels and makes bind groups, so it is not the one
+      const answer = await counted(state, "train", WARM_UP_AT_MOST);
+      const counts = answer.counts as WebgpuCounts;
+      assert.equal(answer.settled, true, `not settled after ${answer.warmUp} steps`);
+      assert.ok((answer.warmUp as number) >= 1 && (answer.warmUp as number) < WARM_UP_AT_MOST);
+      assert.equal(counts.bindGroups, 0);
+      assert.equal(counts.uniformWrites, 0);
+      assert.equal(counts.pipelines, 0);
+      assert.ok(counts.dispatches > 0 && counts.dispatches <= TRAIN_STEP_AT_MOST.dispatches);
+      assert.equal(typeof answer.loss, "number");
+      // a limit of 0: the first call is the answer, settled only if it could be (it cannot)
+      const first = await counted(state, "sample", 0);
+      assert.equal(first.warmUp, 0);
+      assert.equal(first.settled, false);
+      assert.ok((first.counts as WebgpuCounts).dispatches > 0);
     } finally {
       disposeState(state);
     }

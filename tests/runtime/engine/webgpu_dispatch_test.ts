@@ -360,3 +360,88 @@ Deno.test({
     assert.ok(webgpuDispatchInstalled());
   },
 });
+
+Deno.test({
+  ...needsWebgpu(
+    "installWebgpuDispatch(): the pool's used lists and counts end as tfjs's releaseBuffer leaves them",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const manager = (tf.backend() as unknown as {
+      bufferManager: {
+        usedBuffers: Map<string, GPUBuffer[]>;
+        freeBuffers: Map<string, GPUBuffer[]>;
+        numUsedBuffers: number;
+        numBytesUsed: number;
+        acquireBuffer(size: number, usage: number, mapped?: boolean, reuse?: boolean): GPUBuffer;
+        releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
+      };
+    }).bufferManager;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const size = 4 * 777; // a size no other test uses: this test's buffers only
+    const key = `${size}_${usage}`;
+    // tfjs 4.22's own release: the buffer's place searched for, the last moved into it, popped
+    const model = [...(manager.usedBuffers.get(key) ?? [])];
+    const release = (buffer: GPUBuffer) => {
+      const i = model.indexOf(buffer);
+      model[i] = model[model.length - 1]!;
+      model.pop();
+      manager.releaseBuffer(buffer);
+    };
+    // some acquired before the patch goes on again (it finds their places as it goes on)
+    uninstallWebgpuDispatch();
+    const early = Array.from({ length: 3 }, () => manager.acquireBuffer(size, usage));
+    model.push(...early);
+    assert.ok(installWebgpuDispatch().installed);
+    const counts = [manager.numUsedBuffers, manager.numBytesUsed];
+    const late = Array.from({ length: 5 }, () => manager.acquireBuffer(size, usage));
+    model.push(...late);
+    assert.deepEqual(manager.usedBuffers.get(key), model);
+    const all = [...early, ...late];
+    for (const i of [6, 0, 3, 7, 1]) {
+      release(all[i]!);
+      assert.deepEqual(manager.usedBuffers.get(key), model, `after releasing buffer ${i}`);
+    }
+    // acquired again, released again: the places moved by the swaps are still right
+    const again = [manager.acquireBuffer(size, usage), manager.acquireBuffer(size, usage)];
+    model.push(...again);
+    for (const buffer of [all[2]!, again[0]!, all[5]!, again[1]!, all[4]!]) release(buffer);
+    assert.deepEqual(manager.usedBuffers.get(key), model);
+    assert.equal(manager.numUsedBuffers, counts[0]! - 3);
+    assert.equal(manager.numBytesUsed, counts[1]! - 3 * size);
+    assert.equal(manager.freeBuffers.get(key)!.length >= 8, true);
+    assert.throws(() => manager.releaseBuffer(all[0]!), /Cannot find the buffer/);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "installWebgpuDispatch(): two uniform blocks of one hash each get their own buffer",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const backend = tf.backend() as unknown as {
+      makeUniforms(uniforms: { type: string; data: number[] }[]): { buffer: GPUBuffer };
+    };
+    // the cache's hash (webgpu_dispatch.ts, `UniformWriter.hash`): FNV-1a over 32-bit words; a
+    // block of one int32 vec2 [a, b] is 2 words, and [a2, b2] with b2 chosen below hashes alike
+    const P = 0x01000193;
+    const first = (a: number) => Math.imul((0x811c9dc5 ^ 2) ^ a, P);
+    const hash = (a: number, b: number) => Math.imul(first(a) ^ b, P);
+    const [a, b, a2] = [12345, 678, 91011];
+    const b2 = first(a) ^ first(a2) ^ b;
+    assert.equal(hash(a2, b2), hash(a, b));
+    const block = (x: number, y: number) => [{ type: "int32", data: [x, y] }];
+    const before = webgpuDispatchStats();
+    const one = backend.makeUniforms(block(a, b)).buffer;
+    const other = backend.makeUniforms(block(a2, b2)).buffer;
+    assert.notEqual(other, one); // not the first block's buffer, whose bytes differ
+    const again = backend.makeUniforms(block(a2, b2)).buffer;
+    assert.equal(again, other); // found: it took the hash's place
+    const back = backend.makeUniforms(block(a, b)).buffer;
+    assert.notEqual(back, other);
+    const after = webgpuDispatchStats();
+    assert.equal(after.uniformMisses - before.uniformMisses, 3);
+    assert.equal(after.uniformHits - before.uniformHits, 1);
+  },
+});
