@@ -37,6 +37,13 @@ import type { BackendName } from "../../dsl/plan.ts";
 import { type Blas, loadBlas, registerBlasMatMul, unregisterBlasMatMul } from "./blas.ts";
 import { cacheDeviceConstants } from "./kernels/constants.ts";
 import { cpuKernels } from "./kernels/cpu.ts";
+import {
+  type AdapterFacts,
+  cpuAdapter,
+  installRowBlockMatMul,
+  rowBlockWanted,
+  uninstallRowBlockMatMul,
+} from "./kernels/matmul_webgpu.ts";
 import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
@@ -169,8 +176,11 @@ async function setupWasm(): Promise<string> {
   return "wasm (SIMD, 1 thread)";
 }
 
+/** Whether the last webgpu set-up found a CPU adapter (lavapipe, SwiftShader): `matmul_webgpu.ts`. */
+let webgpuOnCpu = false;
+
 async function setupWebgpu(): Promise<string> {
-  type Adapter = { info?: { description?: string } };
+  type Adapter = AdapterFacts & { info?: { description?: string } };
   const gpu = (navigator as { gpu?: { requestAdapter(): Promise<Adapter | null> } }).gpu;
   const adapter = gpu ? await gpu.requestAdapter() : null;
   if (!adapter) {
@@ -181,6 +191,7 @@ async function setupWebgpu(): Promise<string> {
     );
   }
   await import("@tensorflow/tfjs-backend-webgpu");
+  webgpuOnCpu = cpuAdapter(adapter);
   // the adapter's own name ("llvmpipe (LLVM 15.0.6, 256 bits)" for lavapipe, the GPU's otherwise)
   const name = adapter.info?.description;
   return `webgpu (Deno's WebGPU${name ? `: ${name}` : ""})`;
@@ -296,6 +307,13 @@ export async function useBackend(
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
   if (name === "webgpu") {
     chainWebgpuAddN();
+    // a CPU driver runs tfjs's tiled products slowly: row blocks instead (matmul_webgpu.ts)
+    if (rowBlockWanted(webgpuOnCpu)) {
+      installRowBlockMatMul();
+      description += " · matmul: row blocks (CPU adapter)";
+    } else {
+      uninstallRowBlockMatMul();
+    }
     const dispatch = options.webgpuDispatch ?? !turnedOff("GIFTWRAP_WEBGPU_DISPATCH");
     if (dispatch) {
       const done = installWebgpuDispatch(tf.backend());

@@ -142,6 +142,31 @@ export function runFused(
         `current count is ${inputs.length}`,
     );
   }
+  const dtype = program.dtype ?? "float32";
+  if (into && into.dtype !== dtype) {
+    throw new RangeError(
+      `Cannot run '${program.name}' into a ${into.dtype} tensor: it writes ${dtype}`,
+    );
+  }
+  const info = runFusedInfo(program, inputs, into);
+  return into ?? tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/**
+ * {@linkcode runFused} for a kernel's own `kernelFunc`: takes and returns the backend's tensor
+ * infos, which the engine makes into a tensor (a kernel that returned a tensor would be counted
+ * twice). The inputs' count is the caller's to check.
+ *
+ * @example
+ * ```ts
+ * kernelFunc: ({ inputs }) => runFusedInfo(program, [inputs.x!]),
+ * ```
+ */
+export function runFusedInfo(
+  program: FusedProgram,
+  inputs: readonly tf.TensorInfo[],
+  into?: tf.TensorInfo,
+): tf.TensorInfo {
   const uniforms = Object.entries(program.uniforms ?? {});
   const outputShape = [...program.outputShape];
   const webgpuProgram: WebgpuProgram = {
@@ -154,20 +179,13 @@ export function runFused(
     uniforms: uniforms.map(([name, [type]]) => `${name} : ${type}, `).join(""),
     getUserCode: () => program.code,
   };
-  const dtype = program.dtype ?? "float32";
-  if (into && into.dtype !== dtype) {
-    throw new RangeError(
-      `Cannot run '${program.name}' into a ${into.dtype} tensor: it writes ${dtype}`,
-    );
-  }
-  const info = webgpuBackend(program.name).runWebGPUProgram(
+  return webgpuBackend(program.name).runWebGPUProgram(
     webgpuProgram,
-    inputs as tf.Tensor[],
-    dtype,
+    [...inputs],
+    program.dtype ?? "float32",
     uniforms.map(([, [type, value]]) => ({ type: UNIFORM_TYPES[type], data: [value] })),
     into,
   );
-  return into ?? tf.engine().makeTensorFromTensorInfo(info);
 }
 
 /**

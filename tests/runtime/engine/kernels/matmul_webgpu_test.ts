@@ -1,0 +1,172 @@
+/**
+ * The row-block `BatchMatMul` on webgpu (runtime/engine/kernels/matmul_webgpu.ts), where WebGPU
+ * offers an adapter, against tfjs's own program (the kernel uninstalled): the same bits on the
+ * model's products, where both add over k in order with `fma`; within 1e-5 relative elsewhere
+ * (tfjs picks other programs for some shapes, a split over k among them, which adds in another
+ * order); rows not a multiple of the block, K = 1, batched and broadcast inputs; transposed and
+ * N % 4 ≠ 0 products left to tfjs; one dispatch a product; gradients; no leaked tensors.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { tf, useBackend } from "../../../../runtime/engine/backend.ts";
+import {
+  cpuAdapter,
+  installRowBlockMatMul,
+  rowBlockInstalled,
+  uninstallRowBlockMatMul,
+} from "../../../../runtime/engine/kernels/matmul_webgpu.ts";
+import { countWebgpu } from "../../../../runtime/engine/webgpu_counters.ts";
+import { Rng } from "../../../../runtime/engine/random.ts";
+import { needsWebgpu } from "../../_webgpu.ts";
+
+function randomTensor(rng: Rng, shape: number[]): tf.Tensor {
+  const values = new Float32Array(shape.reduce((x, y) => x * y, 1));
+  for (let i = 0; i < values.length; i++) values[i] = rng.normal();
+  return tf.tensor(values, shape);
+}
+
+/** `f` with tfjs's own kernel and with the row blocks: both outputs' values. */
+async function bothWays(
+  f: () => tf.Tensor,
+): Promise<{ tfjs: Float32Array; rows: Float32Array; shapes: number[][] }> {
+  uninstallRowBlockMatMul();
+  const t = f();
+  installRowBlockMatMul();
+  const r = f();
+  const out = {
+    tfjs: await t.data() as Float32Array,
+    rows: await r.data() as Float32Array,
+    shapes: [t.shape, r.shape],
+  };
+  t.dispose();
+  r.dispose();
+  return out;
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, rel: number, what: string) {
+  assert.equal(actual.length, expected.length, what);
+  for (let i = 0; i < actual.length; i++) {
+    const tol = rel * Math.max(1, Math.abs(expected[i]!));
+    assert.ok(
+      Math.abs(actual[i]! - expected[i]!) <= tol,
+      `${what}: element ${i} is ${actual[i]}, tfjs gives ${expected[i]}`,
+    );
+  }
+}
+
+Deno.test("cpuAdapter() knows lavapipe, SwiftShader and fallback adapters, not a GPU", () => {
+  assert.ok(cpuAdapter({ info: { description: "llvmpipe (LLVM 15.0.6, 256 bits)" } }));
+  assert.ok(cpuAdapter({ info: { device: "SwiftShader Device (Subzero)" } }));
+  assert.ok(cpuAdapter({ isFallbackAdapter: true, info: {} }));
+  assert.ok(!cpuAdapter({ info: { description: "NVIDIA H200", vendor: "nvidia" } }));
+  assert.ok(!cpuAdapter({}));
+});
+
+Deno.test({
+  ...needsWebgpu("installRowBlockMatMul: the same bits as tfjs on the model's products"),
+  async fn() {
+    await useBackend("webgpu");
+    const rng = new Rng(1);
+    const live = tf.memory().numTensors;
+    // the shapes measured against tfjs's program: [rows, dim]·[dim, 3·dim], ·[F, dim], …
+    const shapes: [number[], number[]][] = [
+      [[1280, 128], [128, 352]],
+      [[128, 1280], [1280, 352]],
+      [[1280, 352], [352, 128]],
+      [[1280, 128], [128, 128]],
+    ];
+    for (const [sa, sb] of shapes) {
+      const a = randomTensor(rng, sa), b = randomTensor(rng, sb);
+      const { tfjs, rows } = await bothWays(() => tf.matMul(a, b));
+      assert.deepEqual(rows, tfjs, `${sa}·${sb}`);
+      a.dispose();
+      b.dispose();
+    }
+    installRowBlockMatMul();
+    assert.equal(tf.memory().numTensors, live);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "installRowBlockMatMul: ragged rows, K = 1, batches and broadcasts within 1e-5 of tfjs",
+  ),
+  async fn() {
+    await useBackend("webgpu");
+    const rng = new Rng(2);
+    const live = tf.memory().numTensors;
+    // [a, b, output]: rows past a multiple of 16 (and of 8, 4), K = 1, one row, attention's
+    // [B·H, T, hd]·[B·H, hd, T]-like batches (4-d too), and a batch of 1 on one side
+    const cases: [number[], number[], number[]][] = [
+      [[37, 20], [20, 12], [37, 12]],
+      [[5, 7], [7, 8], [5, 8]],
+      [[1, 64], [64, 32], [1, 32]],
+      [[19, 1], [1, 16], [19, 16]],
+      [[6, 13, 8], [6, 8, 16], [6, 13, 16]],
+      [[2, 3, 17, 8], [2, 3, 8, 12], [2, 3, 17, 12]],
+      [[4, 9, 8], [8, 4], [4, 9, 4]],
+      [[9, 8], [3, 8, 4], [3, 9, 4]],
+      [[1, 9, 8], [3, 8, 4], [3, 9, 4]],
+    ];
+    for (const [sa, sb, so] of cases) {
+      const a = randomTensor(rng, sa), b = randomTensor(rng, sb);
+      const { tfjs, rows, shapes } = await bothWays(() => tf.matMul(a, b));
+      assert.deepEqual(shapes, [so, so], `${sa}·${sb}`);
+      // tfjs runs some of these with other programs (small outputs, a split over k): other order
+      assertClose(rows, tfjs, 1e-5, `${sa}·${sb}`);
+      a.dispose();
+      b.dispose();
+    }
+    assert.equal(tf.memory().numTensors, live);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu("installRowBlockMatMul: one dispatch a product; tfjs's kernel for the rest"),
+  async fn() {
+    await useBackend("webgpu");
+    installRowBlockMatMul();
+    assert.ok(rowBlockInstalled());
+    const rng = new Rng(3);
+    const a = randomTensor(rng, [33, 24]), b = randomTensor(rng, [24, 16]);
+    const c = randomTensor(rng, [24, 10]), bt = randomTensor(rng, [16, 24]);
+    await Promise.all([a.data(), b.data(), c.data(), bt.data()]); // uploaded before counting
+    const { counts } = await countWebgpu(async () => {
+      const p = tf.matMul(a, b);
+      await p.data();
+      p.dispose();
+    });
+    assert.equal(counts.dispatches, 1);
+    // transposed, and 10 columns: tfjs's kernel, so the very bits of its program
+    for (const f of [() => tf.matMul(a, bt, false, true), () => tf.matMul(a, c)]) {
+      const { tfjs, rows } = await bothWays(f);
+      assert.deepEqual(rows, tfjs);
+    }
+    uninstallRowBlockMatMul();
+    assert.ok(!rowBlockInstalled());
+    installRowBlockMatMul();
+    tf.dispose([a, b, c, bt]);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu("installRowBlockMatMul: tf.grad of a model-like product within 1e-5 of tfjs"),
+  async fn() {
+    await useBackend("webgpu");
+    const rng = new Rng(4);
+    const x = randomTensor(rng, [40, 24]), w = randomTensor(rng, [24, 32]);
+    const v = randomTensor(rng, [32, 8]);
+    const loss = (xs: tf.Tensor, ws: tf.Tensor) => tf.sum(tf.matMul(tf.relu(tf.matMul(xs, ws)), v));
+    const grads = tf.grads(loss);
+    tf.dispose(grads([x, w])); // once first: the gradients' cached device constants stay
+    const live = tf.memory().numTensors;
+    for (const which of [0, 1]) {
+      const { tfjs, rows } = await bothWays(() => tf.tidy(() => grads([x, w])[which]!));
+      assertClose(rows, tfjs, 1e-5, `gradient ${which}`);
+    }
+    assert.equal(tf.memory().numTensors, live);
+    tf.dispose([x, w, v]);
+  },
+});
