@@ -13,7 +13,7 @@
  * with `fma`). On a real GPU tfjs's tiled program is surely the better one, so the program runs
  * only where the adapter is a CPU one; GIFTWRAP_WEBGPU_MATMUL=rows|tfjs forces either.
  *
- * It takes float32 products without transpose flags whose column count is a multiple of 4 and
+ * It takes float32 products, either transpose flag set or not, whose column count is a multiple of 4 and
  * whose batch dimensions are equal on both sides (or one side has a batch of 1); any other product
  * runs tfjs's kernel. Rows past a multiple of R read a clamped row and write nothing.
  *
@@ -123,17 +123,24 @@ function rowBlockKernel(fallback: KernelFunc): KernelFunc {
   return (args) => {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     const { transposeA, transposeB } = args.attrs as { transposeA?: boolean; transposeB?: boolean };
-    const plan = !transposeA && !transposeB ? rowBlockPlan(a, b) : null;
+    const plan = rowBlockPlan(a, b, transposeA ?? false, transposeB ?? false);
     return plan ? runFusedInfo(plan, [a, b]) : fallback(args);
   };
 }
 
 /** The program for `a · b`, or null when tfjs's kernel should run it. */
-function rowBlockPlan(a: tf.TensorInfo, b: tf.TensorInfo): FusedProgram | null {
+function rowBlockPlan(
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): FusedProgram | null {
   if (a.dtype !== "float32" || b.dtype !== "float32") return null;
   if (a.shape.length < 2 || b.shape.length < 2) return null;
-  const [m, k] = a.shape.slice(-2) as [number, number];
-  const [kb, n] = b.shape.slice(-2) as [number, number];
+  const [a0, a1] = a.shape.slice(-2) as [number, number];
+  const [b0, b1] = b.shape.slice(-2) as [number, number];
+  const [m, k] = transposeA ? [a1, a0] : [a0, a1];
+  const [kb, n] = transposeB ? [b1, b0] : [b0, b1];
   if (k !== kb || n % 4 !== 0 || m === 0 || n === 0 || k === 0) return null;
   const outerA = a.shape.slice(0, -2);
   const outerB = b.shape.slice(0, -2);
@@ -149,7 +156,7 @@ function rowBlockPlan(a: tf.TensorInfo, b: tf.TensorInfo): FusedProgram | null {
   const rows = rowsPer(m);
   const blocks = batch * Math.ceil(m / rows) * (n / 4);
   return {
-    name: `matmul_rows${rows}`,
+    name: `matmul_rows${rows}${transposeA ? "_ta" : ""}${transposeB ? "_tb" : ""}`,
     inputs: ["A", "B"],
     outputShape: [...outer, m, n],
     workgroupSize: WORKGROUP,
@@ -162,7 +169,7 @@ function rowBlockPlan(a: tf.TensorInfo, b: tf.TensorInfo): FusedProgram | null {
       strideA: ["i32", batchA === 1 ? 0 : m * k],
       strideB: ["i32", batchB === 1 ? 0 : k * n],
     },
-    code: rowBlockCode(rows),
+    code: rowBlockCode(rows, transposeA, transposeB),
   };
 }
 
@@ -177,8 +184,12 @@ function rowsPer(m: number): number {
  * An invocation's block: batch `bi`, rows r0 … r0 + R − 1, columns c0 … c0 + 3. Row i's sum is
  * `fma(a[i][k], b[k][c], acc)` over k = 0, 1, …, as tfjs's program adds them.
  */
-function rowBlockCode(rows: number): string {
+function rowBlockCode(rows: number, transposeA: boolean, transposeB: boolean): string {
   const rs = Array.from({ length: rows }, (_, r) => r);
+  // a[i][k] is A[ar_i + k] (or A[ar_i + k·m] transposed); b[k][c0 + j] is B[bo + j] (or B[bo + j·k])
+  const aAt = (r: number) => transposeA ? `A[ar${r} + k * m]` : `A[ar${r} + k]`;
+  const bRow = transposeB ? "bBase + k" : "bBase + k * n";
+  const bAt = (j: number) => transposeB ? `B[bo + ${j} * kk]` : `B[bo + ${j}]`;
   return `
     fn main(index : i32) {
       if (index >= uniforms.blocks) { return; }
@@ -190,14 +201,17 @@ function rowBlockCode(rows: number): string {
       let r0 = (within / c4) * ${rows};
       let c0 = (within % c4) * 4;
       let aBase = bi * uniforms.strideA;
-      let bBase = bi * uniforms.strideB + c0;
+      let bBase = bi * uniforms.strideB + c0${transposeB ? " * kk" : ""};
       let oBase = bi * m * n + c0;
       ${rs.map((r) => `var acc${r} = vec4<f32>(0.0);`).join("\n      ")}
-      ${rs.map((r) => `let ar${r} = aBase + min(r0 + ${r}, m - 1) * kk;`).join("\n      ")}
+      ${
+    rs.map((r) => `let ar${r} = aBase + min(r0 + ${r}, m - 1)${transposeA ? "" : " * kk"};`)
+      .join("\n      ")
+  }
       for (var k = 0; k < kk; k++) {
-        let bo = bBase + k * n;
-        let bk = vec4<f32>(B[bo], B[bo + 1], B[bo + 2], B[bo + 3]);
-        ${rs.map((r) => `acc${r} = fma(vec4<f32>(A[ar${r} + k]), bk, acc${r});`).join("\n        ")}
+        let bo = ${bRow};
+        let bk = vec4<f32>(${bAt(0)}, ${bAt(1)}, ${bAt(2)}, ${bAt(3)});
+        ${rs.map((r) => `acc${r} = fma(vec4<f32>(${aAt(r)}), bk, acc${r});`).join("\n        ")}
       }
       ${
     rs.map((r) =>

@@ -3,8 +3,8 @@
  * offers an adapter, against tfjs's own program (the kernel uninstalled): the same bits on the
  * model's products, where both add over k in order with `fma`; within 1e-5 relative elsewhere
  * (tfjs picks other programs for some shapes, a split over k among them, which adds in another
- * order); rows not a multiple of the block, K = 1, batched and broadcast inputs; transposed and
- * N % 4 ≠ 0 products left to tfjs; one dispatch a product; gradients; no leaked tensors.
+ * order); rows not a multiple of the block, K = 1, batched and broadcast inputs, either transpose
+ * flag; N % 4 ≠ 0 products left to tfjs; one dispatch a product; gradients; no leaked tensors.
  *
  * @module
  */
@@ -81,8 +81,13 @@ Deno.test({
       const a = randomTensor(rng, sa), b = randomTensor(rng, sb);
       const { tfjs, rows } = await bothWays(() => tf.matMul(a, b));
       assert.deepEqual(rows, tfjs, `${sa}·${sb}`);
-      a.dispose();
-      b.dispose();
+      // the unembedding's flag (bᵀ) and the backward pass's aᵀ: the same sums in the same order
+      const [at, bt] = [tf.transpose(a), tf.transpose(b)];
+      for (const [ta, tb] of [[false, true], [true, false], [true, true]]) {
+        const { tfjs, rows } = await bothWays(() => tf.matMul(ta ? at : a, tb ? bt : b, ta, tb));
+        assert.deepEqual(rows, tfjs, `${sa}·${sb} (${ta}, ${tb})`);
+      }
+      tf.dispose([a, b, at, bt]);
     }
     installRowBlockMatMul();
     assert.equal(tf.memory().numTensors, live);
@@ -91,7 +96,7 @@ Deno.test({
 
 Deno.test({
   ...needsWebgpu(
-    "installRowBlockMatMul: ragged rows, K = 1, batches and broadcasts within 1e-5 of tfjs",
+    "installRowBlockMatMul: ragged rows, K = 1, batches, broadcasts, flags within 1e-5 of tfjs",
   ),
   async fn() {
     await useBackend("webgpu");
@@ -116,8 +121,15 @@ Deno.test({
       assert.deepEqual(shapes, [so, so], `${sa}·${sb}`);
       // tfjs runs some of these with other programs (small outputs, a split over k): other order
       assertClose(rows, tfjs, 1e-5, `${sa}·${sb}`);
-      a.dispose();
-      b.dispose();
+      // attention's q·kᵀ and the transposed flags on each side
+      const r = sa.length, s = sb.length;
+      const at = tf.transpose(a, [...Array(r - 2).keys(), r - 1, r - 2]);
+      const bt = tf.transpose(b, [...Array(s - 2).keys(), s - 1, s - 2]);
+      for (const [ta, tb] of [[false, true], [true, false], [true, true]]) {
+        const got = await bothWays(() => tf.matMul(ta ? at : a, tb ? bt : b, ta, tb));
+        assertClose(got.rows, got.tfjs, 1e-5, `${sa}·${sb} (${ta}, ${tb})`);
+      }
+      tf.dispose([a, b, at, bt]);
     }
     assert.equal(tf.memory().numTensors, live);
   },
@@ -131,23 +143,24 @@ Deno.test({
     assert.ok(rowBlockInstalled());
     const rng = new Rng(3);
     const a = randomTensor(rng, [33, 24]), b = randomTensor(rng, [24, 16]);
-    const c = randomTensor(rng, [24, 10]), bt = randomTensor(rng, [16, 24]);
-    await Promise.all([a.data(), b.data(), c.data(), bt.data()]); // uploaded before counting
+    const c = randomTensor(rng, [24, 10]);
+    await Promise.all([a.data(), b.data(), c.data()]); // uploaded before counting
     const { counts } = await countWebgpu(async () => {
       const p = tf.matMul(a, b);
       await p.data();
       p.dispose();
     });
     assert.equal(counts.dispatches, 1);
-    // transposed, and 10 columns: tfjs's kernel, so the very bits of its program
-    for (const f of [() => tf.matMul(a, bt, false, true), () => tf.matMul(a, c)]) {
+    // 10 columns, plain and transposed: tfjs's kernel, so the very bits of its program
+    const ct = tf.transpose(c);
+    for (const f of [() => tf.matMul(a, c), () => tf.matMul(a, ct, false, true)]) {
       const { tfjs, rows } = await bothWays(f);
       assert.deepEqual(rows, tfjs);
     }
     uninstallRowBlockMatMul();
     assert.ok(!rowBlockInstalled());
     installRowBlockMatMul();
-    tf.dispose([a, b, c, bt]);
+    tf.dispose([a, b, c, ct]);
   },
 });
 
