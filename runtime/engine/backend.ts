@@ -15,7 +15,9 @@
  *   `AddN` repaired (`chainWebgpuAddN`), constants and tables cached on the device
  *   (`kernels/constants.ts`) so that a train step uploads only its batch, and each kernel's
  *   uniforms and bind group cached and its submits batched (`webgpu_dispatch.ts`), so that a
- *   dispatch costs the host a fraction of tfjs's set-up.
+ *   dispatch costs the host a fraction of tfjs's set-up. On a CPU adapter (lavapipe, SwiftShader)
+ *   the products run as row blocks instead of tfjs's tiled program (`kernels/matmul_webgpu.ts`;
+ *   GIFTWRAP_WEBGPU_MATMUL=rows|tfjs forces either).
  * - `tensorflow` is `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`, imported only when
  *   asked for, with the plain tfjs set. Their install step downloads libtensorflow, which fails
  *   without network access to Google's storage, so its absence is an ordinary, clearly reported
@@ -256,8 +258,8 @@ async function setupTensorflow(): Promise<string> {
  * Makes `name` the active tfjs backend, loading it first when needed, and chooses its kernel set.
  * Every patch of tfjs the runtime makes is installed here: the `BatchMatMul` kernel through
  * OpenBLAS (wasm, cpu), the `BatchMatMul` gradient through the kernel set's products, the backward
- * pass that frees as it goes, wasm's sharing `Identity` and `Cast`, and webgpu's `AddN` and
- * dispatch caches.
+ * pass that frees as it goes, wasm's sharing `Identity` and `Cast`, and webgpu's `AddN`, dispatch
+ * caches and, on a CPU adapter, row-block products (`kernels/matmul_webgpu.ts`).
  *
  * @throws {BackendUnavailableError} when the backend cannot run here (one line, for the user).
  * @example

@@ -27,14 +27,23 @@ function randomTensor(rng: Rng, shape: number[]): tf.Tensor {
   return tf.tensor(values, shape);
 }
 
-/** `f` with tfjs's own kernel and with the row blocks: both outputs' values. */
+/**
+ * `f` with tfjs's own kernel and with the row blocks: both outputs' values. A program that does not
+ * compile writes nothing, and its output buffer, from tfjs's pool, may hold an earlier product's
+ * right values: the device's validation errors while the row blocks run must be none.
+ */
 async function bothWays(
   f: () => tf.Tensor,
 ): Promise<{ tfjs: Float32Array; rows: Float32Array; shapes: number[][] }> {
   uninstallRowBlockMatMul();
   const t = f();
   installRowBlockMatMul();
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  device.pushErrorScope("validation");
   const r = f();
+  await r.data();
+  const error = await device.popErrorScope();
+  assert.equal(error?.message ?? null, null);
   const out = {
     tfjs: await t.data() as Float32Array,
     rows: await r.data() as Float32Array,
