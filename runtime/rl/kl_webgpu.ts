@@ -17,7 +17,7 @@
  */
 
 import { tf } from "../engine/tf.ts";
-import { runFused, wgslAvailable } from "../engine/kernels/webgpu_program.ts";
+import { runFused, treeSumWgsl, wgslAvailable } from "../engine/kernels/webgpu_program.ts";
 
 /** tfjs's `ReduceProgram`'s lanes for a row of `count` values (below 32,768). */
 function reduceLanes(count: number): number {
@@ -54,28 +54,7 @@ export function tokenMeanKl(logp: tf.Tensor, refLogp: tf.Tensor, mask: tf.Tensor
     workgroups: 1,
     uniforms: { count: ["i32", count], one: ["f32", 1] },
     code: `
-  var<workgroup> partial : array<f32, ${lanes}>;
-
-  // tfjs's ReduceProgram: each lane's sum in partial[lane], then its tree over min(count, W) lanes
-  fn treeSum(value : f32) -> f32 {
-    let lane = localId.x;
-    partial[lane] = value;
-    workgroupBarrier();
-    var size = u32(min(uniforms.count, ${lanes}));
-    loop {
-      if (size <= 1u) { break; }
-      let pairs = size / 2u;
-      let interval = (size - 1u) / 2u + 1u;
-      if (lane < pairs) {
-        partial[lane] = partial[lane] + partial[lane + interval];
-      }
-      size = interval;
-      workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-  }
+${treeSumWgsl(lanes)}
 
   fn k3Masked(i : i32) -> f32 {
     let d = f32(refLogp[i]) - f32(logp[i]);
@@ -96,8 +75,8 @@ export function tokenMeanKl(logp: tf.Tensor, refLogp: tf.Tensor, mask: tf.Tensor
       s = s + k3Masked(i);
       t = t + f32(mask[i]);
     }
-    let masked = treeSum(s);
-    let tokens = treeSum(t);
+    let masked = treeSum(s, uniforms.count);
+    let tokens = treeSum(t, uniforms.count);
     if (index == 0) {
       let isNaN = (bitcast<u32>(tokens) & 0x7fffffffu) > 0x7f800000u;
       let denominator = select(max(tokens, 1.0), tokens, isNaN);

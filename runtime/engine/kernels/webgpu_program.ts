@@ -210,3 +210,35 @@ function webgpuBackend(what: string): WebgpuBackend {
   }
   return tf.backend() as unknown as WebgpuBackend;
 }
+
+/**
+ * WGSL of `fn treeSum(value : f32, count : i32) -> f32` over a workgroup of `lanes` invocations,
+ * with its `partial` workgroup array: each lane's value in `partial[lane]`, then the pairwise tree
+ * of tfjs-webgpu 4.22's ReduceProgram over min(count, lanes) lanes, so that a program summing as
+ * tfjs's `Sum` and `Mean` do gets their bits (rl/kl_webgpu.ts, rl/objectives/gift_webgpu.ts).
+ * Every lane of the workgroup must call it (it has barriers).
+ */
+export function treeSumWgsl(lanes: number): string {
+  return `
+  var<workgroup> partial : array<f32, ${lanes}>;
+
+  fn treeSum(value : f32, count : i32) -> f32 {
+    let lane = localId.x;
+    partial[lane] = value;
+    workgroupBarrier();
+    var size = u32(min(count, ${lanes}));
+    loop {
+      if (size <= 1u) { break; }
+      let pairs = size / 2u;
+      let interval = (size - 1u) / 2u + 1u;
+      if (lane < pairs) {
+        partial[lane] = partial[lane] + partial[lane + interval];
+      }
+      size = interval;
+      workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+  }`;
+}

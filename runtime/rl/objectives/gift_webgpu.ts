@@ -30,7 +30,12 @@
  */
 
 import { tf } from "../../engine/tf.ts";
-import { runFused, type Uniform, wgslAvailable } from "../../engine/kernels/webgpu_program.ts";
+import {
+  runFused,
+  treeSumWgsl,
+  type Uniform,
+  wgslAvailable,
+} from "../../engine/kernels/webgpu_program.ts";
 
 /** tfjs's `ReduceProgram`'s lanes for rows shorter than 4,096, and the forward's lanes. */
 const LANES = 64;
@@ -143,28 +148,7 @@ const COMMON = `
 
 /** The forward program's WGSL: one workgroup, one of the four values, as tfjs's `Mean` takes it. */
 const FORWARD = `${COMMON}
-  var<workgroup> partial : array<f32, ${LANES}>;
-
-  // tfjs's ReduceProgram over count values: each lane's sum in partial[lane], then its tree
-  fn treeSum(value : f32, count : i32) -> f32 {
-    let lane = localId.x;
-    partial[lane] = value;
-    workgroupBarrier();
-    var size = u32(min(count, ${LANES}));
-    loop {
-      if (size <= 1u) { break; }
-      let pairs = size / 2u;
-      let interval = (size - 1u) / 2u + 1u;
-      if (lane < pairs) {
-        partial[lane] = partial[lane] + partial[lane + interval];
-      }
-      size = interval;
-      workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-  }
+${treeSumWgsl(LANES)}
 
   // row i's (Â_i − β_c·ũ_i)², u_i and |Â_i|, its group's statistics recomputed
   fn rowValues(i : i32) -> vec3<f32> {

@@ -11,7 +11,6 @@
 import assert from "node:assert/strict";
 import { tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { deviceConstantCount } from "../../../runtime/engine/kernels/constants.ts";
-import { disposeAdamW } from "../../../runtime/engine/optim.ts";
 import {
   countWebgpu,
   installWebgpuCounters,
@@ -21,10 +20,9 @@ import {
   webgpuCountersInstalled,
   type WebgpuCounts,
 } from "../../../runtime/engine/webgpu_counters.ts";
-import { benchConfig } from "../../../bench/_configs.ts";
-import type { WorkerConfig } from "../../../bench/_protocol.ts";
-import { counted, setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
+import { counted, setup, train } from "../../../bench/_giftwrap_worker.ts";
 import { needsWebgpu } from "../_webgpu.ts";
+import { disposeState, frontDoorGroup } from "./_front_door.ts";
 
 /** The counts, less the times (which vary run to run). */
 function calls(counts: WebgpuCounts): Omit<WebgpuCounts, `${string}Ms` | "hostUsPerDispatch"> {
@@ -139,30 +137,6 @@ Deno.test({
     assert.equal(webgpuCounters().dispatches, 0); // not installed: all zero
   },
 });
-
-/**
- * The bench's front-door configuration (recipes/addition_gift.ts's model, optimiser and GIFT
- * options) on its first group of 8 rows, instead of 16 groups: the same kernels, a step in about
- * a second on lavapipe.
- */
-function frontDoorGroup(): WorkerConfig {
-  const full = benchConfig("front-door").setup;
-  const rows = full.shapes.groupSize;
-  const width = full.shapes.promptTokens + full.shapes.newTokens;
-  return {
-    ...full,
-    shapes: { ...full.shapes, rows },
-    ids: full.ids.slice(0, rows * width),
-    rewards: full.rewards.slice(0, rows),
-    backend: "webgpu",
-  };
-}
-
-/** Frees what `setup` made. */
-function disposeState(s: State): void {
-  tf.dispose([...Object.values(s.params), s.ids, s.mask, s.refLogp, s.rewards]);
-  disposeAdamW(s.optimizer);
-}
 
 Deno.test({
   ...needsWebgpu("countWebgpu() changes no result: 2 front-door train steps counted and not"),

@@ -13,7 +13,6 @@
 import assert from "node:assert/strict";
 import { tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { deviceConstantCount } from "../../../runtime/engine/kernels/constants.ts";
-import { disposeAdamW } from "../../../runtime/engine/optim.ts";
 import { countWebgpu } from "../../../runtime/engine/webgpu_counters.ts";
 import {
   installWebgpuDispatch,
@@ -21,31 +20,10 @@ import {
   webgpuDispatchInstalled,
   webgpuDispatchStats,
 } from "../../../runtime/engine/webgpu_dispatch.ts";
-import { benchConfig } from "../../../bench/_configs.ts";
-import type { WorkerConfig } from "../../../bench/_protocol.ts";
-import { setup, type State, train } from "../../../bench/_giftwrap_worker.ts";
+import { setup, train } from "../../../bench/_giftwrap_worker.ts";
 import { sampleCompletions } from "../../../runtime/rl/sample.ts";
 import { needsWebgpu } from "../_webgpu.ts";
-
-/** The bench's front-door configuration on its first group of 8 rows (webgpu_counters_test.ts). */
-function frontDoorGroup(): WorkerConfig {
-  const full = benchConfig("front-door").setup;
-  const rows = full.shapes.groupSize;
-  const width = full.shapes.promptTokens + full.shapes.newTokens;
-  return {
-    ...full,
-    shapes: { ...full.shapes, rows },
-    ids: full.ids.slice(0, rows * width),
-    rewards: full.rewards.slice(0, rows),
-    backend: "webgpu",
-  };
-}
-
-/** Frees what `setup` made. */
-function disposeState(s: State): void {
-  tf.dispose([...Object.values(s.params), s.ids, s.mask, s.refLogp, s.rewards]);
-  disposeAdamW(s.optimizer);
-}
+import { disposeState, frontDoorGroup } from "./_front_door.ts";
 
 /** Tensors alive, less those the device caches keep from one step to the next. */
 function live(): number {
