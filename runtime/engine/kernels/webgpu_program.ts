@@ -242,3 +242,26 @@ export function treeSumWgsl(lanes: number): string {
     return total;
   }`;
 }
+
+/**
+ * WGSL of `fn <name>(count : i32) -> f32`: the pairwise tree of tfjs-webgpu 4.22's ReduceProgram
+ * run by one invocation over its own `array` (a `var<private>` of `lanes` floats holding each
+ * lane's sum): while n > 1, lane l < ⌊n/2⌋ adds lane l + ⌈n/2⌉, over min(count, lanes) lanes
+ * (rl/objectives/group_webgpu.ts, rl/objectives/gift_webgpu.ts).
+ */
+export function laneTreeWgsl(name: string, array: string, lanes: number): string {
+  return `
+  fn ${name}(count : i32) -> f32 {
+    var size = u32(min(count, ${lanes}));
+    loop {
+      if (size <= 1u) { break; }
+      let pairs = size / 2u;
+      let interval = (size - 1u) / 2u + 1u;
+      for (var l = 0u; l < pairs; l = l + 1u) {
+        ${array}[l] = ${array}[l] + ${array}[l + interval];
+      }
+      size = interval;
+    }
+    return ${array}[0];
+  }`;
+}

@@ -31,6 +31,7 @@
 
 import { tf } from "../../engine/tf.ts";
 import {
+  laneTreeWgsl,
   runFused,
   treeSumWgsl,
   type Uniform,
@@ -59,33 +60,9 @@ const COMMON = `
   var<private> groupLanes : array<f32, ${LANES}>;
 
   // tfjs's ReduceProgram's tree over lanes' sums: while n > 1, lane l < ⌊n/2⌋ adds lane l + ⌈n/2⌉
-  fn rowTree(count : i32) -> f32 {
-    var size = u32(min(count, ${LANES}));
-    loop {
-      if (size <= 1u) { break; }
-      let pairs = size / 2u;
-      let interval = (size - 1u) / 2u + 1u;
-      for (var l = 0u; l < pairs; l = l + 1u) {
-        rowLanes[l] = rowLanes[l] + rowLanes[l + interval];
-      }
-      size = interval;
-    }
-    return rowLanes[0];
-  }
+${laneTreeWgsl("rowTree", "rowLanes", LANES)}
 
-  fn groupTree(count : i32) -> f32 {
-    var size = u32(min(count, ${LANES}));
-    loop {
-      if (size <= 1u) { break; }
-      let pairs = size / 2u;
-      let interval = (size - 1u) / 2u + 1u;
-      for (var l = 0u; l < pairs; l = l + 1u) {
-        groupLanes[l] = groupLanes[l] + groupLanes[l + interval];
-      }
-      size = interval;
-    }
-    return groupLanes[0];
-  }
+${laneTreeWgsl("groupTree", "groupLanes", LANES)}
 
   // u_i = Σ_t (logp − refLogp)·mask over row i, summed as tfjs sums a row
   fn implicitReward(i : i32) -> f32 {

@@ -24,7 +24,12 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { runFused, wgslAvailable, workgroupsFor } from "../../engine/kernels/webgpu_program.ts";
+import {
+  laneTreeWgsl,
+  runFused,
+  wgslAvailable,
+  workgroupsFor,
+} from "../../engine/kernels/webgpu_program.ts";
 
 /** tfjs's `ReduceProgram`'s lanes for rows shorter than 4,096. */
 const REDUCE_LANES = 64;
@@ -36,19 +41,7 @@ const CODE = `
   var<private> lanes : array<f32, ${REDUCE_LANES}>;
 
   // tfjs's ReduceProgram's tree over the lanes' sums (lanes[0 … min(count, 64) − 1])
-  fn reduceLanes(count : i32) -> f32 {
-    var size = u32(min(count, ${REDUCE_LANES}));
-    loop {
-      if (size <= 1u) { break; }
-      let pairs = size / 2u;
-      let interval = (size - 1u) / 2u + 1u;
-      for (var l = 0u; l < pairs; l = l + 1u) {
-        lanes[l] = lanes[l] + lanes[l + interval];
-      }
-      size = interval;
-    }
-    return lanes[0];
-  }
+${laneTreeWgsl("reduceLanes", "lanes", REDUCE_LANES)}
 
   // groupMean: x₀ + Mean(x − x₀)
   fn groupMean(base : i32, size : i32) -> f32 {
