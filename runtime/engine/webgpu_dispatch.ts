@@ -688,10 +688,38 @@ function recordAndSubmit(
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bindGroup);
   pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
-  b.dispatchCountInPass++;
-  if (b.dispatchCountInPass >= p.options.submitDispatches || pendingPastBound(p)) {
-    b.endComputePassEncoder();
-    b.submitQueue();
+  countDispatch(b);
+}
+
+/** What `countDispatch` needs of the backend. */
+interface DispatchCounter {
+  dispatchCountInPass: number;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+}
+
+/**
+ * Counts a dispatch just recorded in `backend`'s open pass and submits when the batch is due: by
+ * this module's rule (`submitDispatches`, `submitPendingBytes`) where it is installed on `backend`,
+ * else by tfjs's (`WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE`). For tfjs's kernels (`recordAndSubmit`) and
+ * for programs recorded outside them (AdamW's in-place update, kernels/adamw_webgpu.ts), so that
+ * both follow one rule.
+ *
+ * @example
+ * ```ts
+ * pass.dispatchWorkgroups(x, y);
+ * countDispatch(backend); // may end the pass and submit
+ * ```
+ */
+export function countDispatch(backend: DispatchCounter): void {
+  backend.dispatchCountInPass++;
+  const p = patch !== null && (patch.backend as unknown) === backend ? patch : null;
+  const due = p
+    ? backend.dispatchCountInPass >= p.options.submitDispatches || pendingPastBound(p)
+    : tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE") <= backend.dispatchCountInPass;
+  if (due) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
   }
 }
 

@@ -33,6 +33,7 @@
  */
 
 import { tf } from "../tf.ts";
+import { countDispatch } from "../webgpu_dispatch.ts";
 import { runFused, wgslAvailable, workgroupsFor } from "./webgpu_program.ts";
 
 /** Elements per workgroup, as tfjs's own element-wise programs. */
@@ -303,11 +304,7 @@ function updateInPlace(
   pass.setBindGroup(0, group);
   pass.dispatchWorkgroups(x, Math.ceil(workgroups / x));
   for (const id of ids) backend.commandQueueOwnedIds.add(id);
-  backend.dispatchCountInPass++;
-  if (tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE") <= backend.dispatchCountInPass) {
-    backend.endComputePassEncoder();
-    backend.submitQueue();
-  }
+  countDispatch(backend); // the submit rule of tfjs's kernels (webgpu_dispatch.ts)
   return true;
 }
 

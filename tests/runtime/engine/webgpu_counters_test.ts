@@ -186,8 +186,8 @@ Deno.test({
  */
 const TRAIN_STEP_AT_MOST = {
   dispatches: 180,
-  computePasses: 4,
-  submits: 3,
+  computePasses: 2,
+  submits: 1,
   uploads: 2,
   scalarUploads: 0,
   uploadBytes: 448,
@@ -222,7 +222,8 @@ Deno.test({
         const { counts } = await countWebgpu(() => train(state));
         settled = counts.bindGroups === 0 && counts.uniformWrites === 0 ? settled + 1 : 0;
       }
-      assert.equal(settled, 3, `still creating bind groups after ${warm} steps`);
+      // (all of the first 4 may already be settled: `settled` counts the run that ends the loop)
+      assert.ok(settled >= 3, `still creating bind groups after ${warm} steps`);
       // 2) two counted steps: the same calls each time
       const first = (await countWebgpu(() => train(state))).counts;
       const second = (await countWebgpu(() => train(state))).counts;
