@@ -4,11 +4,13 @@
 #   bench/gpu.sh pack              # here, with the registries: writes .gpu/ (git-ignored)
 #   bench/gpu.sh [bench flags…]    # there, in the repository root, with .gpu/ carried along
 #   bench/gpu.sh profile [--config large]   # there: bench/profile.ts, time by kernel on both sides
+#   bench/gpu.sh tests [deno test flags…]  # there: the webgpu tests (bench/gpu_tests.ts) on its GPU
 #
 # `pack` puts into .gpu/ everything the GPU machine cannot fetch:
 #   deno.xz             this Deno binary, xz-compressed (about 31 MB from 96)
 #   giftwrap-bench.js   bench/gpu.ts bundled: the bench and giftwrap's worker, tfjs and every other
 #                       npm package inside, so nothing is resolved or downloaded there
+#   webgpu-tests.js     bench/gpu_tests.ts bundled likewise: the webgpu tests CI runs on lavapipe
 #   vulkan/*.deb        Debian's Vulkan loader (libvulkan1) and the GL dispatch libraries NVIDIA's
 #                       Vulkan driver links against, unpacked there only when it lacks a loader
 #
@@ -34,6 +36,7 @@ pack() {
   mkdir -p "$pack_dir.tmp/vulkan"
   deno install --quiet # node_modules, which the bundler reads
   deno bundle --quiet --platform deno -o "$pack_dir.tmp/giftwrap-bench.js" bench/gpu.ts
+  deno bundle --quiet --platform deno -o "$pack_dir.tmp/webgpu-tests.js" bench/gpu_tests.ts
   local exe
   exe="$(deno eval --quiet 'console.log(Deno.execPath())')"
   echo "compressing $exe ($(du -h "$exe" | cut -f1))" >&2
@@ -94,12 +97,17 @@ run() {
     }
     const { vendor, architecture, description } = adapter.info;
     console.error(`WebGPU adapter: ${description} (vendor ${vendor}, ${architecture || "?"})`);'
-  "$python" -c 'import torch
+  [[ "${1:-}" == "tests" ]] ||
+    "$python" -c 'import torch
 cuda = torch.cuda.is_available()
 print(f"PyTorch {torch.__version__}:", torch.cuda.get_device_name(0) if cuda else "no CUDA GPU")' >&2
   local perms=(--allow-read --allow-write --allow-run --allow-env --allow-sys --allow-ffi)
   local flags=(--torch-device "$device" --python "$python")
-  if [[ "${1:-}" == "profile" ]]; then
+  if [[ "${1:-}" == "tests" ]]; then
+    shift
+    [[ -f "$pack_dir/webgpu-tests.js" ]] || { echo "bench/gpu.sh: $pack_dir/webgpu-tests.js is missing; run 'bench/gpu.sh pack'" >&2; exit 2; }
+    GIFTWRAP_REQUIRE_WEBGPU=1 "$tmp/deno" test "${perms[@]}" "$@" "$pack_dir/webgpu-tests.js"
+  elif [[ "${1:-}" == "profile" ]]; then
     shift
     "$tmp/deno" run "${perms[@]}" "$bundle" --profile "${flags[@]}" --backend webgpu "$@"
   else

@@ -25,7 +25,7 @@ import {
   learningRate,
 } from "../../../runtime/engine/optim.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
-import { needsWebgpu } from "../_webgpu.ts";
+import { assertOpsBits, CPU_ADAPTER, needsWebgpu } from "../_webgpu.ts";
 
 /** The plain tfjs set, `adamWStep`'s reference here (the device path's ops are tfjs's). */
 const kernels = tfjsKernels();
@@ -158,6 +158,9 @@ for (const backend of ["cpu", "webgpu"] as BackendName[]) {
         await fn();
       },
     });
+  /** Bit for bit on cpu and on a CPU adapter; within float32 rounding on a GPU (`assertOpsBits`). */
+  const same = (actual: unknown, expected: unknown, what: string) =>
+    assertOpsBits(actual, expected, what, backend === "cpu" || CPU_ADAPTER);
 
   test("DeviceUpdates: 6 updates without clipping, the same bits and accounting as adamWStep", async () => {
     // the device caches (kernels/constants.ts) keep the constants the device path takes
@@ -170,8 +173,8 @@ for (const backend of ["cpu", "webgpu"] as BackendName[]) {
     const middle = live();
     const device = await onDevice(OPTIONS, seeds, losses, none, 1);
     assert.equal(live(), middle, "device");
-    assert.deepEqual(device.values, host.values);
-    assert.deepEqual(device.updates, host.updates);
+    same(device.values, host.values, "values");
+    same(device.updates, host.updates, "updates");
     assert.equal(device.t, 6);
     assert.equal(host.t, 6);
     assert.equal(live(), before);
@@ -185,7 +188,7 @@ for (const backend of ["cpu", "webgpu"] as BackendName[]) {
     const host = await onHost(options, seeds, losses, none, 3);
     const device = await onDevice(options, seeds, losses, none, 3);
     // the norms and the learning rates are the host's either way
-    assert.deepEqual(device.updates, host.updates);
+    same(device.updates, host.updates, "updates");
     for (const u of host.updates) assert.ok(u.gradNorm > 1 && u.gradNormClipped < 0.5 + 1e-12);
     for (let i = 0; i < host.values.length; i++) {
       const [a, b] = [device.values[i]!, host.values[i]!];
@@ -199,12 +202,12 @@ for (const backend of ["cpu", "webgpu"] as BackendName[]) {
     const bad = [undefined, undefined, Infinity, undefined, NaN];
     const host = await onHost(OPTIONS, seeds, losses, bad, 1);
     const device = await onDevice(OPTIONS, seeds, losses, bad, 1);
-    assert.deepEqual(device.values, host.values);
+    same(device.values, host.values, "values");
     assert.deepEqual(
       device.updates.map((u) => u.skipped),
       [false, true, true, false, true],
     );
-    assert.deepEqual(device.updates, host.updates);
+    same(device.updates, host.updates, "updates");
     assert.equal(device.t, 2);
   });
 
@@ -257,8 +260,8 @@ for (const backend of ["cpu", "webgpu"] as BackendName[]) {
       return { updates, values };
     };
     const [host, device] = [await run(false), await run(true)];
-    assert.deepEqual(device.updates, host.updates);
-    assert.deepEqual(device.values, host.values);
+    same(device.updates, host.updates, "updates");
+    same(device.values, host.values, "values");
     assert.equal(host.updates[2]!.lr, OPTIONS.lr * 0.5 * (1 + Math.cos((Math.PI * 2) / 17)));
   });
 

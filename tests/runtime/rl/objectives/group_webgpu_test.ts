@@ -25,7 +25,7 @@ import {
 } from "../../../../runtime/rl/objectives/group.ts";
 import { countWebgpu } from "../../../../runtime/engine/webgpu_counters.ts";
 import { Rng } from "../../../../runtime/engine/random.ts";
-import { needsWebgpu } from "../../_webgpu.ts";
+import { assertOpsBits, needsWebgpu } from "../../_webgpu.ts";
 
 /** `groups` groups of `size` values from `seed`, of assorted magnitudes. */
 function values(groups: number, size: number, seed: number): Float32Array {
@@ -39,7 +39,7 @@ function values(groups: number, size: number, seed: number): Float32Array {
 
 async function same(a: tf.Tensor, b: tf.Tensor, what: string): Promise<void> {
   const [x, y] = [await a.data(), await b.data()];
-  assert.deepEqual(x, y, what);
+  assertOpsBits(x, y, what);
 }
 
 Deno.test({
