@@ -53,7 +53,7 @@ export function tokenMeanKl(logp: tf.Tensor, refLogp: tf.Tensor, mask: tf.Tensor
     workgroupSize: lanes,
     workgroups: 1,
     uniforms: { count: ["i32", count], one: ["f32", 1] },
-    code: `
+    code: () => `
 ${treeSumWgsl(lanes)}
 
   fn k3Masked(i : i32) -> f32 {

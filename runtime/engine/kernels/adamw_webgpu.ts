@@ -123,7 +123,7 @@ function partProgram(part: "m" | "v" | "p", size: number, settings: AdamWSetting
     workgroupSize: WORKGROUP,
     workgroups: workgroupsFor(size, WORKGROUP),
     uniforms: { count: ["i32", size] as ["i32", number] },
-    code: `
+    code: () => `
     fn main(index : i32) {
       if (index < uniforms.count) {
 ${
@@ -391,7 +391,7 @@ export function adamWStepValues(inputs: StepInputs): tf.Tensor1D {
       maxNorm: ["f32", clipGradNorm],
       maxInRow: ["f32", faults?.maxInRow ?? 0],
     },
-    code: `
+    code: () => `
   fn main(index : i32) {
     if (index >= uniforms.count) {
       return;
@@ -444,7 +444,7 @@ export function adamWNextRow(index: tf.Tensor, step: tf.Tensor1D): tf.Tensor {
     workgroupSize: 1,
     workgroups: 1,
     uniforms: { count: ["i32", 1] },
-    code: `
+    code: () => `
   fn main(index : i32) {
     if (index >= uniforms.count) {
       return;

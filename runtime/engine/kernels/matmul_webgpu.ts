@@ -173,7 +173,7 @@ function rowBlockPlan(
       strideA: ["i32", batchA === 1 ? 0 : m * k],
       strideB: ["i32", batchB === 1 ? 0 : k * n],
     },
-    code: rowBlockCode(rows, transposeA, transposeB),
+    code: () => rowBlockCode(rows, transposeA, transposeB),
   };
 }
 

@@ -44,7 +44,10 @@ export type Uniform = ["i32" | "u32" | "f32", number];
 
 /** A fused WGSL program: its code, its output and how many invocations run it. */
 export interface FusedProgram {
-  /** Names the WGSL: programs with the same name must have the same code (the pipelines' key). */
+  /**
+   * Names the WGSL: programs with the same name must have the same code, inputs and uniforms (the
+   * pipelines' key, and what `runFused` remembers of a program by its name).
+   */
   name: string;
   /** The inputs' names in the WGSL, in the order of `runFused`'s tensors. */
   inputs: readonly string[];
@@ -58,8 +61,11 @@ export interface FusedProgram {
   workgroups: number;
   /** The program's uniforms, read in the WGSL as `uniforms.<name>`. @default {} */
   uniforms?: Record<string, Uniform>;
-  /** WGSL defining `fn main(index : i32)` (and whatever it calls, and workgroup arrays). */
-  code: string;
+  /**
+   * WGSL defining `fn main(index : i32)` (and whatever it calls, and workgroup arrays), or a
+   * function that makes it: called only when the pipeline is compiled, not at every dispatch.
+   */
+  code: string | (() => string);
 }
 
 /**
@@ -167,25 +173,57 @@ export function runFusedInfo(
   inputs: readonly tf.TensorInfo[],
   into?: tf.TensorInfo,
 ): tf.TensorInfo {
-  const uniforms = Object.entries(program.uniforms ?? {});
+  const uniforms = program.uniforms ?? {};
+  const names = PROGRAM_NAMES.get(program.name) ?? programNames(program);
   const outputShape = [...program.outputShape];
   const webgpuProgram: WebgpuProgram = {
     outputShape,
-    shaderKey: `giftwrap_${program.name}`,
+    shaderKey: names.shaderKey,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [program.workgroups, 1, 1],
     workgroupSize: [program.workgroupSize, 1, 1],
-    variableNames: [...program.inputs],
-    uniforms: uniforms.map(([name, [type]]) => `${name} : ${type}, `).join(""),
-    getUserCode: () => program.code,
+    variableNames: names.inputs,
+    uniforms: names.uniformDecl,
+    getUserCode: () => typeof program.code === "string" ? program.code : program.code(),
   };
+  const values = [];
+  for (const name of names.uniforms) {
+    const [type, value] = uniforms[name]!;
+    values.push({ type: UNIFORM_TYPES[type], data: [value] });
+  }
   return webgpuBackend(program.name).runWebGPUProgram(
     webgpuProgram,
     [...inputs],
     program.dtype ?? "float32",
-    uniforms.map(([, [type, value]]) => ({ type: UNIFORM_TYPES[type], data: [value] })),
+    values,
     into,
   );
+}
+
+/** What a program's name fixes: its pipeline's key, inputs and uniforms (see `FusedProgram.name`). */
+interface ProgramNames {
+  shaderKey: string;
+  inputs: string[];
+  uniforms: string[];
+  uniformDecl: string;
+}
+
+/**
+ * Per program name, the strings tfjs reads of a program: built once, not at every dispatch (the
+ * host's cost per kernel is what the webgpu path is bound by on a GPU).
+ */
+const PROGRAM_NAMES = new Map<string, ProgramNames>();
+
+function programNames(program: FusedProgram): ProgramNames {
+  const uniforms = Object.entries(program.uniforms ?? {});
+  const names: ProgramNames = {
+    shaderKey: `giftwrap_${program.name}`,
+    inputs: [...program.inputs],
+    uniforms: uniforms.map(([name]) => name),
+    uniformDecl: uniforms.map(([name, [type]]) => `${name} : ${type}, `).join(""),
+  };
+  PROGRAM_NAMES.set(program.name, names);
+  return names;
 }
 
 /**
