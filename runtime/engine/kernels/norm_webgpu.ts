@@ -92,7 +92,8 @@ export function sumOfSquaresNorm(tensors: readonly tf.Tensor[]): tf.Scalar {
           workgroupSize: LANES,
           workgroups: widths[g]!,
           uniforms: { ...sizes, offset: ["i32", offset], stride: ["i32", widths[g]! * LANES] },
-          code: () => `${REDUCE}
+          code: () =>
+            `${REDUCE}
     fn main(index : i32) {
       let stride = uniforms.stride;
       var sum = 0.0;${loops}
@@ -114,7 +115,8 @@ export function sumOfSquaresNorm(tensors: readonly tf.Tensor[]): tf.Scalar {
       workgroupSize: LANES,
       workgroups: 1,
       uniforms: { count: ["i32", offset] },
-      code: () => `${REDUCE}
+      code: () =>
+        `${REDUCE}
     fn main(index : i32) {
       var sum = 0.0;
       for (var i = index; i < uniforms.count; i = i + ${LANES}) {

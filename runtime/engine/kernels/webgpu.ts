@@ -103,7 +103,8 @@ function rowProgram(
     workgroupSize: width,
     workgroups: rows,
     uniforms: { rows: ["i32", rows], cols: ["i32", cols], ...uniforms },
-    code: () => `${reductions(width)}
+    code: () =>
+      `${reductions(width)}
     fn main(index : i32) {
       let width = ${width};
       let row = index / width;
@@ -132,7 +133,8 @@ function elementwise(
     workgroupSize: ELEMENTWISE,
     workgroups: workgroupsFor(count, ELEMENTWISE),
     uniforms: { count: ["i32", count], ...uniforms },
-    code: () => `${prelude}
+    code: () =>
+      `${prelude}
     fn main(i : i32) {
       if (i >= uniforms.count) { return; }
       ${body}
@@ -222,7 +224,8 @@ function rmsNormDw(x: tf.Tensor, dy: tf.Tensor, r: tf.Tensor): tf.Tensor1D {
     workgroupSize: width,
     workgroups: d,
     uniforms: { rows: ["i32", rows], cols: ["i32", d] },
-    code: () => `${reductions(width)}
+    code: () =>
+      `${reductions(width)}
     fn main(index : i32) {
       let col = index / ${width};
       let lane = i32(localId.x);
@@ -603,7 +606,8 @@ function attentionForward(
     workgroupSize: ATTENTION_LANES,
     workgroups: rows,
     uniforms: attentionUniforms(q, keys, rows),
-    code: () => `${reductions(ATTENTION_LANES)}${ATTENTION_COMMON}
+    code: () =>
+      `${reductions(ATTENTION_LANES)}${ATTENTION_COMMON}
     fn main(index : i32) {
       ${QUERY_ROW}
       var m = -3.402823e+38;
@@ -662,7 +666,8 @@ function attentionStats(
     workgroupSize: ATTENTION_LANES,
     workgroups: rows,
     uniforms: attentionUniforms(q, k.shape[2], rows),
-    code: () => `${reductions(ATTENTION_LANES)}${ATTENTION_COMMON}
+    code: () =>
+      `${reductions(ATTENTION_LANES)}${ATTENTION_COMMON}
     fn main(index : i32) {
       ${QUERY_ROW}
       var m = -3.402823e+38;
@@ -706,7 +711,8 @@ function attentionDq(
     workgroupSize: ATTENTION_LANES,
     workgroups: rows,
     uniforms: attentionUniforms(q as tf.Tensor4D, keys, rows),
-    code: () => `${ATTENTION_COMMON}
+    code: () =>
+      `${ATTENTION_COMMON}
     fn main(index : i32) {
       ${QUERY_ROW}
       var m = 0.0;
@@ -759,7 +765,8 @@ function attentionDkv(
     workgroupSize: ATTENTION_LANES,
     workgroups: rows,
     uniforms: { ...attentionUniforms(q as tf.Tensor4D, keys, rows), part: ["i32", part] },
-    code: () => `${ATTENTION_COMMON}
+    code: () =>
+      `${ATTENTION_COMMON}
     fn main(index : i32) {
       let lane = i32(localId.x);
       let row = index / ${ATTENTION_LANES};

@@ -97,7 +97,8 @@ function run(statistic: "mean" | "std", x: tf.Tensor1D, groupSize: number): tf.T
     workgroupSize: WORKGROUP,
     workgroups: workgroupsFor(groups, WORKGROUP),
     uniforms: { groups: ["i32", groups], size: ["i32", groupSize] },
-    code: () => `${CODE}
+    code: () =>
+      `${CODE}
   fn main(index : i32) {
     if (index < uniforms.groups) {
       result[index] = ${call}(index * uniforms.size, uniforms.size);
