@@ -25,7 +25,7 @@ import { osReason, RunWriteError, writeCheckpointDir } from "../run/run_dir.ts";
 import { alphabetOf, type Tokenizer } from "../engine/model/tokenizer.ts";
 import { type ModelConfig, tokenLogProbs } from "../engine/model/transformer.ts";
 import type { KernelSet } from "../engine/kernels/types.ts";
-import { adamW, adamWStep, disposeAdamW } from "../engine/optim.ts";
+import { adamW, adamWStep, deviceUpdates, disposeAdamW } from "../engine/optim.ts";
 import type { Rng } from "../engine/random.ts";
 import { supervisedExample } from "../data/task.ts";
 
@@ -72,7 +72,9 @@ export interface WarmStartOptions {
   matmul?: string | null;
   /**
    * Called after every step with the step, the total and the step's loss, and awaited (so it may
-   * let the event loop turn); it may throw to stop.
+   * let the event loop turn); it may throw to stop. Where the kernel set updates on the device
+   * (webgpu), the losses are read every {@linkcode WARM_START_READ_EVERY} steps, and the calls
+   * for those steps come together after each read.
    */
   progress?: (step: number, total: number, loss: number) => void | Promise<void>;
   /** Receives a line to show: a cache entry that cannot be read, and is trained again. */
@@ -80,7 +82,17 @@ export interface WarmStartOptions {
 }
 
 /**
+ * Steps between reads of the warm start's losses where the kernel set updates on the device
+ * (`KernelSet.updateOnDevice`, webgpu): each read waits at least ~10 ms in Deno's WebGPU, and the
+ * host path reads twice a step (the loss and AdamW's gradient norm).
+ */
+export const WARM_START_READ_EVERY = 16;
+
+/**
  * Trains `params` in place on `train` as the plan's warm start says, or loads the cached result.
+ * Where the kernel set updates on the device, AdamW's checks run there (`DeviceUpdates`, as the RL
+ * step's do), and the losses and norms are read once per {@linkcode WARM_START_READ_EVERY} steps;
+ * the examples and their order are the same on either path.
  */
 export async function warmStart(
   plan: Plan,
@@ -129,25 +141,66 @@ export async function warmStart(
   const vars = Object.values(params);
   const names = Object.keys(params);
   const losses: number[] = [];
+  /** One batch's ids, mask and left padding, drawn from `rng`. */
+  const batch = () => {
+    const examples = Array.from(
+      { length: batchSize },
+      () => supervisedExample(tokenizer, train[rng.int(train.length)]!, promptLength, newTokens),
+    );
+    const ids = tf.tensor2d(examples.flatMap((e) => e.ids), [batchSize, width], "int32");
+    const mask = tf.tensor2d(examples.flatMap((e) => e.mask), [batchSize, newTokens]);
+    return { ids, mask, padding: examples.map((e) => e.padding) };
+  };
+  /** The mean negative log-likelihood of a batch's completions and its gradients, by name. */
+  const gradients = ({ ids, mask, padding }: ReturnType<typeof batch>) => {
+    const { value, grads } = tf.variableGrads(() =>
+      tf.tidy(() => {
+        const logp = tokenLogProbs(kernels, params, config, ids, promptLength, 1, padding); // [b, C]
+        return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
+      }), vars);
+    const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+    return { value, byName };
+  };
   try {
-    for (let step = 0; step < sftSteps; step++) {
-      const examples = Array.from(
-        { length: batchSize },
-        () => supervisedExample(tokenizer, train[rng.int(train.length)]!, promptLength, newTokens),
-      );
-      const ids = tf.tensor2d(examples.flatMap((e) => e.ids), [batchSize, width], "int32");
-      const mask = tf.tensor2d(examples.flatMap((e) => e.mask), [batchSize, newTokens]);
-      const padding = examples.map((e) => e.padding);
-      const { value, grads } = tf.variableGrads(() =>
-        tf.tidy(() => {
-          const logp = tokenLogProbs(kernels, params, config, ids, promptLength, 1, padding); // [b, C]
-          return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
-        }), vars);
-      const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
+    for (let step = 0; step < sftSteps;) {
+      if (kernels.updateOnDevice) {
+        // the updates of the next steps, checked on the device; their losses and norms in one read
+        const chunk = Math.min(WARM_START_READ_EVERY, sftSteps - step);
+        const updates = deviceUpdates(optimizer, { updates: chunk });
+        try {
+          for (let i = 0; i < chunk; i++) {
+            const b = batch();
+            const { value, byName } = gradients(b);
+            try {
+              updates.step(params, byName, value);
+            } finally {
+              tf.dispose([b.ids, b.mask, value, ...Object.values(byName)]);
+            }
+          }
+          const packed = tf.tidy(() => tf.stack(updates.pending.flat()));
+          const values = (await packed.data()) as Float32Array;
+          packed.dispose();
+          const pairs = updates.pending.map((_, i) =>
+            [values[2 * i]!, values[2 * i + 1]!] as [number, number]
+          );
+          updates.settle(pairs);
+          for (const [loss] of pairs) {
+            losses.push(loss);
+            step++;
+            await options.progress?.(step, sftSteps, loss);
+          }
+        } finally {
+          updates.dispose();
+        }
+        continue;
+      }
+      const b = batch();
+      const { value, byName } = gradients(b);
       await adamWStep(kernels, optimizer, params, byName);
       losses.push((await value.data())[0]!);
-      tf.dispose([ids, mask, value, ...Object.values(grads)]);
-      await options.progress?.(step + 1, sftSteps, losses[losses.length - 1]!);
+      tf.dispose([b.ids, b.mask, value, ...Object.values(byName)]);
+      step++;
+      await options.progress?.(step, sftSteps, losses[losses.length - 1]!);
     }
   } finally {
     disposeAdamW(optimizer);

@@ -4,7 +4,14 @@ import { initParams, modelConfig } from "../../../runtime/engine/model/transform
 import { Rng } from "../../../runtime/engine/random.ts";
 import { loadTask } from "../../../runtime/data/task.ts";
 import { RunWriteError } from "../../../runtime/run/run_dir.ts";
-import { warmStart, warmStartKey } from "../../../runtime/rl/warm_start.ts";
+import { WARM_START_READ_EVERY, warmStart, warmStartKey } from "../../../runtime/rl/warm_start.ts";
+import {
+  installWebgpuCounters,
+  resetWebgpuCounters,
+  webgpuCounters,
+} from "../../../runtime/engine/webgpu_counters.ts";
+import { assertClose } from "../_numeric.ts";
+import { needsWebgpu } from "../_webgpu.ts";
 import { withTempDir } from "../../_helpers.ts";
 import { tinyPlan } from "../_tiny.ts";
 import { valuesOf } from "../_run.ts";
@@ -109,4 +116,70 @@ Deno.test("warmStart() that cannot write its cache fails naming the entry and th
       },
     );
   });
+});
+
+/**
+ * The tiny plan's warm start (20 steps) on webgpu, its updates checked on the device or not
+ * (`updateOnDevice`), into a fresh cache: its losses, the WebGPU reads counted at each progress
+ * call, and its weights.
+ */
+async function warmStartWebgpu(onDevice: boolean) {
+  const plan = tinyPlan({ backend: "webgpu" });
+  const { kernels } = await useBackend("webgpu");
+  assert.equal(kernels.updateOnDevice, true, "webgpu's kernel set updates on the device");
+  const seed = new Rng(plan.seed);
+  const config = modelConfig(plan.model);
+  const params = initParams(config, seed.fork("init"), kernels.layout);
+  const task = await loadTask(plan, seed.fork("data"), "file:///");
+  const losses: number[] = [];
+  const reads: number[] = [];
+  try {
+    return await withTempDir(async (tmp) => {
+      resetWebgpuCounters();
+      installWebgpuCounters();
+      await warmStart(
+        plan,
+        params,
+        config,
+        task.tokenizer,
+        task.splits.train,
+        seed.fork("warm start"),
+        {
+          kernels: { ...kernels, updateOnDevice: onDevice },
+          cacheDir: `${tmp}/cache`,
+          progress: (_step, _total, loss) => {
+            losses.push(loss);
+            reads.push(webgpuCounters().reads);
+          },
+        },
+      );
+      return { losses, reads, weights: valuesOf(params) };
+    });
+  } finally {
+    tf.dispose(Object.values(params));
+  }
+}
+
+Deno.test({
+  ...needsWebgpu(
+    "warmStart() on webgpu: AdamW's checks on the device, one read per 16 steps, the host path's numbers",
+  ),
+  async fn() {
+    const steps = tinyPlan().model.warmStart!.sftSteps;
+    assert.equal(steps, WARM_START_READ_EVERY + 4); // two reads: 16 steps, then 4
+    const host = await warmStartWebgpu(false);
+    const device = await warmStartWebgpu(true);
+    assert.equal(device.losses.length, steps);
+    // the same examples in the same order; the clipping scale (max norm 1) is float32 on the device
+    assertClose(device.losses, host.losses, "losses", { rtol: 1e-5, atol: 1e-7 });
+    assertClose(device.weights, host.weights, "weights", { rtol: 1e-5, atol: 1e-6 });
+    // the progress of steps 1–16 follows the first read, that of 17–20 the second
+    const first = device.reads[0]!;
+    assert.deepEqual(
+      device.reads,
+      Array.from({ length: steps }, (_, i) => first + (i < WARM_START_READ_EVERY ? 0 : 1)),
+    );
+    // the host path reads at every step
+    assert.ok(host.reads[steps - 1]! - host.reads[0]! >= steps - 1, `${host.reads}`);
+  },
 });
