@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
-import { tf, useBackend } from "../../../runtime/engine/backend.ts";
+import { type BackendName, tf, useBackend } from "../../../runtime/engine/backend.ts";
 import { initParams, modelConfig } from "../../../runtime/engine/model/transformer.ts";
 import { Rng } from "../../../runtime/engine/random.ts";
 import { loadTask } from "../../../runtime/data/task.ts";
 import { RunWriteError } from "../../../runtime/run/run_dir.ts";
-import { WARM_START_READ_EVERY, warmStart, warmStartKey } from "../../../runtime/rl/warm_start.ts";
+import {
+  WARM_START_READ_EVERY,
+  warmStart,
+  warmStartKey,
+  type WarmStartOptions,
+} from "../../../runtime/rl/warm_start.ts";
 import {
   installWebgpuCounters,
   resetWebgpuCounters,
@@ -29,15 +34,23 @@ Deno.test("warmStartKey() names the matmul path, whose sums give other weights, 
   assert.notEqual(warmStartKey(tinyPlan({ seed: 8 })), plain);
 });
 
-/** The tiny plan's warm start on cpu into `cacheDir`, from the seed: its result, weights and notes. */
-async function warmStartTiny(cacheDir: string) {
-  const plan = tinyPlan({ backend: "cpu" });
-  const { kernels } = await useBackend("cpu");
+/**
+ * The tiny plan's warm start on `backend` (cpu) into `cacheDir`, from the seed: its result, weights
+ * and notes. `onDevice` sets the kernel set's `updateOnDevice`; `progress` is passed on.
+ */
+async function warmStartTiny(
+  cacheDir: string,
+  backend: BackendName = "cpu",
+  options: { onDevice?: boolean; progress?: WarmStartOptions["progress"] } = {},
+) {
+  const plan = tinyPlan({ backend });
+  const { kernels } = await useBackend(backend);
   const seed = new Rng(plan.seed);
   const config = modelConfig(plan.model);
   const params = initParams(config, seed.fork("init"), kernels.layout);
   const task = await loadTask(plan, seed.fork("data"), "file:///");
   const notes: string[] = [];
+  const { onDevice, progress } = options;
   try {
     const result = await warmStart(
       plan,
@@ -46,7 +59,12 @@ async function warmStartTiny(cacheDir: string) {
       task.tokenizer,
       task.splits.train,
       seed.fork("warm start"),
-      { kernels, cacheDir, note: (line) => notes.push(line) },
+      {
+        kernels: onDevice === undefined ? kernels : { ...kernels, updateOnDevice: onDevice },
+        cacheDir,
+        note: (line) => notes.push(line),
+        ...(progress ? { progress } : {}),
+      },
     );
     return { result, weights: valuesOf(params), notes };
   } finally {
@@ -124,40 +142,20 @@ Deno.test("warmStart() that cannot write its cache fails naming the entry and th
  * call, and its weights.
  */
 async function warmStartWebgpu(onDevice: boolean) {
-  const plan = tinyPlan({ backend: "webgpu" });
-  const { kernels } = await useBackend("webgpu");
-  assert.equal(kernels.updateOnDevice, true, "webgpu's kernel set updates on the device");
-  const seed = new Rng(plan.seed);
-  const config = modelConfig(plan.model);
-  const params = initParams(config, seed.fork("init"), kernels.layout);
-  const task = await loadTask(plan, seed.fork("data"), "file:///");
   const losses: number[] = [];
   const reads: number[] = [];
-  try {
-    return await withTempDir(async (tmp) => {
-      resetWebgpuCounters();
-      installWebgpuCounters();
-      await warmStart(
-        plan,
-        params,
-        config,
-        task.tokenizer,
-        task.splits.train,
-        seed.fork("warm start"),
-        {
-          kernels: { ...kernels, updateOnDevice: onDevice },
-          cacheDir: `${tmp}/cache`,
-          progress: (_step, _total, loss) => {
-            losses.push(loss);
-            reads.push(webgpuCounters().reads);
-          },
-        },
-      );
-      return { losses, reads, weights: valuesOf(params) };
+  return await withTempDir(async (tmp) => {
+    resetWebgpuCounters();
+    installWebgpuCounters();
+    const { weights } = await warmStartTiny(`${tmp}/cache`, "webgpu", {
+      onDevice,
+      progress: (_step, _total, loss) => {
+        losses.push(loss);
+        reads.push(webgpuCounters().reads);
+      },
     });
-  } finally {
-    tf.dispose(Object.values(params));
-  }
+    return { losses, reads, weights };
+  });
 }
 
 Deno.test({
@@ -165,6 +163,8 @@ Deno.test({
     "warmStart() on webgpu: AdamW's checks on the device, one read per 16 steps, the host path's numbers",
   ),
   async fn() {
+    const { kernels } = await useBackend("webgpu");
+    assert.equal(kernels.updateOnDevice, true, "webgpu's kernel set updates on the device");
     const steps = tinyPlan().model.warmStart!.sftSteps;
     assert.equal(steps, WARM_START_READ_EVERY + 4); // two reads: 16 steps, then 4
     const host = await warmStartWebgpu(false);
