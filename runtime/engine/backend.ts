@@ -182,8 +182,7 @@ async function setupWasm(): Promise<string> {
 let webgpuOnCpu = false;
 
 async function setupWebgpu(): Promise<string> {
-  type Adapter = AdapterFacts & { info?: { description?: string } };
-  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<Adapter | null> } }).gpu;
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<AdapterFacts | null> } }).gpu;
   const adapter = gpu ? await gpu.requestAdapter() : null;
   if (!adapter) {
     throw new BackendUnavailableError(

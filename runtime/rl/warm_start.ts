@@ -141,66 +141,72 @@ export async function warmStart(
   const vars = Object.values(params);
   const names = Object.keys(params);
   const losses: number[] = [];
-  /** One batch's ids, mask and left padding, drawn from `rng`. */
-  const batch = () => {
+  /**
+   * A fresh batch from `rng`, the mean negative log-likelihood of its completions and its
+   * gradients by name, handed to `use` and freed after it.
+   */
+  const withGradients = async (
+    use: (loss: tf.Scalar, grads: Record<string, tf.Tensor>) => void | Promise<void>,
+  ) => {
     const examples = Array.from(
       { length: batchSize },
       () => supervisedExample(tokenizer, train[rng.int(train.length)]!, promptLength, newTokens),
     );
     const ids = tf.tensor2d(examples.flatMap((e) => e.ids), [batchSize, width], "int32");
     const mask = tf.tensor2d(examples.flatMap((e) => e.mask), [batchSize, newTokens]);
-    return { ids, mask, padding: examples.map((e) => e.padding) };
+    const padding = examples.map((e) => e.padding);
+    try {
+      const { value, grads } = tf.variableGrads(() =>
+        tf.tidy(() => {
+          const logp = tokenLogProbs(kernels, params, config, ids, promptLength, 1, padding); // [b, C]
+          return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
+        }), vars);
+      try {
+        await use(value, Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!])));
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
+      }
+    } finally {
+      tf.dispose([ids, mask]);
+    }
   };
-  /** The mean negative log-likelihood of a batch's completions and its gradients, by name. */
-  const gradients = ({ ids, mask, padding }: ReturnType<typeof batch>) => {
-    const { value, grads } = tf.variableGrads(() =>
-      tf.tidy(() => {
-        const logp = tokenLogProbs(kernels, params, config, ids, promptLength, 1, padding); // [b, C]
-        return tf.neg(tf.div(tf.sum(tf.mul(logp, mask)), tf.sum(mask))) as tf.Scalar;
-      }), vars);
-    const byName = Object.fromEntries(names.map((n, i) => [n, grads[vars[i]!.name]!]));
-    return { value, byName };
+  /** The next `count` steps with AdamW's checks on the device: their losses, in one read. */
+  const onDevice = async (count: number): Promise<number[]> => {
+    const updates = deviceUpdates(optimizer, { updates: count });
+    try {
+      for (let i = 0; i < count; i++) {
+        await withGradients((loss, grads) => updates.step(params, grads, loss));
+      }
+      const packed = tf.tidy(() => tf.stack(updates.pending.flat())); // [loss, norm] a step
+      const values = (await packed.data()) as Float32Array;
+      packed.dispose();
+      const pairs = updates.pending.map((_, i) =>
+        [values[2 * i]!, values[2 * i + 1]!] as [number, number]
+      );
+      updates.settle(pairs);
+      return pairs.map(([loss]) => loss);
+    } finally {
+      updates.dispose();
+    }
+  };
+  /** The next step, AdamW's norm and the loss read on the host. */
+  const onHost = async (): Promise<number[]> => {
+    let taken = NaN;
+    await withGradients(async (loss, grads) => {
+      await adamWStep(kernels, optimizer, params, grads);
+      taken = (await loss.data())[0]!;
+    });
+    return [taken];
   };
   try {
-    for (let step = 0; step < sftSteps;) {
-      if (kernels.updateOnDevice) {
-        // the updates of the next steps, checked on the device; their losses and norms in one read
-        const chunk = Math.min(WARM_START_READ_EVERY, sftSteps - step);
-        const updates = deviceUpdates(optimizer, { updates: chunk });
-        try {
-          for (let i = 0; i < chunk; i++) {
-            const b = batch();
-            const { value, byName } = gradients(b);
-            try {
-              updates.step(params, byName, value);
-            } finally {
-              tf.dispose([b.ids, b.mask, value, ...Object.values(byName)]);
-            }
-          }
-          const packed = tf.tidy(() => tf.stack(updates.pending.flat()));
-          const values = (await packed.data()) as Float32Array;
-          packed.dispose();
-          const pairs = updates.pending.map((_, i) =>
-            [values[2 * i]!, values[2 * i + 1]!] as [number, number]
-          );
-          updates.settle(pairs);
-          for (const [loss] of pairs) {
-            losses.push(loss);
-            step++;
-            await options.progress?.(step, sftSteps, loss);
-          }
-        } finally {
-          updates.dispose();
-        }
-        continue;
+    while (losses.length < sftSteps) {
+      const taken = kernels.updateOnDevice
+        ? await onDevice(Math.min(WARM_START_READ_EVERY, sftSteps - losses.length))
+        : await onHost();
+      for (const loss of taken) {
+        losses.push(loss);
+        await options.progress?.(losses.length, sftSteps, loss);
       }
-      const b = batch();
-      const { value, byName } = gradients(b);
-      await adamWStep(kernels, optimizer, params, byName);
-      losses.push((await value.data())[0]!);
-      tf.dispose([b.ids, b.mask, value, ...Object.values(byName)]);
-      step++;
-      await options.progress?.(step, sftSteps, losses[losses.length - 1]!);
     }
   } finally {
     disposeAdamW(optimizer);

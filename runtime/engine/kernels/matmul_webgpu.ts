@@ -177,7 +177,7 @@ function rowBlockPlan(
   };
 }
 
-/** Rows an invocation computes: 16, or the power of two covering a smaller `m` (less waste). */
+/** Rows an invocation computes: `MAX_ROWS`, or the power of two covering a smaller `m` (less waste). */
 function rowsPer(m: number): number {
   let rows = 1;
   while (rows < m && rows < MAX_ROWS) rows *= 2;
