@@ -1,31 +1,51 @@
 /**
- * webgpu's `BatchMatMul` on a CPU adapter (lavapipe, SwiftShader): a row-block WGSL program in
- * place of tfjs's tiled one.
+ * webgpu's `BatchMatMul` on a CPU adapter (lavapipe, SwiftShader): block WGSL programs in place of
+ * tfjs's tiled one.
  *
  * Why: on lavapipe (Mesa's CPU Vulkan driver, "llvmpipe (LLVM 15.0.6, 256 bits)") 92% of a webgpu
- * train step's kernel time is tfjs-webgpu's `BatchMatMul`, whose `MatMulPackedProgram` stages tiles
+ * train step's kernel time was tfjs-webgpu's `BatchMatMul`, whose `MatMulPackedProgram` stages tiles
  * in workgroup memory between barriers: on a GPU that saves memory traffic, on a CPU driver every
- * barrier is a thread synchronisation. Here each invocation computes R rows × 4 columns of the
- * output (R vec4 accumulators, one `fma` per k in order, no shared memory). Measured on lavapipe
- * (2 cores, median of 5), R = 16 against tfjs: [1280,128]·[128,352] 91 ms vs 303 ms, and 1.5–3×
- * on the model's other products ([128,1280]·[1280,352], [1280,352]·[352,128], [1280,128]·[128,128]),
- * with the same bits as tfjs's program on those shapes (both add the products over k in order
- * with `fma`); R = 32 is faster still. The bench's front-door train step (128 rows) takes 3.0 s
- * instead of 5.3 s. On a real GPU tfjs's tiled program is surely the better one, so the program runs
- * only where the adapter is a CPU one; GIFTWRAP_WEBGPU_MATMUL=rows|tfjs forces either.
+ * barrier is a thread synchronisation. Lavapipe runs a workgroup's invocations 8 at a time in SIMD
+ * lanes, and each load from a storage buffer is a loop over those lanes, a scalar load each: what
+ * costs is the number of loads, not the FMAs. So each invocation computes a block of the output
+ * from registers, with no shared memory and as few, as wide loads as the block allows:
  *
- * It takes float32 products, either transpose flag set or not, whose column count is a multiple of 4 and
- * whose batch dimensions are equal on both sides (or one side has a batch of 1); any other product
- * runs tfjs's kernel. Rows past a multiple of R read a clamped row and write nothing.
+ * - the tile program (k and n multiples of 4, and m where A is transposed): 16 rows × 16 columns,
+ *   64 vec4 accumulators, reading vec4s along k or along n (whichever way a side lies, so either
+ *   transpose flag costs nothing). Measured on lavapipe (AMD EPYC, 2 cores, median of 3) on the
+ *   front door's six training products: 22–28 GFLOP/s, against 7–11 for the row-block program
+ *   below, 2–3.8× faster; the front-door train step 521 ms instead of 988.
+ * - the row-block program (the rest with n a multiple of 4): R rows × 4 columns, R vec4
+ *   accumulators, scalar loads. Against tfjs's program (Intel Xeon, 2 cores): [1280,128]·[128,352]
+ *   91 ms vs 303 ms, and 1.5–3× on the model's other products.
+ *
+ * Both add the products over k in order with `fma`, one accumulator per output, as tfjs's program
+ * does on these shapes: the same bits (tests/runtime/engine/kernels/matmul_webgpu_test.ts). On a
+ * real GPU tfjs's tiled program is surely the better one, so these run only where the adapter is a
+ * CPU one; GIFTWRAP_WEBGPU_MATMUL=rows|tfjs forces either way.
+ *
+ * They take float32 products whose batch dimensions are equal on both sides (or one side has a
+ * batch of 1); any other product, or one whose column count is not a multiple of 4, runs tfjs's
+ * kernel. Rows and columns past a multiple of the block read clamped ones and write nothing.
  *
  * @module
  */
 
 import { tf } from "../tf.ts";
-import { type FusedProgram, runFusedInfo, workgroupsFor } from "./webgpu_program.ts";
+import { type FusedProgram, runFusedInfo, type Uniform, workgroupsFor } from "./webgpu_program.ts";
 
 /** Invocations per workgroup (64 and 16 measured alike on lavapipe: 3,028 and 3,055 ms a step). */
 const WORKGROUP = 64;
+
+/**
+ * The tile program's rows, column quads (vec4s) and workgroup. Measured on lavapipe (2 cores,
+ * AMD EPYC; microbench of the front door's six training products, [1280,128]·[128,352] …
+ * [352,1280]·[1280,128]): 16 rows × 16 columns ran at 22–28 GFLOP/s in workgroups of 8 or 16,
+ * where the row-block program ran at 7–11; 8 × 8 at 15–21, 32 × 16 and 16 × 32 at 17–25.
+ */
+const TILE_ROWS = 16;
+const TILE_QUADS = 4;
+const TILE_WORKGROUP = 16;
 
 /**
  * Rows an invocation computes at most. The front-door step on lavapipe (median of 5): 8 rows
@@ -123,6 +143,27 @@ export function rowBlockInstalled(): boolean {
   return original !== null;
 }
 
+/**
+ * Whether `tf.matMul(a, b, transposeA, transposeB)` runs the tile program, reading a transposed
+ * side as it lies: the programs are registered and the product is one the tile program takes.
+ * Where it does, a transposed copy first is a dispatch and a pass over memory for nothing (the
+ * sums are the same, in the same order).
+ *
+ * @example
+ * ```ts
+ * const dw = tileProduct(x, dy, true, false) ? tf.matMul(x, dy, true, false) : …;
+ * ```
+ */
+export function tileProduct(
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): boolean {
+  return rowBlockInstalled() &&
+    (rowBlockPlan(a, b, transposeA, transposeB)?.name.startsWith("matmul_tile") ?? false);
+}
+
 function rowBlockKernel(fallback: KernelFunc): KernelFunc {
   return (args) => {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -157,31 +198,143 @@ function rowBlockPlan(
   if (!same && !aOnce && !bOnce) return null;
   const outer = same || bOnce ? outerA : outerB;
   const batch = Math.max(batchA, batchB);
-  const rows = rowsPer(m);
+  const uniforms = (blocks: number): Record<string, Uniform> => ({
+    m: ["i32", m],
+    k: ["i32", k],
+    n: ["i32", n],
+    blocks: ["i32", blocks],
+    strideA: ["i32", batchA === 1 ? 0 : m * k],
+    strideB: ["i32", batchB === 1 ? 0 : k * n],
+  });
+  const flags = `${transposeA ? "_ta" : ""}${transposeB ? "_tb" : ""}`;
+  if (tileTakes(m, k, n, transposeA)) {
+    const rows = Math.max(rowsPer(m, TILE_ROWS), transposeA ? 4 : 1);
+    const blocks = batch * Math.ceil(m / rows) * Math.ceil(n / 4 / TILE_QUADS);
+    return {
+      name: `matmul_tile${rows}${flags}`,
+      inputs: ["A", "B"],
+      outputShape: [...outer, m, n],
+      workgroupSize: TILE_WORKGROUP,
+      workgroups: workgroupsFor(blocks, TILE_WORKGROUP),
+      uniforms: uniforms(blocks),
+      components: { inputs: [4, 4], output: 4 },
+      code: () => tileCode(rows, transposeA, transposeB),
+    };
+  }
+  const rows = rowsPer(m, MAX_ROWS);
   const blocks = batch * Math.ceil(m / rows) * (n / 4);
   return {
-    name: `matmul_rows${rows}${transposeA ? "_ta" : ""}${transposeB ? "_tb" : ""}`,
+    name: `matmul_rows${rows}${flags}`,
     inputs: ["A", "B"],
     outputShape: [...outer, m, n],
     workgroupSize: WORKGROUP,
     workgroups: workgroupsFor(blocks, WORKGROUP),
-    uniforms: {
-      m: ["i32", m],
-      k: ["i32", k],
-      n: ["i32", n],
-      blocks: ["i32", blocks],
-      strideA: ["i32", batchA === 1 ? 0 : m * k],
-      strideB: ["i32", batchB === 1 ? 0 : k * n],
-    },
+    uniforms: uniforms(blocks),
     code: () => rowBlockCode(rows, transposeA, transposeB),
   };
 }
 
-/** Rows an invocation computes: `MAX_ROWS`, or the power of two covering a smaller `m` (less waste). */
-function rowsPer(m: number): number {
+/**
+ * Whether the tile program takes an m × k · k × n product: k and n multiples of 4 (its loads are
+ * vec4s along k or n), and m too where A is transposed (its loads run along A's rows then).
+ */
+function tileTakes(m: number, k: number, n: number, transposeA: boolean): boolean {
+  return k % 4 === 0 && n % 4 === 0 && (!transposeA || m % 4 === 0);
+}
+
+/** Rows an invocation computes: `most`, or the power of two covering a smaller `m` (less waste). */
+function rowsPer(m: number, most: number): number {
   let rows = 1;
-  while (rows < m && rows < MAX_ROWS) rows *= 2;
+  while (rows < m && rows < most) rows *= 2;
   return rows;
+}
+
+/**
+ * The tile program's block: batch `bi`, rows r0 … r0 + R − 1, columns 4·q0 … 4·q0 + 15 (four
+ * vec4 column quads). Each step of its loop reads 4 values of k: per row a vec4 of A along k (or,
+ * transposed, per k a vec4 of 4 rows), per k and quad a vec4 of B along n (or, transposed, per
+ * column a vec4 along k), then adds them into R × 4 vec4 accumulators, each as
+ * `fma(a[i][k], b[k][c], acc)` over k = 0, 1, … in order: the row-block program's sums, and
+ * tfjs's. Rows and quads past the edge read clamped ones and write nothing.
+ */
+function tileCode(rows: number, transposeA: boolean, transposeB: boolean): string {
+  const rs = Array.from({ length: rows }, (_, r) => r);
+  const qs = Array.from({ length: TILE_QUADS }, (_, q) => q);
+  const ds = [0, 1, 2, 3];
+  const lane = "xyzw";
+  const lines: string[] = [];
+  const add = (line: string) => lines.push(line);
+  add(`fn main(index : i32) {
+      if (index >= uniforms.blocks) { return; }
+      let m = uniforms.m; let k4 = uniforms.k / 4; let n4 = uniforms.n / 4;
+      let quadBlocks = (n4 + ${TILE_QUADS - 1}) / ${TILE_QUADS};
+      let perBatch = ((m + ${rows - 1}) / ${rows}) * quadBlocks;
+      let bi = index / perBatch;
+      let within = index % perBatch;
+      let r0 = (within / quadBlocks) * ${rows};
+      let q0 = (within % quadBlocks) * ${TILE_QUADS};
+      let aBase = bi * (uniforms.strideA / 4);
+      let bBase = bi * (uniforms.strideB / 4);`);
+  if (transposeA) {
+    // A is [k, m]: row quad g of the block is vec4 (r0 + 4g) / 4 of each of A's rows
+    add(`let m4 = m / 4;`);
+    for (let g = 0; g < rows / 4; g++) add(`let ag${g} = aBase + min(r0 / 4 + ${g}, m4 - 1);`);
+  } else {
+    for (const r of rs) add(`let ar${r} = aBase + min(r0 + ${r}, m - 1) * k4;`);
+  }
+  if (transposeB) {
+    // B is [n, k]: column 4·q + j is row 4·q + j of B, read along k
+    for (const q of qs) {
+      for (const j of ds) {
+        add(`let bc${q}_${j} = bBase + min(4 * (q0 + ${q}) + ${j}, 4 * n4 - 1) * k4;`);
+      }
+    }
+  } else {
+    for (const q of qs) add(`let bq${q} = bBase + min(q0 + ${q}, n4 - 1);`);
+  }
+  for (const r of rs) for (const q of qs) add(`var acc${r}_${q} = vec4<f32>(0.0);`);
+  add(`for (var k = 0; k < k4; k++) {`);
+  // b${d}_${q}: B[4k + d][4(q0 + q) … + 3]
+  if (transposeB) {
+    for (const q of qs) for (const j of ds) add(`let bt${q}_${j} = B[bc${q}_${j} + k];`);
+    for (const d of ds) {
+      for (const q of qs) {
+        add(`let b${d}_${q} = vec4<f32>(${ds.map((j) => `bt${q}_${j}.${lane[d]}`).join(", ")});`);
+      }
+    }
+  } else {
+    for (const d of ds) {
+      for (const q of qs) add(`let b${d}_${q} = B[bq${q} + (4 * k + ${d}) * n4];`);
+    }
+  }
+  // a(r, d): A[r0 + r][4k + d]
+  const aAt = (r: number, d: number) =>
+    transposeA ? `at${d}_${r >> 2}.${lane[r & 3]}` : `a${r}.${lane[d]}`;
+  if (transposeA) {
+    for (const d of ds) {
+      for (let g = 0; g < rows / 4; g++) add(`let at${d}_${g} = A[ag${g} + (4 * k + ${d}) * m4];`);
+    }
+  } else {
+    for (const r of rs) add(`let a${r} = A[ar${r} + k];`);
+  }
+  for (const r of rs) {
+    for (const q of qs) {
+      for (const d of ds) {
+        add(`acc${r}_${q} = fma(vec4<f32>(${aAt(r, d)}), b${d}_${q}, acc${r}_${q});`);
+      }
+    }
+  }
+  add(`}`);
+  for (const r of rs) {
+    for (const q of qs) {
+      add(
+        `if (r0 + ${r} < m && q0 + ${q} < n4) { ` +
+          `result[(bi * m + r0 + ${r}) * n4 + q0 + ${q}] = acc${r}_${q}; }`,
+      );
+    }
+  }
+  add(`}`);
+  return lines.join("\n      ");
 }
 
 /**

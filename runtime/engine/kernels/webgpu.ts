@@ -17,9 +17,11 @@
  *   value, a workgroup per row; nothing of [N, V] is written), one backward (the softmax
  *   recomputed from the logits);
  * - the unembedding is one product with the transpose flag (no transposed copy of the table).
- *   The backward pass's products keep the plain set's transpose first: with the flags a front-door
- *   step is 29 dispatches fewer, but tfjs's matmul then leaves its vec4 path (`transposeB`), and
- *   on lavapipe the step took up to twice the wall time (its CPU time ~6% more).
+ *   The backward pass's products keep the plain set's transpose first where tfjs's programs run
+ *   them: with the flags a front-door step is 29 dispatches fewer, but tfjs's matmul then leaves
+ *   its vec4 path (`transposeB`), and on lavapipe the step took up to twice the wall time. Where
+ *   our tile program runs them (a CPU adapter: `matmul_webgpu.ts`), it reads either side
+ *   transposed at no cost, and the flags go to it (`webgpuProduct`).
  * - the embedding is `gather` forward, its gradient one program (a sum of the rows at each id).
  *
  * Why: on webgpu the host spends ~100 µs per kernel whatever it computes (docs/tfjs.md, "WebGPU
@@ -44,6 +46,7 @@ import {
   tfjsDecoder,
   transposedFirst,
 } from "./tfjs.ts";
+import { tileProduct } from "./matmul_webgpu.ts";
 import { type FusedProgram, runFused, type Uniform, workgroupsFor } from "./webgpu_program.ts";
 
 /** Invocations per workgroup of the elementwise programs. */
@@ -1020,6 +1023,22 @@ export function webgpuEmbed(table: tf.Tensor, ids: tf.Tensor1D, vocab: number): 
   return f(table) as tf.Tensor2D;
 }
 
+/**
+ * The backward pass's products: with the transpose flags where the tile program takes them (it
+ * reads a transposed side as it lies), else each transposed side copied first, for tfjs's vec4
+ * programs.
+ */
+function webgpuProduct(
+  a: tf.Tensor,
+  b: tf.Tensor,
+  transposeA: boolean,
+  transposeB: boolean,
+): tf.Tensor {
+  return tileProduct(a, b, transposeA, transposeB)
+    ? tf.matMul(a, b, transposeA, transposeB)
+    : transposedFirst(a, b, transposeA, transposeB);
+}
+
 // The set ---------------------------------------------------------------------------------------
 
 /**
@@ -1039,7 +1058,7 @@ export function webgpuKernels(): KernelSet {
     layout: "[in, out]",
     linear,
     unembed: (x, table) => tf.matMul(x, table as tf.Tensor2D, false, true), // [N, V]
-    product: transposedFirst,
+    product: webgpuProduct,
     embed: webgpuEmbed,
     rmsNorm: webgpuRmsNorm,
     ropeHeads: webgpuRopeHeads,

@@ -66,6 +66,11 @@ export interface FusedProgram {
    * function that makes it: called only when the pipeline is compiled, not at every dispatch.
    */
   code: string | (() => string);
+  /**
+   * Components per element of the inputs' and the output's WGSL arrays (4: `array<vec4<f32>>`,
+   * whose element i is values 4i … 4i + 3; the sizes must be multiples of 4). @default 1 each
+   */
+  components?: { inputs: readonly number[]; output: number };
 }
 
 /**
@@ -94,6 +99,8 @@ interface WebgpuProgram {
   workgroupSize: [number, number, number];
   variableNames: string[];
   uniforms: string;
+  variableComponents?: number[];
+  outputComponent?: number;
   getUserCode(): string;
 }
 
@@ -186,6 +193,10 @@ export function runFusedInfo(
     uniforms: names.uniformDecl,
     getUserCode: () => typeof program.code === "string" ? program.code : program.code(),
   };
+  if (program.components) {
+    webgpuProgram.variableComponents = [...program.components.inputs];
+    webgpuProgram.outputComponent = program.components.output;
+  }
   const values = [];
   for (const name of names.uniforms) {
     const [type, value] = uniforms[name]!;

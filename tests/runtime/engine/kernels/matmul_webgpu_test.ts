@@ -1,5 +1,5 @@
 /**
- * The row-block `BatchMatMul` on webgpu (runtime/engine/kernels/matmul_webgpu.ts), where WebGPU
+ * The tile and row-block `BatchMatMul` on webgpu (runtime/engine/kernels/matmul_webgpu.ts), where WebGPU
  * offers an adapter, against tfjs's own program (the kernel uninstalled): the same bits on the
  * model's products, where both add over k in order with `fma`; within 1e-5 relative elsewhere
  * (tfjs picks other programs for some shapes, a split over k among them, which adds in another
@@ -15,6 +15,7 @@ import {
   cpuAdapter,
   installRowBlockMatMul,
   rowBlockInstalled,
+  tileProduct,
   uninstallRowBlockMatMul,
 } from "../../../../runtime/engine/kernels/matmul_webgpu.ts";
 import { countWebgpu } from "../../../../runtime/engine/webgpu_counters.ts";
@@ -123,6 +124,10 @@ Deno.test({
       [[4, 9, 8], [8, 4], [4, 9, 4]],
       [[9, 8], [3, 8, 4], [3, 9, 4]],
       [[1, 9, 8], [3, 8, 4], [3, 9, 4]],
+      // the tile program's edges: 20 rows (a block of 16 and a clamped one, aᵀ read by quads),
+      // 36 columns (9 quads: two blocks of 4 and a clamped one), batches of 3
+      [[20, 24], [24, 36], [20, 36]],
+      [[3, 20, 8], [3, 8, 40], [3, 20, 40]],
     ];
     for (const [sa, sb, so] of cases) {
       const a = randomTensor(rng, sa), b = randomTensor(rng, sb);
@@ -170,6 +175,49 @@ Deno.test({
     assert.ok(!rowBlockInstalled());
     installRowBlockMatMul();
     tf.dispose([a, b, c, ct]);
+  },
+});
+
+Deno.test({
+  ...needsWebgpu(
+    "tileProduct: the tile program takes k and n multiples of 4 (and m, aᵀ); the kernel set passes it the flags",
+  ),
+  async fn() {
+    const { kernels } = await useBackend("webgpu");
+    installRowBlockMatMul();
+    const info = (shape: number[]) => ({ shape, dtype: "float32" }) as tf.TensorInfo;
+    assert.ok(tileProduct(info([1280, 128]), info([128, 352]), false, false));
+    assert.ok(tileProduct(info([128, 1280]), info([128, 352]), true, false)); // aᵀ: m = 1280
+    assert.ok(tileProduct(info([1280, 128]), info([352, 128]), false, true)); // bᵀ
+    assert.ok(!tileProduct(info([15, 12]), info([12, 8]), true, false)); // aᵀ with m = 15
+    assert.ok(!tileProduct(info([12, 15]), info([15, 8]), false, false)); // k = 15
+    assert.ok(!tileProduct(info([12, 16]), info([16, 10]), false, false)); // n = 10
+    const rng = new Rng(5);
+    const x = randomTensor(rng, [40, 24]), dy = randomTensor(rng, [40, 32]);
+    const w = randomTensor(rng, [24, 32]);
+    await Promise.all([x.data(), dy.data(), w.data()]);
+    // the backward pass's xᵀ·dy and dy·wᵀ: one dispatch each, the bits of a transposed copy first
+    for (const [a, b, ta, tb] of [[x, dy, true, false], [dy, w, false, true]] as const) {
+      const { result, counts } = await countWebgpu(async () => {
+        const p = kernels.product(a, b, ta, tb);
+        await p.data();
+        return p;
+      });
+      assert.equal(counts.dispatches, 1);
+      const first = tf.matMul(ta ? tf.transpose(a) : a, tb ? tf.transpose(b) : b);
+      assert.deepEqual(await result.data(), await first.data());
+      tf.dispose([result, first]);
+    }
+    uninstallRowBlockMatMul(); // tfjs's programs: a transposed copy first, two dispatches
+    assert.ok(!tileProduct(info([1280, 128]), info([128, 352]), false, false));
+    const { result, counts } = await countWebgpu(async () => {
+      const p = kernels.product(x, dy, true, false);
+      await p.data();
+      return p;
+    });
+    assert.equal(counts.dispatches, 2);
+    installRowBlockMatMul();
+    tf.dispose([x, dy, w, result]);
   },
 });
 
