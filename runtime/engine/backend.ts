@@ -46,6 +46,7 @@ import {
   rowBlockWanted,
   uninstallRowBlockMatMul,
 } from "./kernels/matmul_webgpu.ts";
+import { useCpuAdapterPrograms } from "./kernels/webgpu_program.ts";
 import { registerDeviceGradients } from "./kernels/gradients.ts";
 import { registerSharingKernels } from "./kernels/share.ts";
 import { tfjsKernels } from "./kernels/tfjs.ts";
@@ -308,6 +309,7 @@ export async function useBackend(
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
   if (name === "webgpu") {
     chainWebgpuAddN();
+    useCpuAdapterPrograms(webgpuOnCpu); // attention an invocation per row on lavapipe
     // a CPU driver runs tfjs's tiled products slowly: row blocks instead (matmul_webgpu.ts)
     if (rowBlockWanted(webgpuOnCpu)) {
       installRowBlockMatMul();

@@ -11,7 +11,8 @@
  *   products stay matMuls;
  * - attention: one program forward, a workgroup per query row over tiles of 64 keys with the
  *   softmax online (no [T, S] tensor, the causal and padding mask made in the shader), four
- *   backward (each row's softmax statistics, then dq, dk and dv); heads wider than 256 take
+ *   backward (each row's softmax statistics, then dq, dk and dv); on a CPU adapter the same five
+ *   programs an invocation per row (`attention_lanes.ts`); heads wider than 256 take
  *   q·kᵀ with the transpose flag and a fused masked softmax (one program each way) instead;
  * - the log-softmax at each row's target: one program forward (max, log Σ exp and the target's
  *   value, a workgroup per row; nothing of [N, V] is written), one backward (the softmax
@@ -46,8 +47,21 @@ import {
   tfjsDecoder,
   transposedFirst,
 } from "./tfjs.ts";
+import {
+  laneAttentionDkv,
+  laneAttentionDq,
+  laneAttentionForward,
+  laneAttentionStats,
+  laneAttentionTakes,
+} from "./attention_lanes.ts";
 import { tileProduct } from "./matmul_webgpu.ts";
-import { type FusedProgram, runFused, type Uniform, workgroupsFor } from "./webgpu_program.ts";
+import {
+  cpuAdapterPrograms,
+  type FusedProgram,
+  runFused,
+  type Uniform,
+  workgroupsFor,
+} from "./webgpu_program.ts";
 
 /** Invocations per workgroup of the elementwise programs. */
 const ELEMENTWISE = 64;
@@ -820,6 +834,20 @@ function attentionDkv(
   }, [q!, k!, v!, dOut!, stats!, pad!]);
 }
 
+/** The fused attention's five programs: a workgroup per row (a GPU's), or an invocation per row. */
+const WORKGROUP_ATTENTION = {
+  forward: attentionForward,
+  stats: attentionStats,
+  dq: attentionDq,
+  dkv: attentionDkv,
+};
+const LANE_ATTENTION: typeof WORKGROUP_ATTENTION = {
+  forward: laneAttentionForward,
+  stats: laneAttentionStats,
+  dq: laneAttentionDq,
+  dkv: laneAttentionDkv,
+};
+
 /**
  * Causal softmax attention as one WGSL program forward (no [T, S] tensor) and four backward (each
  * row's log-sum and dO·O, then dq, dk and dv, the softmax recomputed in each): heads up to
@@ -832,17 +860,21 @@ function fusedAttention(
   padding: readonly number[] | null,
 ): tf.Tensor4D {
   const pad = paddingTensor(q.shape[0], padding);
+  // on a CPU adapter, an invocation per row (attention_lanes.ts)
+  const programs = cpuAdapterPrograms() && laneAttentionTakes(q.shape[3])
+    ? LANE_ATTENTION
+    : WORKGROUP_ATTENTION;
   const f = tf.customGrad(
     ((qt: tf.Tensor4D, kt: tf.Tensor4D, vt: tf.Tensor4D, save: tf.GradSaveFunc) => {
-      const out = attentionForward(qt, kt, vt, pad);
+      const out = programs.forward(qt, kt, vt, pad);
       save([qt, kt, vt, out, pad]);
       return {
         value: out,
         gradFunc: (dOut: tf.Tensor, [qs, ks, vs, o, p]: tf.Tensor[]) => {
-          const stats = attentionStats(qs as tf.Tensor4D, ks as tf.Tensor4D, o!, dOut, p!);
+          const stats = programs.stats(qs as tf.Tensor4D, ks as tf.Tensor4D, o!, dOut, p!);
           const inputs = [qs!, ks!, vs!, dOut, stats, p!];
-          const grads = [attentionDq(inputs, ks!.shape[2]!), attentionDkv(inputs, 0)];
-          grads.push(attentionDkv(inputs, 1));
+          const grads = [programs.dq(inputs, ks!.shape[2]!), programs.dkv(inputs, 0)];
+          grads.push(programs.dkv(inputs, 1));
           stats.dispose();
           return grads;
         },

@@ -85,6 +85,30 @@ export function wgslAvailable(): boolean {
   return tf.getBackend() === "webgpu";
 }
 
+/** Whether the programs written for a CPU adapter run (`useCpuAdapterPrograms`). */
+let cpuAdapterActive = false;
+
+/**
+ * Whether the webgpu programs written for a CPU adapter (lavapipe, SwiftShader) run where a
+ * program has two forms: `attention_lanes.ts`'s attention, an invocation per row, instead of a
+ * workgroup per row. `useBackend("webgpu")` sets it from the adapter.
+ */
+export function cpuAdapterPrograms(): boolean {
+  return cpuAdapterActive;
+}
+
+/**
+ * Chooses the programs for a CPU adapter (true) or a GPU (false) where a program has two forms.
+ *
+ * @example
+ * ```ts
+ * useCpuAdapterPrograms(false); // a GPU's programs, on whatever adapter (tests run both on lavapipe)
+ * ```
+ */
+export function useCpuAdapterPrograms(on: boolean): void {
+  cpuAdapterActive = on;
+}
+
 /** Workgroups of `size` invocations that cover `count` invocations, at least one. */
 export function workgroupsFor(count: number, size: number): number {
   return Math.max(1, Math.ceil(count / size));

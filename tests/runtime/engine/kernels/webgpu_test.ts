@@ -13,8 +13,10 @@ import { deviceConstantCount } from "../../../../runtime/engine/kernels/constant
 import { tfjsKernels } from "../../../../runtime/engine/kernels/tfjs.ts";
 import { webgpuGatedSilu } from "../../../../runtime/engine/kernels/webgpu.ts";
 import {
+  cpuAdapterPrograms,
   runFused,
   type Uniform,
+  useCpuAdapterPrograms,
   workgroupsFor,
 } from "../../../../runtime/engine/kernels/webgpu_program.ts";
 import type { KernelSet } from "../../../../runtime/engine/kernels/types.ts";
@@ -50,18 +52,25 @@ async function valueAndGrads(
   return values.map((v) => Float32Array.from(v as Float32Array));
 }
 
-/** The webgpu set's f and the plain set's agree within 1e-5, leaving no tensor behind. */
+/**
+ * The webgpu set's f and the plain set's agree within 1e-5, leaving no tensor behind. With
+ * `cpuPrograms`, the programs for a CPU adapter (true) or a GPU (false) run, whatever the adapter.
+ */
 async function agree(
   names: string[],
   f: (kernels: KernelSet, ...xs: tf.Tensor[]) => tf.Tensor,
   xs: tf.Tensor[],
   weights: tf.Tensor,
+  cpuPrograms?: boolean,
 ): Promise<void> {
   const { kernels } = await useBackend("webgpu");
   assert.equal(kernels.name, "webgpu");
+  const adapters = cpuAdapterPrograms();
+  if (cpuPrograms !== undefined) useCpuAdapterPrograms(cpuPrograms);
   const live = () => tf.memory().numTensors - deviceConstantCount();
   const before = live();
   const got = await valueAndGrads((...ts) => f(kernels, ...ts), xs, weights);
+  useCpuAdapterPrograms(adapters);
   assert.equal(live(), before, "a tensor left behind");
   const expected = await valueAndGrads((...ts) => f(tfjsKernels(), ...ts), xs, weights);
   got.forEach((g, i) => {
@@ -102,7 +111,7 @@ Deno.test({
 
 Deno.test({
   ...needsWebgpu(
-    "webgpuKernels().attention() of one new query over cached keys, of queries that see no key, over several tiles, and of wide heads",
+    "webgpuKernels().attention() of one new query over cached keys, of queries that see no key, over several tiles, and of wide heads, a GPU's programs and a CPU adapter's",
   ),
   async fn() {
     await useBackend("webgpu");
@@ -113,15 +122,22 @@ Deno.test({
       [3, 7, 8, [2, 7]],
       [70, 75, 72, [5, 0]], // queries and keys over two tiles of 64, two columns a lane
       [3, 5, 260, [1, 0]], // wider than the fused program takes: the fused softmax only
+      [4, 9, 6, [0, 2]], // not a multiple of 4 wide: a CPU adapter runs the workgroup programs
+      [11, 11, 32, [3, 0]], // the front door's heads
     ];
-    for (const [time, keys, hd, padding] of cases) {
-      await agree(
-        ["value", "dq", "dk", "dv"],
-        (k, q, kk, v) =>
-          k.attention(q as tf.Tensor4D, kk as tf.Tensor4D, v as tf.Tensor4D, padding),
-        [normal(6, [2, 3, time, hd]), normal(7, [2, 3, keys, hd]), normal(8, [2, 3, keys, hd])],
-        normal(9, [2, 3, time, hd]),
-      );
+    for (const cpuPrograms of [false, true]) {
+      for (const [time, keys, hd, padding] of cases) {
+        await agree(
+          ["value", "dq", "dk", "dv"].map((name) =>
+            `${name} (${[time, keys, hd]}, ${cpuPrograms})`
+          ),
+          (k, q, kk, v) =>
+            k.attention(q as tf.Tensor4D, kk as tf.Tensor4D, v as tf.Tensor4D, padding),
+          [normal(6, [2, 3, time, hd]), normal(7, [2, 3, keys, hd]), normal(8, [2, 3, keys, hd])],
+          normal(9, [2, 3, time, hd]),
+          cpuPrograms,
+        );
+      }
     }
   },
 });
@@ -185,14 +201,19 @@ Deno.test({
       normal(15, [2, 4, 7, 16]),
       normal(16, [2, 4, 7, 16]),
     ];
-    assert.deepEqual(
-      await dispatches(
-        (a, b, c) =>
-          kernels.attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, [0, 3]),
-        [q, k, v],
-      ),
-      [1, 1 + 4], // each query row's max, log-sum and dO·O; dq; dk; dv
-    );
+    const adapters = cpuAdapterPrograms();
+    for (const cpuPrograms of [false, true]) {
+      useCpuAdapterPrograms(cpuPrograms);
+      assert.deepEqual(
+        await dispatches(
+          (a, b, c) =>
+            kernels.attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, [0, 3]),
+          [q, k, v],
+        ),
+        [1, 1 + 4], // each query row's max, log-sum and dO·O; dq; dk; dv
+      );
+    }
+    useCpuAdapterPrograms(adapters);
     tf.dispose([q, k, v]);
     assert.deepEqual(
       await dispatches((a, b) => webgpuGatedSilu(a as tf.Tensor2D, b as tf.Tensor2D), [x, up]),
