@@ -4,7 +4,8 @@
  * 6 to 21:
  *
  * - RMSNorm: one program forward (a workgroup per row); backward, each row's 1/rms, then dx (a
- *   workgroup per row) and dw (a workgroup per column);
+ *   workgroup per row) and dw (a workgroup per column); on a CPU adapter an invocation per row or
+ *   column instead (`laneRowProgram`), as for the other row programs;
  * - RoPE fused with the split into heads: one program forward, one backward (the transposed
  *   rotation straight back to [B·T, H·hd]);
  * - SwiGLU's elementwise silu(g)·u: one program forward, one per gradient (dg, du); the three
@@ -112,6 +113,9 @@ function rowProgram(
   uniforms: Record<string, Uniform>,
   body: string,
 ): FusedProgram {
+  if (cpuAdapterPrograms() && cols < LANE_ROW_MAX_COLS) {
+    return laneRowProgram(name, inputs, outputShape, [rows, cols], uniforms, body);
+  }
   const width = rowWorkgroup(cols);
   return {
     name,
@@ -126,6 +130,51 @@ function rowProgram(
       let width = ${width};
       let row = index / width;
       let lane = i32(localId.x);
+      let cols = uniforms.cols;
+      let valid = row < uniforms.rows;
+      ${body}
+    }`,
+  };
+}
+
+/**
+ * On a CPU adapter, rows narrower than this run an invocation each (`laneRowProgram`); wider ones
+ * (a vocabulary's logits) keep a workgroup each, so that a few rows still spread over the cores.
+ */
+const LANE_ROW_MAX_COLS = 4096;
+
+/** Invocations per workgroup of the programs run an invocation per row or column. */
+const LANE_WORKGROUP = 16;
+
+/**
+ * `rowProgram` for a CPU adapter: the same body run by one invocation per row, as a workgroup of
+ * one lane (`lane` 0, `width` 1, `reduceSum` and `reduceMax` of the one value). Lavapipe runs a
+ * workgroup's lanes 8 at a time in SIMD and each barrier of a workgroup's reduction as a switch
+ * between them; a row per invocation has no barrier and no idle lane. The row's sums then run in
+ * order instead of as a tree: float32 rounding apart, the same values.
+ */
+function laneRowProgram(
+  name: string,
+  inputs: readonly string[],
+  outputShape: readonly number[],
+  [rows, cols]: [number, number],
+  uniforms: Record<string, Uniform>,
+  body: string,
+): FusedProgram {
+  return {
+    name: `${name}_lanes`,
+    inputs,
+    outputShape,
+    workgroupSize: LANE_WORKGROUP,
+    workgroups: workgroupsFor(rows, LANE_WORKGROUP),
+    uniforms: { rows: ["i32", rows], cols: ["i32", cols], ...uniforms },
+    code: () => `
+    fn reduceSum(value : f32) -> f32 { return value; }
+    fn reduceMax(value : f32) -> f32 { return value; }
+    fn main(index : i32) {
+      let width = 1;
+      let row = index;
+      let lane = 0;
       let cols = uniforms.cols;
       let valid = row < uniforms.rows;
       ${body}
@@ -233,6 +282,28 @@ function rmsNormDx(x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor, r: tf.Tensor): tf.
 /** RMSNorm's dw = Σ_rows dy·x·r: a workgroup per column, its lanes over the rows. */
 function rmsNormDw(x: tf.Tensor, dy: tf.Tensor, r: tf.Tensor): tf.Tensor1D {
   const [rows, d] = x.shape as [number, number];
+  if (cpuAdapterPrograms()) {
+    // a CPU adapter's: an invocation per column, the rows in order (see `laneRowProgram`)
+    return runFused({
+      name: "rms_norm_dw_lanes",
+      inputs: ["x", "dy", "inv"],
+      outputShape: [d],
+      workgroupSize: LANE_WORKGROUP,
+      workgroups: workgroupsFor(d, LANE_WORKGROUP),
+      uniforms: { rows: ["i32", rows], cols: ["i32", d] },
+      code: () => `
+      fn main(index : i32) {
+        let col = index;
+        let cols = uniforms.cols;
+        if (col >= cols) { return; }
+        var sum = 0.0;
+        for (var n = 0; n < uniforms.rows; n++) {
+          sum += dy[n * cols + col] * x[n * cols + col] * inv[n];
+        }
+        result[col] = sum;
+      }`,
+    }, [x, dy, r]) as tf.Tensor1D;
+  }
   const width = rowWorkgroup(rows);
   return runFused({
     name: "rms_norm_dw",

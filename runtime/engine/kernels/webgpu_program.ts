@@ -90,8 +90,9 @@ let cpuAdapterActive = false;
 
 /**
  * Whether the webgpu programs written for a CPU adapter (lavapipe, SwiftShader) run where a
- * program has two forms: `attention_lanes.ts`'s attention, an invocation per row, instead of a
- * workgroup per row. `useBackend("webgpu")` sets it from the adapter.
+ * program has two forms: an invocation per row instead of a workgroup per row, for the attention
+ * (`attention_lanes.ts`) and for `webgpu.ts`'s row programs (RMSNorm, the masked softmax and the
+ * log-softmax over rows narrower than 4,096). `useBackend("webgpu")` sets it from the adapter.
  */
 export function cpuAdapterPrograms(): boolean {
   return cpuAdapterActive;

@@ -81,31 +81,47 @@ async function agree(
 }
 
 Deno.test({
-  ...needsWebgpu("webgpuKernels().rmsNorm() over rows wider than a workgroup (d 333, 5 rows)"),
+  ...needsWebgpu(
+    "webgpuKernels().rmsNorm() over rows wider than a workgroup (d 333, 5 rows), a GPU's programs and a CPU adapter's",
+  ),
   async fn() {
     await useBackend("webgpu");
-    await agree(
-      ["value", "dx", "dw"],
-      (k, x, w) => k.rmsNorm(x as tf.Tensor2D, w!, 1e-5),
-      [normal(1, [5, 333], 2), normal(2, [333])],
-      normal(3, [5, 333]),
-    );
+    for (const cpuPrograms of [false, true]) {
+      await agree(
+        ["value", "dx", "dw"].map((name) => `${name} (${cpuPrograms})`),
+        (k, x, w) => k.rmsNorm(x as tf.Tensor2D, w!, 1e-5),
+        [normal(1, [5, 333], 2), normal(2, [333])],
+        normal(3, [5, 333]),
+        cpuPrograms,
+      );
+    }
   },
 });
 
 Deno.test({
-  ...needsWebgpu("webgpuKernels().logSoftmaxAt() at temperature 1.3 over a vocabulary of 5,003"),
+  ...needsWebgpu(
+    "webgpuKernels().logSoftmaxAt() at temperature 1.3 over vocabularies of 5,003 and 37, a GPU's programs and a CPU adapter's",
+  ),
   async fn() {
     await useBackend("webgpu");
-    const targets = tf.tensor2d([0, 5002, 17, 4999, 1, 2500], [2, 3], "int32");
-    await agree(
-      ["value", "dlogits"],
-      (k, logits) =>
-        k.logSoftmaxAt(logits as tf.Tensor3D, targets as tf.Tensor2D, { temperature: 1.3 }),
-      [normal(4, [2, 3, 5003], 4)],
-      normal(5, [2, 3]),
-    );
-    targets.dispose();
+    // 37 columns: an invocation per row on a CPU adapter; 5,003: a workgroup per row everywhere
+    const targets = new Map([
+      [5003, tf.tensor2d([0, 5002, 17, 4999, 1, 2500], [2, 3], "int32")],
+      [37, tf.tensor2d([0, 36, 17, 30, 1, 20], [2, 3], "int32")],
+    ]);
+    for (const cpuPrograms of [false, true]) {
+      for (const [vocab, ids] of targets) {
+        await agree(
+          ["value", "dlogits"].map((name) => `${name} (${vocab}, ${cpuPrograms})`),
+          (k, logits) =>
+            k.logSoftmaxAt(logits as tf.Tensor3D, ids as tf.Tensor2D, { temperature: 1.3 }),
+          [normal(4, [2, 3, vocab], 4)],
+          normal(5, [2, 3]),
+          cpuPrograms,
+        );
+      }
+    }
+    tf.dispose([...targets.values()]);
   },
 });
 
