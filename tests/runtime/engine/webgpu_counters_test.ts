@@ -21,7 +21,7 @@ import {
   type WebgpuCounts,
 } from "../../../runtime/engine/webgpu_counters.ts";
 import { counted, setup, train } from "../../../bench/_giftwrap_worker.ts";
-import { needsWebgpu } from "../_webgpu.ts";
+import { CPU_ADAPTER, needsWebgpu } from "../_webgpu.ts";
 import { disposeState, frontDoorGroup } from "./_front_door.ts";
 
 /** The counts, less the times (which vary run to run). */
@@ -181,11 +181,14 @@ Deno.test({
  * clipping scale is computed on the device. The one read is the step's loss and gradient norm,
  * after the update.
  *
+ * On a CPU adapter the backward pass's products read their transposed side as it lies
+ * (kernels/matmul_webgpu.ts, the tile program): 28 transposed copies fewer than on a GPU.
+ *
  * Before this work the step dispatched 825 kernels in 271 passes and 57 submits, made a bind group
  * and wrote a uniform buffer for each, uploaded 240 times (223 scalars) and read 3 times.
  */
 const TRAIN_STEP_AT_MOST = {
-  dispatches: 180,
+  dispatches: CPU_ADAPTER ? 152 : 180,
   computePasses: 2,
   submits: 1,
   uploads: 2,
