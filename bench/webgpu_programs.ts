@@ -1,19 +1,20 @@
 /**
- * Where a webgpu train step's kernel time goes, by program: one warm step of the bench's
- * front-door configuration with every dispatch in its own compute pass and a timestamp at each
- * end (tfjs's timer path, `activeTimers`), summed by program name. `bench/profile.ts` sees tfjs's
+ * Where a webgpu train step's kernel time goes, by program: one warm step of a bench configuration
+ * (`bench/_configs.ts`, the front door by default) with every dispatch in its own compute pass and
+ * a timestamp at each end (tfjs's timer path, `activeTimers`), summed by program name. `bench/profile.ts` sees tfjs's
  * kernels by name but giftwrap's WGSL programs only as "unnamed scope"; here each has its name.
  * Timing each pass apart adds to the step, so compare shares, not the total, with the bench.
  *
- *   XDG_RUNTIME_DIR=/tmp deno run -A bench/webgpu_programs.ts [top = 30]
+ *   XDG_RUNTIME_DIR=/tmp deno run -A bench/webgpu_programs.ts [--config front-door] [--top 30]
  *
  * Needs an adapter with `timestamp-query` (lavapipe has it).
  *
  * @module
  */
 
+import { parseArgs } from "node:util";
 import { setup, train } from "./_giftwrap_worker.ts";
-import { benchConfig } from "./_configs.ts";
+import { benchConfig, CONFIG_NAMES, type ConfigName } from "./_configs.ts";
 import { tf } from "../runtime/engine/tf.ts";
 
 /** What this script reads and patches of tfjs-backend-webgpu 4.22's backend. */
@@ -24,8 +25,22 @@ interface TimedBackend {
   getQueryTime(): Promise<number>;
 }
 
-const top = Number(Deno.args[0] ?? 30);
-const { state } = await setup({ ...benchConfig("front-door").setup, backend: "webgpu" });
+const { values } = parseArgs({
+  options: {
+    config: { type: "string", default: "front-door" },
+    top: { type: "string", default: "30" },
+  },
+});
+const config = values.config as ConfigName;
+const top = Number(values.top);
+if (!CONFIG_NAMES.includes(config) || !Number.isInteger(top) || top < 1) {
+  console.error(
+    `bench/webgpu_programs.ts: --config must be one of ${CONFIG_NAMES.join(", ")} and --top a ` +
+      `positive integer: current values are ${values.config} and ${values.top}`,
+  );
+  Deno.exit(2);
+}
+const { state } = await setup({ ...benchConfig(config).setup, backend: "webgpu" });
 for (let i = 0; i < 3; i++) await train(state); // compiled and settled
 const backend = tf.backend() as unknown as TimedBackend;
 if (!backend.supportTimestampQuery) {
@@ -62,7 +77,7 @@ for (const [key, ms] of await Promise.all(times)) {
 const rows = [...byName].sort((a, b) => b[1].ms - a[1].ms);
 const total = rows.reduce((sum, [, e]) => sum + e.ms, 0);
 console.log(
-  `front-door train step: ${total.toFixed(1)} ms of kernel time in ${times.length} passes`,
+  `${config} train step: ${total.toFixed(1)} ms of kernel time in ${times.length} passes`,
 );
 console.log("| program | ms | share | dispatches |\n|---|--:|--:|--:|");
 for (const [name, { ms, count }] of rows.slice(0, top)) {
