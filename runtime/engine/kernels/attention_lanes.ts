@@ -66,13 +66,23 @@ function common(h4: number, qName: string): string {
   }`);
 }
 
-/** WGSL heading a program run per query row: `row`, `t`, `bh`, `first`, `qAt`, `kBase`. */
+/**
+ * WGSL heading a program run per query row: `row`, `t`, `bh`, `first`, and the keys it reads,
+ * `lo` … `hi` − 1: those it sees (`first` … S − T + t) when it sees one, else all of them. A hidden
+ * key's weight exp(score − m) is exactly 0 beside a seen one (its score is −1e9 off), so leaving
+ * it out changes no sum; a row that sees none gives its hidden keys equal weight, as the
+ * workgroup programs and the plain ops do.
+ */
 const QUERY_ROW = `
   if (index >= uniforms.rows) { return; }
   let row = index;
   let t = row % uniforms.time;
   let bh = row / uniforms.time;
-  let first = pad[bh / uniforms.heads];`;
+  let first = pad[bh / uniforms.heads];
+  let last = uniforms.keys - uniforms.time + t;
+  let sees = first <= last;
+  let lo = select(0, first, sees);
+  let hi = select(uniforms.keys, last + 1, sees);`;
 
 /** `let <name><j> = <array>[<at> + j];` for j < h4. */
 function loadRow(h4: number, name: string, array: string, at: string): string {
@@ -113,7 +123,7 @@ export function laneAttentionForward(
       ${js.map((j) => `var acc${j} = vec4<f32>(0.0);`).join("\n      ")}
       var m = -3.402823e+38;
       var sum = 0.0;
-      for (var s = 0; s < uniforms.keys; s++) {
+      for (var s = lo; s < hi; s++) {
         let kAt = kBase + s * ${h4};
         let x = score${h4}(${js.map((j) => `q${j}`).join(", ")}, kAt, s, t, first);
         let next = max(m, x);
@@ -159,7 +169,7 @@ export function laneAttentionStats(
       ${loadRow(h4, "q", "q", `row * ${h4}`)}
       var m = -3.402823e+38;
       var sum = 0.0;
-      for (var s = 0; s < uniforms.keys; s++) {
+      for (var s = lo; s < hi; s++) {
         let x = score${h4}(${js.map((j) => `q${j}`).join(", ")}, kBase + s * ${h4}, s, t, first);
         let next = max(m, x);
         sum = sum * exp(m - next) + exp(x - next);
@@ -201,7 +211,7 @@ export function laneAttentionDq(
       let logSum = stats[row * 3 + 1];
       let d = stats[row * 3 + 2];
       ${js.map((j) => `var acc${j} = vec4<f32>(0.0);`).join("\n      ")}
-      for (var s = 0; s < uniforms.keys; s++) {
+      for (var s = lo; s < hi; s++) {
         let kAt = kBase + s * ${h4};
         let p = exp((score${h4}(${
         js.map((j) => `q${j}`).join(", ")
@@ -251,7 +261,14 @@ export function laneAttentionDkv(
       ${loadRow(h4, "k", "k", `row * ${h4}`)}
       ${part === 0 ? loadRow(h4, "v", "v", `row * ${h4}`) : ""}
       ${js.map((j) => `var acc${j} = vec4<f32>(0.0);`).join("\n      ")}
-      for (var t = 0; t < uniforms.time; t++) {
+      // the queries that see key s (t ≥ s − (S − T), when s is past the padding), after those
+      // that see no key at all (t < first − (S − T)), which weigh every key: see QUERY_ROW
+      let blind = max(first - (uniforms.keys - uniforms.time), 0);
+      let seeing = select(uniforms.time, max(s - (uniforms.keys - uniforms.time), blind), s >= first);
+      var t = 0;
+      loop {
+        if (t >= blind && t < seeing) { t = seeing; }
+        if (t >= uniforms.time) { break; }
         let qAt = qBase + t * ${h4};
         let at = (bh * uniforms.time + t) * 3;
         let x = (${dots}) * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
@@ -263,6 +280,7 @@ export function laneAttentionDkv(
         ${js.map((j) => `acc${j} += w * q[qAt + ${j}];`).join("\n        ")}`
         : js.map((j) => `acc${j} += p * dO[qAt + ${j}];`).join("\n        ")
     }
+        continuing { t = t + 1; }
       }
       ${
       js.map((j) => `result[row * ${h4} + ${j}] = acc${j}${part === 0 ? " * uniforms.scale" : ""};`)

@@ -140,6 +140,7 @@ Deno.test({
       [3, 5, 260, [1, 0]], // wider than the fused program takes: the fused softmax only
       [4, 9, 6, [0, 2]], // not a multiple of 4 wide: a CPU adapter runs the workgroup programs
       [11, 11, 32, [3, 0]], // the front door's heads
+      [4, 6, 8, [5, 0]], // row 0's queries 0–2 see no key (padding), query 3 sees key 5 only
     ];
     for (const cpuPrograms of [false, true]) {
       for (const [time, keys, hd, padding] of cases) {
