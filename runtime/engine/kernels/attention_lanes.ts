@@ -8,7 +8,8 @@
  * combined through workgroup memory between barriers. On a GPU that keeps every lane busy. On a
  * CPU driver a workgroup's lanes run 8 at a time in SIMD and every barrier is a switch between
  * them; with the front door's 11 keys 53 of the 64 lanes idle. Measured on lavapipe (2 cores, AMD
- * EPYC), the front door's train step spent 254 of its 498 ms of kernel time in those five programs.
+ * EPYC), the front door's train step spent 254 of its 498 ms of kernel time in those five programs,
+ * and 22 ms in these (`bench/webgpu_programs.ts`).
  *
  * Each invocation keeps its row's vectors (q, or k and v, and its accumulators) in vec4 registers,
  * unrolled over the head's width (`hd / 4` of them, fixed per program), and reads the other side's
@@ -50,20 +51,24 @@ function uniforms(q: tf.Tensor, keys: number, rows: number): Record<string, Unif
   };
 }
 
-/**
- * WGSL: `masked(s, t, first)` (key s hidden from query t: after it, or in its row's left padding)
- * and the score of query row vectors `q0 … q{h4−1}` against the key at `kAt` (flat vec4 offset).
- */
-function common(h4: number, qName: string): string {
-  const dots = range(h4).map((j) => `dot(${qName}${j}, k[kAt + ${j}])`).join(" + ");
-  return `
+/** WGSL: whether key s is hidden from query t (after it, or in its row's left padding). */
+const MASKED = `
   fn masked(s : i32, t : i32, first : i32) -> bool {
     return s > uniforms.keys - uniforms.time + t || s < first;
-  }`.concat(`
-  fn score${h4}(${range(h4).map((j) => `${qName}${j} : vec4<f32>`).join(", ")}, kAt : i32,
+  }`;
+
+/**
+ * WGSL: `masked`, and `score<h4>(q0, …, kAt, s, t, first)`, the masked and scaled score of query
+ * row vectors q0 … q{h4−1} against the key at vec4 offset `kAt`.
+ */
+function scoreWgsl(h4: number): string {
+  const qs = range(h4).map((j) => `q${j}`);
+  return `${MASKED}
+  fn score${h4}(${qs.map((q) => `${q} : vec4<f32>`).join(", ")}, kAt : i32,
       s : i32, t : i32, first : i32) -> f32 {
-    return (${dots}) * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
-  }`);
+    let dots = ${qs.map((q, j) => `dot(${q}, k[kAt + ${j}])`).join(" + ")};
+    return dots * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
+  }`;
 }
 
 /**
@@ -115,7 +120,7 @@ export function laneAttentionForward(
     uniforms: uniforms(q, k.shape[2], rows),
     components: { inputs: [4, 4, 4, 1], output: 4 },
     code: () =>
-      `${common(h4, "q")}
+      `${scoreWgsl(h4)}
     fn main(index : i32) {
       ${QUERY_ROW}
       let kBase = bh * uniforms.keys * ${h4};
@@ -162,7 +167,7 @@ export function laneAttentionStats(
     uniforms: uniforms(q, k.shape[2], rows),
     components: { inputs: [4, 4, 4, 4, 1], output: 1 },
     code: () =>
-      `${common(h4, "q")}
+      `${scoreWgsl(h4)}
     fn main(index : i32) {
       ${QUERY_ROW}
       let kBase = bh * uniforms.keys * ${h4};
@@ -201,7 +206,7 @@ export function laneAttentionDq(
     uniforms: uniforms(q!, keys, rows),
     components: { inputs: VEC4_INPUTS, output: 4 },
     code: () =>
-      `${common(h4, "q")}
+      `${scoreWgsl(h4)}
     fn main(index : i32) {
       ${QUERY_ROW}
       let kBase = bh * uniforms.keys * ${h4};
@@ -247,10 +252,8 @@ export function laneAttentionDkv(
     workgroups: workgroupsFor(rows, LANES),
     uniforms: uniforms(q!, keys, rows),
     components: { inputs: part === 0 ? VEC4_INPUTS : [4, 4, 4, 1, 1], output: 4 },
-    code: () => `
-    fn masked(s : i32, t : i32, first : i32) -> bool {
-      return s > uniforms.keys - uniforms.time + t || s < first;
-    }
+    code: () =>
+      `${MASKED}
     fn main(index : i32) {
       if (index >= uniforms.rows) { return; }
       let row = index;
@@ -274,18 +277,20 @@ export function laneAttentionDkv(
         let x = (${dots}) * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
         let p = exp((x - stats[at]) - stats[at + 1]);
         ${
-      part === 0
-        ? `let dp = ${js.map((j) => `dot(dO[qAt + ${j}], v${j})`).join(" + ")};
+        part === 0
+          ? `let dp = ${js.map((j) => `dot(dO[qAt + ${j}], v${j})`).join(" + ")};
         let w = p * (dp - stats[at + 2]);
         ${js.map((j) => `acc${j} += w * q[qAt + ${j}];`).join("\n        ")}`
-        : js.map((j) => `acc${j} += p * dO[qAt + ${j}];`).join("\n        ")
-    }
+          : js.map((j) => `acc${j} += p * dO[qAt + ${j}];`).join("\n        ")
+      }
         continuing { t = t + 1; }
       }
       ${
-      js.map((j) => `result[row * ${h4} + ${j}] = acc${j}${part === 0 ? " * uniforms.scale" : ""};`)
-        .join("\n      ")
-    }
+        js.map((j) =>
+          `result[row * ${h4} + ${j}] = acc${j}${part === 0 ? " * uniforms.scale" : ""};`
+        )
+          .join("\n      ")
+      }
     }`,
   }, part === 0 ? [q!, k!, v!, dOut!, stats!, pad!] : [q!, k!, dOut!, stats!, pad!]);
 }
