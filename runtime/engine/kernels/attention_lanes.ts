@@ -24,7 +24,7 @@
  */
 
 import { tf } from "../tf.ts";
-import { runFused, type Uniform, workgroupsFor } from "./webgpu_program.ts";
+import { type FusedProgram, runFused, type Uniform, workgroupsFor } from "./webgpu_program.ts";
 
 /** Invocations per workgroup: rows are independent, so any size; 16 keeps 2 cores' queues full. */
 const LANES = 16;
@@ -39,15 +39,36 @@ function range(count: number): number[] {
   return Array.from({ length: count }, (_, i) => i);
 }
 
-/** The uniforms of every program here for q [B, H, T, hd] over S keys and `rows` invocations. */
-function uniforms(q: tf.Tensor, keys: number, rows: number): Record<string, Uniform> {
+/**
+ * The uniforms of the fused attention's programs (these and `webgpu.ts`'s) for q [B, H, T, hd]
+ * over S keys and `rows` rows.
+ */
+export function attentionUniforms(
+  q: tf.Tensor,
+  keys: number,
+  rows: number,
+): Record<string, Uniform> {
   const [, heads, time, hd] = q.shape as [number, number, number, number];
   return {
     rows: ["i32", rows],
     heads: ["i32", heads],
     time: ["i32", time],
     keys: ["i32", keys],
+    hd: ["i32", hd],
     scale: ["f32", 1 / Math.sqrt(hd)],
+  };
+}
+
+/** What differs between the programs here; `perRow` adds the rest. */
+type RowProgram = Pick<FusedProgram, "name" | "inputs" | "outputShape" | "components" | "code">;
+
+/** `program` run an invocation per row, `rows` rows, with the attention's uniforms. */
+function perRow(q: tf.Tensor, keys: number, rows: number, program: RowProgram): FusedProgram {
+  return {
+    ...program,
+    workgroupSize: LANES,
+    workgroups: workgroupsFor(rows, LANES),
+    uniforms: attentionUniforms(q, keys, rows),
   };
 }
 
@@ -111,16 +132,14 @@ export function laneAttentionForward(
   const rows = batch * heads * time;
   const h4 = hd / 4;
   const js = range(h4);
-  return runFused({
-    name: `attention_lanes_${h4}`,
-    inputs: ["q", "k", "v", "pad"],
-    outputShape: q.shape,
-    workgroupSize: LANES,
-    workgroups: workgroupsFor(rows, LANES),
-    uniforms: uniforms(q, k.shape[2], rows),
-    components: { inputs: [4, 4, 4, 1], output: 4 },
-    code: () =>
-      `${scoreWgsl(h4)}
+  return runFused(
+    perRow(q, k.shape[2], rows, {
+      name: `attention_lanes_${h4}`,
+      inputs: ["q", "k", "v", "pad"],
+      outputShape: q.shape,
+      components: { inputs: [4, 4, 4, 1], output: 4 },
+      code: () =>
+        `${scoreWgsl(h4)}
     fn main(index : i32) {
       ${QUERY_ROW}
       let kBase = bh * uniforms.keys * ${h4};
@@ -140,7 +159,9 @@ export function laneAttentionForward(
       }
       ${js.map((j) => `result[row * ${h4} + ${j}] = acc${j} / sum;`).join("\n      ")}
     }`,
-  }, [q, k, v, pad]) as tf.Tensor4D;
+    }),
+    [q, k, v, pad],
+  ) as tf.Tensor4D;
 }
 
 /**
@@ -158,16 +179,14 @@ export function laneAttentionStats(
   const rows = batch * heads * time;
   const h4 = hd / 4;
   const js = range(h4);
-  return runFused({
-    name: `attention_lanes_stats_${h4}`,
-    inputs: ["q", "k", "o", "dO", "pad"],
-    outputShape: [rows, 3],
-    workgroupSize: LANES,
-    workgroups: workgroupsFor(rows, LANES),
-    uniforms: uniforms(q, k.shape[2], rows),
-    components: { inputs: [4, 4, 4, 4, 1], output: 1 },
-    code: () =>
-      `${scoreWgsl(h4)}
+  return runFused(
+    perRow(q, k.shape[2], rows, {
+      name: `attention_lanes_stats_${h4}`,
+      inputs: ["q", "k", "o", "dO", "pad"],
+      outputShape: [rows, 3],
+      components: { inputs: [4, 4, 4, 4, 1], output: 1 },
+      code: () =>
+        `${scoreWgsl(h4)}
     fn main(index : i32) {
       ${QUERY_ROW}
       let kBase = bh * uniforms.keys * ${h4};
@@ -185,7 +204,9 @@ export function laneAttentionStats(
       result[row * 3 + 1] = log(sum);
       result[row * 3 + 2] = d;
     }`,
-  }, [q, k, out, dOut, pad]);
+    }),
+    [q, k, out, dOut, pad],
+  );
 }
 
 /** dq = scale·Σ_s dS·k_s per query row, dS = P·(dP − D), P = exp((score − m) − ℓ), dP = dO·v_s. */
@@ -197,16 +218,14 @@ export function laneAttentionDq(
   const rows = batch * heads * time;
   const h4 = hd / 4;
   const js = range(h4);
-  return runFused({
-    name: `attention_lanes_dq_${h4}`,
-    inputs: ["q", "k", "v", "dO", "stats", "pad"],
-    outputShape: q!.shape,
-    workgroupSize: LANES,
-    workgroups: workgroupsFor(rows, LANES),
-    uniforms: uniforms(q!, keys, rows),
-    components: { inputs: VEC4_INPUTS, output: 4 },
-    code: () =>
-      `${scoreWgsl(h4)}
+  return runFused(
+    perRow(q!, keys, rows, {
+      name: `attention_lanes_dq_${h4}`,
+      inputs: ["q", "k", "v", "dO", "stats", "pad"],
+      outputShape: q!.shape,
+      components: { inputs: VEC4_INPUTS, output: 4 },
+      code: () =>
+        `${scoreWgsl(h4)}
     fn main(index : i32) {
       ${QUERY_ROW}
       let kBase = bh * uniforms.keys * ${h4};
@@ -219,15 +238,17 @@ export function laneAttentionDq(
       for (var s = lo; s < hi; s++) {
         let kAt = kBase + s * ${h4};
         let p = exp((score${h4}(${
-        js.map((j) => `q${j}`).join(", ")
-      }, kAt, s, t, first) - m) - logSum);
+          js.map((j) => `q${j}`).join(", ")
+        }, kAt, s, t, first) - m) - logSum);
         let dp = ${js.map((j) => `dot(g${j}, v[kAt + ${j}])`).join(" + ")};
         let ds = p * (dp - d);
         ${js.map((j) => `acc${j} += ds * k[kAt + ${j}];`).join("\n        ")}
       }
       ${js.map((j) => `result[row * ${h4} + ${j}] = acc${j} * uniforms.scale;`).join("\n      ")}
     }`,
-  }, [q!, k!, v!, dOut!, stats!, pad!]);
+    }),
+    [q!, k!, v!, dOut!, stats!, pad!],
+  );
 }
 
 /**
@@ -243,17 +264,15 @@ export function laneAttentionDkv(
   const h4 = hd / 4;
   const js = range(h4);
   const dots = js.map((j) => `dot(q[qAt + ${j}], k${j})`).join(" + ");
-  return runFused({
-    name: `attention_lanes_d${part === 0 ? "k" : "v"}_${h4}`,
-    // dv's program reads no v: a binding the shader does not read is not in its layout
-    inputs: part === 0 ? ["q", "k", "v", "dO", "stats", "pad"] : ["q", "k", "dO", "stats", "pad"],
-    outputShape: k!.shape,
-    workgroupSize: LANES,
-    workgroups: workgroupsFor(rows, LANES),
-    uniforms: uniforms(q!, keys, rows),
-    components: { inputs: part === 0 ? VEC4_INPUTS : [4, 4, 4, 1, 1], output: 4 },
-    code: () =>
-      `${MASKED}
+  return runFused(
+    perRow(q!, keys, rows, {
+      name: `attention_lanes_d${part === 0 ? "k" : "v"}_${h4}`,
+      // dv's program reads no v: a binding the shader does not read is not in its layout
+      inputs: part === 0 ? ["q", "k", "v", "dO", "stats", "pad"] : ["q", "k", "dO", "stats", "pad"],
+      outputShape: k!.shape,
+      components: { inputs: part === 0 ? VEC4_INPUTS : [4, 4, 4, 1, 1], output: 4 },
+      code: () =>
+        `${MASKED}
     fn main(index : i32) {
       if (index >= uniforms.rows) { return; }
       let row = index;
@@ -277,20 +296,22 @@ export function laneAttentionDkv(
         let x = (${dots}) * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
         let p = exp((x - stats[at]) - stats[at + 1]);
         ${
-        part === 0
-          ? `let dp = ${js.map((j) => `dot(dO[qAt + ${j}], v${j})`).join(" + ")};
+          part === 0
+            ? `let dp = ${js.map((j) => `dot(dO[qAt + ${j}], v${j})`).join(" + ")};
         let w = p * (dp - stats[at + 2]);
         ${js.map((j) => `acc${j} += w * q[qAt + ${j}];`).join("\n        ")}`
-          : js.map((j) => `acc${j} += p * dO[qAt + ${j}];`).join("\n        ")
-      }
+            : js.map((j) => `acc${j} += p * dO[qAt + ${j}];`).join("\n        ")
+        }
         continuing { t = t + 1; }
       }
       ${
-        js.map((j) =>
-          `result[row * ${h4} + ${j}] = acc${j}${part === 0 ? " * uniforms.scale" : ""};`
-        )
-          .join("\n      ")
-      }
+          js.map((j) =>
+            `result[row * ${h4} + ${j}] = acc${j}${part === 0 ? " * uniforms.scale" : ""};`
+          )
+            .join("\n      ")
+        }
     }`,
-  }, part === 0 ? [q!, k!, v!, dOut!, stats!, pad!] : [q!, k!, dOut!, stats!, pad!]);
+    }),
+    part === 0 ? [q!, k!, v!, dOut!, stats!, pad!] : [q!, k!, dOut!, stats!, pad!],
+  );
 }

@@ -49,6 +49,7 @@ import {
   transposedFirst,
 } from "./tfjs.ts";
 import {
+  attentionUniforms,
   laneAttentionDkv,
   laneAttentionDq,
   laneAttentionForward,
@@ -642,19 +643,6 @@ const ATTENTION_COMMON = `
     for (var j = 0; j < uniforms.hd; j++) { dot += q[qAt + j] * k[kAt + j]; }
     return dot * uniforms.scale + select(0.0, -1e9, masked(s, t, first));
   }`;
-
-/** The uniforms of the fused attention's programs for q [B, H, T, hd] over S keys. */
-function attentionUniforms(q: tf.Tensor4D, keys: number, rows: number): Record<string, Uniform> {
-  const [, heads, time, hd] = q.shape;
-  return {
-    rows: ["i32", rows],
-    heads: ["i32", heads],
-    time: ["i32", time],
-    keys: ["i32", keys],
-    hd: ["i32", hd],
-    scale: ["f32", 1 / Math.sqrt(hd)],
-  };
-}
 
 /**
  * The WGSL heading each fused attention program run by a workgroup per query row (b, h, t):
