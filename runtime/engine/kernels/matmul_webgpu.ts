@@ -32,7 +32,7 @@
  */
 
 import { tf } from "../tf.ts";
-import { type FusedProgram, runFusedInfo, type Uniform, workgroupsFor } from "./webgpu_program.ts";
+import { type FusedProgram, runFusedInfo, workgroupsFor } from "./webgpu_program.ts";
 
 /** Invocations per workgroup (64 and 16 measured alike on lavapipe: 3,028 and 3,055 ms a step). */
 const WORKGROUP = 64;
@@ -160,8 +160,9 @@ export function tileProduct(
   transposeA: boolean,
   transposeB: boolean,
 ): boolean {
-  return rowBlockInstalled() &&
-    (rowBlockPlan(a, b, transposeA, transposeB)?.name.startsWith("matmul_tile") ?? false);
+  if (!rowBlockInstalled()) return false;
+  const shape = productShape(a, b, transposeA, transposeB);
+  return shape !== null && tileTakes(shape.m, shape.k, shape.n, transposeA);
 }
 
 function rowBlockKernel(fallback: KernelFunc): KernelFunc {
@@ -173,13 +174,28 @@ function rowBlockKernel(fallback: KernelFunc): KernelFunc {
   };
 }
 
-/** The program for `a · b`, or null when tfjs's kernel should run it. */
-function rowBlockPlan(
+/** A product's sizes and batches, as the programs here read them. */
+interface ProductShape {
+  m: number;
+  k: number;
+  n: number;
+  batchA: number;
+  batchB: number;
+  /** The output's batch dimensions. */
+  outer: number[];
+}
+
+/**
+ * The sizes of `a · b` (either side transposed), or null when the programs here do not take it:
+ * not float32, fewer than 2 dimensions, sizes that do not match or are 0, n not a multiple of 4,
+ * or batch dimensions neither equal nor 1 on one side.
+ */
+function productShape(
   a: tf.TensorInfo,
   b: tf.TensorInfo,
   transposeA: boolean,
   transposeB: boolean,
-): FusedProgram | null {
+): ProductShape | null {
   if (a.dtype !== "float32" || b.dtype !== "float32") return null;
   if (a.shape.length < 2 || b.shape.length < 2) return null;
   const [a0, a1] = a.shape.slice(-2) as [number, number];
@@ -196,41 +212,45 @@ function rowBlockPlan(
   const aOnce = batchA === 1 && outerA.length <= outerB.length;
   const bOnce = batchB === 1 && outerB.length <= outerA.length;
   if (!same && !aOnce && !bOnce) return null;
-  const outer = same || bOnce ? outerA : outerB;
+  return { m, k, n, batchA, batchB, outer: same || bOnce ? outerA : outerB };
+}
+
+/** The program for `a · b`, or null when tfjs's kernel should run it. */
+function rowBlockPlan(
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): FusedProgram | null {
+  const shape = productShape(a, b, transposeA, transposeB);
+  if (!shape) return null;
+  const { m, k, n, batchA, batchB, outer } = shape;
   const batch = Math.max(batchA, batchB);
-  const uniforms = (blocks: number): Record<string, Uniform> => ({
-    m: ["i32", m],
-    k: ["i32", k],
-    n: ["i32", n],
-    blocks: ["i32", blocks],
-    strideA: ["i32", batchA === 1 ? 0 : m * k],
-    strideB: ["i32", batchB === 1 ? 0 : k * n],
-  });
+  const tile = tileTakes(m, k, n, transposeA);
+  // the tile's rows (at least 4 where A is read by row quads) or the row blocks'
+  const rows = tile ? Math.max(rowsPer(m, TILE_ROWS), transposeA ? 4 : 1) : rowsPer(m, MAX_ROWS);
+  const blocks = batch * Math.ceil(m / rows) *
+    (tile ? Math.ceil(n / 4 / TILE_QUADS) : n / 4);
+  const workgroupSize = tile ? TILE_WORKGROUP : WORKGROUP;
   const flags = `${transposeA ? "_ta" : ""}${transposeB ? "_tb" : ""}`;
-  if (tileTakes(m, k, n, transposeA)) {
-    const rows = Math.max(rowsPer(m, TILE_ROWS), transposeA ? 4 : 1);
-    const blocks = batch * Math.ceil(m / rows) * Math.ceil(n / 4 / TILE_QUADS);
-    return {
-      name: `matmul_tile${rows}${flags}`,
-      inputs: ["A", "B"],
-      outputShape: [...outer, m, n],
-      workgroupSize: TILE_WORKGROUP,
-      workgroups: workgroupsFor(blocks, TILE_WORKGROUP),
-      uniforms: uniforms(blocks),
-      components: { inputs: [4, 4], output: 4 },
-      code: () => tileCode(rows, transposeA, transposeB),
-    };
-  }
-  const rows = rowsPer(m, MAX_ROWS);
-  const blocks = batch * Math.ceil(m / rows) * (n / 4);
   return {
-    name: `matmul_rows${rows}${flags}`,
+    name: `matmul_${tile ? "tile" : "rows"}${rows}${flags}`,
     inputs: ["A", "B"],
     outputShape: [...outer, m, n],
-    workgroupSize: WORKGROUP,
-    workgroups: workgroupsFor(blocks, WORKGROUP),
-    uniforms: uniforms(blocks),
-    code: () => rowBlockCode(rows, transposeA, transposeB),
+    workgroupSize,
+    workgroups: workgroupsFor(blocks, workgroupSize),
+    uniforms: {
+      m: ["i32", m],
+      k: ["i32", k],
+      n: ["i32", n],
+      blocks: ["i32", blocks],
+      strideA: ["i32", batchA === 1 ? 0 : m * k],
+      strideB: ["i32", batchB === 1 ? 0 : k * n],
+    },
+    ...(tile ? { components: { inputs: [4, 4], output: 4 } } : {}),
+    code: tile
+      ? () => tileCode(rows, transposeA, transposeB)
+      : () => rowBlockCode(rows, transposeA, transposeB),
   };
 }
 

@@ -5,7 +5,7 @@
  *
  * - RMSNorm: one program forward (a workgroup per row); backward, each row's 1/rms, then dx (a
  *   workgroup per row) and dw (a workgroup per column); on a CPU adapter an invocation per row or
- *   column instead (`laneRowProgram`), as for the other row programs;
+ *   column instead (`rowProgram`), as for the other row programs;
  * - RoPE fused with the split into heads: one program forward, one backward (the transposed
  *   rotation straight back to [B·T, H·hd]);
  * - SwiGLU's elementwise silu(g)·u: one program forward, one per gradient (dg, du); the three
@@ -105,6 +105,13 @@ function reductions(width: number): string {
  * A program run by one workgroup per row of `rows` rows of `cols` values: its code sees `row`,
  * `lane` (0 … width − 1), `width`, `cols`, `valid` (row < rows: a workgroup past the end still
  * reaches the barriers) and `reduceSum`/`reduceMax`.
+ *
+ * On a CPU adapter, rows narrower than {@linkcode LANE_ROW_MAX_COLS} run the same body one
+ * invocation per row instead, as a workgroup of one lane (`lane` 0, `width` 1, the reductions of
+ * the one value). Lavapipe runs a workgroup's lanes 8 at a time in SIMD and each barrier of a
+ * workgroup's reduction as a switch between them; a row per invocation has no barrier and no idle
+ * lane. The row's sums then run in order instead of as a tree: float32 rounding apart, the same
+ * values.
  */
 function rowProgram(
   name: string,
@@ -114,23 +121,21 @@ function rowProgram(
   uniforms: Record<string, Uniform>,
   body: string,
 ): FusedProgram {
-  if (cpuAdapterPrograms() && cols < LANE_ROW_MAX_COLS) {
-    return laneRowProgram(name, inputs, outputShape, [rows, cols], uniforms, body);
-  }
-  const width = rowWorkgroup(cols);
+  const lanes = cpuAdapterPrograms() && cols < LANE_ROW_MAX_COLS;
+  const width = lanes ? 1 : rowWorkgroup(cols);
   return {
-    name,
+    name: lanes ? `${name}_lanes` : name,
     inputs,
     outputShape,
-    workgroupSize: width,
-    workgroups: rows,
+    workgroupSize: lanes ? LANE_WORKGROUP : width,
+    workgroups: lanes ? workgroupsFor(rows, LANE_WORKGROUP) : rows,
     uniforms: { rows: ["i32", rows], cols: ["i32", cols], ...uniforms },
     code: () =>
-      `${reductions(width)}
+      `${lanes ? ONE_LANE_REDUCTIONS : reductions(width)}
     fn main(index : i32) {
       let width = ${width};
-      let row = index / width;
-      let lane = i32(localId.x);
+      let row = ${lanes ? "index" : "index / width"};
+      let lane = ${lanes ? "0" : "i32(localId.x)"};
       let cols = uniforms.cols;
       let valid = row < uniforms.rows;
       ${body}
@@ -139,7 +144,7 @@ function rowProgram(
 }
 
 /**
- * On a CPU adapter, rows narrower than this run an invocation each (`laneRowProgram`); wider ones
+ * On a CPU adapter, rows narrower than this run an invocation each (`rowProgram`); wider ones
  * (a vocabulary's logits) keep a workgroup each, so that a few rows still spread over the cores.
  */
 const LANE_ROW_MAX_COLS = 4096;
@@ -147,41 +152,10 @@ const LANE_ROW_MAX_COLS = 4096;
 /** Invocations per workgroup of the programs run an invocation per row or column. */
 const LANE_WORKGROUP = 16;
 
-/**
- * `rowProgram` for a CPU adapter: the same body run by one invocation per row, as a workgroup of
- * one lane (`lane` 0, `width` 1, `reduceSum` and `reduceMax` of the one value). Lavapipe runs a
- * workgroup's lanes 8 at a time in SIMD and each barrier of a workgroup's reduction as a switch
- * between them; a row per invocation has no barrier and no idle lane. The row's sums then run in
- * order instead of as a tree: float32 rounding apart, the same values.
- */
-function laneRowProgram(
-  name: string,
-  inputs: readonly string[],
-  outputShape: readonly number[],
-  [rows, cols]: [number, number],
-  uniforms: Record<string, Uniform>,
-  body: string,
-): FusedProgram {
-  return {
-    name: `${name}_lanes`,
-    inputs,
-    outputShape,
-    workgroupSize: LANE_WORKGROUP,
-    workgroups: workgroupsFor(rows, LANE_WORKGROUP),
-    uniforms: { rows: ["i32", rows], cols: ["i32", cols], ...uniforms },
-    code: () => `
-    fn reduceSum(value : f32) -> f32 { return value; }
-    fn reduceMax(value : f32) -> f32 { return value; }
-    fn main(index : i32) {
-      let width = 1;
-      let row = index;
-      let lane = 0;
-      let cols = uniforms.cols;
-      let valid = row < uniforms.rows;
-      ${body}
-    }`,
-  };
-}
+/** `reductions` of a workgroup of one lane: the one value. */
+const ONE_LANE_REDUCTIONS = `
+  fn reduceSum(value : f32) -> f32 { return value; }
+  fn reduceMax(value : f32) -> f32 { return value; }`;
 
 /** A program with one invocation per output value (`i`, and `count` values in all). */
 function elementwise(
@@ -284,7 +258,7 @@ function rmsNormDx(x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor, r: tf.Tensor): tf.
 function rmsNormDw(x: tf.Tensor, dy: tf.Tensor, r: tf.Tensor): tf.Tensor1D {
   const [rows, d] = x.shape as [number, number];
   if (cpuAdapterPrograms()) {
-    // a CPU adapter's: an invocation per column, the rows in order (see `laneRowProgram`)
+    // a CPU adapter's: an invocation per column, the rows in order (see `rowProgram`)
     return runFused({
       name: "rms_norm_dw_lanes",
       inputs: ["x", "dy", "inv"],

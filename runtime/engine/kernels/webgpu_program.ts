@@ -219,7 +219,7 @@ export function runFusedInfo(
     getUserCode: () => typeof program.code === "string" ? program.code : program.code(),
   };
   if (program.components) {
-    webgpuProgram.variableComponents = [...program.components.inputs];
+    webgpuProgram.variableComponents = program.components.inputs as number[]; // tfjs only reads it
     webgpuProgram.outputComponent = program.components.output;
   }
   const values = [];
