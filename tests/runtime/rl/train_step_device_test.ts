@@ -13,7 +13,8 @@ import { NonFiniteUpdateError, type Run, trainStep } from "../../../runtime/rl/t
 import type { ObjectiveBatch, ObjectiveResult } from "../../../runtime/mod.ts";
 import { releaseRun, tinyRun, valuesOf as values } from "../_run.ts";
 import { deviceConstantCount } from "../../../runtime/engine/kernels/constants.ts";
-import { assertOpsBits, needsWebgpu } from "../_webgpu.ts";
+import { assertOpsBits, CPU_ADAPTER, needsWebgpu } from "../_webgpu.ts";
+import { assertClose } from "../_numeric.ts";
 
 /** `run` on the device path (`true`) or the host's: its kernel set, `updateOnDevice` set so. */
 function onDevice(run: Run, on = true): Run {
@@ -162,7 +163,15 @@ Deno.test({
       }
       assert.equal(live(), after1);
       assert.equal(device.optimizer.t, 8);
-      assertOpsBits(await read(device.params), await read(host.params), "parameters");
+      // AdamW moves a parameter by lr·m/√v, and m/√v of a gradient near 0 keeps the gradient's
+      // relative rounding: on a GPU (fused multiply-adds) 8 updates at lr 1e-2 differ by up to
+      // about 1e-6 absolute (2.3e-7 seen on an NVIDIA H200), as in the clipped case below
+      assertClose(
+        await read(device.params),
+        await read(host.params),
+        "parameters",
+        CPU_ADAPTER ? { rtol: 0, atol: 0 } : { rtol: 1e-5, atol: 1e-6 },
+      );
     } finally {
       release(host);
       release(device);
