@@ -57,6 +57,7 @@ import { nativeTensorflow, nodeModules } from "./native.ts";
 import { freeDuringBackprop } from "./tape.ts";
 import { tf } from "./tf.ts";
 import { installWebgpuDispatch, uninstallWebgpuDispatch } from "./webgpu_dispatch.ts";
+import { installHostSlice } from "./kernels/slice_webgpu.ts";
 
 export { tf };
 export type { BackendName, KernelSet };
@@ -309,6 +310,7 @@ export async function useBackend(
   if (name === "wasm") registerSharingKernels(); // clones and same-dtype casts without a copy
   if (name === "webgpu") {
     chainWebgpuAddN();
+    installHostSlice(); // a batch's ids sliced on the CPU a row at a time (slice_webgpu.ts)
     useCpuAdapterPrograms(webgpuOnCpu); // attention an invocation per row on lavapipe
     // a CPU driver runs tfjs's tiled products slowly: row blocks instead (matmul_webgpu.ts)
     if (rowBlockWanted(webgpuOnCpu)) {
