@@ -71,6 +71,11 @@ export interface FusedProgram {
    * whose element i is values 4i … 4i + 3; the sizes must be multiples of 4). @default 1 each
    */
   components?: { inputs: readonly number[]; output: number };
+  /**
+   * The caller runs this same object again, unchanged (a plan cached by shape): what tfjs reads
+   * of it is built at its first run and kept with it, not at every dispatch. @default false
+   */
+  reused?: boolean;
 }
 
 /**
@@ -205,35 +210,78 @@ export function runFusedInfo(
   inputs: readonly tf.TensorInfo[],
   into?: tf.TensorInfo,
 ): tf.TensorInfo {
-  const uniforms = program.uniforms ?? {};
-  const names = PROGRAM_NAMES.get(program.name) ?? programNames(program);
-  const outputShape = [...program.outputShape];
-  const webgpuProgram: WebgpuProgram = {
-    outputShape,
-    shaderKey: names.shaderKey,
-    dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [program.workgroups, 1, 1],
-    workgroupSize: [program.workgroupSize, 1, 1],
-    variableNames: names.inputs,
-    uniforms: names.uniformDecl,
-    getUserCode: () => typeof program.code === "string" ? program.code : program.code(),
-  };
-  if (program.components) {
-    webgpuProgram.variableComponents = program.components.inputs as number[]; // tfjs only reads it
-    webgpuProgram.outputComponent = program.components.output;
+  let ready = program.reused ? PREPARED.get(program) : undefined;
+  if (!ready) {
+    ready = prepare(program);
+    if (program.reused) PREPARED.set(program, ready);
   }
-  const values = [];
-  for (const name of names.uniforms) {
-    const [type, value] = uniforms[name]!;
-    values.push({ type: UNIFORM_TYPES[type], data: [value] });
+  const webgpuProgram: WebgpuProgram = {
+    outputShape: [...ready.outputShape], // tfjs gives it to the output's tensor info
+    shaderKey: ready.names.shaderKey,
+    dispatchLayout: ready.dispatchLayout,
+    dispatch: ready.dispatch,
+    workgroupSize: ready.workgroupSize,
+    variableNames: ready.names.inputs,
+    uniforms: ready.names.uniformDecl,
+    getUserCode: ready.getUserCode,
+  };
+  if (ready.components) {
+    webgpuProgram.variableComponents = ready.components.inputs;
+    webgpuProgram.outputComponent = ready.components.output;
   }
   return webgpuBackend(program.name).runWebGPUProgram(
     webgpuProgram,
     [...inputs],
     program.dtype ?? "float32",
-    values,
+    ready.values,
     into,
   );
+}
+
+/**
+ * What tfjs reads of a program, but for the output's shape, which it hands on: tfjs reads these
+ * (the backend's `runWebGPUProgram`, and its original on a pipeline not yet compiled) and never
+ * writes into them; it replaces `dispatch` where it reshapes one, on the program object of the run.
+ */
+interface Prepared {
+  names: ProgramNames;
+  outputShape: readonly number[];
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  getUserCode: () => string;
+  components?: { inputs: number[]; output: number };
+  values: { type: "int32" | "uint32" | "float32"; data: number[] }[];
+}
+
+/** A `reused` program's `Prepared`, by the program. */
+const PREPARED = new WeakMap<FusedProgram, Prepared>();
+
+function prepare(program: FusedProgram): Prepared {
+  const uniforms = program.uniforms ?? {};
+  const names = PROGRAM_NAMES.get(program.name) ?? programNames(program);
+  const values = [];
+  for (const name of names.uniforms) {
+    const [type, value] = uniforms[name]!;
+    values.push({ type: UNIFORM_TYPES[type], data: [value] });
+  }
+  return {
+    names,
+    outputShape: program.outputShape,
+    dispatchLayout: { x: program.outputShape.map((_, i) => i) },
+    dispatch: [program.workgroups, 1, 1],
+    workgroupSize: [program.workgroupSize, 1, 1],
+    getUserCode: () => typeof program.code === "string" ? program.code : program.code(),
+    ...(program.components
+      ? {
+        components: {
+          inputs: program.components.inputs as number[], // tfjs only reads it
+          output: program.components.output,
+        },
+      }
+      : {}),
+    values,
+  };
 }
 
 /** What a program's name fixes: its pipeline's key, inputs and uniforms (see `FusedProgram.name`). */
