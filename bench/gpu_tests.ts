@@ -10,6 +10,7 @@ import "../tests/runtime/engine/philox_test.ts";
 import "../tests/runtime/engine/webgpu_test.ts";
 import "../tests/runtime/engine/kernels/webgpu_test.ts";
 import "../tests/runtime/engine/kernels/matmul_webgpu_test.ts";
+import "../tests/runtime/engine/kernels/slice_webgpu_test.ts";
 import "../tests/runtime/engine/kernels/adamw_webgpu_test.ts";
 import "../tests/runtime/engine/kernels/norm_webgpu_test.ts";
 import "../tests/runtime/rl/objectives/group_webgpu_test.ts";
