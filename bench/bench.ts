@@ -544,8 +544,9 @@ const COUNTS_NOTE = "webgpu counts (runtime/engine/webgpu_counters.ts) of one se
   "that made none either (not settled: none did within the worker's limit, and the last is " +
   "shown); uploads are tensor data written from the CPU (scalar: at most 4 bytes); reads are " +
   "buffers mapped back to the CPU; host µs / dispatch = (wall time − time inside queue.submit − time " +
-  "waiting on reads) / dispatches; ms in submit: the time inside queue.submit (on lavapipe, the " +
-  "kernels themselves run there)";
+  "waiting on reads) / dispatches, of a step a few steps into the run, before V8 has optimised " +
+  "its JavaScript (warm steps, hundreds in, are faster: bench/webgpu_host.ts); ms in submit: the " +
+  "time inside queue.submit (on lavapipe, the kernels themselves run there)";
 
 /** giftwrap's estimate and the measured peak's ratio to it (none where its train step failed). */
 function estimateCell(c: Cell, ok = false): string {
