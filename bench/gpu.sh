@@ -5,12 +5,14 @@
 #   bench/gpu.sh [bench flags…]    # there, in the repository root, with .gpu/ carried along
 #   bench/gpu.sh profile [--config large]   # there: bench/profile.ts, time by kernel on both sides
 #   bench/gpu.sh tests [deno test flags…]  # there: the webgpu tests (bench/gpu_tests.ts) on its GPU
+#   bench/gpu.sh host [steps] [warm-up]     # there: bench/webgpu_host.ts, the warm step's host time
 #
 # `pack` puts into .gpu/ everything the GPU machine cannot fetch:
 #   deno.xz             this Deno binary, xz-compressed (about 31 MB from 96)
 #   giftwrap-bench.js   bench/gpu.ts bundled: the bench and giftwrap's worker, tfjs and every other
 #                       npm package inside, so nothing is resolved or downloaded there
 #   webgpu-tests.js     bench/gpu_tests.ts bundled likewise: the webgpu tests CI runs on lavapipe
+#   webgpu-host.js      bench/webgpu_host.ts bundled likewise
 #   vulkan/*.deb        Debian's Vulkan loader (libvulkan1) and the GL dispatch libraries NVIDIA's
 #                       Vulkan driver links against, unpacked there only when it lacks a loader
 #
@@ -37,6 +39,7 @@ pack() {
   deno install --quiet # node_modules, which the bundler reads
   deno bundle --quiet --platform deno -o "$pack_dir.tmp/giftwrap-bench.js" bench/gpu.ts
   deno bundle --quiet --platform deno -o "$pack_dir.tmp/webgpu-tests.js" bench/gpu_tests.ts
+  deno bundle --quiet --platform deno -o "$pack_dir.tmp/webgpu-host.js" bench/webgpu_host.ts
   local exe
   exe="$(deno eval --quiet 'console.log(Deno.execPath())')"
   echo "compressing $exe ($(du -h "$exe" | cut -f1))" >&2
@@ -97,7 +100,7 @@ run() {
     }
     const { vendor, architecture, description } = adapter.info;
     console.error(`WebGPU adapter: ${description} (vendor ${vendor}, ${architecture || "?"})`);'
-  [[ "${1:-}" == "tests" ]] ||
+  [[ "${1:-}" == "tests" || "${1:-}" == "host" ]] ||
     "$python" -c 'import torch
 cuda = torch.cuda.is_available()
 print(f"PyTorch {torch.__version__}:", torch.cuda.get_device_name(0) if cuda else "no CUDA GPU")' >&2
@@ -107,6 +110,10 @@ print(f"PyTorch {torch.__version__}:", torch.cuda.get_device_name(0) if cuda els
     shift
     [[ -f "$pack_dir/webgpu-tests.js" ]] || { echo "bench/gpu.sh: $pack_dir/webgpu-tests.js is missing; run 'bench/gpu.sh pack'" >&2; exit 2; }
     GIFTWRAP_REQUIRE_WEBGPU=1 "$tmp/deno" test "${perms[@]}" "$@" "$pack_dir/webgpu-tests.js"
+  elif [[ "${1:-}" == "host" ]]; then
+    shift
+    [[ -f "$pack_dir/webgpu-host.js" ]] || { echo "bench/gpu.sh: $pack_dir/webgpu-host.js is missing; run 'bench/gpu.sh pack'" >&2; exit 2; }
+    "$tmp/deno" run "${perms[@]}" "$pack_dir/webgpu-host.js" "$@"
   elif [[ "${1:-}" == "profile" ]]; then
     shift
     "$tmp/deno" run "${perms[@]}" "$bundle" --profile "${flags[@]}" --backend webgpu "$@"
