@@ -226,7 +226,7 @@ export function runFusedInfo(
     getUserCode: ready.getUserCode,
   };
   if (ready.components) {
-    webgpuProgram.variableComponents = ready.components.inputs;
+    webgpuProgram.variableComponents = ready.components.inputs as number[]; // tfjs only reads it
     webgpuProgram.outputComponent = ready.components.output;
   }
   return webgpuBackend(program.name).runWebGPUProgram(
@@ -250,7 +250,7 @@ interface Prepared {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   getUserCode: () => string;
-  components?: { inputs: number[]; output: number };
+  components: FusedProgram["components"];
   values: { type: "int32" | "uint32" | "float32"; data: number[] }[];
 }
 
@@ -272,14 +272,7 @@ function prepare(program: FusedProgram): Prepared {
     dispatch: [program.workgroups, 1, 1],
     workgroupSize: [program.workgroupSize, 1, 1],
     getUserCode: () => typeof program.code === "string" ? program.code : program.code(),
-    ...(program.components
-      ? {
-        components: {
-          inputs: program.components.inputs as number[], // tfjs only reads it
-          output: program.components.output,
-        },
-      }
-      : {}),
+    components: program.components,
     values,
   };
 }
